@@ -1,0 +1,343 @@
+"""A deterministic synthetic head in an MNI-like grid, with tissue classes and ROIs.
+
+The phantom is a stand-in for a standard-space brain (MNI152, 2 mm): an
+ellipsoidal brain with a cortical gray-matter (GM) shell, white matter (WM)
+inside, cerebrospinal fluid (CSF) in a thin subarachnoid layer, the lateral
+ventricles and an interhemispheric fissure, and the seven ROIs of the reference
+study (:data:`dtitool._constants.ROI_NAMES`) at plausible MNI coordinates and
+sizes. Coordinates are world millimetres in RAS+ orientation, so **left is
+negative x**, as in MNI space; the voxel axes follow FSL's MNI152 templates
+(first voxel axis runs right to left).
+
+Two label images come with it:
+
+- ``tissue``: 0 background, 1 CSF, 2 GM, 3 WM (:data:`TISSUE_NAMES`).
+- ``labels``: 0 none, 1..7 the ROIs in ``ROI_NAMES`` order, described by the
+  lookup table ``lut`` (columns ``index``, ``name``; BIDS ``_dseg.tsv`` layout).
+
+Nothing here is random: the phantom depends only on ``resolution``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from dtitool._constants import ROI_NAMES
+from dtitool._io import atomic_outputs, write_tsv
+
+__all__ = [
+    "ATLAS_FILENAME",
+    "LUT_FILENAME",
+    "TISSUE_FILENAME",
+    "TISSUE_NAMES",
+    "Phantom",
+    "make_lut",
+    "make_phantom",
+    "save_phantom_files",
+    "write_atlas",
+]
+
+TISSUE_NAMES = ("background", "CSF", "GM", "WM")
+"""Tissue class names; the class code is the position (0 background ... 3 WM)."""
+
+ATLAS_FILENAME = "atlas-dtitool_dseg.nii.gz"
+"""File name of the ROI label image (BIDS derivatives ``dseg`` naming)."""
+
+LUT_FILENAME = "atlas-dtitool_dseg.tsv"
+"""File name of the ROI lookup table (columns ``index``, ``name``)."""
+
+TISSUE_FILENAME = "atlas-dtitool_label-tissue_dseg.nii.gz"
+"""File name of the tissue-class image (0 background, 1 CSF, 2 GM, 3 WM)."""
+
+# World-space field of view of FSL's MNI152 templates (mm): the 2 mm template is
+# 91 x 109 x 91 voxels with origin (90, -126, -72) and a flipped x axis.
+_FOV_MM = (180.0, 216.0, 180.0)
+_ORIGIN_MM = (90.0, -126.0, -72.0)
+
+# Brain ellipsoid (centre, semi-axes) in MNI mm, fitted by eye to the MNI152
+# brain mask extent (x -68..68, y -104..72, z -50..80).
+_BRAIN_CENTRE = (0.0, -16.0, 14.0)
+_BRAIN_AXES = (68.0, 88.0, 66.0)
+_CSF_SHELL_MM = 4.0  # subarachnoid CSF outside the brain surface
+# GM shell thickness: cortex is 2.5-4.5 mm thick; thicker here to stand in for
+# the folding an ellipsoid lacks (brain GM:WM volume ~ 1:2.5 rather than 1:1).
+_CORTEX_MM = 6.0
+
+# ROI geometry in MNI mm. Centres from standard atlases (Harvard-Oxford,
+# AAL); ellipsoid semi-axes chosen so that volumes match typical adult volumes
+# (amygdala ~1.7 cm^3, hippocampus ~3.5 cm^3; see e.g. Brabec et al. 2010,
+# Radiology 254:551, for manual volumetry of these structures).
+_AMYGDALA = {"centre": (23.0, -4.0, -18.0), "axes": (7.0, 8.0, 7.5)}
+_HIPPOCAMPUS = {
+    "centre": (28.0, -24.0, -10.0),
+    "axes": (5.5, 20.0, 7.5),
+    # Long axis tilted so that the tail rises posteriorly (~30 deg from the
+    # AC-PC plane), as the real hippocampus does.
+    "tilt_deg": 30.0,
+}
+_VACC = {"centre": (0.0, 28.0, -8.0), "axes": (8.0, 8.0, 8.0)}
+# BA10 (frontopolar cortex): the cortical shell in front of y = 60 mm, above
+# the orbital surface and below the superior frontal gyrus, off the midline.
+_BA10 = {"y_min": 60.0, "z_range": (-10.0, 26.0), "abs_x_range": (2.0, 28.0)}
+# Lateral ventricles: one ellipsoid per hemisphere beside the midline.
+_VENTRICLE = {"centre": (12.0, -12.0, 16.0), "axes": (6.0, 26.0, 9.0)}
+
+
+@dataclass(frozen=True, slots=True)
+class Phantom:
+    """A synthetic head: tissue classes and an ROI atlas on one grid.
+
+    Parameters
+    ----------
+    tissue : ndarray of int8, shape (X, Y, Z)
+        Tissue class per voxel: 0 background, 1 CSF, 2 GM, 3 WM.
+    labels : ndarray of int16, shape (X, Y, Z)
+        ROI label per voxel: 0 none, ``i`` = ``lut.name[lut.index == i]``.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world (MNI mm, RAS+) transform.
+    lut : DataFrame
+        Lookup table with columns ``index`` (int) and ``name`` (ROI name).
+    """
+
+    tissue: np.ndarray
+    labels: np.ndarray
+    affine: np.ndarray
+    lut: pd.DataFrame
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Grid shape ``(X, Y, Z)``."""
+        return tuple(self.labels.shape)
+
+    @property
+    def voxel_volume(self) -> float:
+        """Volume of one voxel in mm^3."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    def roi_volumes(self) -> pd.Series:
+        """Volume of each ROI in mm^3, indexed by ROI name (LUT order)."""
+        counts = np.bincount(self.labels.ravel(), minlength=self.lut["index"].max() + 1)
+        return pd.Series(
+            counts[self.lut["index"].to_numpy()] * self.voxel_volume,
+            index=pd.Index(self.lut["name"].to_list(), name="roi"),
+            name="volume_mm3",
+        )
+
+    def roi_centroids(self) -> pd.DataFrame:
+        """World (MNI mm) centroid of each ROI: columns x, y, z, indexed by name."""
+        idx = self.lut["index"].to_numpy()
+        com = ndimage.center_of_mass(np.ones(self.shape), self.labels, idx)
+        ijk = np.column_stack([np.asarray(com), np.ones(len(idx))])
+        xyz = ijk @ self.affine.T
+        return pd.DataFrame(
+            xyz[:, :3],
+            columns=["x", "y", "z"],
+            index=pd.Index(self.lut["name"].to_list(), name="roi"),
+        )
+
+    def label_image(self) -> nib.Nifti1Image:
+        """Return the ROI atlas as a NIfTI image (int16)."""
+        return _label_nifti(self.labels, self.affine)
+
+    def tissue_image(self) -> nib.Nifti1Image:
+        """Return the tissue classes as a NIfTI image (int16)."""
+        return _label_nifti(self.tissue, self.affine)
+
+
+def make_lut() -> pd.DataFrame:
+    """Lookup table of the dtitool atlas: ``index`` 1..7, ``name`` ROI_NAMES."""
+    return pd.DataFrame(
+        {"index": np.arange(1, len(ROI_NAMES) + 1), "name": list(ROI_NAMES)}
+    )
+
+
+def _grid(resolution: float) -> tuple[tuple[int, int, int], np.ndarray]:
+    shape = tuple(round(f / resolution) + 1 for f in _FOV_MM)
+    affine = np.diag([-resolution, resolution, resolution, 1.0])
+    affine[:3, 3] = _ORIGIN_MM
+    return shape, affine
+
+
+def _ellipsoid(x, y, z, centre, axes) -> np.ndarray:
+    return (
+        ((x - centre[0]) / axes[0]) ** 2
+        + ((y - centre[1]) / axes[1]) ** 2
+        + ((z - centre[2]) / axes[2]) ** 2
+    ) <= 1.0
+
+
+def make_phantom(*, resolution: float = 2.0) -> Phantom:
+    """Build the synthetic head on an MNI152-like grid.
+
+    Parameters
+    ----------
+    resolution : float
+        Isotropic voxel size in mm. The field of view is that of FSL's MNI152
+        templates, so ``resolution=2`` gives the 91 x 109 x 91 grid with affine
+        ``[[-2, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]]``.
+        Coarser grids (e.g. 4 mm) are handy for fast tests.
+
+    Returns
+    -------
+    Phantom
+        Tissue classes, ROI labels, affine and lookup table. Deterministic.
+
+    Raises
+    ------
+    ValueError
+        If ``resolution`` is not a number in [0.5, 8] mm.
+
+    Notes
+    -----
+    Construction, in world millimetres: the brain is an ellipsoid; the cortex is
+    every brain voxel within ``6 mm`` of its surface (Euclidean distance
+    transform), WM the rest; a 4 mm CSF layer surrounds the brain; the lateral
+    ventricles are ellipsoids either side of the midline and a 2 mm-wide CSF
+    interhemispheric fissure lined by cortex splits the frontal and superior
+    brain. Amygdala, hippocampus (tilted ellipsoid) and the subgenual / ventral
+    anterior cingulate (vACC) are GM ellipsoids; BA10 is the frontopolar part of
+    the cortical shell. Left ROIs are at negative x.
+
+    Examples
+    --------
+    >>> ph = make_phantom()
+    >>> ph.shape
+    (91, 109, 91)
+    >>> bool(ph.roi_centroids().loc["L_amygdala", "x"] < 0)
+    True
+    """
+    if isinstance(resolution, bool) or not isinstance(
+        resolution, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"resolution must be a number of mm, got {resolution!r}")
+    resolution = float(resolution)
+    if not 0.5 <= resolution <= 8.0:
+        raise ValueError(f"resolution must be in [0.5, 8] mm, got {resolution}")
+    shape, affine = _grid(resolution)
+    i, j, k = np.meshgrid(*(np.arange(n, dtype=float) for n in shape), indexing="ij")
+    x = affine[0, 0] * i + affine[0, 3]
+    y = affine[1, 1] * j + affine[1, 3]
+    z = affine[2, 2] * k + affine[2, 3]
+    del i, j, k
+    sampling = (resolution,) * 3
+
+    brain = _ellipsoid(x, y, z, _BRAIN_CENTRE, _BRAIN_AXES)
+    # Interhemispheric fissure: a CSF sheet at the midline in the frontal and
+    # superior brain (where the hemispheres are separated), cut out of the brain
+    # before the cortex is defined so that cortex lines the medial walls.
+    half = max(resolution / 2.0, 1.0)
+    fissure = brain & (np.abs(x) <= half) & ((z > 28.0) | (y > 38.0))
+    brain_wo = brain & ~fissure
+    depth = ndimage.distance_transform_edt(brain_wo, sampling=sampling)
+    outside = ndimage.distance_transform_edt(~brain, sampling=sampling)
+
+    tissue = np.zeros(shape, dtype=np.int8)
+    tissue[(outside > 0) & (outside <= _CSF_SHELL_MM)] = 1
+    tissue[brain_wo] = 3
+    tissue[brain_wo & (depth <= _CORTEX_MM)] = 2
+    tissue[fissure] = 1
+    for sign in (1.0, -1.0):
+        c = _VENTRICLE["centre"]
+        tissue[_ellipsoid(x, y, z, (sign * c[0], c[1], c[2]), _VENTRICLE["axes"])] = 1
+
+    labels = np.zeros(shape, dtype=np.int16)
+    code = {name: n for n, name in enumerate(ROI_NAMES, start=1)}
+
+    # BA10: frontopolar cortex, split by hemisphere.
+    lo, hi = _BA10["abs_x_range"]
+    zlo, zhi = _BA10["z_range"]
+    frontal = (tissue == 2) & (y >= _BA10["y_min"]) & (z >= zlo) & (z <= zhi)
+    frontal &= (np.abs(x) >= lo) & (np.abs(x) <= hi)
+    labels[frontal & (x < 0)] = code["L_BA10"]
+    labels[frontal & (x > 0)] = code["R_BA10"]
+
+    # Deep GM: hippocampus first, so the amygdala wins where they touch
+    # (the amygdala sits just anterior-superior to the hippocampal head).
+    t = np.deg2rad(_HIPPOCAMPUS["tilt_deg"])
+    for side, sign in (("L", -1.0), ("R", 1.0)):
+        cx, cy, cz = _HIPPOCAMPUS["centre"]
+        dx, dy, dz = x - sign * cx, y - cy, z - cz
+        # Rotate about the x axis so the long (y') axis rises posteriorly.
+        yr = dy * np.cos(t) - dz * np.sin(t)
+        zr = dy * np.sin(t) + dz * np.cos(t)
+        ax = _HIPPOCAMPUS["axes"]
+        hippo = (dx / ax[0]) ** 2 + (yr / ax[1]) ** 2 + (zr / ax[2]) ** 2 <= 1.0
+        labels[hippo & brain_wo] = code[f"{side}_hippocampus"]
+        ac = _AMYGDALA["centre"]
+        amy = _ellipsoid(x, y, z, (sign * ac[0], ac[1], ac[2]), _AMYGDALA["axes"])
+        labels[amy & brain_wo] = code[f"{side}_amygdala"]
+    vacc = _ellipsoid(x, y, z, _VACC["centre"], _VACC["axes"]) & brain_wo
+    labels[vacc] = code["vACC"]
+    # Every ROI is gray matter.
+    tissue[labels > 0] = 2
+
+    for a in (tissue, labels, affine):
+        a.setflags(write=False)
+    return Phantom(tissue=tissue, labels=labels, affine=affine, lut=make_lut())
+
+
+def _label_nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.int16), affine)
+    img.header.set_xyzt_units("mm")
+    # Standard-space (MNI) images: both qform and sform codes 4 (MNI152).
+    img.set_sform(affine, code=4)
+    img.set_qform(affine, code=4)
+    img.header["intent_code"] = 1002  # NIFTI_INTENT_LABEL
+    return img
+
+
+def save_phantom_files(phantom: Phantom, folder: str | os.PathLike) -> list[str]:
+    """Write the atlas, its lookup table and the tissue image into ``folder``.
+
+    A low-level helper for writers that manage their own atomic output folder;
+    use :func:`write_atlas` otherwise. Returns the file names written
+    (:data:`ATLAS_FILENAME`, :data:`LUT_FILENAME`, :data:`TISSUE_FILENAME`).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    nib.save(phantom.label_image(), folder / ATLAS_FILENAME)
+    nib.save(phantom.tissue_image(), folder / TISSUE_FILENAME)
+    write_tsv(phantom.lut, folder / LUT_FILENAME)
+    return [ATLAS_FILENAME, LUT_FILENAME, TISSUE_FILENAME]
+
+
+def write_atlas(
+    out_dir: str | os.PathLike,
+    *,
+    phantom: Phantom | None = None,
+    force: bool = False,
+) -> dict[str, Path]:
+    """Write the phantom's ROI atlas, lookup table and tissue image.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        Destination folder (created if missing).
+    phantom : Phantom, optional
+        Defaults to ``make_phantom()``.
+    force : bool
+        Replace existing files.
+
+    Returns
+    -------
+    dict
+        ``{"atlas": path, "lut": path, "tissue": path}``.
+
+    Raises
+    ------
+    ValueError
+        If an output exists and ``force`` is False.
+    """
+    phantom = make_phantom() if phantom is None else phantom
+    names = [ATLAS_FILENAME, LUT_FILENAME, TISSUE_FILENAME]
+    with atomic_outputs(out_dir, names, force=force) as tmp:
+        save_phantom_files(phantom, tmp)
+    out = Path(out_dir)
+    return {"atlas": out / names[0], "lut": out / names[1], "tissue": out / names[2]}
