@@ -1,0 +1,1 @@
+"""Preset study designs shipped with dtitool (TOML files in this folder)."""

@@ -1,0 +1,502 @@
+"""Cohort simulator: synthetic trials of a :class:`~dtitool.design.StudyDesign`.
+
+The generative model (DESIGN.md section 2), per replicate trial:
+
+1. **Randomisation** by permuted blocks that keep the allocation exactly
+   (65 ketamine / 33 saline for n = 98 at 2:1); a final partial block holds the
+   remainder, so the arm sizes are always :meth:`StudyDesign.arm_sizes`.
+2. **Change**: per subject, a multivariate normal vector of (true MD change per
+   ROI, score change per outcome) with the arm's means, SDs and joint correlation
+   matrix :meth:`StudyDesign.change_correlation`.
+3. **Baseline MD**: multivariate normal per ROI (``md_mean``, ``md_sd``, common
+   ROI-ROI correlation ``roi_baseline``); true 24 h MD = baseline + true change.
+4. **Measurement**: each scan adds independent normal noise with SD
+   ``cv * md_mean``, so observed dMD = true dMD + (e_24h - e_baseline) and its
+   reliability is ``var(true dMD) / (var(true dMD) + 2 cv^2 md_mean^2)``.
+5. **Scores**: baseline from a normal truncated at the inclusion threshold (and the
+   scale maximum), outcomes joined by a Gaussian copula with correlation
+   ``outcome_baseline``; rounded to integers. 24 h score = baseline + change,
+   rounded and clipped to the scale.
+6. **Missing 24 h scans** (MCAR or MNAR, see :class:`~dtitool.design.MissingSpec`)
+   and covariates (age, sex), when the design asks for them.
+
+Reproducibility: replicates are drawn in fixed blocks of :data:`BLOCK_SIZE`, block
+``b`` from its own stream ``SeedSequence(entropy, spawn_key=(..., b))``. A
+replicate's values depend only on the seed and its index, never on how many
+replicates were asked for or how they were chunked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from dtitool._constants import CONTROL, GROUPS, SESSIONS, TREATMENT
+from dtitool.design import StudyDesign, load_preset
+
+__all__ = [
+    "BLOCK_SIZE",
+    "Cohort",
+    "CohortArrays",
+    "as_seed_sequence",
+    "simulate_arrays",
+    "simulate_cohort",
+]
+
+BLOCK_SIZE = 64
+"""Replicates drawn from one random stream; the unit of reproducibility."""
+
+_DEFAULT_CHUNK = 4096  # replicates per chunk: ~0.4 GB of working arrays at n = 98
+
+
+def as_seed_sequence(rng=None) -> np.random.SeedSequence:
+    """Normalise ``rng`` (None, int, SeedSequence or Generator) to a SeedSequence.
+
+    A Generator is consumed once to draw the entropy of a new SeedSequence, so a
+    seeded Generator gives a reproducible result.
+    """
+    if isinstance(rng, np.random.SeedSequence):
+        return rng
+    if isinstance(rng, np.random.Generator):
+        return np.random.SeedSequence(int(rng.integers(0, 2**63)))
+    if rng is None:
+        return np.random.SeedSequence()
+    if isinstance(rng, bool) or not isinstance(rng, int | np.integer):
+        raise TypeError(
+            "rng must be None, an integer seed, a numpy SeedSequence or a numpy "
+            f"Generator; got {type(rng).__name__} {rng!r}"
+        )
+    if rng < 0:
+        raise ValueError(f"rng seed must be a non-negative integer; got {rng}")
+    return np.random.SeedSequence(int(rng))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CohortArrays:
+    """Simulated replicate trials as arrays (the power engine's input).
+
+    Axis conventions: ``R`` replicates, ``N`` subjects, ``J`` ROIs (design order),
+    ``K`` outcomes (design order), session axis ``(baseline, 24h)``.
+
+    Attributes
+    ----------
+    design : StudyDesign
+    seed : numpy.random.SeedSequence
+        Root of the streams; replicate ``i`` depends only on it and ``i``.
+    start : int
+        Index of the first replicate held.
+    treated : ndarray of bool, shape (R, N)
+        True for the ketamine arm.
+    md : ndarray, shape (R, N, J, 2)
+        Observed MD, mm^2/s; NaN at 24 h where the scan is missing.
+    md_true : ndarray, shape (R, N, J, 2)
+        Latent true MD (no measurement noise), mm^2/s.
+    scores : ndarray, shape (R, N, K, 2)
+        Integer-valued scores at baseline and 24 h.
+    observed_24h : ndarray of bool, shape (R, N)
+        False where the 24 h scan is missing.
+    age : ndarray of float, shape (R, N), or None
+    female : ndarray of bool, shape (R, N), or None
+    """
+
+    design: StudyDesign
+    seed: np.random.SeedSequence
+    start: int
+    treated: np.ndarray
+    md: np.ndarray
+    md_true: np.ndarray
+    scores: np.ndarray
+    observed_24h: np.ndarray
+    age: np.ndarray | None
+    female: np.ndarray | None
+
+    @property
+    def replicates(self) -> int:
+        """Number of replicates held."""
+        return self.treated.shape[0]
+
+    @property
+    def roi_names(self) -> tuple[str, ...]:
+        """ROI names along the J axis."""
+        return self.design.roi_names
+
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """Outcome names along the K axis."""
+        return self.design.outcome_names
+
+    @property
+    def d_md(self) -> np.ndarray:
+        """Observed MD change (24 h minus baseline), shape (R, N, J); NaN if missing."""
+        return self.md[..., 1] - self.md[..., 0]
+
+    @property
+    def d_score(self) -> np.ndarray:
+        """Score change (24 h minus baseline), shape (R, N, K)."""
+        return self.scores[..., 1] - self.scores[..., 0]
+
+
+def _compound(k: int, rho: float) -> np.ndarray:
+    m = np.full((k, k), rho)
+    np.fill_diagonal(m, 1.0)
+    return m
+
+
+class _Model:
+    """Arrays derived once from a design for fast repeated simulation."""
+
+    def __init__(self, design: StudyDesign):
+        d = design
+        self.n = d.n
+        self.nr = len(d.rois)
+        self.no = len(d.outcomes)
+        # Randomisation slots: full blocks of the exact ratio, then the remainder.
+        a = d.allocation.as_tuple()
+        per_block = d.block_size // sum(a)
+        block = np.repeat([True, False], [a[0] * per_block, a[1] * per_block])
+        n_full = d.n // d.block_size
+        n_treat, n_ctrl = d.arm_sizes()
+        rem_t = n_treat - n_full * a[0] * per_block
+        rem_c = n_ctrl - n_full * a[1] * per_block
+        self.slots = np.concatenate(
+            [np.tile(block, n_full), np.repeat([True, False], [rem_t, rem_c])]
+        )
+        self.segment = np.minimum(np.arange(d.n) // d.block_size, n_full).astype(float)
+        # Change: mean and Cholesky factor per arm, treatment first.
+        self.chg_mean = []
+        self.chg_chol_t = []
+        for arm in GROUPS:
+            mean = [r.change_mean[arm] for r in d.rois] + [
+                o.change_mean[arm] for o in d.outcomes
+            ]
+            sd = np.array(
+                [r.change_sd[arm] for r in d.rois] + [o.change_sd[arm] for o in d.outcomes]
+            )
+            chol = np.linalg.cholesky(d.change_correlation(arm)) * sd[:, None]
+            self.chg_mean.append(np.array(mean))
+            self.chg_chol_t.append(np.ascontiguousarray(chol.T))
+        self.md_mean = np.array([r.md_mean for r in d.rois])
+        md_sd = np.array([r.md_sd for r in d.rois])
+        self.md0_chol_t = (
+            np.linalg.cholesky(_compound(self.nr, d.correlations.roi_baseline))
+            * md_sd[:, None]
+        ).T.copy()
+        self.noise_sd = np.array([r.noise_sd for r in d.rois])
+        self.base_chol_t = np.linalg.cholesky(
+            _compound(self.no, d.correlations.outcome_baseline)
+        ).T.copy()
+        o = d.outcomes
+        self.base_mean = np.array([x.baseline_mean for x in o])
+        self.base_sd = np.array([x.baseline_sd for x in o])
+        self.inc = np.array([x.inclusion_min for x in o], dtype=float)
+        self.lo = np.array([x.scale_min for x in o], dtype=float)
+        self.hi = np.array([x.scale_max for x in o], dtype=float)
+        self.base_p_lo = special.ndtr((self.inc - 0.5 - self.base_mean) / self.base_sd)
+        self.base_p_hi = special.ndtr((self.hi + 0.5 - self.base_mean) / self.base_sd)
+        self.missing = d.missing
+        if d.missing.mechanism == "mnar":
+            k = d.outcome_names.index(d.missing.outcome)
+            self.mnar_k = self.nr + k
+        self.covariates = d.covariates
+
+
+def _draw_blocks(ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int,
+                 no: int) -> dict[str, np.ndarray]:
+    """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order."""
+    r = (b1 - b0) * BLOCK_SIZE
+    out = {
+        "u_rand": np.empty((r, n)),
+        "z_chg": np.empty((r, n, nr + no)),
+        "z_md0": np.empty((r, n, nr)),
+        "z_base": np.empty((r, n, no)),
+        "e": np.empty((r, n, nr, 2)),
+        "u_miss": np.empty((r, n)),
+        "u_age": np.empty((r, n)),
+        "u_sex": np.empty((r, n)),
+    }
+    for i, b in enumerate(range(b0, b1)):
+        child = np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, b))
+        g = np.random.Generator(np.random.PCG64(child))
+        s = slice(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE)
+        g.random(out=out["u_rand"][s])
+        g.standard_normal(out=out["z_chg"][s])
+        g.standard_normal(out=out["z_md0"][s])
+        g.standard_normal(out=out["z_base"][s])
+        g.standard_normal(out=out["e"][s])
+        g.random(out=out["u_miss"][s])
+        g.random(out=out["u_age"][s])
+        g.random(out=out["u_sex"][s])
+    return out
+
+
+def _simulate_range(m: _Model, design: StudyDesign, ss: np.random.SeedSequence,
+                    start: int, stop: int) -> dict[str, np.ndarray]:
+    b0 = start // BLOCK_SIZE
+    b1 = -(-stop // BLOCK_SIZE)
+    raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no)
+    keep = slice(start - b0 * BLOCK_SIZE, stop - b0 * BLOCK_SIZE)
+    raw = {k: v[keep] for k, v in raw.items()}
+
+    # 1. permuted blocks: sort uniform keys within each block segment
+    order = np.argsort(raw["u_rand"] + m.segment, axis=1, kind="stable")
+    treated = m.slots[order]
+
+    # 2. joint change per arm, selected by arm
+    z = raw["z_chg"]
+    chg = np.where(
+        treated[..., None],
+        z @ m.chg_chol_t[0] + m.chg_mean[0],
+        z @ m.chg_chol_t[1] + m.chg_mean[1],
+    )
+    d_md_true = chg[..., : m.nr]
+    d_score = chg[..., m.nr :]
+
+    # 3-4. MD: true baseline, true 24 h, observed with scan noise
+    md_true = np.empty((*treated.shape, m.nr, 2))
+    md_true[..., 0] = raw["z_md0"] @ m.md0_chol_t + m.md_mean
+    md_true[..., 1] = md_true[..., 0] + d_md_true
+    md = md_true + raw["e"] * m.noise_sd[:, None]
+
+    # 5. scores: truncated-normal baseline through a Gaussian copula
+    u = special.ndtr(raw["z_base"] @ m.base_chol_t)
+    p = m.base_p_lo + u * (m.base_p_hi - m.base_p_lo)
+    base = m.base_mean + m.base_sd * special.ndtri(p)
+    base = np.clip(np.rint(base), m.inc, m.hi)
+    post = np.clip(np.rint(base + d_score), m.lo, m.hi)
+    scores = np.stack([base, post], axis=-1)
+
+    # 6. missing 24 h scans
+    miss = m.missing
+    if miss.mechanism == "none":
+        observed = np.ones(treated.shape, dtype=bool)
+    else:
+        logit = math.log(miss.rate / (1 - miss.rate))
+        if miss.mechanism == "mnar":
+            k = m.mnar_k
+            mean = np.where(treated, m.chg_mean[0][k], m.chg_mean[1][k])
+            sd = np.where(treated, m.chg_chol_t[0][:, k] @ m.chg_chol_t[0][:, k],
+                          m.chg_chol_t[1][:, k] @ m.chg_chol_t[1][:, k]) ** 0.5
+            logit = logit + miss.strength * (chg[..., k] - mean) / sd
+        observed = raw["u_miss"] >= special.expit(logit)
+    md[..., 1] = np.where(observed[..., None], md[..., 1], np.nan)
+
+    age = female = None
+    cov = m.covariates
+    if cov is not None:
+        a_lo = special.ndtr((cov.age_min - 0.5 - cov.age_mean) / cov.age_sd)
+        a_hi = special.ndtr((cov.age_max + 0.5 - cov.age_mean) / cov.age_sd)
+        age = cov.age_mean + cov.age_sd * special.ndtri(
+            a_lo + raw["u_age"] * (a_hi - a_lo)
+        )
+        age = np.clip(np.rint(age), cov.age_min, cov.age_max)
+        female = raw["u_sex"] < cov.female
+    return {"treated": treated, "md": md, "md_true": md_true, "scores": scores,
+            "observed_24h": observed, "age": age, "female": female}
+
+
+def _check_design(design) -> StudyDesign:
+    if design is None:
+        return load_preset("ketamine-rct")
+    if isinstance(design, str):
+        return load_preset(design)
+    if not isinstance(design, StudyDesign):
+        raise TypeError(
+            f"design must be a StudyDesign or a preset name; got {type(design).__name__}"
+        )
+    return design
+
+
+def simulate_arrays(
+    design: StudyDesign | str | None = None,
+    *,
+    seed=None,
+    start: int = 0,
+    stop: int | None = None,
+    chunk_size: int | None = None,
+) -> CohortArrays:
+    """Simulate replicate trials ``start .. stop - 1`` as arrays.
+
+    Parameters
+    ----------
+    design : StudyDesign or str, optional
+        Design or preset name; default the ``ketamine-rct`` preset.
+    seed : None, int, SeedSequence or Generator
+        Root of the random streams (see :func:`as_seed_sequence`).
+    start, stop : int
+        Replicate range; ``stop`` defaults to ``start + 1``.
+    chunk_size : int, optional
+        Replicates simulated at once (bounds working memory); never changes values.
+
+    Returns
+    -------
+    CohortArrays
+    """
+    design = _check_design(design)
+    ss = as_seed_sequence(seed)
+    if isinstance(start, bool) or not isinstance(start, int | np.integer) or start < 0:
+        raise ValueError(f"start must be a non-negative integer; got {start!r}")
+    stop = start + 1 if stop is None else stop
+    if isinstance(stop, bool) or not isinstance(stop, int | np.integer) or stop <= start:
+        raise ValueError(f"stop must be an integer > start ({start}); got {stop!r}")
+    chunk = _DEFAULT_CHUNK if chunk_size is None else chunk_size
+    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    m = _Model(design)
+    parts = [
+        _simulate_range(m, design, ss, s, min(s + chunk, stop))
+        for s in range(start, stop, chunk)
+    ]
+    if len(parts) == 1:
+        res = parts[0]
+    else:
+        res = {
+            k: None if parts[0][k] is None else np.concatenate([p[k] for p in parts])
+            for k in parts[0]
+        }
+    return CohortArrays(design=design, seed=ss, start=int(start), **res)
+
+
+class Cohort:
+    """A simulated cohort (one or several replicate trials) as tidy tables.
+
+    Use :func:`simulate_cohort` to make one. Tables are built on first access.
+
+    Attributes
+    ----------
+    arrays : CohortArrays
+        The simulated values as arrays.
+    participants : pandas.DataFrame
+        ``participant_id, group, <outcome>_baseline, <outcome>_24h, [age, sex]``
+        (a leading ``replicate`` column when there are several replicates).
+    roi_md : pandas.DataFrame
+        Observed MD in long form: ``participant_id, session, roi, md`` (mm^2/s);
+        a missing 24 h scan is a missing row.
+    true_md : pandas.DataFrame
+        Latent true MD, ``participant_id, session, roi, md_true``, every row.
+    """
+
+    def __init__(self, arrays: CohortArrays):
+        self.arrays = arrays
+        self._cache: dict[str, pd.DataFrame] = {}
+
+    def __repr__(self) -> str:
+        a = self.arrays
+        n_t, n_c = a.design.arm_sizes()
+        return (f"<Cohort design={a.design.name!r} replicates={a.replicates} "
+                f"n={a.design.n} ({n_t} {TREATMENT}, {n_c} {CONTROL}) "
+                f"seed={a.seed.entropy}>")
+
+    @property
+    def design(self) -> StudyDesign:
+        """The design simulated."""
+        return self.arrays.design
+
+    @property
+    def seed(self) -> int:
+        """Entropy of the root SeedSequence: pass it as ``rng`` to repeat the run."""
+        return int(self.arrays.seed.entropy)
+
+    def _ids(self) -> np.ndarray:
+        n = self.design.n
+        width = max(3, len(str(n)))
+        return np.array([f"sub-{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
+
+    def _lead(self, per_row: int) -> dict[str, np.ndarray]:
+        """Replicate and participant columns for rows grouped ``per_row`` per subject."""
+        a = self.arrays
+        r, n = a.treated.shape
+        cols = {}
+        if r > 1:
+            cols["replicate"] = np.repeat(np.arange(a.start + 1, a.start + r + 1),
+                                          n * per_row)
+        cols["participant_id"] = np.tile(np.repeat(self._ids(), per_row), r)
+        return cols
+
+    @property
+    def participants(self) -> pd.DataFrame:
+        """Participants table (see class docstring)."""
+        if "participants" not in self._cache:
+            a = self.arrays
+            cols = self._lead(1)
+            cols["group"] = np.where(a.treated.ravel(), TREATMENT, CONTROL)
+            for k, name in enumerate(a.outcome_names):
+                for s, sess in enumerate(SESSIONS):
+                    cols[f"{name}_{sess}"] = a.scores[..., k, s].ravel().astype(np.int64)
+            if a.age is not None:
+                cols["age"] = a.age.ravel().astype(np.int64)
+                cols["sex"] = np.where(a.female.ravel(), "F", "M")
+            self._cache["participants"] = pd.DataFrame(cols)
+        return self._cache["participants"]
+
+    def _long(self, values: np.ndarray, column: str) -> pd.DataFrame:
+        a = self.arrays
+        nr = len(a.roi_names)
+        cols = self._lead(2 * nr)
+        cols["session"] = np.tile(np.repeat(np.array(SESSIONS, dtype=object), nr),
+                                  values.shape[0] * values.shape[1])
+        cols["roi"] = np.tile(np.array(a.roi_names, dtype=object),
+                              values.shape[0] * values.shape[1] * 2)
+        # (R, N, J, 2) -> (R, N, 2, J): rows ordered subject, session, ROI
+        cols[column] = np.swapaxes(values, -1, -2).ravel()
+        return pd.DataFrame(cols)
+
+    @property
+    def roi_md(self) -> pd.DataFrame:
+        """Observed ROI MD table (see class docstring)."""
+        if "roi_md" not in self._cache:
+            df = self._long(self.arrays.md, "md")
+            self._cache["roi_md"] = df[df["md"].notna()].reset_index(drop=True)
+        return self._cache["roi_md"]
+
+    @property
+    def true_md(self) -> pd.DataFrame:
+        """Latent true ROI MD table (see class docstring)."""
+        if "true_md" not in self._cache:
+            self._cache["true_md"] = self._long(self.arrays.md_true, "md_true")
+        return self._cache["true_md"]
+
+
+def simulate_cohort(
+    design: StudyDesign | str | None = None,
+    *,
+    rng=None,
+    replicates: int = 1,
+    chunk_size: int | None = None,
+) -> Cohort:
+    """Simulate a cohort of ``design``: tidy participant and ROI MD tables.
+
+    Parameters
+    ----------
+    design : StudyDesign or str, optional
+        Design or preset name; default the ``ketamine-rct`` preset.
+    rng : None, int, SeedSequence or Generator
+        Seed; the same seed gives the same cohort, whatever ``chunk_size``.
+    replicates : int
+        Number of replicate trials (tables gain a ``replicate`` column when > 1).
+    chunk_size : int, optional
+        Replicates simulated at once, to bound memory.
+
+    Returns
+    -------
+    Cohort
+
+    Examples
+    --------
+    >>> from dtitool import simulate_cohort
+    >>> cohort = simulate_cohort("ketamine-rct", rng=7)
+    >>> cohort.participants["group"].value_counts().to_dict()
+    {'ketamine': 65, 'saline': 33}
+    >>> len(cohort.roi_md)  # 98 subjects x 2 sessions x 7 ROIs
+    1372
+    """
+    if isinstance(replicates, bool) or not isinstance(replicates, int | np.integer) or (
+        replicates < 1
+    ):
+        raise ValueError(f"replicates must be a positive integer; got {replicates!r}")
+    arrays = simulate_arrays(design, seed=rng, start=0, stop=int(replicates),
+                             chunk_size=chunk_size)
+    return Cohort(arrays)
