@@ -8,13 +8,31 @@ subjects, ...) is batched. b-values are in s/mm^2, ``bvecs`` has shape ``(K, 3)`
 
 from __future__ import annotations
 
+import math
+import numbers
+from functools import cached_property
+
 import numpy as np
 
 __all__ = [
     "TENSOR_ORDER",
+    "TensorFit",
+    "design_matrix",
+    "fit_tensor",
+    "fractional_anisotropy",
     "predict_signal",
     "tensor_from_evals_evecs",
+    "tensor_to_matrix",
 ]
+
+METHODS = ("wls", "ols")
+"""Fitting methods accepted by :func:`fit_tensor`."""
+
+MIN_SIGNAL = 1e-4
+"""Default floor for the signal before the log (DIPY's ``MIN_POSITIVE_SIGNAL``)."""
+
+DEFAULT_STEP = 16384
+"""Default number of voxels fitted per chunk (about 40 MB of temporaries at K=70)."""
 
 TENSOR_ORDER = ("xx", "yy", "zz", "xy", "xz", "yz")
 """Order of the 6 unique tensor elements along the last axis."""
@@ -176,3 +194,450 @@ def tensor_from_evals_evecs(evals, evecs) -> np.ndarray:
     return np.einsum(
         "...kj,...j,...kj->...k", evecs[..., _ROWS, :], evals, evecs[..., _COLS, :]
     )
+
+
+def tensor_to_matrix(tensor) -> np.ndarray:
+    """Return the symmetric 3 x 3 matrices of tensors.
+
+    Parameters
+    ----------
+    tensor : array_like, shape (..., 6)
+        ``(Dxx, Dyy, Dzz, Dxy, Dxz, Dyz)``.
+
+    Returns
+    -------
+    ndarray, shape (..., 3, 3)
+    """
+    tensor = _as_float_array(tensor, "tensor")
+    if tensor.ndim < 1 or tensor.shape[-1] != 6:
+        raise ValueError(f"tensor has shape {tensor.shape}; expected (..., 6)")
+    # index of the element at (r, c) in the 6-vector
+    idx = np.array([[0, 3, 4], [3, 1, 5], [4, 5, 2]])
+    return tensor[..., idx]
+
+
+def fractional_anisotropy(evals) -> np.ndarray:
+    r"""Return the fractional anisotropy of eigenvalues.
+
+    Parameters
+    ----------
+    evals : array_like, shape (..., 3)
+        Tensor eigenvalues.
+
+    Returns
+    -------
+    ndarray, shape (...)
+        FA in [0, 1] for non-negative eigenvalues; 0 where all eigenvalues are 0.
+
+    Notes
+    -----
+    .. math::
+
+        FA = \sqrt{\tfrac12}\,
+        \frac{\sqrt{(\lambda_1-\lambda_2)^2 + (\lambda_2-\lambda_3)^2
+        + (\lambda_3-\lambda_1)^2}}{\sqrt{\lambda_1^2+\lambda_2^2+\lambda_3^2}}
+
+    (Basser and Pierpaoli 1996, J Magn Reson B 111:209.)
+
+    Examples
+    --------
+    >>> float(fractional_anisotropy([1e-3, 1e-3, 1e-3]))
+    0.0
+    >>> round(float(fractional_anisotropy([1.0, 0.0, 0.0])), 12)
+    1.0
+    """
+    ev = _as_float_array(evals, "evals")
+    if ev.ndim < 1 or ev.shape[-1] != 3:
+        raise ValueError(f"evals has shape {ev.shape}; expected (..., 3)")
+    l1, l2, l3 = ev[..., 0], ev[..., 1], ev[..., 2]
+    num = (l1 - l2) ** 2 + (l2 - l3) ** 2 + (l3 - l1) ** 2
+    den = l1 * l1 + l2 * l2 + l3 * l3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fa = np.sqrt(0.5 * num / den)
+    return np.where(den > 0, fa, 0.0)
+
+
+def _gradient_table(bvals, bvecs, b0_threshold) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a gradient table for fitting: b <= threshold -> 0, unit vectors."""
+    bvals, bvecs = _check_gradient_arrays(bvals, bvecs)
+    if isinstance(b0_threshold, bool) or not isinstance(b0_threshold, numbers.Real):
+        raise ValueError(f"b0_threshold must be a number, got {b0_threshold!r}")
+    b0_threshold = float(b0_threshold)
+    if not math.isfinite(b0_threshold) or b0_threshold < 0:
+        raise ValueError(
+            f"b0_threshold must be a finite number >= 0 s/mm^2, got {b0_threshold!r}"
+        )
+    is_b0 = bvals <= b0_threshold
+    bvals = np.where(is_b0, 0.0, bvals)
+    g = _unit_bvecs(bvecs, is_b0)
+    g[is_b0] = 0.0
+    return bvals, g
+
+
+def design_matrix(bvals, bvecs, *, b0_threshold=50.0) -> np.ndarray:
+    r"""Return the log-linear design matrix of the tensor model.
+
+    Parameters
+    ----------
+    bvals : array_like, shape (K,)
+        b-values in s/mm^2; those ``<= b0_threshold`` are treated as 0.
+    bvecs : array_like, shape (K, 3)
+        Gradient directions (normalised here; zero only for b0 volumes).
+    b0_threshold : float
+        b-values at or below this count as b0 (s/mm^2).
+
+    Returns
+    -------
+    ndarray, shape (K, 7)
+        ``X`` such that ``log S = X @ (Dxx, Dyy, Dzz, Dxy, Dxz, Dyz, log S0)``.
+
+    Notes
+    -----
+    Row k is :math:`(-b g_x^2, -b g_y^2, -b g_z^2, -2b g_x g_y, -2b g_x g_z,
+    -2b g_y g_z, 1)`.
+    """
+    bvals, g = _gradient_table(bvals, bvecs, b0_threshold)
+    return np.column_stack([-_bmatrix_columns(bvals, g), np.ones(bvals.shape[0])])
+
+
+def _check_design_rank(x: np.ndarray, bvals: np.ndarray) -> None:
+    n_dw = int((bvals > 0).sum())
+    rank_d = np.linalg.matrix_rank(x[bvals > 0, :6]) if n_dw else 0
+    if rank_d < 6:
+        raise ValueError(
+            f"the gradient table has {n_dw} diffusion-weighted volumes spanning only "
+            f"{rank_d} independent tensor directions; a tensor fit needs at least 6 "
+            "non-collinear gradient directions"
+        )
+    if np.linalg.matrix_rank(x) < 7:
+        raise ValueError(
+            "the gradient table has no b0 volume and a single b-value, so S0 and "
+            "the tensor trace cannot be separated; add a b0 volume (or a second "
+            "b-value)"
+        )
+
+
+class TensorFit:
+    """Result of :func:`fit_tensor`; the derived maps are computed on first use.
+
+    Parameters
+    ----------
+    tensor : ndarray, shape (..., 6)
+        Fitted ``(Dxx, Dyy, Dzz, Dxy, Dxz, Dyz)`` in mm^2/s (0 outside the mask).
+    s0 : ndarray, shape (...)
+        Fitted non-diffusion-weighted signal (0 outside the mask).
+    mask : ndarray of bool, shape (...)
+        Voxels that were fitted.
+    method : str
+        ``"wls"`` or ``"ols"``.
+
+    Attributes
+    ----------
+    tensor, s0, mask, method
+        As given.
+    md : ndarray, shape (...)
+        Mean diffusivity, trace / 3 (mm^2/s).
+    evals : ndarray, shape (..., 3)
+        Eigenvalues, sorted in descending order (not clipped).
+    evecs : ndarray, shape (..., 3, 3)
+        Eigenvectors as columns, ``evecs[..., :, j]`` for ``evals[..., j]``.
+    fa : ndarray, shape (...)
+        Fractional anisotropy from :attr:`evals`.
+    """
+
+    def __init__(self, tensor, s0, mask, method):
+        self.tensor = tensor
+        self.s0 = s0
+        self.mask = mask
+        self.method = method
+
+    def __repr__(self) -> str:
+        return (
+            f"TensorFit(method={self.method!r}, shape={self.tensor.shape[:-1]}, "
+            f"n_fitted={int(self.mask.sum())})"
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Leading (voxel) shape of the fit."""
+        return self.tensor.shape[:-1]
+
+    @cached_property
+    def md(self) -> np.ndarray:
+        """Mean diffusivity, trace / 3, in mm^2/s (0 outside the mask)."""
+        t = self.tensor
+        return (t[..., 0] + t[..., 1] + t[..., 2]) / 3.0
+
+    @cached_property
+    def evals(self) -> np.ndarray:
+        """Eigenvalues in descending order, shape (..., 3) (0 outside the mask)."""
+        if "_eig" in self.__dict__:
+            return self._eig[0]
+        return np.linalg.eigvalsh(tensor_to_matrix(self.tensor))[..., ::-1]
+
+    @cached_property
+    def _eig(self) -> tuple[np.ndarray, np.ndarray]:
+        w, v = np.linalg.eigh(tensor_to_matrix(self.tensor))
+        return w[..., ::-1], v[..., :, ::-1]
+
+    @cached_property
+    def evecs(self) -> np.ndarray:
+        """Eigenvectors as columns, shape (..., 3, 3), matching :attr:`evals`."""
+        return self._eig[1]
+
+    @cached_property
+    def fa(self) -> np.ndarray:
+        """Fractional anisotropy (0 outside the mask and for a zero tensor)."""
+        return fractional_anisotropy(self.evals)
+
+    def predict(self, bvals, bvecs) -> np.ndarray:
+        """Return the signal the fitted tensors predict, shape (..., K)."""
+        return predict_signal(self.tensor, bvals, bvecs, s0=self.s0)
+
+
+def fit_tensor(
+    data,
+    bvals,
+    bvecs,
+    *,
+    method: str = "wls",
+    mask=None,
+    b0_threshold: float = 50.0,
+    min_signal: float = MIN_SIGNAL,
+    step: int = DEFAULT_STEP,
+) -> TensorFit:
+    r"""Fit the diffusion tensor by (weighted) linear least squares on log signal.
+
+    Parameters
+    ----------
+    data : array_like, shape (..., K)
+        Diffusion signal, volumes along the last axis; any leading shape.
+    bvals : array_like, shape (K,)
+        b-values in s/mm^2.
+    bvecs : array_like, shape (K, 3)
+        Gradient directions; normalised here. A zero vector is allowed only for
+        b0 volumes.
+    method : {"wls", "ols"}
+        ``"ols"``: ordinary least squares on log signal. ``"wls"``: the standard
+        two-pass weighted fit, weights = (OLS-predicted signal)^2.
+    mask : array_like of bool, shape data.shape[:-1], optional
+        Voxels to fit. Outside the mask every output (tensor, s0, md, fa, evals,
+        evecs) is 0. Data outside the mask are not read (they may be NaN).
+    b0_threshold : float
+        Volumes with b <= ``b0_threshold`` are b0 volumes (b taken as 0),
+        wherever they are in the series.
+    min_signal : float
+        Signal below this (zero, negative) is raised to it before the log
+        (DIPY's convention and default).
+    step : int
+        Number of voxels fitted per chunk, to bound memory; the result does
+        not depend on it.
+
+    Returns
+    -------
+    TensorFit
+        With ``tensor``, ``s0``, and on demand ``md``, ``fa``, ``evals``,
+        ``evecs``.
+
+    Raises
+    ------
+    ValueError
+        If shapes do not match, values are not finite, a parameter is out of
+        range, or the gradient table cannot determine a tensor (fewer than 6
+        non-collinear directions, or no b0 and a single shell).
+
+    Notes
+    -----
+    With design matrix :math:`X` (see :func:`design_matrix`) and
+    :math:`y = \log \max(S, s_\min)`, OLS is
+    :math:`\hat\beta = X^+ y`, applied to all voxels as one matrix product.
+    WLS (Chung et al. 2006, NeuroImage 33:531; as DIPY's ``wls_fit_tensor`` and
+    FSL ``dtifit --wls``) solves
+    :math:`(X^T W X)\beta = X^T W y` with
+    :math:`W = \mathrm{diag}(\exp(2 X \hat\beta_{OLS}))`. The normal
+    equations of all voxels in a chunk are formed by two matrix products
+    (weights times the precomputed column products of :math:`X`) and solved
+    by a batched 7 x 7 Cholesky factorisation on column-scaled :math:`X`;
+    voxels whose system is numerically singular fall back to the
+    pseudo-inverse of :math:`W^{1/2} X`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dtitool.gradients import default_protocol
+    >>> bvals, bvecs = default_protocol()
+    >>> d = [1.7e-3, 0.3e-3, 0.3e-3, 0, 0, 0]
+    >>> fit = fit_tensor(predict_signal(d, bvals, bvecs, s0=1000), bvals, bvecs)
+    >>> round(float(fit.md), 10), round(float(fit.fa), 4)
+    (0.0007666667, 0.799)
+    """
+    if not isinstance(method, str) or method.lower() not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    method = method.lower()
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 1:
+        raise ValueError(f"step must be an integer >= 1, got {step!r}")
+    step = int(step)
+    if isinstance(min_signal, bool) or not isinstance(min_signal, numbers.Real):
+        raise ValueError(f"min_signal must be a number > 0, got {min_signal!r}")
+    if not (math.isfinite(min_signal) and min_signal > 0):
+        raise ValueError(f"min_signal must be a finite number > 0, got {min_signal!r}")
+    bvals, g = _gradient_table(bvals, bvecs, b0_threshold)
+    k = bvals.shape[0]
+    data = np.asarray(data)
+    if data.dtype == object or not (
+        np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)
+    ):
+        raise ValueError(
+            f"data must be an array of real numbers, got dtype {data.dtype}"
+        )
+    if data.ndim < 1 or data.shape[-1] != k:
+        raise ValueError(
+            f"data has shape {data.shape} but the gradient table has {k} volumes; "
+            f"expected data of shape (..., {k})"
+        )
+    shape = data.shape[:-1]
+    if mask is None:
+        flat = data.reshape(-1, k)
+        mask_arr = np.ones(shape, dtype=bool)
+    else:
+        mask_arr = np.asarray(mask)
+        if mask_arr.shape != shape:
+            raise ValueError(
+                f"mask has shape {mask_arr.shape} but data has shape {data.shape}; "
+                f"expected a mask of shape {shape}"
+            )
+        if mask_arr.dtype != bool:
+            if not np.issubdtype(mask_arr.dtype, np.number) or not np.all(
+                np.isin(mask_arr, (0, 1))
+            ):
+                raise ValueError("mask must be boolean (or hold only 0 and 1)")
+            mask_arr = mask_arr.astype(bool)
+        flat = data[mask_arr]
+    if np.issubdtype(flat.dtype, np.floating) and not np.all(np.isfinite(flat)):
+        n_bad = int(np.count_nonzero(~np.isfinite(flat).all(axis=-1)))
+        where = "inside the mask" if mask is not None else ""
+        raise ValueError(
+            f"data has NaN or infinite values in {n_bad} voxels {where}; mask them "
+            "out or fix the data".replace("  ", " ")
+        )
+
+    x = np.column_stack([-_bmatrix_columns(bvals, g), np.ones(k)])
+    _check_design_rank(x, bvals)
+    params = _fit_flat(flat, x, method=method, min_signal=float(min_signal), step=step)
+
+    tensor = np.zeros((*shape, 6))
+    s0 = np.zeros(shape)
+    tensor[mask_arr] = params[:, :6]
+    s0[mask_arr] = np.exp(params[:, 6])
+    return TensorFit(tensor, s0, mask_arr, method)
+
+
+class _Solver:
+    """Precomputed matrices for fitting log signal against a fixed design ``x``."""
+
+    def __init__(self, x: np.ndarray):
+        # Column scaling (Jacobi preconditioning) keeps the normal equations
+        # well conditioned: b ~ 1000 columns next to the constant column.
+        self.scale = np.abs(x).max(axis=0)
+        xs = x / self.scale
+        self.xs = xs
+        self.x = x
+        self.pinv = np.linalg.pinv(x)  # (7, K)
+        # hat matrix: OLS-predicted log signal = y @ hat.T
+        self.hat_t = (x @ self.pinv).T.copy()
+        iu, ju = np.triu_indices(7)
+        self.iu, self.ju = iu, ju
+        # column products for X^T W X = W @ prods (upper triangle, row-major)
+        self.prods = xs[:, iu] * xs[:, ju]  # (K, 28)
+        self.pos = {(i, j): n for n, (i, j) in enumerate(zip(iu, ju, strict=True))}
+
+
+def _fit_flat(
+    flat: np.ndarray, x: np.ndarray, *, method: str, min_signal: float, step: int
+) -> np.ndarray:
+    """Fit every row of ``flat`` (N, K); return (N, 7) parameters."""
+    n = flat.shape[0]
+    out = np.empty((n, 7))
+    solver = _Solver(x)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        # np.array: a float64 copy we may overwrite in place
+        y = np.array(flat[start:stop], dtype=np.float64)
+        np.maximum(y, min_signal, out=y)
+        np.log(y, out=y)
+        if method == "ols":
+            out[start:stop] = y @ solver.pinv.T
+        else:
+            out[start:stop] = _wls_chunk(y, solver)
+    return out
+
+
+def _wls_chunk(logy: np.ndarray, solver: _Solver) -> np.ndarray:
+    """Two-pass WLS for a chunk of log signals (n, K); return (n, 7)."""
+    w = logy @ solver.hat_t  # OLS-predicted log signal
+    # weights exp(2 * log S_hat), scaled per voxel by a constant (no overflow,
+    # same solution)
+    w -= w.max(axis=1, keepdims=True)
+    w *= 2.0
+    np.exp(w, out=w)
+    gram = (w @ solver.prods).T  # (28, n): upper triangle of Xs^T W Xs
+    w *= logy
+    rhs = (w @ solver.xs).T  # (7, n)
+    beta, bad = _cholesky_solve_batched(gram, rhs, solver.pos)
+    beta = beta.T / solver.scale
+    if np.any(bad):
+        beta[bad] = _wls_pinv(logy[bad], solver)
+    return beta
+
+
+def _wls_pinv(logy: np.ndarray, solver: _Solver) -> np.ndarray:
+    """WLS by the pseudo-inverse of W^(1/2) X, for ill-conditioned voxels."""
+    sw = np.exp(logy @ solver.hat_t)  # predicted signal = sqrt(weights)
+    xw = solver.x[None, :, :] * sw[:, :, None]
+    return np.einsum("nij,nj->ni", np.linalg.pinv(xw), sw * logy)
+
+
+def _cholesky_solve_batched(
+    gram: np.ndarray, rhs: np.ndarray, pos: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Solve many small SPD systems at once, vectorised over the last axis.
+
+    ``gram`` holds the upper triangle of each m x m matrix (row-major, shape
+    (m(m+1)/2, n)); ``rhs`` has shape (m, n). Returns the solutions (m, n) and a
+    boolean (n,) flag for systems whose pivots were not safely positive.
+    """
+    m = rhs.shape[0]
+    n = rhs.shape[1]
+    low = [[None] * m for _ in range(m)]  # low[i][j], j <= i: Cholesky factor
+    inv_diag = [None] * m
+    bad = np.zeros(n, dtype=bool)
+    for j in range(m):
+        a_jj = gram[pos[(j, j)]]
+        s = a_jj.copy()
+        for k in range(j):
+            s -= low[j][k] * low[j][k]
+        # a pivot that lost nearly all of its diagonal: numerically singular
+        bad |= ~(s > 1e-12 * a_jj)
+        d = np.sqrt(np.where(s > 0, s, 1.0))
+        inv_diag[j] = 1.0 / d
+        for i in range(j + 1, m):
+            t = gram[pos[(j, i)]].copy()
+            for k in range(j):
+                t -= low[i][k] * low[j][k]
+            t *= inv_diag[j]
+            low[i][j] = t
+    # forward substitution L z = rhs
+    z = [None] * m
+    for i in range(m):
+        t = rhs[i].copy()
+        for k in range(i):
+            t -= low[i][k] * z[k]
+        z[i] = t * inv_diag[i]
+    # back substitution L^T x = z
+    sol = np.empty((m, n))
+    for i in range(m - 1, -1, -1):
+        t = z[i]
+        for k in range(i + 1, m):
+            t = t - low[k][i] * sol[k]
+        sol[i] = t * inv_diag[i]
+    return sol, bad
