@@ -20,6 +20,14 @@ from dtitool._constants import (
     ROI_NAMES,
     SESSIONS,
 )
+from dtitool.design import (
+    StudyDesign,
+    available_presets,
+    load_preset,
+    read_design,
+    write_design,
+)
+from dtitool.simulate import Cohort, CohortArrays, simulate_arrays, simulate_cohort
 
 __all__ = [
     "DMD_SCALE",
@@ -28,5 +36,14 @@ __all__ = [
     "OUTCOMES",
     "ROI_NAMES",
     "SESSIONS",
+    "Cohort",
+    "CohortArrays",
+    "StudyDesign",
     "__version__",
+    "available_presets",
+    "load_preset",
+    "read_design",
+    "simulate_arrays",
+    "simulate_cohort",
+    "write_design",
 ]

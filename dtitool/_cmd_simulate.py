@@ -21,25 +21,40 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "roi_md.tsv (observed MD, long form), true_md.tsv (latent true MD, for "
         "teaching) and design.toml (the full design and seed, to repeat the run).",
     )
-    p.add_argument("--preset", default="ketamine-rct",
-                   help="preset design (default: ketamine-rct; known: "
-                   f"{', '.join(available_presets())})")
-    p.add_argument("--design", metavar="FILE.toml",
-                   help="design file (overrides --preset); a design.toml written by "
-                   "an earlier run repeats it, seed included")
-    p.add_argument("--seed", type=int, default=None,
-                   help="random seed (non-negative integer); default: the design "
-                   "file's [run] seed, else fresh entropy, recorded in design.toml")
+    p.add_argument(
+        "--preset",
+        default="ketamine-rct",
+        help="preset design (default: ketamine-rct; known: "
+        f"{', '.join(available_presets())})",
+    )
+    p.add_argument(
+        "--design",
+        metavar="FILE.toml",
+        help="design file (overrides --preset); a design.toml written by "
+        "an earlier run repeats it, seed included",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (non-negative integer); default: the design "
+        "file's [run] seed, else fresh entropy, recorded in design.toml",
+    )
     p.add_argument("--n", type=int, default=None, help="override the sample size")
-    p.add_argument("--replicates", type=int, default=1, metavar="K",
-                   help="number of replicate trials (K > 1 adds a replicate column)")
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=1,
+        metavar="K",
+        help="number of replicate trials (K > 1 adds a replicate column)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     return p
 
 
 def resolve_design(args):
-    """The design and seed a command's ``--preset/--design/--n/--seed`` ask for."""
+    """Return the design and seed that ``--preset/--design/--n/--seed`` ask for."""
     run = {}
     if args.design:
         design, run = read_design(args.design)
@@ -48,8 +63,9 @@ def resolve_design(args):
     if args.n is not None:
         design = design.with_n(args.n)
     seed = args.seed if args.seed is not None else run.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                             or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
+    ):
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     seed = int(as_seed_sequence(seed).entropy)
     return design, seed
@@ -58,13 +74,20 @@ def resolve_design(args):
 def run(args) -> int:
     """Run ``dtitool simulate``."""
     if args.replicates < 1:
-        raise ValueError(f"--replicates must be a positive integer; got {args.replicates}")
+        raise ValueError(
+            f"--replicates must be a positive integer; got {args.replicates}"
+        )
     design, seed = resolve_design(args)
     cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
-    run_info = {"seed": seed, "replicates": args.replicates,
-                "dtitool_version": __version__}
-    header = (f"Design and seed of a dtitool simulate run; repeat it with\n"
-              f"  dtitool simulate --design design.toml --out DIR")
+    run_info = {
+        "seed": seed,
+        "replicates": args.replicates,
+        "dtitool_version": __version__,
+    }
+    header = (
+        "Design and seed of a dtitool simulate run; repeat it with\n"
+        "  dtitool simulate --design design.toml --out DIR"
+    )
     with atomic_outputs(args.out, TABLES, force=args.force) as tmp:
         write_tsv(cohort.participants, tmp / "participants.tsv")
         write_tsv(cohort.roi_md, tmp / "roi_md.tsv")
@@ -73,8 +96,10 @@ def run(args) -> int:
             design_to_toml(design, run=run_info, header=header), encoding="utf-8"
         )
     n_t, n_c = design.arm_sizes()
-    print(f"simulated {args.replicates} replicate(s) of {design.name!r}: n = "
-          f"{design.n} ({n_t} ketamine, {n_c} saline), {len(design.rois)} ROIs, "
-          f"seed {seed}")
+    print(
+        f"simulated {args.replicates} replicate(s) of {design.name!r}: n = "
+        f"{design.n} ({n_t} ketamine, {n_c} saline), {len(design.rois)} ROIs, "
+        f"seed {seed}"
+    )
     print(f"wrote {', '.join(TABLES)} to {args.out}")
     return 0

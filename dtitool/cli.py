@@ -24,7 +24,7 @@ _COMMANDS = {
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line on stderr and exit 2."""
 
-    def error(self, message: str):  # noqa: D102
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -34,12 +34,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Rehearse DTI mean-diffusivity trial analyses on simulated "
         "cohorts and real data.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"dtitool {__version__}"
-    )
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", parser_class=_Parser
-    )
+    parser.add_argument("--version", action="version", version=f"dtitool {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in _COMMANDS.items():
         module = importlib.import_module(modname)
         p = module.add_parser(sub)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from dtitool._constants import CONTROL, GROUPS, TREATMENT
+from dtitool._constants import GROUPS, TREATMENT
 
 __all__ = [
     "CorrelationSpec",
@@ -60,7 +60,9 @@ def _err(where: str, rule: str, value: Any) -> ValueError:
 
 def _check_real(where: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-        raise TypeError(f"{where} must be a number; got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{where} must be a number; got {type(value).__name__} {value!r}"
+        )
     if not math.isfinite(value):
         raise _err(where, "must be finite", value)
     return float(value)
@@ -222,7 +224,9 @@ class OutcomeSpec:
         if hi <= lo:
             raise _err(f"{where}.scale_max", f"must be > scale_min ({lo})", hi)
         _check_range(f"{where}.baseline_mean", self.baseline_mean, lo, hi)
-        _check_range(f"{where}.baseline_sd", self.baseline_sd, 0.0, hi - lo, lo_open=True)
+        _check_range(
+            f"{where}.baseline_sd", self.baseline_sd, 0.0, hi - lo, lo_open=True
+        )
         inc = _check_int(f"{where}.inclusion_min", self.inclusion_min)
         if not lo <= inc <= hi:
             raise _err(f"{where}.inclusion_min", f"must be within [{lo}, {hi}]", inc)
@@ -231,7 +235,10 @@ class OutcomeSpec:
                 f"{where}.change_mean.{arm}", self.change_mean[arm], lo - hi, hi - lo
             )
             _check_range(
-                f"{where}.change_sd.{arm}", self.change_sd[arm], 0.0, hi - lo,
+                f"{where}.change_sd.{arm}",
+                self.change_sd[arm],
+                0.0,
+                hi - lo,
                 lo_open=True,
             )
 
@@ -263,10 +270,22 @@ class CorrelationSpec:
     roi_outcome: Mapping[str, tuple[tuple[float, ...], ...]]
 
     def __post_init__(self):
-        _check_range("correlations.roi_baseline", self.roi_baseline, -1, 1,
-                     lo_open=True, hi_open=True)
-        _check_range("correlations.outcome_baseline", self.outcome_baseline, -1, 1,
-                     lo_open=True, hi_open=True)
+        _check_range(
+            "correlations.roi_baseline",
+            self.roi_baseline,
+            -1,
+            1,
+            lo_open=True,
+            hi_open=True,
+        )
+        _check_range(
+            "correlations.outcome_baseline",
+            self.outcome_baseline,
+            -1,
+            1,
+            lo_open=True,
+            hi_open=True,
+        )
         for name in ("roi_change", "outcome_change"):
             m = np.asarray(getattr(self, name), dtype=float)
             where = f"correlations.{name}"
@@ -280,16 +299,22 @@ class CorrelationSpec:
             if np.any(np.abs(off) >= 1):
                 raise _err(where, "off-diagonal entries must be in (-1, 1)", m.tolist())
         if set(self.roi_outcome) != set(GROUPS):
-            raise _err("correlations.roi_outcome", f"must have arms {GROUPS}",
-                       sorted(self.roi_outcome))
+            raise _err(
+                "correlations.roi_outcome",
+                f"must have arms {GROUPS}",
+                sorted(self.roi_outcome),
+            )
         for arm in GROUPS:
             c = np.asarray(self.roi_outcome[arm], dtype=float)
             if np.any(~np.isfinite(c)) or np.any(np.abs(c) >= 1):
-                raise _err(f"correlations.roi_outcome.{arm}",
-                           "entries must be in (-1, 1)", c.tolist())
+                raise _err(
+                    f"correlations.roi_outcome.{arm}",
+                    "entries must be in (-1, 1)",
+                    c.tolist(),
+                )
 
     def roi_outcome_array(self, arm: str) -> np.ndarray:
-        """The n_roi x n_outcome correlation array of ``arm``."""
+        """Return the n_roi x n_outcome correlation array of ``arm``."""
         return np.asarray(self.roi_outcome[arm], dtype=float)
 
 
@@ -348,13 +373,19 @@ class MissingSpec:
 
     def __post_init__(self):
         if self.mechanism not in ("none", "mcar", "mnar"):
-            raise _err("missing.mechanism", "must be one of 'none', 'mcar', 'mnar'",
-                       self.mechanism)
+            raise _err(
+                "missing.mechanism",
+                "must be one of 'none', 'mcar', 'mnar'",
+                self.mechanism,
+            )
         _check_range("missing.rate", self.rate, 0.0, 1.0, hi_open=True)
         _check_real("missing.strength", self.strength)
         if self.mechanism != "none" and self.rate == 0:
-            raise _err("missing.rate", f"must be > 0 when mechanism is "
-                       f"{self.mechanism!r}", self.rate)
+            raise _err(
+                "missing.rate",
+                f"must be > 0 when mechanism is {self.mechanism!r}",
+                self.rate,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,13 +442,18 @@ class StudyDesign:
 
     def __post_init__(self):
         _check_int("trial.n", self.n, 1)
-        a = tuple(_check_int(f"trial.allocation.{g}", self.allocation[g], 1)
-                  for g in GROUPS)
+        a = tuple(
+            _check_int(f"trial.allocation.{g}", self.allocation[g], 1) for g in GROUPS
+        )
         bs = _check_int("trial.block_size", self.block_size, 1)
         if bs % sum(a):
-            raise _err("trial.block_size", f"must be a multiple of the allocation "
-                       f"ratio's sum ({a[0]}:{a[1]} sums to {sum(a)}) so that every "
-                       "block keeps the ratio", bs)
+            raise _err(
+                "trial.block_size",
+                f"must be a multiple of the allocation "
+                f"ratio's sum ({a[0]}:{a[1]} sums to {sum(a)}) so that every "
+                "block keeps the ratio",
+                bs,
+            )
         sizes = self.arm_sizes()
         if min(sizes) < 2:
             raise ValueError(
@@ -437,30 +473,44 @@ class StudyDesign:
         c = self.correlations
         nr, no = len(self.rois), len(self.outcomes)
         if np.shape(c.roi_change) != (nr, nr):
-            raise _err("correlations.roi_change", f"must be {nr} x {nr} (one row per "
-                       "ROI)", np.shape(c.roi_change))
+            raise _err(
+                "correlations.roi_change",
+                f"must be {nr} x {nr} (one row per ROI)",
+                np.shape(c.roi_change),
+            )
         if np.shape(c.outcome_change) != (no, no):
-            raise _err("correlations.outcome_change", f"must be {no} x {no}",
-                       np.shape(c.outcome_change))
+            raise _err(
+                "correlations.outcome_change",
+                f"must be {no} x {no}",
+                np.shape(c.outcome_change),
+            )
         for arm in GROUPS:
             if np.shape(c.roi_outcome[arm]) != (nr, no):
-                raise _err(f"correlations.roi_outcome.{arm}",
-                           f"must be {nr} x {no} (ROIs x outcomes)",
-                           np.shape(c.roi_outcome[arm]))
+                raise _err(
+                    f"correlations.roi_outcome.{arm}",
+                    f"must be {nr} x {no} (ROIs x outcomes)",
+                    np.shape(c.roi_outcome[arm]),
+                )
         if self.missing.mechanism == "mnar" and self.missing.outcome not in (
             self.outcome_names
         ):
-            raise _err("missing.outcome", f"must be one of {self.outcome_names}",
-                       self.missing.outcome)
+            raise _err(
+                "missing.outcome",
+                f"must be one of {self.outcome_names}",
+                self.missing.outcome,
+            )
         for arm in GROUPS:
             _check_positive_definite(self.change_correlation(arm), self._labels(), arm)
         if nr > 1:
             cs = np.full((nr, nr), c.roi_baseline)
             np.fill_diagonal(cs, 1.0)
             if np.linalg.eigvalsh(cs)[0] <= 0:
-                raise _err("correlations.roi_baseline", f"is not a valid common "
-                           f"correlation for {nr} ROIs (must be > {-1 / (nr - 1):.3g})",
-                           c.roi_baseline)
+                raise _err(
+                    "correlations.roi_baseline",
+                    f"is not a valid common "
+                    f"correlation for {nr} ROIs (must be > {-1 / (nr - 1):.3g})",
+                    c.roi_baseline,
+                )
 
     # -- derived quantities ---------------------------------------------------
     @property
@@ -494,7 +544,10 @@ class StudyDesign:
         return int(base[0]), int(base[1])
 
     def change_correlation(self, arm: str) -> np.ndarray:
-        """Joint correlation of (true dMD per ROI, score change per outcome) in ``arm``."""
+        """Return the joint correlation of (true dMD per ROI, score change per outcome).
+
+        Rows and columns: ROIs then outcomes, in design order, for ``arm``.
+        """
         c = self.correlations
         nr = len(self.rois)
         no = len(self.outcomes)
@@ -547,23 +600,44 @@ def _check_positive_definite(m: np.ndarray, labels: Sequence[str], arm: str) -> 
 # --------------------------------------------------------------------------- TOML
 
 _TOP_KEYS = {
-    "name", "description", "reference", "base", "trial", "rois", "outcomes",
-    "correlations", "covariates", "missing", "sources", "run",
+    "name",
+    "description",
+    "reference",
+    "base",
+    "trial",
+    "rois",
+    "outcomes",
+    "correlations",
+    "covariates",
+    "missing",
+    "sources",
+    "run",
 }
 _TRIAL_KEYS = {"n", "allocation", "block_size"}
 _ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd"}
 _OUTCOME_KEYS = {
-    "scale_min", "scale_max", "baseline_mean", "baseline_sd", "inclusion_min",
-    "change_mean", "change_sd",
+    "scale_min",
+    "scale_max",
+    "baseline_mean",
+    "baseline_sd",
+    "inclusion_min",
+    "change_mean",
+    "change_sd",
 }
 _CORR_KEYS = {
-    "roi_baseline", "roi_change", "outcome_baseline", "outcome_change", "roi_outcome"
+    "roi_baseline",
+    "roi_change",
+    "outcome_baseline",
+    "outcome_change",
+    "roi_outcome",
 }
 _COV_KEYS = {f.name for f in dataclasses.fields(CovariateSpec)}
 _MISSING_KEYS = {f.name for f in dataclasses.fields(MissingSpec)}
 
 
-def _check_keys(where: str, d: Any, allowed: set[str], required: set[str] = frozenset()):
+def _check_keys(
+    where: str, d: Any, allowed: set[str], required: set[str] = frozenset()
+):
     if not isinstance(d, Mapping):
         raise TypeError(f"{where} must be a table; got {type(d).__name__} {d!r}")
     unknown = sorted(set(d) - allowed)
@@ -594,10 +668,14 @@ def _matrix(where: str, value: Any, names: Sequence[str]) -> tuple:
         try:
             m = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
-            raise TypeError(f"{where} must be a number or a matrix of numbers") from None
+            raise TypeError(
+                f"{where} must be a number or a matrix of numbers"
+            ) from None
         if m.shape != (k, k):
-            raise ValueError(f"{where} must be a single correlation or a {k} x {k} "
-                             f"matrix ordered as {list(names)}; got shape {m.shape}")
+            raise ValueError(
+                f"{where} must be a single correlation or a {k} x {k} "
+                f"matrix ordered as {list(names)}; got shape {m.shape}"
+            )
         return tuple(map(tuple, m.tolist()))
     raise TypeError(f"{where} must be a number or a list of lists; got {value!r}")
 
@@ -619,8 +697,10 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         base = d["base"]
         if not isinstance(base, str):
             raise TypeError(f"base must be a preset name; got {base!r}")
-        merged = _merge(design_to_dict(load_preset(base)),
-                        {k: v for k, v in d.items() if k != "base"})
+        merged = _merge(
+            design_to_dict(load_preset(base)),
+            {k: v for k, v in d.items() if k != "base"},
+        )
         return design_from_dict(merged)
     _check_keys("", d, _TOP_KEYS, {"name", "trial", "rois", "outcomes", "correlations"})
     tr = d["trial"]
@@ -634,11 +714,16 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     for name, r in rois_d.items():
         w = f"rois.{name}"
         _check_keys(w, r, _ROI_KEYS, _ROI_KEYS)
-        rois.append(ROISpec(
-            name=name, md_mean=r["md_mean"], md_sd=r["md_sd"], cv=r["cv"],
-            change_mean=_per_arm(f"{w}.change_mean", r["change_mean"]),
-            change_sd=_per_arm(f"{w}.change_sd", r["change_sd"]),
-        ))
+        rois.append(
+            ROISpec(
+                name=name,
+                md_mean=r["md_mean"],
+                md_sd=r["md_sd"],
+                cv=r["cv"],
+                change_mean=_per_arm(f"{w}.change_mean", r["change_mean"]),
+                change_sd=_per_arm(f"{w}.change_sd", r["change_sd"]),
+            )
+        )
     out_d = d["outcomes"]
     if not isinstance(out_d, Mapping) or not out_d:
         raise ValueError("outcomes must be a non-empty table of [outcomes.NAME] tables")
@@ -646,19 +731,28 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     for name, o in out_d.items():
         w = f"outcomes.{name}"
         _check_keys(w, o, _OUTCOME_KEYS, _OUTCOME_KEYS)
-        outcomes.append(OutcomeSpec(
-            name=name, scale_min=o["scale_min"], scale_max=o["scale_max"],
-            baseline_mean=o["baseline_mean"], baseline_sd=o["baseline_sd"],
-            inclusion_min=o["inclusion_min"],
-            change_mean=_per_arm(f"{w}.change_mean", o["change_mean"]),
-            change_sd=_per_arm(f"{w}.change_sd", o["change_sd"]),
-        ))
+        outcomes.append(
+            OutcomeSpec(
+                name=name,
+                scale_min=o["scale_min"],
+                scale_max=o["scale_max"],
+                baseline_mean=o["baseline_mean"],
+                baseline_sd=o["baseline_sd"],
+                inclusion_min=o["inclusion_min"],
+                change_mean=_per_arm(f"{w}.change_mean", o["change_mean"]),
+                change_sd=_per_arm(f"{w}.change_sd", o["change_sd"]),
+            )
+        )
     roi_names = [r.name for r in rois]
     out_names = [o.name for o in outcomes]
 
     c = d["correlations"]
-    _check_keys("correlations", c, _CORR_KEYS, {"roi_baseline", "outcome_baseline",
-                                                "roi_change", "outcome_change"})
+    _check_keys(
+        "correlations",
+        c,
+        _CORR_KEYS,
+        {"roi_baseline", "outcome_baseline", "roi_change", "outcome_change"},
+    )
     ro = c.get("roi_outcome", {})
     _check_keys("correlations.roi_outcome", ro, set(GROUPS))
     roi_outcome = {}
@@ -677,8 +771,9 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         roi_baseline=c["roi_baseline"],
         roi_change=_matrix("correlations.roi_change", c["roi_change"], roi_names),
         outcome_baseline=c["outcome_baseline"],
-        outcome_change=_matrix("correlations.outcome_change", c["outcome_change"],
-                               out_names),
+        outcome_change=_matrix(
+            "correlations.outcome_change", c["outcome_change"], out_names
+        ),
         roi_outcome=roi_outcome,
     )
     covariates = None
@@ -698,10 +793,17 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         if key in d and not isinstance(d[key], str):
             raise TypeError(f"{key} must be a string; got {d[key]!r}")
     return StudyDesign(
-        name=d["name"], n=tr["n"], allocation=allocation, block_size=tr["block_size"],
-        rois=tuple(rois), outcomes=tuple(outcomes), correlations=correlations,
-        covariates=covariates, missing=missing,
-        description=d.get("description", ""), reference=d.get("reference", ""),
+        name=d["name"],
+        n=tr["n"],
+        allocation=allocation,
+        block_size=tr["block_size"],
+        rois=tuple(rois),
+        outcomes=tuple(outcomes),
+        correlations=correlations,
+        covariates=covariates,
+        missing=missing,
+        description=d.get("description", ""),
+        reference=d.get("reference", ""),
         sources=dict(sources),
     )
 
@@ -717,7 +819,7 @@ def _merge(base: dict, over: Mapping) -> dict:
 
 
 def design_to_dict(design: StudyDesign) -> dict[str, Any]:
-    """The nested dict that :func:`design_from_dict` reads back to ``design``."""
+    """Return the nested dict that :func:`design_from_dict` reads back as ``design``."""
     arm = lambda p: {g: p[g] for g in GROUPS}  # noqa: E731
     d: dict[str, Any] = {"name": design.name}
     if design.description:
@@ -730,15 +832,25 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
         "block_size": design.block_size,
     }
     d["rois"] = {
-        r.name: {"md_mean": r.md_mean, "md_sd": r.md_sd, "cv": r.cv,
-                 "change_mean": arm(r.change_mean), "change_sd": arm(r.change_sd)}
+        r.name: {
+            "md_mean": r.md_mean,
+            "md_sd": r.md_sd,
+            "cv": r.cv,
+            "change_mean": arm(r.change_mean),
+            "change_sd": arm(r.change_sd),
+        }
         for r in design.rois
     }
     d["outcomes"] = {
-        o.name: {"scale_min": o.scale_min, "scale_max": o.scale_max,
-                 "baseline_mean": o.baseline_mean, "baseline_sd": o.baseline_sd,
-                 "inclusion_min": o.inclusion_min,
-                 "change_mean": arm(o.change_mean), "change_sd": arm(o.change_sd)}
+        o.name: {
+            "scale_min": o.scale_min,
+            "scale_max": o.scale_max,
+            "baseline_mean": o.baseline_mean,
+            "baseline_sd": o.baseline_sd,
+            "inclusion_min": o.inclusion_min,
+            "change_mean": arm(o.change_mean),
+            "change_sd": arm(o.change_sd),
+        }
         for o in design.outcomes
     }
     c = design.correlations
@@ -748,10 +860,14 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
         "outcome_baseline": c.outcome_baseline,
         "outcome_change": [list(r) for r in c.outcome_change],
         "roi_outcome": {
-            g: {o: {r: c.roi_outcome_array(g)[i, j]
+            g: {
+                o: {
+                    r: c.roi_outcome_array(g)[i, j]
                     for i, r in enumerate(design.roi_names)
-                    if c.roi_outcome_array(g)[i, j] != 0}
-                for j, o in enumerate(design.outcome_names)}
+                    if c.roi_outcome_array(g)[i, j] != 0
+                }
+                for j, o in enumerate(design.outcome_names)
+            }
             for g in GROUPS
         },
     }
@@ -779,8 +895,11 @@ def _toml_value(v: Any) -> str:
             return "[\n" + rows + ",\n]"
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}"
-                               for k, x in v.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items())
+            + "}"
+        )
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -790,8 +909,9 @@ def _toml_key(k: str) -> str:
 
 def _emit_table(lines: list[str], path: list[str], d: Mapping) -> None:
     inline_ok = {"change_mean", "change_sd", "allocation"}
-    scalars = {k: v for k, v in d.items()
-               if not isinstance(v, Mapping) or k in inline_ok}
+    scalars = {
+        k: v for k, v in d.items() if not isinstance(v, Mapping) or k in inline_ok
+    }
     subtables = {k: v for k, v in d.items() if k not in scalars}
     if path and (scalars or not subtables):
         lines.append("")
@@ -802,8 +922,9 @@ def _emit_table(lines: list[str], path: list[str], d: Mapping) -> None:
         _emit_table(lines, [*path, k], v)
 
 
-def design_to_toml(design: StudyDesign, *, run: Mapping[str, Any] | None = None,
-                   header: str = "") -> str:
+def design_to_toml(
+    design: StudyDesign, *, run: Mapping[str, Any] | None = None, header: str = ""
+) -> str:
     """Serialise ``design`` (and an optional ``[run]`` table) as TOML text."""
     lines: list[str] = [f"# {ln}" if ln else "#" for ln in header.splitlines()]
     d = design_to_dict(design)
@@ -813,8 +934,9 @@ def design_to_toml(design: StudyDesign, *, run: Mapping[str, Any] | None = None,
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def write_design(design: StudyDesign, path: str | Path, *,
-                 run: Mapping[str, Any] | None = None) -> None:
+def write_design(
+    design: StudyDesign, path: str | Path, *, run: Mapping[str, Any] | None = None
+) -> None:
     """Write ``design`` to a TOML file (see :func:`read_design`)."""
     Path(path).write_text(design_to_toml(design, run=run), encoding="utf-8")
 

@@ -174,7 +174,8 @@ class _Model:
                 o.change_mean[arm] for o in d.outcomes
             ]
             sd = np.array(
-                [r.change_sd[arm] for r in d.rois] + [o.change_sd[arm] for o in d.outcomes]
+                [r.change_sd[arm] for r in d.rois]
+                + [o.change_sd[arm] for o in d.outcomes]
             )
             chol = np.linalg.cholesky(d.change_correlation(arm)) * sd[:, None]
             self.chg_mean.append(np.array(mean))
@@ -204,8 +205,9 @@ class _Model:
         self.covariates = d.covariates
 
 
-def _draw_blocks(ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int,
-                 no: int) -> dict[str, np.ndarray]:
+def _draw_blocks(
+    ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int, no: int
+) -> dict[str, np.ndarray]:
     """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order."""
     r = (b1 - b0) * BLOCK_SIZE
     out = {
@@ -233,8 +235,9 @@ def _draw_blocks(ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int,
     return out
 
 
-def _simulate_range(m: _Model, design: StudyDesign, ss: np.random.SeedSequence,
-                    start: int, stop: int) -> dict[str, np.ndarray]:
+def _simulate_range(
+    m: _Model, design: StudyDesign, ss: np.random.SeedSequence, start: int, stop: int
+) -> dict[str, np.ndarray]:
     b0 = start // BLOCK_SIZE
     b1 = -(-stop // BLOCK_SIZE)
     raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no)
@@ -278,8 +281,14 @@ def _simulate_range(m: _Model, design: StudyDesign, ss: np.random.SeedSequence,
         if miss.mechanism == "mnar":
             k = m.mnar_k
             mean = np.where(treated, m.chg_mean[0][k], m.chg_mean[1][k])
-            sd = np.where(treated, m.chg_chol_t[0][:, k] @ m.chg_chol_t[0][:, k],
-                          m.chg_chol_t[1][:, k] @ m.chg_chol_t[1][:, k]) ** 0.5
+            sd = (
+                np.where(
+                    treated,
+                    m.chg_chol_t[0][:, k] @ m.chg_chol_t[0][:, k],
+                    m.chg_chol_t[1][:, k] @ m.chg_chol_t[1][:, k],
+                )
+                ** 0.5
+            )
             logit = logit + miss.strength * (chg[..., k] - mean) / sd
         observed = raw["u_miss"] >= special.expit(logit)
     md[..., 1] = np.where(observed[..., None], md[..., 1], np.nan)
@@ -294,8 +303,15 @@ def _simulate_range(m: _Model, design: StudyDesign, ss: np.random.SeedSequence,
         )
         age = np.clip(np.rint(age), cov.age_min, cov.age_max)
         female = raw["u_sex"] < cov.female
-    return {"treated": treated, "md": md, "md_true": md_true, "scores": scores,
-            "observed_24h": observed, "age": age, "female": female}
+    return {
+        "treated": treated,
+        "md": md,
+        "md_true": md_true,
+        "scores": scores,
+        "observed_24h": observed,
+        "age": age,
+        "female": female,
+    }
 
 
 def _check_design(design) -> StudyDesign:
@@ -305,7 +321,8 @@ def _check_design(design) -> StudyDesign:
         return load_preset(design)
     if not isinstance(design, StudyDesign):
         raise TypeError(
-            f"design must be a StudyDesign or a preset name; got {type(design).__name__}"
+            "design must be a StudyDesign or a preset name; got "
+            f"{type(design).__name__}"
         )
     return design
 
@@ -340,7 +357,11 @@ def simulate_arrays(
     if isinstance(start, bool) or not isinstance(start, int | np.integer) or start < 0:
         raise ValueError(f"start must be a non-negative integer; got {start!r}")
     stop = start + 1 if stop is None else stop
-    if isinstance(stop, bool) or not isinstance(stop, int | np.integer) or stop <= start:
+    if (
+        isinstance(stop, bool)
+        or not isinstance(stop, int | np.integer)
+        or stop <= start
+    ):
         raise ValueError(f"stop must be an integer > start ({start}); got {stop!r}")
     chunk = _DEFAULT_CHUNK if chunk_size is None else chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
@@ -386,9 +407,11 @@ class Cohort:
     def __repr__(self) -> str:
         a = self.arrays
         n_t, n_c = a.design.arm_sizes()
-        return (f"<Cohort design={a.design.name!r} replicates={a.replicates} "
-                f"n={a.design.n} ({n_t} {TREATMENT}, {n_c} {CONTROL}) "
-                f"seed={a.seed.entropy}>")
+        return (
+            f"<Cohort design={a.design.name!r} replicates={a.replicates} "
+            f"n={a.design.n} ({n_t} {TREATMENT}, {n_c} {CONTROL}) "
+            f"seed={a.seed.entropy}>"
+        )
 
     @property
     def design(self) -> StudyDesign:
@@ -406,13 +429,14 @@ class Cohort:
         return np.array([f"sub-{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
 
     def _lead(self, per_row: int) -> dict[str, np.ndarray]:
-        """Replicate and participant columns for rows grouped ``per_row`` per subject."""
+        """Return replicate and participant columns, ``per_row`` rows per subject."""
         a = self.arrays
         r, n = a.treated.shape
         cols = {}
         if r > 1:
-            cols["replicate"] = np.repeat(np.arange(a.start + 1, a.start + r + 1),
-                                          n * per_row)
+            cols["replicate"] = np.repeat(
+                np.arange(a.start + 1, a.start + r + 1), n * per_row
+            )
         cols["participant_id"] = np.tile(np.repeat(self._ids(), per_row), r)
         return cols
 
@@ -425,7 +449,9 @@ class Cohort:
             cols["group"] = np.where(a.treated.ravel(), TREATMENT, CONTROL)
             for k, name in enumerate(a.outcome_names):
                 for s, sess in enumerate(SESSIONS):
-                    cols[f"{name}_{sess}"] = a.scores[..., k, s].ravel().astype(np.int64)
+                    cols[f"{name}_{sess}"] = (
+                        a.scores[..., k, s].ravel().astype(np.int64)
+                    )
             if a.age is not None:
                 cols["age"] = a.age.ravel().astype(np.int64)
                 cols["sex"] = np.where(a.female.ravel(), "F", "M")
@@ -436,10 +462,13 @@ class Cohort:
         a = self.arrays
         nr = len(a.roi_names)
         cols = self._lead(2 * nr)
-        cols["session"] = np.tile(np.repeat(np.array(SESSIONS, dtype=object), nr),
-                                  values.shape[0] * values.shape[1])
-        cols["roi"] = np.tile(np.array(a.roi_names, dtype=object),
-                              values.shape[0] * values.shape[1] * 2)
+        cols["session"] = np.tile(
+            np.repeat(np.array(SESSIONS, dtype=object), nr),
+            values.shape[0] * values.shape[1],
+        )
+        cols["roi"] = np.tile(
+            np.array(a.roi_names, dtype=object), values.shape[0] * values.shape[1] * 2
+        )
         # (R, N, J, 2) -> (R, N, 2, J): rows ordered subject, session, ROI
         cols[column] = np.swapaxes(values, -1, -2).ravel()
         return pd.DataFrame(cols)
@@ -493,10 +522,13 @@ def simulate_cohort(
     >>> len(cohort.roi_md)  # 98 subjects x 2 sessions x 7 ROIs
     1372
     """
-    if isinstance(replicates, bool) or not isinstance(replicates, int | np.integer) or (
-        replicates < 1
+    if (
+        isinstance(replicates, bool)
+        or not isinstance(replicates, int | np.integer)
+        or (replicates < 1)
     ):
         raise ValueError(f"replicates must be a positive integer; got {replicates!r}")
-    arrays = simulate_arrays(design, seed=rng, start=0, stop=int(replicates),
-                             chunk_size=chunk_size)
+    arrays = simulate_arrays(
+        design, seed=rng, start=0, stop=int(replicates), chunk_size=chunk_size
+    )
     return Cohort(arrays)
