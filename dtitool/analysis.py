@@ -1,0 +1,603 @@
+r"""Group x MD-change interaction models of depression change (statsmodels OLS).
+
+Per ROI ``r`` and outcome ``k`` (14 models for 7 ROIs x 2 outcomes) the default
+model is
+
+.. math::
+
+    \Delta score_k = b_0 + b_1 \, ket + b_2 \, x + b_3 \, ket \cdot x
+                     + b_4 \, score_{k,baseline} + e,
+
+with ``x = dMD_r / DMD_SCALE`` (24 h minus baseline, per 1e-5 mm^2/s) and
+``ket`` the ketamine indicator (saline is the reference arm). In patsy terms:
+``d_score ~ C(group, Treatment('saline')) * d_md + baseline_score``.
+
+Reported terms, all from the one fitted model except the pooled slope:
+
+``interaction``
+    ``b_3``, the difference of the two arms' dMD slopes.
+``slope_ketamine``
+    ``b_2 + b_3``, the dMD slope in the ketamine arm (a contrast, ``t_test``).
+``slope_saline``
+    ``b_2``, the dMD slope in the saline arm.
+``slope_pooled``
+    The dMD coefficient of the additive model (the same formula without the
+    group x dMD interaction), a slope common to both arms.
+
+Sign convention: improvement is a negative score change, so "a larger MD
+decrease goes with more improvement" is a positive slope.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import patsy
+import statsmodels.api as sm
+from statsmodels.stats.multitest import multipletests
+
+from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TREATMENT
+from dtitool.tables import MIN_PER_ARM, _changes, _roi_order, check_tables
+
+__all__ = [
+    "COVARIATES",
+    "RESULT_COLUMNS",
+    "TERMS",
+    "AnalysisResults",
+    "default_formula",
+    "fit_changes",
+    "fit_models",
+]
+
+TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
+"""Reported terms, in table order."""
+
+RESULT_COLUMNS = (
+    "roi", "outcome", "term", "estimate", "se", "t", "df", "p", "ci_low",
+    "ci_high", "n", "p_holm", "p_fdr",
+)  # fmt: skip
+"""Columns of :attr:`AnalysisResults.table` and of ``results.tsv``."""
+
+COVARIATES = {
+    "baseline": "the outcome's baseline score (baseline_score)",
+    "baseline_md": "baseline MD of the model's ROI, per 1e-5 mm^2/s (baseline_md)",
+    "age": "age in years",
+    "sex": "sex, as a categorical term C(sex)",
+}
+"""Named covariates; any other numeric or text participants column works too."""
+
+_FAMILY_KEYS = ("roi", "outcome", "term")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DMD_RE = re.compile(r"\bd_md\b")
+_GROUP_RE = re.compile(r"\bgroup\b")
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisResults:
+    """Results of the per-ROI x outcome models.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Tidy results, columns :data:`RESULT_COLUMNS`, one row per ROI x outcome
+        x term. Estimates are score points per ``dmd_scale`` mm^2/s of MD change.
+    changes : DataFrame
+        The per-subject x ROI changes the models were fitted to (see
+        :func:`dtitool.tables.compute_changes`).
+    fits : mapping
+        ``(roi, outcome) -> statsmodels RegressionResults`` of the interaction
+        model, for inspection (``fits[("L_BA10", "madrs")].summary()``).
+    additive_fits : mapping
+        ``(roi, outcome) ->`` results of the additive (no interaction) model.
+    formula : str
+        The interaction model's patsy formula.
+    covariates : tuple of str
+        Covariates in the model (empty when ``formula`` was given).
+    robust : str or None
+        ``"HC3"`` for heteroscedasticity-consistent SEs, None for classical ones.
+    families : tuple of str
+        Columns whose combinations define the multiplicity families for
+        ``p_holm`` and ``p_fdr`` (empty: one family of all rows).
+    dmd_scale : float
+        MD change unit of the estimates, mm^2/s.
+    dmd_unit : str
+        Human-readable statement of ``dmd_scale``.
+    elapsed : float
+        Seconds spent fitting.
+    """
+
+    table: pd.DataFrame
+    changes: pd.DataFrame = field(repr=False)
+    fits: Mapping = field(repr=False)
+    additive_fits: Mapping = field(repr=False)
+    formula: str
+    covariates: tuple[str, ...]
+    robust: str | None
+    families: tuple[str, ...]
+    dmd_scale: float = DMD_SCALE
+    dmd_unit: str = DMD_UNIT
+    elapsed: float = field(default=0.0, compare=False)
+
+    def term(self, roi: str, outcome: str, term: str) -> pd.Series:
+        """Return the table row of one ROI, outcome and term."""
+        t = self.table
+        row = t.loc[(t["roi"] == roi) & (t["outcome"] == outcome) & (t["term"] == term)]
+        if len(row) != 1:
+            raise ValueError(
+                f"no result for roi={roi!r}, outcome={outcome!r}, term={term!r}"
+            )
+        return row.iloc[0]
+
+    def summary(self, *, terms: Sequence[str] = TERMS) -> str:
+        """Return a readable text table of the results, with units stated."""
+        return format_summary(self, terms=terms)
+
+
+def default_formula(covariates: Sequence[str] = ("baseline",), *, types=None) -> str:
+    """Return the interaction model's patsy formula for the given covariates.
+
+    Parameters
+    ----------
+    covariates : sequence of str
+        Names from :data:`COVARIATES` or participants columns.
+    types : mapping, optional
+        ``name -> "numeric" | "categorical"``; names not given are numeric
+        except ``sex``.
+
+    Examples
+    --------
+    >>> default_formula(("baseline", "age", "sex"))
+    "d_score ~ C(group, Treatment('saline')) * d_md + baseline_score + age + C(sex)"
+    """
+    types = dict(types or {})
+    rhs = [f"C(group, Treatment({CONTROL!r})) * d_md"]
+    for c in covariates:
+        name = "baseline_score" if c == "baseline" else c
+        ref = name if _NAME_RE.match(name) else f"Q({name!r})"
+        kind = types.get(c, "categorical" if c == "sex" else "numeric")
+        rhs.append(f"C({ref})" if kind == "categorical" else ref)
+    return "d_score ~ " + " + ".join(rhs)
+
+
+def fit_models(
+    participants,
+    roi_md,
+    *,
+    covariates: Sequence[str] = ("baseline",),
+    formula: str | None = None,
+    robust: str | None = None,
+    families: Sequence[str] | str | None = ("term",),
+    alpha: float = 0.05,
+    replicate: int | None = None,
+    md_unit: str = "mm^2/s",
+) -> AnalysisResults:
+    """Fit the group x dMD interaction model for every ROI and outcome.
+
+    Parameters
+    ----------
+    participants, roi_md : DataFrame or path-like
+        The two input tables (see :mod:`dtitool.tables`), checked with
+        :func:`dtitool.tables.check_tables`. Outcomes are those of ``madrs`` and
+        ``qids`` with ``*_baseline`` and ``*_24h`` columns; ROIs are whatever
+        ``roi_md`` holds.
+    covariates : sequence of str
+        Covariates added to ``group * d_md``: ``"baseline"`` (the outcome's
+        baseline score), ``"baseline_md"`` (baseline MD of that ROI), ``"age"``,
+        ``"sex"``, or any other participants column (text columns enter as
+        categorical). Ignored when ``formula`` is given.
+    formula : str, optional
+        A patsy formula replacing the default (see :func:`default_formula`). It
+        sees the columns ``d_score`` (outcome change), ``d_md`` (MD change per
+        1e-5 mm^2/s), ``group``, ``baseline_score``, ``baseline_md`` (per 1e-5
+        mm^2/s), ``d_md_pct`` and every participants column. It must contain the
+        main effects of ``group`` and ``d_md`` and their interaction, and be
+        linear in ``d_md``; the additive model drops the interaction term.
+    robust : {None, "HC3"}
+        Heteroscedasticity-consistent (HC3) standard errors; tests then still
+        use the t distribution with the residual df.
+    families : sequence of str, str or None
+        Columns among ``roi``, ``outcome``, ``term`` that define the
+        multiplicity families: Holm and Benjamini-Hochberg adjustment is done
+        within each combination. Default ``("term",)``: each term across all
+        ROI x outcome models (14 tests per family for the reference study).
+        ``("term", "outcome")`` adjusts within each outcome; None or ``()``
+        makes one family of every row.
+    alpha : float
+        Confidence intervals are ``100 * (1 - alpha)`` %.
+    replicate, md_unit
+        As in :func:`dtitool.tables.check_tables`.
+
+    Returns
+    -------
+    AnalysisResults
+
+    Raises
+    ------
+    ValueError
+        On bad input tables, an unknown covariate, an unusable formula, or a
+        model with too few subjects in an arm.
+
+    Notes
+    -----
+    Subjects enter a model only with complete data for it (both scans of that
+    ROI, both scores of that outcome, every covariate), so a missing 24 h scan
+    removes the subject from that ROI's models only; ``n`` gives each model's
+    count. ``df`` is the residual degrees of freedom ``n - rank(X)``.
+
+    The simple slopes are the contrasts ``L b`` of the one fitted model, with
+    ``L`` the derivative of a design row with respect to ``d_md`` for a subject
+    in that arm; for the default formula that is ``b_2`` (saline) and
+    ``b_2 + b_3`` (ketamine).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> n = 30
+    >>> p = pd.DataFrame({"participant_id": [f"s{i}" for i in range(n)],
+    ...                   "group": ["ketamine"] * 20 + ["saline"] * 10,
+    ...                   "madrs_baseline": rng.integers(25, 40, n)})
+    >>> p["madrs_24h"] = p["madrs_baseline"] - rng.integers(0, 15, n)
+    >>> md0 = rng.normal(0.8e-3, 0.04e-3, n)
+    >>> r = pd.DataFrame({"participant_id": list(p["participant_id"]) * 2,
+    ...                   "session": ["baseline"] * n + ["24h"] * n,
+    ...                   "roi": "L_BA10",
+    ...                   "md": np.r_[md0, md0 + rng.normal(0, 2e-5, n)]})
+    >>> res = fit_models(p, r)
+    >>> row = res.term("L_BA10", "madrs", "interaction")
+    >>> row["n"], row["df"]
+    (np.int64(30), np.float64(25.0))
+    """
+    participants, roi_md = check_tables(
+        participants, roi_md, replicate=replicate, md_unit=md_unit
+    )
+    changes = _changes(participants, roi_md)
+    return fit_changes(
+        changes,
+        covariates=covariates,
+        formula=formula,
+        robust=robust,
+        families=families,
+        alpha=alpha,
+    )
+
+
+def _check_options(covariates, formula, robust, families, alpha, changes):
+    if robust not in (None, "HC3"):
+        raise ValueError(f"robust must be None or 'HC3', got {robust!r}")
+    if families is None:
+        families = ()
+    elif isinstance(families, str):
+        families = (families,)
+    families = tuple(families)
+    bad = [f for f in families if f not in _FAMILY_KEYS]
+    if bad:
+        raise ValueError(
+            f"families must be column names among {', '.join(_FAMILY_KEYS)}, "
+            f"got {bad[0]!r}"
+        )
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if isinstance(covariates, str):
+        covariates = (covariates,)
+    covariates = tuple(covariates)
+    if formula is not None:
+        if not isinstance(formula, str) or "~" not in formula:
+            raise ValueError(
+                f"formula must be a patsy formula string 'd_score ~ ...', got "
+                f"{formula!r}"
+            )
+        return (), formula, families
+    known = set(COVARIATES) | set(changes.columns)
+    taken = {"participant_id", "group", "roi", "d_md", "d_score"}
+    types = {}
+    for c in covariates:
+        if c not in known or c in taken:
+            others = sorted(
+                set(changes.columns)
+                - taken
+                - {"md_baseline", "md_24h", "d_md_pct"}
+                - {c for c in changes.columns if c.startswith("d_")}
+            )
+            raise ValueError(
+                f"unknown covariate {c!r}; expected one of "
+                f"{', '.join(COVARIATES)} or a participants column "
+                f"({', '.join(others) or 'none'})"
+            )
+        if c in changes.columns and not pd.api.types.is_numeric_dtype(changes[c]):
+            types[c] = "categorical"
+    if len(set(covariates)) != len(covariates):
+        raise ValueError(f"covariates are repeated: {covariates}")
+    return covariates, default_formula(covariates, types=types), families
+
+
+def _model_frame(changes: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    frame = changes.copy()
+    frame["d_score"] = changes[f"d_{outcome}"]
+    frame["baseline_score"] = changes[f"{outcome}_baseline"]
+    frame["d_md"] = changes["d_md"] / DMD_SCALE
+    frame["baseline_md"] = changes["md_baseline"] / DMD_SCALE
+    return frame
+
+
+def _term_factor_codes(term) -> list[str]:
+    return [f.name() for f in term.factors]
+
+
+def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str) -> np.ndarray:
+    """Rows d(design row)/d(d_md) for a ketamine and a saline subject.
+
+    Returns an array (2, p): [ketamine, saline]. Raises if the model is not
+    linear in d_md, lacks the required terms, or lets the slope depend on
+    another variable.
+    """
+    terms = design_info.terms
+    codes = [_term_factor_codes(t) for t in terms]
+    has_group_main = any(len(c) == 1 and _GROUP_RE.search(c[0]) for c in codes)
+    has_dmd_main = any(len(c) == 1 and _DMD_RE.search(c[0]) for c in codes)
+    has_inter = any(
+        len(c) == 2
+        and any(_GROUP_RE.search(x) for x in c)
+        and any(_DMD_RE.search(x) for x in c)
+        for c in codes
+    )
+    if not (has_group_main and has_dmd_main and has_inter):
+        raise ValueError(
+            f"formula {formula!r} must contain the main effects of group and "
+            "d_md and their interaction (e.g. 'd_score ~ C(group, "
+            "Treatment(\"saline\")) * d_md + baseline_score')"
+        )
+    row = frame.iloc[[0] * 6].copy()
+    row["group"] = [TREATMENT] * 3 + [CONTROL] * 3
+    row["d_md"] = [0.0, 1.0, 2.0] * 2
+    (X,) = patsy.build_design_matrices([design_info], row, NA_action="raise")
+    X = np.asarray(X)
+    d1 = X[[1, 4]] - X[[0, 3]]
+    d2 = X[[2, 5]] - X[[1, 4]]
+    if not np.allclose(d1, d2, rtol=1e-9, atol=1e-12):
+        raise ValueError(f"formula {formula!r} must be linear in d_md")
+    for term, sl in design_info.term_slices.items():
+        if not np.any(d1[:, sl]):
+            continue
+        others = [
+            c for c in _term_factor_codes(term)
+            if not (_GROUP_RE.search(c) or _DMD_RE.search(c))
+        ]  # fmt: skip
+        if others:
+            raise ValueError(
+                f"formula {formula!r} lets the d_md slope depend on "
+                f"{', '.join(others)}; per-arm slopes would not be single "
+                "numbers"
+            )
+    return d1
+
+
+def _interaction_columns(design_info) -> np.ndarray:
+    """Boolean mask of design columns belonging to group x d_md terms."""
+    mask = np.zeros(len(design_info.column_names), dtype=bool)
+    for term, sl in design_info.term_slices.items():
+        c = _term_factor_codes(term)
+        if any(_GROUP_RE.search(x) for x in c) and any(_DMD_RE.search(x) for x in c):
+            mask[sl] = True
+    return mask
+
+
+def _fit(y, X, names, robust):
+    model = sm.OLS(y, X)
+    model.data.xnames = list(names)
+    model.data.ynames = "d_score"
+    if robust is None:
+        return model.fit()
+    return model.fit(cov_type=robust, use_t=True)
+
+
+def _contrast_rows(res, L, alpha):
+    ct = res.t_test(L)
+    ci = np.asarray(ct.conf_int(alpha=alpha)).reshape(-1, 2)
+    return (
+        np.atleast_1d(np.asarray(ct.effect, float)),
+        np.atleast_1d(np.asarray(ct.sd, float)).ravel(),
+        np.atleast_1d(np.asarray(ct.tvalue, float)).ravel(),
+        np.atleast_1d(np.asarray(ct.pvalue, float)).ravel(),
+        ci,
+    )
+
+
+def fit_changes(
+    changes: pd.DataFrame,
+    *,
+    covariates: Sequence[str] = ("baseline",),
+    formula: str | None = None,
+    robust: str | None = None,
+    families: Sequence[str] | str | None = ("term",),
+    alpha: float = 0.05,
+) -> AnalysisResults:
+    """Fit the models to a per-subject changes table.
+
+    Same as :func:`fit_models` but starting from the output of
+    :func:`dtitool.tables.compute_changes` (already checked).
+    """
+    if not isinstance(changes, pd.DataFrame):
+        raise TypeError(
+            f"changes must be a DataFrame from compute_changes, got "
+            f"{type(changes).__name__}"
+        )
+    need = ["participant_id", "group", "roi", "d_md", "md_baseline"]
+    missing = [c for c in need if c not in changes.columns]
+    if missing:
+        raise ValueError(
+            f"changes table is missing column(s) {missing}; build it with "
+            "compute_changes"
+        )
+    outcomes = [
+        k for k in ("madrs", "qids")
+        if {f"d_{k}", f"{k}_baseline"} <= set(changes.columns)
+    ]  # fmt: skip
+    if not outcomes:
+        raise ValueError("changes table has no outcome change columns (d_madrs...)")
+    covariates, formula, families = _check_options(
+        covariates, formula, robust, families, alpha, changes
+    )
+    t0 = time.perf_counter()
+    rois = _roi_order(changes["roi"])
+    records = []
+    fits, additive_fits = {}, {}
+    for outcome in outcomes:
+        frame = _model_frame(changes, outcome)
+        try:
+            y_df, X_df = patsy.dmatrices(
+                formula, frame, NA_action="drop", return_type="dataframe"
+            )
+        except patsy.PatsyError as e:
+            msg = str(e).splitlines()[0]
+            raise ValueError(f"cannot use formula {formula!r}: {msg}") from None
+        if y_df.shape[1] != 1:
+            raise ValueError(f"formula {formula!r} must have one response")
+        info = X_df.design_info
+        L = _slope_contrasts(info, frame.loc[y_df.index], formula)
+        L3 = np.vstack([L[0] - L[1], L[0], L[1]])
+        keep = ~_interaction_columns(info)
+        L_add = L[0, keep][None, :]
+        if not np.any(L_add):
+            raise ValueError(f"formula {formula!r} has no d_md main effect")
+        names = np.asarray(info.column_names)
+        used = frame.loc[y_df.index]
+        y_all = y_df.to_numpy()[:, 0]
+        X_all = X_df.to_numpy()
+        roi_used = used["roi"].to_numpy()
+        group_used = used["group"].to_numpy()
+        for roi in rois:
+            rows = roi_used == roi
+            n = int(rows.sum())
+            counts = {g: int((group_used[rows] == g).sum()) for g in GROUPS}
+            if min(counts.values()) < MIN_PER_ARM or n - X_all.shape[1] < 1:
+                raise ValueError(
+                    f"too few subjects to fit {roi} / {outcome}: "
+                    + ", ".join(f"{v} {g}" for g, v in counts.items())
+                    + f" with complete data (need at least {MIN_PER_ARM} per arm "
+                    f"and more than {X_all.shape[1]} in all)"
+                )
+            y, X = y_all[rows], X_all[rows]
+            res = _fit(y, X, names, robust)
+            res_add = _fit(y, X[:, keep], names[keep], robust)
+            fits[(roi, outcome)] = res
+            additive_fits[(roi, outcome)] = res_add
+            est, se, tv, pv, ci = _contrast_rows(res, L3, alpha)
+            est_a, se_a, tv_a, pv_a, ci_a = _contrast_rows(res_add, L_add, alpha)
+            df, df_a = res.df_resid, res_add.df_resid
+            for j, term in enumerate(TERMS[:3]):
+                records.append((roi, outcome, term, est[j], se[j], tv[j], df,
+                                pv[j], ci[j, 0], ci[j, 1], n))  # fmt: skip
+            records.append((roi, outcome, TERMS[3], est_a[0], se_a[0], tv_a[0],
+                            df_a, pv_a[0], ci_a[0, 0], ci_a[0, 1], n))  # fmt: skip
+    table = pd.DataFrame.from_records(records, columns=list(RESULT_COLUMNS[:11]))
+    table["df"] = table["df"].astype(float)
+    table["n"] = table["n"].astype(int)
+    table["p_holm"], table["p_fdr"] = _adjust(table, families)
+    table = _sort(table, rois, outcomes)
+    elapsed = time.perf_counter() - t0
+    return AnalysisResults(
+        table=table,
+        changes=changes,
+        fits=fits,
+        additive_fits=additive_fits,
+        formula=formula,
+        covariates=covariates,
+        robust=robust,
+        families=families,
+        elapsed=elapsed,
+    )
+
+
+def _adjust(table: pd.DataFrame, families: tuple[str, ...]):
+    """Holm and BH adjusted p within each family (combination of columns)."""
+    p = table["p"].to_numpy()
+    holm = np.full(len(p), np.nan)
+    fdr = np.full(len(p), np.nan)
+    if families:
+        groups = table.groupby(list(families), sort=False).indices.values()
+    else:
+        groups = [np.arange(len(p))]
+    for idx in groups:
+        idx = np.asarray(idx)
+        ok = idx[np.isfinite(p[idx])]
+        if len(ok):
+            holm[ok] = _holm(p[ok])
+            fdr[ok] = multipletests(p[ok], method="fdr_bh")[1]
+    return holm, fdr
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p, identical to ``multipletests(p, "holm")[1]``.
+
+    Written out because statsmodels' Holm branch runs an explicit
+    ``gc.collect()``, which alone costs ~0.1 s per family in a process with a
+    large heap (tests check equality with statsmodels).
+    """
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adj = np.maximum.accumulate(p[order] * np.arange(m, 0, -1))
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def _sort(table, rois, outcomes):
+    order = (
+        table["roi"].map({r: i for i, r in enumerate(rois)}) * 1000
+        + table["outcome"].map({k: i for i, k in enumerate(outcomes)}) * 10
+        + table["term"].map({t: i for i, t in enumerate(TERMS)})
+    )
+    return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(
+        drop=True
+    )
+
+
+def format_summary(results: AnalysisResults, *, terms: Sequence[str] = TERMS) -> str:
+    """Format ``results`` as a readable text table.
+
+    Parameters
+    ----------
+    results : AnalysisResults
+    terms : sequence of str
+        Terms to show.
+
+    Returns
+    -------
+    str
+    """
+    t = results.table.loc[results.table["term"].isin(list(terms))]
+    lines = [
+        f"Model: {results.formula}"
+        + (" (HC3 robust SEs)" if results.robust else ""),
+        f"Estimates: score points {results.dmd_unit} (24 h minus baseline); "
+        "negative score change = improvement, so a positive slope means MD "
+        "decrease goes with improvement.",
+        "Adjusted p (Holm, BH-FDR) within families by "
+        + (", ".join(results.families) or "all rows together")
+        + ".",
+        "",
+    ]
+    header = (
+        f"{'roi':<14}{'outcome':<8}{'term':<15}{'estimate':>9}"
+        f"{'95% CI':>20}{'p':>9}{'p_holm':>9}{'p_fdr':>9}{'n':>5}"
+    )
+    lines += [header, "-" * len(header)]
+    for r in t.itertuples(index=False):
+        ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        lines.append(
+            f"{r.roi:<14}{r.outcome:<8}{r.term:<15}{r.estimate:>9.3f}{ci:>20}"
+            f"{_fmt_p(r.p):>9}{_fmt_p(r.p_holm):>9}{_fmt_p(r.p_fdr):>9}{r.n:>5d}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "nan"
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
