@@ -46,7 +46,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dtitool`` command line; return the exit code."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version and usage errors (already printed)
+        return 0 if e.code is None else int(e.code)
     if getattr(args, "_run", None) is None:
         parser.print_help(sys.stderr)
         return 2

@@ -1,0 +1,176 @@
+import dataclasses
+import tomllib
+
+import numpy as np
+import pytest
+
+from dtitool._constants import ROI_NAMES
+from dtitool.design import (
+    PerArm,
+    available_presets,
+    design_from_dict,
+    design_to_dict,
+    design_to_toml,
+    load_preset,
+    read_design,
+    write_design,
+)
+
+
+@pytest.fixture(scope="module")
+def preset():
+    return load_preset("ketamine-rct")
+
+
+def test_preset_is_the_reference_study(preset):
+    assert preset.n == 98
+    assert preset.allocation == PerArm(ketamine=2, saline=1)
+    assert preset.arm_sizes() == (65, 33)
+    assert preset.roi_names == ROI_NAMES
+    assert preset.outcome_names == ("madrs", "qids")
+    madrs = preset.outcomes[0]
+    assert (madrs.scale_min, madrs.scale_max) == (0, 60)
+    assert preset.outcomes[1].scale_max == 27
+    assert "10.1038/s41398-023-02451-0" in preset.reference
+
+
+def test_preset_signs_follow_reported_findings(preset):
+    ket = preset.correlations.roi_outcome_array("ketamine")
+    sal = preset.correlations.roi_outcome_array("saline")
+    idx = {r: i for i, r in enumerate(preset.roi_names)}
+    # MD decrease with improvement (positive slope) in L BA10 / L amygdala, ketamine
+    for r in ("L_BA10", "L_amygdala"):
+        assert ket[idx[r], 0] > 0 and ket[idx[r], 1] > 0
+        assert sal[idx[r], 0] == 0
+    # R BA10 in both arms alike
+    assert ket[idx["R_BA10"], 0] > 0 and sal[idx["R_BA10"], 0] > 0
+    # hippocampus opposite direction on MADRS, ketamine arm
+    for r in ("L_hippocampus", "R_hippocampus"):
+        assert ket[idx[r], 0] < 0
+    for r in ("R_amygdala", "vACC"):
+        assert not ket[idx[r]].any() and not sal[idx[r]].any()
+
+
+def test_preset_values_have_sources(preset):
+    keys = " ".join(preset.sources)
+    for stem in ("trial.n", "md_mean", "cv", "baseline_mean", "change_mean",
+                 "roi_outcome"):
+        assert stem in keys
+
+
+@pytest.mark.parametrize(
+    ("n", "sizes"), [(98, (65, 33)), (99, (66, 33)), (10, (7, 3)), (5, (3, 2)),
+                     (100, (67, 33)), (6, (4, 2))]
+)
+def test_arm_sizes_keep_ratio(preset, n, sizes):
+    assert preset.with_n(n).arm_sizes() == sizes
+
+
+def test_toml_round_trip(preset, tmp_path):
+    path = tmp_path / "d.toml"
+    write_design(preset, path, run={"seed": 3})
+    design, run = read_design(path)
+    assert design == preset
+    assert run == {"seed": 3}
+
+
+def test_base_override_merges(preset):
+    d = design_from_dict({"base": "ketamine-rct", "trial": {"n": 150},
+                          "rois": {"L_BA10": {"cv": 0.015}}})
+    assert d.n == 150
+    assert d.rois[0].cv == 0.015
+    assert d.rois[0].md_mean == preset.rois[0].md_mean
+    assert d.rois[1] == preset.rois[1]
+
+
+def test_scalar_correlations_expand(preset):
+    d = design_to_dict(preset)
+    d["correlations"]["roi_change"] = 0.3
+    d["correlations"]["roi_outcome"] = {"ketamine": {}, "saline": {}}
+    design = design_from_dict(d)
+    m = np.asarray(design.correlations.roi_change)
+    assert m.shape == (7, 7)
+    assert m[0, 1] == 0.3 and m[3, 3] == 1.0
+
+
+def _with(preset, path, value):
+    d = design_to_dict(preset)
+    node = d
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "exc", "match"),
+    [
+        (("trial", "n"), "98", TypeError, r"trial.n must be an integer; got str '98'"),
+        (("trial", "n"), 3, ValueError, r"too small for the arms.*2 ketamine and 1"),
+        (("trial", "block_size"), 4, ValueError, r"block_size must be a multiple.*3"),
+        (("trial", "allocation"), {"ketamine": 0, "saline": 1}, ValueError,
+         r"allocation.ketamine must be >= 1"),
+        (("rois", "L_BA10", "md_mean"), 0.89, ValueError,
+         r"rois.L_BA10.md_mean must be in mm\^2/s"),
+        (("rois", "L_BA10", "cv"), -0.1, ValueError, r"rois.L_BA10.cv must be >= 0"),
+        (("rois", "L_BA10", "md_men"), 1e-3, ValueError,
+         r"unknown key rois.L_BA10.md_men; valid keys here: change_mean"),
+        (("outcomes", "madrs", "inclusion_min"), 70, ValueError,
+         r"outcomes.madrs.inclusion_min must be within \[0, 60\]"),
+        (("missing", "mechanism"), "random", ValueError, r"'none', 'mcar', 'mnar'"),
+        (("correlations", "outcome_change"), 1.5, ValueError, r"\(-1, 1\)"),
+        (("trail",), {}, ValueError, r"unknown key trail; valid keys here"),
+    ],
+)
+def test_invalid_fields_are_named(preset, path, value, exc, match):
+    with pytest.raises(exc, match=match):
+        design_from_dict(_with(preset, path, value))
+
+
+def test_conflicting_correlations_named(preset):
+    d = design_to_dict(preset)
+    d["correlations"]["roi_change"] = 0.0
+    d["correlations"]["roi_outcome"]["ketamine"]["madrs"] = {
+        "L_BA10": 0.9, "R_BA10": 0.9}
+    d["correlations"]["roi_change"] = [[1.0 if i == j else 0.0 for j in range(7)]
+                                       for i in range(7)]
+    d["correlations"]["roi_change"][0][1] = d["correlations"]["roi_change"][1][0] = -0.5
+    with pytest.raises(ValueError, match=r"arm 'ketamine' are not jointly possible"
+                       r".*corr\(dMD\[L_BA10\], dMD\[R_BA10\]\) = -0.5.*dmadrs"):
+        design_from_dict(d)
+
+
+def test_unknown_preset_lists_known():
+    with pytest.raises(ValueError, match=r"unknown preset 'nope'; known presets: .*"
+                       "ketamine-rct"):
+        load_preset("nope")
+    assert "ketamine-rct" in available_presets()
+
+
+def test_read_design_bad_files(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed\n")
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        read_design(bad)
+    with pytest.raises(ValueError, match="cannot read design file"):
+        read_design(tmp_path / "missing.toml")
+
+
+def test_written_toml_is_plain_toml(preset):
+    text = design_to_toml(preset, run={"seed": 1})
+    d = tomllib.loads(text)
+    assert d["trial"]["n"] == 98
+    assert d["run"]["seed"] == 1
+
+
+def test_replace_revalidates(preset):
+    with pytest.raises(ValueError, match=r"trial\.n"):
+        dataclasses.replace(preset, n=2)
+    assert preset.replace(n=50).n == 50
+
+
+def test_reliability_formula(preset):
+    r = preset.rois[0]
+    expected = r.change_sd.ketamine**2 / (
+        r.change_sd.ketamine**2 + 2 * (r.cv * r.md_mean) ** 2)
+    assert preset.reliability()["L_BA10"] == pytest.approx(expected, rel=1e-12)

@@ -1,0 +1,242 @@
+import numpy as np
+import pytest
+
+from dtitool._constants import ROI_NAMES, SESSIONS
+from dtitool.design import design_from_dict, design_to_dict, load_preset
+from dtitool.simulate import BLOCK_SIZE, simulate_arrays, simulate_cohort
+
+Z = 4.5  # tolerance bands in Monte Carlo standard errors (two-sided p ~ 7e-6 each)
+
+
+@pytest.fixture(scope="module")
+def preset():
+    return load_preset("ketamine-rct")
+
+
+@pytest.fixture(scope="module")
+def big(preset):
+    """2,000 replicate trials: 130,000 ketamine and 66,000 saline subjects."""
+    return simulate_arrays(preset, seed=2024, stop=2000)
+
+
+def _design(preset, **over):
+    d = design_to_dict(preset)
+    for path, value in over.items():
+        node = d
+        keys = path.split("__")
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    return design_from_dict(d)
+
+
+def test_allocation_exact_every_replicate(big):
+    counts = big.treated.sum(axis=1)
+    assert np.all(counts == 65)
+    assert big.treated.shape == (2000, 98)
+
+
+@pytest.mark.parametrize("n", [10, 11, 37, 98, 100])
+def test_allocation_permuted_blocks(preset, n):
+    a = simulate_arrays(preset.with_n(n), seed=1, stop=300)
+    n_t, _ = preset.with_n(n).arm_sizes()
+    assert np.all(a.treated.sum(axis=1) == n_t)
+    # every full block of 6 holds exactly 4 ketamine, 2 saline
+    full = (n // 6) * 6
+    blocks = a.treated[:, :full].reshape(300, -1, 6)
+    assert np.all(blocks.sum(axis=-1) == 4)
+    # and the order within blocks is random: each position is treated ~2/3 of the time
+    if full:
+        frac = blocks.mean(axis=(0, 1))
+        se = np.sqrt(2 / 9 / blocks[..., 0].size)
+        assert np.all(np.abs(frac - 2 / 3) < Z * se)
+
+
+def test_change_means_and_sds(big, preset):
+    d_true = big.md_true[..., 1] - big.md_true[..., 0]
+    for arm, mask in (("ketamine", big.treated), ("saline", ~big.treated)):
+        x = d_true[mask]  # (subjects, J)
+        n = x.shape[0]
+        for j, roi in enumerate(preset.rois):
+            mu, sd = roi.change_mean[arm], roi.change_sd[arm]
+            assert abs(x[:, j].mean() - mu) < Z * sd / np.sqrt(n)
+            # SE of a sample SD of normal data: sd / sqrt(2 (n - 1))
+            assert abs(x[:, j].std(ddof=1) - sd) < Z * sd / np.sqrt(2 * (n - 1))
+
+
+def test_true_change_correlations(big, preset):
+    d_true = big.md_true[..., 1] - big.md_true[..., 0]
+    for mask in (big.treated, ~big.treated):
+        # the continuous latent score change is rounded and clipped; compare the
+        # ROI-ROI block, whose inputs are unaltered
+        x = d_true[mask]
+        n = x.shape[0]
+        r = np.corrcoef(x, rowvar=False)
+        target = np.asarray(preset.correlations.roi_change)
+        se = (1 - target**2) / np.sqrt(n)
+        assert np.all(np.abs(r - target) <= Z * se + 1e-12)
+
+
+def test_baseline_md(big, preset):
+    md0 = big.md_true[..., 0].reshape(-1, len(preset.rois))
+    n = md0.shape[0]
+    for j, roi in enumerate(preset.rois):
+        assert abs(md0[:, j].mean() - roi.md_mean) < Z * roi.md_sd / np.sqrt(n)
+    r = np.corrcoef(md0[:, :2], rowvar=False)[0, 1]
+    rho = preset.correlations.roi_baseline
+    assert abs(r - rho) < Z * (1 - rho**2) / np.sqrt(n)
+
+
+def test_measurement_noise_and_reliability(big, preset):
+    noise = big.md - big.md_true
+    d_obs = big.d_md
+    d_true = big.md_true[..., 1] - big.md_true[..., 0]
+    for arm, mask in (("ketamine", big.treated), ("saline", ~big.treated)):
+        n = int(mask.sum())
+        for j, roi in enumerate(preset.rois):
+            e = noise[..., j, :][mask]
+            assert abs(e.std() - roi.noise_sd) < Z * roi.noise_sd / np.sqrt(2 * e.size)
+            # var(obs) = var(true) + 2 var(noise): so reliability is var(true)/var(obs).
+            # SE(log var) = sqrt(2 / n) for each; the ratio is bounded by their sum.
+            rel = np.var(d_true[..., j][mask]) / np.var(d_obs[..., j][mask])
+            expected = roi.reliability(arm)
+            assert abs(np.log(rel / expected)) < Z * 2 * np.sqrt(2 / n)
+
+
+def test_observed_correlation_is_attenuated(big, preset):
+    j = preset.roi_names.index("L_BA10")
+    mask = big.treated
+    x = big.d_md[..., j][mask]
+    y = big.d_score[..., 0][mask]
+    r_obs = np.corrcoef(x, y)[0, 1]
+    rho = preset.correlations.roi_outcome_array("ketamine")[j, 0]
+    expected = rho * np.sqrt(preset.rois[j].reliability("ketamine"))
+    # rounding and clipping of scores attenuate a little more: allow that (<= 5 %)
+    assert expected * 0.95 - Z * 1 / np.sqrt(x.size) < r_obs
+    assert r_obs < expected + Z * 1 / np.sqrt(x.size)
+
+
+def test_scores_are_integers_in_range(big, preset):
+    s = big.scores
+    assert np.all(s == np.rint(s))
+    for k, o in enumerate(preset.outcomes):
+        assert s[..., k, :].min() >= o.scale_min
+        assert s[..., k, :].max() <= o.scale_max
+        assert s[..., k, 0].min() >= o.inclusion_min
+    # the ketamine arm improves more on MADRS than saline, near the design means
+    d = big.d_score[..., 0]
+    assert d[big.treated].mean() < d[~big.treated].mean() - 5
+
+
+def test_same_seed_same_bytes_different_seed_differs(preset):
+    a = simulate_cohort(preset, rng=11)
+    b = simulate_cohort(preset, rng=11)
+    c = simulate_cohort(preset, rng=12)
+    assert a.roi_md.to_csv().encode() == b.roi_md.to_csv().encode()
+    assert a.participants.equals(b.participants)
+    assert not a.roi_md["md"].equals(c.roi_md["md"])
+    g1 = simulate_cohort(preset, rng=np.random.default_rng(5))
+    g2 = simulate_cohort(preset, rng=np.random.default_rng(5))
+    assert g1.roi_md.equals(g2.roi_md)
+
+
+def test_chunk_and_range_invariance(preset):
+    whole = simulate_arrays(preset, seed=3, stop=3 * BLOCK_SIZE + 5)
+    chunked = simulate_arrays(preset, seed=3, stop=3 * BLOCK_SIZE + 5, chunk_size=7)
+    part = simulate_arrays(preset, seed=3, start=70, stop=130)
+    for name in ("treated", "md", "md_true", "scores", "age", "female"):
+        np.testing.assert_array_equal(getattr(whole, name), getattr(chunked, name))
+        np.testing.assert_array_equal(getattr(whole, name)[70:130], getattr(part, name))
+    one = simulate_cohort(preset, rng=3)
+    np.testing.assert_array_equal(one.arrays.md, whole.md[:1])
+
+
+def test_tables_layout(preset):
+    c = simulate_cohort(preset, rng=7)
+    p = c.participants
+    assert list(p.columns) == ["participant_id", "group", "madrs_baseline",
+                               "madrs_24h", "qids_baseline", "qids_24h", "age", "sex"]
+    assert p["participant_id"].iloc[0] == "sub-001"
+    assert p["group"].value_counts().to_dict() == {"ketamine": 65, "saline": 33}
+    assert p["madrs_baseline"].dtype.kind == "i"
+    r = c.roi_md
+    assert list(r.columns) == ["participant_id", "session", "roi", "md"]
+    assert len(r) == 98 * 2 * 7
+    assert tuple(r["roi"].iloc[:7]) == ROI_NAMES
+    assert tuple(r["session"].unique()) == SESSIONS
+    assert r["md"].between(5e-4, 1.2e-3).all()
+    # long table agrees with the arrays
+    a = c.arrays
+    sub = r[(r.participant_id == "sub-002") & (r.session == "24h")]
+    np.testing.assert_array_equal(sub["md"].to_numpy(), a.md[0, 1, :, 1])
+    t = c.true_md
+    assert list(t.columns) == ["participant_id", "session", "roi", "md_true"]
+    assert len(t) == len(r)
+
+
+def test_replicates_column(preset):
+    c = simulate_cohort(preset, rng=7, replicates=3)
+    assert c.participants.columns[0] == "replicate"
+    assert c.participants["replicate"].tolist() == [1] * 98 + [2] * 98 + [3] * 98
+    assert c.roi_md["replicate"].nunique() == 3
+    # replicate 1 equals the single-replicate cohort
+    single = simulate_cohort(preset, rng=7)
+    rep1 = c.roi_md[c.roi_md.replicate == 1].drop(columns="replicate")
+    assert rep1.reset_index(drop=True).equals(single.roi_md)
+
+
+def test_mcar_missing_rows(preset):
+    d = _design(preset, missing__mechanism="mcar", missing__rate=0.2)
+    a = simulate_arrays(d, seed=9, stop=500)
+    frac = 1 - a.observed_24h.mean()
+    n = a.observed_24h.size
+    assert abs(frac - 0.2) < Z * np.sqrt(0.2 * 0.8 / n)
+    assert np.isnan(a.md[..., 1][~a.observed_24h]).all()
+    assert not np.isnan(a.md[..., 0]).any()
+    c = simulate_cohort(d, rng=9)
+    n_missing = int((~c.arrays.observed_24h).sum())
+    assert len(c.roi_md) == (2 * 98 - n_missing) * 7
+    assert c.roi_md["md"].notna().all()
+    # other values do not depend on the missing mechanism
+    base = simulate_arrays(preset, seed=9, stop=500)
+    np.testing.assert_array_equal(base.md[..., 0], a.md[..., 0])
+
+
+def test_mnar_missing_tied_to_outcome(preset):
+    d = _design(preset, missing__mechanism="mnar", missing__rate=0.1,
+                missing__strength=1.5)
+    a = simulate_arrays(d, seed=4, stop=500)
+    ds = a.d_score[..., 0]
+    miss = ~a.observed_24h
+    # non-responders (less improvement than their arm's median) miss more scans
+    worse = np.zeros_like(miss)
+    for arm_mask in (a.treated, ~a.treated):
+        med = np.median(ds[arm_mask])
+        worse |= arm_mask & (ds > med)
+    assert miss[worse].mean() > 2 * miss[~worse].mean()
+
+
+def test_no_covariates(preset):
+    d = preset.replace(covariates=None)
+    c = simulate_cohort(d, rng=1)
+    assert "age" not in c.participants.columns
+    assert c.arrays.age is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"replicates": 0}, "replicates must be a positive integer"),
+     ({"rng": "seven"}, "rng must be None, an integer seed"),
+     ({"rng": -1}, "non-negative"),
+     ({"chunk_size": 0}, "chunk_size must be a positive integer")],
+)
+def test_bad_arguments(preset, kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        simulate_cohort(preset, **kwargs)
+
+
+def test_bad_design_argument():
+    with pytest.raises(TypeError, match="design must be a StudyDesign"):
+        simulate_cohort(42)
+    with pytest.raises(ValueError, match="unknown preset"):
+        simulate_cohort("no-such-preset")
