@@ -34,6 +34,8 @@ MIN_SIGNAL = 1e-4
 DEFAULT_STEP = 16384
 """Default number of voxels fitted per chunk (about 40 MB of temporaries at K=70)."""
 
+_BLOCK = 1024  # voxels per matrix product; chunks are whole multiples of it
+
 TENSOR_ORDER = ("xx", "yy", "zz", "xy", "xz", "yz")
 """Order of the 6 unique tensor elements along the last axis."""
 
@@ -378,7 +380,8 @@ class TensorFit:
     @cached_property
     def _eig(self) -> tuple[np.ndarray, np.ndarray]:
         w, v = np.linalg.eigh(tensor_to_matrix(self.tensor))
-        return w[..., ::-1], v[..., :, ::-1]
+        v = v[..., :, ::-1] * self.mask[..., None, None]
+        return w[..., ::-1], v
 
     @cached_property
     def evecs(self) -> np.ndarray:
@@ -430,8 +433,8 @@ def fit_tensor(
         Signal below this (zero, negative) is raised to it before the log
         (DIPY's convention and default).
     step : int
-        Number of voxels fitted per chunk, to bound memory; the result does
-        not depend on it.
+        Number of voxels fitted per chunk, to bound memory (rounded up to a
+        multiple of 1024). The result is bitwise independent of it.
 
     Returns
     -------
@@ -542,9 +545,10 @@ class _Solver:
         xs = x / self.scale
         self.xs = xs
         self.x = x
-        self.pinv = np.linalg.pinv(x)  # (7, K)
+        pinv = np.linalg.pinv(x)  # (7, K)
+        self.pinv_t = pinv.T.copy()
         # hat matrix: OLS-predicted log signal = y @ hat.T
-        self.hat_t = (x @ self.pinv).T.copy()
+        self.hat_t = (x @ pinv).T.copy()
         iu, ju = np.triu_indices(7)
         self.iu, self.ju = iu, ju
         # column products for X^T W X = W @ prods (upper triangle, row-major)
@@ -555,34 +559,47 @@ class _Solver:
 def _fit_flat(
     flat: np.ndarray, x: np.ndarray, *, method: str, min_signal: float, step: int
 ) -> np.ndarray:
-    """Fit every row of ``flat`` (N, K); return (N, 7) parameters."""
-    n = flat.shape[0]
+    """Fit every row of ``flat`` (N, K); return (N, 7) parameters.
+
+    Every matrix product runs on blocks of exactly ``_BLOCK`` voxels aligned to
+    the global voxel index (the last block padded), so each voxel's arithmetic
+    is the same whatever ``step`` is: results are bitwise independent of it.
+    """
+    n, k = flat.shape
     out = np.empty((n, 7))
     solver = _Solver(x)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        # np.array: a float64 copy we may overwrite in place
-        y = np.array(flat[start:stop], dtype=np.float64)
+    chunk = -(-step // _BLOCK) * _BLOCK
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        m = -(-(stop - start) // _BLOCK) * _BLOCK
+        y = np.ones((m, k))  # padding rows: signal 1, log 0
+        y[: stop - start] = flat[start:stop]
         np.maximum(y, min_signal, out=y)
         np.log(y, out=y)
         if method == "ols":
-            out[start:stop] = y @ solver.pinv.T
+            beta = _blocked_matmul(y, solver.pinv_t)
         else:
-            out[start:stop] = _wls_chunk(y, solver)
+            beta = _wls_chunk(y, solver)
+        out[start:stop] = beta[: stop - start]
     return out
+
+
+def _blocked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Multiply ``a @ b`` as a stack of (_BLOCK, K) products (len(a) a multiple)."""
+    return (a.reshape(-1, _BLOCK, a.shape[1]) @ b).reshape(a.shape[0], b.shape[1])
 
 
 def _wls_chunk(logy: np.ndarray, solver: _Solver) -> np.ndarray:
     """Two-pass WLS for a chunk of log signals (n, K); return (n, 7)."""
-    w = logy @ solver.hat_t  # OLS-predicted log signal
+    w = _blocked_matmul(logy, solver.hat_t)  # OLS-predicted log signal
     # weights exp(2 * log S_hat), scaled per voxel by a constant (no overflow,
     # same solution)
     w -= w.max(axis=1, keepdims=True)
     w *= 2.0
     np.exp(w, out=w)
-    gram = (w @ solver.prods).T  # (28, n): upper triangle of Xs^T W Xs
+    gram = _blocked_matmul(w, solver.prods).T  # (28, n): upper triangle of Xs^T W Xs
     w *= logy
-    rhs = (w @ solver.xs).T  # (7, n)
+    rhs = _blocked_matmul(w, solver.xs).T  # (7, n)
     beta, bad = _cholesky_solve_batched(gram, rhs, solver.pos)
     beta = beta.T / solver.scale
     if np.any(bad):
@@ -592,7 +609,9 @@ def _wls_chunk(logy: np.ndarray, solver: _Solver) -> np.ndarray:
 
 def _wls_pinv(logy: np.ndarray, solver: _Solver) -> np.ndarray:
     """WLS by the pseudo-inverse of W^(1/2) X, for ill-conditioned voxels."""
-    sw = np.exp(logy @ solver.hat_t)  # predicted signal = sqrt(weights)
+    # predicted signal = sqrt(weights), scaled per voxel (same solution)
+    sw = logy @ solver.hat_t
+    sw = np.exp(sw - sw.max(axis=1, keepdims=True))
     xw = solver.x[None, :, :] * sw[:, :, None]
     return np.einsum("nij,nj->ni", np.linalg.pinv(xw), sw * logy)
 

@@ -1,0 +1,343 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from dtitool.gradients import default_protocol
+from dtitool.tensor import (
+    TensorFit,
+    design_matrix,
+    fit_tensor,
+    fractional_anisotropy,
+    predict_signal,
+    tensor_from_evals_evecs,
+    tensor_to_matrix,
+)
+
+BVALS, BVECS = default_protocol()
+WM_EVALS = np.array([1.7e-3, 0.35e-3, 0.25e-3])
+GM_EVALS = np.array([0.9e-3, 0.8e-3, 0.75e-3])
+
+
+def random_tensors(n, rng, wm_fraction=0.4):
+    """Realistic GM/WM tensors with random orientations, shape (n, 6)."""
+    rot = Rotation.random(n, random_state=rng).as_matrix()
+    wm = rng.random(n) < wm_fraction
+    evals = np.where(wm[:, None], WM_EVALS, GM_EVALS) * rng.uniform(0.9, 1.1, (n, 3))
+    return tensor_from_evals_evecs(evals, rot)
+
+
+def rician(signal, sigma, rng):
+    return np.hypot(
+        signal + rng.normal(0, sigma, signal.shape), rng.normal(0, sigma, signal.shape)
+    )
+
+
+@pytest.fixture(scope="module")
+def noiseless():
+    rng = np.random.default_rng(1)
+    t = random_tensors(500, rng)
+    s0 = rng.uniform(500, 2000, 500)
+    return t, s0, predict_signal(t, BVALS, BVECS, s0=s0)
+
+
+# --- forward model and helpers ----------------------------------------------
+
+
+def test_predict_signal_known_answer():
+    d = np.array([1.7e-3, 0.3e-3, 0.2e-3, 0, 0, 0])
+    s = predict_signal(d, [0, 1000, 1000, 1000], np.vstack([np.zeros(3), np.eye(3)]))
+    np.testing.assert_allclose(s, np.exp([0, -1.7, -0.3, -0.2]), rtol=1e-14)
+    # unnormalised b-vectors are directions only
+    s2 = predict_signal(d, [1000], [[0, 0, 5.0]], s0=2.0)
+    np.testing.assert_allclose(s2, [2.0 * np.exp(-0.2)], rtol=1e-14)
+
+
+def test_predict_signal_off_diagonal():
+    d = np.array([1e-3, 1e-3, 1e-3, 0.5e-3, 0, 0])
+    g = np.array([[1, 1, 0]]) / np.sqrt(2)
+    # g^T D g = (Dxx + Dyy)/2 + Dxy
+    np.testing.assert_allclose(predict_signal(d, [1000], g), [np.exp(-1.5)], rtol=1e-14)
+
+
+def test_tensor_from_evals_evecs_matches_matrix_product():
+    rng = np.random.default_rng(2)
+    rot = Rotation.random(20, random_state=rng).as_matrix()
+    ev = rng.uniform(1e-4, 2e-3, (20, 3))
+    t = tensor_from_evals_evecs(ev, rot)
+    full = rot @ (ev[:, :, None] * np.swapaxes(rot, -1, -2))
+    np.testing.assert_allclose(tensor_to_matrix(t), full, atol=1e-18)
+
+
+def test_fractional_anisotropy_known_answers():
+    assert fractional_anisotropy(GM_EVALS * 0 + 1e-3) == 0.0
+    # cigar (prolate) tensor: FA = (l1 - l2) / sqrt(l1^2 + 2 l2^2)
+    l1, l2 = 1.7e-3, 0.3e-3
+    expected = (l1 - l2) / np.sqrt(l1**2 + 2 * l2**2)
+    assert fractional_anisotropy([l1, l2, l2]) == pytest.approx(expected, rel=1e-14)
+    assert fractional_anisotropy([1.0, 0.0, 0.0]) == pytest.approx(1.0)
+    assert fractional_anisotropy([0.0, 0.0, 0.0]) == 0.0
+
+
+def test_design_matrix_columns():
+    x = design_matrix([0, 1000], [[0, 0, 0], [1, 1, 0]])
+    np.testing.assert_allclose(x[0], [0, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_allclose(x[1], [-500, -500, 0, -1000, 0, 0, 1])
+
+
+# --- recovery -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["ols", "wls"])
+def test_noiseless_tensor_recovered(noiseless, method):
+    t, s0, data = noiseless
+    fit = fit_tensor(data, BVALS, BVECS, method=method)
+    assert isinstance(fit, TensorFit)
+    scale = np.abs(t).max(axis=1, keepdims=True)
+    assert np.abs(fit.tensor - t).max() / scale.min() < 1e-10
+    np.testing.assert_allclose(fit.s0, s0, rtol=1e-10)
+    np.testing.assert_allclose(fit.md, t[:, :3].mean(axis=1), rtol=1e-10)
+
+
+def test_ols_and_wls_agree_on_noiseless(noiseless):
+    _, _, data = noiseless
+    a = fit_tensor(data, BVALS, BVECS, method="ols")
+    b = fit_tensor(data, BVALS, BVECS, method="wls")
+    # relative to the tensor's scale (~1e-3 mm^2/s); off-diagonals can be ~0
+    np.testing.assert_allclose(a.tensor, b.tensor, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(a.fa, b.fa, rtol=1e-9, atol=1e-12)
+
+
+def test_known_answer_fa_and_evals():
+    rot = Rotation.from_euler("zyx", [30, 40, 50], degrees=True).as_matrix()
+    cigar = tensor_from_evals_evecs([1.7e-3, 0.3e-3, 0.3e-3], rot)
+    iso = np.array([0.8e-3, 0.8e-3, 0.8e-3, 0, 0, 0])
+    data = predict_signal(np.stack([cigar, iso]), BVALS, BVECS, s0=1000.0)
+    fit = fit_tensor(data, BVALS, BVECS)
+    l1, l2 = 1.7e-3, 0.3e-3
+    fa_cigar = (l1 - l2) / np.sqrt(l1**2 + 2 * l2**2)
+    np.testing.assert_allclose(fit.fa, [fa_cigar, 0.0], atol=1e-9)
+    np.testing.assert_allclose(fit.evals[0], [l1, l2, l2], rtol=1e-9)
+    np.testing.assert_allclose(fit.md, [(l1 + 2 * l2) / 3, 0.8e-3], rtol=1e-10)
+    # principal eigenvector along the rotated x axis (sign free)
+    assert abs(fit.evecs[0, :, 0] @ rot[:, 0]) == pytest.approx(1.0, abs=1e-9)
+    # evals sorted descending; evecs consistent with evals
+    assert np.all(np.diff(fit.evals, axis=-1) <= 0)
+    np.testing.assert_allclose(
+        tensor_from_evals_evecs(fit.evals, fit.evecs), fit.tensor, atol=1e-15
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    quat=st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(
+        lambda q: np.linalg.norm(q) > 0.1
+    ),
+    evals=st.lists(st.floats(1e-5, 3e-3), min_size=3, max_size=3),
+)
+def test_md_invariant_to_rotation(quat, evals):
+    rot = Rotation.from_quat(quat).as_matrix()
+    t0 = tensor_from_evals_evecs(evals, np.eye(3))
+    t1 = tensor_from_evals_evecs(evals, rot)
+    data = predict_signal(np.stack([t0, t1]), BVALS, BVECS, s0=1000.0)
+    fit = fit_tensor(data, BVALS, BVECS)
+    assert fit.md[1] == pytest.approx(fit.md[0], rel=1e-10)
+    assert fit.md[0] == pytest.approx(np.mean(evals), rel=1e-10)
+    assert fit.fa[1] == pytest.approx(fit.fa[0], rel=1e-8, abs=1e-10)
+
+
+def test_b0_anywhere_and_threshold(noiseless):
+    t, s0, _ = noiseless
+    rng = np.random.default_rng(3)
+    order = rng.permutation(BVALS.size)
+    bvals, bvecs = BVALS[order], BVECS[order]
+    data = predict_signal(t, bvals, bvecs, s0=s0)
+    ref = fit_tensor(data, bvals, bvecs)
+    np.testing.assert_allclose(ref.tensor, t, rtol=1e-9, atol=1e-15)
+    # b = 5 s/mm^2 with arbitrary directions counts as b0 (b taken as 0)
+    bv = bvals.copy()
+    bg = bvecs.copy()
+    bv[bvals == 0] = 5.0
+    bg[bvals == 0] = [0.3, 0.1, 0.9]
+    fit = fit_tensor(data, bv, bg, b0_threshold=50)
+    np.testing.assert_allclose(fit.tensor, ref.tensor, rtol=1e-10, atol=1e-16)
+
+
+def test_unnormalised_bvecs(noiseless):
+    t, _, data = noiseless
+    lengths = np.linspace(0.5, 2.0, BVALS.size)[:, None]
+    fit = fit_tensor(data, BVALS, BVECS * lengths)
+    np.testing.assert_allclose(fit.tensor, t, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("method", ["ols", "wls"])
+def test_zero_and_negative_signal_stays_finite(method):
+    rng = np.random.default_rng(4)
+    t = random_tensors(200, rng)
+    data = rician(predict_signal(t, BVALS, BVECS, s0=300.0), 30.0, rng)
+    data[:50, rng.integers(0, BVALS.size, 50)] = 0.0
+    data[50:100, 5:40] = -20.0  # e.g. after a bias correction
+    data[100:110] = 0.0  # all-zero voxels
+    data[110:120, BVALS > 0] = 0.0  # signal only in b0
+    data[120:130, BVALS == 0] = -1.0  # b0 lost
+    fit = fit_tensor(data, BVALS, BVECS, method=method)
+    for name in ("tensor", "s0", "md", "fa", "evals", "evecs"):
+        assert np.all(np.isfinite(getattr(fit, name))), name
+    assert np.all(fit.s0 > 0)
+
+
+def test_mask_zeroes_outside_and_ignores_nan():
+    rng = np.random.default_rng(5)
+    t = random_tensors(24, rng).reshape(2, 3, 4, 6)
+    data = predict_signal(t, BVALS, BVECS, s0=1000.0)
+    mask = np.zeros((2, 3, 4), dtype=bool)
+    mask[0, 1:, 1:3] = True
+    mask[1, 0, 0] = True
+    data[~mask] = np.nan  # never read outside the mask
+    fit = fit_tensor(data, BVALS, BVECS, mask=mask.astype(np.uint8))
+    np.testing.assert_allclose(fit.tensor[mask], t[mask], rtol=1e-9, atol=1e-15)
+    for name in ("tensor", "s0", "md", "fa", "evals", "evecs"):
+        arr = getattr(fit, name)
+        assert np.all(arr[~mask] == 0), name
+    np.testing.assert_array_equal(fit.mask, mask)
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (2, 3), (2, 3, 4), (1, 2, 1, 3)])
+def test_any_leading_shape(shape):
+    rng = np.random.default_rng(6)
+    n = int(np.prod(shape))
+    t = random_tensors(n, rng).reshape(*shape, 6)
+    data = predict_signal(t, BVALS, BVECS, s0=1000.0)
+    fit = fit_tensor(data, BVALS, BVECS)
+    assert fit.tensor.shape == (*shape, 6)
+    assert fit.md.shape == shape
+    assert fit.fa.shape == shape
+    assert fit.s0.shape == shape
+    assert fit.evals.shape == (*shape, 3)
+    assert fit.evecs.shape == (*shape, 3, 3)
+    np.testing.assert_allclose(fit.tensor, t, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("method", ["ols", "wls"])
+def test_step_invariance_exact(method):
+    rng = np.random.default_rng(7)
+    t = random_tensors(1000, rng)
+    data = rician(predict_signal(t, BVALS, BVECS, s0=500.0), 25.0, rng)
+    ref = fit_tensor(data, BVALS, BVECS, method=method, step=1000)
+    for step in (1, 7, 333):
+        fit = fit_tensor(data, BVALS, BVECS, method=method, step=step)
+        np.testing.assert_array_equal(fit.tensor, ref.tensor)
+        np.testing.assert_array_equal(fit.s0, ref.s0)
+
+
+def test_refit_identical_and_integer_and_float32_input():
+    rng = np.random.default_rng(8)
+    t = random_tensors(100, rng)
+    data = rician(predict_signal(t, BVALS, BVECS, s0=800.0), 20.0, rng)
+    a = fit_tensor(data, BVALS, BVECS)
+    b = fit_tensor(data, BVALS, BVECS)
+    np.testing.assert_array_equal(a.tensor, b.tensor)
+    c = fit_tensor(np.round(data).astype(np.int16), BVALS, BVECS)
+    np.testing.assert_allclose(c.md, a.md, rtol=1e-2)
+    d = fit_tensor(data.astype(np.float32), BVALS, BVECS)
+    np.testing.assert_allclose(d.md, a.md, rtol=1e-5)
+
+
+def test_wls_beats_ols_on_noisy_data():
+    # WLS is the better estimator at moderate SNR: smaller MD error.
+    rng = np.random.default_rng(9)
+    t = random_tensors(4000, rng, wm_fraction=1.0)
+    data = rician(predict_signal(t, BVALS, BVECS, s0=1000.0), 1000.0 / 10, rng)
+    md_true = t[:, :3].mean(axis=1)
+    err = {
+        m: np.sqrt(
+            np.mean((fit_tensor(data, BVALS, BVECS, method=m).md - md_true) ** 2)
+        )
+        for m in ("ols", "wls")
+    }
+    assert err["wls"] < err["ols"]
+
+
+# --- bad inputs -------------------------------------------------------------------
+
+
+def _good():
+    return np.ones((2, BVALS.size)), BVALS, BVECS
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"data": np.ones((2, 69))}, r"data has shape \(2, 69\) but the gradient "),
+        ({"data": np.ones(())}, r"data has shape \(\) but"),
+        ({"data": np.array([["a"] * 70])}, "data must be an array of real numbers"),
+        ({"data": np.full((2, 70), np.nan)}, "NaN or infinite values in 2 voxels"),
+        ({"bvals": BVALS[:-1]}, r"bvecs has shape \(70, 3\) but bvals has shape"),
+        ({"bvals": np.where(BVALS > 0, -1.0, 0)}, "negative value -1 at volume 1"),
+        ({"bvals": BVALS * np.nan}, "bvals contains NaN"),
+        ({"bvecs": BVECS[:, :2]}, r"bvecs has shape \(70, 2\)"),
+        (
+            {"bvecs": np.where(BVECS > 0.5, np.inf, BVECS)},
+            "bvecs contains NaN or infinite",
+        ),
+        ({"bvecs": np.zeros((70, 3))}, "zero vector at volume 1"),
+        ({"method": "nls"}, r"method must be one of \('wls', 'ols'\)"),
+        ({"mask": np.ones(3, bool)}, r"mask has shape \(3,\) but data has shape"),
+        ({"mask": np.array([0.5, 1])}, "mask must be boolean"),
+        ({"b0_threshold": -1}, "b0_threshold must be a finite number >= 0"),
+        ({"b0_threshold": "50"}, "b0_threshold must be a number"),
+        ({"step": 0}, "step must be an integer >= 1"),
+        ({"step": 10.5}, "step must be an integer >= 1"),
+        ({"min_signal": 0}, "min_signal must be a finite number > 0"),
+    ],
+)
+def test_bad_input_raises(change, match):
+    data, bvals, bvecs = _good()
+    kwargs = {"data": data, "bvals": bvals, "bvecs": bvecs}
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=match):
+        fit_tensor(**kwargs)
+
+
+def test_too_few_directions():
+    bvals = np.array([0, 1000, 1000, 1000, 1000, 1000, 1000])
+    g = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    g = np.vstack([g, [[0, 0, 1]]])  # 6 DW volumes, only 3 distinct directions
+    with pytest.raises(ValueError, match="at least 6 non-collinear gradient"):
+        fit_tensor(np.ones((1, 7)), bvals, g)
+    with pytest.raises(ValueError, match="at least 6 non-collinear gradient"):
+        fit_tensor(np.ones((1, 5)), bvals[:5], g[:5])
+
+
+def test_no_b0_single_shell_is_an_error():
+    bvals, bvecs = BVALS[BVALS > 0], BVECS[BVALS > 0]
+    with pytest.raises(ValueError, match="no b0 volume and a single b-value"):
+        fit_tensor(np.ones((1, bvals.size)), bvals, bvecs)
+
+
+def test_b0_threshold_applies_before_rank_check():
+    bv = np.where(BVALS > 0, 40.0, 0.0)  # every volume is a b0 at threshold 50
+    with pytest.raises(ValueError, match="spanning only 0"):
+        fit_tensor(np.ones((1, 70)), bv, BVECS)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((np.ones(5), BVALS, BVECS), r"tensor has shape \(5,\)"),
+        ((np.ones(6), BVALS, BVECS[:3]), r"bvecs has shape \(3, 3\)"),
+        ((np.ones((2, 6)), BVALS, BVECS, np.ones(3)), "s0 has shape"),
+    ],
+)
+def test_predict_signal_bad_input(args, match):
+    kwargs = {"s0": args[3]} if len(args) == 4 else {}
+    with pytest.raises(ValueError, match=match):
+        predict_signal(*args[:3], **kwargs)
+
+
+def test_tensor_from_evals_evecs_bad_shapes():
+    with pytest.raises(ValueError, match=r"evals has shape \(2,\)"):
+        tensor_from_evals_evecs([1, 2], np.eye(3))
+    with pytest.raises(ValueError, match=r"evecs has shape \(3, 3\) but evals"):
+        tensor_from_evals_evecs(np.ones((2, 3)), np.eye(3))
