@@ -1,0 +1,413 @@
+"""ROI-mean MD from MD maps and a label atlas (FSL, DIPY or dtitool maps).
+
+Real scans enter dtitool here: MD maps in NIfTI (FSL dtifit ``*_MD.nii.gz``,
+DIPY ``md.nii.gz``, dtitool's ``*_model-DTI_param-MD_dwimap.nii.gz``) on the same
+grid as a label atlas (e.g. after registration to MNI space) are reduced to one
+mean MD per ROI, in the ``roi_md.tsv`` format with voxel counts.
+
+Each map is reduced in one vectorised pass: the voxels inside any ROI are
+gathered once (their flat indices precomputed from the atlas) and summed per
+label with :func:`numpy.bincount`, so the cost is reading the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from dtitool._constants import MD_UNIT, ROI_NAMES, SESSIONS
+from dtitool._io import read_tsv
+
+__all__ = ["extract_roi_md", "ids_from_path", "read_lut"]
+
+_SUB_RE = re.compile(r"(?:^|[_/\\])sub-([A-Za-z0-9]+)")
+_SES_RE = re.compile(r"(?:^|[_/\\])ses-([A-Za-z0-9]+)")
+_NIFTI_TYPES = (nib.Nifti1Image, nib.Nifti2Image)
+# Plausible MD range in mm^2/s: 1e-4 (dense WM, restricted) to 4e-3 (free water
+# at body temperature is 3.0e-3; allow for noise).
+_MD_PLAUSIBLE = (5e-5, 5e-3)
+
+
+def ids_from_path(path: str | os.PathLike) -> tuple[str, str]:
+    """Participant and session from BIDS-like ``sub-<label>`` / ``ses-<label>``.
+
+    The entities may be in the file name or in parent folders; the last one
+    found wins (the file name over its folders).
+
+    Returns
+    -------
+    (participant_id, session) : tuple of str
+        e.g. ``("sub-001", "baseline")``.
+
+    Raises
+    ------
+    ValueError
+        If either entity is absent.
+
+    Examples
+    --------
+    >>> ids_from_path("derivs/sub-07/ses-24h/dwi/sub-07_ses-24h_MD.nii.gz")
+    ('sub-07', '24h')
+    """
+    text = str(Path(path).as_posix())
+    subs = _SUB_RE.findall(text)
+    sess = _SES_RE.findall(text)
+    if not subs or not sess:
+        what = "sub-<label>" if not subs else "ses-<label>"
+        raise ValueError(
+            f"cannot tell participant and session of {str(path)!r}: no {what} in "
+            "its path; name files like sub-001_ses-baseline_MD.nii.gz or give a "
+            "mapping table (columns path, participant_id, session)"
+        )
+    return f"sub-{subs[-1]}", sess[-1]
+
+
+def read_lut(lut: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
+    """Read and check a lookup table with columns ``index`` and ``name``.
+
+    Parameters
+    ----------
+    lut : path or DataFrame
+        TSV (BIDS ``_dseg.tsv`` layout) or a DataFrame.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``index`` (int, > 0) and ``name`` (str), sorted by index.
+
+    Raises
+    ------
+    ValueError
+        If columns are missing, indices are not positive integers or repeat,
+        or names repeat or are not dtitool ROI names.
+    """
+    what = "lookup table"
+    if isinstance(lut, pd.DataFrame):
+        df = lut.copy()
+    else:
+        what = f"lookup table {str(lut)!r}"
+        df = read_tsv(lut, what="lookup table")
+    missing = [c for c in ("index", "name") if c not in df]
+    if missing:
+        raise ValueError(
+            f"{what} lacks column(s) {missing}; expected columns index, name "
+            f"(got {list(df.columns)})"
+        )
+    idx = pd.to_numeric(df["index"], errors="coerce")
+    if idx.isna().any() or (idx % 1 != 0).any() or (idx <= 0).any():
+        raise ValueError(f"{what}: index must be positive integers, got {idx.tolist()}")
+    df = pd.DataFrame({"index": idx.astype(int), "name": df["name"].astype(str)})
+    for col in ("index", "name"):
+        dup = df[col][df[col].duplicated()]
+        if len(dup):
+            raise ValueError(f"{what} repeats {col} {dup.iloc[0]!r}")
+    unknown = sorted(set(df["name"]) - set(ROI_NAMES))
+    if unknown:
+        raise ValueError(
+            f"{what} has ROI name(s) {unknown} that dtitool does not know; valid "
+            f"names: {list(ROI_NAMES)}"
+        )
+    return df.sort_values("index", ignore_index=True)
+
+
+def _load_nifti(path, what: str):
+    if isinstance(path, _NIFTI_TYPES):
+        return path, "<in-memory image>"
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {str(p)!r} does not exist or is not a file")
+    try:
+        img = nib.load(p)
+    except Exception as e:  # nibabel raises several types for unreadable files
+        raise ValueError(
+            f"{what} {str(p)!r} is not a readable NIfTI image (.nii or .nii.gz): "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
+    if not isinstance(img, _NIFTI_TYPES):
+        raise ValueError(
+            f"{what} {str(p)!r} is a {type(img).__name__}, not NIfTI; convert it "
+            "to .nii.gz (e.g. mri_convert or nibabel)"
+        )
+    return img, str(p)
+
+
+def _as_3d_shape(img, name: str, what: str) -> tuple[int, ...]:
+    shape = tuple(img.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        return shape[:3]
+    if len(shape) != 3:
+        raise ValueError(
+            f"{what} {name!r} has shape {shape}; expected a 3D image (one MD value "
+            "per voxel). Is it a 4D DWI series? Fit the tensor first "
+            "(dtitool fit-tensor)"
+        )
+    return shape
+
+
+def _resolve_ids(maps, ids) -> list[tuple[str, str]]:
+    """(participant_id, session) per map, from names or from ``ids``."""
+    if ids is None:
+        out = []
+        for m in maps:
+            if isinstance(m, _NIFTI_TYPES):
+                raise ValueError(
+                    "in-memory images have no file name to take participant and "
+                    "session from; pass ids"
+                )
+            out.append(ids_from_path(m))
+        return out
+    if isinstance(ids, pd.DataFrame):
+        missing = [c for c in ("path", "participant_id", "session") if c not in ids]
+        if missing:
+            raise ValueError(
+                f"mapping table lacks column(s) {missing}; expected path, "
+                "participant_id, session"
+            )
+        base = Path(ids.attrs.get("base_dir", "."))
+        lookup: dict[str, tuple[str, str]] = {}
+        for p, pid, ses in ids[["path", "participant_id", "session"]].itertuples(
+            index=False
+        ):
+            pair = (str(pid), str(ses))
+            for cand in {Path(str(p)), base / str(p)}:
+                lookup[str(cand.resolve())] = pair
+        out = []
+        for m in maps:
+            key = str(Path(m).resolve()) if not isinstance(m, _NIFTI_TYPES) else None
+            if key not in lookup:
+                raise ValueError(
+                    f"map {str(m)!r} is not listed in the mapping table (column "
+                    "path); list every map"
+                )
+            out.append(lookup[key])
+        return out
+    if isinstance(ids, Mapping):
+        ids = [ids[m] for m in maps]
+    ids = [tuple(map(str, t)) for t in ids]
+    if len(ids) != len(maps) or any(len(t) != 2 for t in ids):
+        raise ValueError(
+            f"ids must give one (participant_id, session) pair per map: "
+            f"{len(maps)} maps, {len(ids)} ids"
+        )
+    return ids
+
+
+def extract_roi_md(
+    maps: Sequence,
+    labels,
+    *,
+    lut: str | os.PathLike | pd.DataFrame | None = None,
+    ids=None,
+) -> pd.DataFrame:
+    """Mean MD per ROI of each map, in the ``roi_md.tsv`` format.
+
+    Parameters
+    ----------
+    maps : sequence of path or nibabel image
+        3D MD maps in mm^2/s, on the atlas grid.
+    labels : path or nibabel image
+        Integer label atlas (0 = no ROI).
+    lut : path, DataFrame or None
+        Lookup table (``index``, ``name``). ``None``: the ``.tsv`` beside the
+        atlas with the same stem (BIDS ``_dseg.tsv``) if there is one, else the
+        dtitool atlas table (1..7 = ``ROI_NAMES``).
+    ids : DataFrame, sequence or mapping, optional
+        Participant and session of each map: a mapping table (columns ``path``,
+        ``participant_id``, ``session``; relative paths are tried against the
+        working folder and ``ids.attrs["base_dir"]``), a sequence of
+        ``(participant_id, session)`` pairs in map order, or a dict from map to
+        pair. ``None``: BIDS entities ``sub-`` and ``ses-`` in the file paths.
+
+    Returns
+    -------
+    DataFrame
+        One row per map x ROI: ``participant_id``, ``session``, ``roi``, ``md``
+        (mean over included voxels, mm^2/s), ``n_voxels`` (included) and
+        ``n_excluded`` (NaN, zero or negative voxels). Rows sorted by
+        participant, session (``SESSIONS`` order) and LUT order.
+
+    Raises
+    ------
+    ValueError
+        If a map is not a 3D NIfTI, its grid shape or affine differ from the
+        atlas, an ROI has no usable voxels, the LUT and atlas disagree, names
+        carry no ids, or a (participant, session) pair repeats.
+
+    Warns
+    -----
+    UserWarning
+        When NaN, zero or negative voxels inside ROIs were excluded (with
+        counts), or when values look like a unit other than mm^2/s.
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib
+    >>> lab = np.zeros((4, 4, 4), np.int16); lab[:2] = 1; lab[2:] = 7
+    >>> md = np.where(lab == 1, 0.8e-3, 0.9e-3).astype(np.float32)
+    >>> atlas, img = nib.Nifti1Image(lab, np.eye(4)), nib.Nifti1Image(md, np.eye(4))
+    >>> lut = {"index": [1, 7], "name": ["L_BA10", "vACC"]}
+    >>> df = extract_roi_md([img], atlas, lut=pd.DataFrame(lut),
+    ...                     ids=[("sub-01", "baseline")])
+    >>> df[["roi", "n_voxels"]].values.tolist()
+    [['L_BA10', 32], ['vACC', 32]]
+    """
+    if isinstance(maps, (str, os.PathLike)) or isinstance(maps, _NIFTI_TYPES):
+        maps = [maps]
+    maps = list(maps)
+    if not maps:
+        raise ValueError("no MD maps given")
+    atlas_img, atlas_name = _load_nifti(labels, "atlas")
+    atlas_shape = _as_3d_shape(atlas_img, atlas_name, "atlas")
+    lab = np.asanyarray(atlas_img.dataobj).reshape(atlas_shape)
+    if not np.issubdtype(lab.dtype, np.integer):
+        if not np.all(np.isfinite(lab)) or np.any(lab % 1 != 0):
+            raise ValueError(
+                f"atlas {atlas_name!r} holds non-integer values; expected integer "
+                "labels (0 = no ROI)"
+            )
+    lab = lab.astype(np.int64, copy=False)
+    if lab.min() < 0:
+        raise ValueError(f"atlas {atlas_name!r} holds negative labels")
+    if lut is None:
+        side = None
+        if atlas_name != "<in-memory image>":
+            stem = re.sub(r"\.nii(\.gz)?$", "", atlas_name)
+            side = Path(stem + ".tsv")
+        if side is not None and side.is_file():
+            lut_df = read_lut(side)
+        else:
+            lut_df = pd.DataFrame(
+                {"index": np.arange(1, len(ROI_NAMES) + 1), "name": list(ROI_NAMES)}
+            )
+    else:
+        lut_df = read_lut(lut)
+    present = np.unique(lab[lab > 0])
+    not_in_lut = sorted(set(present.tolist()) - set(lut_df["index"].tolist()))
+    if not_in_lut:
+        raise ValueError(
+            f"atlas {atlas_name!r} has label(s) {not_in_lut[:10]} that the lookup "
+            f"table does not name (it lists {lut_df['index'].tolist()}); add them "
+            "to the table or set them to 0 in the atlas"
+        )
+    not_in_atlas = lut_df[~lut_df["index"].isin(present)]
+    if len(not_in_atlas):
+        raise ValueError(
+            f"ROI(s) {not_in_atlas['name'].tolist()} (label(s) "
+            f"{not_in_atlas['index'].tolist()}) have no voxels in atlas "
+            f"{atlas_name!r}"
+        )
+    pairs = _resolve_ids(maps, ids)
+    seen: dict[tuple[str, str], object] = {}
+    for m, pair in zip(maps, pairs, strict=True):
+        if pair in seen:
+            raise ValueError(
+                f"maps {str(seen[pair])!r} and {str(m)!r} are both {pair[0]} "
+                f"session {pair[1]}"
+            )
+        seen[pair] = m
+        if pair[1] not in SESSIONS:
+            raise ValueError(
+                f"map {str(m)!r} has session {pair[1]!r}; valid sessions: "
+                f"{list(SESSIONS)} (rename, or give a mapping table)"
+            )
+
+    # Precompute, once, the flat indices of ROI voxels and their compact codes.
+    flat_lab = lab.reshape(-1)
+    roi_idx = np.flatnonzero(flat_lab)
+    lookup = np.zeros(int(flat_lab.max()) + 1, dtype=np.intp)
+    lookup[lut_df["index"].to_numpy()] = np.arange(len(lut_df))
+    roi_code = lookup[flat_lab[roi_idx]]
+    n_roi = len(lut_df)
+    atlas_affine = atlas_img.affine
+
+    sums = np.empty((len(maps), n_roi))
+    counts = np.empty((len(maps), n_roi), dtype=np.int64)
+    excl = np.empty((len(maps), 3), dtype=np.int64)  # nan, zero, negative
+    excl_roi = np.zeros((len(maps), n_roi), dtype=np.int64)
+    medians = np.empty(len(maps))
+    for n, m in enumerate(maps):
+        img, name = _load_nifti(m, "MD map")
+        shape = _as_3d_shape(img, name, "MD map")
+        if shape != atlas_shape:
+            raise ValueError(
+                f"MD map {name!r} has grid shape {shape} but atlas {atlas_name!r} "
+                f"has {atlas_shape}; resample the map (or atlas) onto the other's "
+                "grid"
+            )
+        if not np.allclose(img.affine, atlas_affine, rtol=0, atol=1e-3):
+            raise ValueError(
+                f"MD map {name!r} has affine {np.round(img.affine, 4).tolist()} but "
+                f"atlas {atlas_name!r} has {np.round(atlas_affine, 4).tolist()}; "
+                "they are not on the same grid"
+            )
+        vals = np.asarray(img.dataobj, dtype=np.float64).reshape(-1)[roi_idx]
+        good = vals > 0  # False for NaN, zero and negative
+        if good.all():
+            sums[n] = np.bincount(roi_code, vals, n_roi)
+            counts[n] = np.bincount(roi_code, minlength=n_roi)
+            excl[n] = 0
+        else:
+            sums[n] = np.bincount(roi_code[good], vals[good], n_roi)
+            counts[n] = np.bincount(roi_code[good], minlength=n_roi)
+            bad = vals[~good]
+            nan = np.isnan(bad)
+            excl[n] = (nan.sum(), (bad == 0).sum(), (bad < 0).sum())
+            excl_roi[n] = np.bincount(roi_code[~good], minlength=n_roi)
+        if np.any(counts[n] == 0):
+            empty = lut_df["name"].to_numpy()[counts[n] == 0].tolist()
+            raise ValueError(
+                f"MD map {name!r} has no usable (finite, > 0) voxels in ROI(s) {empty}"
+            )
+        medians[n] = np.median(sums[n] / counts[n])
+
+    if excl.sum():
+        worst = int(np.argmax(excl.sum(axis=1)))
+        warnings.warn(
+            f"excluded {excl[:, 0].sum()} NaN, {excl[:, 1].sum()} zero and "
+            f"{excl[:, 2].sum()} negative voxel(s) inside ROIs, in "
+            f"{int((excl.sum(axis=1) > 0).sum())} of {len(maps)} map(s) (most in "
+            f"{str(maps[worst])!r}: {int(excl[worst].sum())})",
+            stacklevel=2,
+        )
+    lo, hi = _MD_PLAUSIBLE
+    odd = (medians < lo) | (medians > hi)
+    if odd.any():
+        med = float(np.median(medians[odd]))
+        hint = (
+            "um^2/s or 1e-3 mm^2/s (e.g. 800 or 0.8)"
+            if med > hi
+            else "m^2/s (e.g. 8e-10)"
+        )
+        warnings.warn(
+            f"{int(odd.sum())} of {len(maps)} map(s) have ROI mean MD around "
+            f"{med:.3g}, outside the plausible {lo:g}-{hi:g}; dtitool assumes "
+            f"{MD_UNIT}, and these look like {hint}; rescale the maps",
+            stacklevel=2,
+        )
+
+    n_maps = len(maps)
+    df = pd.DataFrame(
+        {
+            "participant_id": np.repeat([p for p, _ in pairs], n_roi),
+            "session": np.repeat([s for _, s in pairs], n_roi),
+            "roi": np.tile(lut_df["name"].to_numpy(), n_maps),
+            "md": (sums / counts).reshape(-1),
+            "n_voxels": counts.reshape(-1),
+            "n_excluded": excl_roi.reshape(-1),
+        }
+    )
+    order = np.lexsort(
+        (
+            np.tile(np.arange(n_roi), n_maps),
+            df["session"].map({s: i for i, s in enumerate(SESSIONS)}).to_numpy(),
+            df["participant_id"].to_numpy(),
+        )
+    )
+    return df.iloc[order].reset_index(drop=True)
