@@ -684,7 +684,8 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     """Build a :class:`StudyDesign` from the nested dict of a design TOML file.
 
     A ``base = "PRESET"`` key starts from that preset and overrides only the keys
-    given (tables are merged key by key). A ``[run]`` table is ignored here.
+    given (tables are merged key by key, except ``correlations.roi_outcome``, which
+    replaces the base's pattern whole). A ``[run]`` table is ignored here.
 
     Raises
     ------
@@ -808,10 +809,16 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     )
 
 
+_REPLACED_WHOLE = ("roi_outcome",)
+# An override of these replaces the base's table instead of merging into it: a
+# user who writes ROI-outcome correlations writes the whole pattern (unlisted = 0).
+
+
 def _merge(base: dict, over: Mapping) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+        if (isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
+                and k not in _REPLACED_WHOLE):
             out[k] = _merge(dict(out[k]), v)
         else:
             out[k] = v

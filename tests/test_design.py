@@ -174,3 +174,29 @@ def test_reliability_formula(preset):
     expected = r.change_sd.ketamine**2 / (
         r.change_sd.ketamine**2 + 2 * (r.cv * r.md_mean) ** 2)
     assert preset.reliability()["L_BA10"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["null", "neuroplasticity", "neuroinflammation",
+                                  "mixed"])
+def test_scenario_presets_load_and_inherit(preset, name):
+    d = load_preset(name)
+    assert d.name == name
+    assert d.n == preset.n and d.roi_names == preset.roi_names
+    assert d.rois[0].cv == preset.rois[0].cv
+    assert d.sources["correlations.roi_outcome"].startswith("scenario")
+
+
+def test_null_preset_has_no_effects():
+    d = load_preset("null")
+    for arm in ("ketamine", "saline"):
+        assert not d.correlations.roi_outcome_array(arm).any()
+        assert all(r.change_mean[arm] == 0 for r in d.rois)
+
+
+def test_roi_outcome_override_replaces_whole_pattern(preset):
+    d = design_from_dict({"base": "ketamine-rct", "correlations": {"roi_outcome": {
+        "ketamine": {"madrs": {"vACC": 0.3}}}}})
+    ket = d.correlations.roi_outcome_array("ketamine")
+    assert ket[6, 0] == 0.3
+    assert np.count_nonzero(ket) == 1
+    assert not d.correlations.roi_outcome_array("saline").any()
