@@ -7,9 +7,11 @@ import argparse
 from dtitool import __version__
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool.design import available_presets, design_to_toml, load_preset, read_design
+from dtitool.images import image_seed_sequence, write_cohort_images
 from dtitool.simulate import as_seed_sequence, simulate_cohort
 
 TABLES = ("participants.tsv", "roi_md.tsv", "true_md.tsv", "design.toml")
+IMAGES_DIR = "derivatives/dtitool"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,6 +51,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="number of replicate trials (K > 1 adds a replicate column)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--images",
+        action="store_true",
+        help="also write per-scan MD maps (NIfTI), atlas and lookup table under "
+        f"DIR/{IMAGES_DIR}/ (needs --replicates 1)",
+    )
+    p.add_argument(
+        "--dwi",
+        action="store_true",
+        help="with --images, also write 4D DWI (.nii.gz, .bval, .bvec) for the "
+        "first --dwi-subjects participants",
+    )
+    p.add_argument(
+        "--dwi-subjects",
+        type=int,
+        default=None,
+        metavar="K",
+        help="participants that get DWI (implies --dwi; default with --dwi: 2)",
+    )
+    p.add_argument(
+        "--snr",
+        type=float,
+        default=30.0,
+        help="b=0 SNR in white matter of the DWI (default: 30)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     return p
 
@@ -77,6 +104,17 @@ def run(args) -> int:
         raise ValueError(
             f"--replicates must be a positive integer; got {args.replicates}"
         )
+    dwi = args.dwi or args.dwi_subjects is not None
+    if dwi and not args.images:
+        raise ValueError("--dwi and --dwi-subjects need --images")
+    if args.images and args.replicates != 1:
+        raise ValueError(
+            f"--images writes one cohort's scans; use --replicates 1 (got "
+            f"{args.replicates})"
+        )
+    dwi_subjects = (2 if args.dwi_subjects is None else args.dwi_subjects) if dwi else 0
+    if dwi_subjects < 0:
+        raise ValueError(f"--dwi-subjects must be >= 0; got {dwi_subjects}")
     design, seed = resolve_design(args)
     cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
     run_info = {
@@ -88,7 +126,18 @@ def run(args) -> int:
         "Design and seed of a dtitool simulate run; repeat it with\n"
         "  dtitool simulate --design design.toml --out DIR"
     )
-    with atomic_outputs(args.out, TABLES, force=args.force) as tmp:
+    outputs = (*TABLES, IMAGES_DIR) if args.images else TABLES
+    with atomic_outputs(args.out, outputs, force=args.force) as tmp:
+        if args.images:
+            # Inside the same atomic block: tables and images appear together.
+            write_cohort_images(
+                cohort.participants,
+                cohort.roi_md,
+                tmp / IMAGES_DIR,
+                rng=image_seed_sequence(seed),
+                dwi_subjects=dwi_subjects,
+                snr=args.snr,
+            )
         write_tsv(cohort.participants, tmp / "participants.tsv")
         write_tsv(cohort.roi_md, tmp / "roi_md.tsv")
         write_tsv(cohort.true_md, tmp / "true_md.tsv")
@@ -101,5 +150,5 @@ def run(args) -> int:
         f"{design.n} ({n_t} ketamine, {n_c} saline), {len(design.rois)} ROIs, "
         f"seed {seed}"
     )
-    print(f"wrote {', '.join(TABLES)} to {args.out}")
+    print(f"wrote {', '.join(outputs)} to {args.out}")
     return 0

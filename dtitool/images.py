@@ -58,9 +58,11 @@ from dtitool.phantom import (
 
 __all__ = [
     "BACKGROUND_MD",
+    "IMAGE_STREAM_KEY",
     "MD_MAP_RTOL",
     "S0_BY_TISSUE",
     "SimulatedScan",
+    "image_seed_sequence",
     "md_map_path",
     "simulate_dwi",
     "simulate_md_maps",
@@ -79,6 +81,10 @@ units: CSF brightest, then GM, then WM, in typical 3 T ratios."""
 FA_BY_TISSUE = {1: 0.0, 2: 0.1, 3: 0.6}
 """Fractional anisotropy of the simulated tensors: CSF isotropic, GM near
 isotropic, WM 0.6 (deep WM varies 0.5-0.7 with depth, see :func:`simulate_dwi`)."""
+
+IMAGE_STREAM_KEY = 0x494D47
+"""Spawn key ("IMG") of the image-noise stream derived from a cohort's seed: far
+above any replicate index, so image noise never reuses a cohort stream."""
 
 MD_MAP_RTOL = 1e-6
 """Relative tolerance of simulated-map ROI means against the table (float32)."""
@@ -106,6 +112,17 @@ class SimulatedScan:
     participant_id: str
     session: str
     md: np.ndarray
+
+
+def image_seed_sequence(seed: int) -> np.random.SeedSequence:
+    """Seed of the image noise for a cohort simulated with integer ``seed``.
+
+    The cohort simulator uses ``SeedSequence(seed)`` and its children
+    ``spawn_key=(b,)`` for replicate ``b``; the images use the disjoint child
+    ``spawn_key=(IMAGE_STREAM_KEY,)``, so their noise is independent of the
+    cohort's yet reproducible from the same seed.
+    """
+    return np.random.SeedSequence(int(seed), spawn_key=(IMAGE_STREAM_KEY,))
 
 
 def md_map_path(participant_id: str, session: str) -> str:
@@ -548,8 +565,9 @@ def write_cohort_images(
         ROI table (see :func:`simulate_md_maps`).
     out_dir : str or path-like
         Root of the derivatives tree (layout in the module docstring).
-    rng : Generator, int or None
-        Randomness; an int seed is recorded in ``dataset_description.json``.
+    rng : Generator, SeedSequence, int or None
+        Randomness; an int seed (or a SeedSequence's entropy and spawn key) is
+        recorded in ``dataset_description.json``.
     phantom : Phantom, optional
         Defaults to ``make_phantom()``.
     dwi_subjects : int
@@ -593,7 +611,12 @@ def write_cohort_images(
     if not isinstance(compresslevel, int) or not 1 <= compresslevel <= 9:
         raise ValueError(f"compresslevel must be an integer 1-9, got {compresslevel!r}")
     is_int = isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)
-    seed = int(rng) if is_int else None
+    if is_int:
+        seed = int(rng)
+    elif isinstance(rng, np.random.SeedSequence):
+        seed = {"entropy": rng.entropy, "spawn_key": list(rng.spawn_key)}
+    else:
+        seed = None
     plan = _plan(roi_md, phantom, rng, smoothness_mm, noise_sd)
     phantom, scans = plan.phantom, plan.scans
     pids_table = sorted({p for p, _ in scans})
