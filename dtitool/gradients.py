@@ -68,13 +68,15 @@ def read_bvals_bvecs(
     bvals : ndarray, shape (K,)
         b-values in s/mm^2.
     bvecs : ndarray, shape (K, 3)
-        Gradient directions, as stored (not normalised).
+        Gradient directions, as stored (not normalised); a NaN direction of a
+        b = 0 volume (as some converters write) is read as a zero vector.
 
     Raises
     ------
     ValueError
         If a file is missing, not numeric, not a vector / 3-column table, holds
-        non-finite values or negative b-values, or the two lengths differ.
+        non-finite values (other than a b = 0 volume's direction) or negative
+        b-values, or the two lengths differ.
 
     Examples
     --------
@@ -115,15 +117,21 @@ def read_bvals_bvecs(
             f"b-value file {str(fbval)!r} has a negative b-value {bvals[i]:g} at "
             f"volume {i}; b-values must be >= 0 s/mm^2"
         )
-    if not np.all(np.isfinite(bvecs)):
-        raise ValueError(
-            f"b-vector file {str(fbvec)!r} contains NaN or infinite values"
-        )
     if bvals.shape[0] != bvecs.shape[0]:
         raise ValueError(
             f"b-value file {str(fbval)!r} has {bvals.shape[0]} values but b-vector "
             f"file {str(fbvec)!r} has {bvecs.shape[0]} directions"
         )
+    bad = ~np.isfinite(bvecs).all(axis=1)
+    # Some converters write "nan nan nan" as the direction of b = 0 volumes;
+    # it carries no information there, so read it as a zero vector.
+    if np.any(bad & (bvals > 0)):
+        i = int(np.flatnonzero(bad & (bvals > 0))[0])
+        raise ValueError(
+            f"b-vector file {str(fbvec)!r} has NaN or infinite values at volume {i} "
+            f"(b = {bvals[i]:g}); only b = 0 volumes may have an undefined direction"
+        )
+    bvecs = np.where(bad[:, None], 0.0, bvecs)
     return bvals, np.ascontiguousarray(bvecs)
 
 

@@ -102,7 +102,11 @@ GOOD_BVEC = "0 1 0 0\n0 0 1 0\n0 0 0 1\n"
         ("0 1000\n1000 1000\n", GOOD_BVEC, r"x\.bval.*2 x 2 table"),
         ("0 1000 1000 1000\n", "0 1 0 0\n0 0 1\n0 0 0 1\n", r"x\.bvec.*unequal"),
         ("0 1000 1000 1000\n", "0 1 0 0\n0 0 1 0\n", r"x\.bvec.*2 x 4 table"),
-        ("0 1000 1000 1000\n", "0 1 0 inf\n0 0 1 0\n0 0 0 1\n", r"x\.bvec.*NaN"),
+        (
+            "0 1000 1000 1000\n",
+            "0 1 0 inf\n0 0 1 0\n0 0 0 1\n",
+            r"x\.bvec.*NaN or infinite values at volume 3 \(b = 1000\)",
+        ),
     ],
 )
 def test_read_bad_files(tmp_path, bval_text, bvec_text, match):
@@ -119,3 +123,10 @@ def test_read_missing_file(tmp_path):
 def test_write_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match=r"bvecs has shape \(3, 2\)"):
         write_bvals_bvecs(tmp_path / "b", tmp_path / "g", [0, 1, 2], np.zeros((3, 2)))
+
+
+def test_nan_direction_of_b0_read_as_zero(tmp_path):
+    fb, fg = _write(tmp_path, "0 1000 1000 1000\n", "nan 1 0 0\nnan 0 1 0\nnan 0 0 1\n")
+    _, bvecs = read_bvals_bvecs(fb, fg)
+    np.testing.assert_array_equal(bvecs[0], 0.0)
+    np.testing.assert_array_equal(bvecs[1:], np.eye(3))
