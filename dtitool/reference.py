@@ -1,0 +1,176 @@
+"""The findings reported by the reference study, and a side-by-side comparison.
+
+Kopelman J, Keller TA, Panny B, et al. Rapid neuroplasticity changes and
+response to intravenous ketamine: a randomized controlled trial in
+treatment-resistant depression. Transl Psychiatry 13, 159 (2023).
+doi:10.1038/s41398-023-02451-0
+
+Only the abstract is public to us, so each finding is a sign and a p range, not
+a beta. The table lives in ``dtitool/data/reported_findings.tsv`` (package data)
+with one row per test:
+
+``roi``, ``outcome``, ``term``
+    As in the analysis results (:data:`dtitool.analysis.TERMS`). ``outcome`` is
+    ``"any"`` where the abstract does not say which outcome (R BA10: "at least
+    one"); the comparison then uses the outcome with the smaller p.
+``direction``
+    Expected sign of the term's estimate: +1 (MD decrease goes with
+    improvement, stronger in the ketamine arm for an interaction), -1 (the
+    opposite), 0 (nothing reported: expected null).
+``p_low``, ``p_high``
+    Reported p range; for null rows 0.05 and 1 (expected not significant).
+``description``
+    What the abstract says.
+
+The interaction rows compare ``interaction`` (ketamine slope minus saline
+slope); "driven by the ketamine arm" is visible in the ``slope_ketamine``
+columns of :func:`compare_to_reported`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["REFERENCE", "compare_to_reported", "reported_findings"]
+
+REFERENCE = (
+    "Kopelman J, Keller TA, Panny B, et al. Rapid neuroplasticity changes and "
+    "response to intravenous ketamine: a randomized controlled trial in "
+    "treatment-resistant depression. Transl Psychiatry (2023). "
+    "doi:10.1038/s41398-023-02451-0"
+)
+"""Citation of the reference study."""
+
+_COLUMNS = ("roi", "outcome", "term", "direction", "p_low", "p_high", "description")
+
+
+def reported_findings() -> pd.DataFrame:
+    """Return the reference study's reported (and unreported, null) tests.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``roi, outcome, term, direction, p_low, p_high, description``
+        (see the module docstring); 7 reported tests and 10 expected nulls.
+
+    Examples
+    --------
+    >>> f = reported_findings()
+    >>> len(f), int((f["direction"] != 0).sum())
+    (17, 7)
+    >>> f.loc[f["roi"] == "R_BA10", ["outcome", "term"]].iloc[0].tolist()
+    ['any', 'slope_pooled']
+    """
+    path = resources.files("dtitool") / "data" / "reported_findings.tsv"
+    with path.open("r", encoding="utf-8") as fh:
+        df = pd.read_csv(fh, sep="\t", dtype={"direction": int})
+    return df.loc[:, list(_COLUMNS)]
+
+
+def _results_table(results) -> pd.DataFrame:
+    table = getattr(results, "table", results)
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(
+            "results must be AnalysisResults or a results table (DataFrame), "
+            f"got {type(results).__name__}"
+        )
+    missing = [
+        c for c in ("roi", "outcome", "term", "estimate", "p") if c not in table
+    ]
+    if missing:
+        raise ValueError(f"results table is missing column(s) {missing}")
+    return table
+
+
+def compare_to_reported(
+    results, *, alpha: float = 0.05, findings: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Compare a dataset's results with the reported findings, test by test.
+
+    Parameters
+    ----------
+    results : AnalysisResults or DataFrame
+        Output of :func:`dtitool.analysis.fit_models`, or its ``table`` (e.g.
+        read back from ``results.tsv``).
+    alpha : float
+        Significance level for the null rows and the ``significant`` column.
+    findings : DataFrame, optional
+        Findings to compare with; default :func:`reported_findings`.
+
+    Returns
+    -------
+    DataFrame
+        One row per finding: its columns, then ``outcome_used`` (which outcome
+        was compared; differs from ``outcome`` for ``"any"``), ``estimate``,
+        ``p``, ``found_direction`` (sign of the estimate), ``significant``
+        (``p < alpha``), ``slope_ketamine`` and ``p_slope_ketamine`` (for
+        context), ``agrees`` (bool) and ``verdict``:
+
+        - reported tests: ``"replicated"`` (same sign and ``p <= p_high``),
+          ``"same sign, weaker"`` (same sign, larger p), ``"opposite sign"``;
+        - null tests: ``"null, as reported"`` (``p >= alpha``) or
+          ``"significant, not reported"``;
+        - ``"not analysed"`` when the results lack that ROI, outcome or term.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"roi": ["L_BA10"], "outcome": ["madrs"],
+    ...                   "term": ["interaction"], "estimate": [1.2], "p": [0.01]})
+    >>> c = compare_to_reported(t)
+    >>> c.loc[0, ["roi", "outcome", "verdict"]].tolist()
+    ['L_BA10', 'madrs', 'replicated']
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    table = _results_table(results)
+    findings = reported_findings() if findings is None else findings.copy()
+    keyed = table.set_index(["roi", "outcome", "term"])
+    keyed = keyed[~keyed.index.duplicated()]
+    out = []
+    for f in findings.itertuples(index=False):
+        outcomes = (
+            sorted(set(table["outcome"])) if f.outcome == "any" else [f.outcome]
+        )
+        keys = [(f.roi, k, f.term) for k in outcomes]
+        cands = [key for key in keys if key in keyed.index]
+        rec = f._asdict()
+        if not cands:
+            rec.update(
+                outcome_used=None, estimate=np.nan, p=np.nan, found_direction=0,
+                significant=False, slope_ketamine=np.nan, p_slope_ketamine=np.nan,
+                agrees=False, verdict="not analysed",
+            )  # fmt: skip
+            out.append(rec)
+            continue
+        best = min(cands, key=lambda key: keyed.loc[key, "p"])
+        row = keyed.loc[best]
+        est, p = float(row["estimate"]), float(row["p"])
+        found = int(np.sign(est))
+        ket_key = (best[0], best[1], "slope_ketamine")
+        ket = keyed.loc[ket_key] if ket_key in keyed.index else None
+        if f.direction == 0:
+            agrees = p >= alpha
+            verdict = "null, as reported" if agrees else "significant, not reported"
+        elif found != f.direction:
+            agrees, verdict = False, "opposite sign"
+        elif p <= f.p_high:
+            agrees, verdict = True, "replicated"
+        else:
+            agrees, verdict = False, "same sign, weaker"
+        rec.update(
+            outcome_used=best[1],
+            estimate=est,
+            p=p,
+            found_direction=found,
+            significant=p < alpha,
+            slope_ketamine=np.nan if ket is None else float(ket["estimate"]),
+            p_slope_ketamine=np.nan if ket is None else float(ket["p"]),
+            agrees=agrees,
+            verdict=verdict,
+        )
+        out.append(rec)
+    return pd.DataFrame(out)

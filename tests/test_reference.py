@@ -1,0 +1,93 @@
+import numpy as np
+import pandas as pd
+import pytest
+from _analysis_tables import make_tables
+
+from dtitool._constants import ROI_NAMES
+from dtitool.analysis import TERMS, fit_models
+from dtitool.reference import compare_to_reported, reported_findings
+
+
+def test_reported_findings_content():
+    f = reported_findings()
+    assert list(f.columns) == [
+        "roi", "outcome", "term", "direction", "p_low", "p_high", "description",
+    ]
+    assert set(f["roi"]) == set(ROI_NAMES)
+    assert set(f["term"]) <= set(TERMS)
+    assert set(f["outcome"]) <= {"madrs", "qids", "any"}
+    assert (f["p_low"] <= f["p_high"]).all()
+    rep = f[f["direction"] != 0].set_index(["roi", "outcome"])
+    assert len(rep) == 7
+    assert rep.loc[("L_BA10", "madrs"), "direction"] == 1
+    assert rep.loc[("L_amygdala", "qids"), "p_high"] == 0.082
+    assert rep.loc[("R_BA10", "any"), "term"] == "slope_pooled"
+    assert rep.loc[("R_BA10", "any"), "p_low"] == 0.007
+    assert rep.loc[("L_hippocampus", "madrs"), "direction"] == -1
+    assert rep.loc[("R_hippocampus", "madrs"), "p_low"] == 0.032
+    null = f[f["direction"] == 0]
+    assert {"R_amygdala", "vACC", "L_hippocampus", "R_hippocampus"} == set(null["roi"])
+    assert set(null.loc[null["roi"].str.contains("hippocampus"), "outcome"]) == {"qids"}
+    # a fresh copy each call
+    f.loc[0, "direction"] = 9
+    assert reported_findings().loc[0, "direction"] == 1
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["roi", "outcome", "term", "estimate", "p"])
+
+
+def test_verdicts():
+    t = _table(
+        [
+            ("L_BA10", "madrs", "interaction", 1.0, 0.01),
+            ("L_BA10", "madrs", "slope_ketamine", 1.1, 0.001),
+            ("L_BA10", "qids", "interaction", 1.0, 0.2),
+            ("L_amygdala", "madrs", "interaction", -1.0, 0.01),
+            ("R_BA10", "madrs", "slope_pooled", 0.3, 0.3),
+            ("R_BA10", "qids", "slope_pooled", 0.5, 0.004),
+            ("vACC", "madrs", "interaction", 0.5, 0.01),
+            ("vACC", "qids", "interaction", 0.5, 0.5),
+        ]
+    )
+    c = compare_to_reported(t).set_index(["roi", "outcome", "term"])
+    assert c.loc[("L_BA10", "madrs", "interaction"), "verdict"] == "replicated"
+    assert c.loc[("L_BA10", "madrs", "interaction"), "slope_ketamine"] == 1.1
+    assert c.loc[("L_BA10", "qids", "interaction"), "verdict"] == "same sign, weaker"
+    assert c.loc[("L_amygdala", "madrs", "interaction"), "verdict"] == "opposite sign"
+    r = c.loc[("R_BA10", "any", "slope_pooled")]
+    assert r["outcome_used"] == "qids"
+    assert r["verdict"] == "replicated"
+    assert c.loc[("vACC", "madrs", "interaction"), "verdict"] == (
+        "significant, not reported"
+    )
+    assert c.loc[("vACC", "qids", "interaction"), "verdict"] == "null, as reported"
+    assert c.loc[("vACC", "qids", "interaction"), "agrees"]
+    assert c.loc[("R_amygdala", "madrs", "interaction"), "verdict"] == "not analysed"
+    assert np.isnan(c.loc[("L_amygdala", "qids", "interaction"), "p"])
+    # alpha moves the null verdicts
+    c2 = compare_to_reported(t, alpha=0.005).set_index(["roi", "outcome", "term"])
+    assert c2.loc[("vACC", "madrs", "interaction"), "verdict"] == "null, as reported"
+
+
+def test_compare_with_analysis_results():
+    res = fit_models(*make_tables(seed=0))
+    c = compare_to_reported(res)
+    assert len(c) == len(reported_findings())
+    assert (c["verdict"] != "not analysed").all()
+    c2 = compare_to_reported(res.table)
+    pd.testing.assert_frame_equal(c, c2)
+    # the planted L_BA10 ketamine-arm effect is a positive interaction
+    c = c.set_index(["roi", "outcome", "term"])
+    row = c.loc[("L_BA10", "madrs", "interaction")]
+    assert row["found_direction"] == 1
+    assert row["verdict"] == "replicated"
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match=r"results must be AnalysisResults"):
+        compare_to_reported([1, 2])
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['estimate', 'p'\]"):
+        compare_to_reported(pd.DataFrame(columns=["roi", "outcome", "term", "x"]))
+    with pytest.raises(ValueError, match=r"alpha must be"):
+        compare_to_reported(_table([]), alpha=0)
