@@ -119,7 +119,7 @@ class Phantom:
     @property
     def voxel_volume(self) -> float:
         """Volume of one voxel in mm^3."""
-        return float(abs(np.linalg.det(self.affine[:3, :3])))
+        return float(np.prod(np.linalg.norm(self.affine[:3, :3], axis=0)))
 
     def roi_volumes(self) -> pd.Series:
         """Volume of each ROI in mm^3, indexed by ROI name (LUT order)."""
