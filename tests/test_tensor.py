@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -396,3 +398,154 @@ def test_matches_dipy_on_real_dwi(method):
     b0 = data[..., bvals == 0].mean(axis=-1)
     brain = b0 > np.percentile(b0, 20)
     _assert_matches_dipy(ours, ref, brain)
+
+
+# --- command line ---------------------------------------------------------------
+
+
+@pytest.fixture
+def dwi_files(tmp_path):
+    import nibabel as nib
+
+    from dtitool.gradients import write_bvals_bvecs
+
+    rng = np.random.default_rng(11)
+    shape = (4, 5, 3)
+    t = random_tensors(int(np.prod(shape)), rng).reshape(*shape, 6)
+    data = predict_signal(t, BVALS, BVECS, s0=1000.0)
+    affine = np.array(
+        [[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]]
+    )
+    img = nib.Nifti1Image(data.astype(np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, tmp_path / "dwi.nii.gz")
+    write_bvals_bvecs(tmp_path / "dwi.bval", tmp_path / "dwi.bvec", BVALS, BVECS)
+    mask = np.zeros(shape, np.uint8)
+    mask[1:3, 1:4, :] = 1
+    nib.save(nib.Nifti1Image(mask, affine), tmp_path / "mask.nii.gz")
+    return tmp_path, t, affine, mask.astype(bool)
+
+
+def _cli_args(d, *extra, out="dti/sub-01"):
+    return [
+        "fit-tensor",
+        str(d / "dwi.nii.gz"),
+        "--bval",
+        str(d / "dwi.bval"),
+        "--bvec",
+        str(d / "dwi.bvec"),
+        "--out",
+        str(d / out),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("method", ["wls", "ols"])
+def test_cli_round_trip(dwi_files, method, capsys):
+    import nibabel as nib
+
+    from dtitool.cli import main
+
+    d, t, affine, mask = dwi_files
+    args = _cli_args(d, "--mask", str(d / "mask.nii.gz"), "--method", method)
+    assert main(args) == 0
+    assert "sub-01_MD.nii.gz" in capsys.readouterr().out
+    md_img = nib.load(d / "dti" / "sub-01_MD.nii.gz")
+    fa_img = nib.load(d / "dti" / "sub-01_FA.nii.gz")
+    for img in (md_img, fa_img):
+        assert img.shape == (4, 5, 3)
+        assert img.get_data_dtype() == np.float32
+        np.testing.assert_allclose(img.affine, affine)
+        assert img.header.get_xyzt_units() == ("mm", "sec")
+    md = md_img.get_fdata()
+    # float32 input data: agreement to float32 precision
+    np.testing.assert_allclose(md[mask], t[mask][:, :3].mean(axis=1), rtol=1e-5)
+    assert np.all(md[~mask] == 0)
+    expected_fa = fit_tensor(predict_signal(t, BVALS, BVECS), BVALS, BVECS).fa
+    np.testing.assert_allclose(fa_img.get_fdata()[mask], expected_fa[mask], atol=1e-5)
+    # existing outputs: refused without --force, replaced with it
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+
+
+def test_cli_without_mask_fits_every_voxel(dwi_files):
+    import nibabel as nib
+
+    from dtitool.cli import main
+
+    d, t, _, _ = dwi_files
+    assert main(_cli_args(d, out="plain")) == 0
+    md = nib.load(d / "plain_MD.nii.gz").get_fdata()
+    np.testing.assert_allclose(md, t[..., :3].mean(axis=-1), rtol=1e-5)
+
+
+def _write_bad(d, case, affine):
+    import nibabel as nib
+
+    def save(arr, aff, name):
+        nib.save(nib.Nifti1Image(arr, aff), d / name)
+        return str(d / name)
+
+    if case == "3d":
+        x = save(np.ones((4, 5, 3), np.float32), affine, "x.nii.gz")
+        return {"--dwi": x}, "expected a 4D image"
+    if case == "bvals":
+        (d / "dwi.bval").write_text(" ".join(["0"] + ["1000"] * 68) + "\n")
+        (d / "dwi.bvec").write_text("\n".join([" ".join(["1"] * 69)] * 3) + "\n")
+        return {}, r"has 70 volumes but .*dwi\.bval' has 69 b-values"
+    if case == "mask_shape":
+        m = save(np.ones((4, 5, 4), np.uint8), affine, "m.nii.gz")
+        return {"--mask": m}, r"has shape \(4, 5, 4\) but DWI .* grid"
+    if case == "mask_affine":
+        m = save(np.ones((4, 5, 3), np.uint8), np.eye(4), "m.nii.gz")
+        return {"--mask": m}, "has affine .* but DWI"
+    if case == "mask_empty":
+        m = save(np.zeros((4, 5, 3), np.uint8), affine, "m.nii.gz")
+        return {"--mask": m}, "no nonzero voxel"
+    if case == "nan_data":  # fails inside the fit, after outputs are reserved
+        x = save(np.full((4, 5, 3, 70), np.nan, np.float32), affine, "x.nii.gz")
+        return {"--dwi": x}, "NaN or infinite values in 60 voxels"
+    if case == "not_nifti":
+        (d / "x.nii.gz").write_text("hello")
+        return {"--dwi": str(d / "x.nii.gz")}, "cannot read DWI"
+    if case == "missing":
+        return {"--dwi": str(d / "nope.nii.gz")}, "does not exist"
+    if case == "prefix_is_folder":
+        return {"--out": str(d) + "/"}, "is a folder; give a prefix"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "3d",
+        "bvals",
+        "mask_shape",
+        "mask_affine",
+        "mask_empty",
+        "nan_data",
+        "not_nifti",
+        "missing",
+        "prefix_is_folder",
+    ],
+)
+def test_cli_bad_input_exit_2_nothing_written(dwi_files, case, capsys):
+    from dtitool.cli import main
+
+    d, _, affine, _ = dwi_files
+    opts, match = _write_bad(d, case, affine)
+    args = _cli_args(d)
+    if "--dwi" in opts:
+        args[1] = opts.pop("--dwi")
+    if "--out" in opts:
+        args[args.index("--out") + 1] = opts.pop("--out")
+    for k, v in opts.items():
+        args += [k, v]
+    before = sorted(p.name for p in d.rglob("*"))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("dtitool fit-tensor: error:")
+    assert re.search(match, err), err
+    assert sorted(p.name for p in d.rglob("*")) == before
