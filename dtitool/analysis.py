@@ -94,6 +94,9 @@ class AnalysisResults:
         model, for inspection (``fits[("L_BA10", "madrs")].summary()``).
     additive_fits : mapping
         ``(roi, outcome) ->`` results of the additive (no interaction) model.
+    rows : mapping
+        ``(roi, outcome) ->`` index labels of ``changes`` used by that model
+        (complete cases).
     formula : str
         The interaction model's patsy formula.
     covariates : tuple of str
@@ -115,6 +118,7 @@ class AnalysisResults:
     changes: pd.DataFrame = field(repr=False)
     fits: Mapping = field(repr=False)
     additive_fits: Mapping = field(repr=False)
+    rows: Mapping = field(repr=False)
     formula: str
     covariates: tuple[str, ...]
     robust: str | None
@@ -446,7 +450,7 @@ def fit_changes(
     t0 = time.perf_counter()
     rois = _roi_order(changes["roi"])
     records = []
-    fits, additive_fits = {}, {}
+    fits, additive_fits, used_rows = {}, {}, {}
     for outcome in outcomes:
         frame = _model_frame(changes, outcome)
         try:
@@ -470,6 +474,7 @@ def fit_changes(
         y_all = y_df.to_numpy()[:, 0]
         X_all = X_df.to_numpy()
         roi_used = used["roi"].to_numpy()
+        index_used = used.index.to_numpy()
         group_used = used["group"].to_numpy()
         for roi in rois:
             rows = roi_used == roi
@@ -487,6 +492,7 @@ def fit_changes(
             res_add = _fit(y, X[:, keep], names[keep], robust)
             fits[(roi, outcome)] = res
             additive_fits[(roi, outcome)] = res_add
+            used_rows[(roi, outcome)] = index_used[rows]
             est, se, tv, pv, ci = _contrast_rows(res, L3, alpha)
             est_a, se_a, tv_a, pv_a, ci_a = _contrast_rows(res_add, L_add, alpha)
             df, df_a = res.df_resid, res_add.df_resid
@@ -506,6 +512,7 @@ def fit_changes(
         changes=changes,
         fits=fits,
         additive_fits=additive_fits,
+        rows=used_rows,
         formula=formula,
         covariates=covariates,
         robust=robust,

@@ -1,0 +1,98 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from _analysis_tables import make_tables
+
+from dtitool.analysis import fit_models
+from dtitool.plots import (
+    ARM_COLORS,
+    plot_forest,
+    plot_md_sessions,
+    plot_scatter_grid,
+)
+from dtitool.tables import compute_changes
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_tables(n_ketamine=12, n_saline=6, seed=4,
+                       missing_24h=[(0, "vACC")])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def results(small):
+    return fit_models(*small)
+
+
+def test_scatter_grid_shape_and_lines(results):
+    fig = plot_scatter_grid(results)
+    axes = fig.axes
+    assert len(axes) == 7 * 2
+    ax = axes[0]
+    assert "L_BA10" in ax.get_title()
+    assert "MADRS" in ax.get_title()
+    # one line per arm, with the model's simple slope
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2
+             and ln.get_color() in ARM_COLORS.values()]  # fmt: skip
+    assert len(lines) == 2
+    for ln in lines:
+        arm = next(g for g, c in ARM_COLORS.items() if c == ln.get_color())
+        x, y = ln.get_xdata(), ln.get_ydata()
+        slope = (y[1] - y[0]) / (x[1] - x[0])
+        want = results.term("L_BA10", "madrs", f"slope_{arm}")["estimate"]
+        assert slope == pytest.approx(want, rel=1e-9)
+    # points = the model's subjects: vACC lost one
+    n_pts = sum(len(c.get_offsets()) for c in axes[12].collections)
+    assert n_pts == 17
+
+
+def test_scatter_grid_subsets_into_given_figure(results):
+    fig = plt.figure()
+    out = plot_scatter_grid(results, rois=["vACC", "R_BA10"], outcomes="qids", fig=fig)
+    assert out is fig
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError, match=r"roi 'L_insula' is not in the results"):
+        plot_scatter_grid(results, rois=["L_insula"])
+
+
+def test_scatter_grid_from_changes_table(small):
+    n_before = len(plt.get_fignums())
+    fig = plot_scatter_grid(compute_changes(*small))
+    assert len(fig.axes) == 14
+    assert len(plt.get_fignums()) == n_before + 1
+    with pytest.raises(TypeError, match=r"expected AnalysisResults"):
+        plot_scatter_grid([1, 2])
+
+
+def test_md_sessions(small):
+    p, r = small
+    fig, ax = plt.subplots()
+    out = plot_md_sessions(r, p, ax=ax)
+    assert out is ax
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["L_BA10", "R_BA10"]
+    # arm means (thick lines) are drawn in the arm colours, in 1e-3 mm^2/s
+    means = [ln for ln in ax.get_lines() if ln.get_linewidth() == 2.5]
+    assert len(means) == 7 * 2
+    ket = r[(r["roi"] == "L_BA10") & (r["session"] == "baseline")]
+    ket = ket[ket["participant_id"].isin(p.loc[p["group"] == "ketamine",
+                                                "participant_id"])]  # fmt: skip
+    assert means[0].get_ydata()[0] == pytest.approx(ket["md"].mean() / 1e-3)
+    assert means[0].get_color() == ARM_COLORS["ketamine"]
+    ax2 = plot_md_sessions(r, p, rois=["vACC"])
+    assert ax2.figure is not fig
+
+
+def test_forest(results):
+    ax = plot_forest(results)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == 14
+    assert labels[0].startswith("L_BA10 MADRS")
+    assert "per 1e-5 mm^2/s" in ax.get_xlabel()
+    ax2 = plot_forest(results.table, term="slope_pooled")
+    assert "slope_pooled" in ax2.get_xlabel()
+    with pytest.raises(ValueError, match=r"term 'slope' is not in the results"):
+        plot_forest(results, term="slope")
+    # error bars span the CIs
+    seg = ax.collections[0].get_segments()[0]
+    row = results.term("L_BA10", "madrs", "interaction")
+    np.testing.assert_allclose(sorted(seg[:, 0]), [row["ci_low"], row["ci_high"]])
