@@ -263,6 +263,9 @@ def extract_roi_md(
     maps = list(maps)
     if not maps:
         raise ValueError("no MD maps given")
+    for m in maps:
+        if not isinstance(m, _NIFTI_TYPES) and not Path(m).is_file():
+            raise ValueError(f"MD map {str(m)!r} does not exist or is not a file")
     atlas_img, atlas_name = _load_nifti(labels, "atlas")
     atlas_shape = _as_3d_shape(atlas_img, atlas_name, "atlas")
     lab = np.asanyarray(atlas_img.dataobj).reshape(atlas_shape)
