@@ -18,6 +18,7 @@ from dtitool import __version__
 # subcommand name -> module providing add_parser() and run().
 _COMMANDS = {
     "simulate": "dtitool._cmd_simulate",
+    "analyze": "dtitool._cmd_analyze",
     "fit-tensor": "dtitool._cmd_fit_tensor",
     "extract": "dtitool._cmd_extract",
 }
