@@ -345,6 +345,13 @@ class TensorFit:
         Eigenvectors as columns, ``evecs[..., :, j]`` for ``evals[..., j]``.
     fa : ndarray, shape (...)
         Fractional anisotropy from :attr:`evals`.
+
+    Notes
+    -----
+    Eigenvalues are not clipped: a noisy fit can have a negative eigenvalue,
+    reported as fitted, and MD is always the trace / 3. (DIPY raises such
+    eigenvalues to ~1e-9 mm^2/s before computing MD and FA, so the two differ
+    only in voxels whose fitted tensor is not positive definite.)
     """
 
     def __init__(self, tensor, s0, mask, method):
@@ -375,13 +382,21 @@ class TensorFit:
         """Eigenvalues in descending order, shape (..., 3) (0 outside the mask)."""
         if "_eig" in self.__dict__:
             return self._eig[0]
-        return np.linalg.eigvalsh(tensor_to_matrix(self.tensor))[..., ::-1]
+        evals = np.zeros((*self.shape, 3))
+        evals[self.mask] = np.linalg.eigvalsh(self._matrices_in_mask())[:, ::-1]
+        return evals
+
+    def _matrices_in_mask(self) -> np.ndarray:
+        return tensor_to_matrix(self.tensor[self.mask])
 
     @cached_property
     def _eig(self) -> tuple[np.ndarray, np.ndarray]:
-        w, v = np.linalg.eigh(tensor_to_matrix(self.tensor))
-        v = v[..., :, ::-1] * self.mask[..., None, None]
-        return w[..., ::-1], v
+        evals = np.zeros((*self.shape, 3))
+        evecs = np.zeros((*self.shape, 3, 3))
+        w, v = np.linalg.eigh(self._matrices_in_mask())
+        evals[self.mask] = w[:, ::-1]
+        evecs[self.mask] = v[:, :, ::-1]
+        return evals, evecs
 
     @cached_property
     def evecs(self) -> np.ndarray:
@@ -547,8 +562,7 @@ class _Solver:
         self.x = x
         pinv = np.linalg.pinv(x)  # (7, K)
         self.pinv_t = pinv.T.copy()
-        # hat matrix: OLS-predicted log signal = y @ hat.T
-        self.hat_t = (x @ pinv).T.copy()
+        self.x_t = x.T.copy()
         iu, ju = np.triu_indices(7)
         self.iu, self.ju = iu, ju
         # column products for X^T W X = W @ prods (upper triangle, row-major)
@@ -591,7 +605,8 @@ def _blocked_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _wls_chunk(logy: np.ndarray, solver: _Solver) -> np.ndarray:
     """Two-pass WLS for a chunk of log signals (n, K); return (n, 7)."""
-    w = _blocked_matmul(logy, solver.hat_t)  # OLS-predicted log signal
+    # OLS-predicted log signal, through the 7 parameters (cheaper than K x K hat)
+    w = _blocked_matmul(_blocked_matmul(logy, solver.pinv_t), solver.x_t)
     # weights exp(2 * log S_hat), scaled per voxel by a constant (no overflow,
     # same solution)
     w -= w.max(axis=1, keepdims=True)
@@ -610,7 +625,7 @@ def _wls_chunk(logy: np.ndarray, solver: _Solver) -> np.ndarray:
 def _wls_pinv(logy: np.ndarray, solver: _Solver) -> np.ndarray:
     """WLS by the pseudo-inverse of W^(1/2) X, for ill-conditioned voxels."""
     # predicted signal = sqrt(weights), scaled per voxel (same solution)
-    sw = logy @ solver.hat_t
+    sw = (logy @ solver.pinv_t) @ solver.x_t
     sw = np.exp(sw - sw.max(axis=1, keepdims=True))
     xw = solver.x[None, :, :] * sw[:, :, None]
     return np.einsum("nij,nj->ni", np.linalg.pinv(xw), sw * logy)
