@@ -323,3 +323,12 @@ def test_ninety_eight_subjects_fit_fast(tables):
     # a smoke bound far above the measured ~0.07 s; the benchmark script reports
     res = fit_models(*tables)
     assert res.elapsed < 5.0
+
+
+def test_missing_covariate_drops_subject_from_models_using_it(tables):
+    p, r = tables
+    p = p.astype({"age": float})
+    p.loc[[1, 50], "age"] = np.nan
+    t = fit_models(p, r, covariates=("baseline", "age")).table
+    assert (t["n"] == 96).all()
+    assert (fit_models(p, r).table["n"] == 98).all()
