@@ -170,7 +170,7 @@ def test_failure_while_drawing_leaves_nothing(data_dir, tmp_path, monkeypatch, c
     def boom(*a, **k):
         raise ValueError("drawing failed")
 
-    monkeypatch.setattr(dtitool.plots, "plot_md_sessions", boom)
+    monkeypatch.setattr(dtitool.plots, "plot_scatter_grid", boom)
     out = tmp_path / "results.tsv"
     figs = tmp_path / "figs"
     rc = main(["analyze", str(data_dir), "--out", str(out), "--figures", str(figs)])
