@@ -32,9 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="For every ROI and outcome (MADRS, QIDS) fit by OLS "
         "d_score ~ C(group, Treatment('saline')) * d_md + covariates, and write "
         "the interaction, the dMD slope in each arm (contrasts of that fit) and "
-        "the pooled slope of the additive model, with SE, t, df, p, 95%% CI, n "
+        "the pooled slope of the additive model, with SE, t, df, p, 95% CI, n "
         "and Holm / Benjamini-Hochberg adjusted p. Estimates are score points "
-        "per 1e-5 mm^2/s of MD change (24 h minus baseline).",
+        "per 1e-5 mm^2/s of MD change (24 h minus baseline). Tables holding "
+        "several replicates need --replicate K.",
     )
     p.add_argument(
         "dir", metavar="DIR", help="folder with participants.tsv and roi_md.tsv"
