@@ -248,8 +248,17 @@ class _MapMaker:
         base = np.zeros(self.shape, dtype=np.float32)
         for t, v in BACKGROUND_MD.items():
             base[tissue == t] = v
-        self.base = base
-        self.head = tissue > 0
+        head = tissue > 0
+        # Noise is drawn only in the head's bounding box (padded by the kernel
+        # radius): about half the grid, and the background is 0 anyway.
+        pad = int(np.ceil(3.0 * smoothness_mm / 2.3548 / res)) + 1
+        nz = np.argwhere(head)
+        lo = np.maximum(nz.min(axis=0) - pad, 0)
+        hi = np.minimum(nz.max(axis=0) + pad + 1, self.shape)
+        self.box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        self.box_shape = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+        self.base_box = base[self.box]
+        self.head_box = head[self.box]
         self.noise_sd = noise_sd
         # FWHM -> Gaussian sigma in voxels; the filtered white noise is rescaled
         # to unit variance with the kernel's L2 norm (exact for a stationary
@@ -279,14 +288,16 @@ class _MapMaker:
 
     def make(self, md_roi: np.ndarray, gen: np.random.Generator) -> np.ndarray:
         """MD map (float32) with the given ROI means, smooth noise from ``gen``."""
-        white = gen.standard_normal(self.shape, dtype=np.float32)
+        white = gen.standard_normal(self.box_shape, dtype=np.float32)
         if self.sigma_vox > 0:
             noise = ndimage.gaussian_filter(white, self.sigma_vox, truncate=3.0)
         else:
             noise = white
         noise *= np.float32(self.noise_sd * self.noise_scale)
-        md = self.base + noise
-        md[~self.head] = 0.0
+        noise += self.base_box
+        noise[~self.head_box] = 0.0
+        md = np.zeros(self.shape, dtype=np.float32)
+        md[self.box] = noise
         flat = md.reshape(-1)
         vals = flat[self.roi_idx].astype(np.float64)
         for _ in range(2):  # second pass removes the float32 rounding of the shift
