@@ -103,8 +103,8 @@ class OLSBatch:
     @property
     def bse(self) -> np.ndarray:
         """Standard errors of the coefficients, shape (R, p)."""
-        diag = np.diagonal(self.xtx_inv, axis1=1, axis2=2)
-        return np.sqrt(self.sigma2[:, None] * diag)
+        diag = np.diagonal(self.xtx_inv, axis1=-2, axis2=-1)
+        return np.sqrt(self.sigma2[..., None] * diag)
 
     @property
     def tvalues(self) -> np.ndarray:
@@ -114,7 +114,7 @@ class OLSBatch:
     @property
     def pvalues(self) -> np.ndarray:
         """Two-sided p-values of the coefficients, shape (R, p)."""
-        return _two_sided_p(self.tvalues, self.df_resid[:, None])
+        return _two_sided_p(self.tvalues, self.df_resid[..., None])
 
     def contrast(self, c: Sequence[float], *, alpha: float = 0.05) -> ContrastResult:
         """Inference on the linear combination ``c'b`` in every replicate.
@@ -131,10 +131,10 @@ class OLSBatch:
         -------
         ContrastResult
         """
-        p = self.coef.shape[1]
+        p = self.coef.shape[-1]
         c = _check_contrast(c, p)
         est = self.coef @ c
-        var = np.einsum("i,rij,j->r", c, self.xtx_inv, c) * self.sigma2
+        var = np.einsum("i,...ij,j->...", c, self.xtx_inv, c) * self.sigma2
         return _contrast_result(est, np.sqrt(var), self.df_resid, alpha)
 
 
@@ -160,10 +160,13 @@ def _two_sided_p(t: np.ndarray, df) -> np.ndarray:
 def _contrast_result(est, se, df, alpha) -> ContrastResult:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    df = np.asarray(df)
+    # The t quantile is costly; there are few distinct df, so compute each once.
+    u, inv = np.unique(df, return_inverse=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = est / se
-        q = special.stdtrit(np.where(df > 0, df, 1), 1.0 - alpha / 2.0)
-        q = np.where(df > 0, q, np.nan)
+        qu = special.stdtrit(np.where(u > 0, u, 1), 1.0 - alpha / 2.0)
+        q = np.where(u > 0, qu, np.nan)[inv].reshape(df.shape)
     p = _two_sided_p(t, df)
     return ContrastResult(
         estimate=est,
@@ -315,14 +318,20 @@ def _sigma2(rss, df, ok):
 
 
 def ols_from_crossproducts(
-    xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, n_obs: np.ndarray
+    xtx: np.ndarray,
+    xty: np.ndarray,
+    yty: np.ndarray,
+    n_obs: np.ndarray,
+    *,
+    absorbed: int = 0,
 ) -> OLSBatch:
     """Fit OLS from sufficient statistics ``X'X``, ``X'y``, ``y'y`` and ``n``.
 
     Used by the power engine, which forms one cross-product matrix of all
     variables per replicate and reads every model's statistics out of it.
-    Center the variables first (any per-replicate shift absorbed by the
-    intercept) so that ``RSS = y'y - b'X'y`` loses no precision.
+    Centre the variables first (by Frisch-Waugh-Lovell, centring every column
+    is the same as fitting an intercept; pass ``absorbed=1``) so that
+    ``RSS = y'y - b'X'y`` loses no precision.
 
     Parameters
     ----------
@@ -330,6 +339,10 @@ def ols_from_crossproducts(
     xty : ndarray, shape (..., p)
     yty : ndarray, shape (...)
     n_obs : ndarray of int, shape (...)
+    absorbed : int
+        Parameters already partialled out of the cross-products and not in
+        ``xtx`` (1 when the variables were centred instead of fitting an
+        intercept); they count against the residual degrees of freedom.
 
     Returns
     -------
@@ -340,7 +353,7 @@ def ols_from_crossproducts(
     coef, inv, ok = solve_gram(xtx, xty)
     rss = yty - np.einsum("...i,...i->...", np.nan_to_num(coef), xty)
     rss = np.maximum(rss, 0.0)
-    df = np.asarray(n_obs) - p
+    df = np.asarray(n_obs) - p - absorbed
     return OLSBatch(coef, _sigma2(rss, df, ok), df, np.asarray(n_obs), ok, inv)
 
 
