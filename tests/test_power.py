@@ -294,3 +294,46 @@ def test_bad_sample_size_arguments(preset):
         sample_size(preset, target_power=1.2)
     with pytest.raises(ValueError, match="unknown outcome"):
         sample_size(preset, tests=[("L_BA10", "hamd", "interaction")])
+
+
+REPORTED_RANGES = {
+    # Kopelman et al. 2023 (DESIGN.md section 1 / issue 4 item 5)
+    ("L_BA10", "madrs", "interaction"): (0.016, 0.082),
+    ("L_BA10", "qids", "interaction"): (0.016, 0.082),
+    ("L_amygdala", "madrs", "interaction"): (0.016, 0.082),
+    ("L_amygdala", "qids", "interaction"): (0.016, 0.082),
+    ("L_hippocampus", "madrs", "interaction"): (0.032, 0.06),
+    ("R_hippocampus", "madrs", "interaction"): (0.032, 0.06),
+    ("R_BA10", "madrs", "slope_pooled"): (0.004, 0.012),
+    ("R_BA10", "qids", "slope_pooled"): (0.004, 0.012),
+}
+
+
+def _unreported():
+    tests = [(r, o, t) for r in ("R_amygdala", "vACC") for o in ("madrs", "qids")
+             for t in TERMS]
+    tests += [("R_BA10", o, "interaction") for o in ("madrs", "qids")]
+    tests += [(r, "qids", t) for r in ("L_hippocampus", "R_hippocampus")
+              for t in TERMS]
+    tests += [(r, o, "slope_saline") for r in ("L_BA10", "L_amygdala",
+                                                 "L_hippocampus", "R_hippocampus")
+              for o in ("madrs", "qids")]
+    return tests
+
+
+def test_preset_is_calibrated_to_the_reported_findings(preset):
+    res = power(preset, replicates=2000, rng=2023)
+    for test, (lo, hi) in REPORTED_RANGES.items():
+        assert lo <= res.get(*test)["median_p"] <= hi, test
+    for test in _unreported():
+        assert res.get(*test)["median_p"] > 0.2, test
+    # Directions: MD decrease with improvement (positive slope) in the ketamine
+    # arm for BA10 / L amygdala, the opposite in the hippocampus, R BA10 pooled > 0.
+    for roi in ("L_BA10", "L_amygdala"):
+        for out in ("madrs", "qids"):
+            assert res.get(roi, out, "slope_ketamine")["mean_estimate"] > 0
+            assert res.get(roi, out, "interaction")["mean_estimate"] > 0
+    for roi in ("L_hippocampus", "R_hippocampus"):
+        assert res.get(roi, "madrs", "slope_ketamine")["mean_estimate"] < 0
+    for out in ("madrs", "qids"):
+        assert res.get("R_BA10", out, "slope_pooled")["mean_estimate"] > 0
