@@ -20,6 +20,14 @@ from dtitool._constants import (
     ROI_NAMES,
     SESSIONS,
 )
+from dtitool.analysis import (
+    RESULT_COLUMNS,
+    TERMS,
+    AnalysisResults,
+    default_formula,
+    fit_changes,
+    fit_models,
+)
 from dtitool.design import (
     StudyDesign,
     available_presets,
@@ -27,22 +35,36 @@ from dtitool.design import (
     read_design,
     write_design,
 )
+from dtitool.reference import compare_to_reported, reported_findings
 from dtitool.simulate import Cohort, CohortArrays, simulate_arrays, simulate_cohort
+from dtitool.tables import MD_UNITS, check_tables, compute_changes, read_tables
 
 __all__ = [
     "DMD_SCALE",
     "GROUPS",
     "MD_UNIT",
+    "MD_UNITS",
     "OUTCOMES",
+    "RESULT_COLUMNS",
     "ROI_NAMES",
     "SESSIONS",
+    "TERMS",
+    "AnalysisResults",
     "Cohort",
     "CohortArrays",
     "StudyDesign",
     "__version__",
     "available_presets",
+    "check_tables",
+    "compare_to_reported",
+    "compute_changes",
+    "default_formula",
+    "fit_changes",
+    "fit_models",
     "load_preset",
     "read_design",
+    "read_tables",
+    "reported_findings",
     "simulate_arrays",
     "simulate_cohort",
     "write_design",
