@@ -524,12 +524,16 @@ def simulate_dwi(
             [t == 1, t == 2], [S0_BY_TISSUE[1], S0_BY_TISSUE[2]], S0_BY_TISSUE[3]
         )
         flat_out[idx] = predict_signal(tensor, bvals, bvecs, s0=s0)
-    # Rician noise on every voxel, in place and chunked along the volume axis.
-    for v in range(k):
-        vol = out[..., v]
-        n1 = rng.standard_normal(vol.shape, dtype=np.float32) * np.float32(sigma)
-        n2 = rng.standard_normal(vol.shape, dtype=np.float32) * np.float32(sigma)
-        out[..., v] = np.hypot(vol + n1, n2)
+    # Rician noise on every voxel, in place, in contiguous chunks of voxels.
+    sig = np.float32(sigma)
+    for start in range(0, flat_out.shape[0], chunk):
+        block = flat_out[start : start + chunk]
+        n1 = rng.standard_normal(block.shape, dtype=np.float32)
+        n1 *= sig
+        block += n1
+        n2 = rng.standard_normal(block.shape, dtype=np.float32)
+        n2 *= sig
+        np.hypot(block, n2, out=block)
     return out
 
 
@@ -711,16 +715,22 @@ def write_cohort_images(
                     )
                 )
                 if scan.participant_id in dwi_set:
-                    _write_dwi(
-                        tmp,
-                        scan,
-                        phantom,
-                        snr,
-                        plan.gens[(scan.participant_id, scan.session)][1],
-                        compresslevel,
+                    # The DWI's stream is its own, so running it in a worker
+                    # thread keeps the output deterministic.
+                    pending.append(
+                        pool.submit(
+                            _write_dwi,
+                            tmp,
+                            scan,
+                            phantom,
+                            snr,
+                            plan.gens[(scan.participant_id, scan.session)][1],
+                            compresslevel,
+                        )
                     )
-                # Bound the queue (memory): wait for all but the last few maps.
-                if len(pending) > 2 * max(1, int(n_threads)):
+                # Bound the queue (memory, ~130 MB per pending DWI): wait for
+                # all but the last few jobs.
+                while len(pending) > 2 * max(1, int(n_threads)):
                     pending.pop(0).result()
             for f in pending:
                 f.result()
@@ -742,7 +752,10 @@ def _write_dwi(
         scan.md, phantom=phantom, bvals=bvals, bvecs=bvecs, snr=snr, rng=gen
     )
     stem = tmp / _dwi_stem(scan.participant_id, scan.session)
-    data = np.clip(np.rint(dwi), 0, np.iinfo(np.int16).max).astype(np.int16)
+    # Scanner-like int16 storage (signal >= 0 after the Rician magnitude).
+    np.rint(dwi, out=dwi)
+    np.minimum(dwi, np.iinfo(np.int16).max, out=dwi)
+    data = dwi.astype(np.int16)
     del dwi
     (stem.parent).mkdir(parents=True, exist_ok=True)
     Path(str(stem) + ".nii.gz").write_bytes(
