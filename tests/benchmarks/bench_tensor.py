@@ -59,12 +59,18 @@ def main() -> None:
     import dipy.reconst.dti as dti
     from dipy.core.gradients import gradient_table
 
+    try:
+        import threadpoolctl
+
+        tpc = f"threadpoolctl {threadpoolctl.__version__}"
+    except ImportError:
+        tpc = "no threadpoolctl (BLAS threads not limited)"
     data, bvals, bvecs = simulate(args.n, np.random.default_rng(2026))
     gtab = gradient_table(bvals, bvecs=bvecs)
     print(
         f"{args.n} voxels x {bvals.size} volumes, float64; numpy {np.__version__}, "
         f"dipy {dipy.__version__}, {os.cpu_count()} CPUs, {platform.machine()}, "
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}"
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}, {tpc}"
     )
 
     if args.profile:
