@@ -549,3 +549,36 @@ def test_cli_bad_input_exit_2_nothing_written(dwi_files, case, capsys):
     assert err.startswith("dtitool fit-tensor: error:")
     assert re.search(match, err), err
     assert sorted(p.name for p in d.rglob("*")) == before
+
+
+# --- internals: batched solver and its fallback ----------------------------------
+
+
+def test_cholesky_solve_batched_matches_numpy_and_flags_singular():
+    from dtitool.tensor import _cholesky_solve_batched
+
+    rng = np.random.default_rng(12)
+    a = rng.normal(size=(50, 7, 7))
+    spd = a @ np.swapaxes(a, 1, 2) + 0.1 * np.eye(7)
+    spd[0] = np.diag([1, 1, 1, 1, 1, 1, 0.0])  # singular
+    rhs = rng.normal(size=(50, 7))
+    iu, ju = np.triu_indices(7)
+    pos = {(i, j): n for n, (i, j) in enumerate(zip(iu, ju, strict=True))}
+    sol, bad = _cholesky_solve_batched(spd[:, iu, ju].T.copy(), rhs.T.copy(), pos)
+    assert bad[0]
+    assert not bad[1:].any()
+    expected = np.linalg.solve(spd[1:], rhs[1:, :, None])[..., 0]
+    np.testing.assert_allclose(sol.T[1:], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_wls_pseudo_inverse_fallback_matches_cholesky_path():
+    from dtitool.tensor import _Solver, _wls_chunk, _wls_pinv
+
+    rng = np.random.default_rng(13)
+    t = random_tensors(1024, rng)
+    data = rician(predict_signal(t, BVALS, BVECS, s0=900.0), 40.0, rng)
+    solver = _Solver(design_matrix(BVALS, BVECS))
+    logy = np.log(data)
+    np.testing.assert_allclose(
+        _wls_pinv(logy, solver), _wls_chunk(logy, solver), rtol=1e-8, atol=1e-13
+    )
