@@ -1,0 +1,259 @@
+"""``dtitool power``: Monte Carlo power of every model term, curves, sample size."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from dtitool import __version__
+from dtitool._io import atomic_outputs, write_tsv
+from dtitool.design import available_presets, design_to_toml, load_preset, read_design
+from dtitool.power import (
+    CURVE_PARAMETERS,
+    TERMS,
+    power,
+    power_curve,
+    sample_size,
+)
+from dtitool.simulate import as_seed_sequence
+
+POWER_COLUMNS = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
+                 "median_p", "mean_estimate"]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``dtitool power``."""
+    p = subparsers.add_parser(
+        "power",
+        help="Monte Carlo power of every ROI x outcome x term test",
+        description="Simulate replicate trials of a design, fit every model, and "
+        "write DIR/power.tsv (roi, outcome, term, power, power_ci_low, "
+        "power_ci_high [95% Wilson], median_p, mean_estimate [score points per "
+        "1e-5 mm^2/s dMD]), DIR/familywise.tsv (any/all rejections per family, "
+        "unadjusted, Holm and Benjamini-Hochberg) and DIR/design.toml (design and "
+        "seed). --curve adds power_curve.tsv and power_curve.png; --target-power "
+        "adds sample_size.tsv.",
+    )
+    add_design_arguments(p)
+    p.add_argument("--n", type=int, default=None, help="override the sample size")
+    p.add_argument("--curve", metavar="PARAM=VALUES",
+                   help="power curve over one parameter: n=40:200:20, "
+                   "ratio=1,1.5,2,3, effect=0.5:1.5:0.25, reliability=0.4:0.9:0.1 "
+                   "or cv=0.01:0.05:0.01 (start:stop:step, stop included, or a "
+                   "comma list)")
+    p.add_argument("--target-power", type=float, default=None, metavar="P",
+                   help="find the smallest total n at which every target test "
+                   "(--test, default the reported tests or every interaction) has "
+                   "power P")
+    p.add_argument("--test", action="append", default=None,
+                   metavar="ROI:OUTCOME:TERM",
+                   help="a target test for --target-power (repeatable); terms: "
+                   f"{', '.join(TERMS)}")
+    p.add_argument("--n-max", type=int, default=1000,
+                   help="largest n searched by --target-power (default 1000)")
+    p.add_argument("--family", action="append", default=None,
+                   metavar="NAME=ROI:OUTCOME:TERM[:+|-],...",
+                   help="extra family for familywise.tsv (repeatable); a trailing "
+                   ":+ or :- counts only rejections with that sign")
+    return p
+
+
+def add_design_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by ``dtitool power`` and ``dtitool reproduce``."""
+    p.add_argument("--preset", default="ketamine-rct",
+                   help="preset design (default: ketamine-rct; known: "
+                   f"{', '.join(available_presets())})")
+    p.add_argument("--design", metavar="FILE.toml",
+                   help="design file (overrides --preset)")
+    p.add_argument("--replicates", type=int, default=2000,
+                   help="simulated trials (default 2000)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed (non-negative integer); default: the design "
+                   "file's [run] seed, else fresh entropy; recorded in the outputs")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="two-sided significance level (default 0.05)")
+    p.add_argument("--n-jobs", type=int, default=1,
+                   help="worker processes (-1: all CPUs); results do not depend on it")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="replicates per chunk (bounds memory; results do not "
+                   "depend on it)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no summary on stdout")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+def resolve(args):
+    """Return ``(design, seed)`` from ``--preset/--design/--n/--seed``."""
+    run = {}
+    if args.design:
+        design, run = read_design(args.design)
+    else:
+        design = load_preset(args.preset)
+    if getattr(args, "n", None) is not None:
+        if args.n < 4:
+            raise ValueError(f"--n must be an integer >= 4; got {args.n}")
+        design = design.with_n(args.n)
+    seed = args.seed if args.seed is not None else run.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or seed < 0):
+        raise ValueError(f"--seed must be a non-negative integer; got {seed!r}")
+    if args.replicates < 1:
+        raise ValueError(f"--replicates must be a positive integer; got "
+                         f"{args.replicates}")
+    return design, int(as_seed_sequence(seed).entropy)
+
+
+def parse_curve(spec: str) -> tuple[str, list[float]]:
+    """Parse ``PARAM=start:stop:step`` or ``PARAM=v1,v2,...``."""
+    name, sep, values = spec.partition("=")
+    name = name.strip()
+    if not sep or name not in CURVE_PARAMETERS:
+        raise ValueError(f"--curve must be PARAM=VALUES with PARAM one of "
+                         f"{', '.join(CURVE_PARAMETERS)}; got {spec!r}")
+    try:
+        if ":" in values:
+            start, stop, step = (float(v) for v in values.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            vals = np.arange(start, stop + step / 2, step)
+            out = [round(float(v), 10) for v in vals]
+        else:
+            out = [float(v) for v in values.split(",")]
+    except ValueError:
+        raise ValueError(f"--curve values must be start:stop:step (step > 0, stop "
+                         f">= start) or a comma list of numbers; got {values!r}"
+                         ) from None
+    if not out or len(out) > 200:
+        raise ValueError(f"--curve needs 1 to 200 values; got {len(out)}")
+    if name == "n":
+        out = [int(v) for v in out]
+    return name, out
+
+
+def parse_test(spec: str, *, signed: bool = False) -> tuple:
+    """Parse ``ROI:OUTCOME:TERM`` (with ``signed``, an optional ``:+``/``:-``)."""
+    parts = spec.strip().split(":")
+    if signed and len(parts) == 4 and parts[3] in ("+", "-"):
+        return (*parts[:3], "positive" if parts[3] == "+" else "negative")
+    if len(parts) != 3:
+        raise ValueError(f"a test must be ROI:OUTCOME:TERM{'[:+|-]' if signed else ''}"
+                         f"; got {spec!r}")
+    return tuple(parts)
+
+
+def reported_family(design) -> list[tuple]:
+    """Return the reference study's reported tests and signs, if ``design`` has them.
+
+    An ``outcome`` of ``"any"`` (R BA10) is taken as the design's first outcome.
+    """
+    from dtitool.reference import reported_findings
+
+    f = reported_findings()
+    f = f[f["direction"] != 0]
+    tests = []
+    for r in f.itertuples(index=False):
+        outcome = design.outcome_names[0] if r.outcome == "any" else r.outcome
+        if r.roi not in design.roi_names or outcome not in design.outcome_names:
+            return []
+        tests.append((r.roi, outcome, r.term,
+                      "positive" if r.direction > 0 else "negative"))
+    return tests
+
+
+def run(args) -> int:
+    """Run ``dtitool power``."""
+    design, seed = resolve(args)
+    curve = parse_curve(args.curve) if args.curve else None
+    families = {}
+    for spec in args.family or []:
+        name, sep, tests = spec.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(
+                f"--family must be NAME=ROI:OUTCOME:TERM,...; got {spec!r}"
+            )
+        families[name.strip()] = [parse_test(t, signed=True) for t in tests.split(",")]
+    reported = reported_family(design)
+    if reported and "reported" not in families:
+        families["reported"] = reported
+    targets = None
+    if args.target_power is not None:
+        if not 0 < args.target_power < 1:
+            raise ValueError(f"--target-power must be in (0, 1); got "
+                             f"{args.target_power}")
+        if args.test:
+            targets = [parse_test(t) for t in args.test]
+        elif reported:
+            targets = [t[:3] for t in reported]
+    elif args.test:
+        raise ValueError("--test is used with --target-power")
+    progress = False if args.quiet else None
+    common = {"alpha": args.alpha, "n_jobs": args.n_jobs,
+              "chunk_size": args.chunk_size, "progress": progress}
+
+    names = ["power.tsv", "familywise.tsv", "design.toml"]
+    if curve:
+        names += ["power_curve.tsv", "power_curve.png"]
+    if args.target_power is not None:
+        names.append("sample_size.tsv")
+    with atomic_outputs(args.out, names, force=args.force) as tmp:
+        res = power(design, replicates=args.replicates, rng=seed, families=families,
+                    **common)
+        write_tsv(res.table[POWER_COLUMNS], tmp / "power.tsv")
+        write_tsv(res.familywise, tmp / "familywise.tsv")
+        run_info = {"seed": seed, "replicates": args.replicates,
+                    "dtitool_version": __version__}
+        (tmp / "design.toml").write_text(
+            design_to_toml(design, run=run_info, header="Design and seed of a "
+                           "dtitool power run; repeat it with\n  dtitool power "
+                           "--design design.toml --out DIR"),
+            encoding="utf-8")
+        pc = None
+        if curve:
+            pc = power_curve(design, parameter=curve[0], values=curve[1],
+                             replicates=args.replicates, rng=seed, families=families,
+                             **common)
+            write_tsv(pc.table, tmp / "power_curve.tsv")
+            _plot_curve(pc, reported, args.target_power, tmp / "power_curve.png")
+        ss = None
+        if args.target_power is not None:
+            ss = sample_size(design, target_power=args.target_power, tests=targets,
+                             n_max=args.n_max, replicates=args.replicates, rng=seed,
+                             **common)
+            write_tsv(ss.evaluated, tmp / "sample_size.tsv")
+    if not args.quiet:
+        _print_summary(res, reported, pc, ss)
+        print(f"wrote {', '.join(names)} to {args.out}")
+    return 0
+
+
+def _plot_curve(pc, reported, target, path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
+    tests = [t[:3] for t in reported] if reported else None
+    pc.plot(tests, ax=ax, target_power=target)
+    fig.savefig(path, dpi=120)
+
+
+def _print_summary(res, reported, pc, ss) -> None:
+    t = res.table
+    print(f"power of {res.design.name!r} (n = {res.design.n}), {res.replicates} "
+          f"replicates, seed {res.seed}, alpha {res.alpha:g}")
+    if reported:
+        keys = pd.DataFrame([r[:3] for r in reported],
+                            columns=["roi", "outcome", "term"])
+        show = keys.merge(t, on=["roi", "outcome", "term"])
+    else:
+        show = t[t["term"] == "interaction"]
+    with pd.option_context("display.width", 120, "display.max_rows", 100):
+        print(show[POWER_COLUMNS].to_string(index=False, float_format="%.4g"))
+        fw = res.familywise
+        fw = fw[fw["family"].isin(["reported", "interaction"])]
+        print(fw[["family", "method", "tests", "power_any", "power_all",
+                  "mean_rejections"]].to_string(index=False, float_format="%.3f"))
+    if ss is not None:
+        print(ss.summary())
