@@ -21,6 +21,8 @@ _COMMANDS = {
     "analyze": "dtitool._cmd_analyze",
     "fit-tensor": "dtitool._cmd_fit_tensor",
     "extract": "dtitool._cmd_extract",
+    "power": "dtitool._cmd_power",
+    "reproduce": "dtitool._cmd_reproduce",
 }
 
 
