@@ -35,6 +35,15 @@ from dtitool.design import (
     read_design,
     write_design,
 )
+from dtitool.extract import extract_roi_md, read_lut
+from dtitool.images import (
+    MD_MAP_RTOL,
+    SimulatedScan,
+    simulate_dwi,
+    simulate_md_maps,
+    write_cohort_images,
+)
+from dtitool.phantom import Phantom, make_phantom, write_atlas
 from dtitool.reference import compare_to_reported, reported_findings
 from dtitool.simulate import Cohort, CohortArrays, simulate_arrays, simulate_cohort
 from dtitool.tables import MD_UNITS, check_tables, compute_changes, read_tables
@@ -42,6 +51,7 @@ from dtitool.tables import MD_UNITS, check_tables, compute_changes, read_tables
 __all__ = [
     "DMD_SCALE",
     "GROUPS",
+    "MD_MAP_RTOL",
     "MD_UNIT",
     "MD_UNITS",
     "OUTCOMES",
@@ -52,6 +62,8 @@ __all__ = [
     "AnalysisResults",
     "Cohort",
     "CohortArrays",
+    "Phantom",
+    "SimulatedScan",
     "StudyDesign",
     "__version__",
     "available_presets",
@@ -59,13 +71,20 @@ __all__ = [
     "compare_to_reported",
     "compute_changes",
     "default_formula",
+    "extract_roi_md",
     "fit_changes",
     "fit_models",
     "load_preset",
+    "make_phantom",
     "read_design",
+    "read_lut",
     "read_tables",
     "reported_findings",
     "simulate_arrays",
     "simulate_cohort",
+    "simulate_dwi",
+    "simulate_md_maps",
+    "write_atlas",
+    "write_cohort_images",
     "write_design",
 ]
