@@ -36,6 +36,7 @@ from dtitool.design import (
     write_design,
 )
 from dtitool.extract import extract_roi_md, read_lut
+from dtitool.gradients import default_protocol, read_bvals_bvecs, write_bvals_bvecs
 from dtitool.images import (
     MD_MAP_RTOL,
     SimulatedScan,
@@ -47,6 +48,14 @@ from dtitool.phantom import Phantom, make_phantom, write_atlas
 from dtitool.reference import compare_to_reported, reported_findings
 from dtitool.simulate import Cohort, CohortArrays, simulate_arrays, simulate_cohort
 from dtitool.tables import MD_UNITS, check_tables, compute_changes, read_tables
+from dtitool.tensor import (
+    TensorFit,
+    design_matrix,
+    fit_tensor,
+    fractional_anisotropy,
+    predict_signal,
+    tensor_from_evals_evecs,
+)
 
 __all__ = [
     "DMD_SCALE",
@@ -65,17 +74,24 @@ __all__ = [
     "Phantom",
     "SimulatedScan",
     "StudyDesign",
+    "TensorFit",
     "__version__",
     "available_presets",
     "check_tables",
     "compare_to_reported",
     "compute_changes",
     "default_formula",
+    "default_protocol",
+    "design_matrix",
     "extract_roi_md",
     "fit_changes",
     "fit_models",
+    "fit_tensor",
+    "fractional_anisotropy",
     "load_preset",
     "make_phantom",
+    "predict_signal",
+    "read_bvals_bvecs",
     "read_design",
     "read_lut",
     "read_tables",
@@ -84,7 +100,9 @@ __all__ = [
     "simulate_cohort",
     "simulate_dwi",
     "simulate_md_maps",
+    "tensor_from_evals_evecs",
     "write_atlas",
+    "write_bvals_bvecs",
     "write_cohort_images",
     "write_design",
 ]
