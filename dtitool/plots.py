@@ -17,7 +17,13 @@ from dtitool._constants import DMD_SCALE, GROUPS, SESSIONS
 from dtitool.analysis import AnalysisResults, fit_changes
 from dtitool.tables import _roi_order, check_tables
 
-__all__ = ["ARM_COLORS", "plot_forest", "plot_md_sessions", "plot_scatter_grid"]
+__all__ = [
+    "ARM_COLORS",
+    "plot_forest",
+    "plot_md_sessions",
+    "plot_roi_slices",
+    "plot_scatter_grid",
+]
 
 ARM_COLORS = {"ketamine": "#d95f02", "saline": "#1b9e77"}
 """Colour of each arm in every dtitool figure (ColorBrewer Dark2)."""
@@ -228,3 +234,98 @@ def plot_forest(results, *, term: str = "interaction", ax=None):
     ax.set_xlabel(f"{term} estimate, score points {unit} (95% CI)")
     ax.legend(frameon=False, fontsize=8)
     return ax
+
+
+def _slices_covering(labels: np.ndarray, k: int) -> list[int]:
+    """Greedy choice of up to ``k`` axial slices that show every label at least once."""
+    present = [set(np.unique(labels[:, :, z])) - {0} for z in range(labels.shape[2])]
+    todo = set(np.unique(labels)) - {0}
+    chosen: list[int] = []
+    while todo and len(chosen) < k:
+        z = max(range(len(present)),
+                key=lambda i: (len(present[i] & todo),
+                               int(np.isin(labels[:, :, i], list(todo)).sum())))
+        if not present[z] & todo:
+            break
+        chosen.append(z)
+        todo -= present[z]
+    return sorted(chosen)
+
+
+def plot_roi_slices(md, labels, *, roi_names: Sequence[str] | None = None,
+                    slices: Sequence[int] | None = None, max_slices: int = 3,
+                    affine=None, fig=None):  # fmt: skip
+    """Axial slices of an MD map with the atlas ROIs outlined.
+
+    Parameters
+    ----------
+    md : ndarray, shape (X, Y, Z)
+        MD map in mm^2/s (drawn in 1e-3 mm^2/s, grey scale), array axes in RAS
+        voxel order as dtitool's phantom (x to the left of the array = the
+        subject's right; slices are shown in radiological convention, the
+        subject's left on the right of the panel).
+    labels : ndarray of int, shape (X, Y, Z)
+        Label atlas (0 = none, k = ``roi_names[k - 1]``).
+    roi_names : sequence of str, optional
+        Names of labels 1..K for the legend; default ``ROI 1``... .
+    slices : sequence of int, optional
+        Axial slice indices; default up to ``max_slices`` slices chosen so that
+        every ROI appears in one of them.
+    max_slices : int
+        Number of slices when ``slices`` is None.
+    affine : ndarray, shape (4, 4), optional
+        Voxel-to-world affine; when given, slice titles state z in mm.
+    fig : matplotlib Figure, optional
+        Empty figure to draw into; a new one is created if None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If ``md`` and ``labels`` are not 3D arrays of the same shape.
+    """
+    md = np.asarray(md, dtype=float)
+    labels = np.asarray(labels)
+    if md.ndim != 3 or md.shape != labels.shape:
+        raise ValueError(
+            f"md and labels must be 3D arrays of one shape; got md {md.shape} and "
+            f"labels {labels.shape}"
+        )
+    ks = [int(k) for k in np.unique(labels) if k != 0]
+    names = list(roi_names) if roi_names is not None else [f"ROI {k}" for k in ks]
+    zs = list(slices) if slices is not None else _slices_covering(labels, max_slices)
+    if not zs:
+        raise ValueError("labels hold no ROI voxels to outline")
+    if fig is None:
+        fig = plt.figure(figsize=(3.4 * len(zs) + 1.6, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(zs), squeeze=False)[0]
+    cmap = plt.get_cmap("tab10")
+    finite = md[np.isfinite(md) & (md > 0)]
+    vmax = np.percentile(finite, 99) * 1e3 if finite.size else 1.0
+    handles = {}
+    for ax, z in zip(axes, zs, strict=True):
+        # transpose so rows are anterior-posterior; origin lower = anterior up
+        ax.imshow(md[:, :, z].T * 1e3, cmap="gray", origin="lower", vmin=0,
+                  vmax=vmax, interpolation="nearest")
+        for k in ks:
+            mask = labels[:, :, z] == k
+            if mask.any():
+                color = cmap((k - 1) % 10)
+                ax.contour(mask.T.astype(float), levels=[0.5], colors=[color],
+                           linewidths=1.2, origin="lower")
+                handles[k] = plt.Line2D([], [], color=color, lw=2)
+        title = f"axial slice {z}"
+        if affine is not None:
+            title += f" (z = {np.asarray(affine)[2] @ [0, 0, z, 1]:.0f} mm)"
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    ks_shown = sorted(handles)
+    fig.legend([handles[k] for k in ks_shown],
+               [names[k - 1] if k - 1 < len(names) else f"ROI {k}" for k in ks_shown],
+               loc="outside right center", fontsize=8, frameon=False)
+    fig.suptitle(f"MD map (grey, 0 to {vmax:.1f} x 1e-3 mm$^2$/s) with ROI outlines",
+                 fontsize=10)
+    return fig

@@ -96,3 +96,25 @@ def test_forest(results):
     seg = ax.collections[0].get_segments()[0]
     row = results.term("L_BA10", "madrs", "interaction")
     np.testing.assert_allclose(sorted(seg[:, 0]), [row["ci_low"], row["ci_high"]])
+
+
+def test_plot_roi_slices_outlines_every_roi():
+    from dtitool.plots import plot_roi_slices
+
+    labels = np.zeros((12, 12, 6), dtype=int)
+    labels[2:4, 2:4, 1] = 1
+    labels[6:9, 6:9, 4] = 2
+    labels[8:10, 2:4, 4] = 3
+    md = np.full(labels.shape, 0.8e-3)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    fig = plot_roi_slices(md, labels, roi_names=["a", "b", "c"], affine=affine)
+    axes = [ax for ax in fig.axes if ax.images]
+    assert len(axes) == 2  # slices 1 and 4 cover all three labels
+    assert [ax.get_title() for ax in axes] == ["axial slice 1 (z = 2 mm)",
+                                               "axial slice 4 (z = 8 mm)"]
+    legend_texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend_texts == ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"same shape|one shape"):
+        plot_roi_slices(md[:, :, :3], labels)
+    with pytest.raises(ValueError, match="no ROI voxels"):
+        plot_roi_slices(md, np.zeros_like(labels))
