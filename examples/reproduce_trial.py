@@ -1,0 +1,171 @@
+"""Reproduce the ketamine trial: one simulated dataset is noisy, many are not.
+
+Teaching point: a single simulated 98-patient trial of the calibrated
+``ketamine-rct`` preset (Kopelman et al. 2023) replicates only some of the
+reported findings, even though the preset was calibrated so that the *median* p
+of every reported test over many simulated trials falls in the reported range.
+p-values from one trial of this size scatter over orders of magnitude; judge a
+design (or a replication) by the distribution of its p-values, not by one draw.
+
+Steps: simulate one cohort, fit the 14 group x dMD models (7 ROIs x 2
+outcomes), compare with the reported findings test by test; then simulate many
+replicate trials and set each reported test's median simulated p (with its
+interquartile range) beside the reported p.
+
+Run::
+
+    python examples/reproduce_trial.py --out example-output/reproduce_trial
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dtitool import (  # noqa: E402
+    compare_to_reported,
+    fit_models,
+    load_preset,
+    reported_findings,
+    simulate_cohort,
+)
+from dtitool.plots import plot_forest  # noqa: E402
+from dtitool.power import TERMS, power  # noqa: E402
+
+NAME = "reproduce_trial"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("example-output") / NAME,
+                   help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=2023,
+                   help="random seed (default: %(default)s)")
+    p.add_argument("--replicates", type=int, default=2000,
+                   help="simulated trials for the median p (default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def simulated_vs_reported(res) -> pd.DataFrame:
+    """Median and quartiles of each reported test's p over the replicate trials."""
+    design = res.design
+    rows = []
+    for f in reported_findings().itertuples(index=False):
+        if f.direction == 0:
+            continue
+        # "any" outcome (R BA10): the outcome with the smaller median p, as the
+        # abstract reports the one that reached significance.
+        outs = design.outcome_names if f.outcome == "any" else (f.outcome,)
+        best = None
+        for o in outs:
+            j, k = design.roi_names.index(f.roi), design.outcome_names.index(o)
+            p = np.abs(res.signed_p[:, j, k, TERMS.index(f.term)]).astype(float)
+            if best is None or np.median(p) < np.median(best[1]):
+                best = (o, p)
+        o, p = best
+        row = res.get(f.roi, o, f.term)
+        q25, med, q75 = np.quantile(p, [0.25, 0.5, 0.75])
+        rows.append({
+            "roi": f.roi, "outcome": o, "term": f.term, "direction": f.direction,
+            "reported_p_low": f.p_low, "reported_p_high": f.p_high,
+            "median_p": med, "p_q25": q25, "p_q75": q75,
+            "power": row["power_positive"] if f.direction > 0
+            else row["power_negative"],
+        })
+    t = pd.DataFrame(rows)
+    # A single reported p (0.007) counts as the band p / sqrt(3) .. p * sqrt(3).
+    point = t["reported_p_low"] == t["reported_p_high"]
+    lo = np.where(point, t["reported_p_low"] / math.sqrt(3), t["reported_p_low"])
+    hi = np.where(point, t["reported_p_high"] * math.sqrt(3), t["reported_p_high"])
+    t["median_in_range"] = (t["median_p"] >= lo) & (t["median_p"] <= hi)
+    return t
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    design = load_preset("ketamine-rct")
+
+    # One dataset: what a single trial of this design looks like.
+    cohort = simulate_cohort(design, rng=args.seed)
+    results = fit_models(cohort.participants, cohort.roi_md)
+    comp = compare_to_reported(results)
+    reported = comp[comp["direction"] != 0]
+    nulls = comp[comp["direction"] == 0]
+    n_rep = int(reported["agrees"].sum())
+    n_null = int(nulls["agrees"].sum())
+
+    # Many datasets: the distribution of p behind the single draw.
+    res = power(design, replicates=args.replicates, rng=args.seed)
+    sim = simulated_vs_reported(res)
+    n_in = int(sim["median_in_range"].sum())
+
+    one = results.table.set_index(["roi", "outcome", "term"])
+    keys = list(zip(sim["roi"], sim["outcome"], sim["term"], strict=True))
+    table = sim.assign(estimate_one_dataset=[one.loc[k, "estimate"] for k in keys],
+                       p_one_dataset=[one.loc[k, "p"] for k in keys])
+    table.to_csv(args.out / "reported_vs_simulated.tsv", sep="\t", index=False,
+                 float_format="%.6g")
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5),
+                                   gridspec_kw={"width_ratios": [1.1, 1]})
+    plot_forest(results, term="interaction", ax=ax1)
+    ax1.set_title(f"One simulated trial (seed {args.seed}): interaction, 14 models",
+                  fontsize=10)
+    y = np.arange(len(sim))[::-1]
+    labels = [f"{r} {o} {t}" for r, o, t in
+              zip(sim["roi"], sim["outcome"], sim["term"], strict=True)]
+    point = sim["reported_p_low"] == sim["reported_p_high"]
+    ax2.hlines(y[~point], sim["reported_p_low"][~point],
+               sim["reported_p_high"][~point], color="#d95f02", lw=6, alpha=0.6,
+               label="reported p (range)")
+    ax2.plot(sim["reported_p_low"][point], y[point], "D", color="#d95f02",
+             alpha=0.8, ms=8, label="reported p (single value)")
+    ax2.errorbar(sim["median_p"], y,
+                 xerr=[sim["median_p"] - sim["p_q25"], sim["p_q75"] - sim["median_p"]],
+                 fmt="o", color="0.15", capsize=3,
+                 label=f"simulated median p (IQR), {args.replicates} trials")
+    ax2.plot(table["p_one_dataset"], y, "x", color="#1b9e77", ms=8,
+             label="the one trial on the left")
+    ax2.axvline(0.05, color="0.5", ls="--", lw=0.8)
+    ax2.set_xscale("log")
+    ax2.set_yticks(y)
+    ax2.set_yticklabels(labels, fontsize=8)
+    ax2.set_xlabel("two-sided p (log scale)")
+    ax2.set_title("Reported vs simulated p of the 7 reported tests", fontsize=10)
+    ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1),
+               ncol=2, frameon=False)
+    fig.tight_layout()
+    fig.savefig(args.out / "reproduce_trial.png", dpi=110)
+    plt.close(fig)
+
+    print(f"One simulated ketamine-rct trial (n = {design.n}, seed {args.seed}): "
+          f"{n_rep} of {len(reported)} reported findings replicated "
+          f"(same sign, p <= reported upper bound); {n_null} of {len(nulls)} "
+          "unreported tests null, as reported.")
+    print(f"Over {args.replicates} simulated trials, the median p of {n_in} of "
+          f"{len(sim)} reported tests falls in the reported range:")
+    for r in sim.itertuples(index=False):
+        print(f"  {r.roi:14s} {r.outcome:5s} {r.term:13s} reported "
+              f"{r.reported_p_low:g}-{r.reported_p_high:g}  simulated median "
+              f"{r.median_p:.3f} (IQR {r.p_q25:.3f}-{r.p_q75:.3f}), "
+              f"power {r.power:.2f}")
+    print(f"Conclusion: even when the design reproduces the report on average, one "
+          f"trial replicates only {n_rep} of {len(reported)} findings; the typical "
+          f"power of a reported test is {sim['power'].median():.2f}.")
+    print(f"wrote {args.out / 'reproduce_trial.png'} and "
+          f"{args.out / 'reported_vs_simulated.tsv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
