@@ -27,19 +27,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from dtitool import (  # noqa: E402
+from dtitool import (
     compare_to_reported,
     fit_models,
     load_preset,
     reported_findings,
     simulate_cohort,
 )
-from dtitool.plots import plot_forest  # noqa: E402
-from dtitool.power import TERMS, power  # noqa: E402
+from dtitool.plots import plot_forest
+from dtitool.power import TERMS, power
 
 NAME = "reproduce_trial"
 
