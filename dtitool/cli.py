@@ -23,6 +23,7 @@ _COMMANDS = {
     "extract": "dtitool._cmd_extract",
     "power": "dtitool._cmd_power",
     "reproduce": "dtitool._cmd_reproduce",
+    "demo": "dtitool._cmd_demo",
 }
 
 

@@ -1,0 +1,471 @@
+"""The whole rehearsal in one call: ``dtitool demo`` and :func:`run_demo`.
+
+Simulates the default cohort, pushes it through the imaging path (MD maps for
+every scan, DWI and a tensor fit for a few, ROI extraction from the images), fits
+the group x dMD models, runs a Monte Carlo power analysis and the reported-versus-
+simulated comparison, and writes a self-contained HTML report with the tables and
+figures it shows. Everything is written at once at the end (nothing half-written).
+
+Output layout::
+
+    OUT/report.html
+    OUT/cohort/       participants.tsv, roi_md.tsv, true_md.tsv, design.toml
+    OUT/images/       BIDS-derivatives-like tree of MD maps (+ DWI for a few), atlas
+    OUT/tensor/       PREFIX_MD.nii.gz, PREFIX_FA.nii.gz fitted from the DWI
+    OUT/tables/       roi_md_images.tsv, image_agreement.tsv, tensor_agreement.tsv,
+                      results.tsv, comparison.tsv, power.tsv, familywise.tsv,
+                      reproduce.tsv, power_curve.tsv, reliability_curve.tsv,
+                      sample_size.tsv
+    OUT/figures/      *.png
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from dtitool import __version__
+from dtitool._cmd_power import POWER_COLUMNS, reported_family
+from dtitool._cmd_reproduce import reproduce_table
+from dtitool._constants import DMD_UNIT, GROUPS, SESSIONS
+from dtitool._io import atomic_outputs, write_tsv
+from dtitool.analysis import fit_models
+from dtitool.design import StudyDesign, design_to_toml, load_preset
+from dtitool.extract import extract_roi_md
+from dtitool.gradients import read_bvals_bvecs
+from dtitool.images import write_cohort_images
+from dtitool.phantom import make_phantom
+from dtitool.plots import (
+    plot_forest,
+    plot_md_sessions,
+    plot_roi_slices,
+    plot_scatter_grid,
+)
+from dtitool.power import power, power_curve, sample_size
+from dtitool.reference import compare_to_reported
+from dtitool.report import HTMLReport, figure_png
+from dtitool.simulate import simulate_cohort
+from dtitool.tensor import fit_tensor
+
+__all__ = ["DemoSettings", "run_demo"]
+
+OUTPUTS = ("report.html", "cohort", "images", "tensor", "tables", "figures")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    """Settings of a demo run.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the cohort, the images and the power analysis.
+    replicates : int
+        Monte Carlo replicates of the power analysis and reported-vs-simulated
+        comparison.
+    curve_replicates : int
+        Replicates per point of the power curves and the sample-size search.
+    dwi_subjects : int
+        Participants (both sessions) that also get simulated DWI and a tensor fit.
+    curve_n : tuple of int
+        Sample sizes of the power curve.
+    """
+
+    seed: int = 7
+    replicates: int = 2000
+    curve_replicates: int = 1000
+    dwi_subjects: int = 1
+    curve_n: tuple[int, ...] = (40, 60, 80, 98, 120, 150, 200, 250)
+
+    def __post_init__(self):
+        for name in ("replicates", "curve_replicates"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 100:
+                raise ValueError(f"{name} must be an integer >= 100; got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or (
+            self.seed < 0
+        ):
+            raise ValueError(f"seed must be a non-negative integer; got {self.seed!r}")
+        if not isinstance(self.dwi_subjects, int) or not 0 <= self.dwi_subjects <= 10:
+            raise ValueError("dwi_subjects must be an integer from 0 to 10; got "
+                             f"{self.dwi_subjects!r}")
+
+
+class _Steps:
+    def __init__(self, total: int, log: Callable[[str], None]):
+        self.total, self.log, self.i = total, log, 0
+        self.t0 = time.perf_counter()
+
+    def __call__(self, text: str) -> None:
+        self.i += 1
+        elapsed = time.perf_counter() - self.t0
+        self.log(f"[{self.i}/{self.total}] {text} ({elapsed:.0f} s)")
+
+
+def _save(fig: Figure, path: Path) -> bytes:
+    png = figure_png(fig)
+    path.write_bytes(png)
+    plt.close(fig)  # figures made through pyplot stay registered until closed
+    return png
+
+
+def _cohort_summary(cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
+    p = cohort.participants
+    rows = []
+    for arm in GROUPS:
+        q = p[p["group"] == arm]
+        row = {"arm": arm, "n": len(q)}
+        for o in cohort.design.outcome_names:
+            b, post = q[f"{o}_baseline"], q[f"{o}_24h"]
+            row[f"{o} baseline"] = f"{b.mean():.1f} ({b.std():.1f})"
+            row[f"{o} change"] = f"{(post - b).mean():+.1f} ({(post - b).std():.1f})"
+        if "age" in q:
+            row["age"] = f"{q['age'].mean():.0f} ({q['age'].std():.0f})"
+            row["female"] = f"{(q['sex'] == 'F').mean():.0%}"
+        rows.append(row)
+    arms = pd.DataFrame(rows)
+    md = cohort.roi_md.merge(p[["participant_id", "group"]], on="participant_id")
+    wide = md.pivot_table(index=["roi", "group"], columns="session", values="md")
+    wide = wide[list(SESSIONS)].reset_index()
+    wide["dMD (1e-5 mm^2/s)"] = (wide["24h"] - wide["baseline"]) / 1e-5
+    wide["baseline"] *= 1e3
+    wide["24h"] *= 1e3
+    wide = wide.rename(columns={"baseline": "baseline MD (1e-3 mm^2/s)",
+                                "24h": "24 h MD (1e-3 mm^2/s)", "group": "arm"})
+    order = {r: i for i, r in enumerate(cohort.design.roi_names)}
+    wide = wide.sort_values(["roi", "arm"], key=lambda s: s.map(order) if (
+        s.name == "roi") else s).reset_index(drop=True)
+    return arms, wide
+
+
+def _design_tables(design: StudyDesign) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rel_k = design.reliability("ketamine")
+    rois = pd.DataFrame([{
+        "roi": r.name, "MD mean (1e-3 mm^2/s)": r.md_mean * 1e3,
+        "between-subject SD (1e-3)": r.md_sd * 1e3, "scan-rescan CV": f"{r.cv:.1%}",
+        "true dMD SD (1e-5)": r.change_sd.ketamine / 1e-5,
+        "dMD reliability": rel_k[r.name],
+        "corr(true dMD, dMADRS) ketamine": design.correlations.roi_outcome_array(
+            "ketamine")[i, 0],
+        "saline": design.correlations.roi_outcome_array("saline")[i, 0],
+    } for i, r in enumerate(design.rois)])
+    sources = pd.DataFrame(sorted(design.sources.items()),
+                           columns=["parameter", "source"])
+    return rois, sources
+
+
+def _tensor_step(scans: pd.DataFrame, images: Path, tensor_dir: Path, phantom):
+    """Fit tensors to the simulated DWI; return ROI MD of fitted vs simulated maps."""
+    tensor_dir.mkdir(parents=True, exist_ok=True)
+    dwi = scans[scans["dwi_path"].astype(str) != ""]
+    mask = phantom.tissue > 0
+    fitted, ids = [], []
+    for row in dwi.itertuples(index=False):
+        path = images / row.dwi_path
+        stem = str(path)[: -len(".nii.gz")]
+        bvals, bvecs = read_bvals_bvecs(stem + ".bval", stem + ".bvec")
+        img = nib.load(path)
+        fit = fit_tensor(np.asarray(img.dataobj, dtype=np.float64), bvals, bvecs,
+                         method="wls", mask=mask)
+        prefix = tensor_dir / f"{row.participant_id}_ses-{row.session}"
+        for name, data in (("MD", fit.md), ("FA", fit.fa)):
+            out = nib.Nifti1Image(data.astype(np.float32), img.affine)
+            out.header.set_xyzt_units("mm", "sec")
+            nib.save(out, f"{prefix}_{name}.nii.gz")
+        fitted.append(f"{prefix}_MD.nii.gz")
+        ids.append((row.participant_id, row.session))
+    if not fitted:
+        return pd.DataFrame()
+    atlas = images / "atlas-dtitool_dseg.nii.gz"
+    got = extract_roi_md(fitted, atlas, ids=ids)
+    sim = extract_roi_md([images / p for p in dwi["md_path"]], atlas, ids=ids)
+    t = sim[["participant_id", "session", "roi", "md"]].rename(
+        columns={"md": "md_simulated_map"})
+    t["md_tensor_fit"] = got["md"].to_numpy()
+    t["relative_difference"] = t["md_tensor_fit"] / t["md_simulated_map"] - 1
+    return t
+
+
+def _reliability_note(design: StudyDesign, rel_curve) -> str:
+    rel = design.reliability("ketamine")
+    ro = design.correlations.roi_outcome_array("ketamine")
+    j = design.roi_names.index("L_BA10") if "L_BA10" in design.roi_names else 0
+    r_true = ro[j, 0]
+    r_obs = r_true * np.sqrt(rel[design.roi_names[j]])
+    roi = design.rois[j]
+    lines = [
+        f"Every MD-change effect in this rehearsal is seen through scan-rescan noise. "
+        f"In {roi.name} the true 24 h MD change has SD {roi.change_sd.ketamine:.2g} "
+        f"mm^2/s, and each scan adds noise with SD {roi.noise_sd:.2g} mm^2/s (a "
+        f"within-subject CV of {roi.cv:.1%}). MD change is the difference of two "
+        f"noisy scans, so its noise variance doubles: the reliability of observed dMD "
+        f"is {roi.change_sd.ketamine**2:.3g} / ({roi.change_sd.ketamine**2:.3g} + 2 x "
+        f"{roi.noise_sd**2:.3g}) = {rel[roi.name]:.2f}.",
+        f"A correlation with depression change is attenuated by the square root of "
+        f"that reliability: the true correlation of {r_true:.2f} in the ketamine arm "
+        f"is observed as about {r_obs:.2f}. Reliability is what power depends on "
+        "most; the table below shows the power of the reported tests as the "
+        "reliability changes (by changing the scan-rescan CV).",
+    ]
+    return "\n\n".join(lines)
+
+
+def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
+             log: Callable[[str], None] = print) -> Path:
+    """Run the whole rehearsal on the default ``ketamine-rct`` preset.
+
+    Parameters
+    ----------
+    out : str or path-like
+        Output folder (layout in the module docstring).
+    settings : DemoSettings, optional
+        Seed, replicates and sizes; defaults as in :class:`DemoSettings`.
+    force : bool
+        Replace existing outputs.
+    log : callable
+        Receives one line per step (progress).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.html``.
+    """
+    s = settings or DemoSettings()
+    design = load_preset("ketamine-rct")
+    step = _Steps(9, log)
+    out = Path(out)
+    with atomic_outputs(out, OUTPUTS, force=force) as tmp:
+        tables, figs = tmp / "tables", tmp / "figures"
+        tables.mkdir()
+        figs.mkdir()
+        pngs: dict[str, bytes] = {}
+
+        step(f"simulating the {design.name} cohort (n = {design.n}, seed {s.seed})")
+        cohort = simulate_cohort(design, rng=s.seed)
+        (tmp / "cohort").mkdir()
+        write_tsv(cohort.participants, tmp / "cohort" / "participants.tsv")
+        write_tsv(cohort.roi_md, tmp / "cohort" / "roi_md.tsv")
+        write_tsv(cohort.true_md, tmp / "cohort" / "true_md.tsv")
+        (tmp / "cohort" / "design.toml").write_text(design_to_toml(
+            design, run={"seed": s.seed, "replicates": 1,
+                         "dtitool_version": __version__}), encoding="utf-8")
+
+        step(f"writing MD maps for {2 * design.n} scans and DWI for "
+             f"{s.dwi_subjects} participant(s)")
+        phantom = make_phantom()
+        images = tmp / "images"
+        scans = write_cohort_images(cohort.participants, cohort.roi_md, images,
+                                    rng=s.seed, phantom=phantom,
+                                    dwi_subjects=s.dwi_subjects)
+
+        step("fitting tensors (WLS) to the simulated DWI")
+        tensor_agreement = _tensor_step(scans, images, tmp / "tensor", phantom)
+        if len(tensor_agreement):
+            write_tsv(tensor_agreement, tables / "tensor_agreement.tsv")
+
+        step("extracting ROI MD from every MD map")
+        roi_img = extract_roi_md([images / p for p in scans["md_path"]],
+                                 images / "atlas-dtitool_dseg.nii.gz")
+        write_tsv(roi_img, tables / "roi_md_images.tsv")
+        agree = roi_img.merge(cohort.roi_md, on=["participant_id", "session", "roi"],
+                              suffixes=("_image", "_table"))
+        agree["relative_difference"] = agree["md_image"] / agree["md_table"] - 1
+        write_tsv(agree, tables / "image_agreement.tsv")
+        md_rows = roi_img[["participant_id", "session", "roi", "md"]]
+        first = scans.iloc[0]
+        md_map = np.asarray(nib.load(images / first["md_path"]).dataobj)
+        pngs["slices"] = _save(plot_roi_slices(
+            md_map, phantom.labels, roi_names=list(phantom.lut["name"]),
+            affine=phantom.affine), figs / "roi_slices.png")
+
+        step("fitting the 14 group x dMD models (statsmodels OLS)")
+        results = fit_models(cohort.participants, md_rows)
+        write_tsv(results.table, tables / "results.tsv")
+        comparison = compare_to_reported(results)
+        write_tsv(comparison, tables / "comparison.tsv")
+        fig = plot_scatter_grid(results)
+        pngs["scatter"] = _save(fig, figs / "scatter_grid.png")
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
+        plot_md_sessions(md_rows, cohort.participants, ax=fig.subplots())
+        pngs["sessions"] = _save(fig, figs / "md_sessions.png")
+        fig = Figure(figsize=(7, 6), layout="constrained")
+        plot_forest(results, ax=fig.subplots())
+        pngs["forest"] = _save(fig, figs / "forest.png")
+
+        step(f"Monte Carlo power, {s.replicates} replicate trials")
+        reported = reported_family(design)
+        fam = {"reported": reported} if reported else None
+        pw = power(design, replicates=s.replicates, rng=s.seed, families=fam,
+                   progress=False)
+        write_tsv(pw.table[POWER_COLUMNS], tables / "power.tsv")
+        write_tsv(pw.familywise, tables / "familywise.tsv")
+        repro = reproduce_table(pw)
+        write_tsv(repro, tables / "reproduce.tsv")
+
+        step(f"power curve over n ({len(s.curve_n)} points x "
+             f"{s.curve_replicates} replicates)")
+        pc = power_curve(design, parameter="n", values=list(s.curve_n),
+                         replicates=s.curve_replicates, rng=s.seed, progress=False)
+        write_tsv(pc.table, tables / "power_curve.tsv")
+        tests = [t[:3] for t in reported] or None
+        fig = Figure(figsize=(8, 5), layout="constrained")
+        pc.plot(tests, ax=fig.subplots(), target_power=0.8)
+        pngs["curve"] = _save(fig, figs / "power_curve.png")
+        rc = power_curve(design, parameter="reliability", values=[0.3, 0.45, 0.6,
+                                                                  0.75, 0.9],
+                         replicates=s.curve_replicates, rng=s.seed, progress=False)
+        write_tsv(rc.table, tables / "reliability_curve.tsv")
+
+        step("searching the n needed for 80% power")
+        ss = sample_size(design, target_power=0.8, tests=tests,
+                         replicates=s.curve_replicates, rng=s.seed, progress=False)
+        write_tsv(ss.evaluated, tables / "sample_size.tsv")
+
+        step("writing the report")
+        html = _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss,
+                       agree, tensor_agreement, pngs)
+        (tmp / "report.html").write_text(html, encoding="utf-8")
+    log(f"done in {time.perf_counter() - step.t0:.0f} s: open {out / 'report.html'}")
+    return out / "report.html"
+
+
+def _fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree,
+            tensor_agreement, pngs) -> str:
+    n_t, n_c = design.arm_sizes()
+    rep = HTMLReport(
+        title="dtitool rehearsal: ketamine vs saline, 24 h gray-matter MD",
+        subtitle=f"Simulated cohort of the {design.name} design (seed {s.seed}), "
+        f"dtitool {__version__}. Simulated data, not patient data.",
+    )
+    rois_t, sources = _design_tables(design)
+    rep.add_section(
+        "The design and its sources",
+        text=f"{design.description}\n\nReference study: {design.reference}\n\n"
+        f"{design.n} participants randomised {design.allocation.ketamine}:"
+        f"{design.allocation.saline} in permuted blocks of {design.block_size} "
+        f"({n_t} ketamine, {n_c} saline); DTI at baseline and 24 h; MD in "
+        f"{len(design.rois)} gray-matter ROIs; outcomes "
+        f"{', '.join(o.upper() for o in design.outcome_names)} (change = 24 h minus "
+        "baseline, negative = improvement). Each subject's true MD change and score "
+        "change are drawn jointly (multivariate normal per arm); each scan adds "
+        "noise with the ROI's scan-rescan CV.",
+        table=rois_t,
+    )
+    rep.add_heading("Where each value comes from")
+    rep.add_table(sources)
+
+    arms, md_table = _cohort_summary(cohort)
+    rep.add_section("Cohort summary",
+                    text="Mean (SD) per arm. Scores are integers on their scales; "
+                    "baselines are above the inclusion thresholds.", table=arms)
+    rep.add_table(md_table, float_format="{:.3f}", caption="MD per ROI and arm")
+    rep.add_figure(pngs["sessions"], caption="Baseline and 24 h MD per ROI and arm; "
+                   "thin lines are subjects, thick lines arm means.")
+
+    max_rel = float(agree["relative_difference"].abs().max())
+    text = (f"Every scan was written as an MD map on a 2 mm MNI-like grid (91 x 109 "
+            f"x 91) whose ROI means equal the simulated values, with spatially "
+            f"smooth voxel noise. ROI MD was then extracted from the {len(agree)} "
+            f"ROI x scan combinations of the images, exactly as a real study's FSL "
+            f"or DIPY MD maps would be: the largest relative difference from the "
+            f"ROI-level table is {max_rel:.1e}, so the image path and the table "
+            "path give the same analysis.")
+    rep.add_section("Imaging path", text=text)
+    rep.add_figure(pngs["slices"], caption="A simulated MD map with the seven atlas "
+                   "ROIs outlined (radiological view: the subject's left on the "
+                   "right).")
+    if len(tensor_agreement):
+        rep.add_text(
+            "For the DWI subset, 4D diffusion-weighted images (6 b=0 and 64 "
+            "directions at b=1000 s/mm^2, Rician noise) were simulated from the MD "
+            "maps and fitted with dtitool's vectorised WLS tensor fit; ROI means of "
+            "the fitted MD against the simulated MD map:")
+        rep.add_table(tensor_agreement, float_format="{:.4g}")
+
+    t = results.table
+    main = t[t["term"].isin(["interaction", "slope_ketamine", "slope_saline",
+                             "slope_pooled"])]
+    show = main.pivot_table(index=["roi", "outcome"], columns="term",
+                            values=["estimate", "p"], sort=False)
+    show.columns = [f"{b} {a}" for a, b in show.columns]
+    show = show.reset_index()
+    rep.add_section(
+        "Results: group x dMD interaction models",
+        text=f"Per ROI and outcome: score change ~ group * dMD + baseline score "
+        f"(statsmodels OLS, n = {int(t['n'].max())}). Estimates are score points "
+        f"{DMD_UNIT}; a positive slope means MD decrease goes with improvement. "
+        "Interaction = ketamine slope minus saline slope; slope_pooled from the "
+        "model without the interaction. Holm and BH adjusted p are in "
+        "tables/results.tsv.",
+        table=show,
+    )
+    comp = comparison[["roi", "outcome", "term", "description", "estimate", "p",
+                       "verdict"]].copy()
+    comp["p"] = comp["p"].map(_fmt_p)
+    rep.add_table(comp, caption="This dataset beside the reported findings "
+                  "(Kopelman et al. 2023)")
+    rep.add_figure(pngs["forest"], caption="Interaction estimates with 95% CIs.")
+    rep.add_figure(pngs["scatter"], caption="Score change against MD change per arm, "
+                   "with each arm's fitted slope, for every ROI and outcome.")
+
+    rtab = repro[["roi", "outcome", "term", "reported_p", "median_p", "power",
+                  "verdict"]].copy()
+    rep.add_section(
+        "Power, and the reported findings against many simulated trials",
+        text=f"{pw.replicates} replicate trials of the design (seed {pw.seed}), every "
+        "model fitted by dtitool's batched least-squares engine (the same estimates "
+        "and p-values as statsmodels). Median p is the typical p-value a trial of "
+        "this design gives; power is the chance that a test is significant at "
+        "alpha = 0.05 with the reported sign.",
+        table=rtab,
+    )
+    fw = pw.familywise
+    fw = fw[fw["family"] == "reported"]
+    if len(fw):
+        row = fw.set_index("method")
+        rep.add_note(
+            f"Chance that one trial reproduces all {int(row.loc['none', 'tests'])} "
+            f"reported findings at once: {row.loc['none', 'power_all']:.1%} "
+            f"(with Holm adjustment {row.loc['holm', 'power_all']:.1%}); chance of at "
+            f"least one: {row.loc['none', 'power_any']:.1%}.")
+    rep.add_figure(pngs["curve"], caption=f"Power of the reported tests over the "
+                   f"total sample size ({pc.replicates} replicates per point; 2:1 "
+                   "allocation).")
+    if ss.n is not None:
+        lo, hi = ss.n_plausible
+        rep.add_note(
+            f"n needed for 80% power on every reported test: {ss.n} in total "
+            f"(power {ss.power:.2f}, 95% CI {ss.power_ci_low:.2f}-"
+            f"{ss.power_ci_high:.2f}; Monte Carlo range of n {lo} to {hi}), against "
+            f"{design.n} in the trial.")
+    else:
+        rep.add_note(f"80% power on every reported test is not reached by n = "
+                     f"{int(ss.evaluated['n'].max())}.")
+
+    rep.add_section("What dMD reliability does to the effects",
+                    text=_reliability_note(design, rc))
+    tests = [tuple(r[:3]) for r in reported_family(design)]
+    rt = rc.table
+    if tests:
+        keys = pd.DataFrame(tests, columns=["roi", "outcome", "term"])
+        rt = rt.merge(keys, on=["roi", "outcome", "term"])
+    rwide = rt.pivot_table(index=["roi", "outcome", "term"], columns="value",
+                           values="power", sort=False).reset_index()
+    rwide.columns = [c if isinstance(c, str) else f"power at rel. {c:g}"
+                     for c in rwide.columns]
+    rep.add_table(rwide, float_format="{:.2f}")
+    return rep.render(footer=f"dtitool {__version__}; seed {s.seed}; "
+                      f"{pw.replicates} power replicates. Cite the reference study: "
+                      f"{design.reference}")
