@@ -36,6 +36,7 @@ __all__ = [
     "ols_batch",
     "ols_from_crossproducts",
     "solve_gram",
+    "two_sided_p",
 ]
 
 _PIVOT_TOL = 1e-10
@@ -114,7 +115,7 @@ class OLSBatch:
     @property
     def pvalues(self) -> np.ndarray:
         """Two-sided p-values of the coefficients, shape (R, p)."""
-        return _two_sided_p(self.tvalues, self.df_resid[..., None])
+        return two_sided_p(self.tvalues, self.df_resid[..., None])
 
     def contrast(self, c: Sequence[float], *, alpha: float = 0.05) -> ContrastResult:
         """Inference on the linear combination ``c'b`` in every replicate.
@@ -150,11 +151,67 @@ def _check_contrast(c, p: int) -> np.ndarray:
     return c
 
 
-def _two_sided_p(t: np.ndarray, df) -> np.ndarray:
+def two_sided_p(t: np.ndarray, df) -> np.ndarray:
+    """Two-sided p-value ``2 T_df(-|t|)`` of Student t statistics.
+
+    Parameters
+    ----------
+    t : array_like
+        t statistics.
+    df : int or array_like
+        Degrees of freedom. A single integer up to :data:`_SERIES_MAX_DF` uses a
+        closed-form finite series (about twice as fast as ``scipy.special.stdtr``,
+        which is used otherwise, and for p < 1e-6); they agree to ~1e-14
+        absolute and 1e-8 relative.
+
+    Notes
+    -----
+    With ``theta = arctan(|t| / sqrt(df))``, ``c2 = cos^2 theta``, Abramowitz &
+    Stegun 26.7.3-4 give ``A(t|df) = 1 - p``: for even df
+    ``sin theta (1 + c2/2 + 1*3/(2*4) c2^2 + ...)`` (``(df - 2) / 2`` terms),
+    for odd df ``(2/pi) (theta + sin theta cos theta (1 + 2/3 c2 + ...))``
+    (``(df - 3) / 2`` terms), evaluated here in Horner form.
+    """
+    if np.ndim(df) == 0 and float(df) == int(df) and 1 <= int(df) <= _SERIES_MAX_DF:
+        t = np.asarray(t, dtype=float)
+        p = _t_series_p(t, int(df))
+        # The series is accurate to ~1e-14 absolute; far-tail p (rare in power
+        # work) are recomputed with stdtr for full relative accuracy.
+        tail = p < 1e-6
+        if tail.any():
+            p[tail] = 2.0 * special.stdtr(int(df), -np.abs(t[tail]))
+        return p
     # stdtr is the Student t CDF; 2 * CDF(-|t|) is accurate in the far tail,
     # unlike 2 * (1 - CDF(|t|)).
     with np.errstate(invalid="ignore"):
         return 2.0 * special.stdtr(df, -np.abs(t))
+
+
+_SERIES_MAX_DF = 400
+"""Largest df for which :func:`two_sided_p` uses the finite series."""
+
+
+def _t_series_p(t: np.ndarray, df: int) -> np.ndarray:
+    a = np.abs(t)
+    theta = np.arctan2(a, np.sqrt(df))
+    c = np.cos(theta)
+    s = np.sin(theta)
+    c2 = c * c
+    if df % 2 == 0:
+        # sum_{j=0}^{m} prod_{i<=j} (2i-1)/(2i) c2^j, m = (df - 2) / 2, Horner.
+        m = (df - 2) // 2
+        acc = np.ones_like(c2)
+        for j in range(m, 0, -1):
+            acc = 1.0 + acc * c2 * ((2 * j - 1) / (2 * j))
+        return 1.0 - s * acc
+    if df == 1:
+        return 1.0 - theta * (2 / np.pi)
+    m = (df - 3) // 2
+    acc = np.ones_like(c2)
+    for j in range(m, 0, -1):
+        acc = 1.0 + acc * c2 * ((2 * j) / (2 * j + 1))
+    # 1 - 2 theta / pi without cancellation: (2 / pi) arctan(sqrt(df) / |t|).
+    return (2 / np.pi) * (np.arctan2(np.sqrt(df), a) - s * c * acc)
 
 
 def _contrast_result(est, se, df, alpha) -> ContrastResult:
@@ -167,7 +224,7 @@ def _contrast_result(est, se, df, alpha) -> ContrastResult:
         t = est / se
         qu = special.stdtrit(np.where(u > 0, u, 1), 1.0 - alpha / 2.0)
         q = np.where(u > 0, qu, np.nan)[inv].reshape(df.shape)
-    p = _two_sided_p(t, df)
+    p = two_sided_p(t, df)
     return ContrastResult(
         estimate=est,
         se=se,

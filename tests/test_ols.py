@@ -172,3 +172,16 @@ def test_bad_contrast():
         fit.contrast([0, 1])
     with pytest.raises(ValueError, match="alpha"):
         fit.contrast(INTERACTION, alpha=1.5)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 10, 93, 94, 400])
+def test_two_sided_p_series_matches_stdtr(df):
+    from scipy import special
+
+    from dtitool.ols import two_sided_p
+
+    t = np.r_[np.linspace(-60, 60, 4001), 0.0, np.inf, -np.inf, np.nan]
+    ref = 2 * special.stdtr(df, -np.abs(t))
+    got = two_sided_p(t, df)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-12)
