@@ -48,7 +48,9 @@ table { border-collapse: collapse; font-size: 0.86em;
         font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.3em 0.6em;
          text-align: right; white-space: nowrap; }
-th { background: var(--bg-soft); position: sticky; top: 0; }
+th { background: var(--bg-soft); position: sticky; top: 0; white-space: normal;
+     vertical-align: bottom; }
+td.text { white-space: normal; min-width: 7em; max-width: 32em; }
 td:first-child, th:first-child, td.text, th.text { text-align: left; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; display: block;
@@ -91,7 +93,8 @@ def _table_html(df: pd.DataFrame, float_format: str = "{:.3g}") -> str:
             return float_format.format(v)
         return html.escape(str(v))
 
-    text_cols = {c for c in df.columns if df[c].dtype == object}
+    text_cols = {c for c in df.columns if df[c].dtype == object
+                 or pd.api.types.is_string_dtype(df[c])}
     head = "".join(
         f'<th class="{"text" if c in text_cols else ""}">{html.escape(str(c))}</th>'
         for c in df.columns

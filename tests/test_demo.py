@@ -1,0 +1,112 @@
+"""The main job: ``dtitool demo`` end to end, and its report in a real browser."""
+
+import re
+
+import pandas as pd
+import pytest
+from _browser import find_chromium, render_page
+
+from dtitool.cli import main
+from dtitool.demo import OUTPUTS, DemoSettings
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    code = main(["demo", "--out", str(out), "--replicates", "400",
+                 "--curve-replicates", "200", "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_outputs_complete(demo_dir):
+    for name in OUTPUTS:
+        assert (demo_dir / name).exists(), name
+    assert not list(demo_dir.parent.glob(".dtitool-tmp*"))
+    for name in ("results.tsv", "comparison.tsv", "power.tsv", "reproduce.tsv",
+                 "roi_md_images.tsv", "image_agreement.tsv", "tensor_agreement.tsv",
+                 "power_curve.tsv", "sample_size.tsv", "familywise.tsv"):
+        assert (demo_dir / "tables" / name).stat().st_size > 0, name
+    n_maps = len(list((demo_dir / "images").rglob("*_param-MD_dwimap.nii.gz")))
+    assert n_maps == 196
+    assert len(list((demo_dir / "tensor").glob("*_MD.nii.gz"))) == 2
+
+
+def test_image_path_agrees_with_tables(demo_dir):
+    agree = pd.read_csv(demo_dir / "tables" / "image_agreement.tsv", sep="\t")
+    assert len(agree) == 98 * 2 * 7
+    # MD maps are stored as float32: ROI means agree to the stated 1e-6 tolerance
+    assert agree["relative_difference"].abs().max() < 1e-6
+    tens = pd.read_csv(demo_dir / "tables" / "tensor_agreement.tsv", sep="\t")
+    assert len(tens) == 2 * 7
+    # WLS fit of SNR-30 DWI recovers ROI mean MD within a few percent
+    assert tens["relative_difference"].abs().max() < 0.02
+
+
+def test_results_match_analysis_of_the_tables(demo_dir):
+    from dtitool import fit_models
+
+    res = pd.read_csv(demo_dir / "tables" / "results.tsv", sep="\t")
+    cohort = demo_dir / "cohort"
+    direct = fit_models(cohort / "participants.tsv", cohort / "roi_md.tsv").table
+    merged = res.merge(direct, on=["roi", "outcome", "term"])
+    assert len(merged) == 56
+    # image-derived MD differs from the table only by float32 storage
+    assert (merged["p_x"] - merged["p_y"]).abs().max() < 1e-4
+
+
+def test_report_content(demo_dir):
+    html = (demo_dir / "report.html").read_text()
+    for heading in ("The design and its sources", "Cohort summary", "Imaging path",
+                    "Results: group x dMD interaction models",
+                    "Power, and the reported findings against many simulated trials",
+                    "What dMD reliability does to the effects"):
+        assert f">{heading}</h2>" in html
+    assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 5
+    assert "n needed for 80% power" in html or "is not reached by n" in html
+    assert "Kopelman" in html and "reliability" in html
+    assert not re.search(r'(src|href)="https?://', html)
+
+
+def test_report_in_headless_browser(demo_dir, tmp_path):
+    exe = find_chromium()
+    if exe is None:
+        pytest.skip("no Chromium installed (.ci/run installs Debian's chromium)")
+    info = render_page(exe, demo_dir / "report.html", tmp_path / "report.png")
+    assert info["errors"] == []
+    assert len(info["images"]) == 5
+    for complete, width, height in info["images"]:
+        assert complete and width > 100 and height > 100
+    assert info["scroll_width"] <= 1280  # no page-wide horizontal overflow
+    png = info["screenshot"].read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 50_000
+    # narrow (laptop/tablet) width renders without horizontal overflow too
+    narrow = render_page(exe, demo_dir / "report.html", tmp_path / "narrow.png",
+                         width=800)
+    assert narrow["errors"] == []
+    assert narrow["scroll_width"] <= 800
+
+
+def test_demo_refuses_existing_output(demo_dir, capsys):
+    before = (demo_dir / "report.html").stat().st_mtime_ns
+    assert main(["demo", "--out", str(demo_dir), "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (demo_dir / "report.html").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--replicates", "5"], "replicates must be an integer >= 100"),
+    (["--dwi-subjects", "50"], "dwi_subjects must be an integer from 0 to 10"),
+    (["--seed", "-1"], "seed must be a non-negative integer"),
+])
+def test_demo_bad_arguments(tmp_path, capsys, args, match):
+    out = tmp_path / "x"
+    assert main(["demo", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_settings_validate():
+    with pytest.raises(ValueError, match="curve_replicates"):
+        DemoSettings(curve_replicates=10)
