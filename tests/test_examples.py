@@ -1,0 +1,153 @@
+"""Run every script in examples/ as a user would, and check what it reports.
+
+Each script runs in a subprocess (``python examples/NAME.py --out tmp_path``)
+from a neutral working folder, so it must work from an installed dtitool with no
+path tricks. Checks: exit code 0, one valid PNG and the TSV written into
+``--out``, and the key printed number within a band that the script's own Monte
+Carlo error (at its fixed seed and default replicates) stays well inside.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NUM = r"([-+]?\d+(?:\.\d+)?)"  # a printed number, without a trailing full stop
+
+
+def run_example(name: str, out: Path, *args: str) -> str:
+    script = EXAMPLES / f"{name}.py"
+    assert script.is_file(), script
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, str(script), "--out", str(out), *args],
+        cwd=out.parent, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def check_outputs(out: Path, png: str, tsv: str) -> pd.DataFrame:
+    files = sorted(p.name for p in out.iterdir())
+    assert [f for f in files if f.endswith(".png")] == [png], files
+    path = out / png
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and min(img.shape[:2]) > 200
+    table = pd.read_csv(out / tsv, sep="\t")
+    assert len(table) > 0
+    return table
+
+
+def number(pattern: str, text: str, group: int = 1) -> float:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not found in:\n{text}"
+    return float(m.group(group))
+
+
+def test_reproduce_trial(tmp_path):
+    out = tmp_path / "reproduce"
+    text = run_example("reproduce_trial", out)
+    table = check_outputs(out, "reproduce_trial.png", "reported_vs_simulated.tsv")
+    assert len(table) == 7
+    # Calibrated preset: every reported median p is in range (allow 2 misses for
+    # Monte Carlo error at 2000 replicates).
+    assert number(r"median p of (\d) of 7 reported tests falls", text) >= 5
+    assert 0 <= number(r"(\d) of 7 reported findings replicated", text) <= 7
+    power = number(r"typical power of a reported test is " + NUM, text)
+    assert 0.35 <= power <= 0.8
+
+
+def test_power_replication(tmp_path):
+    out = tmp_path / "power"
+    text = run_example("power_replication", out)
+    table = check_outputs(out, "power_replication.png", "power_curve.tsv")
+    assert set(table["term"]) == {"interaction", "slope_pooled"}
+    n80 = number(r"80% power on all 7 reported tests: n = (\d+)", text)
+    assert 140 <= n80 <= 280
+    lo = number(r"at the trial's n = 98: " + NUM + r" to " + NUM, text, 1)
+    hi = number(r"at the trial's n = 98: " + NUM + r" to " + NUM, text, 2)
+    assert 0.35 <= lo <= hi <= 0.9
+    # Face value: an interaction p of 0.036 at n = 98 implies observed r ~ 0.43.
+    r = number(r"L_BA10\s+madrs interaction\s+p = 0.036: observed r " + NUM,
+               text)
+    assert r == pytest.approx(0.43, abs=0.02)
+
+
+def test_reliability_attenuation(tmp_path):
+    out = tmp_path / "reliability"
+    text = run_example("reliability_attenuation", out)
+    table = check_outputs(out, "reliability_attenuation.png",
+                          "reliability_attenuation.tsv")
+    assert len(table) == 9
+    # Reliability is analytic: var(true dMD) / (var(true dMD) + 2 (cv MD)^2).
+    rel = r"reliability of dMD falls from " + NUM + " to " + NUM
+    assert number(rel, text, 1) == pytest.approx(0.91, abs=0.005)
+    assert number(rel, text, 2) == pytest.approx(0.16, abs=0.005)
+    # Observed r = true r x sqrt(reliability): 500 x 65 ketamine-arm subjects per
+    # CV give a standard error of the correlation ~0.005; rounding the scores to
+    # integers lowers the simulated r by ~0.01 against the design's value.
+    pairs = re.findall(r"observed r " + NUM + r" \(expected " + NUM + r"\)", text)
+    assert len(pairs) == 3
+    for obs, exp in pairs:
+        assert float(obs) == pytest.approx(float(exp), abs=0.03)
+    diff = table["r_observed_dmd"] - table["r_expected"]
+    assert diff.abs().max() < 0.03
+    power = table["power_interaction"]
+    assert power.iloc[0] > power.iloc[-1] + 0.4
+
+
+def test_multiplicity(tmp_path):
+    out = tmp_path / "multiplicity"
+    text = run_example("multiplicity", out)
+    table = check_outputs(out, "multiplicity.png", "familywise_error.tsv")
+    assert len(table) == 6
+    pat = (r"14 tests: P\(at least one p <= 0.05\) unadjusted " + NUM + r", "
+           r"Holm " + NUM + r", BH " + NUM)
+    unadj, holm, bh = (number(pat, text, g) for g in (1, 2, 3))
+    # Correlated tests: between one test's 0.05 and independence's 0.51.
+    assert 0.2 < unadj < 0.51
+    # Holm controls the FWER at 5 % (4000 trials: binomial SE ~0.0035).
+    assert holm < 0.06 and bh < 0.06
+
+
+def test_imaging_pipeline(tmp_path):
+    out = tmp_path / "imaging"
+    text = run_example("imaging_pipeline", out)
+    table = check_outputs(out, "imaging_pipeline.png", "roi_table_vs_image.tsv")
+    assert len(table) == 2 * 2 * 7
+    assert (table["n_excluded"] == 0).all()
+    err = number(r"max \|relative error\| " + NUM + "%", text)
+    assert err < 1.0
+    assert table["rel_error"].abs().max() < 0.01
+
+
+def test_regression_to_mean(tmp_path):
+    out = tmp_path / "rtm"
+    text = run_example("regression_to_mean", out)
+    table = check_outputs(out, "regression_to_mean.png", "regression_to_mean.tsv")
+    sim = number(r"changes by " + NUM + r" points on average", text)
+    expected = number(r"\(expected " + NUM + r"\)", text)
+    # 4000 trials x 33 saline patients: SE of the mean change ~0.013.
+    assert sim == pytest.approx(expected, abs=0.1)
+    assert sim < -1.5
+    adj = number(r"baseline-adjusted " + NUM, text)
+    assert adj == pytest.approx(-8.0, abs=0.15)
+    se = table.set_index("estimator")["mean_model_se"]
+    assert se["change adjusted for baseline (ANCOVA)"] <= se[
+        "change, ketamine - saline"]
+
+
+def test_examples_readme_lists_every_script():
+    readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert len(scripts) == 6
+    for s in scripts:
+        assert f"python examples/{s} --out" in readme, s
