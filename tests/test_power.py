@@ -337,3 +337,9 @@ def test_preset_is_calibrated_to_the_reported_findings(preset):
         assert res.get(roi, "madrs", "slope_ketamine")["mean_estimate"] < 0
     for out in ("madrs", "qids"):
         assert res.get("R_BA10", out, "slope_pooled")["mean_estimate"] > 0
+
+
+def test_progress_bar_silent_when_not_a_terminal(preset, capsys):
+    power(preset, replicates=64, rng=1)  # auto: stderr is captured, not a tty
+    power(preset, replicates=64, rng=1, progress=False)
+    assert capsys.readouterr().err == ""
