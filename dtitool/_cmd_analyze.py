@@ -17,8 +17,7 @@ import contextlib
 from pathlib import Path
 
 from dtitool._io import atomic_outputs, write_tsv
-from dtitool.analysis import COVARIATES, RESULT_COLUMNS, fit_models
-from dtitool.tables import MD_UNITS, read_tables
+from dtitool.tables import COVARIATES, MD_UNITS, read_tables
 
 FIGURES = ("scatter_grid.png", "md_sessions.png", "forest.png")
 """PNG files written under ``--figures``."""
@@ -95,6 +94,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``dtitool analyze``."""
+    # statsmodels loads only when a model is fitted: keeps other commands fast
+    from dtitool.analysis import RESULT_COLUMNS, fit_models
+
     out = Path(args.out)
     if out.name in ("", ".", "..") or out.is_dir():
         raise ValueError(f"--out must name a file, got {args.out!r}")

@@ -42,7 +42,13 @@ import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
 
 from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TREATMENT
-from dtitool.tables import MIN_PER_ARM, _changes, _roi_order, check_tables
+from dtitool.tables import (
+    COVARIATES,
+    MIN_PER_ARM,
+    _changes,
+    _roi_order,
+    check_tables,
+)
 
 __all__ = [
     "COVARIATES",
@@ -63,13 +69,6 @@ RESULT_COLUMNS = (
 )  # fmt: skip
 """Columns of :attr:`AnalysisResults.table` and of ``results.tsv``."""
 
-COVARIATES = {
-    "baseline": "the outcome's baseline score (baseline_score)",
-    "baseline_md": "baseline MD of the model's ROI, per 1e-5 mm^2/s (baseline_md)",
-    "age": "age in years",
-    "sex": "sex, as a categorical term C(sex)",
-}
-"""Named covariates; any other numeric or text participants column works too."""
 
 _FAMILY_KEYS = ("roi", "outcome", "term")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

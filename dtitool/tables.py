@@ -68,6 +68,14 @@ _PARTICIPANT_COLUMNS = ("participant_id", "group")
 _ROI_MD_COLUMNS = ("participant_id", "session", "roi", "md")
 
 
+COVARIATES = {
+    "baseline": "the outcome's baseline score (baseline_score)",
+    "baseline_md": "baseline MD of the model's ROI, per 1e-5 mm^2/s (baseline_md)",
+    "age": "age in years",
+    "sex": "sex, as a categorical term C(sex)",
+}
+"""Named covariates; any other numeric or text participants column works too."""
+
 def outcomes_in(participants: pd.DataFrame) -> tuple[str, ...]:
     """Outcomes (``madrs``, ``qids``) with both score columns in ``participants``."""
     cols = set(participants.columns)
