@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from dtitool import __version__
+from dtitool._cli_common import add_design_options, resolve_design
 from dtitool._io import atomic_outputs, write_tsv
-from dtitool.design import available_presets, design_to_toml, load_preset, read_design
+from dtitool.design import design_to_toml
 from dtitool.power import (
     CURVE_PARAMETERS,
     TERMS,
@@ -17,7 +18,6 @@ from dtitool.power import (
     power_curve,
     sample_size,
 )
-from dtitool.simulate import as_seed_sequence
 
 POWER_COLUMNS = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
                  "median_p", "mean_estimate"]
@@ -62,16 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_design_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by ``dtitool power`` and ``dtitool reproduce``."""
-    p.add_argument("--preset", default="ketamine-rct",
-                   help="preset design (default: ketamine-rct; known: "
-                   f"{', '.join(available_presets())})")
-    p.add_argument("--design", metavar="FILE.toml",
-                   help="design file (overrides --preset)")
+    add_design_options(p)
     p.add_argument("--replicates", type=int, default=2000,
                    help="simulated trials (default 2000)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="random seed (non-negative integer); default: the design "
-                   "file's [run] seed, else fresh entropy; recorded in the outputs")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="two-sided significance level (default 0.05)")
     p.add_argument("--n-jobs", type=int, default=1,
@@ -87,24 +80,10 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve(args):
     """Return ``(design, seed)`` from ``--preset/--design/--n/--seed``."""
-    run = {}
-    if args.design:
-        design, run = read_design(args.design)
-    else:
-        design = load_preset(args.preset)
-    if getattr(args, "n", None) is not None:
-        if args.n < 4:
-            raise ValueError(f"--n must be an integer >= 4; got {args.n}")
-        design = design.with_n(args.n)
-    seed = args.seed if args.seed is not None else run.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                             or seed < 0):
-        raise ValueError(f"--seed must be a non-negative integer; got {seed!r}")
     if args.replicates < 1:
         raise ValueError(f"--replicates must be a positive integer; got "
                          f"{args.replicates}")
-    return design, int(as_seed_sequence(seed).entropy)
-
+    return resolve_design(args)
 
 def parse_curve(spec: str) -> tuple[str, list[float]]:
     """Parse ``PARAM=start:stop:step`` or ``PARAM=v1,v2,...``."""

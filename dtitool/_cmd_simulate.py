@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from dtitool import __version__
+from dtitool._cli_common import add_design_options, resolve_design
 from dtitool._io import atomic_outputs, write_tsv
-from dtitool.design import available_presets, design_to_toml, load_preset, read_design
+from dtitool.design import design_to_toml
 from dtitool.images import image_seed_sequence, write_cohort_images
-from dtitool.simulate import as_seed_sequence, simulate_cohort
+from dtitool.simulate import simulate_cohort
 
 TABLES = ("participants.tsv", "roi_md.tsv", "true_md.tsv", "design.toml")
 IMAGES_DIR = "derivatives/dtitool"
@@ -23,25 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "roi_md.tsv (observed MD, long form), true_md.tsv (latent true MD, for "
         "teaching) and design.toml (the full design and seed, to repeat the run).",
     )
-    p.add_argument(
-        "--preset",
-        default="ketamine-rct",
-        help="preset design (default: ketamine-rct; known: "
-        f"{', '.join(available_presets())})",
-    )
-    p.add_argument(
-        "--design",
-        metavar="FILE.toml",
-        help="design file (overrides --preset); a design.toml written by "
-        "an earlier run repeats it, seed included",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="random seed (non-negative integer); default: the design "
-        "file's [run] seed, else fresh entropy, recorded in design.toml",
-    )
+    add_design_options(p, what="design.toml")
     p.add_argument("--n", type=int, default=None, help="override the sample size")
     p.add_argument(
         "--replicates",
@@ -78,24 +61,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     return p
-
-
-def resolve_design(args):
-    """Return the design and seed that ``--preset/--design/--n/--seed`` ask for."""
-    run = {}
-    if args.design:
-        design, run = read_design(args.design)
-    else:
-        design = load_preset(args.preset)
-    if args.n is not None:
-        design = design.with_n(args.n)
-    seed = args.seed if args.seed is not None else run.get("seed")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
-    ):
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    seed = int(as_seed_sequence(seed).entropy)
-    return design, seed
 
 
 def run(args) -> int:
