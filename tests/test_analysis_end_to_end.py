@@ -4,10 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dtitool import design, simulate
 from dtitool.analysis import fit_models
-
-simulate = pytest.importorskip("dtitool.simulate")
-design = pytest.importorskip("dtitool.design")
 
 
 def test_simulated_cohort_analyses():
