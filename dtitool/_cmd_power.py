@@ -48,9 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "(--test, default the reported tests or every interaction) has "
                    "power P")
     p.add_argument("--test", action="append", default=None,
-                   metavar="ROI:OUTCOME:TERM",
+                   metavar="ROI:OUTCOME:TERM[:+|-]",
                    help="a target test for --target-power (repeatable); terms: "
-                   f"{', '.join(TERMS)}")
+                   f"{', '.join(TERMS)}; a trailing :+ or :- counts only "
+                   "rejections of that sign (default: the reported tests, each "
+                   "with its reported sign)")
     p.add_argument("--n-max", type=int, default=1000,
                    help="largest n searched by --target-power (default 1000)")
     p.add_argument("--family", action="append", default=None,
@@ -163,9 +165,9 @@ def run(args) -> int:
             raise ValueError(f"--target-power must be in (0, 1); got "
                              f"{args.target_power}")
         if args.test:
-            targets = [parse_test(t) for t in args.test]
+            targets = [parse_test(t, signed=True) for t in args.test]
         elif reported:
-            targets = [t[:3] for t in reported]
+            targets = reported  # each with its reported sign
     elif args.test:
         raise ValueError("--test is used with --target-power")
     progress = False if args.quiet else None

@@ -325,7 +325,7 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         write_tsv(rc.table, tables / "reliability_curve.tsv")
 
         step("searching the n needed for 80% power")
-        ss = sample_size(design, target_power=0.8, tests=tests,
+        ss = sample_size(design, target_power=0.8, tests=reported or None,
                          replicates=s.curve_replicates, rng=s.seed, progress=False)
         write_tsv(ss.evaluated, tables / "sample_size.tsv")
 

@@ -921,11 +921,22 @@ class SampleSizeResult:
         )
 
 
+def _test_power(row: pd.Series, direction: str | None) -> tuple[float, float, float]:
+    """Power of one test with its Wilson interval, optionally of one sign only."""
+    if direction is None:
+        return (float(row["power"]), float(row["power_ci_low"]),
+                float(row["power_ci_high"]))
+    col = "power_positive" if direction == "positive" else "power_negative"
+    k = round(float(row[col]) * int(row["valid"]))
+    lo, hi = wilson_interval(k, int(row["valid"]))
+    return float(row[col]), float(lo), float(hi)
+
+
 def sample_size(
     design: StudyDesign,
     *,
     target_power: float = 0.8,
-    tests: Sequence[tuple[str, str, str]] | None = None,
+    tests: Sequence[tuple] | None = None,
     n_min: int | None = None,
     n_max: int = 1000,
     replicates: int = 1000,
@@ -946,9 +957,11 @@ def sample_size(
     design : StudyDesign
     target_power : float
         Power to reach, in (0, 1).
-    tests : sequence of (roi, outcome, term), optional
+    tests : sequence of (roi, outcome, term[, direction]), optional
         Tests that must all reach the target; default the interaction term of
-        every model.
+        every model. With a direction (``"positive"`` or ``"negative"``) a test
+        counts only rejections with an estimate of that sign (what a replication
+        of a reported finding needs); without, rejections of either sign.
     n_min, n_max : int
         Search range (default from the smallest n with 4 per arm up to 1000).
     replicates, alpha, rng, n_jobs, chunk_size, progress
@@ -969,9 +982,12 @@ def sample_size(
     if not tests:
         raise ValueError("tests must not be empty")
     for t in tests:
-        if len(t) != 3:
-            raise ValueError(f"each test must be (roi, outcome, term); got {t!r}")
-        _check_test(design, *t)
+        if len(t) not in (3, 4) or (len(t) == 4 and t[3] not in (
+                "positive", "negative", None)):
+            raise ValueError("each test must be (roi, outcome, term) or (roi, "
+                             "outcome, term, 'positive'|'negative'); got "
+                             f"{t!r}")
+        _check_test(design, *t[:3])
     a = design.allocation
     smallest = math.ceil(4 * (a.ketamine + a.saline) / min(a.ketamine, a.saline))
     n_min = max(smallest, 8) if n_min is None else _check_int("n_min", n_min, 6)
@@ -984,11 +1000,11 @@ def sample_size(
             res = power(vary_design(design, "n", n), replicates=replicates,
                         alpha=alpha, rng=ss, n_jobs=n_jobs, chunk_size=chunk_size,
                         progress=progress)
-            rows = [res.get(*t) for t in tests]
-            worst = min(range(len(rows)), key=lambda i: rows[i]["power"])
-            r = rows[worst]
-            cache[n] = (float(r["power"]), float(r["power_ci_low"]),
-                        float(r["power_ci_high"]), "/".join(tests[worst]))
+            rows = [_test_power(res.get(*t[:3]), t[3] if len(t) == 4 else None)
+                    for t in tests]
+            worst = min(range(len(rows)), key=lambda i: rows[i][0])
+            label = "/".join(str(x) for x in tests[worst] if x is not None)
+            cache[n] = (*rows[worst], label)
         return cache[n][0]
 
     if evaluate(n_max) < target_power:

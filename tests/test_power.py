@@ -267,6 +267,21 @@ def test_sample_size_brackets_the_target(preset):
     assert "reaches power" in res.summary()
 
 
+def test_sample_size_counts_only_the_stated_sign(preset):
+    test = ("L_BA10", "madrs", "slope_ketamine")
+    kw = {"target_power": 0.8, "n_min": 20, "n_max": 200, "replicates": 300, "rng": 2}
+    plain = sample_size(preset, tests=[test], **kw)
+    right = sample_size(preset, tests=[(*test, "positive")], **kw)
+    wrong = sample_size(preset, tests=[(*test, "negative")], **kw)
+    assert right.n is not None
+    assert right.n >= plain.n  # same rejections minus those of the wrong sign
+    assert right.n - plain.n <= 5
+    assert wrong.n is None  # the slope is positive: negative rejections are rare
+    assert wrong.evaluated["power"].max() < 0.05
+    with pytest.raises(ValueError, match="'positive'\\|'negative'"):
+        sample_size(preset, tests=[(*test, "up")])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
