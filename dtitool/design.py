@@ -203,7 +203,23 @@ class OutcomeSpec:
     inclusion_min : int
         Lowest baseline score admitted to the trial (baseline is truncated below).
     change_mean, change_sd : PerArm
-        Mean and SD of the 24 h score change per arm (negative = improvement).
+        Mean and SD of the 24 h change in true severity per arm (negative =
+        improvement); with ``reliability`` 1 this is the observed score change.
+    reliability : float
+        Test-retest reliability of the scale, in (0, 1]: the share of baseline
+        score variance that is stable severity. Below 1 each rating adds
+        occasion error, so trials that admit only high baseline scores see
+        regression to the mean (see Notes).
+
+    Notes
+    -----
+    With reliability ``rho < 1`` the observed baseline ``B = S + e1`` (stable
+    severity plus occasion error, ``var(e1) = (1 - rho) baseline_sd^2``) and the
+    24 h score is ``S + change + e2`` with an independent ``e2`` of the same
+    variance. Given ``B``, ``E[e1 | B] = (1 - rho) (B - baseline_mean)``: subjects
+    admitted for a high baseline score improve on average by that much without
+    any treatment (regression to the mean), and adjusting for the baseline score
+    removes it.
     """
 
     name: str
@@ -214,6 +230,7 @@ class OutcomeSpec:
     inclusion_min: int
     change_mean: PerArm
     change_sd: PerArm
+    reliability: float = 1.0
 
     def __post_init__(self):
         where = f"outcomes.{self.name}"
@@ -241,6 +258,7 @@ class OutcomeSpec:
                 hi - lo,
                 lo_open=True,
             )
+        _check_range(f"{where}.reliability", self.reliability, 0.0, 1.0, lo_open=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,6 +641,7 @@ _OUTCOME_KEYS = {
     "inclusion_min",
     "change_mean",
     "change_sd",
+    "reliability",
 }
 _CORR_KEYS = {
     "roi_baseline",
@@ -731,7 +750,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     outcomes = []
     for name, o in out_d.items():
         w = f"outcomes.{name}"
-        _check_keys(w, o, _OUTCOME_KEYS, _OUTCOME_KEYS)
+        _check_keys(w, o, _OUTCOME_KEYS, _OUTCOME_KEYS - {"reliability"})
         outcomes.append(
             OutcomeSpec(
                 name=name,
@@ -742,6 +761,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
                 inclusion_min=o["inclusion_min"],
                 change_mean=_per_arm(f"{w}.change_mean", o["change_mean"]),
                 change_sd=_per_arm(f"{w}.change_sd", o["change_sd"]),
+                reliability=o.get("reliability", 1.0),
             )
         )
     roi_names = [r.name for r in rois]
@@ -857,6 +877,7 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
             "inclusion_min": o.inclusion_min,
             "change_mean": arm(o.change_mean),
             "change_sd": arm(o.change_sd),
+            "reliability": o.reliability,
         }
         for o in design.outcomes
     }

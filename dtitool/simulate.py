@@ -16,7 +16,9 @@ The generative model (DESIGN.md section 2), per replicate trial:
 5. **Scores**: baseline from a normal truncated at the inclusion threshold (and the
    scale maximum), outcomes joined by a Gaussian copula with correlation
    ``outcome_baseline``; rounded to integers. 24 h score = baseline + change,
-   rounded and clipped to the scale.
+   rounded and clipped to the scale. A scale ``reliability`` below 1 adds
+   occasion error to both ratings, so selection on a high baseline regresses to
+   the mean (see :class:`~dtitool.design.OutcomeSpec`).
 6. **Missing 24 h scans** (MCAR or MNAR, see :class:`~dtitool.design.MissingSpec`)
    and covariates (age, sex), when the design asks for them.
 
@@ -196,6 +198,12 @@ class _Model:
         self.inc = np.array([x.inclusion_min for x in o], dtype=float)
         self.lo = np.array([x.scale_min for x in o], dtype=float)
         self.hi = np.array([x.scale_max for x in o], dtype=float)
+        rel = np.array([x.reliability for x in o])
+        self.score_rtm = bool(np.any(rel < 1))
+        # occasion error of one rating, and the part of it predicted by baseline
+        self.score_err_sd = self.base_sd * np.sqrt(1 - rel)
+        self.score_e1_slope = 1 - rel
+        self.score_e1_sd = self.base_sd * np.sqrt(rel * (1 - rel))
         self.base_p_lo = special.ndtr((self.inc - 0.5 - self.base_mean) / self.base_sd)
         self.base_p_hi = special.ndtr((self.hi + 0.5 - self.base_mean) / self.base_sd)
         self.missing = d.missing
@@ -206,7 +214,8 @@ class _Model:
 
 
 def _draw_blocks(
-    ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int, no: int
+    ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int, no: int,
+    *, score_error: bool = False,
 ) -> dict[str, np.ndarray]:
     """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order."""
     r = (b1 - b0) * BLOCK_SIZE
@@ -220,6 +229,9 @@ def _draw_blocks(
         "u_age": np.empty((r, n)),
         "u_sex": np.empty((r, n)),
     }
+    if score_error:  # drawn last: switching it on changes no other value
+        out["z_e1"] = np.empty((r, n, no))
+        out["z_e2"] = np.empty((r, n, no))
     for i, b in enumerate(range(b0, b1)):
         child = np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, b))
         g = np.random.Generator(np.random.PCG64(child))
@@ -232,6 +244,9 @@ def _draw_blocks(
         g.random(out=out["u_miss"][s])
         g.random(out=out["u_age"][s])
         g.random(out=out["u_sex"][s])
+        if score_error:
+            g.standard_normal(out=out["z_e1"][s])
+            g.standard_normal(out=out["z_e2"][s])
     return out
 
 
@@ -240,7 +255,7 @@ def _simulate_range(
 ) -> dict[str, np.ndarray]:
     b0 = start // BLOCK_SIZE
     b1 = -(-stop // BLOCK_SIZE)
-    raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no)
+    raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no, score_error=m.score_rtm)
     keep = slice(start - b0 * BLOCK_SIZE, stop - b0 * BLOCK_SIZE)
     raw = {k: v[keep] for k, v in raw.items()}
 
@@ -267,9 +282,15 @@ def _simulate_range(
     # 5. scores: truncated-normal baseline through a Gaussian copula
     u = special.ndtr(raw["z_base"] @ m.base_chol_t)
     p = m.base_p_lo + u * (m.base_p_hi - m.base_p_lo)
-    base = m.base_mean + m.base_sd * special.ndtri(p)
-    base = np.clip(np.rint(base), m.inc, m.hi)
-    post = np.clip(np.rint(base + d_score), m.lo, m.hi)
+    base_cont = m.base_mean + m.base_sd * special.ndtri(p)
+    base = np.clip(np.rint(base_cont), m.inc, m.hi)
+    post = base + d_score
+    if m.score_rtm:
+        # occasion errors of the two ratings; e1 given the observed baseline
+        e1 = (m.score_e1_slope * (base_cont - m.base_mean)
+              + m.score_e1_sd * raw["z_e1"])
+        post = post - e1 + m.score_err_sd * raw["z_e2"]
+    post = np.clip(np.rint(post), m.lo, m.hi)
     scores = np.stack([base, post], axis=-1)
 
     # 6. missing 24 h scans

@@ -1,7 +1,7 @@
 """Regression to the mean: selecting on a noisy baseline makes scores fall untreated.
 
 Teaching point: a trial admits patients whose *measured* baseline score is above
-a threshold. A measured score is true severity plus measurement error, and the
+a threshold. A measured score is true severity plus occasion error, and the
 admitted patients are, on average, those whose error happened to be positive;
 at the next rating the error is fresh, so their scores fall even without any
 treatment. Part of every "placebo response" is this regression to the mean
@@ -10,13 +10,12 @@ adjusting for the baseline score (ANCOVA, as dtitool's models do with the
 ``baseline`` covariate) keeps the between-arm estimate unbiased and makes it
 more precise than the raw change-score comparison.
 
-Model (illustrative values, estimates not taken from a source): screened MADRS
-``B = T + e1`` with true severity ``T`` and test-retest reliability 0.75, 24 h
-rating ``F = T + effect * ketamine + e2``; inclusion ``B >= threshold``; arms 65
-ketamine and 33 saline as in the reference trial; the saline arm has no true
-change at all. Note that dtitool's cohort simulator draws score *change*
-independently of baseline, so its simulated cohorts contain no RTM: this
-example builds its own small simulation with NumPy.
+Model: dtitool's cohort simulator with a MADRS test-retest ``reliability`` below
+1 (see ``dtitool.design.OutcomeSpec``): measured baseline ``B = T + e1``, 24 h
+rating ``T + change + e2``, inclusion ``B >= threshold``. Illustrative values
+(estimates, not from a source): screened MADRS mean 26, SD 7, reliability 0.75;
+the saline arm has no true change at all and ketamine lowers true severity by
+``--effect``; arms 65 ketamine and 33 saline as in the reference trial.
 
 Run::
 
@@ -26,6 +25,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import matplotlib
@@ -37,10 +37,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from dtitool import load_preset, ols_batch, simulate_arrays
+from dtitool.design import PerArm
+
 NAME = "regression_to_mean"
 SCREEN_MEAN, SCREEN_SD = 26.0, 7.0  # MADRS of screened patients (estimate)
 RELIABILITY = 0.75  # test-retest reliability of one MADRS rating (estimate)
-N_KETAMINE, N_SALINE = 65, 33  # the reference trial's arms (Kopelman et al. 2023)
+TRUE_CHANGE_SD = 1.0  # spread of true 24 h change (kept small: errors dominate)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1886,
                    help="random seed (default: %(default)s; Galton 1886)")
-    p.add_argument("--threshold", type=float, default=30.0,
+    p.add_argument("--threshold", type=int, default=30,
                    help="inclusion: baseline MADRS >= this (default: %(default)s)")
     p.add_argument("--effect", type=float, default=-8.0,
                    help="true ketamine effect on the 24 h MADRS "
@@ -59,68 +62,49 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def screen(rng, shape):
-    """True severity and two independent ratings of screened patients."""
-    sd_true = SCREEN_SD * np.sqrt(RELIABILITY)
-    sd_err = SCREEN_SD * np.sqrt(1 - RELIABILITY)
-    t = rng.normal(SCREEN_MEAN, sd_true, shape)
-    return t, t + rng.normal(0, sd_err, shape), rng.normal(0, sd_err, shape)
+def design(threshold: int, effect: float):
+    """The reference trial with a screened, noisily rated MADRS."""
+    base = load_preset("ketamine-rct")
+    madrs = dataclasses.replace(
+        base.outcomes[0], baseline_mean=SCREEN_MEAN, baseline_sd=SCREEN_SD,
+        inclusion_min=int(threshold), reliability=RELIABILITY,
+        change_mean=PerArm(ketamine=effect, saline=0.0),
+        change_sd=PerArm(ketamine=TRUE_CHANGE_SD, saline=TRUE_CHANGE_SD),
+    )
+    return base.replace(name="rtm", outcomes=(madrs, *base.outcomes[1:]))
 
 
 def expected_rtm(threshold):
-    """E[F - B | B >= threshold] without treatment: -(1 - rel) * (E[B | sel] - mu)."""
-    z = (np.asarray(threshold, float) - SCREEN_MEAN) / SCREEN_SD
+    """E[F - B | admitted] without treatment: -(1 - rel) * (E[B | admitted] - mu).
+
+    Integer scores: ``B >= threshold`` is the continuous score at or above
+    ``threshold - 0.5`` (the simulator rounds).
+    """
+    z = (np.asarray(threshold, float) - 0.5 - SCREEN_MEAN) / SCREEN_SD
     excess = SCREEN_SD * stats.norm.pdf(z) / stats.norm.sf(z)
     return -(1 - RELIABILITY) * excess
-
-
-def ols_batched(X, y):
-    """Coefficients and classical SEs of y ~ X for every replicate (R, n, p)."""
-    xtx = np.einsum("rni,rnj->rij", X, X)
-    beta = np.linalg.solve(xtx, np.einsum("rni,rn->ri", X, y)[..., None])[..., 0]
-    resid = y - np.einsum("rni,ri->rn", X, beta)
-    dof = X.shape[1] - X.shape[2]
-    s2 = (resid**2).sum(axis=1) / dof
-    se = np.sqrt(s2[:, None] * np.diagonal(np.linalg.inv(xtx), axis1=1, axis2=2))
-    return beta, se
-
-
-def simulate_trials(rng, *, replicates, threshold, effect):
-    """Per replicate: 98 admitted patients (first 65 ketamine), B and F."""
-    n = N_KETAMINE + N_SALINE
-    p_admit = stats.norm.sf((threshold - SCREEN_MEAN) / SCREEN_SD)
-    # Screen enough patients that 98 are admitted with overwhelming probability.
-    n_screen = int(np.ceil((n + 8 * np.sqrt(n)) / p_admit)) + 20
-    t, b, e2 = screen(rng, (replicates, n_screen))
-    admit = b >= threshold
-    if (admit.sum(axis=1) < n).any():
-        raise RuntimeError("too few admitted patients; screen more")
-    idx = np.argsort(~admit, axis=1, kind="stable")[:, :n]  # first n admitted
-    t, b, e2 = (np.take_along_axis(a, idx, axis=1) for a in (t, b, e2))
-    ket = np.zeros((replicates, n))
-    ket[:, :N_KETAMINE] = 1.0
-    f = t + effect * ket + e2
-    return b, f, ket
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-
-    # (1) No treatment at all: change among admitted patients vs threshold.
-    t, b, e2 = screen(rng, 200_000)
-    f = t + e2
-    thresholds = np.arange(16, 41, 2.0)
-    rtm_sim = np.array([(f - b)[b >= c].mean() for c in thresholds])
+    # (1) No treatment at all: mean change of admitted patients vs threshold.
+    thresholds = np.arange(16, 41, 2)
+    rtm_sim = []
+    for c in thresholds:
+        a = simulate_arrays(design(int(c), 0.0), seed=args.seed, stop=200)
+        rtm_sim.append(a.d_score[..., 0].mean())
+    rtm_sim = np.array(rtm_sim)
 
     # (2) Randomised trials: estimators of the ketamine effect, and the saline arm.
-    b_, f_, ket = simulate_trials(rng, replicates=args.replicates,
-                                  threshold=args.threshold, effect=args.effect)
+    a = simulate_arrays(design(args.threshold, args.effect), seed=args.seed,
+                        stop=args.replicates)
+    b_, f_ = a.scores[..., 0, 0], a.scores[..., 0, 1]
+    ket = a.treated.astype(float)
     d = f_ - b_
     one = np.ones_like(d)
     est = {}
-    sal = ket == 0
+    sal = 1 - ket
     est["saline pre-post change"] = ((d * sal).sum(1) / sal.sum(1), None)
     est["ketamine pre-post change"] = ((d * ket).sum(1) / ket.sum(1), None)
     for label, X, y in (
@@ -128,8 +112,8 @@ def main(argv=None) -> int:
         ("change, ketamine - saline", np.stack([one, ket], -1), d),
         ("change adjusted for baseline (ANCOVA)", np.stack([one, ket, b_], -1), d),
     ):
-        beta, se = ols_batched(X, y)
-        est[label] = (beta[:, 1], se[:, 1])
+        fit = ols_batch(X, y)
+        est[label] = (fit.coef[:, 1], fit.bse[:, 1])
     # What each estimator should estimate if there were no regression to the mean.
     targets = {"saline pre-post change": 0.0}
     rows = [{"estimator": k, "target": targets.get(k, args.effect),
@@ -143,17 +127,20 @@ def main(argv=None) -> int:
 
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained",
                                         gridspec_kw={"width_ratios": [1, 1, 1.2]})
-    show = slice(0, 3000)
-    sel = b[show] >= args.threshold
-    ax1.plot(b[show][~sel], (f - b)[show][~sel], ".", color="0.75", ms=3,
-             label="not admitted")
-    ax1.plot(b[show][sel], (f - b)[show][sel], ".", color="#d95f02", ms=3,
-             label="admitted")
-    ax1.axvline(args.threshold, color="k", lw=0.8)
+    # the untreated saline arm of the first 100 trials: change against baseline
+    sal_b = b_[:100][a.treated[:100] == 0]
+    sal_d = d[:100][a.treated[:100] == 0]
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, (2, sal_b.size))  # display
+    ax1.plot(sal_b + jitter[0], sal_d + jitter[1], ".", color="#1b9e77", ms=3,
+             alpha=0.5, label="saline patients (no true change)")
+    slope, intercept = np.polyfit(sal_b, sal_d, 1)
+    xs = np.array([sal_b.min(), sal_b.max()])
+    ax1.plot(xs, intercept + slope * xs, color="k", lw=1.5,
+             label=f"fitted slope {slope:.2f} (theory {-(1 - RELIABILITY):.2f})")
     ax1.axhline(0, color="0.5", lw=0.8, ls="--")
-    ax1.axhline((f - b)[b >= args.threshold].mean(), color="#d95f02", lw=1.5,
-                label="mean change, admitted")
-    ax1.set_xlabel("baseline MADRS (measured)")
+    ax1.axhline(sal_d.mean(), color="#1b9e77", lw=1.5, label="mean change")
+    ax1.set_xlabel("baseline MADRS (measured; admitted if >= "
+                   f"{args.threshold})")
     ax1.set_ylabel("24 h minus baseline, NO treatment")
     ax1.set_title("Untreated patients: high baselines fall", fontsize=10)
     ax1.legend(fontsize=8, markerscale=3)

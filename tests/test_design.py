@@ -200,3 +200,13 @@ def test_roi_outcome_override_replaces_whole_pattern(preset):
     assert ket[6, 0] == 0.3
     assert np.count_nonzero(ket) == 1
     assert not d.correlations.roi_outcome_array("saline").any()
+
+
+def test_outcome_reliability_optional_and_validated(preset):
+    assert preset.outcomes[0].reliability == 1.0
+    d = design_from_dict(_with(preset, ("outcomes", "madrs", "reliability"), 0.85))
+    assert d.outcomes[0].reliability == 0.85
+    with pytest.raises(ValueError, match=r"outcomes\.madrs\.reliability must be > 0"):
+        design_from_dict(_with(preset, ("outcomes", "madrs", "reliability"), 0.0))
+    with pytest.raises(ValueError, match=r"outcomes\.qids\.reliability must be"):
+        design_from_dict(_with(preset, ("outcomes", "qids", "reliability"), 1.2))

@@ -240,3 +240,38 @@ def test_bad_design_argument():
         simulate_cohort(42)
     with pytest.raises(ValueError, match="unknown preset"):
         simulate_cohort("no-such-preset")
+
+
+def test_score_reliability_regression_to_the_mean(preset):
+    from scipy.stats import truncnorm
+
+    rel, inc = 0.7, 36
+    d = _design(preset, outcomes__madrs__reliability=rel,
+                outcomes__madrs__inclusion_min=inc)
+    a = simulate_arrays(d, seed=8, stop=1000)
+    o = d.outcomes[0]
+    # baseline B is truncated at inc - 0.5; E[e1 | B] = (1 - rel) (B - mu), so the
+    # saline arm improves by (1 - rel) E[B - mu | B >= inc - 0.5] beyond its change
+    lo = (inc - 0.5 - o.baseline_mean) / o.baseline_sd
+    hi = (o.scale_max + 0.5 - o.baseline_mean) / o.baseline_sd
+    excess = o.baseline_sd * truncnorm.mean(lo, hi)
+    expected = o.change_mean.saline - (1 - rel) * excess
+    ch = a.d_score[..., 0][~a.treated]
+    assert abs(ch.mean() - expected) < Z * ch.std() / np.sqrt(ch.size)
+    assert ch.mean() < o.change_mean.saline - 1  # a visible regression to the mean
+    # the observed change regresses on baseline with slope -(1 - rel)
+    b = a.scores[..., 0, 0][~a.treated]
+    slope = np.polyfit(b, ch, 1)[0]
+    se = ch.std() / (b.std() * np.sqrt(ch.size))
+    assert abs(slope - (-(1 - rel))) < Z * se + 0.02  # + rounding of integer scores
+
+
+def test_score_reliability_changes_nothing_else(preset):
+    d = _design(preset, outcomes__madrs__reliability=0.8)
+    base = simulate_arrays(preset, seed=6, stop=200)
+    rtm = simulate_arrays(d, seed=6, stop=200)
+    for name in ("treated", "md", "md_true", "age", "female"):
+        np.testing.assert_array_equal(getattr(base, name), getattr(rtm, name))
+    np.testing.assert_array_equal(base.scores[..., 0], rtm.scores[..., 0])
+    np.testing.assert_array_equal(base.scores[..., 1, :], rtm.scores[..., 1, :])
+    assert not np.array_equal(base.scores[..., 0, 1], rtm.scores[..., 0, 1])
