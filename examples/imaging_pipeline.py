@@ -41,6 +41,7 @@ from dtitool import (
     simulate_dwi,
     simulate_md_maps,
 )
+from dtitool.plots import plot_roi_slices
 
 NAME = "imaging_pipeline"
 ROI_COLORS = ("#e41a1c", "#ff7f00", "#377eb8", "#4daf4a", "#984ea3", "#a65628",
@@ -62,20 +63,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="b0 signal-to-noise ratio in white matter "
                    "(default: %(default)s)")
     return p.parse_args(argv)
-
-
-def covering_slices(labels: np.ndarray) -> list[int]:
-    """Axial slices that together show every ROI, greedily (most new ROIs first)."""
-    per_slice = [set(np.unique(labels[:, :, k]).tolist()) - {0}
-                 for k in range(labels.shape[2])]
-    todo = set().union(*per_slice)
-    chosen = []
-    while todo:
-        k = max(range(len(per_slice)), key=lambda i: (len(per_slice[i] & todo),
-                                                      (labels[:, :, i] > 0).sum()))
-        chosen.append(k)
-        todo -= per_slice[k]
-    return sorted(chosen, reverse=True)
 
 
 def main(argv=None) -> int:
@@ -122,35 +109,14 @@ def main(argv=None) -> int:
                    .to_numpy()).max()
 
     # Figure: fitted MD slices with ROI outlines | table vs image ROI means.
-    slices = covering_slices(phantom.labels)
-    aff = phantom.affine
-    nx, ny = phantom.shape[:2]
-    xs = aff[0, 0] * np.arange(nx) + aff[0, 3]
-    ys = aff[1, 1] * np.arange(ny) + aff[1, 3]
-    order = np.argsort(xs)  # world x increasing: the subject's left on the left
-    md0 = np.asarray(fitted[0].dataobj) * 1e3
-    fig, axes = plt.subplots(
-        1, len(slices) + 1, figsize=(4.2 * len(slices) + 5, 4.8), layout="constrained",
-        gridspec_kw={"width_ratios": [1] * len(slices) + [1.15]})
-    for ax, k in zip(axes[:-1], slices, strict=True):
-        lab = phantom.labels[order, :, k].T
-        im = ax.imshow(np.where(head[order, :, k].T, md0[order, :, k].T, np.nan),
-                       origin="lower", cmap="gray", vmin=0, vmax=1.6,
-                       extent=(xs.min(), xs.max(), ys.min(), ys.max()))
-        handles = []
-        for idx, name in zip(phantom.lut["index"], phantom.lut["name"], strict=True):
-            if (lab == idx).any():
-                col = ROI_COLORS[(idx - 1) % len(ROI_COLORS)]
-                ax.contour(xs[order], ys, (lab == idx).astype(float), levels=[0.5],
-                           colors=[col], linewidths=1.2)
-                handles.append(plt.Line2D([], [], color=col, label=name))
-        ax.legend(handles=handles, fontsize=7, loc="lower left")
-        ax.set_xlabel("x (mm, MNI; left < 0)")
-        ax.set_ylabel("y (mm)")
-        ax.set_title(f"{keys[0][0]} {keys[0][1]}, fitted MD, "
-                     f"z = {aff[2, 2] * k + aff[2, 3]:.0f} mm", fontsize=9)
-    fig.colorbar(im, ax=axes[:-1], shrink=0.8, label="MD (1e-3 mm^2/s)")
-    ax2 = axes[-1]
+    fig = plt.figure(figsize=(17, 5), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[2.6, 1])
+    md0 = np.where(head, np.asarray(fitted[0].dataobj), 0.0)
+    plot_roi_slices(md0, phantom.labels, roi_names=list(phantom.lut["name"]),
+                    affine=phantom.affine, fig=left)
+    left.suptitle(f"{keys[0][0]} {keys[0][1]}: MD fitted from the simulated DWI, "
+                  "ROIs outlined (radiological view)", fontsize=10)
+    ax2 = right.subplots()
     for ses, marker in (("baseline", "o"), ("24h", "s")):
         c = comp[comp["session"] == ses]
         ax2.plot(c["md_table"] * 1e3, c["md_image"] * 1e3, marker, ms=5,
