@@ -44,8 +44,6 @@ from dtitool import (
 from dtitool.plots import plot_roi_slices
 
 NAME = "imaging_pipeline"
-ROI_COLORS = ("#e41a1c", "#ff7f00", "#377eb8", "#4daf4a", "#984ea3", "#a65628",
-              "#f781bf")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
