@@ -23,8 +23,10 @@ def _data(R=40, N=60, seed=0, missing=0.1):
     return X, y, mask
 
 
-def test_matches_statsmodels_arrays_with_mask():
-    X, y, mask = _data()
+@pytest.mark.parametrize("missing", [0.1, 0.0])  # masked path; complete-data path
+def test_matches_statsmodels_arrays_with_mask(missing):
+    X, y, mask = _data(missing=missing)
+    assert mask.all() == (missing == 0)
     y = np.where(mask, y, np.nan)  # masked rows may hold NaN
     fit = ols_batch(X, y, mask=mask)
     cons = {
