@@ -1,7 +1,7 @@
 """Figures of the MD-change analysis (matplotlib).
 
 Following statsmodels and nilearn: a function draws into the axes or figure it
-is given and creates a figure only when none is; nothing calls ``plt.show()``.
+is given and creates a figure only when none is; nothing here opens a window.
 Each arm has one colour everywhere (:data:`ARM_COLORS`).
 """
 

@@ -204,6 +204,20 @@ def _check_ids(df: pd.DataFrame, what: str) -> pd.Series:
     return ids.astype(str).str.strip()
 
 
+def _check_labels(df: pd.DataFrame, col: str, allowed, what: str, *,
+                  expected: str) -> pd.Series:  # fmt: skip
+    """Return ``df[col]`` stripped, or raise naming the labels not in ``allowed``."""
+    values = df[col].astype("string").str.strip()
+    bad = values.isna() | ~values.isin(allowed)
+    if bad.any():
+        labels = pd.unique(df.loc[bad.to_numpy(), col].astype(str))
+        raise ValueError(
+            f"{what} has unknown {col} label(s) {_preview(map(repr, labels))}; "
+            f"expected {expected}"
+        )
+    return values.astype(object)
+
+
 def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
     what = "participants table"
     _require_columns(participants, _PARTICIPANT_COLUMNS, what)
@@ -214,15 +228,10 @@ def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"{what} lists participant(s) more than once: {_preview(ids)}"
         )
-    group = participants["group"].astype("string").str.strip()
-    bad = ~group.isin(GROUPS) | group.isna()
-    if bad.any():
-        labels = pd.unique(participants.loc[bad.to_numpy(), "group"].astype(str))
-        raise ValueError(
-            f"{what} has unknown group label(s) {_preview(map(repr, labels))}; "
-            f"expected one of {', '.join(map(repr, GROUPS))}"
-        )
-    participants["group"] = group.astype(object)
+    participants["group"] = _check_labels(
+        participants, "group", GROUPS, what,
+        expected=f"one of {', '.join(map(repr, GROUPS))}",
+    )  # fmt: skip
 
     # Outcomes: a half-present pair is almost certainly a typo.
     for k in OUTCOMES:
@@ -306,15 +315,10 @@ def _check_roi_md(roi_md: pd.DataFrame, md_unit: str) -> pd.DataFrame:
     _require_columns(roi_md, _ROI_MD_COLUMNS, what)
     roi_md = roi_md.loc[:, list(_ROI_MD_COLUMNS)].copy()
     roi_md["participant_id"] = _check_ids(roi_md, what)
-    session = roi_md["session"].astype("string").str.strip()
-    bad = session.isna() | ~session.isin(SESSIONS)
-    if bad.any():
-        labels = pd.unique(roi_md.loc[bad.to_numpy(), "session"].astype(str))
-        raise ValueError(
-            f"{what} has unknown session label(s) {_preview(map(repr, labels))}; "
-            f"expected {' or '.join(map(repr, SESSIONS))}"
-        )
-    roi_md["session"] = session.astype(object)
+    roi_md["session"] = _check_labels(
+        roi_md, "session", SESSIONS, what,
+        expected=" or ".join(map(repr, SESSIONS)),
+    )  # fmt: skip
     if roi_md["roi"].isna().any():
         i = int(np.flatnonzero(roi_md["roi"].isna().to_numpy())[0])
         raise ValueError(f"{what} has an empty roi name (row {i + 1})")
