@@ -92,6 +92,22 @@ def _split_prefix(prefix: str) -> tuple[Path, str]:
     return p.parent, p.name
 
 
+def write_fit_maps(fit, like: nib.Nifti1Image, paths) -> None:
+    """Write ``fit.md`` and ``fit.fa`` to ``paths`` as float32 NIfTI.
+
+    The images keep the affine and header of ``like`` (the DWI), with the
+    scaling and display range reset for the new data, as FSL dtifit does.
+    """
+    for path, arr in zip(paths, (fit.md, fit.fa), strict=True):
+        out = nib.Nifti1Image(arr.astype(np.float32), like.affine,
+                              header=like.header.copy())
+        out.set_data_dtype(np.float32)
+        out.header.set_slope_inter(1.0, 0.0)
+        out.header["cal_min"] = 0.0
+        out.header["cal_max"] = 0.0
+        out.to_filename(path)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``dtitool fit-tensor``; return the exit code."""
     out_dir, stem = _split_prefix(args.out)
@@ -141,15 +157,7 @@ def run(args: argparse.Namespace) -> int:
             mask=mask,
             b0_threshold=args.b0_threshold,
         )
-        for name, arr in zip(names, (fit.md, fit.fa), strict=True):
-            out = nib.Nifti1Image(
-                arr.astype(np.float32), img.affine, header=img.header.copy()
-            )
-            out.set_data_dtype(np.float32)
-            out.header.set_slope_inter(1.0, 0.0)
-            out.header["cal_min"] = 0.0
-            out.header["cal_max"] = 0.0
-            out.to_filename(tmp / name)
+        write_fit_maps(fit, img, [tmp / n for n in names])
     n_fit = int(fit.mask.sum())
     print(
         f"fit-tensor: {args.method.upper()} fit of {n_fit} voxels; wrote "

@@ -33,6 +33,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dtitool import __version__
+from dtitool._cmd_fit_tensor import write_fit_maps
 from dtitool._cmd_power import POWER_COLUMNS, reported_family
 from dtitool._cmd_reproduce import reproduce_table
 from dtitool._constants import DMD_UNIT, GROUPS, SESSIONS
@@ -176,10 +177,7 @@ def _tensor_step(scans: pd.DataFrame, images: Path, tensor_dir: Path, phantom):
         fit = fit_tensor(np.asarray(img.dataobj, dtype=np.float64), bvals, bvecs,
                          method="wls", mask=mask)
         prefix = tensor_dir / f"{row.participant_id}_ses-{row.session}"
-        for name, data in (("MD", fit.md), ("FA", fit.fa)):
-            out = nib.Nifti1Image(data.astype(np.float32), img.affine)
-            out.header.set_xyzt_units("mm", "sec")
-            nib.save(out, f"{prefix}_{name}.nii.gz")
+        write_fit_maps(fit, img, [f"{prefix}_MD.nii.gz", f"{prefix}_FA.nii.gz"])
         fitted.append(f"{prefix}_MD.nii.gz")
         ids.append((row.participant_id, row.session))
     if not fitted:
@@ -194,7 +192,7 @@ def _tensor_step(scans: pd.DataFrame, images: Path, tensor_dir: Path, phantom):
     return t
 
 
-def _reliability_note(design: StudyDesign, rel_curve) -> str:
+def _reliability_note(design: StudyDesign) -> str:
     rel = design.reliability("ketamine")
     ro = design.correlations.roi_outcome_array("ketamine")
     j = design.roi_names.index("L_BA10") if "L_BA10" in design.roi_names else 0
@@ -455,7 +453,7 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                      f"{int(ss.evaluated['n'].max())}.")
 
     rep.add_section("What dMD reliability does to the effects",
-                    text=_reliability_note(design, rc))
+                    text=_reliability_note(design))
     tests = [tuple(r[:3]) for r in reported_family(design)]
     rt = rc.table
     if tests:
