@@ -4,9 +4,18 @@ Simulate a cohort that looks like a planned (or published) two-arm trial, push i
 through the imaging and statistics pipeline the real data will go through, and see
 what the analysis can and cannot detect.
 
+The package follows the data flow (``docs/architecture.md``)::
+
+    design/    the study design: spec, validation, TOML, presets
+    simulate   cohort simulation at ROI level;  tables: tidy tables, read and checked
+    imaging/   phantom, synthetic images, gradients, tensor fit, ROI extraction
+    stats/     batched OLS engine, the models, power, implied effects, reported results
+    report/    figures, the HTML report, the demo pipeline
+    cli/       the ``dtitool`` command line
+
 The public API is re-exported here (see ``__all__``). Names are loaded on first
-use (PEP 562), so ``import dtitool`` and every command line call stay fast and
-statsmodels is imported only when a model is fitted.
+use (PEP 562), so ``import dtitool`` and every command line call stay fast:
+statsmodels, matplotlib and scipy.stats are imported only where they are used.
 """
 
 import importlib
@@ -21,6 +30,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _EXPORTS = {
     "dtitool._constants": (
         "DMD_SCALE", "GROUPS", "MD_UNIT", "OUTCOMES", "ROI_NAMES", "SESSIONS",
+        "TERMS",
     ),
     "dtitool.design": (
         "StudyDesign", "available_presets", "load_preset", "read_design",
@@ -30,29 +40,36 @@ _EXPORTS = {
         "Cohort", "CohortArrays", "simulate_arrays", "simulate_cohort",
     ),
     "dtitool.tables": ("MD_UNITS", "check_tables", "compute_changes", "read_tables"),
-    "dtitool.analysis": (
-        "RESULT_COLUMNS", "TERMS", "AnalysisResults", "default_formula",
-        "fit_changes", "fit_models",
-    ),
-    "dtitool.reference": ("compare_to_reported", "reported_findings"),
-    "dtitool.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
-    "dtitool.power": (
-        "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power", "power",
-        "power_curve", "sample_size", "vary_design", "wilson_interval",
-    ),
-    "dtitool.implied": ("ImpliedEffect", "implied_effect", "n_for_power"),
-    "dtitool.phantom": ("Phantom", "make_phantom", "write_atlas"),
-    "dtitool.images": (
+    "dtitool.imaging.phantom": ("Phantom", "make_phantom", "write_atlas"),
+    "dtitool.imaging.synthetic": (
         "MD_MAP_RTOL", "SimulatedScan", "simulate_dwi", "simulate_md_maps",
         "write_cohort_images",
     ),
-    "dtitool.gradients": ("default_protocol", "read_bvals_bvecs", "write_bvals_bvecs"),
-    "dtitool.tensor": (
+    "dtitool.imaging.gradients": (
+        "default_protocol", "read_bvals_bvecs", "write_bvals_bvecs",
+    ),
+    "dtitool.imaging.tensor": (
         "TensorFit", "design_matrix", "fit_tensor", "fractional_anisotropy",
         "predict_signal", "tensor_from_evals_evecs",
     ),
-    "dtitool.extract": ("extract_roi_md", "read_lut"),
-    "dtitool.demo": ("DemoSettings", "run_demo"),
+    "dtitool.imaging.extract": ("extract_roi_md", "read_lut"),
+    "dtitool.stats.analysis": (
+        "RESULT_COLUMNS", "AnalysisResults", "default_formula", "fit_changes",
+        "fit_models",
+    ),
+    "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
+    "dtitool.stats.power": (
+        "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power", "power",
+        "power_curve", "sample_size", "vary_design", "wilson_interval",
+    ),
+    "dtitool.stats.implied": ("ImpliedEffect", "implied_effect", "n_for_power"),
+    "dtitool.stats.reference": ("compare_to_reported", "reported_findings"),
+    "dtitool.stats.reproduce": ("reproduce_table",),
+    "dtitool.report.plots": (
+        "plot_forest", "plot_md_sessions", "plot_power_curve", "plot_roi_slices",
+        "plot_scatter_grid",
+    ),
+    "dtitool.report.demo": ("DemoSettings", "run_demo"),
 }  # fmt: skip
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 

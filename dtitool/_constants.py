@@ -37,3 +37,12 @@ DMD_SCALE = 1e-5
 
 DMD_UNIT = "per 1e-5 mm^2/s dMD"
 """Human-readable statement of :data:`DMD_SCALE`, printed beside estimates."""
+
+TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
+"""Model terms reported per ROI and outcome, in table order: the group x dMD
+interaction (ketamine slope minus saline slope), the dMD slope in each arm, and
+the pooled dMD slope of the additive model."""
+
+CURVE_PARAMETERS = ("n", "ratio", "effect", "reliability", "cv")
+"""Design parameters a power curve can vary (see
+:func:`dtitool.stats.power.vary_design`)."""

@@ -1,6 +1,6 @@
 """Cohort simulator: synthetic trials of a :class:`~dtitool.design.StudyDesign`.
 
-The generative model (DESIGN.md section 2), per replicate trial:
+The generative model (``docs/model.md``), per replicate trial:
 
 1. **Randomisation** by permuted blocks that keep the allocation exactly
    (65 ketamine / 33 saline for n = 98 at 2:1); a final partial block holds the
@@ -42,6 +42,7 @@ from dtitool.design import StudyDesign, load_preset
 
 __all__ = [
     "BLOCK_SIZE",
+    "COHORT_FILES",
     "Cohort",
     "CohortArrays",
     "as_seed_sequence",
@@ -51,6 +52,9 @@ __all__ = [
 
 BLOCK_SIZE = 64
 """Replicates drawn from one random stream; the unit of reproducibility."""
+
+COHORT_FILES = ("participants.tsv", "roi_md.tsv", "true_md.tsv", "design.toml")
+"""Files :meth:`Cohort.write` writes (``dtitool simulate``, the demo's cohort)."""
 
 _DEFAULT_CHUNK = 4096  # replicates per chunk: ~0.4 GB of working arrays at n = 98
 
@@ -508,6 +512,38 @@ class Cohort:
         if "true_md" not in self._cache:
             self._cache["true_md"] = self._long(self.arrays.md_true, "md_true")
         return self._cache["true_md"]
+
+    def write(self, folder, *, run=None, header: str = "") -> tuple[str, ...]:
+        """Write the tables and the design into ``folder`` (:data:`COHORT_FILES`).
+
+        Parameters
+        ----------
+        folder : path-like
+            Existing folder (typically the staging folder of an atomic output).
+        run : mapping, optional
+            The ``[run]`` table of ``design.toml`` (seed, replicates, options), so
+            that ``--design design.toml`` repeats the run.
+        header : str
+            Comment lines at the top of ``design.toml``.
+
+        Returns
+        -------
+        tuple of str
+            The names written.
+        """
+        from pathlib import Path
+
+        from dtitool._io import write_tsv
+        from dtitool.design import design_to_toml
+
+        folder = Path(folder)
+        write_tsv(self.participants, folder / "participants.tsv")
+        write_tsv(self.roi_md, folder / "roi_md.tsv")
+        write_tsv(self.true_md, folder / "true_md.tsv")
+        (folder / "design.toml").write_text(
+            design_to_toml(self.design, run=run, header=header), encoding="utf-8"
+        )
+        return COHORT_FILES
 
 
 def simulate_cohort(

@@ -41,7 +41,7 @@ from dtitool import (
     simulate_dwi,
     simulate_md_maps,
 )
-from dtitool.plots import plot_roi_slices
+from dtitool.report.plots import plot_roi_slices
 
 NAME = "imaging_pipeline"
 

@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dtitool import load_preset
-from dtitool.power import TERMS, power
+from dtitool.stats.power import TERMS, power
 
 NAME = "multiplicity"
 ALPHA = 0.05

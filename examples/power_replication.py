@@ -6,10 +6,10 @@ about one half; a replication designed to *detect* the same effects with 80 %
 power needs a much larger sample. Two routes to that sample size are shown:
 
 - Monte Carlo: simulate the calibrated ``ketamine-rct`` design at each n, fit
-  every model, count rejections (``dtitool.power.power_curve`` and
+  every model, count rejections (``dtitool.stats.power.power_curve`` and
   ``sample_size``);
 - face value: solve for the effect size a reported p implies and its
-  noncentral-F power (``dtitool.implied.implied_effect``), what G*Power would
+  noncentral-F power (``dtitool.stats.implied.implied_effect``), what G*Power would
   say if the published effect were taken as the true one.
 
 Run::
@@ -31,8 +31,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dtitool import load_preset, reported_findings
-from dtitool.implied import implied_effect
-from dtitool.power import power_curve, sample_size
+from dtitool.report.plots import plot_power_curve
+from dtitool.stats.implied import implied_effect
+from dtitool.stats.power import power_curve, sample_size
 
 NAME = "power_replication"
 
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
                                       reliability=rel, term=term))
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    curve.plot(CURVE_TESTS, ax=ax, target_power=0.8)
+    plot_power_curve(curve, CURVE_TESTS, ax=ax, target_power=0.8)
     ax.axvline(design.n, color="0.4", ls=":", lw=1)
     ax.text(design.n + 3, 0.03, f"trial n = {design.n}", fontsize=8)
     if ss.n is not None:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dtitool import load_preset, simulate_arrays
-from dtitool.power import power_curve, vary_design
+from dtitool.stats.power import power_curve, vary_design
 
 NAME = "reliability_attenuation"
 ROI, OUTCOME = "L_BA10", "madrs"

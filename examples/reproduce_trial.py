@@ -38,8 +38,8 @@ from dtitool import (
     reported_findings,
     simulate_cohort,
 )
-from dtitool.plots import plot_forest
-from dtitool.power import TERMS, power
+from dtitool.report.plots import plot_forest
+from dtitool.stats.power import TERMS, power
 
 NAME = "reproduce_trial"
 

@@ -6,7 +6,7 @@ from _analysis_tables import PLANTED, make_tables
 from statsmodels.stats.multitest import multipletests
 
 from dtitool._constants import DMD_UNIT, ROI_NAMES
-from dtitool.analysis import (
+from dtitool.stats.analysis import (
     RESULT_COLUMNS,
     TERMS,
     AnalysisResults,

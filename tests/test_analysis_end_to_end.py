@@ -1,11 +1,11 @@
-"""End to end: the lead's cohort simulator feeds the analysis unchanged."""
+"""End to end: the cohort simulator feeds the analysis unchanged."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from dtitool import design, simulate
-from dtitool.analysis import fit_models
+from dtitool.stats.analysis import fit_models
 
 
 def test_simulated_cohort_analyses():

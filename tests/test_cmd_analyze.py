@@ -7,8 +7,8 @@ from _analysis_tables import make_tables
 
 from dtitool._constants import DMD_UNIT
 from dtitool._io import write_tsv
-from dtitool.analysis import RESULT_COLUMNS, fit_models
 from dtitool.cli import main
+from dtitool.stats.analysis import RESULT_COLUMNS, fit_models
 
 SYNTHETIC = Path(__file__).resolve().parents[1] / "synthetic_data"
 
@@ -165,12 +165,12 @@ def test_missing_input_files(tmp_path, capsys):
 
 
 def test_failure_while_drawing_leaves_nothing(data_dir, tmp_path, monkeypatch, capsys):
-    import dtitool.plots
+    import dtitool.report.plots
 
     def boom(*a, **k):
         raise ValueError("drawing failed")
 
-    monkeypatch.setattr(dtitool.plots, "plot_scatter_grid", boom)
+    monkeypatch.setattr(dtitool.report.plots, "plot_scatter_grid", boom)
     out = tmp_path / "results.tsv"
     figs = tmp_path / "figs"
     rc = main(["analyze", str(data_dir), "--out", str(out), "--figures", str(figs)])

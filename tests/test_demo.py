@@ -7,7 +7,7 @@ import pytest
 from _browser import find_chromium, render_page
 
 from dtitool.cli import main
-from dtitool.demo import OUTPUTS, DemoSettings
+from dtitool.report.demo import OUTPUTS, DemoSettings
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from dtitool._constants import ROI_NAMES
 from dtitool.cli import main
-from dtitool.extract import extract_roi_md, ids_from_path, read_lut
+from dtitool.imaging.extract import extract_roi_md, ids_from_path, read_lut
 
 AFFINE = np.diag([-3.0, 3.0, 3.0, 1.0])
 AFFINE[:3, 3] = [10, -20, -10]

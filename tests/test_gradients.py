@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from dtitool.gradients import default_protocol, read_bvals_bvecs, write_bvals_bvecs
+from dtitool.imaging.gradients import (
+    default_protocol,
+    read_bvals_bvecs,
+    write_bvals_bvecs,
+)
 
 
 def test_default_protocol_shape_and_b0_interleaved():

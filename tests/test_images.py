@@ -7,8 +7,9 @@ import pytest
 
 from dtitool._constants import ROI_NAMES
 from dtitool.cli import main
-from dtitool.extract import extract_roi_md
-from dtitool.images import (
+from dtitool.imaging.extract import extract_roi_md
+from dtitool.imaging.phantom import ATLAS_FILENAME, LUT_FILENAME, make_phantom
+from dtitool.imaging.synthetic import (
     BACKGROUND_MD,
     MD_MAP_RTOL,
     image_seed_sequence,
@@ -17,7 +18,6 @@ from dtitool.images import (
     simulate_md_maps,
     write_cohort_images,
 )
-from dtitool.phantom import ATLAS_FILENAME, LUT_FILENAME, make_phantom
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +219,8 @@ def test_write_refuses_overwrite_and_writes_nothing_on_error(tmp_path, phantom):
 
 
 def test_dwi_fit_recovers_roi_md(tmp_path, phantom):
-    from dtitool import tensor
-    from dtitool.gradients import read_bvals_bvecs
+    from dtitool.imaging import tensor
+    from dtitool.imaging.gradients import read_bvals_bvecs
 
     table = make_table(2)
     index = write_cohort_images(
@@ -254,7 +254,7 @@ def test_dwi_fit_recovers_roi_md(tmp_path, phantom):
 
 
 def test_simulate_dwi_is_seeded_and_checks_shape(phantom):
-    from dtitool.gradients import default_protocol
+    from dtitool.imaging.gradients import default_protocol
 
     bvals, bvecs = default_protocol(n_b0=1, n_directions=6)
     md = np.full(phantom.shape, 0.8e-3)

@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 
-from dtitool.implied import implied_effect, n_for_power
-from dtitool.ols import ols_batch
-from dtitool.power import analytic_power
+from dtitool.stats.implied import implied_effect, n_for_power
+from dtitool.stats.ols import ols_batch
+from dtitool.stats.power import analytic_power
 
 
 def test_design_feasibility_note():
-    # DESIGN.md section 2: interaction p ~0.03 in 65 vs 33 needs r_obs ~0.44.
+    # docs/model.md feasibility check: interaction p ~0.03 in 65 vs 33 needs
+    # r_obs ~0.44.
     e = implied_effect(0.03, n=98, allocation=(2, 1), reliability=0.8)
     assert (e.n_ketamine, e.n_saline) == (65, 33)
     assert e.r_observed == pytest.approx(0.44, abs=0.01)

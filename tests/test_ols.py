@@ -4,7 +4,7 @@ import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
-from dtitool.ols import ols_batch, ols_from_crossproducts
+from dtitool.stats.ols import ols_batch, ols_from_crossproducts
 
 INTERACTION = [0, 0, 0, 1, 0]
 SLOPE_KETAMINE = [0, 0, 1, 1, 0]
@@ -180,7 +180,7 @@ def test_bad_contrast():
 def test_two_sided_p_series_matches_stdtr(df):
     from scipy import special
 
-    from dtitool.ols import two_sided_p
+    from dtitool.stats.ols import two_sided_p
 
     t = np.r_[np.linspace(-60, 60, 4001), 0.0, np.inf, -np.inf, np.nan]
     ref = 2 * special.stdtr(df, -np.abs(t))

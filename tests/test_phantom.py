@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from dtitool._constants import ROI_NAMES
-from dtitool.phantom import (
+from dtitool.imaging.phantom import (
     ATLAS_FILENAME,
     LUT_FILENAME,
     TISSUE_FILENAME,

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 from _analysis_tables import make_tables
 
-from dtitool.analysis import fit_models
-from dtitool.plots import (
+from dtitool.report.plots import (
     ARM_COLORS,
     plot_forest,
     plot_md_sessions,
     plot_scatter_grid,
 )
+from dtitool.stats.analysis import fit_models
 from dtitool.tables import compute_changes
 
 
@@ -99,7 +99,7 @@ def test_forest(results):
 
 
 def test_plot_roi_slices_outlines_every_roi():
-    from dtitool.plots import plot_roi_slices
+    from dtitool.report.plots import plot_roi_slices
 
     labels = np.zeros((12, 12, 6), dtype=int)
     labels[2:4, 2:4, 1] = 1
@@ -118,3 +118,21 @@ def test_plot_roi_slices_outlines_every_roi():
         plot_roi_slices(md[:, :, :3], labels)
     with pytest.raises(ValueError, match="no ROI voxels"):
         plot_roi_slices(md, np.zeros_like(labels))
+
+
+def test_plot_power_curve_draws_each_test_with_its_band():
+    from dtitool.design import load_preset
+    from dtitool.report.plots import plot_power_curve
+    from dtitool.stats.power import power_curve
+
+    curve = power_curve(load_preset("ketamine-rct"), parameter="n",
+                        values=[40, 200], replicates=128, rng=1)
+    ax = plot_power_curve(curve, [("L_BA10", "madrs", "interaction")],
+                          target_power=0.8)
+    assert ax.get_xlabel().startswith("total sample size")
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("L_BA10")]
+    t = curve.table
+    sel = t[(t["roi"] == "L_BA10") & (t["outcome"] == "madrs")
+            & (t["term"] == "interaction")]
+    assert list(line.get_ydata()) == list(sel["power"])
+    assert any(list(ln.get_ydata()) == [0.8, 0.8] for ln in ax.get_lines())

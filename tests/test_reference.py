@@ -4,8 +4,8 @@ import pytest
 from _analysis_tables import make_tables
 
 from dtitool._constants import ROI_NAMES
-from dtitool.analysis import TERMS, fit_models
-from dtitool.reference import compare_to_reported, reported_findings
+from dtitool.stats.analysis import TERMS, fit_models
+from dtitool.stats.reference import compare_to_reported, reported_findings
 
 
 def test_reported_findings_content():

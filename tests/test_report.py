@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from dtitool.report import HTMLReport, figure_png, png_data_uri
+from dtitool.report.html import HTMLReport, figure_png, png_data_uri
 
 
 def test_report_embeds_figures_and_escapes_text():

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from dtitool.gradients import default_protocol
-from dtitool.tensor import (
+from dtitool.imaging.gradients import default_protocol
+from dtitool.imaging.tensor import (
     TensorFit,
     design_matrix,
     fit_tensor,
@@ -388,7 +388,7 @@ def test_matches_dipy_on_real_dwi(method):
     import nibabel as nib
     from dipy.data import get_fnames
 
-    from dtitool.gradients import read_bvals_bvecs
+    from dtitool.imaging.gradients import read_bvals_bvecs
 
     fimg, fbval, fbvec = get_fnames(name="small_64D")
     data = np.asarray(nib.load(fimg).dataobj, dtype=float)
@@ -407,7 +407,7 @@ def test_matches_dipy_on_real_dwi(method):
 def dwi_files(tmp_path):
     import nibabel as nib
 
-    from dtitool.gradients import write_bvals_bvecs
+    from dtitool.imaging.gradients import write_bvals_bvecs
 
     rng = np.random.default_rng(11)
     shape = (4, 5, 3)
@@ -555,7 +555,7 @@ def test_cli_bad_input_exit_2_nothing_written(dwi_files, case, capsys):
 
 
 def test_cholesky_solve_batched_matches_numpy_and_flags_singular():
-    from dtitool.tensor import _cholesky_solve_batched
+    from dtitool.imaging.tensor import _cholesky_solve_batched
 
     rng = np.random.default_rng(12)
     a = rng.normal(size=(50, 7, 7))
@@ -572,7 +572,7 @@ def test_cholesky_solve_batched_matches_numpy_and_flags_singular():
 
 
 def test_wls_pseudo_inverse_fallback_matches_cholesky_path():
-    from dtitool.tensor import _Solver, _wls_chunk, _wls_pinv
+    from dtitool.imaging.tensor import _Solver, _wls_chunk, _wls_pinv
 
     rng = np.random.default_rng(13)
     t = random_tensors(1024, rng)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from _analysis_tables import make_tables  # noqa: E402
 
-from dtitool.analysis import fit_models  # noqa: E402
+from dtitool.stats.analysis import fit_models  # noqa: E402
 from dtitool.tables import compute_changes  # noqa: E402
 
 SYNTHETIC = HERE.parents[1] / "synthetic_data"

@@ -28,8 +28,8 @@ import numpy as np
 
 
 def make_maps(folder: Path) -> tuple[list[Path], Path]:
-    from dtitool.images import write_cohort_images
-    from dtitool.phantom import ATLAS_FILENAME
+    from dtitool.imaging.phantom import ATLAS_FILENAME
+    from dtitool.imaging.synthetic import write_cohort_images
 
     try:
         from dtitool.design import load_preset
@@ -65,7 +65,7 @@ def _numpy_table(n: int):
 
 
 def run_ours(paths, atlas):
-    from dtitool.extract import extract_roi_md
+    from dtitool.imaging.extract import extract_roi_md
 
     df = extract_roi_md(paths, atlas)
     return df["md"].to_numpy().reshape(len(paths), -1)

@@ -36,7 +36,7 @@ def in_process(folder: Path, profile: bool) -> None:
     import tracemalloc
 
     from dtitool.design import load_preset
-    from dtitool.images import write_cohort_images
+    from dtitool.imaging.synthetic import write_cohort_images
     from dtitool.simulate import simulate_cohort
 
     cohort = simulate_cohort(load_preset("ketamine-rct"), rng=1)

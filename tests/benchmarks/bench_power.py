@@ -7,8 +7,8 @@ Run: ``python tests/benchmarks/bench_power.py [--quick]``
      reading the interaction p and the ketamine-arm slope's p (``t_test``);
    - a loop of ``sm.OLS`` on prebuilt arrays, the slope contrast from
      ``cov_params`` (the fastest reasonable statsmodels loop);
-   - the batched engine: ``dtitool.ols.ols_batch`` (one model, any design) and
-     ``dtitool.power.batch_models`` (all 28 models of a replicate, every term).
+   - the batched engine: ``dtitool.stats.ols.ols_batch`` (one model, any design) and
+     ``dtitool.stats.power.batch_models`` (all 28 models of a replicate, every term).
    The statsmodels loops get their DataFrames / arrays built outside the timer.
 2. Wall time of ``dtitool power`` for 20,000 replicates (a fresh process, imports
    included) with --n-jobs 1 and 2, and the in-process time of ``power()``.
@@ -33,14 +33,14 @@ import statsmodels.formula.api as smf
 from scipy import special
 
 from dtitool.design import load_preset
-from dtitool.ols import ols_batch
-from dtitool.power import batch_models, power
 from dtitool.simulate import simulate_arrays
+from dtitool.stats.ols import ols_batch
+from dtitool.stats.power import batch_models, power
 
 MEM_SCRIPT = """
 import resource, sys, time
 from dtitool.design import load_preset
-from dtitool.power import power
+from dtitool.stats.power import power
 R, jobs = int(sys.argv[1]), int(sys.argv[2])
 t = time.perf_counter()
 res = power(load_preset("ketamine-rct"), replicates=R, rng=1, n_jobs=jobs,

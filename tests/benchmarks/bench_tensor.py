@@ -19,8 +19,8 @@ import time
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from dtitool.gradients import default_protocol
-from dtitool.tensor import fit_tensor, predict_signal, tensor_from_evals_evecs
+from dtitool.imaging.gradients import default_protocol
+from dtitool.imaging.tensor import fit_tensor, predict_signal, tensor_from_evals_evecs
 
 
 def simulate(n: int, rng: np.random.Generator):

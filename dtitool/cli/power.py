@@ -5,22 +5,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import pandas as pd
 
 from dtitool import __version__
-from dtitool._cli_common import add_design_options, resolve_design
+from dtitool._constants import CURVE_PARAMETERS, TERMS
 from dtitool._io import atomic_outputs, write_tsv
+from dtitool.cli._common import add_design_options, resolve_design
 from dtitool.design import design_to_toml
-from dtitool.power import (
-    CURVE_PARAMETERS,
-    TERMS,
-    power,
-    power_curve,
-    sample_size,
-)
-
-POWER_COLUMNS = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
-                 "median_p", "mean_estimate"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -125,27 +115,17 @@ def parse_test(spec: str, *, signed: bool = False) -> tuple:
     return tuple(parts)
 
 
-def reported_family(design) -> list[tuple]:
-    """Return the reference study's reported tests and signs, if ``design`` has them.
-
-    An ``outcome`` of ``"any"`` (R BA10) is taken as the design's first outcome.
-    """
-    from dtitool.reference import reported_findings
-
-    f = reported_findings()
-    f = f[f["direction"] != 0]
-    tests = []
-    for r in f.itertuples(index=False):
-        outcome = design.outcome_names[0] if r.outcome == "any" else r.outcome
-        if r.roi not in design.roi_names or outcome not in design.outcome_names:
-            return []
-        tests.append((r.roi, outcome, r.term,
-                      "positive" if r.direction > 0 else "negative"))
-    return tests
-
-
 def run(args) -> int:
     """Run ``dtitool power``."""
+    from dtitool.stats.power import (
+        POWER_COLUMNS,
+        power,
+        power_curve,
+        power_summary,
+        sample_size,
+    )
+    from dtitool.stats.reference import reported_family
+
     design, seed = resolve(args)
     curve = parse_curve(args.curve) if args.curve else None
     families = {}
@@ -182,7 +162,7 @@ def run(args) -> int:
     with atomic_outputs(args.out, names, force=args.force) as tmp:
         res = power(design, replicates=args.replicates, rng=seed, families=families,
                     **common)
-        write_tsv(res.table[POWER_COLUMNS], tmp / "power.tsv")
+        write_tsv(res.table[list(POWER_COLUMNS)], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
         run_info = {"seed": seed, "replicates": args.replicates,
                     "dtitool_version": __version__}
@@ -197,7 +177,11 @@ def run(args) -> int:
                              replicates=args.replicates, rng=seed, families=families,
                              **common)
             write_tsv(pc.table, tmp / "power_curve.tsv")
-            _plot_curve(pc, reported, args.target_power, tmp / "power_curve.png")
+            from dtitool.report.plots import save_power_curve
+
+            save_power_curve(pc, tmp / "power_curve.png",
+                             tests=[t[:3] for t in reported] or None,
+                             target_power=args.target_power)
         ss = None
         if args.target_power is not None:
             ss = sample_size(design, target_power=args.target_power, tests=targets,
@@ -205,36 +189,6 @@ def run(args) -> int:
                              **common)
             write_tsv(ss.evaluated, tmp / "sample_size.tsv")
     if not args.quiet:
-        _print_summary(res, reported, pc, ss)
+        print(power_summary(res, reported, pc, ss))
         print(f"wrote {', '.join(names)} to {args.out}")
     return 0
-
-
-def _plot_curve(pc, reported, target, path) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    ax = fig.subplots()
-    tests = [t[:3] for t in reported] if reported else None
-    pc.plot(tests, ax=ax, target_power=target)
-    fig.savefig(path, dpi=120)
-
-
-def _print_summary(res, reported, pc, ss) -> None:
-    t = res.table
-    print(f"power of {res.design.name!r} (n = {res.design.n}), {res.replicates} "
-          f"replicates, seed {res.seed}, alpha {res.alpha:g}")
-    if reported:
-        keys = pd.DataFrame([r[:3] for r in reported],
-                            columns=["roi", "outcome", "term"])
-        show = keys.merge(t, on=["roi", "outcome", "term"])
-    else:
-        show = t[t["term"] == "interaction"]
-    with pd.option_context("display.width", 120, "display.max_rows", 100):
-        print(show[POWER_COLUMNS].to_string(index=False, float_format="%.4g"))
-        fw = res.familywise
-        fw = fw[fw["family"].isin(["reported", "interaction"])]
-        print(fw[["family", "method", "tests", "power_any", "power_all",
-                  "mean_rejections"]].to_string(index=False, float_format="%.3f"))
-    if ss is not None:
-        print(ss.summary())

@@ -17,13 +17,13 @@ from dtitool import __version__
 
 # subcommand name -> module providing add_parser() and run().
 _COMMANDS = {
-    "simulate": "dtitool._cmd_simulate",
-    "analyze": "dtitool._cmd_analyze",
-    "fit-tensor": "dtitool._cmd_fit_tensor",
-    "extract": "dtitool._cmd_extract",
-    "power": "dtitool._cmd_power",
-    "reproduce": "dtitool._cmd_reproduce",
-    "demo": "dtitool._cmd_demo",
+    "simulate": "dtitool.cli.simulate",
+    "analyze": "dtitool.cli.analyze",
+    "fit-tensor": "dtitool.cli.fit_tensor",
+    "extract": "dtitool.cli.extract",
+    "power": "dtitool.cli.power",
+    "reproduce": "dtitool.cli.reproduce",
+    "demo": "dtitool.cli.demo",
 }
 
 

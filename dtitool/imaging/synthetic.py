@@ -2,8 +2,8 @@
 
 The imaging path of a rehearsal: the ROI-level table of measured MD
 (``roi_md``, one row per participant x session x ROI) is turned into one MD map
-per scan on the phantom's grid (:mod:`dtitool.phantom`), so that the same ROI
-extraction that will run on the real scans (:mod:`dtitool.extract`) can be
+per scan on the phantom's grid (:mod:`dtitool.imaging.phantom`), so that the same ROI
+extraction that will run on the real scans (:mod:`dtitool.imaging.extract`) can be
 rehearsed. Optionally, 4D diffusion-weighted images (DWI) are synthesised from a
 tensor per voxel whose MD is the map's value, for rehearsing the tensor fit too.
 
@@ -47,7 +47,7 @@ from scipy import ndimage
 from dtitool import __version__
 from dtitool._constants import MD_UNIT, SESSIONS
 from dtitool._io import atomic_outputs
-from dtitool.phantom import (
+from dtitool.imaging.phantom import (
     ATLAS_FILENAME,
     LUT_FILENAME,
     TISSUE_FILENAME,
@@ -368,7 +368,7 @@ def simulate_md_maps(
     Examples
     --------
     >>> import pandas as pd
-    >>> from dtitool.phantom import make_phantom
+    >>> from dtitool.imaging.phantom import make_phantom
     >>> ph = make_phantom(resolution=4.0)
     >>> table = pd.DataFrame({"participant_id": "sub-001", "session": "baseline",
     ...                       "roi": ph.lut["name"], "md": 0.8e-3})
@@ -465,7 +465,7 @@ def simulate_dwi(
     phantom : Phantom
         Tissue classes and affine of the grid.
     bvals, bvecs : ndarray, shapes (K,), (K, 3)
-        Gradient table (e.g. :func:`dtitool.gradients.default_protocol`).
+        Gradient table (e.g. :func:`dtitool.imaging.gradients.default_protocol`).
     snr : float
         b = 0 signal-to-noise ratio in white matter: the Rician noise SD is
         ``S0_WM / snr``.
@@ -484,11 +484,11 @@ def simulate_dwi(
     Per head voxel the tensor has the voxel's MD and a cylindrical shape with
     FA from :data:`FA_BY_TISSUE` (WM FA rises from 0.5 at the GM border to 0.7
     in deep WM); its principal axis follows :func:`_orientation_field`. The
-    noiseless signal is :func:`dtitool.tensor.predict_signal` with
+    noiseless signal is :func:`dtitool.imaging.tensor.predict_signal` with
     ``S0`` from :data:`S0_BY_TISSUE`; Rician noise is
     ``|S + sigma (n1 + i n2)|`` (Gudbjartsson & Patz 1995, MRM 34:910).
     """
-    from dtitool.tensor import predict_signal, tensor_from_evals_evecs
+    from dtitool.imaging.tensor import predict_signal, tensor_from_evals_evecs
 
     snr = _check_positive("snr", snr)
     rng = np.random.default_rng(rng)
@@ -587,7 +587,7 @@ def write_cohort_images(
         Defaults to ``make_phantom()``.
     dwi_subjects : int
         Also write 4D DWI (``*_dwi.nii.gz``, ``.bval``, ``.bvec``; protocol
-        :func:`dtitool.gradients.default_protocol`) for the first this many
+        :func:`dtitool.imaging.gradients.default_protocol`) for the first this many
         participants (all their sessions).
     snr : float
         b = 0 SNR in white matter for the DWI.
@@ -745,7 +745,7 @@ def _write_dwi(
     gen: np.random.Generator,
     compresslevel: int,
 ) -> None:
-    from dtitool.gradients import default_protocol, write_bvals_bvecs
+    from dtitool.imaging.gradients import default_protocol, write_bvals_bvecs
 
     bvals, bvecs = default_protocol()
     dwi = simulate_dwi(

@@ -33,7 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``dtitool demo``."""
-    from dtitool.demo import DemoSettings, run_demo
+    from dtitool.report.demo import DemoSettings, run_demo
 
     settings = DemoSettings(seed=args.seed, replicates=args.replicates,
                             curve_replicates=args.curve_replicates,

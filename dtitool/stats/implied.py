@@ -1,6 +1,6 @@
 """What a reported p-value implies: the effect behind it and a replication's power.
 
-Given a two-sided p from the trial's models (DESIGN.md section 3), the sample size,
+Given a two-sided p from the trial's models (``docs/model.md``), the sample size,
 the allocation and the reliability of observed dMD, :func:`implied_effect` solves
 for the effect size that p implies *if taken at face value* (the observed effect
 is the true effect), expressed as
@@ -14,7 +14,7 @@ is the true effect), expressed as
 - Cohen's ``f^2`` and the partial ``R^2`` of the term,
 
 and the power a replication of the same size would have (noncentral F, as
-G*Power's "R^2 increase", :func:`dtitool.power.analytic_power`), plus the n a
+G*Power's "R^2 increase", :func:`dtitool.stats.power.analytic_power`), plus the n a
 replication needs for 80 % power. When ``r_true`` exceeds 1 the reported p is
 impossible at that reliability and the result says so.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from scipy import special
 
-from dtitool.power import TERMS, analytic_power
+from dtitool.stats.power import TERMS, analytic_power
 
 __all__ = ["ImpliedEffect", "implied_effect", "n_for_power"]
 
@@ -47,7 +47,7 @@ class ImpliedEffect:
     p : float
         Reported two-sided p.
     term : str
-        Model term (:data:`dtitool.power.TERMS`).
+        Model term (:data:`dtitool.stats.power.TERMS`).
     n, n_ketamine, n_saline : int
         Total and per-arm sample sizes.
     reliability : float
@@ -190,9 +190,9 @@ def implied_effect(
     - slope_ketamine: ``rho^2 = t^2 n / (n_k (n + t^2))`` (slope_saline: ``n_s``);
     - slope_pooled: the partial correlation ``t / sqrt(t^2 + df)``.
 
-    These are large-sample approximations; DESIGN.md's feasibility note (an
-    interaction p of 0.03 in 65 vs 33 needs an observed correlation of ~0.44) is
-    the first formula.
+    These are large-sample approximations; the feasibility check in
+    ``docs/model.md`` (an interaction p of 0.03 in 65 vs 33 needs an observed
+    correlation of ~0.44) is the first formula.
 
     Examples
     --------

@@ -1,54 +1,43 @@
-"""``dtitool reproduce``: reported versus simulated, test by test.
+"""Reported versus simulated, test by test: the reference study against many trials.
 
-Simulates the design (default the calibrated ``ketamine-rct`` preset) and sets the
-median p and the power of every reported test (and every expected null) beside
-what Kopelman et al. (2023) reported, with the effect each reported p implies.
+For every finding of the reference study (Kopelman et al. 2023; see
+:mod:`dtitool.stats.reference`) this sets the median p and the power over
+simulated trials of a design beside the reported p range, with a verdict and the
+effect the reported p implies (:func:`dtitool.stats.implied.implied_effect`).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
 import pandas as pd
 
-from dtitool._cmd_power import add_design_arguments, resolve
-from dtitool._io import atomic_outputs, write_tsv
-from dtitool.implied import implied_effect
-from dtitool.power import power
+from dtitool.stats.implied import implied_effect
+from dtitool.stats.reference import reported_findings
 
-COLUMNS = ["roi", "outcome", "term", "reported_p", "median_p", "power"]
+__all__ = [
+    "NULL_MEDIAN_P",
+    "POINT_TOLERANCE",
+    "REPRODUCE_COLUMNS",
+    "reproduce_summary",
+    "reproduce_table",
+]
+
+REPRODUCE_COLUMNS = ["roi", "outcome", "term", "reported_p", "median_p", "power"]
+"""Leading columns of the reproduce table (the side-by-side view)."""
 
 POINT_TOLERANCE = math.sqrt(3)
 """A single reported p counts as the range p / sqrt(3) .. p * sqrt(3) (0.004-0.012
-for 0.007, the band issue 4 states for the R BA10 pooled slope)."""
+for the 0.007 of the R BA10 pooled slope): a point value is read as a band as
+wide, on the log scale, as the reported ranges of the other findings."""
 
 NULL_MEDIAN_P = 0.2
 """An unreported test is reproduced as null when its median p exceeds this."""
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``dtitool reproduce``."""
-    p = subparsers.add_parser(
-        "reproduce",
-        help="compare simulated trials with the reported findings",
-        description="Simulate replicate trials and write DIR/reproduce.tsv: per "
-        "reported test (and expected null) of Kopelman et al. 2023, roi, outcome, "
-        "term, reported_p, median_p (over replicates) and power (reported tests: "
-        "p <= alpha with the reported sign; nulls: p <= alpha, the false-positive "
-        "rate), then direction, the reported range, a verdict and the effect the "
-        "reported p implies at the design's dMD reliability. Prints reported "
-        "versus simulated side by side.",
-    )
-    add_design_arguments(p)
-    return p
-
-
 def reproduce_table(res) -> pd.DataFrame:
     """Set reported beside simulated for every row of the reported findings."""
-    from dtitool.reference import reported_findings
-
     design = res.design
     t = res.table.set_index(["roi", "outcome", "term"])
     rows = []
@@ -113,32 +102,32 @@ def reproduce_table(res) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(args) -> int:
-    """Run ``dtitool reproduce``."""
-    design, seed = resolve(args)
-    from dtitool._cmd_power import reported_family
+def reproduce_summary(table: pd.DataFrame, res) -> str:
+    """Return the printed side-by-side view of :func:`reproduce_table`'s output.
 
-    family = reported_family(design)
-    families = {"reported": family} if family else None
-    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force) as tmp:
-        res = power(design, replicates=args.replicates, rng=seed, alpha=args.alpha,
-                    n_jobs=args.n_jobs, chunk_size=args.chunk_size,
-                    families=families, progress=False if args.quiet else None)
-        table = reproduce_table(res)
-        write_tsv(table, tmp / "reproduce.tsv")
-    if not args.quiet:
-        print(f"reported (Kopelman et al. 2023) vs simulated {design.name!r}: "
-              f"{res.replicates} replicates, seed {res.seed}, alpha {res.alpha:g}; "
-              "power = P(p <= alpha with the reported sign), for nulls P(p <= alpha)")
-        show = table[[*COLUMNS, "verdict", "implied_r_true"]]
-        with pd.option_context("display.width", 140, "display.max_rows", 100):
-            print(show.to_string(index=False, float_format="%.4g", na_rep=""))
-        if families:
-            fw = res.familywise.set_index(["family", "method"]).loc["reported"]
-            print(f"all {len(family)} reported findings significant with the "
-                  f"reported sign in one trial: {fw.loc['none', 'power_all']:.3f} "
-                  f"(Holm {fw.loc['holm', 'power_all']:.3f})")
-        n_ok = int(table["verdict"].isin(["in range", "null, as reported"]).sum())
-        print(f"{n_ok} of {len(table)} tests match the report")
-        print(f"wrote reproduce.tsv to {args.out}")
-    return 0
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`reproduce_table`.
+    res : PowerResult
+        The power run it came from (for replicates, seed and the reported family).
+    """
+    lines = [
+        f"reported (Kopelman et al. 2023) vs simulated {res.design.name!r}: "
+        f"{res.replicates} replicates, seed {res.seed}, alpha {res.alpha:g}; "
+        "power = P(p <= alpha with the reported sign), for nulls P(p <= alpha)"
+    ]
+    show = table[[*REPRODUCE_COLUMNS, "verdict", "implied_r_true"]]
+    with pd.option_context("display.width", 140, "display.max_rows", 100):
+        lines.append(show.to_string(index=False, float_format="%.4g", na_rep=""))
+    fw = res.familywise
+    if (fw["family"] == "reported").any():
+        fw = fw.set_index(["family", "method"]).loc["reported"]
+        lines.append(
+            f"all {int(fw.loc['none', 'tests'])} reported findings significant with "
+            f"the reported sign in one trial: {fw.loc['none', 'power_all']:.3f} "
+            f"(Holm {fw.loc['holm', 'power_all']:.3f})"
+        )
+    n_ok = int(table["verdict"].isin(["in range", "null, as reported"]).sum())
+    lines.append(f"{n_ok} of {len(table)} tests match the report")
+    return "\n".join(lines)

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from dtitool._io import atomic_outputs, read_tsv, write_tsv
-from dtitool.extract import extract_roi_md
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,6 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``dtitool extract``."""
+    from dtitool.imaging.extract import extract_roi_md
+
     ids = None
     maps = list(args.maps)
     if args.mapping:

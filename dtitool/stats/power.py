@@ -1,9 +1,9 @@
 """Monte Carlo power of the per-ROI models, curves, sample size, analytic check.
 
 :func:`power` simulates ``replicates`` trials of a :class:`~dtitool.design.StudyDesign`
-(the lead's cohort simulator, keyed so replicate ``i`` depends only on the seed and
-``i``), fits every model of the analysis (DESIGN.md section 3; per ROI ``r`` and
-outcome ``k``)::
+(:mod:`dtitool.simulate`, keyed so replicate ``i`` depends only on the seed and
+``i``), fits every model of the analysis (``docs/model.md``, "Analysis models"; per
+ROI ``r`` and outcome ``k``)::
 
     d_score_k ~ ketamine + x_r + ketamine:x_r + <k>_baseline     (interaction model)
     d_score_k ~ ketamine + x_r + <k>_baseline                     (additive model)
@@ -18,7 +18,7 @@ How it is fast: per replicate, one cross-product matrix of all centred variables
 with a single batched matmul; every one of the 28 models reads its ``X'X``,
 ``X'y`` and ``y'y`` out of it (by Frisch-Waugh-Lovell centring replaces the
 intercept), and the 28 small systems of all replicates are solved together by
-:func:`dtitool.ols.ols_from_crossproducts`. A missing 24 h scan drops the subject
+:func:`dtitool.stats.ols.ols_from_crossproducts`. A missing 24 h scan drops the subject
 from every model of that replicate (the mask is per replicate).
 
 Reproducibility: chunks are replicate ranges aligned to the simulator's
@@ -43,15 +43,16 @@ from fractions import Fraction
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
-from dtitool._constants import DMD_SCALE
+from dtitool._constants import CURVE_PARAMETERS, DMD_SCALE, TERMS
 from dtitool.design import PerArm, StudyDesign
-from dtitool.ols import ols_from_crossproducts, two_sided_p
 from dtitool.simulate import BLOCK_SIZE, CohortArrays, as_seed_sequence, simulate_arrays
+from dtitool.stats.ols import ols_from_crossproducts, two_sided_p
 
 __all__ = [
     "CURVE_PARAMETERS",
+    "POWER_COLUMNS",
     "TERMS",
     "BatchModels",
     "PowerCurve",
@@ -66,8 +67,10 @@ __all__ = [
     "wilson_interval",
 ]
 
-TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
-"""Terms reported per model, in the order of the last axis of every array here."""
+
+POWER_COLUMNS = ("roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
+                 "median_p", "mean_estimate")
+"""Columns of ``power.tsv`` (a selection of :attr:`PowerResult.table`)."""
 
 # Contrasts over the centred interaction-model columns [ketamine, x, ketamine*x,
 # baseline]; slope_pooled is column x of the additive model [ketamine, x, baseline].
@@ -81,13 +84,9 @@ _POOLED_CONTRAST = np.array([0.0, 1.0, 0.0])
 METHODS = ("none", "holm", "bh")
 """Multiplicity handling of family-wise power: unadjusted, Holm, Benjamini-Hochberg."""
 
-CURVE_PARAMETERS = ("n", "ratio", "effect", "reliability", "cv")
-"""What :func:`power_curve` can vary (see :func:`vary_design`)."""
 
 DEFAULT_CHUNK = 1024
 """Replicates per chunk (rounded up to a multiple of the simulator's BLOCK_SIZE)."""
-
-_Z95 = float(stats.norm.isf(0.025))
 
 
 # ----------------------------------------------------------------------- models
@@ -304,7 +303,7 @@ def wilson_interval(successes, trials, *, level: float = 0.95):
     """
     k = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
-    z = float(stats.norm.isf((1 - level) / 2))
+    z = float(-special.ndtri((1 - level) / 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         ph = k / n
         den = 1 + z * z / n
@@ -688,6 +687,8 @@ def analytic_power(
                          f"got {n}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    from scipy import stats  # scipy.stats is slow to import: only here
+
     crit = stats.f.isf(alpha, df1, df2)
     out = stats.ncf.sf(crit, df1, df2, f2 * n)
     return out[()] if out.ndim == 0 else out
@@ -773,57 +774,6 @@ class PowerCurve:
     familywise: pd.DataFrame
     seed: int
     replicates: int
-
-    def plot(self, tests: Sequence[tuple[str, str, str]] | None = None, *, ax=None,
-             target_power: float | None = None):
-        """Plot power against the parameter, one line per test, with 95 % bands.
-
-        Parameters
-        ----------
-        tests : sequence of (roi, outcome, term), optional
-            Tests to draw; default the interaction of every model.
-        ax : matplotlib Axes, optional
-            Axes to draw in; a new figure is made only when not given.
-        target_power : float, optional
-            Draw a horizontal line at this power.
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-        """
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(7, 4.5))
-        t = self.table
-        if tests is None:
-            sel = t[t["term"] == "interaction"]
-            tests = list(sel[["roi", "outcome", "term"]].drop_duplicates()
-                         .itertuples(index=False, name=None))
-        for roi, outcome, term in tests:
-            d = t[(t["roi"] == roi) & (t["outcome"] == outcome) & (t["term"] == term)]
-            line, = ax.plot(d["value"], d["power"], marker="o", ms=3,
-                            label=f"{roi} {outcome} {term}")
-            ax.fill_between(d["value"], d["power_ci_low"], d["power_ci_high"],
-                            color=line.get_color(), alpha=0.15, lw=0)
-        if target_power is not None:
-            ax.axhline(target_power, color="k", ls="--", lw=1)
-        ax.set_xlabel(_AXIS_LABELS.get(self.parameter, self.parameter))
-        ax.set_ylabel("power")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"Monte Carlo power ({self.replicates} replicates per point, "
-                     f"seed {self.seed})", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
-        return ax
-
-
-_AXIS_LABELS = {
-    "n": "total sample size n",
-    "ratio": "allocation ratio ketamine:saline",
-    "effect": "effect scale (x ROI-outcome correlations)",
-    "reliability": "dMD reliability (ketamine arm)",
-    "cv": "scan-rescan CV of MD",
-}
 
 
 def power_curve(
@@ -1040,3 +990,38 @@ def sample_size(
         seed=int(ss.entropy), replicates=replicates,
     )
 
+
+def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
+                  size: SampleSizeResult | None = None) -> str:
+    """Return the printed summary of a power run.
+
+    Parameters
+    ----------
+    res : PowerResult
+    tests : sequence of (roi, outcome, term[, direction]), optional
+        Tests to list; default every interaction.
+    curve : PowerCurve, optional
+        Unused in the text (the curve is written as a table and a figure).
+    size : SampleSizeResult, optional
+        Its one-paragraph summary is appended.
+    """
+    t = res.table
+    lines = [f"power of {res.design.name!r} (n = {res.design.n}), {res.replicates} "
+             f"replicates, seed {res.seed}, alpha {res.alpha:g}"]
+    if tests:
+        keys = pd.DataFrame([tuple(r[:3]) for r in tests],
+                            columns=["roi", "outcome", "term"])
+        show = keys.merge(t, on=["roi", "outcome", "term"])
+    else:
+        show = t[t["term"] == "interaction"]
+    with pd.option_context("display.width", 120, "display.max_rows", 100):
+        lines.append(show[list(POWER_COLUMNS)].to_string(index=False,
+                                                         float_format="%.4g"))
+        fw = res.familywise
+        fw = fw[fw["family"].isin(["reported", "interaction"])]
+        lines.append(fw[["family", "method", "tests", "power_any", "power_all",
+                         "mean_rejections"]].to_string(index=False,
+                                                       float_format="%.3f"))
+    if size is not None:
+        lines.append(size.summary())
+    return "\n".join(lines)

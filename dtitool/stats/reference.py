@@ -10,7 +10,7 @@ a beta. The table lives in ``dtitool/data/reported_findings.tsv`` (package data)
 with one row per test:
 
 ``roi``, ``outcome``, ``term``
-    As in the analysis results (:data:`dtitool.analysis.TERMS`). ``outcome`` is
+    As in the analysis results (:data:`dtitool.stats.analysis.TERMS`). ``outcome`` is
     ``"any"`` where the abstract does not say which outcome (R BA10: "at least
     one"); the comparison then uses the outcome with the smaller p.
 ``direction``
@@ -34,7 +34,13 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-__all__ = ["REFERENCE", "compare_to_reported", "reported_findings"]
+__all__ = [
+    "REFERENCE",
+    "compare_to_reported",
+    "format_comparison",
+    "reported_family",
+    "reported_findings",
+]
 
 REFERENCE = (
     "Kopelman J, Keller TA, Panny B, et al. Rapid neuroplasticity changes and "
@@ -64,10 +70,27 @@ def reported_findings() -> pd.DataFrame:
     >>> f.loc[f["roi"] == "R_BA10", ["outcome", "term"]].iloc[0].tolist()
     ['any', 'slope_pooled']
     """
-    path = resources.files("dtitool") / "data" / "reported_findings.tsv"
+    path = resources.files("dtitool.stats") / "data" / "reported_findings.tsv"
     with path.open("r", encoding="utf-8") as fh:
         df = pd.read_csv(fh, sep="\t", dtype={"direction": int})
     return df.loc[:, list(_COLUMNS)]
+
+
+def reported_family(design) -> list[tuple]:
+    """Return the reference study's reported tests and signs, if ``design`` has them.
+
+    An ``outcome`` of ``"any"`` (R BA10) is taken as the design's first outcome.
+    """
+    f = reported_findings()
+    f = f[f["direction"] != 0]
+    tests = []
+    for r in f.itertuples(index=False):
+        outcome = design.outcome_names[0] if r.outcome == "any" else r.outcome
+        if r.roi not in design.roi_names or outcome not in design.outcome_names:
+            return []
+        tests.append((r.roi, outcome, r.term,
+                      "positive" if r.direction > 0 else "negative"))
+    return tests
 
 
 def _results_table(results) -> pd.DataFrame:
@@ -93,7 +116,7 @@ def compare_to_reported(
     Parameters
     ----------
     results : AnalysisResults or DataFrame
-        Output of :func:`dtitool.analysis.fit_models`, or its ``table`` (e.g.
+        Output of :func:`dtitool.stats.analysis.fit_models`, or its ``table`` (e.g.
         read back from ``results.tsv``).
     alpha : float
         Significance level for the null rows and the ``significant`` column.
@@ -174,3 +197,25 @@ def compare_to_reported(
         )
         out.append(rec)
     return pd.DataFrame(out)
+
+
+def format_comparison(comparison: pd.DataFrame) -> str:
+    """Return a comparison from :func:`compare_to_reported` as printable text."""
+    lines = [
+        "",
+        "Comparison with Kopelman et al. 2023 (abstract):",
+        f"{'roi':<14}{'outcome':<11}{'term':<14}{'reported':>16}"
+        f"{'found est':>11}{'p':>9}  verdict",
+    ]
+    for r in comparison.itertuples(index=False):
+        sign = {1: "+", -1: "-", 0: "null"}[r.direction]
+        prange = f"{r.p_low:g}" if r.p_low == r.p_high else f"{r.p_low:g}-{r.p_high:g}"
+        rep = f"{sign} p {prange}" if r.direction else "null"
+        used = r.outcome if r.outcome_used in (None, r.outcome) else (
+            f"{r.outcome}:{r.outcome_used}"
+        )
+        lines.append(
+            f"{r.roi:<14}{used:<11}{r.term:<14}{rep:>16}"
+            f"{r.estimate:>11.3f}{r.p:>9.4f}  {r.verdict}"
+        )
+    return "\n".join(lines)

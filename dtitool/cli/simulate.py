@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 
 from dtitool import __version__
-from dtitool._cli_common import add_design_options, resolve_design
-from dtitool._io import atomic_outputs, write_tsv
-from dtitool.design import design_to_toml
-from dtitool.images import image_seed_sequence, write_cohort_images
-from dtitool.simulate import simulate_cohort
+from dtitool._io import atomic_outputs
+from dtitool.cli._common import add_design_options, resolve_design
 
-TABLES = ("participants.tsv", "roi_md.tsv", "true_md.tsv", "design.toml")
 IMAGES_DIR = "derivatives/dtitool"
 
 
@@ -65,6 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``dtitool simulate``."""
+    from dtitool.imaging.synthetic import image_seed_sequence, write_cohort_images
+    from dtitool.simulate import COHORT_FILES, simulate_cohort
+
     if args.replicates < 1:
         raise ValueError(
             f"--replicates must be a positive integer; got {args.replicates}"
@@ -91,7 +90,7 @@ def run(args) -> int:
         "Design and seed of a dtitool simulate run; repeat it with\n"
         "  dtitool simulate --design design.toml --out DIR"
     )
-    outputs = (*TABLES, IMAGES_DIR) if args.images else TABLES
+    outputs = (*COHORT_FILES, IMAGES_DIR) if args.images else COHORT_FILES
     with atomic_outputs(args.out, outputs, force=args.force) as tmp:
         if args.images:
             # Inside the same atomic block: tables and images appear together.
@@ -103,12 +102,7 @@ def run(args) -> int:
                 dwi_subjects=dwi_subjects,
                 snr=args.snr,
             )
-        write_tsv(cohort.participants, tmp / "participants.tsv")
-        write_tsv(cohort.roi_md, tmp / "roi_md.tsv")
-        write_tsv(cohort.true_md, tmp / "true_md.tsv")
-        (tmp / "design.toml").write_text(
-            design_to_toml(design, run=run_info, header=header), encoding="utf-8"
-        )
+        cohort.write(tmp, run=run_info, header=header)
     n_t, n_c = design.arm_sizes()
     print(
         f"simulated {args.replicates} replicate(s) of {design.name!r}: n = "

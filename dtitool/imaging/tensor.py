@@ -483,7 +483,7 @@ def fit_tensor(
     Examples
     --------
     >>> import numpy as np
-    >>> from dtitool.gradients import default_protocol
+    >>> from dtitool.imaging.gradients import default_protocol
     >>> bvals, bvecs = default_protocol()
     >>> d = [1.7e-3, 0.3e-3, 0.3e-3, 0, 0, 0]
     >>> fit = fit_tensor(predict_signal(d, bvals, bvecs, s0=1000), bvals, bvecs)

@@ -41,7 +41,7 @@ import patsy
 import statsmodels.api as sm
 from statsmodels.stats.multitest import multipletests
 
-from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TREATMENT
+from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TERMS, TREATMENT
 from dtitool.tables import (
     COVARIATES,
     MIN_PER_ARM,
@@ -60,8 +60,6 @@ __all__ = [
     "fit_models",
 ]
 
-TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
-"""Reported terms, in table order."""
 
 RESULT_COLUMNS = (
     "roi", "outcome", "term", "estimate", "se", "t", "df", "p", "ci_low",

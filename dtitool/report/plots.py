@@ -14,21 +14,36 @@ import numpy as np
 import pandas as pd
 
 from dtitool._constants import DMD_SCALE, GROUPS, SESSIONS
-from dtitool.analysis import AnalysisResults, fit_changes
+from dtitool.stats.analysis import AnalysisResults, fit_changes
 from dtitool.tables import _roi_order, check_tables
 
 __all__ = [
+    "ANALYSIS_FIGURES",
     "ARM_COLORS",
     "plot_forest",
     "plot_md_sessions",
+    "plot_power_curve",
     "plot_roi_slices",
     "plot_scatter_grid",
+    "save_analysis_figures",
+    "save_power_curve",
 ]
+
+ANALYSIS_FIGURES = ("scatter_grid.png", "md_sessions.png", "forest.png")
+"""PNG files of :func:`save_analysis_figures` (``dtitool analyze --figures``)."""
 
 ARM_COLORS = {"ketamine": "#d95f02", "saline": "#1b9e77"}
 """Colour of each arm in every dtitool figure (ColorBrewer Dark2)."""
 
 _OUTCOME_LABELS = {"madrs": "MADRS", "qids": "QIDS-SR16"}
+
+_CURVE_AXIS_LABELS = {
+    "n": "total sample size n",
+    "ratio": "allocation ratio ketamine:saline",
+    "effect": "effect scale (x ROI-outcome correlations)",
+    "reliability": "dMD reliability (ketamine arm)",
+    "cv": "scan-rescan CV of MD",
+}
 
 
 def _as_results(data) -> AnalysisResults:
@@ -72,7 +87,7 @@ def plot_scatter_grid(
     Parameters
     ----------
     data : AnalysisResults or DataFrame
-        Results of :func:`dtitool.analysis.fit_models`, or a changes table from
+        Results of :func:`dtitool.stats.analysis.fit_models`, or a changes table from
         :func:`dtitool.tables.compute_changes` (fitted with the default model).
     rois, outcomes : sequence of str, optional
         Subsets to draw (rows and columns of the grid); default all.
@@ -329,3 +344,83 @@ def plot_roi_slices(md, labels, *, roi_names: Sequence[str] | None = None,
     fig.suptitle(f"MD map (grey, 0 to {vmax:.1f} x 1e-3 mm$^2$/s) with ROI outlines",
                  fontsize=10)
     return fig
+
+
+def plot_power_curve(curve, tests: Sequence[tuple[str, str, str]] | None = None, *,
+                     ax=None, target_power: float | None = None):
+    """Plot power against the varied parameter, one line per test, with 95 % bands.
+
+    Parameters
+    ----------
+    curve : PowerCurve
+        From :func:`dtitool.stats.power.power_curve`.
+    tests : sequence of (roi, outcome, term), optional
+        Tests to draw; default the interaction of every model.
+    ax : matplotlib Axes, optional
+        Axes to draw in; a new figure is made only when not given.
+    target_power : float, optional
+        Draw a horizontal line at this power.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    t = curve.table
+    if tests is None:
+        sel = t[t["term"] == "interaction"]
+        tests = list(sel[["roi", "outcome", "term"]].drop_duplicates()
+                     .itertuples(index=False, name=None))
+    for roi, outcome, term in tests:
+        d = t[(t["roi"] == roi) & (t["outcome"] == outcome) & (t["term"] == term)]
+        line, = ax.plot(d["value"], d["power"], marker="o", ms=3,
+                        label=f"{roi} {outcome} {term}")
+        ax.fill_between(d["value"], d["power_ci_low"], d["power_ci_high"],
+                        color=line.get_color(), alpha=0.15, lw=0)
+    if target_power is not None:
+        ax.axhline(target_power, color="k", ls="--", lw=1)
+    ax.set_xlabel(_CURVE_AXIS_LABELS.get(curve.parameter, curve.parameter))
+    ax.set_ylabel("power")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Monte Carlo power ({curve.replicates} replicates per point, "
+                 f"seed {curve.seed})", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    return ax
+
+
+def save_analysis_figures(results, participants, roi_md, folder) -> tuple[str, ...]:
+    """Write the analysis figures (:data:`ANALYSIS_FIGURES`) into ``folder``.
+
+    Built without pyplot, so no display backend is needed and nothing stays
+    registered. Returns the file names written.
+    """
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    folder = Path(folder)
+    n_roi = results.table["roi"].nunique()
+    n_out = results.table["outcome"].nunique()
+    fig = Figure(figsize=(3.3 * n_out, 2.4 * n_roi))
+    plot_scatter_grid(results, fig=fig)
+    fig.savefig(folder / ANALYSIS_FIGURES[0], dpi=120)
+
+    fig = Figure(figsize=(1.3 * n_roi + 1.5, 4), layout="constrained")
+    plot_md_sessions(roi_md, participants, ax=fig.subplots())
+    fig.savefig(folder / ANALYSIS_FIGURES[1], dpi=120)
+
+    n_rows = int((results.table["term"] == "interaction").sum())
+    fig = Figure(figsize=(6.5, 0.32 * n_rows + 1.2), layout="constrained")
+    plot_forest(results, ax=fig.subplots())
+    fig.savefig(folder / ANALYSIS_FIGURES[2], dpi=120)
+    return ANALYSIS_FIGURES
+
+
+def save_power_curve(curve, path, *, tests=None, target_power=None) -> None:
+    """Write :func:`plot_power_curve` of ``curve`` as a PNG (no pyplot involved)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    plot_power_curve(curve, tests, ax=fig.subplots(), target_power=target_power)
+    fig.savefig(path, dpi=120)

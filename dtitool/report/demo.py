@@ -33,28 +33,28 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dtitool import __version__
-from dtitool._cmd_fit_tensor import write_fit_maps
-from dtitool._cmd_power import POWER_COLUMNS, reported_family
-from dtitool._cmd_reproduce import reproduce_table
 from dtitool._constants import DMD_UNIT, GROUPS, SESSIONS
 from dtitool._io import atomic_outputs, write_tsv
-from dtitool.analysis import fit_models
-from dtitool.design import StudyDesign, design_to_toml, load_preset
-from dtitool.extract import extract_roi_md
-from dtitool.gradients import read_bvals_bvecs
-from dtitool.images import write_cohort_images
-from dtitool.phantom import make_phantom
-from dtitool.plots import (
+from dtitool.design import StudyDesign, load_preset
+from dtitool.imaging.extract import extract_roi_md
+from dtitool.imaging.gradients import read_bvals_bvecs
+from dtitool.imaging.nifti import write_fit_maps
+from dtitool.imaging.phantom import make_phantom
+from dtitool.imaging.synthetic import write_cohort_images
+from dtitool.imaging.tensor import fit_tensor
+from dtitool.report.html import HTMLReport, figure_png
+from dtitool.report.plots import (
     plot_forest,
     plot_md_sessions,
+    plot_power_curve,
     plot_roi_slices,
     plot_scatter_grid,
 )
-from dtitool.power import power, power_curve, sample_size
-from dtitool.reference import compare_to_reported
-from dtitool.report import HTMLReport, figure_png
 from dtitool.simulate import simulate_cohort
-from dtitool.tensor import fit_tensor
+from dtitool.stats.analysis import fit_models
+from dtitool.stats.power import POWER_COLUMNS, power, power_curve, sample_size
+from dtitool.stats.reference import compare_to_reported, reported_family
+from dtitool.stats.reproduce import reproduce_table
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -249,12 +249,8 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         step(f"simulating the {design.name} cohort (n = {design.n}, seed {s.seed})")
         cohort = simulate_cohort(design, rng=s.seed)
         (tmp / "cohort").mkdir()
-        write_tsv(cohort.participants, tmp / "cohort" / "participants.tsv")
-        write_tsv(cohort.roi_md, tmp / "cohort" / "roi_md.tsv")
-        write_tsv(cohort.true_md, tmp / "cohort" / "true_md.tsv")
-        (tmp / "cohort" / "design.toml").write_text(design_to_toml(
-            design, run={"seed": s.seed, "replicates": 1,
-                         "dtitool_version": __version__}), encoding="utf-8")
+        cohort.write(tmp / "cohort", run={"seed": s.seed, "replicates": 1,
+                                          "dtitool_version": __version__})
 
         step(f"writing MD maps for {2 * design.n} scans and DWI for "
              f"{s.dwi_subjects} participant(s)")
@@ -303,7 +299,7 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         fam = {"reported": reported} if reported else None
         pw = power(design, replicates=s.replicates, rng=s.seed, families=fam,
                    progress=False)
-        write_tsv(pw.table[POWER_COLUMNS], tables / "power.tsv")
+        write_tsv(pw.table[list(POWER_COLUMNS)], tables / "power.tsv")
         write_tsv(pw.familywise, tables / "familywise.tsv")
         repro = reproduce_table(pw)
         write_tsv(repro, tables / "reproduce.tsv")
@@ -315,7 +311,7 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         write_tsv(pc.table, tables / "power_curve.tsv")
         tests = [t[:3] for t in reported] or None
         fig = Figure(figsize=(8, 5), layout="constrained")
-        pc.plot(tests, ax=fig.subplots(), target_power=0.8)
+        plot_power_curve(pc, tests, ax=fig.subplots(), target_power=0.8)
         pngs["curve"] = _save(fig, figs / "power_curve.png")
         rc = power_curve(design, parameter="reliability", values=[0.3, 0.45, 0.6,
                                                                   0.75, 0.9],

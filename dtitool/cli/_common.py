@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from dtitool.design import StudyDesign, available_presets, load_preset, read_design
-from dtitool.simulate import as_seed_sequence
 
 
 def add_design_options(p: argparse.ArgumentParser, *, what: str = "the outputs"
@@ -28,6 +27,8 @@ def resolve_design(args: argparse.Namespace) -> tuple[StudyDesign, int]:
     The seed is the design file's ``[run]`` seed when ``--seed`` is not given, and
     fresh entropy when neither is; either way the returned integer repeats the run.
     """
+    from dtitool.simulate import as_seed_sequence
+
     run = {}
     if args.design:
         design, run = read_design(args.design)

@@ -17,7 +17,7 @@ axis convention ``(replicates, subjects, predictors)``:
 Rows can be masked out per replicate (e.g. a missing 24 h scan): a masked row
 gets weight zero and the residual degrees of freedom of that replicate are
 ``n_obs - p``. statsmodels remains the reference implementation and the engine
-for a single dataset (``dtitool.analysis``); ``tests/test_ols.py`` checks that
+for a single dataset (``dtitool.stats.analysis``); ``tests/test_ols.py`` checks that
 the two agree to 1e-8 in p.
 """
 

@@ -19,9 +19,6 @@ from pathlib import Path
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool.tables import COVARIATES, MD_UNITS, read_tables
 
-FIGURES = ("scatter_grid.png", "md_sessions.png", "forest.png")
-"""PNG files written under ``--figures``."""
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``dtitool analyze``."""
@@ -45,7 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--figures",
         metavar="FIGDIR",
-        help=f"also write PNG figures ({', '.join(FIGURES)}) into FIGDIR",
+        help="also write PNG figures (score change against dMD per ROI and arm, "
+        "MD per session, forest plot of the interactions) into FIGDIR",
     )
     p.add_argument(
         "--robust", action="store_true", help="HC3 heteroscedasticity-robust SEs"
@@ -95,7 +93,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``dtitool analyze``."""
     # statsmodels loads only when a model is fitted: keeps other commands fast
-    from dtitool.analysis import RESULT_COLUMNS, fit_models
+    from dtitool.stats.analysis import RESULT_COLUMNS, fit_models
+    from dtitool.stats.reference import compare_to_reported, format_comparison
 
     out = Path(args.out)
     if out.name in ("", ".", "..") or out.is_dir():
@@ -106,8 +105,10 @@ def run(args) -> int:
         )
         figtmp = None
         if args.figures:
+            from dtitool.report.plots import ANALYSIS_FIGURES, save_analysis_figures
+
             figtmp = stack.enter_context(
-                atomic_outputs(args.figures, list(FIGURES), force=args.force)
+                atomic_outputs(args.figures, list(ANALYSIS_FIGURES), force=args.force)
             )
         participants, roi_md = read_tables(
             args.dir, replicate=args.replicate, md_unit=args.md_unit
@@ -121,55 +122,11 @@ def run(args) -> int:
         )
         write_tsv(results.table.loc[:, list(RESULT_COLUMNS)], tmp / out.name)
         if figtmp is not None:
-            _write_figures(results, participants, roi_md, figtmp)
+            save_analysis_figures(results, participants, roi_md, figtmp)
     print(results.summary())
     if args.compare:
-        _print_comparison(results)
+        print(format_comparison(compare_to_reported(results)))
     print(f"\nwrote {out} ({len(results.table)} rows)")
     if args.figures:
-        print(f"wrote {', '.join(FIGURES)} to {args.figures}")
+        print(f"wrote {', '.join(ANALYSIS_FIGURES)} to {args.figures}")
     return 0
-
-
-def _write_figures(results, participants, roi_md, folder: Path) -> None:
-    # Figures are built without pyplot so the CLI needs no display backend.
-    from matplotlib.figure import Figure
-
-    from dtitool.plots import plot_forest, plot_md_sessions, plot_scatter_grid
-
-    n_roi = results.table["roi"].nunique()
-    n_out = results.table["outcome"].nunique()
-    fig = Figure(figsize=(3.3 * n_out, 2.4 * n_roi))
-    plot_scatter_grid(results, fig=fig)
-    fig.savefig(folder / FIGURES[0], dpi=120)
-
-    fig = Figure(figsize=(1.3 * n_roi + 1.5, 4), layout="constrained")
-    plot_md_sessions(roi_md, participants, ax=fig.subplots())
-    fig.savefig(folder / FIGURES[1], dpi=120)
-
-    n_rows = int((results.table["term"] == "interaction").sum())
-    fig = Figure(figsize=(6.5, 0.32 * n_rows + 1.2), layout="constrained")
-    plot_forest(results, ax=fig.subplots())
-    fig.savefig(folder / FIGURES[2], dpi=120)
-
-
-def _print_comparison(results) -> None:
-    from dtitool.reference import compare_to_reported
-
-    c = compare_to_reported(results)
-    print("\nComparison with Kopelman et al. 2023 (abstract):")
-    print(
-        f"{'roi':<14}{'outcome':<11}{'term':<14}{'reported':>16}"
-        f"{'found est':>11}{'p':>9}  verdict"
-    )
-    for r in c.itertuples(index=False):
-        sign = {1: "+", -1: "-", 0: "null"}[r.direction]
-        prange = f"{r.p_low:g}" if r.p_low == r.p_high else f"{r.p_low:g}-{r.p_high:g}"
-        rep = f"{sign} p {prange}" if r.direction else "null"
-        used = r.outcome if r.outcome_used in (None, r.outcome) else (
-            f"{r.outcome}:{r.outcome_used}"
-        )
-        print(
-            f"{r.roi:<14}{used:<11}{r.term:<14}{rep:>16}"
-            f"{r.estimate:>11.3f}{r.p:>9.4f}  {r.verdict}"
-        )

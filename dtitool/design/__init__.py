@@ -1,0 +1,52 @@
+"""The study design: its specification, validation, TOML files and presets.
+
+- :mod:`dtitool.design.spec`: :class:`StudyDesign` and its parts, frozen
+  dataclasses validated on construction.
+- :mod:`dtitool.design.io`: designs as TOML (read with tomllib, written with
+  tomli-w), and the presets shipped in ``dtitool/design/presets/``.
+
+Examples
+--------
+>>> from dtitool.design import load_preset
+>>> design = load_preset("ketamine-rct")
+>>> design.n, design.arm_sizes()
+(98, (65, 33))
+>>> design.roi_names[0]
+'L_BA10'
+"""
+
+from dtitool.design.io import (
+    available_presets,
+    design_from_dict,
+    design_to_dict,
+    design_to_toml,
+    load_preset,
+    read_design,
+    write_design,
+)
+from dtitool.design.spec import (
+    CorrelationSpec,
+    CovariateSpec,
+    MissingSpec,
+    OutcomeSpec,
+    PerArm,
+    ROISpec,
+    StudyDesign,
+)
+
+__all__ = [
+    "CorrelationSpec",
+    "CovariateSpec",
+    "MissingSpec",
+    "OutcomeSpec",
+    "PerArm",
+    "ROISpec",
+    "StudyDesign",
+    "available_presets",
+    "design_from_dict",
+    "design_to_dict",
+    "design_to_toml",
+    "load_preset",
+    "read_design",
+    "write_design",
+]

@@ -1,0 +1,455 @@
+"""Designs as TOML files: read (tomllib), write (tomli-w), and the shipped presets.
+
+A design file is a TOML document with the tables ``[trial]``, ``[rois.NAME]``,
+``[outcomes.NAME]``, ``[correlations]`` and optionally ``[covariates]``,
+``[missing]``, ``[sources]``; ``base = "PRESET"`` starts from a preset and
+overrides only the keys given. A ``[run]`` table records how a run was made
+(seed, replicates, options) so that the file repeats it. Every key is described
+in ``docs/model.md``.
+
+Examples
+--------
+>>> from dtitool.design import load_preset, design_from_dict, design_to_dict
+>>> design = load_preset("ketamine-rct")
+>>> design_from_dict(design_to_dict(design)) == design
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtitool._constants import GROUPS
+from dtitool.design.spec import (
+    CorrelationSpec,
+    CovariateSpec,
+    MissingSpec,
+    OutcomeSpec,
+    PerArm,
+    ROISpec,
+    StudyDesign,
+    _check_real,
+)
+
+__all__ = [
+    "available_presets",
+    "design_from_dict",
+    "design_to_dict",
+    "design_to_toml",
+    "load_preset",
+    "read_design",
+    "write_design",
+]
+
+_TOP_KEYS = {
+    "name",
+    "description",
+    "reference",
+    "base",
+    "trial",
+    "rois",
+    "outcomes",
+    "correlations",
+    "covariates",
+    "missing",
+    "sources",
+    "run",
+}
+_TRIAL_KEYS = {"n", "allocation", "block_size"}
+_ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd"}
+_OUTCOME_KEYS = {
+    "scale_min",
+    "scale_max",
+    "baseline_mean",
+    "baseline_sd",
+    "inclusion_min",
+    "change_mean",
+    "change_sd",
+    "reliability",
+}
+_CORR_KEYS = {
+    "roi_baseline",
+    "roi_change",
+    "outcome_baseline",
+    "outcome_change",
+    "roi_outcome",
+}
+_COV_KEYS = {f.name for f in dataclasses.fields(CovariateSpec)}
+_MISSING_KEYS = {f.name for f in dataclasses.fields(MissingSpec)}
+
+
+def _check_keys(
+    where: str, d: Any, allowed: set[str], required: set[str] = frozenset()
+):
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{where} must be a table; got {type(d).__name__} {d!r}")
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown key {where + '.' if where else ''}{unknown[0]}; valid keys here: "
+            f"{', '.join(sorted(allowed))}"
+        )
+    missing = sorted(required - set(d))
+    if missing:
+        raise ValueError(f"missing key {where + '.' if where else ''}{missing[0]}")
+
+
+def _per_arm(where: str, d: Any, cast=float) -> PerArm:
+    if isinstance(d, int | float) and not isinstance(d, bool):
+        return PerArm(ketamine=cast(d), saline=cast(d))
+    _check_keys(where, d, set(GROUPS), set(GROUPS))
+    return PerArm(ketamine=d["ketamine"], saline=d["saline"])
+
+
+def _matrix(where: str, value: Any, names: Sequence[str]) -> tuple:
+    k = len(names)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        m = np.full((k, k), float(value))
+        np.fill_diagonal(m, 1.0)
+        return tuple(map(tuple, m.tolist()))
+    if isinstance(value, list) and all(isinstance(r, list) for r in value):
+        try:
+            m = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{where} must be a number or a matrix of numbers"
+            ) from None
+        if m.shape != (k, k):
+            raise ValueError(
+                f"{where} must be a single correlation or a {k} x {k} "
+                f"matrix ordered as {list(names)}; got shape {m.shape}"
+            )
+        return tuple(map(tuple, m.tolist()))
+    raise TypeError(f"{where} must be a number or a list of lists; got {value!r}")
+
+
+def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
+    """Build a :class:`StudyDesign` from the nested dict of a design TOML file.
+
+    A ``base = "PRESET"`` key starts from that preset and overrides only the keys
+    given (tables are merged key by key, except ``correlations.roi_outcome``, which
+    replaces the base's pattern whole). A ``[run]`` table is ignored here.
+
+    Raises
+    ------
+    ValueError, TypeError
+        On an unknown or missing key, a wrongly typed value or an invalid design;
+        the message names the key.
+    """
+    _check_keys("", d, _TOP_KEYS)
+    if "base" in d:
+        base = d["base"]
+        if not isinstance(base, str):
+            raise TypeError(f"base must be a preset name; got {base!r}")
+        merged = _merge(
+            design_to_dict(load_preset(base)),
+            {k: v for k, v in d.items() if k != "base"},
+        )
+        return design_from_dict(merged)
+    _check_keys("", d, _TOP_KEYS, {"name", "trial", "rois", "outcomes", "correlations"})
+    tr = d["trial"]
+    _check_keys("trial", tr, _TRIAL_KEYS, _TRIAL_KEYS)
+    allocation = _per_arm("trial.allocation", tr["allocation"], cast=int)
+
+    rois_d = d["rois"]
+    if not isinstance(rois_d, Mapping) or not rois_d:
+        raise ValueError("rois must be a non-empty table of [rois.NAME] tables")
+    rois = []
+    for name, r in rois_d.items():
+        w = f"rois.{name}"
+        _check_keys(w, r, _ROI_KEYS, _ROI_KEYS)
+        rois.append(
+            ROISpec(
+                name=name,
+                md_mean=r["md_mean"],
+                md_sd=r["md_sd"],
+                cv=r["cv"],
+                change_mean=_per_arm(f"{w}.change_mean", r["change_mean"]),
+                change_sd=_per_arm(f"{w}.change_sd", r["change_sd"]),
+            )
+        )
+    out_d = d["outcomes"]
+    if not isinstance(out_d, Mapping) or not out_d:
+        raise ValueError("outcomes must be a non-empty table of [outcomes.NAME] tables")
+    outcomes = []
+    for name, o in out_d.items():
+        w = f"outcomes.{name}"
+        _check_keys(w, o, _OUTCOME_KEYS, _OUTCOME_KEYS - {"reliability"})
+        outcomes.append(
+            OutcomeSpec(
+                name=name,
+                scale_min=o["scale_min"],
+                scale_max=o["scale_max"],
+                baseline_mean=o["baseline_mean"],
+                baseline_sd=o["baseline_sd"],
+                inclusion_min=o["inclusion_min"],
+                change_mean=_per_arm(f"{w}.change_mean", o["change_mean"]),
+                change_sd=_per_arm(f"{w}.change_sd", o["change_sd"]),
+                reliability=o.get("reliability", 1.0),
+            )
+        )
+    roi_names = [r.name for r in rois]
+    out_names = [o.name for o in outcomes]
+
+    c = d["correlations"]
+    _check_keys(
+        "correlations",
+        c,
+        _CORR_KEYS,
+        {"roi_baseline", "outcome_baseline", "roi_change", "outcome_change"},
+    )
+    ro = c.get("roi_outcome", {})
+    _check_keys("correlations.roi_outcome", ro, set(GROUPS))
+    roi_outcome = {}
+    for arm in GROUPS:
+        per_out = ro.get(arm, {})
+        _check_keys(f"correlations.roi_outcome.{arm}", per_out, set(out_names))
+        m = np.zeros((len(roi_names), len(out_names)))
+        for j, oname in enumerate(out_names):
+            per_roi = per_out.get(oname, {})
+            w = f"correlations.roi_outcome.{arm}.{oname}"
+            _check_keys(w, per_roi, set(roi_names))
+            for rname, v in per_roi.items():
+                m[roi_names.index(rname), j] = _check_real(f"{w}.{rname}", v)
+        roi_outcome[arm] = tuple(map(tuple, m.tolist()))
+    correlations = CorrelationSpec(
+        roi_baseline=c["roi_baseline"],
+        roi_change=_matrix("correlations.roi_change", c["roi_change"], roi_names),
+        outcome_baseline=c["outcome_baseline"],
+        outcome_change=_matrix(
+            "correlations.outcome_change", c["outcome_change"], out_names
+        ),
+        roi_outcome=roi_outcome,
+    )
+    covariates = None
+    if "covariates" in d:
+        _check_keys("covariates", d["covariates"], _COV_KEYS)
+        covariates = CovariateSpec(**d["covariates"])
+    missing = MissingSpec()
+    if "missing" in d:
+        _check_keys("missing", d["missing"], _MISSING_KEYS)
+        missing = MissingSpec(**d["missing"])
+    sources = d.get("sources", {})
+    if not isinstance(sources, Mapping) or not all(
+        isinstance(v, str) for v in sources.values()
+    ):
+        raise TypeError("sources must be a table of strings")
+    for key in ("name", "description", "reference"):
+        if key in d and not isinstance(d[key], str):
+            raise TypeError(f"{key} must be a string; got {d[key]!r}")
+    return StudyDesign(
+        name=d["name"],
+        n=tr["n"],
+        allocation=allocation,
+        block_size=tr["block_size"],
+        rois=tuple(rois),
+        outcomes=tuple(outcomes),
+        correlations=correlations,
+        covariates=covariates,
+        missing=missing,
+        description=d.get("description", ""),
+        reference=d.get("reference", ""),
+        sources=dict(sources),
+    )
+
+
+_REPLACED_WHOLE = ("roi_outcome",)
+# An override of these replaces the base's table instead of merging into it: a
+# user who writes ROI-outcome correlations writes the whole pattern (unlisted = 0).
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if (isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
+                and k not in _REPLACED_WHOLE):
+            out[k] = _merge(dict(out[k]), v)
+        else:
+            out[k] = v
+    return out
+
+
+def design_to_dict(design: StudyDesign) -> dict[str, Any]:
+    """Return the nested dict that :func:`design_from_dict` reads back as ``design``."""
+    arm = lambda p: {g: p[g] for g in GROUPS}  # noqa: E731
+    d: dict[str, Any] = {"name": design.name}
+    if design.description:
+        d["description"] = design.description
+    if design.reference:
+        d["reference"] = design.reference
+    d["trial"] = {
+        "n": design.n,
+        "allocation": arm(design.allocation),
+        "block_size": design.block_size,
+    }
+    d["rois"] = {
+        r.name: {
+            "md_mean": r.md_mean,
+            "md_sd": r.md_sd,
+            "cv": r.cv,
+            "change_mean": arm(r.change_mean),
+            "change_sd": arm(r.change_sd),
+        }
+        for r in design.rois
+    }
+    d["outcomes"] = {
+        o.name: {
+            "scale_min": o.scale_min,
+            "scale_max": o.scale_max,
+            "baseline_mean": o.baseline_mean,
+            "baseline_sd": o.baseline_sd,
+            "inclusion_min": o.inclusion_min,
+            "change_mean": arm(o.change_mean),
+            "change_sd": arm(o.change_sd),
+            "reliability": o.reliability,
+        }
+        for o in design.outcomes
+    }
+    c = design.correlations
+    d["correlations"] = {
+        "roi_baseline": c.roi_baseline,
+        "roi_change": [list(r) for r in c.roi_change],
+        "outcome_baseline": c.outcome_baseline,
+        "outcome_change": [list(r) for r in c.outcome_change],
+        "roi_outcome": {
+            g: {
+                o: {
+                    r: c.roi_outcome_array(g)[i, j]
+                    for i, r in enumerate(design.roi_names)
+                    if c.roi_outcome_array(g)[i, j] != 0
+                }
+                for j, o in enumerate(design.outcome_names)
+            }
+            for g in GROUPS
+        },
+    }
+    if design.covariates is not None:
+        d["covariates"] = dataclasses.asdict(design.covariates)
+    d["missing"] = dataclasses.asdict(design.missing)
+    if design.sources:
+        d["sources"] = dict(design.sources)
+    return d
+
+
+def _plain(v: Any) -> Any:
+    """Return ``v`` with numpy scalars and tuples turned into TOML-ready values."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def design_to_toml(
+    design: StudyDesign, *, run: Mapping[str, Any] | None = None, header: str = ""
+) -> str:
+    """Serialise ``design`` (and an optional ``[run]`` table) as TOML text.
+
+    Parameters
+    ----------
+    design : StudyDesign
+    run : mapping, optional
+        Written as the ``[run]`` table (seed, replicates and the run's options).
+    header : str
+        Comment lines put first (each line prefixed with ``# ``).
+
+    Returns
+    -------
+    str
+        TOML that :func:`read_design` reads back as ``design`` and ``run``.
+    """
+    import tomli_w
+
+    d = design_to_dict(design)
+    if run:
+        d["run"] = dict(run)
+    lines = [f"# {ln}" if ln else "#" for ln in header.splitlines()]
+    text = tomli_w.dumps(_plain(d))
+    return ("\n".join(lines) + "\n" if lines else "") + text
+
+
+def write_design(
+    design: StudyDesign, path: str | Path, *, run: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``design`` to a TOML file (see :func:`read_design`)."""
+    Path(path).write_text(design_to_toml(design, run=run), encoding="utf-8")
+
+
+def read_design(path: str | Path) -> tuple[StudyDesign, dict[str, Any]]:
+    """Read a design TOML file.
+
+    Returns
+    -------
+    design : StudyDesign
+    run : dict
+        The file's ``[run]`` table (seed, replicates, version of a previous run),
+        empty if absent.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or parsed, or the design is invalid.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read design file {str(path)!r}: {e}") from None
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"design file {str(path)!r} is not valid TOML: {e}") from None
+    run = d.get("run", {})
+    try:
+        return design_from_dict(d), dict(run)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"design file {str(path)!r}: {e}") from None
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def _preset_files():
+    return resources.files("dtitool.design").joinpath("presets")
+
+
+def available_presets() -> tuple[str, ...]:
+    """Names of the presets shipped with dtitool."""
+    files = _preset_files().iterdir()
+    return tuple(sorted(f.name[:-5] for f in files if f.name.endswith(".toml")))
+
+
+def load_preset(name: str = "ketamine-rct") -> StudyDesign:
+    """Load a preset design shipped with dtitool.
+
+    Parameters
+    ----------
+    name : str
+        Preset name; see :func:`available_presets`. ``"ketamine-rct"`` (Kopelman et
+        al. 2023) is the default.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a known preset (the message lists them).
+    """
+    known = available_presets()
+    if name not in known:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
+    text = _preset_files().joinpath(f"{name}.toml").read_text("utf-8")
+    d = tomllib.loads(text)
+    d.pop("run", None)
+    return design_from_dict(d)

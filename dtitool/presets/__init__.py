@@ -1,1 +1,0 @@
-"""Preset study designs shipped with dtitool (TOML files in this folder)."""
