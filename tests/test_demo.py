@@ -77,14 +77,17 @@ def test_report_in_headless_browser(demo_dir, tmp_path):
     assert len(info["images"]) == 5
     for complete, width, height in info["images"]:
         assert complete and width > 100 and height > 100
+    assert all(len(alt) > 20 for alt in info["alts"])  # every figure described
     assert info["scroll_width"] <= 1280  # no page-wide horizontal overflow
+    assert info["overflow"] == []  # nothing sticks out or is clipped
     png = info["screenshot"].read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
-    # narrow (laptop/tablet) width renders without horizontal overflow too
+    # a phone: wide tables scroll inside their own box, nothing else overflows
     narrow = render_page(exe, demo_dir / "report.html", tmp_path / "narrow.png",
-                         width=800)
+                         width=390)
     assert narrow["errors"] == []
-    assert narrow["scroll_width"] <= 800
+    assert narrow["scroll_width"] <= 390
+    assert narrow["overflow"] == []
 
 
 def test_demo_refuses_existing_output(demo_dir, capsys):
