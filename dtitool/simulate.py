@@ -46,6 +46,7 @@ __all__ = [
     "Cohort",
     "CohortArrays",
     "as_seed_sequence",
+    "score_summary",
     "simulate_arrays",
     "simulate_cohort",
 ]
@@ -176,12 +177,11 @@ class _Model:
         self.chg_mean = []
         self.chg_chol_t = []
         for arm in GROUPS:
-            mean = [r.change_mean[arm] for r in d.rois] + [
-                o.change_mean[arm] for o in d.outcomes
-            ]
+            # outcome change on its generative scale (latent for logit scales)
+            latent = [o.change_parameters(arm) for o in d.outcomes]
+            mean = [r.change_mean[arm] for r in d.rois] + [x[0] for x in latent]
             sd = np.array(
-                [r.change_sd[arm] for r in d.rois]
-                + [o.change_sd[arm] for o in d.outcomes]
+                [r.change_sd[arm] for r in d.rois] + [x[1] for x in latent]
             )
             chol = np.linalg.cholesky(d.change_correlation(arm)) * sd[:, None]
             self.chg_mean.append(np.array(mean))
@@ -196,25 +196,101 @@ class _Model:
         self.base_chol_t = np.linalg.cholesky(
             _compound(self.no, d.correlations.outcome_baseline)
         ).T.copy()
-        o = d.outcomes
+        self.scores = _ScoreModel(d.outcomes)
+        self.score_rtm = self.scores.rtm
+        self.missing = d.missing
+        if d.missing.mechanism == "mnar":
+            k = d.outcome_names.index(d.missing.outcome)
+            self.mnar_k = self.nr + k
+        self.covariates = d.covariates
+
+
+class _ScoreModel:
+    """Per-outcome constants of the score model (``OutcomeSpec``, Notes).
+
+    Arrays have one entry per outcome; ``logit`` says which outcomes use the
+    logit-scale model (:mod:`dtitool.design.scales`), the others the additive
+    one.
+    """
+
+    def __init__(self, outcomes):
+        o = outcomes
         self.base_mean = np.array([x.baseline_mean for x in o])
         self.base_sd = np.array([x.baseline_sd for x in o])
         self.inc = np.array([x.inclusion_min for x in o], dtype=float)
         self.lo = np.array([x.scale_min for x in o], dtype=float)
         self.hi = np.array([x.scale_max for x in o], dtype=float)
         rel = np.array([x.reliability for x in o])
-        self.score_rtm = bool(np.any(rel < 1))
-        # occasion error of one rating, and the part of it predicted by baseline
-        self.score_err_sd = self.base_sd * np.sqrt(1 - rel)
-        self.score_e1_slope = 1 - rel
-        self.score_e1_sd = self.base_sd * np.sqrt(rel * (1 - rel))
+        self.rtm = bool(np.any(rel < 1))
+        self.logit = np.array([x.change_model == "logit" for x in o])
+        # additive: occasion error of one rating, and the part of it predicted by
+        # the baseline rating
+        self.err_sd = self.base_sd * np.sqrt(1 - rel)
+        self.e1_slope = 1 - rel
+        self.e1_sd = self.base_sd * np.sqrt(rel * (1 - rel))
         self.base_p_lo = special.ndtr((self.inc - 0.5 - self.base_mean) / self.base_sd)
         self.base_p_hi = special.ndtr((self.hi + 0.5 - self.base_mean) / self.base_sd)
-        self.missing = d.missing
-        if d.missing.mechanism == "mnar":
-            k = d.outcome_names.index(d.missing.outcome)
-            self.mnar_k = self.nr + k
-        self.covariates = d.covariates
+        # logit: latent constants (neutral values for additive outcomes)
+        sc = [x.latent_scale() if lg else None
+              for x, lg in zip(o, self.logit, strict=True)]
+        get = lambda f, default: np.array(  # noqa: E731
+            [default if c is None else float(f(c)) for c in sc])
+        self.width = get(lambda c: c.width, 1.0)
+        self.m = get(lambda c: c.m, 0.0)
+        self.sd_rating = get(lambda c: math.sqrt(c.v), 1.0)
+        self.beta = get(lambda c: c.beta, 1.0)
+        self.resid_sd = get(lambda c: c.resid_sd, 0.0)
+        self.tau = get(lambda c: math.sqrt(c.tau2), 0.0)
+        self.p_admit_lo = get(lambda c: 1 - c.p_admit, 0.0)
+
+
+def _to_score(z: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``width expit(z) - 1/2``, overflow-free (see dtitool.design.scales)."""
+    return width * np.exp(-np.logaddexp(0.0, -z)) - 0.5
+
+
+def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray,
+                 change: np.ndarray) -> np.ndarray:
+    """Integer scores at baseline and 24 h, shape (R, N, K, 2).
+
+    ``z_copula``: correlated standard normals of the baselines (R, N, K);
+    ``change``: each subject's outcome change on its generative scale (R, N, K).
+    Uses ``raw["z_e1"]``, ``raw["z_e2"]`` when a scale's reliability is below 1.
+    """
+    u = special.ndtr(z_copula)
+    lg = sm.logit
+    base_cont = post_cont = None
+    if not lg.all():
+        # additive: truncated-normal baseline rating, 24 h = baseline + change
+        p = sm.base_p_lo + u * (sm.base_p_hi - sm.base_p_lo)
+        add_base = sm.base_mean + sm.base_sd * special.ndtri(p)
+        add_post = np.clip(np.rint(add_base), sm.inc, sm.hi) + change
+        if sm.rtm:
+            # occasion errors of the two ratings; e1 given the observed baseline
+            e1 = (sm.e1_slope * (add_base - sm.base_mean)
+                  + sm.e1_sd * raw["z_e1"])
+            add_post = add_post - e1 + sm.err_sd * raw["z_e2"]
+        base_cont, post_cont = add_base, add_post
+    if lg.any():
+        # logit: the latent baseline rating is normal, truncated at admission;
+        # latent severity given the rating is normal too
+        p = sm.p_admit_lo + u * (1 - sm.p_admit_lo)
+        x = sm.sd_rating * special.ndtri(p)  # latent rating minus its mean
+        if sm.rtm:
+            z_true = sm.m + sm.beta * x + sm.resid_sd * raw["z_e1"]
+            z_post = z_true + change + sm.tau * raw["z_e2"]
+        else:
+            z_post = sm.m + x + change
+        lg_base = sm.lo + _to_score(sm.m + x, sm.width)
+        lg_post = sm.lo + _to_score(z_post, sm.width)
+        if base_cont is None:
+            base_cont, post_cont = lg_base, lg_post
+        else:
+            base_cont = np.where(lg, lg_base, base_cont)
+            post_cont = np.where(lg, lg_post, post_cont)
+    base = np.clip(np.rint(base_cont), sm.inc, sm.hi)
+    post = np.clip(np.rint(post_cont), sm.lo, sm.hi)
+    return np.stack([base, post], axis=-1)
 
 
 def _draw_blocks(
@@ -283,19 +359,8 @@ def _simulate_range(
     md_true[..., 1] = md_true[..., 0] + d_md_true
     md = md_true + raw["e"] * m.noise_sd[:, None]
 
-    # 5. scores: truncated-normal baseline through a Gaussian copula
-    u = special.ndtr(raw["z_base"] @ m.base_chol_t)
-    p = m.base_p_lo + u * (m.base_p_hi - m.base_p_lo)
-    base_cont = m.base_mean + m.base_sd * special.ndtri(p)
-    base = np.clip(np.rint(base_cont), m.inc, m.hi)
-    post = base + d_score
-    if m.score_rtm:
-        # occasion errors of the two ratings; e1 given the observed baseline
-        e1 = (m.score_e1_slope * (base_cont - m.base_mean)
-              + m.score_e1_sd * raw["z_e1"])
-        post = post - e1 + m.score_err_sd * raw["z_e2"]
-    post = np.clip(np.rint(post), m.lo, m.hi)
-    scores = np.stack([base, post], axis=-1)
+    # 5. scores: baselines through a Gaussian copula, admitted at the threshold
+    scores = _draw_scores(m.scores, raw, raw["z_base"] @ m.base_chol_t, d_score)
 
     # 6. missing 24 h scans
     miss = m.missing
@@ -404,6 +469,63 @@ def simulate_arrays(
             for k in parts[0]
         }
     return CohortArrays(design=design, seed=ss, start=int(start), **res)
+
+
+def score_summary(
+    design: StudyDesign | str | None = None, *, participants: int = 20_000, rng=0
+) -> pd.DataFrame:
+    """What the design's score model gives, per outcome and arm, by simulation.
+
+    Parameters
+    ----------
+    design : StudyDesign or str, optional
+        Design or preset name; default the ``ketamine-rct`` preset.
+    participants : int
+        At least this many simulated participants (whole replicate trials).
+    rng : None, int, SeedSequence or Generator
+        Seed (default 0: the same summary every time).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per outcome and arm: ``outcome, arm, n, reliability,
+        baseline_mean, baseline_sd`` (observed, admitted), ``true_change_mean,
+        true_change_sd`` (the design's), ``observed_change_mean,
+        observed_change_sd``, ``regression_to_mean`` (expected change of an
+        untreated participant, closed form), ``response`` (24 h score at most
+        half the baseline), ``remission`` (24 h score <= ``remission_max``; NaN
+        when the outcome has none), ``at_floor`` (24 h score at the scale
+        minimum), ``at_ceiling``.
+    """
+    design = _check_design(design)
+    if isinstance(participants, bool) or not isinstance(
+            participants, int | np.integer) or participants < 1:
+        raise ValueError(f"participants must be a positive integer; got "
+                         f"{participants!r}")
+    reps = -(-int(participants) // design.n)
+    a = simulate_arrays(design, seed=rng, stop=reps)
+    rows = []
+    for k, o in enumerate(design.outcomes):
+        b, post = a.scores[..., k, 0], a.scores[..., k, 1]
+        for arm, mask in ((TREATMENT, a.treated), (CONTROL, ~a.treated)):
+            bk, pk = b[mask], post[mask]
+            d = pk - bk
+            rows.append({
+                "outcome": o.name, "arm": arm, "n": int(mask.sum()),
+                "reliability": o.reliability,
+                "baseline_mean": bk.mean(), "baseline_sd": bk.std(ddof=1),
+                "true_change_mean": o.change_mean[arm],
+                "true_change_sd": o.change_sd[arm],
+                "observed_change_mean": d.mean(),
+                "observed_change_sd": d.std(ddof=1),
+                "regression_to_mean": o.regression_to_mean(),
+                "response": np.mean(pk <= 0.5 * bk),
+                "remission": (np.nan if o.remission_max is None
+                              else np.mean(pk <= o.remission_max)),
+                "at_floor": np.mean(pk == o.scale_min),
+                "at_ceiling": np.mean(pk == o.scale_max),
+            })
+    return pd.DataFrame(rows)
 
 
 class Cohort:

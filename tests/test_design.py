@@ -231,7 +231,9 @@ def test_roi_outcome_override_replaces_whole_pattern(preset):
 
 
 def test_outcome_reliability_optional_and_validated(preset):
-    assert preset.outcomes[0].reliability == 1.0
+    d = design_to_dict(preset)
+    del d["outcomes"]["madrs"]["reliability"]
+    assert design_from_dict(d).outcomes[0].reliability == 1.0
     d = design_from_dict(_with(preset, ("outcomes", "madrs", "reliability"), 0.85))
     assert d.outcomes[0].reliability == 0.85
     with pytest.raises(ValueError, match=r"outcomes\.madrs\.reliability must be > 0"):
