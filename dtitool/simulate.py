@@ -46,6 +46,8 @@ __all__ = [
     "Cohort",
     "CohortArrays",
     "as_seed_sequence",
+    "describe_design",
+    "md_summary_wide",
     "score_summary",
     "simulate_arrays",
     "simulate_cohort",
@@ -474,7 +476,7 @@ def simulate_arrays(
 def score_summary(
     design: StudyDesign | str | None = None, *, participants: int = 20_000, rng=0
 ) -> pd.DataFrame:
-    """What the design's score model gives, per outcome and arm, by simulation.
+    """Summarise what the design's score model gives, per outcome and arm.
 
     Parameters
     ----------
@@ -526,6 +528,65 @@ def score_summary(
                 "at_ceiling": np.mean(pk == o.scale_max),
             })
     return pd.DataFrame(rows)
+
+
+def md_summary_wide(design: StudyDesign) -> pd.DataFrame:
+    """:meth:`StudyDesign.md_summary` with one row per ROI, arms side by side.
+
+    Columns: ``roi``, ``MD (1e-3 mm^2/s)``, ``between-subject SD (%)`` and
+    ``test-retest CV (%)`` (both as % of MD), then per arm ``true change SD (% MD)``,
+    ``session r`` (observed baseline vs 24 h MD) and ``dMD reliability``.
+    """
+    m = design.md_summary()
+    first = m[m["arm"] == TREATMENT].set_index("roi")
+    out = pd.DataFrame({
+        "MD (1e-3 mm^2/s)": first["md_mean"] * 1e3,
+        "between-subject SD (%)": 100 * first["md_sd"] / first["md_mean"],
+        "test-retest CV (%)": 100 * first["cv"],
+    })
+    for col, name in (("change_sd_pct_md", "true change SD (% MD)"),
+                      ("session_correlation", "session r"),
+                      ("dmd_reliability", "dMD reliability")):
+        for arm in GROUPS:
+            out[f"{name} {arm}"] = m[m["arm"] == arm].set_index("roi")[col]
+    return out.reset_index()
+
+
+def describe_design(design: StudyDesign, *, participants: int = 20_000,
+                    rng=0) -> str:
+    """Describe a design in words and numbers: MD model per ROI, scores per arm.
+
+    The MD part is exact (:meth:`StudyDesign.md_summary`); the score part comes
+    from :func:`score_summary` (``participants`` simulated with seed ``rng``).
+    Parameters outside the design's ranges are listed last.
+    """
+    lines = [f"MD model of {design.name!r} per ROI and arm (MD in 1e-3 mm^2/s; SD, "
+             "CV and true change SD in % of MD; r: correlation of observed "
+             "baseline and 24 h MD; rel: reliability of observed dMD, the share of "
+             "its variance that is true change):"]
+    wide = md_summary_wide(design)
+    short = ["roi", "MD", "between SD", "CV"] + [
+        f"{a} {arm[:3]}" for a in ("change SD", "r", "rel") for arm in GROUPS]
+    wide.columns = short
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        lines.append(wide.to_string(index=False, float_format="%.3g"))
+    s = score_summary(design, participants=participants, rng=rng)
+    cols = {"observed_change_mean": "change", "observed_change_sd": "SD",
+            "regression_to_mean": "RTM", "response": "response",
+            "remission": "remission", "at_floor": "at floor"}
+    t = s[["outcome", "arm", "reliability", *cols]].rename(columns=cols)
+    n_sim = int(s["n"].sum() // len(design.outcomes))
+    lines.append(f"Scores at 24 h ({n_sim} simulated participants; change = 24 h "
+                 "minus baseline, observed; RTM = expected change without "
+                 "treatment, from regression to the mean; response = 24 h score at "
+                 "most half the baseline):")
+    with pd.option_context("display.width", 160):
+        lines.append(t.to_string(index=False, float_format="%.3g"))
+    v = design.range_violations()
+    if v:
+        lines.append("Outside the design's ranges:")
+        lines += [f"  - {x}" for x in v]
+    return "\n".join(lines)
 
 
 class Cohort:

@@ -75,7 +75,7 @@ def _check_range(where, value, lo=None, hi=None, *, lo_open=False, hi_open=False
 
 
 def _ndtr(x: float) -> float:
-    """Standard normal CDF (scalar; the standard library keeps start-up light)."""
+    """Return the standard normal CDF (scalar; no scipy, start-up stays light)."""
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
@@ -318,7 +318,7 @@ class OutcomeSpec:
 
     # -- the logit model -------------------------------------------------------
     def latent_scale(self):
-        """Latent parameters of the logit model (:class:`~dtitool.design.scales.LogitScale`).
+        """Return the logit model's latent parameters (a ``LogitScale``).
 
         Solved once per distinct outcome and cached.
         """
@@ -329,7 +329,7 @@ class OutcomeSpec:
                            self.inclusion_min)
 
     def regression_to_mean(self) -> float:
-        """Expected change of an untreated admitted participant, in points.
+        """Return the expected change of an untreated admitted participant (points).
 
         ``E[true baseline - observed baseline | admitted]``: negative when
         admission is on high ratings, zero when ``reliability`` is 1. For
@@ -782,7 +782,7 @@ class StudyDesign:
                 for k, o in enumerate(self.outcome_names)}
 
     def md_summary(self):
-        """The MD model per ROI and arm, and what it implies: a tidy table.
+        """Return the MD model per ROI and arm, and what it implies, as a tidy table.
 
         Returns
         -------

@@ -4,6 +4,14 @@ For every finding of the reference study (Kopelman et al. 2023; see
 :mod:`dtitool.stats.reference`) this sets the median p and the power over
 simulated trials of a design beside the reported p range, with a verdict and the
 effect the reported p implies (:func:`dtitool.stats.implied.implied_effect`).
+
+Two worlds are shipped as presets: ``ketamine-rct`` (realistic: every parameter
+inside its sourced range) and ``ketamine-rct-face-value`` (effects set so that
+each reported test's median p falls in its range, about 50 % power each).
+:func:`compare_worlds` sets one world's power beside the other's,
+:func:`add_needed` says which parameter a reported p would have to move outside
+its range and by how much, :func:`interpretation_notes` flags the readings the
+analysis invites but does not support, and :func:`reproduce_report` prints it all.
 """
 
 from __future__ import annotations
@@ -13,16 +21,32 @@ import math
 import numpy as np
 import pandas as pd
 
+from dtitool._constants import CONTROL, TERMS, TREATMENT
 from dtitool.stats.implied import implied_effect
 from dtitool.stats.reference import reported_findings
 
 __all__ = [
+    "FACE_VALUE_WORLD",
+    "NEEDED_COLUMNS",
     "NULL_MEDIAN_P",
     "POINT_TOLERANCE",
+    "REALISTIC_WORLD",
     "REPRODUCE_COLUMNS",
+    "add_needed",
+    "compare_worlds",
+    "interpretation_notes",
+    "other_world",
+    "reproduce_report",
     "reproduce_summary",
     "reproduce_table",
+    "world_summary",
 ]
+
+REALISTIC_WORLD = "ketamine-rct"
+"""Preset of the realistic world (every parameter inside its sourced range)."""
+
+FACE_VALUE_WORLD = "ketamine-rct-face-value"
+"""Preset of the face-value world (median p of each reported test in its range)."""
 
 REPRODUCE_COLUMNS = ["roi", "outcome", "term", "reported_p", "median_p", "power"]
 """Leading columns of the reproduce table (the side-by-side view)."""
@@ -117,7 +141,8 @@ def reproduce_summary(table: pd.DataFrame, res) -> str:
         f"{res.replicates} replicates, seed {res.seed}, alpha {res.alpha:g}; "
         "power = P(p <= alpha with the reported sign), for nulls P(p <= alpha)"
     ]
-    show = table[[*REPRODUCE_COLUMNS, "verdict", "implied_r_true"]]
+    extra = [c for c in ("other_median_p", "other_power") if c in table]
+    show = table[[*REPRODUCE_COLUMNS, *extra, "verdict", "implied_r_true"]]
     with pd.option_context("display.width", 140, "display.max_rows", 100):
         lines.append(show.to_string(index=False, float_format="%.4g", na_rep=""))
     fw = res.familywise
@@ -130,4 +155,328 @@ def reproduce_summary(table: pd.DataFrame, res) -> str:
         )
     n_ok = int(table["verdict"].isin(["in range", "null, as reported"]).sum())
     lines.append(f"{n_ok} of {len(table)} tests match the report")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------ two worlds, needs
+
+
+def other_world(design) -> str:
+    """Name of the preset to set beside ``design``.
+
+    The face-value world for every design except the face-value world itself,
+    which is compared with the realistic one.
+    """
+    return REALISTIC_WORLD if design.name == FACE_VALUE_WORLD else FACE_VALUE_WORLD
+
+
+def compare_worlds(table: pd.DataFrame, other: pd.DataFrame,
+                   name: str) -> pd.DataFrame:
+    """Set another world's median p and power beside each reported test.
+
+    Parameters
+    ----------
+    table, other : DataFrame
+        :func:`reproduce_table` of the design and of the other world.
+    name : str
+        The other world's name (a preset name).
+
+    Returns
+    -------
+    DataFrame
+        ``table`` with ``other_world``, ``other_median_p`` and ``other_power``
+        appended (an ``"any"`` outcome takes the other world's stronger outcome).
+    """
+    key = ["roi", "reported_outcome", "term"]
+    o = other[[*key, "median_p", "power"]].rename(
+        columns={"median_p": "other_median_p", "power": "other_power"})
+    out = table.merge(o, on=key, how="left", validate="one_to_one")
+    out.insert(len(table.columns), "other_world", name)
+    return out
+
+
+NEEDED_COLUMNS = ("target_p", "needed_factor", "needed_r_true",
+                  "needed_reliability", "needed_change_sd_pct", "needed_cv_pct",
+                  "leaves_range", "needed")
+"""Columns :func:`add_needed` appends to the reproduce table."""
+
+
+def _needed_row(f, design, alpha: float) -> dict:
+    """Return what one reported test that misses its range needs (add_needed)."""
+    lo, hi = f.p_low, f.p_high
+    if lo == hi:
+        hi = hi * POINT_TOLERANCE
+    kw = {"n": design.n, "allocation": design.allocation.as_tuple(),
+          "term": f.term, "alpha": alpha}
+    now = min(max(float(f.median_p), 1e-12), 1 - 1e-9)
+    k = implied_effect(hi, **kw).r_observed / implied_effect(now, **kw).r_observed
+    i = design.roi_names.index(f.roi)
+    j = design.outcome_names.index(f.outcome)
+    roi = design.rois[i]
+    r_true = abs(float(design.correlations.roi_outcome_array(TREATMENT)[i, j]))
+    rel = roi.reliability(TREATMENT)
+    need_r, need_rel = r_true * k, rel * k * k
+    noise, cs = roi.noise_sd, roi.change_sd[TREATMENT]
+    if need_rel < 1:
+        need_sd = 100 * noise * math.sqrt(2 * need_rel / (1 - need_rel)) / roi.md_mean
+        need_cv = 100 * cs * math.sqrt((1 - need_rel) / (2 * need_rel)) / roi.md_mean
+    else:
+        need_sd = need_cv = math.nan
+    rg = design.ranges
+    r_max = rg.roi_outcome[1] if rg is not None and rg.roi_outcome else 1.0
+    sd_rng = rg.change_sd(TREATMENT) if rg is not None else None
+    sd_max = 100 * sd_rng[1] if sd_rng else math.nan
+    cv_min = 100 * rg.cv[0] if rg is not None and rg.cv else math.nan
+    leaves, parts = [], []
+    if need_r >= 1:
+        parts.append(f"a true correlation of {need_r:.2f} (impossible: above 1)")
+        leaves.append("true correlation (impossible)")
+    else:
+        out = need_r > r_max
+        # the share of the score change all ROIs would then explain
+        c = design.correlations.roi_outcome_array(TREATMENT)[:, j].copy()
+        c[i] = math.copysign(need_r, c[i] if c[i] else f.direction)
+        r2 = float(c @ np.linalg.solve(np.asarray(design.correlations.roi_change), c))
+        r2_max = rg.r_squared[1] if rg is not None and rg.r_squared else 1.0
+        r2_out = r2 > r2_max
+        r2_txt = (f"; R^2 of {f.outcome} change on all true dMD would be "
+                  + ("above 1: impossible" if r2 >= 1 else
+                     f"{r2:.2f}{f' > {r2_max:g}' if r2_out else ''}"))
+        parts.append(f"a true correlation of {need_r:.2f} (now {r_true:.2f}; "
+                     f"range <= {r_max:g}{f', x{need_r / r_max:.2f}' if out else ''}"
+                     f"{r2_txt})")
+        if out:
+            leaves.append(f"true correlation x{need_r / r_max:.2f}")
+        if r2_out:
+            leaves.append(f"R^2 {r2:.2f} > {r2_max:g}" if r2 < 1
+                          else "R^2 (impossible)")
+    if need_rel >= 1:
+        parts.append(f"a ketamine-arm dMD reliability of {need_rel:.2f} (impossible: "
+                     "above 1, whatever the MD-change SD or CV)")
+        leaves.append("dMD reliability (impossible)")
+    else:
+        out = bool(sd_max == sd_max and need_sd > sd_max)
+        sd_txt = (f"; range <= {sd_max:g} %, x{need_sd / sd_max:.2f}" if out
+                  else (f"; range <= {sd_max:g} %" if sd_max == sd_max else ""))
+        cv_txt = (f", below the lowest reported CV ({cv_min:g} %)"
+                  if cv_min == cv_min and need_cv < cv_min else "")
+        parts.append(
+            f"a ketamine-arm dMD reliability of {need_rel:.2f} (now {rel:.2f}): a "
+            f"true 24 h MD-change SD of {need_sd:.2g} % of MD (now "
+            f"{100 * cs / roi.md_mean:.2g} %{sd_txt}) or a test-retest CV of "
+            f"{need_cv:.2g} % (now {100 * roi.cv:.2g} %{cv_txt})")
+        if out:
+            leaves.append(f"ketamine MD-change SD x{need_sd / sd_max:.2f}")
+    text = (f"{f.roi} {f.outcome} {f.term}: median p {f.median_p:.3g} > {hi:.3g}; "
+            f"the observed association would have to be {k:.2f}x as strong, by any "
+            f"one of: " + "; or ".join(parts))
+    if f.term == "slope_pooled":
+        # "in both arms alike": the saline arm's dMD would have to be as reliable
+        rs = design.rois[i]
+        s_noise = rs.noise_sd
+        s_sd = 100 * s_noise * math.sqrt(2 * rel / (1 - rel)) / rs.md_mean
+        s_rng = rg.change_sd(CONTROL) if rg is not None else None
+        s_max = f"; rule <= {100 * s_rng[1]:g} %" if s_rng else ""
+        text += (f". 'In both arms alike' also needs the saline arm's dMD as reliable "
+                 f"as the ketamine arm's ({rel:.2f}, now "
+                 f"{rs.reliability(CONTROL):.2f}): a saline true MD-change SD of "
+                 f"{s_sd:.2g} % of MD{s_max}")
+        if s_rng and s_sd > 100 * s_rng[1]:
+            leaves.append(f"saline MD-change SD x{s_sd / (100 * s_rng[1]):.2f}")
+    return {"target_p": hi, "needed_factor": k, "needed_r_true": need_r,
+            "needed_reliability": need_rel, "needed_change_sd_pct": need_sd,
+            "needed_cv_pct": need_cv, "leaves_range": "; ".join(leaves),
+            "needed": text}
+
+
+def add_needed(table: pd.DataFrame, design, *, alpha: float = 0.05
+               ) -> pd.DataFrame:
+    """Say what each reported test that misses its range would need.
+
+    For every reported test whose median p is above its reported range, the
+    effect a median p at the top of the range implies is set against the effect
+    the design's median p implies (:func:`dtitool.stats.implied.implied_effect`,
+    the same formula for both, so its approximations largely cancel). Their
+    ratio ``k`` is how much stronger the observed association must be. The
+    observed ketamine-arm correlation is the true one times the square root of
+    the dMD reliability, so it needs, by any one of:
+
+    - a true ROI-outcome correlation ``k`` times the design's;
+    - a ketamine-arm dMD reliability ``k^2`` times the design's, i.e. a true
+      24 h MD-change SD of ``e sqrt(2 rel / (1 - rel))`` (``e`` the scan noise
+      SD), or a test-retest CV of ``c sqrt((1 - rel) / (2 rel)) / md_mean`` at
+      the design's change SD ``c``.
+
+    Each is compared with the design's :attr:`~dtitool.design.StudyDesign.ranges`;
+    ``leaves_range`` names every parameter that would have to leave its range
+    (and by what factor). For the pooled slope ("in both arms alike") the
+    saline arm's MD-change SD needed for an equally reliable dMD is added.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`reproduce_table` output.
+    design : StudyDesign
+        The design simulated.
+    alpha : float
+
+    Returns
+    -------
+    DataFrame
+        ``table`` with :data:`NEEDED_COLUMNS` appended (NaN / empty for tests in
+        range, stronger than reported, or expected null).
+    """
+    rows = []
+    for f in table.itertuples(index=False):
+        if f.direction != 0 and f.verdict == "weaker than reported":
+            rows.append(_needed_row(f, design, alpha))
+        else:
+            rows.append({c: (math.nan if c not in ("leaves_range", "needed") else "")
+                         for c in NEEDED_COLUMNS})
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+
+
+def world_summary(design) -> dict:
+    """Summarise a world: dMD reliability, change SDs, R^2, range violations.
+
+    Returns
+    -------
+    dict
+        ``world``; ``reliability_ketamine``, ``reliability_saline`` and
+        ``change_sd_pct_ketamine``, ``change_sd_pct_saline`` as ``(min, max)``
+        over ROIs; ``r_squared_<outcome>`` (ketamine arm, true dMD of all ROIs);
+        ``violations`` (:meth:`~dtitool.design.StudyDesign.range_violations`).
+    """
+    md = design.md_summary()
+    out = {"world": design.name}
+    for arm in (TREATMENT, CONTROL):
+        m = md[md["arm"] == arm]
+        out[f"reliability_{arm}"] = (float(m["dmd_reliability"].min()),
+                                     float(m["dmd_reliability"].max()))
+        out[f"change_sd_pct_{arm}"] = (float(m["change_sd_pct_md"].min()),
+                                       float(m["change_sd_pct_md"].max()))
+    for o, r2 in design.r_squared(TREATMENT).items():
+        out[f"r_squared_{o}"] = r2
+    out["violations"] = design.range_violations()
+    return out
+
+
+def _span(lo_hi, fmt="{:.2f}") -> str:
+    lo, hi = (fmt.format(x) for x in lo_hi)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _violation_kinds(violations: list[str]) -> str:
+    """Group range violations by kind: 'true MD-change SD, saline arm (7 ROIs)'."""
+    kinds: dict[str, int] = {}
+    for v in violations:
+        if ".change_sd." in v:
+            k = f"true MD-change SD, {v.split('.change_sd.')[1].split()[0]} arm"
+        elif ".cv " in v:
+            k = "test-retest CV"
+        elif v.startswith("R^2 of "):
+            k = f"R^2 ({v.split()[2]})"
+        else:
+            k = "ROI-outcome correlation"
+        kinds[k] = kinds.get(k, 0) + 1
+    return "; ".join(f"{k} ({n} ROIs)" if n > 1 and "R^2" not in k else k
+                     for k, n in kinds.items())
+
+
+def _world_line(w: dict) -> str:
+    r2 = ", ".join(f"{k[len('r_squared_'):]} {v:.2f}" for k, v in w.items()
+                   if k.startswith("r_squared_"))
+    v = w["violations"]
+    return (f"{w['world']}: dMD reliability {_span(w['reliability_ketamine'])} "
+            f"(ketamine arm), {_span(w['reliability_saline'])} (saline arm); true "
+            f"24 h MD-change SD {_span(w['change_sd_pct_ketamine'], '{:.2g}')} % of "
+            f"MD (ketamine), {_span(w['change_sd_pct_saline'], '{:.2g}')} % "
+            f"(saline); R^2 of score change on the true dMD of all ROIs (ketamine "
+            f"arm): {r2}; "
+            + (f"outside their ranges: {_violation_kinds(v)}" if v
+               else "every parameter inside its range"))
+
+
+def interpretation_notes(table: pd.DataFrame, res) -> list[str]:
+    """Return the readings the analysis invites but does not support, with numbers.
+
+    1. dMD is measured after randomisation: the group x dMD interaction is not a
+       randomised comparison.
+    2. "Driven by the ketamine arm" (a slope significant in one arm and not in
+       the other) is not itself a test (Gelman and Stern 2006): for every
+       reported interaction, how often that pattern appears, and the
+       interaction's own median p and power beside it.
+    """
+    alpha = res.alpha
+    notes = [
+        "dMD is measured after randomisation: it is an outcome of the infusion, not "
+        "a randomised factor. The group x dMD interaction compares the dMD-score "
+        "slopes within the arms, so anything that moves both MD and mood within an "
+        "arm (arousal, sleep, hydration, dissociation) can produce it; only the "
+        "effects of the infusion on dMD and on the score are randomised "
+        "comparisons."]
+    d = res.design
+    sp = np.abs(res.signed_p.astype(float))
+    sign = np.sign(res.signed_p)
+    tk, ts, ti = (TERMS.index(t) for t in ("slope_ketamine", "slope_saline",
+                                           "interaction"))
+    t = res.table.set_index(["roi", "outcome", "term"])
+    for f in table.itertuples(index=False):
+        if f.term != "interaction" or f.direction == 0:
+            continue
+        j, k = d.roi_names.index(f.roi), d.outcome_names.index(f.outcome)
+        p = sp[:, j, k]
+        ket = (p[:, tk] <= alpha) & (sign[:, j, k, tk] == f.direction)
+        pattern = ket & (p[:, ts] > alpha)
+        inter = (p[:, ti] <= alpha) & (sign[:, j, k, ti] == f.direction)
+        share = float(pattern.mean())
+        both = float(inter[pattern].mean()) if pattern.any() else math.nan
+        rk = t.loc[(f.roi, f.outcome, "slope_ketamine")]
+        rs = t.loc[(f.roi, f.outcome, "slope_saline")]
+        notes.append(
+            f"{f.roi} {f.outcome}: 'driven by the ketamine arm' (ketamine-arm slope "
+            f"significant, median p {rk['median_p']:.3g}; saline-arm slope not, "
+            f"median p {rs['median_p']:.3g}) appears in {share:.0%} of trials, but "
+            "a slope significant in one arm and not in the other is not itself a "
+            "test of a difference (Gelman and Stern 2006). The test is the "
+            f"interaction: median p {f.median_p:.3g}, power {f.power:.2f}; it is "
+            f"significant in {both:.0%} of the trials that show the pattern.")
+    return notes
+
+
+def reproduce_report(table: pd.DataFrame, res, *, other_design=None) -> str:
+    """Return the printed ``dtitool reproduce`` view: both worlds, needs, notes.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`reproduce_table` output, optionally through :func:`compare_worlds`
+        and :func:`add_needed`.
+    res : PowerResult
+        The design's power run.
+    other_design : StudyDesign, optional
+        The world set beside it (its power is in ``table``'s ``other_*`` columns).
+    """
+    lines = [reproduce_summary(table, res), "", "Worlds:",
+             "  " + _world_line(world_summary(res.design))]
+    if other_design is not None:
+        lines.append("  " + _world_line(world_summary(other_design)))
+    rep = table[table["direction"] != 0]
+    pw = f"{rep['power'].min():.2f}-{rep['power'].max():.2f}"
+    text = (f"A median p inside a reported range means about 50 % power: half of "
+            f"that world's trials give a larger p. That is the face-value reading of "
+            f"a published result, which the significance filter inflates. Here the "
+            f"reported tests have power {pw} in {res.design.name!r}")
+    if "other_power" in rep and rep["other_power"].notna().all():
+        text += (f" and {rep['other_power'].min():.2f}-{rep['other_power'].max():.2f} "
+                 f"in {rep['other_world'].iloc[0]!r}")
+    lines += ["", text + "."]
+    if "needed" in table:
+        need = [x for x in table["needed"] if x]
+        if need:
+            lines += ["", "What the reported p-values need (each alone, at the top "
+                      "of its reported range):"]
+            lines += [f"  - {x}" for x in need]
+    lines += ["", "Reading the results:"]
+    lines += [f"  - {x}" for x in interpretation_notes(table, res)]
     return "\n".join(lines)
