@@ -196,121 +196,205 @@ def compare_worlds(table: pd.DataFrame, other: pd.DataFrame,
 
 
 NEEDED_COLUMNS = ("target_p", "needed_factor", "needed_r_true",
-                  "needed_reliability", "needed_change_sd_pct", "needed_cv_pct",
-                  "leaves_range", "needed")
+                  "needed_change_sd_pct", "needed_reliability", "needed_cv_pct",
+                  "needed_saline_change_sd_pct", "leaves_range", "needed")
 """Columns :func:`add_needed` appends to the reproduce table."""
 
+_GRID = 400  # points of each one-parameter scan
 
-def _needed_row(f, design, alpha: float) -> dict:
+
+def _test_statistic(term, n, r_true, rel, v, sy):
+    """Return the expected t of a term from the arms' moments (ketamine first).
+
+    ``r_true``, ``rel``, ``v``, ``sy``: per arm (arrays may carry a leading scan
+    axis) the true dMD-score correlation, the dMD reliability, the observed dMD
+    variance and the observed score-change SD; ``n``: arm sizes. The observed
+    correlation is ``r_true sqrt(rel)``; slopes ``b = r sy / sqrt(v)``. The
+    interaction divides the slope difference by its pooled-variance SE
+    ``sigma sqrt(1/(n_k v_k) + 1/(n_s v_s))``; the pooled slope is the
+    within-arm weighted slope over ``sigma / sqrt(n_k v_k + n_s v_s)`` (OLS of
+    the additive model). Anchored to the power engine by :func:`add_needed`.
+    """
+    nk, ns = n
+    rk, rs = (r_true[a] * np.sqrt(rel[a]) for a in (0, 1))
+    bk, bs = rk * sy[0] / np.sqrt(v[0]), rs * sy[1] / np.sqrt(v[1])
+    if term == "slope_pooled":
+        w = nk * v[0] + ns * v[1]
+        b = (nk * v[0] * bk + ns * v[1] * bs) / w
+        s2 = sum(m * (sd * sd - 2 * b * r * sd * np.sqrt(vv) + b * b * vv)
+                 for m, sd, r, vv in ((nk, sy[0], rk, v[0]), (ns, sy[1], rs, v[1])))
+        s2 = s2 / (nk + ns - 3)
+        return b / np.sqrt(s2 / w)
+    s2 = (nk * sy[0] ** 2 * (1 - rk * rk) + ns * sy[1] ** 2 * (1 - rs * rs)) / (
+        nk + ns - 4)
+    return (bk - bs) / np.sqrt(s2 * (1 / (nk * v[0]) + 1 / (ns * v[1])))
+
+
+def _needed_row(f, design, sy, alpha: float) -> dict:
     """Return what one reported test that misses its range needs (add_needed)."""
-    lo, hi = f.p_low, f.p_high
-    if lo == hi:
-        hi = hi * POINT_TOLERANCE
-    kw = {"n": design.n, "allocation": design.allocation.as_tuple(),
-          "term": f.term, "alpha": alpha}
-    now = min(max(float(f.median_p), 1e-12), 1 - 1e-9)
-    k = implied_effect(hi, **kw).r_observed / implied_effect(now, **kw).r_observed
+    from scipy import special
+
+    hi = f.p_high * (POINT_TOLERANCE if f.p_low == f.p_high else 1.0)
+    df = design.n - (4 if f.term == "slope_pooled" else 5)
+    t_target = float(special.stdtrit(df, 1 - hi / 2))
+    t_engine = float(special.stdtrit(df, 1 - min(max(f.median_p, 1e-12), 0.999) / 2))
     i = design.roi_names.index(f.roi)
     j = design.outcome_names.index(f.outcome)
     roi = design.rois[i]
-    r_true = abs(float(design.correlations.roi_outcome_array(TREATMENT)[i, j]))
-    rel = roi.reliability(TREATMENT)
-    need_r, need_rel = r_true * k, rel * k * k
-    noise, cs = roi.noise_sd, roi.change_sd[TREATMENT]
-    if need_rel < 1:
-        need_sd = 100 * noise * math.sqrt(2 * need_rel / (1 - need_rel)) / roi.md_mean
-        need_cv = 100 * cs * math.sqrt((1 - need_rel) / (2 * need_rel)) / roi.md_mean
-    else:
-        need_sd = need_cv = math.nan
+    n = design.arm_sizes()
+    corr = [float(design.correlations.roi_outcome_array(arm)[i, j]) * f.direction
+            for arm in (TREATMENT, CONTROL)]
+    cs = [roi.change_sd[TREATMENT], roi.change_sd[CONTROL]]
+
+    def stat(r_k=None, r_s=None, cs_k=None, cs_s=None, cv=None):
+        e2 = ((roi.cv if cv is None else cv) * roi.md_mean) ** 2
+        c = [cs[0] if cs_k is None else cs_k, cs[1] if cs_s is None else cs_s]
+        v = [c[0] ** 2 + 2 * e2, c[1] ** 2 + 2 * e2]
+        rel = [c[0] ** 2 / v[0], c[1] ** 2 / v[1]]
+        r = [corr[0] if r_k is None else r_k, corr[1] if r_s is None else r_s]
+        return _test_statistic(f.term, n, r, rel, v, sy)
+
+    # anchor the formula to the power engine's median p (it absorbs what the
+    # formula leaves out: the baseline covariate, the bounded score model)
+    anchor = t_engine / float(stat())
+
+    def first(grid, values):
+        ok = np.nonzero(values * anchor >= t_target)[0]
+        return float(grid[ok[0]]) if ok.size else math.nan
+
+    def best(grid, values):
+        """Return the smallest median p the scan reaches, and where."""
+        k = int(np.argmax(values))
+        p = 2 * special.stdtr(df, -abs(float(values[k]) * anchor))
+        return float(p), float(grid[k])
+
     rg = design.ranges
+    pooled = f.term == "slope_pooled"
+    # (1) the true correlation (both arms alike for the pooled slope)
+    g_r = np.linspace(abs(corr[0]), 0.999, _GRID)
+    need_r = first(g_r, stat(r_k=g_r, r_s=g_r if pooled else None))
+    # (2) the ketamine arm's true MD-change SD
+    g_sd = np.geomspace(cs[0], 0.5 * roi.md_mean, _GRID)
+    t_sd = stat(cs_k=g_sd)
+    need_sd = first(g_sd, t_sd)
+    # (3) the test-retest CV of this ROI (both arms)
+    g_cv = np.geomspace(roi.cv, 1e-3, _GRID)
+    t_cv = stat(cv=g_cv)
+    need_cv = first(g_cv, t_cv)
+    # (4) pooled slope: the saline arm's true MD-change SD
+    need_ssd = math.nan
+    if pooled:
+        g_s = np.geomspace(max(cs[1], 1e-9), 0.5 * roi.md_mean, _GRID)
+        need_ssd = first(g_s, stat(cs_s=g_s))
+    noise2 = 2 * roi.noise_sd ** 2
+    need_rel = (need_sd ** 2 / (need_sd ** 2 + noise2) if need_sd == need_sd
+                else math.nan)
+    pct = lambda x: 100 * x / roi.md_mean  # noqa: E731
+
+    leaves, parts, cannot = [], [], []
     r_max = rg.roi_outcome[1] if rg is not None and rg.roi_outcome else 1.0
-    sd_rng = rg.change_sd(TREATMENT) if rg is not None else None
-    sd_max = 100 * sd_rng[1] if sd_rng else math.nan
-    cv_min = 100 * rg.cv[0] if rg is not None and rg.cv else math.nan
-    leaves, parts = [], []
-    if need_r >= 1:
-        parts.append(f"a true correlation of {need_r:.2f} (impossible: above 1)")
-        leaves.append("true correlation (impossible)")
+    if need_r != need_r:
+        cannot.append("the true correlation (not even at 1)")
+        leaves.append("true correlation (not enough even at 1)")
     else:
-        out = need_r > r_max
-        # the share of the score change all ROIs would then explain
         c = design.correlations.roi_outcome_array(TREATMENT)[:, j].copy()
-        c[i] = math.copysign(need_r, c[i] if c[i] else f.direction)
+        c[i] = math.copysign(need_r, f.direction)
         r2 = float(c @ np.linalg.solve(np.asarray(design.correlations.roi_change), c))
         r2_max = rg.r_squared[1] if rg is not None and rg.r_squared else 1.0
-        r2_out = r2 > r2_max
-        r2_txt = (f"; R^2 of {f.outcome} change on all true dMD would be "
-                  + ("above 1: impossible" if r2 >= 1 else
-                     f"{r2:.2f}{f' > {r2_max:g}' if r2_out else ''}"))
-        parts.append(f"a true correlation of {need_r:.2f} (now {r_true:.2f}; "
-                     f"range <= {r_max:g}{f', x{need_r / r_max:.2f}' if out else ''}"
-                     f"{r2_txt})")
-        if out:
+        joint = design.change_correlation(TREATMENT)
+        joint[i, len(design.rois) + j] = joint[len(design.rois) + j, i] = c[i]
+        possible = np.linalg.eigvalsh(joint)[0] > 1e-10
+        txt = f"a true correlation of {need_r:.2f} (now {abs(corr[0]):.2f}"
+        if need_r > r_max:
+            txt += f"; range <= {r_max:g}, x{need_r / r_max:.2f}"
             leaves.append(f"true correlation x{need_r / r_max:.2f}")
-        if r2_out:
-            leaves.append(f"R^2 {r2:.2f} > {r2_max:g}" if r2 < 1
-                          else "R^2 (impossible)")
-    if need_rel >= 1:
-        parts.append(f"a ketamine-arm dMD reliability of {need_rel:.2f} (impossible: "
-                     "above 1, whatever the MD-change SD or CV)")
-        leaves.append("dMD reliability (impossible)")
+        if not possible or r2 >= 1:
+            cannot.append(f"the true correlation (it would need {need_r:.2f}, which "
+                          "the design's other correlations make impossible: not "
+                          "positive definite)")
+            leaves.append("correlations not jointly possible")
+            txt = ""
+        elif r2 > r2_max:
+            txt += f"; R^2 of {f.outcome} change on all true dMD {r2:.2f} > {r2_max:g}"
+            leaves.append(f"R^2 {r2:.2f} > {r2_max:g}")
+        if txt:
+            parts.append(txt + ")")
+    sd_rng = rg.change_sd(TREATMENT) if rg is not None else None
+    if need_sd != need_sd:
+        p_best, at = best(g_sd, t_sd)
+        cannot.append(f"the ketamine arm's MD-change SD (best p {p_best:.3g}, at "
+                      f"{pct(at):.2g} % of MD: the saline arm's slope, fitted to a "
+                      "dMD that is nearly all noise, caps the test)")
+        leaves.append("ketamine MD-change SD (not enough at any value)")
     else:
-        out = bool(sd_max == sd_max and need_sd > sd_max)
-        sd_txt = (f"; range <= {sd_max:g} %, x{need_sd / sd_max:.2f}" if out
-                  else (f"; range <= {sd_max:g} %" if sd_max == sd_max else ""))
-        cv_txt = (f", below the lowest reported CV ({cv_min:g} %)"
-                  if cv_min == cv_min and need_cv < cv_min else "")
-        parts.append(
-            f"a ketamine-arm dMD reliability of {need_rel:.2f} (now {rel:.2f}): a "
-            f"true 24 h MD-change SD of {need_sd:.2g} % of MD (now "
-            f"{100 * cs / roi.md_mean:.2g} %{sd_txt}) or a test-retest CV of "
-            f"{need_cv:.2g} % (now {100 * roi.cv:.2g} %{cv_txt})")
-        if out:
-            leaves.append(f"ketamine MD-change SD x{need_sd / sd_max:.2f}")
-    text = (f"{f.roi} {f.outcome} {f.term}: median p {f.median_p:.3g} > {hi:.3g}; "
-            f"the observed association would have to be {k:.2f}x as strong, by any "
-            f"one of: " + "; or ".join(parts))
-    if f.term == "slope_pooled":
-        # "in both arms alike": the saline arm's dMD would have to be as reliable
-        rs = design.rois[i]
-        s_noise = rs.noise_sd
-        s_sd = 100 * s_noise * math.sqrt(2 * rel / (1 - rel)) / rs.md_mean
+        txt = (f"a ketamine-arm true MD-change SD of {pct(need_sd):.2g} % of MD (now "
+               f"{pct(cs[0]):.2g} %; dMD reliability {need_rel:.2f}")
+        if sd_rng and need_sd / roi.md_mean > sd_rng[1]:
+            x = need_sd / roi.md_mean / sd_rng[1]
+            txt += f"; range <= {100 * sd_rng[1]:g} %, x{x:.2f}"
+            leaves.append(f"ketamine MD-change SD x{x:.2f}")
+        parts.append(txt + ")")
+    if need_cv != need_cv:
+        p_best, at = best(g_cv, t_cv)
+        cannot.append(f"the test-retest CV (best p {p_best:.3g}, at "
+                      f"{100 * at:.2g} %)")
+    else:
+        txt = f"a test-retest CV of {100 * need_cv:.2g} % (now {100 * roi.cv:.2g} %"
+        if rg is not None and rg.cv and need_cv < rg.cv[0]:
+            txt += f"; below the lowest reported, {100 * rg.cv[0]:g} %"
+            leaves.append("CV below the lowest reported")
+        elif rg is not None and rg.cv:
+            txt += (f"; inside the reported {100 * rg.cv[0]:g}-{100 * rg.cv[1]:g} %, "
+                    "but a CV is the scanner's, not the world's: this world keeps "
+                    "the sourced value")
+        parts.append(txt + ")")
+    if pooled:
         s_rng = rg.change_sd(CONTROL) if rg is not None else None
-        s_max = f"; rule <= {100 * s_rng[1]:g} %" if s_rng else ""
-        text += (f". 'In both arms alike' also needs the saline arm's dMD as reliable "
-                 f"as the ketamine arm's ({rel:.2f}, now "
-                 f"{rs.reliability(CONTROL):.2f}): a saline true MD-change SD of "
-                 f"{s_sd:.2g} % of MD{s_max}")
-        if s_rng and s_sd > 100 * s_rng[1]:
-            leaves.append(f"saline MD-change SD x{s_sd / (100 * s_rng[1]):.2f}")
-    return {"target_p": hi, "needed_factor": k, "needed_r_true": need_r,
-            "needed_reliability": need_rel, "needed_change_sd_pct": need_sd,
-            "needed_cv_pct": need_cv, "leaves_range": "; ".join(leaves),
-            "needed": text}
+        if need_ssd != need_ssd:
+            cannot.append("the saline arm's MD-change SD (up to 50 % of MD)")
+        else:
+            txt = (f"a saline-arm true MD-change SD of {pct(need_ssd):.2g} % of MD "
+                   f"(now {pct(cs[1]):.2g} %")
+            if s_rng and need_ssd / roi.md_mean > s_rng[1]:
+                x = need_ssd / roi.md_mean / s_rng[1]
+                txt += f"; rule <= {100 * s_rng[1]:g} %, x{x:.2f}"
+                leaves.append(f"saline MD-change SD x{x:.2f}")
+            parts.append(txt + ")")
+    text = (f"{f.roi} {f.outcome} {f.term}: median p {f.median_p:.3g} > {hi:.3g}, "
+            f"its t must grow {t_target / t_engine:.2f}x. ")
+    no = (f"{cannot[0]} cannot" if len(cannot) == 1 else
+          f"neither {' nor '.join(cannot)} can" if cannot else "")
+    if parts:
+        text += "Alone, " + "; or ".join(parts) + " would do it" + (
+            f"; {no}" if no else "")
+    else:
+        text += f"No single parameter does it: {no}"
+    return {"target_p": hi, "needed_factor": t_target / t_engine,
+            "needed_r_true": need_r, "needed_change_sd_pct": pct(need_sd),
+            "needed_reliability": need_rel, "needed_cv_pct": 100 * need_cv,
+            "needed_saline_change_sd_pct": pct(need_ssd),
+            "leaves_range": "; ".join(leaves), "needed": text}
 
 
-def add_needed(table: pd.DataFrame, design, *, alpha: float = 0.05
-               ) -> pd.DataFrame:
+def add_needed(table: pd.DataFrame, design, *, alpha: float = 0.05,
+               score_sd: pd.DataFrame | None = None) -> pd.DataFrame:
     """Say what each reported test that misses its range would need.
 
-    For every reported test whose median p is above its reported range, the
-    effect a median p at the top of the range implies is set against the effect
-    the design's median p implies (:func:`dtitool.stats.implied.implied_effect`,
-    the same formula for both, so its approximations largely cancel). Their
-    ratio ``k`` is how much stronger the observed association must be. The
-    observed ketamine-arm correlation is the true one times the square root of
-    the dMD reliability, so it needs, by any one of:
-
-    - a true ROI-outcome correlation ``k`` times the design's;
-    - a ketamine-arm dMD reliability ``k^2`` times the design's, i.e. a true
-      24 h MD-change SD of ``e sqrt(2 rel / (1 - rel))`` (``e`` the scan noise
-      SD), or a test-retest CV of ``c sqrt((1 - rel) / (2 rel)) / md_mean`` at
-      the design's change SD ``c``.
-
-    Each is compared with the design's :attr:`~dtitool.design.StudyDesign.ranges`;
-    ``leaves_range`` names every parameter that would have to leave its range
-    (and by what factor). For the pooled slope ("in both arms alike") the
-    saline arm's MD-change SD needed for an equally reliable dMD is added.
+    For every reported test whose median p lies above its reported range, one
+    parameter at a time is moved until the test's expected t reaches the t of a
+    p at the top of the range: the true ROI-outcome correlation, the ketamine
+    arm's true 24 h MD-change SD, the ROI's test-retest CV and, for the pooled
+    slope ("in both arms alike"), the saline arm's true MD-change SD. The
+    expected t comes from the arms' moments (:func:`_test_statistic`: observed
+    dMD variance ``c^2 + 2 e^2``, reliability ``c^2 / (c^2 + 2 e^2)``, observed
+    correlation ``r sqrt(reliability)``, pooled-variance OLS standard errors),
+    anchored to the power engine: the ratio of the engine's median-p t to the
+    formula's t at the design is carried to every other value. Each needed
+    value is set against the design's
+    :attr:`~dtitool.design.StudyDesign.ranges`; ``leaves_range`` names every
+    path that leaves its range and by what factor, or cannot get there at all
+    (raising only the ketamine arm's MD-change SD saturates: the interaction's
+    SE holds the saline arm's slope, fitted to a dMD that is nearly all noise).
 
     Parameters
     ----------
@@ -319,6 +403,9 @@ def add_needed(table: pd.DataFrame, design, *, alpha: float = 0.05
     design : StudyDesign
         The design simulated.
     alpha : float
+    score_sd : DataFrame, optional
+        :func:`dtitool.simulate.score_summary` of ``design`` (its observed change
+        SDs per outcome and arm); computed when not given.
 
     Returns
     -------
@@ -326,10 +413,20 @@ def add_needed(table: pd.DataFrame, design, *, alpha: float = 0.05
         ``table`` with :data:`NEEDED_COLUMNS` appended (NaN / empty for tests in
         range, stronger than reported, or expected null).
     """
+    todo = (table["direction"] != 0) & (table["verdict"] == "weaker than reported")
+    sy = {}
+    if todo.any():
+        if score_sd is None:
+            from dtitool.simulate import score_summary
+
+            score_sd = score_summary(design)
+        sy = {(r.outcome, r.arm): r.observed_change_sd
+              for r in score_sd.itertuples(index=False)}
     rows = []
-    for f in table.itertuples(index=False):
-        if f.direction != 0 and f.verdict == "weaker than reported":
-            rows.append(_needed_row(f, design, alpha))
+    for f, do in zip(table.itertuples(index=False), todo, strict=True):
+        if do:
+            s = (sy[(f.outcome, TREATMENT)], sy[(f.outcome, CONTROL)])
+            rows.append(_needed_row(f, design, s, alpha))
         else:
             rows.append({c: (math.nan if c not in ("leaves_range", "needed") else "")
                          for c in NEEDED_COLUMNS})
