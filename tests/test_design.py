@@ -53,7 +53,7 @@ def test_preset_signs_follow_reported_findings(preset):
 
 def test_preset_values_have_sources(preset):
     keys = " ".join(preset.sources)
-    for stem in ("trial.n", "md_mean", "cv", "baseline_mean", "change_mean",
+    for stem in ("trial.n", "md_mean", "cv", "baseline_", "change_", "reliability",
                  "roi_outcome"):
         assert stem in keys
 
