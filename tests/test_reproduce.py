@@ -54,8 +54,8 @@ def _median_ci(res, roi, outcome, term, z=3.29):
                                     d.outcome_names.index(outcome),
                                     TERMS.index(term)].astype(float)))
     n = p.size
-    lo = int(math.floor(n / 2 - z * math.sqrt(n) / 2))
-    hi = int(math.ceil(n / 2 + z * math.sqrt(n) / 2))
+    lo = math.floor(n / 2 - z * math.sqrt(n) / 2)
+    hi = math.ceil(n / 2 + z * math.sqrt(n) / 2)
     return p[max(lo, 0)], p[min(hi, n - 1)]
 
 
