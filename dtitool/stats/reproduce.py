@@ -319,6 +319,15 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
             leaves.append(f"R^2 {r2:.2f} > {r2_max:g}")
         if txt:
             parts.append(txt + ")")
+    def sd_path(arm, need, now, bounds, word, extra=""):
+        txt = (f"a {arm}-arm true MD-change SD of {pct(need):.2g} % of MD (now "
+               f"{pct(now):.2g} %{extra}")
+        if bounds and need / roi.md_mean > bounds[1]:
+            x = need / roi.md_mean / bounds[1]
+            txt += f"; {word} <= {100 * bounds[1]:g} %, x{x:.2f}"
+            leaves.append(f"{arm} MD-change SD x{x:.2f}")
+        parts.append(txt + ")")
+
     sd_rng = rg.change_sd(TREATMENT) if rg is not None else None
     if need_sd != need_sd:
         p_best, at = best(g_sd, t_sd)
@@ -327,13 +336,8 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
                       "dMD that is nearly all noise, caps the test)")
         leaves.append("ketamine MD-change SD (not enough at any value)")
     else:
-        txt = (f"a ketamine-arm true MD-change SD of {pct(need_sd):.2g} % of MD (now "
-               f"{pct(cs[0]):.2g} %; dMD reliability {need_rel:.2f}")
-        if sd_rng and need_sd / roi.md_mean > sd_rng[1]:
-            x = need_sd / roi.md_mean / sd_rng[1]
-            txt += f"; range <= {100 * sd_rng[1]:g} %, x{x:.2f}"
-            leaves.append(f"ketamine MD-change SD x{x:.2f}")
-        parts.append(txt + ")")
+        sd_path("ketamine", need_sd, cs[0], sd_rng, "range",
+                f"; dMD reliability {need_rel:.2f}")
     if need_cv != need_cv:
         p_best, at = best(g_cv, t_cv)
         cannot.append(f"the test-retest CV (best p {p_best:.3g}, at "
@@ -353,13 +357,7 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
         if need_ssd != need_ssd:
             cannot.append("the saline arm's MD-change SD (up to 50 % of MD)")
         else:
-            txt = (f"a saline-arm true MD-change SD of {pct(need_ssd):.2g} % of MD "
-                   f"(now {pct(cs[1]):.2g} %")
-            if s_rng and need_ssd / roi.md_mean > s_rng[1]:
-                x = need_ssd / roi.md_mean / s_rng[1]
-                txt += f"; rule <= {100 * s_rng[1]:g} %, x{x:.2f}"
-                leaves.append(f"saline MD-change SD x{x:.2f}")
-            parts.append(txt + ")")
+            sd_path("saline", need_ssd, cs[1], s_rng, "rule")
     text = (f"{f.roi} {f.outcome} {f.term}: median p {f.median_p:.3g} > {hi:.3g}, "
             f"its t must grow {t_target / t_engine:.2f}x. ")
     no = (f"{cannot[0]} cannot" if len(cannot) == 1 else
