@@ -201,3 +201,16 @@ def test_cli_reproduce_two_worlds(tmp_path, capsys):
     assert main(["reproduce", "--compare", "nope", "--replicates", "64",
                  "--out", str(tmp_path / "r3")]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_needed_for_a_design_without_the_association():
+    """The null scenario: the needed correlation comes from the formula alone."""
+    res = power(load_preset("null"), replicates=256, rng=1)
+    t = add_needed(reproduce_table(res), res.design)
+    weaker = t[(t["direction"] != 0) & (t["verdict"] == "weaker than reported")]
+    assert len(weaker) > 0
+    assert (weaker["needed_r_true"].fillna(1) > 0.3).all()
+    assert weaker["needed"].str.contains("no association to show").all()
+    # with no effect the estimate's sign is a coin flip: nothing is said for those
+    other = t[(t["direction"] != 0) & (t["verdict"] == "opposite sign")]
+    assert (other["needed"] == "").all()

@@ -256,7 +256,9 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
 
     # anchor the formula to the power engine's median p (it absorbs what the
     # formula leaves out: the baseline covariate, the bounded score model)
-    anchor = t_engine / float(stat())
+    t_formula = float(stat())
+    # a design with no association here has nothing to anchor to: formula alone
+    anchor = t_engine / t_formula if t_formula > 1e-6 else 1.0
 
     def first(grid, values):
         ok = np.nonzero(values * anchor >= t_target)[0]
@@ -331,9 +333,10 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
     sd_rng = rg.change_sd(TREATMENT) if rg is not None else None
     if need_sd != need_sd:
         p_best, at = best(g_sd, t_sd)
+        why = ("the saline arm's slope, fitted to a dMD that is nearly all noise, "
+               "caps the test" if corr[0] else "there is no association to show")
         cannot.append(f"the ketamine arm's MD-change SD (best p {p_best:.3g}, at "
-                      f"{pct(at):.2g} % of MD: the saline arm's slope, fitted to a "
-                      "dMD that is nearly all noise, caps the test)")
+                      f"{pct(at):.2g} % of MD: {why})")
         leaves.append("ketamine MD-change SD (not enough at any value)")
     else:
         sd_path("ketamine", need_sd, cs[0], sd_rng, "range",
