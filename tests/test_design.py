@@ -390,3 +390,13 @@ def test_change_model_validated(preset):
     with pytest.raises(ValueError, match=r"outcomes\.qids\.remission_max must be "
                        r"within \[0, 27\]"):
         design_from_dict(_with(preset, ("outcomes", "qids", "remission_max"), 30))
+
+
+def test_logit_scale_rejects_impossible_ratings(preset):
+    d = _with(preset, ("outcomes", "madrs", "baseline_mean"), 6.0)
+    d["outcomes"]["madrs"]["baseline_sd"] = 18.0
+    d["outcomes"]["madrs"]["inclusion_min"] = 0
+    with pytest.raises(ValueError, match=r"outcomes\.madrs\.baseline_mean / "
+                       r"baseline_sd: no rating on the 0-60 scale has mean 6 and SD "
+                       r"18"):
+        design_from_dict(d)

@@ -186,9 +186,11 @@ def logit_scale(lo: int, hi: int, mean: float, sd: float, reliability: float,
         step = np.linalg.solve(jac, -f)
         step *= min(1.0, 1.0 / max(np.max(np.abs(step)), 1e-12))  # damped
         m, lv = m + step[0], lv + step[1]
-    else:  # pragma: no cover - the moments are smooth and monotone
-        raise ValueError(f"could not fit a logit-normal rating with mean {mean:g} "
-                         f"and SD {sd:g} on the {lo}-{hi} scale")
+    else:
+        bound = math.sqrt((mean - lo + 0.5) * (hi + 0.5 - mean))
+        raise ValueError(f"no rating on the {lo}-{hi} scale has mean {mean:g} and SD "
+                         f"{sd:g} under the logit model: the SD must be well below "
+                         f"{bound:.3g}, the SD of all-or-nothing ratings at that mean")
     v = math.exp(lv)
     # reliability: the ICC rises monotonically with the stable share s2 / v
     if reliability >= 1:
@@ -205,7 +207,7 @@ def logit_scale(lo: int, hi: int, mean: float, sd: float, reliability: float,
     edge = inclusion_min - 0.5 - lo
     a = (float(to_latent(edge, width)) - m) / math.sqrt(v) if edge > -0.5 else (
         -math.inf)
-    return LogitScale(width=width, m=m, v=v, s2=s2, a=a)
+    return LogitScale(width=width, m=float(m), v=float(v), s2=float(s2), a=float(a))
 
 
 @lru_cache(maxsize=256)
@@ -301,7 +303,7 @@ def logit_change(sc: LogitScale, mean: float, sd: float) -> tuple[float, float]:
     for _ in range(100):
         f = np.array(admitted_change_moments(sc, mu, math.exp(ls))) - target
         if np.max(np.abs(f)) < 1e-9:
-            return mu, math.exp(ls)
+            return float(mu), math.exp(ls)
         jac = np.empty((2, 2))
         for j, (dm, dl) in enumerate(((1e-6, 0.0), (0.0, 1e-6))):
             fj = np.array(admitted_change_moments(sc, mu + dm, math.exp(ls + dl)))
