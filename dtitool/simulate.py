@@ -6,26 +6,31 @@ The generative model (``docs/model.md``), per replicate trial:
    (65 ketamine / 33 saline for n = 98 at 2:1); a final partial block holds the
    remainder, so the arm sizes are always :meth:`StudyDesign.arm_sizes`.
 2. **Change**: per subject, a multivariate normal vector of (true MD change per
-   ROI, score change per outcome) with the arm's means, SDs and joint correlation
-   matrix :meth:`StudyDesign.change_correlation`.
+   ROI, latent score change per outcome) with the arm's means, SDs and joint
+   correlation matrix :meth:`StudyDesign.change_correlation`.
 3. **Baseline MD**: multivariate normal per ROI (``md_mean``, ``md_sd``, common
    ROI-ROI correlation ``roi_baseline``); true 24 h MD = baseline + true change.
 4. **Measurement**: each scan adds independent normal noise with SD
-   ``cv * md_mean``, so observed dMD = true dMD + (e_24h - e_baseline) and its
-   reliability is ``var(true dMD) / (var(true dMD) + 2 cv^2 md_mean^2)``.
-5. **Scores**: baseline from a normal truncated at the inclusion threshold (and the
-   scale maximum), outcomes joined by a Gaussian copula with correlation
-   ``outcome_baseline``; rounded to integers. 24 h score = baseline + change,
-   rounded and clipped to the scale. A scale ``reliability`` below 1 adds
-   occasion error to both ratings, so selection on a high baseline regresses to
-   the mean (see :class:`~dtitool.design.OutcomeSpec`).
+   ``cv * md_mean`` (the test-retest CV: measurement and day-to-day physiology),
+   so observed dMD = true dMD + (e_24h - e_baseline) and its reliability is
+   ``var(true dMD) / (var(true dMD) + 2 cv^2 md_mean^2)``
+   (:meth:`StudyDesign.md_summary` states it per ROI and arm).
+5. **Scores** (:class:`~dtitool.design.OutcomeSpec`): baselines joined by a
+   Gaussian copula (``outcome_baseline``), admitted on the observed, noisy
+   baseline rating. The ``"logit"`` model draws everything on a latent scale that
+   maps into the score range, so integer scores never pile up at either end;
+   ``"additive"`` is baseline + change, rounded and clipped. A ``reliability``
+   below 1 adds occasion error to both ratings, so both arms regress to the mean
+   (:func:`score_summary` states the result per outcome and arm).
 6. **Missing 24 h scans** (MCAR or MNAR, see :class:`~dtitool.design.MissingSpec`)
    and covariates (age, sex), when the design asks for them.
 
 Reproducibility: replicates are drawn in fixed blocks of :data:`BLOCK_SIZE`, block
 ``b`` from its own stream ``SeedSequence(entropy, spawn_key=(..., b))``. A
 replicate's values depend only on the seed and its index, never on how many
-replicates were asked for or how they were chunked.
+replicates were asked for or how they were chunked. Within a block the draws
+come in a fixed order (:func:`_draw_blocks`); new draws are appended at its end,
+so existing streams stay put where the model is unchanged.
 """
 
 from __future__ import annotations
