@@ -37,8 +37,9 @@ def test_analyze_writes_results_and_figures(data_dir, tmp_path, capsys):
     assert tuple(got.columns) == RESULT_COLUMNS
     assert len(got) == 56
     want = fit_models(data_dir / "participants.tsv", data_dir / "roi_md.tsv").table
-    for col in RESULT_COLUMNS[3:]:
+    for col in RESULT_COLUMNS[3:-1]:
         np.testing.assert_allclose(got[col], want[col], rtol=1e-9, err_msg=col)
+    assert (got["inference"] == "ols").all()
     assert (got[["roi", "outcome", "term"]] == want[["roi", "outcome", "term"]]).all(
         axis=None
     )

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from dtitool.cli import main
+from dtitool.stats.power import POWER_COLUMNS
 
 
 def _run(capsys, *argv):
@@ -17,13 +18,14 @@ def test_power_writes_tables(tmp_path, capsys):
     assert code == 0, err
     assert stdout == ""
     t = pd.read_csv(out / "power.tsv", sep="\t")
-    assert list(t.columns) == ["roi", "outcome", "term", "power", "power_ci_low",
-                               "power_ci_high", "median_p", "mean_estimate"]
+    assert tuple(t.columns) == POWER_COLUMNS
     assert len(t) == 56
     assert t["power"].between(0, 1).all()
+    assert t["size"].between(0, 1).all()
+    assert (t["inference"] == "ols").all()
     fw = pd.read_csv(out / "familywise.tsv", sep="\t")
     assert {"interaction", "reported"} <= set(fw["family"])
-    assert set(fw["method"]) == {"none", "holm", "bh"}
+    assert set(fw["method"]) == {"none", "holm", "bh", "maxt"}
     assert "seed = 1" in (out / "design.toml").read_text()
 
 

@@ -9,6 +9,7 @@ Kopelman et al. (2023) reported, with the effect each reported p implies
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool.cli.power import add_design_arguments, resolve
@@ -24,8 +25,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "term, reported_p, median_p (over replicates) and power (reported tests: "
         "p <= alpha with the reported sign; nulls: p <= alpha, the false-positive "
         "rate), then direction, the reported range, a verdict and the effect the "
-        "reported p implies at the design's dMD reliability. Prints reported "
-        "versus simulated side by side.",
+        "reported p implies at the design's dMD reliability, the test's size "
+        "and design analysis (type S, exaggeration; and what a significant "
+        "estimate would exaggerate if the true effect were half the face-value "
+        "one). Prints reported versus simulated side by side. --inference "
+        "defaults to ols, the analysis the study reported.",
     )
     add_design_arguments(p)
     return p
@@ -33,7 +37,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``dtitool reproduce``."""
-    from dtitool.stats.power import power
+    from dtitool.stats.power import power, size_warning
     from dtitool.stats.reference import reported_family
     from dtitool.stats.reproduce import reproduce_summary, reproduce_table
 
@@ -42,11 +46,15 @@ def run(args) -> int:
     families = {"reported": family} if family else None
     with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force) as tmp:
         res = power(design, replicates=args.replicates, rng=seed, alpha=args.alpha,
-                    n_jobs=args.n_jobs, chunk_size=args.chunk_size,
-                    families=families, progress=False if args.quiet else None)
+                    inference=args.inference, n_jobs=args.n_jobs,
+                    chunk_size=args.chunk_size, families=families,
+                    progress=False if args.quiet else None)
         table = reproduce_table(res)
         write_tsv(table, tmp / "reproduce.tsv")
     if not args.quiet:
         print(reproduce_summary(table, res))
         print(f"wrote reproduce.tsv to {args.out}")
+    warning = size_warning(res)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
