@@ -91,6 +91,9 @@ __all__ = [
     "batch_models",
     "check_inference",
     "fit_terms",
+    "model_arrays",
+    "models_from_statistics",
+    "permute_within_arms",
     "welch_df",
 ]
 
@@ -138,13 +141,17 @@ class ArmStatistics:
     n : tuple of 2 ndarrays of int, shape (R,)
         Subjects used per arm (a masked subject is in no model of that replicate).
     V : tuple of 2 ndarrays, shape (R, N_a, J + 2K), or None
-        The centred values themselves (masked rows zero); kept for HC3 only.
+        The centred values themselves (masked rows zero); kept for HC3 and for
+        :func:`permute_within_arms`.
+    use : tuple of 2 ndarrays of bool, shape (R, N_a), or None
+        Rows of ``V`` that hold a used subject (kept with ``V``).
     J, K : int
     """
 
     S: tuple[np.ndarray, np.ndarray]
     n: tuple[np.ndarray, np.ndarray]
     V: tuple[np.ndarray, np.ndarray] | None
+    use: tuple[np.ndarray, np.ndarray] | None
     J: int
     K: int
 
@@ -176,7 +183,7 @@ def arm_statistics(x, b, y, treated, mask, *, keep_values: bool = False
     V[..., :J] = x
     V[..., J : J + K] = b
     V[..., J + K :] = y
-    S, n, kept = [], [], []
+    S, n, kept, used = [], [], [], []
     for member in (treated, ~treated):
         size = int(member.sum(axis=1).max()) if R else 0
         # The arm's subjects first, in their original order (stable sort).
@@ -195,8 +202,58 @@ def arm_statistics(x, b, y, treated, mask, *, keep_values: bool = False
         S.append(np.matmul(Va.transpose(0, 2, 1), Va))
         n.append(na)
         kept.append(Va)
+        used.append(use)
     return ArmStatistics(S=tuple(S), n=tuple(n),
-                         V=tuple(kept) if keep_values else None, J=J, K=K)
+                         V=tuple(kept) if keep_values else None,
+                         use=tuple(used) if keep_values else None, J=J, K=K)
+
+
+def permute_within_arms(st: ArmStatistics, keys) -> ArmStatistics:
+    """Return the trials with dMD rows permuted among each arm's used subjects.
+
+    Parameters
+    ----------
+    st : ArmStatistics
+        With values kept (``arm_statistics(..., keep_values=True)``).
+    keys : sequence of 2 ndarrays, shape (R, >= N_a)
+        Uniform random keys per arm: used rows are reordered by their keys.
+
+    Returns
+    -------
+    ArmStatistics
+        Only the dMD x (baseline, score change) blocks of ``S`` change (the dMD
+        rows move together, so their own cross-products and the means do not).
+
+    Notes
+    -----
+    Where dMD is independent of the scores within each arm and its rows are
+    exchangeable (a design's null counterpart), the permuted trials have the same
+    distribution as simulated ones: extra null draws for the price of a refit.
+    """
+    if st.V is None:
+        raise ValueError("permute_within_arms needs arm_statistics(..., "
+                         "keep_values=True)")
+    J = st.J
+    S_out, V_out = [], []
+    for Sa, Va, use, u in zip(st.S, st.V, st.use, keys, strict=True):
+        Na = Va.shape[1]
+        rank = np.arange(Na) / Na
+        grp = use.astype(float)  # unused rows sort first and keep their place
+        slots = np.argsort(grp + rank, axis=1, kind="stable")
+        order = np.argsort(grp + np.where(use, u[:, :Na], rank), axis=1,
+                           kind="stable")
+        pos = np.empty_like(order)
+        np.put_along_axis(pos, slots, order, axis=1)
+        Vp = Va.copy()
+        Vp[..., :J] = np.take_along_axis(Va[..., :J], pos[..., None], axis=1)
+        cross = np.matmul(Vp[..., :J].transpose(0, 2, 1), Va[..., J:])
+        Sp = Sa.copy()
+        Sp[:, :J, J:] = cross
+        Sp[:, J:, :J] = cross.transpose(0, 2, 1)
+        S_out.append(Sp)
+        V_out.append(Vp)
+    return ArmStatistics(S=tuple(S_out), n=st.n, V=tuple(V_out), use=st.use, J=J,
+                         K=st.K)
 
 
 def _grids(J: int, K: int):
@@ -456,17 +513,20 @@ def batch_models_multi(arrays, inferences) -> dict[str, BatchModels]:
     """:func:`batch_models` for several inference options, sharing the data pass."""
     x, b, y, treated, mask = model_arrays(arrays)
     st = arm_statistics(x, b, y, treated, mask, keep_values="hc3" in inferences)
-    n = mask.sum(axis=1)
-    out = {}
-    for inference in inferences:
-        est, se, df = fit_terms(st, inference)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = est / se
-        out[inference] = BatchModels(
-            estimate=est, se=se, t=t, p=_p_values(t, df), df=df, n=n,
-            roi_names=tuple(arrays.roi_names),
-            outcome_names=tuple(arrays.outcome_names), inference=inference)
-    return out
+    return {inf: models_from_statistics(st, inf, arrays.roi_names,
+                                        arrays.outcome_names)
+            for inf in inferences}
+
+
+def models_from_statistics(st: ArmStatistics, inference: str, roi_names=(),
+                           outcome_names=()) -> BatchModels:
+    """:class:`BatchModels` of one inference option from :func:`arm_statistics`."""
+    est, se, df = fit_terms(st, inference)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = est / se
+    return BatchModels(estimate=est, se=se, t=t, p=_p_values(t, df), df=df,
+                       n=st.n[0] + st.n[1], roi_names=tuple(roi_names),
+                       outcome_names=tuple(outcome_names), inference=inference)
 
 
 def _p_values(t: np.ndarray, df: np.ndarray) -> np.ndarray:

@@ -61,9 +61,12 @@ from dtitool.stats.design_analysis import ZERO_SE, true_values
 from dtitool.stats.inference import (
     INFERENCE,
     BatchModels,
+    arm_statistics,
     batch_models,
-    batch_models_multi,
     check_inference,
+    model_arrays,
+    models_from_statistics,
+    permute_within_arms,
 )
 
 __all__ = [
@@ -108,6 +111,20 @@ ASCII): far above any replicate block index, so it never meets a block stream.""
 
 TRUTH_STREAM = 0x74727565
 """Spawn key of the reference sample of the true values ("true" in ASCII)."""
+
+PERMUTATION_STREAM = 0x7065726D
+"""Spawn key, under the null counterpart's, of the within-arm permutations that
+add max-T null draws ("perm" in ASCII); block ``b`` uses ``(..., PERM, b)``."""
+
+MAXT_EXTRA_DRAWS = 3
+"""Within-arm permutations of dMD per null-counterpart trial, for the max-T
+critical values. In the null counterpart dMD is independent of the scores
+within each arm and its rows are exchangeable there, so permuting whole dMD rows
+among a trial's observed subjects of one arm gives another draw from the same
+null distribution for the price of a refit (not a simulation). With 3 extra
+draws the critical value rests on 4 x replicates null draws, and its own Monte
+Carlo error adds a quarter (not all) of the binomial variance to a max-T
+family-wise rate."""
 
 
 def child_seed(ss: np.random.SeedSequence, key: int) -> np.random.SeedSequence:
@@ -186,15 +203,45 @@ class _Spec:
     inference: str
     null: bool = False  # a chunk of the null counterpart
     alternatives: tuple[str, ...] = ()  # other options whose size the null counts
+    extra_draws: int = 0  # within-arm dMD permutations per null trial (max-T)
 
 
 def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dict:
     arrays = simulate_arrays(design, seed=seed, start=start, stop=stop,
                              chunk_size=stop - start)
-    bms = batch_models_multi(arrays, (spec.inference, *spec.alternatives))
-    if spec.null:
-        return _summarise_null(bms, spec)
-    return _summarise(bms[spec.inference], spec)
+    if not spec.null:
+        return _summarise(batch_models(arrays, spec.inference), spec)
+    st = arm_statistics(*model_arrays(arrays), keep_values=True)
+    bms = {inf: models_from_statistics(st, inf)
+           for inf in (spec.inference, *spec.alternatives)}
+    out = _summarise_null(bms, spec)
+    if spec.extra_draws:
+        keys = _permutation_keys(seed, start, stop, spec.extra_draws,
+                                 arrays.treated.shape[1])
+        extra = [_family_minp(models_from_statistics(
+                     permute_within_arms(st, (keys[:, c, 0], keys[:, c, 1])),
+                     spec.inference), spec)[0]
+                 for c in range(spec.extra_draws)]
+        out["minp_extra"] = np.stack(extra, axis=1)  # (R, draws, F)
+    return out
+
+
+def _permutation_keys(seed, start: int, stop: int, copies: int, n: int):
+    """Uniform keys (R, copies, arm, n) for the null counterpart's permutations.
+
+    Drawn per block of ``BLOCK_SIZE`` replicates from the stream
+    ``(..., PERMUTATION_STREAM, b)`` under the null counterpart's seed, so they
+    depend only on the seed and the replicate index.
+    """
+    ss = as_seed_sequence(seed)
+    b0, b1 = start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)
+    u = np.empty(((b1 - b0) * BLOCK_SIZE, copies, 2, n))
+    for i, b in enumerate(range(b0, b1)):
+        child = np.random.SeedSequence(
+            ss.entropy, spawn_key=(*ss.spawn_key, PERMUTATION_STREAM, b))
+        np.random.Generator(np.random.PCG64(child)).random(
+            out=u[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE])
+    return u[start - b0 * BLOCK_SIZE: stop - b0 * BLOCK_SIZE]
 
 
 def _block_sums(values: np.ndarray) -> np.ndarray:
@@ -241,6 +288,25 @@ def _summarise(bm: BatchModels, spec: _Spec) -> dict:
     }
 
 
+def _family_minp(bm: BatchModels, spec: _Spec):
+    """Return per replicate and family the smallest p and the smallest directed p.
+
+    As float32, the precision of the main run's stored p; the directed minimum
+    counts only tests whose estimate has the family's stated sign.
+    """
+    R = bm.p.shape[0]
+    p32 = bm.p.reshape(R, -1).astype(np.float32)
+    p32 = np.where(np.isnan(p32), np.float32(np.inf), p32)
+    pos = bm.estimate.reshape(R, -1) > 0
+    minp, minp_dir = [], []
+    for _, idx, direction in spec.families:
+        pf = p32[:, idx]
+        minp.append(pf.min(axis=1))
+        dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
+        minp_dir.append(np.where(dir_ok, pf, np.float32(np.inf)).min(axis=1))
+    return np.stack(minp, axis=1), np.stack(minp_dir, axis=1)
+
+
 def _summarise_null(bms: dict, spec: _Spec) -> dict:
     bm = bms[spec.inference]
     R = bm.p.shape[0]
@@ -248,20 +314,13 @@ def _summarise_null(bms: dict, spec: _Spec) -> dict:
     pos = bm.estimate.reshape(R, -1) > 0
     # max-T on the p scale: the p-values as stored (float32), so that the
     # critical values compare exactly with the stored p of the main run.
-    p32 = p.astype(np.float32)
-    p32 = np.where(np.isnan(p32), np.float32(np.inf), p32)
-    minp, minp_dir = [], []
-    for _, idx, direction in spec.families:
-        pf = p32[:, idx]
-        minp.append(pf.min(axis=1))
-        dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
-        minp_dir.append(np.where(dir_ok, pf, np.float32(np.inf)).min(axis=1))
+    minp, minp_dir = _family_minp(bm, spec)
     out = {
         "reject": (p <= spec.alpha).sum(axis=0),
         "valid": (~np.isnan(p)).sum(axis=0),
         "family": _family_counts(p, pos, spec),
-        "minp": np.stack(minp, axis=1),
-        "minp_dir": np.stack(minp_dir, axis=1),
+        "minp": minp,
+        "minp_dir": minp_dir,
     }
     for alt in spec.alternatives:
         pa = bms[alt].p.reshape(R, -1)
@@ -614,11 +673,12 @@ def power(
     if size:
         null_design = null_counterpart(design)
         alts = () if inference == "welch" else ("welch",)
-        nspec = dataclasses.replace(spec, null=True, alternatives=alts)
+        nspec = dataclasses.replace(spec, null=True, alternatives=alts,
+                                    extra_draws=MAXT_EXTRA_DRAWS)
         key = ("null", repr(null_design), replicates, repr(nspec))
         null = cache.get(key)
         if null is None:
-            null = _NullTotals(replicates, m, F, alts)
+            null = _NullTotals(replicates, m, F, alts, MAXT_EXTRA_DRAWS)
             cache[key] = null
             jobs += [(null_design, child_seed(ss, NULL_STREAM), a, b, nspec,
                       null.collect) for a, b in ranges]
@@ -703,7 +763,8 @@ def _reference_n_per_trial() -> int:
 class _NullTotals:
     """Accumulated results of the null counterpart's chunks."""
 
-    def __init__(self, replicates: int, m: int, F: int, alternatives: tuple):
+    def __init__(self, replicates: int, m: int, F: int, alternatives: tuple,
+                 extra_draws: int):
         self.replicates = replicates
         self.alternatives = alternatives
         self.totals = {k: np.zeros(m, np.int64) for k in ("reject", "valid")}
@@ -711,14 +772,17 @@ class _NullTotals:
             self.totals[f"reject_{alt}"] = np.zeros(m, np.int64)
             self.totals[f"valid_{alt}"] = np.zeros(m, np.int64)
         self.family = np.zeros((F, 3, 3), np.int64)
-        self.minp = np.empty((replicates, F), np.float32)
+        # minp[:, 0] from the simulated trial, minp[:, 1:] from its permutations
+        self.minp = np.empty((replicates, 1 + extra_draws, F), np.float32)
         self.minp_dir = np.empty((replicates, F), np.float32)
 
     def collect(self, a, b, res):
         for k in self.totals:
             self.totals[k] += res[k]
         self.family += res["family"]
-        self.minp[a:b] = res["minp"]
+        self.minp[a:b, 0] = res["minp"]
+        if self.minp.shape[1] > 1:
+            self.minp[a:b, 1:] = res["minp_extra"]
         self.minp_dir[a:b] = res["minp_dir"]
 
 
@@ -776,7 +840,7 @@ def _familywise_table(spec: _Spec, fam, signed_p, null, replicates):
         sizes = [None] * 3
         if null is not None:
             sizes = [int(null.family[f, i, 0]) for i in range(3)]
-            crit = _maxt_critical(null.minp[:, f], spec.alpha)
+            crit = _maxt_critical(null.minp[..., f].ravel(), spec.alpha)
             critical[name] = float(crit)
             p = signed_p[:, idx]
             rej = np.abs(p) < crit
@@ -784,7 +848,7 @@ def _familywise_table(spec: _Spec, fam, signed_p, null, replicates):
                 rej &= (direction == 0) | (np.where(p > 0, 1, -1) == direction)
             counts.append((int(rej.any(axis=1).sum()), int(rej.all(axis=1).sum()),
                            int(rej.sum())))
-            sizes.append(_maxt_size(null.minp[:, f], null.minp_dir[:, f],
+            sizes.append(_maxt_size(null.minp[..., f], null.minp_dir[:, f],
                                     spec.alpha))
         for method, (n_any, n_all, n_rej), n_size in zip(METHODS, counts, sizes,
                                                           strict=False):
@@ -815,8 +879,9 @@ def _familywise_table(spec: _Spec, fam, signed_p, null, replicates):
 def _maxt_size(minp: np.ndarray, minp_dir: np.ndarray, alpha: float) -> int:
     """Family-wise errors of max-T in the null counterpart, out of sample.
 
-    The critical value is estimated from one half of the null trials (even or odd
-    replicate index) and applied to the other half, both ways: an honest
+    The critical value is estimated from the null draws of one half of the null
+    trials (even or odd replicate index, with their permutation draws) and
+    applied to the simulated trials of the other half, both ways: an honest
     estimate of the error of a critical value estimated from null draws, not the
     in-sample rate (which is alpha by construction).
     """
@@ -824,7 +889,8 @@ def _maxt_size(minp: np.ndarray, minp_dir: np.ndarray, alpha: float) -> int:
     n = 0
     for fit, use in ((even, odd), (odd, even)):
         if len(minp[fit]):
-            n += int(np.sum(minp_dir[use] < _maxt_critical(minp[fit], alpha)))
+            crit = _maxt_critical(minp[fit].ravel(), alpha)
+            n += int(np.sum(minp_dir[use] < crit))
     return n
 
 
