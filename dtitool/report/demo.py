@@ -415,14 +415,16 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                    "with each arm's fitted slope, for every ROI and outcome.")
 
     rtab = repro[["roi", "outcome", "term", "reported_p", "median_p", "power",
-                  "verdict"]].copy()
+                  "size", "verdict"]].copy()
     rep.add_section(
         "Power, and the reported findings against many simulated trials",
         text=f"{pw.replicates} replicate trials of the design (seed {pw.seed}), every "
         "model fitted by dtitool's batched least-squares engine (the same estimates "
         "and p-values as statsmodels). Median p is the typical p-value a trial of "
         "this design gives; power is the chance that a test is significant at "
-        "alpha = 0.05 with the reported sign.",
+        "alpha = 0.05 with the reported sign; size is the same test's rejection "
+        "rate in the design's null counterpart (every MD-outcome correlation 0), "
+        f"its actual level under {pw.inference} inference.",
         table=rtab,
     )
     fw = pw.familywise
