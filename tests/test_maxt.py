@@ -2,10 +2,13 @@
 counterpart's critical values (power)."""
 
 import dataclasses
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
+from _analysis_tables import make_tables
 from scipy import stats
 
 from dtitool.design import MissingSpec, load_preset
@@ -108,8 +111,6 @@ def test_permutation_refit_matches_statsmodels(inference):
     # model for ols/hc3; common slope, per-arm intercept and baseline for welch)
     m = models[0]
     pos = within_arm_permutations(keys, m.subjects, m.ketamine)
-    import pandas as pd
-
     df = pd.DataFrame({"y": m.y, "x": m.X[:, 2], "b": m.X[:, 4],
                        "group": np.where(m.ketamine, "ketamine", "saline")})
     red = "y ~ C(group) + x + b" if inference != "welch" else "y ~ C(group) * b + x"
@@ -246,3 +247,18 @@ def test_null_permutation_draws_are_null_draws(inference):
             assert stats.ks_2samp(sim[:, f], perm[:, c, f]).pvalue > 1e-3
     # and they are new draws, not copies
     assert np.mean(sim[:, 0] == perm[:, 0, 0]) < 0.01
+
+
+def test_untestable_terms_are_left_out_of_maxt():
+    """A 4-patient saline arm cannot carry its own baseline, age and sex slopes:
+    under welch its slope, the interaction and the pooled slope have no test
+    (NaN, as in the analysis) and max-T adjusts the testable ones only."""
+    p, r = make_tables(n_ketamine=10, n_saline=4, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = fit_models(p, r, inference="welch", covariates=("baseline", "age", "sex"),
+                       familywise="maxt", permutations=50, rng=1).table
+    bad = t["term"] != "slope_ketamine"
+    assert t.loc[bad, "p"].isna().all() and t.loc[bad, MAXT_COLUMN].isna().all()
+    ok = t.loc[~bad]
+    assert ok["p"].notna().all() and (ok[MAXT_COLUMN] >= ok["p"]).all()

@@ -672,6 +672,10 @@ def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Infe
     out = [inter, _row(ek, np.sqrt(vk), dk, alpha), _row(es, np.sqrt(vs), ds, alpha)]
     # Pooled slope: feasible GLS of the additive model, weights 1 / s_a^2.
     Xa = X[:, keep]
+    if min(res_a.df_resid for res_a in arms.values()) < 1:
+        # an arm without residual df has no variance estimate, so no weight
+        nan = (np.nan,) * 7
+        return _Inferred([*out, nan], _ols(y, X, names), None, arms)
     s2 = {arm: float(arms[arm].scale) for arm in arms}
     w = np.where(ket, 1.0 / s2[TREATMENT], 1.0 / s2[CONTROL])
     model = sm.WLS(y, Xa, weights=w)

@@ -179,17 +179,18 @@ def _arm_fits(ystar, D_arms, rows):
 
 def _welch_slopes(ystar, m: PermutationModel, term: int):
     rows = (np.flatnonzero(m.ketamine), np.flatnonzero(~m.ketamine))
-    D_arms = [m.X[r][:, m.within_arm] for r in rows]
-    l_arm = [m.contrasts[1][m.within_arm], m.contrasts[2][m.within_arm]]
-    (bk, sk, Ak, dfk), (bs, ss, As, dfs) = _arm_fits(ystar, D_arms, rows)
-    ek, es = bk @ l_arm[0], bs @ l_arm[1]
-    vk = sk * (l_arm[0] @ Ak @ l_arm[0])
-    vs = ss * (l_arm[1] @ As @ l_arm[1])
+    need = {0: (0, 1), 1: (0,), 2: (1,)}[term]
+    est, var, df = {}, {}, {}
+    for a in need:
+        D = m.X[rows[a]][:, m.within_arm]
+        la = m.contrasts[1 + a][m.within_arm]
+        ((coef, s2, A, df[a]),) = _arm_fits(ystar, [D], [rows[a]])
+        est[a], var[a] = coef @ la, s2 * (la @ A @ la)
     if term == 0:
-        return _t_p(ek - es, vk + vs, welch_df(vk, dfk, vs, dfs))
-    if term == 1:
-        return _t_p(ek, vk, dfk)
-    return _t_p(es, vs, dfs)
+        return _t_p(est[0] - est[1], var[0] + var[1],
+                    welch_df(var[0], df[0], var[1], df[1]))
+    a = need[0]
+    return _t_p(est[a], var[a], df[a])
 
 
 def _welch_pooled(ystar, m: PermutationModel):
@@ -245,6 +246,24 @@ def _test_design(m: PermutationModel, term: int, inference: str):
     return D, c
 
 
+def _full_rank(D: np.ndarray) -> bool:
+    """Return whether ``D`` has full column rank and residual df left."""
+    return D.shape[0] > D.shape[1] and np.linalg.matrix_rank(D) == D.shape[1]
+
+
+def _testable(m: PermutationModel, term: int, inference: str) -> bool:
+    """Return whether the test has a statistic at all.
+
+    If not, its p is NaN, as in the analysis, and it is left out of its family.
+    """
+    if inference == "welch":
+        arms = [m.X[r][:, m.within_arm] for r in (m.ketamine, ~m.ketamine)]
+        need = {1: arms[:1], 2: arms[1:]}.get(term, arms)
+        return (all(_full_rank(D) for D in need)
+                and (term != 3 or _full_rank(m.X[:, m.additive])))
+    return _full_rank(m.X[:, m.additive] if term == 3 else m.X)
+
+
 def permutation_p(models: Sequence[PermutationModel], *, inference: str,
                   keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Observed and Freedman-Lane permuted p of the four terms of every model.
@@ -276,6 +295,10 @@ def permutation_p(models: Sequence[PermutationModel], *, inference: str,
             cache[key] = within_arm_permutations(keys, m.subjects, m.ketamine)
         pos = cache[key]
         for term in range(4):
+            if not _testable(m, term, inference):
+                observed[4 * i + term] = np.nan
+                permuted[:, 4 * i + term] = np.nan
+                continue
             D, c = _test_design(m, term, inference)
             fit, resid = _reduced_fit(m.y, D, c)
             observed[4 * i + term] = _statistic_p(m.y[None, :], m, term, inference)[0]

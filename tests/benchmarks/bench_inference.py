@@ -34,6 +34,7 @@ import time
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
+from bench_power import _timeit  # same timing loop as the power benchmark
 
 from dtitool.design import load_preset
 from dtitool.simulate import simulate_arrays, simulate_cohort
@@ -98,16 +99,6 @@ def bench_cli_cost(replicates: int, rounds: int) -> None:
         print(f"   --inference {k:6s} {v:6.2f} s   ratio to ols "
               f"{v / best['ols']:.2f}   (all: "
               f"{', '.join(f'{x:.2f}' for x in times[k])})")
-
-
-def _timeit(fn, min_time=1.0):
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        t = time.perf_counter() - t0
-        if t >= min_time:
-            return t / n
 
 
 def bench_engine(R_loop: int, R_batch: int) -> None:
