@@ -675,7 +675,8 @@ def power(
         alts = () if inference == "welch" else ("welch",)
         nspec = dataclasses.replace(spec, null=True, alternatives=alts,
                                     extra_draws=MAXT_EXTRA_DRAWS)
-        key = ("null", repr(null_design), replicates, repr(nspec))
+        key = ("null", repr(null_design), replicates, repr(nspec), ss.entropy,
+               ss.spawn_key)
         null = cache.get(key)
         if null is None:
             null = _NullTotals(replicates, m, F, alts, MAXT_EXTRA_DRAWS)
@@ -1319,14 +1320,20 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
         show = t[t["term"] == "interaction"]
     cols = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
             "median_p", "size", "size_ok", "type_s", "exaggeration"]
+    def flags(frame):
+        ok = frame["size_ok"].map({True: "yes", False: "NO"})
+        return frame.assign(size_ok=ok.where(frame["size_ok"].notna(), "-"))
+
     with pd.option_context("display.width", 140, "display.max_rows", 100):
-        lines.append(show[cols].to_string(index=False, float_format="%.4g",
-                                          na_rep="-"))
+        lines.append(flags(show[cols]).to_string(index=False, float_format="%.4g",
+                                                 na_rep="-"))
         fw = res.familywise
         fw = fw[fw["family"].isin(["reported", "interaction"])]
-        lines.append(fw[["family", "method", "tests", "power_any", "power_all",
-                         "mean_rejections", "size", "size_ok"]].to_string(
-            index=False, float_format="%.3f", na_rep="-"))
+        lines.append(flags(fw[["family", "method", "tests", "power_any",
+                               "power_all", "mean_rejections", "size",
+                               "size_ok"]]).to_string(index=False,
+                                                      float_format="%.3f",
+                                                      na_rep="-"))
     if size is not None:
         lines.append(size.summary())
     return "\n".join(lines)
