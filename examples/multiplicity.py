@@ -11,7 +11,7 @@ same as the FWER. The tests are correlated (the two outcomes, and the ROIs'
 MD changes), so the FWER is below the independent-tests value 1 - 0.95^m.
 
 Aside: each interaction test alone rejects somewhat *less* often than 5 % here.
-The preset's arms differ in the SD of symptom change (MADRS 10 vs 7 points) and
+The preset's arms differ in the SD of symptom change (MADRS about 11 vs 6) and
 the classical OLS test pools one residual variance; with the larger variance in
 the larger (ketamine) arm, the pooled SE of the slope difference is too large
 (conservative), and the ketamine-arm slope test is anti-conservative
