@@ -82,12 +82,14 @@ def test_retrodesign_bad_input():
 def _normal_design(rho_k=0.35, rho_s=0.1, n=None):
     """The null preset with one ROI-outcome link (L_BA10 x MADRS) and no clipping.
 
-    MADRS change has mean 0 in both arms (SD 6 and 5), so the 0-60 scale is
-    practically never reached: the true slopes then have a closed form.
+    MADRS change is normal and additive (``change_model="additive"``) with mean
+    0 in both arms (SD 6 and 5), so the 0-60 scale is practically never reached:
+    the true slopes then have a closed form.
     """
     d = load_preset("null")
     outs = list(d.outcomes)
-    outs[0] = dataclasses.replace(outs[0], change_mean=PerArm(0.0, 0.0),
+    outs[0] = dataclasses.replace(outs[0], change_model="additive",
+                                  change_mean=PerArm(0.0, 0.0),
                                   change_sd=PerArm(6.0, 5.0))
     c = d.correlations
     ro = {}

@@ -1,9 +1,9 @@
 """Inference options ols / hc3 / welch: engine = statsmodels, sizes under the null.
 
-The ``null`` preset keeps the reference design's unequal score-change SDs (MADRS
-10 vs 7, QIDS 5 vs 4); the classical pooled-variance tests are off their level
-there, and these tests see it. Sizes are checked against binomial bands computed
-from the replicate count (scipy), never guessed.
+The ``null`` preset keeps the reference design's unequal score-change SDs
+(ketamine arm more variable than saline); the classical pooled-variance tests
+are off their level there, and these tests see it. Sizes are checked against
+binomial bands computed from the replicate count (scipy), never guessed.
 """
 
 import dataclasses
@@ -176,12 +176,11 @@ def test_type_one_error_under_unequal_arm_variances(null_design, inference):
     by_term = rate.groupby(level="term")
     if inference == "ols":
         # The reported analysis is off its level: the pooled residual variance
-        # is too small for the ketamine arm (SD 10) and too large for saline.
+        # is too small for the (more variable) ketamine arm, too large for saline.
         assert (by_term.get_group("slope_ketamine") > 0.05).all()
         assert by_term.get_group("slope_ketamine").mean() > hi
         assert by_term.get_group("slope_saline").mean() < lo
         assert by_term.get_group("interaction").mean() < lo
-        assert lo <= by_term.get_group("slope_pooled").mean() <= hi
     else:
         assert rate.between(lo, hi).all(), rate[~rate.between(lo, hi)]
         # the mean of 14 tests of a term: at least as precise as one test
@@ -224,7 +223,7 @@ def test_size_flags_and_warning_name_the_tests_and_the_fix(null_design):
     res = power(null_design, replicates=3000, rng=4, design_analysis=False)
     t = res.table
     assert t.loc[t["term"] == "slope_saline", "size_ok"].eq(False).all()
-    assert t.loc[t["term"] == "slope_pooled", "size_ok"].eq(True).all()
+    assert t.loc[t["term"] == "slope_ketamine", "size_ok"].eq(False).any()
     line = size_warning(res)
     assert "\n" not in line
     assert "slope_saline (all 14 models" in line

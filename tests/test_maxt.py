@@ -21,7 +21,7 @@ from dtitool.stats.permutation import (
     permutation_p,
     within_arm_permutations,
 )
-from dtitool.stats.power import power
+from dtitool.stats.power import power, vary_design
 
 L3 = np.array([[0, 0, 0, 1, 0], [0, 0, 1, 1, 0], [0, 0, 1, 0, 0.0]])
 KEEP = np.array([1, 1, 1, 0, 1], bool)
@@ -190,8 +190,12 @@ def test_freedman_lane_maxt_error_every_option(inference):
 
 
 def _correlated_null():
-    """The null preset with strongly correlated ROI changes: correlated tests."""
-    d = load_preset("null")
+    """The null preset with strongly correlated observed dMD: correlated tests.
+
+    True MD changes correlate 0.9 between ROIs and scans are nearly noiseless
+    (CV 0.2 %), so the observed dMD of the 7 ROIs correlate about as much.
+    """
+    d = vary_design(load_preset("null"), "cv", 0.002)
     J = len(d.rois)
     rho = np.full((J, J), 0.9)
     np.fill_diagonal(rho, 1.0)
@@ -224,7 +228,8 @@ def test_power_maxt_error_at_alpha_and_holm_below_it():
     # when the 14 tests of a family correlate.
     assert np.mean(holm) < 0.05 - 3 * se, holm
     assert set(res.critical_p) >= {"interaction", "slope_pooled"}
-    assert all(0 < c < 0.05 / 14 * 1.5 for c in res.critical_p.values())
+    # between Bonferroni's 0.05 / 14 (up to Monte Carlo error) and alpha
+    assert all(0.05 / 14 * 0.8 < c < 0.05 for c in res.critical_p.values())
 
 
 @pytest.mark.parametrize("inference", ["ols", "hc3"])
