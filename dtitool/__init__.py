@@ -60,9 +60,11 @@ _EXPORTS = {
     ),
     "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
     "dtitool.stats.power": (
-        "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power", "power",
-        "power_curve", "sample_size", "vary_design", "wilson_interval",
+        "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power",
+        "null_counterpart", "power", "power_curve", "sample_size", "vary_design",
+        "wilson_interval",
     ),
+    "dtitool.stats.design_analysis": ("retrodesign", "true_values"),
     "dtitool.stats.implied": ("ImpliedEffect", "implied_effect", "n_for_power"),
     "dtitool.stats.reference": ("compare_to_reported", "reported_findings"),
     "dtitool.stats.reproduce": (

@@ -400,3 +400,16 @@ def test_logit_scale_rejects_impossible_ratings(preset):
                        r"baseline_sd: no rating on the 0-60 scale has mean 6 and SD "
                        r"18"):
         design_from_dict(d)
+
+
+def test_design_files_of_earlier_releases_keep_their_score_model():
+    # Files written before the score-model choice existed have no change_model
+    # and no reliability: they must load with the model they were run with
+    # (additive, reliability 1), so that --design repeats those runs.
+    d = design_to_dict(load_preset("ketamine-rct-face-value"))
+    for o in d["outcomes"].values():
+        del o["change_model"], o["reliability"]
+    old = design_from_dict(d)
+    assert [(o.change_model, o.reliability) for o in old.outcomes] == [
+        ("additive", 1.0), ("additive", 1.0)]
+    assert old == load_preset("ketamine-rct-face-value")

@@ -12,6 +12,7 @@ design misses would need, and notes on reading the results
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool.cli.power import add_design_arguments, resolve
@@ -31,8 +32,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "median p and power in a second world (other_world, other_median_p, "
         "other_power), and for a reported test the design misses, what it would "
         "need (needed_*, leaves_range: which parameter would have to leave its "
-        "range, and by how much). Prints both worlds side by side with notes on "
-        "reading the results.",
+        "range, and by how much); then each test's size (its rejection rate in "
+        "the design's null counterpart) and design analysis (type_s, "
+        "exaggeration, and half_effect_*: what a significant estimate would "
+        "exaggerate if the true effect were half the face-value one). Prints both "
+        "worlds side by side with notes on reading the results. --inference "
+        "defaults to ols, the analysis the study reported.",
     )
     add_design_arguments(p)
     p.add_argument("--compare", metavar="PRESET", default=None,
@@ -45,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``dtitool reproduce``."""
     from dtitool.design import load_preset
-    from dtitool.stats.power import power
+    from dtitool.stats.power import power, size_warning
     from dtitool.stats.reference import reported_family
     from dtitool.stats.reproduce import (
         add_needed,
@@ -62,18 +67,23 @@ def run(args) -> int:
     family = reported_family(design)
     families = {"reported": family} if family else None
     kw = {"replicates": args.replicates, "rng": seed, "alpha": args.alpha,
-          "n_jobs": args.n_jobs, "chunk_size": args.chunk_size,
-          "progress": False if args.quiet else None}
+          "inference": args.inference, "n_jobs": args.n_jobs,
+          "chunk_size": args.chunk_size, "progress": False if args.quiet else None}
     with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force) as tmp:
         res = power(design, families=families, **kw)
         table = reproduce_table(res)
         if other is not None:
             fam = reported_family(other)
-            res_o = power(other, families={"reported": fam} if fam else None, **kw)
+            # the other world's power and median p only (its size is not shown)
+            res_o = power(other, families={"reported": fam} if fam else None,
+                          size=False, design_analysis=False, **kw)
             table = compare_worlds(table, reproduce_table(res_o), other.name)
         table = add_needed(table, design, alpha=args.alpha)
         write_tsv(table, tmp / "reproduce.tsv")
     if not args.quiet:
         print(reproduce_report(table, res, other_design=other))
         print(f"wrote reproduce.tsv to {args.out}")
+    warning = size_warning(res)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0

@@ -199,7 +199,8 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
                 change_mean=_per_arm(f"{w}.change_mean", o["change_mean"]),
                 change_sd=_per_arm(f"{w}.change_sd", o["change_sd"]),
                 reliability=o.get("reliability", 1.0),
-                change_model=o.get("change_model", "proportional"),
+                # absent in design files of earlier releases, whose model it was
+                change_model=o.get("change_model", "additive"),
                 remission_max=o.get("remission_max"),
             )
         )

@@ -341,7 +341,7 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         fam_o = reported_family(other)
         pw_other = power(other, replicates=s.replicates, rng=s.seed,
                          families={"reported": fam_o} if fam_o else None,
-                         progress=False)
+                         size=False, design_analysis=False, progress=False)
         repro = add_needed(compare_worlds(reproduce_table(pw), reproduce_table(
             pw_other), other.name), design)
         write_tsv(repro, tables / "reproduce.tsv")
@@ -469,9 +469,9 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                    "with each arm's fitted slope, for every ROI and outcome.")
 
     rtab = repro[["roi", "outcome", "term", "reported_p", "median_p", "power",
-                  "other_median_p", "other_power", "verdict"]].rename(columns={
-                      "other_median_p": f"median_p {other.name}",
-                      "other_power": f"power {other.name}"})
+                  "size", "other_median_p", "other_power", "verdict"]].rename(
+        columns={"other_median_p": f"median_p {other.name}",
+                 "other_power": f"power {other.name}"})
     rep_rows = repro[repro["direction"] != 0]
     rep.add_section(
         "Power, and the reported findings against many simulated trials",
@@ -480,9 +480,12 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
         "batched least-squares engine (the same estimates and p-values as "
         "statsmodels). Median p is the typical p-value a trial of a world gives; "
         "power is the chance that a test is significant at alpha = 0.05 with the "
-        "reported sign.\n\nA median p inside a reported range means about 50 % "
-        "power: half of that world's trials give a larger p. That is the face-value "
-        "reading of a published result, which the significance filter inflates. "
+        "reported sign; size is the same test's rejection rate in the design's "
+        "null counterpart (every MD-outcome correlation 0), its actual level under "
+        f"{pw.inference} inference.\n\nA median p inside a reported range means "
+        "about 50 % power: half of that world's trials give a larger p. That is "
+        "the face-value reading of a published result, which the significance "
+        "filter inflates. "
         f"Here the reported tests have power {rep_rows['power'].min():.2f}-"
         f"{rep_rows['power'].max():.2f} in {design.name!r} and "
         f"{rep_rows['other_power'].min():.2f}-{rep_rows['other_power'].max():.2f} "

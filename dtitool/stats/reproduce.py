@@ -12,6 +12,13 @@ each reported test's median p falls in its range, about 50 % power each).
 :func:`add_needed` says which parameter a reported p would have to move outside
 its range and by how much, :func:`interpretation_notes` flags the readings the
 analysis invites but does not support, and :func:`reproduce_report` prints it all.
+
+Design analysis (Gelman and Carlin 2014) for each reported test: the simulated
+type S error and exaggeration ratio of the design, and what a significant
+estimate would exaggerate if the true effect were half of the face-value one
+(the published estimate's ``t`` halved, :func:`dtitool.stats.design_analysis.
+retrodesign` with the reported analysis's residual df): a face-value reading of
+a filtered result is the optimistic end, half of it a common sceptical prior.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dtitool._constants import CONTROL, TERMS, TREATMENT
+from dtitool.stats.design_analysis import retrodesign
 from dtitool.stats.implied import implied_effect
 from dtitool.stats.reference import reported_findings
 
@@ -50,6 +58,10 @@ FACE_VALUE_WORLD = "ketamine-rct-face-value"
 
 REPRODUCE_COLUMNS = ["roi", "outcome", "term", "reported_p", "median_p", "power"]
 """Leading columns of the reproduce table (the side-by-side view)."""
+
+HALF_EFFECT = 0.5
+"""Design analysis of a reported test assumes a true effect this fraction of the
+face-value one."""
 
 POINT_TOLERANCE = math.sqrt(3)
 """A single reported p counts as the range p / sqrt(3) .. p * sqrt(3) (0.004-0.012
@@ -111,17 +123,26 @@ def reproduce_table(res) -> pd.DataFrame:
                 math.sqrt(f.p_low * f.p_high), n=design.n,
                 allocation=design.allocation.as_tuple(), reliability=rel,
                 term=f.term, alpha=res.alpha)
+            half = retrodesign(HALF_EFFECT * e.t, 1.0, alpha=res.alpha, df=e.df)
             implied = {"implied_r_observed": e.r_observed, "implied_r_true": e.r_true,
                        "implied_possible": e.possible,
-                       "replication_power": e.replication_power}
+                       "replication_power": e.replication_power,
+                       "half_effect_power": float(half["power"]),
+                       "half_effect_type_s": float(half["type_s"]),
+                       "half_effect_exaggeration": float(half["exaggeration"])}
         rows.append({
             "roi": f.roi, "outcome": outcome, "term": f.term,
             "reported_p": reported_p, "median_p": med, "power": float(pw),
+            "size": float(row["size"]), "size_ok": row["size_ok"],
+            "inference": row["inference"],
             "reported_outcome": f.outcome, "direction": int(f.direction),
             "p_low": f.p_low, "p_high": f.p_high,
             "mean_estimate": float(row["mean_estimate"]), "verdict": verdict,
             "implied_r_observed": np.nan, "implied_r_true": np.nan,
-            "implied_possible": pd.NA, "replication_power": np.nan, **implied,
+            "implied_possible": pd.NA, "replication_power": np.nan,
+            "type_s": float(row["type_s"]), "exaggeration": float(row["exaggeration"]),
+            "half_effect_power": np.nan, "half_effect_type_s": np.nan,
+            "half_effect_exaggeration": np.nan, **implied,
         })
     return pd.DataFrame(rows)
 
@@ -138,11 +159,16 @@ def reproduce_summary(table: pd.DataFrame, res) -> str:
     """
     lines = [
         f"reported (Kopelman et al. 2023) vs simulated {res.design.name!r}: "
-        f"{res.replicates} replicates, seed {res.seed}, alpha {res.alpha:g}; "
-        "power = P(p <= alpha with the reported sign), for nulls P(p <= alpha)"
+        f"{res.replicates} replicates, seed {res.seed}, alpha {res.alpha:g}, "
+        f"inference {res.inference}; power = P(p <= alpha with the reported "
+        "sign), for nulls P(p <= alpha); size = P(p <= alpha) in the null "
+        "counterpart; exag_if_half = how much a significant estimate would "
+        "overstate the effect if the true one were half the face-value effect"
     ]
     extra = [c for c in ("other_median_p", "other_power") if c in table]
-    show = table[[*REPRODUCE_COLUMNS, *extra, "verdict", "implied_r_true"]]
+    show = table[[*REPRODUCE_COLUMNS, "size", *extra, "verdict", "implied_r_true",
+                  "half_effect_exaggeration"]].rename(
+        columns={"half_effect_exaggeration": "exag_if_half"})
     with pd.option_context("display.width", 140, "display.max_rows", 100):
         lines.append(show.to_string(index=False, float_format="%.4g", na_rep=""))
     fw = res.familywise
