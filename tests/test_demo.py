@@ -63,7 +63,7 @@ def test_report_content(demo_dir):
                     "What dMD reliability does to the effects"):
         assert f">{heading}</h2>" in html
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 5
-    assert "n needed for 80% power" in html or "is not reached by n" in html
+    assert "n for 80% power on" in html or "is not reached by n" in html
     assert "Kopelman" in html and "reliability" in html
     assert not re.search(r'(src|href)="https?://', html)
 

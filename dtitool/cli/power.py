@@ -134,7 +134,7 @@ def run(args) -> int:
         sample_size,
         size_warning,
     )
-    from dtitool.stats.reference import reported_family
+    from dtitool.stats.reference import reported_families
 
     design, seed = resolve(args)
     curve = parse_curve(args.curve) if args.curve else None
@@ -146,9 +146,10 @@ def run(args) -> int:
                 f"--family must be NAME=ROI:OUTCOME:TERM,...; got {spec!r}"
             )
         families[name.strip()] = [parse_test(t, signed=True) for t in tests.split(",")]
-    reported = reported_family(design)
+    known = reported_families(design)
+    reported = known.get("reported", [])
     if reported and "reported" not in families:
-        families["reported"] = reported
+        families.update(known)
     targets = None
     if args.target_power is not None:
         if not 0 < args.target_power < 1:
@@ -169,7 +170,7 @@ def run(args) -> int:
     if curve:
         names += ["power_curve.tsv", "power_curve.png"]
     if args.target_power is not None:
-        names.append("sample_size.tsv")
+        names += ["sample_size.tsv", "sample_size_trace.tsv"]
     with atomic_outputs(args.out, names, force=args.force) as tmp:
         res = power(design, replicates=args.replicates, rng=seed, families=families,
                     **common)
@@ -190,15 +191,20 @@ def run(args) -> int:
             write_tsv(pc.table, tmp / "power_curve.tsv")
             from dtitool.report.plots import save_power_curve
 
-            save_power_curve(pc, tmp / "power_curve.png",
-                             tests=[t[:3] for t in reported] or None,
-                             target_power=args.target_power)
         ss = None
         if args.target_power is not None:
             ss = sample_size(design, target_power=args.target_power, tests=targets,
                              n_max=args.n_max, replicates=args.replicates, rng=seed,
                              **common)
-            write_tsv(ss.evaluated, tmp / "sample_size.tsv")
+            write_tsv(ss.table, tmp / "sample_size.tsv")
+            write_tsv(ss.evaluated, tmp / "sample_size_trace.tsv")
+        if curve:
+            from dtitool.report.plots import curve_marks, save_power_curve
+
+            save_power_curve(pc, tmp / "power_curve.png",
+                             tests=reported or None,
+                             target_power=args.target_power,
+                             marks=curve_marks(pc, design, ss))
     if not args.quiet:
         print(power_summary(res, reported, pc, ss))
         print(f"wrote {', '.join(names)} to {args.out}")

@@ -158,6 +158,9 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
             design_to_dict(load_preset(base)),
             {k: v for k, v in d.items() if k != "base"},
         )
+        if "name" not in d and len(set(d) - {"base", "run"}) > 0:
+            # a modified preset is not the preset: never label it as one
+            merged["name"] = f"{base} (modified)"
         return design_from_dict(merged)
     _check_keys("", d, _TOP_KEYS, {"name", "trial", "rois", "outcomes", "correlations"})
     tr = d["trial"]

@@ -20,6 +20,7 @@ from dtitool.tables import _roi_order, check_tables
 __all__ = [
     "ANALYSIS_FIGURES",
     "ARM_COLORS",
+    "curve_marks",
     "plot_forest",
     "plot_md_sessions",
     "plot_power_curve",
@@ -399,14 +400,43 @@ def plot_roi_slices(md, labels, *, roi_names: Sequence[str] | None = None,
 
 
 def _curve_rows(curve, tests):
+    """Return per test ``((roi, outcome, term), rows)`` of power against the value.
+
+    ``rows`` has ``value, power, power_ci_low, power_ci_high``. A test with a
+    direction is drawn as the power of that sign (how a reported finding counts),
+    an ``"any"``-outcome finding from its one-finding family (significant on at
+    least one outcome).
+    """
+    from dtitool.stats.power import wilson_interval
+    from dtitool.stats.reference import ANY, finding_family_name
+
     t = curve.table
     if tests is None:
         sel = t[t["term"] == "interaction"]
         tests = list(sel[["roi", "outcome", "term"]].drop_duplicates()
                      .itertuples(index=False, name=None))
     rows = []
-    for roi, outcome, term, *_ in tests:
-        d = t[(t["roi"] == roi) & (t["outcome"] == outcome) & (t["term"] == term)]
+    for test in tests:
+        roi, outcome, term = test[:3]
+        direction = test[3] if len(test) == 4 else None
+        if outcome == ANY:
+            fw = curve.familywise
+            d = fw[(fw["family"] == finding_family_name(test))
+                   & (fw["method"] == "none")]
+            d = pd.DataFrame({"value": d["value"], "power": d["power_any"],
+                              "power_ci_low": d["power_any_ci_low"],
+                              "power_ci_high": d["power_any_ci_high"]})
+        else:
+            d = t[(t["roi"] == roi) & (t["outcome"] == outcome)
+                  & (t["term"] == term)]
+            if direction is not None:
+                col = "power_positive" if direction == "positive" else "power_negative"
+                k = np.round(d[col].to_numpy() * d["valid"].to_numpy())
+                lo, hi = wilson_interval(k, d["valid"].to_numpy())
+                d = pd.DataFrame({"value": d["value"], "power": d[col],
+                                  "power_ci_low": lo, "power_ci_high": hi})
+        if len(d) == 0:
+            raise ValueError(f"the power curve has no values for {tuple(test)}")
         rows.append(((roi, outcome, term), d))
     return rows
 
@@ -504,8 +534,9 @@ def plot_power_curves(curve, tests: Sequence[tuple[str, str, str]] | None = None
         ax.plot(d["value"], d["power"], marker="o", ms=3, color="#0b5cad",
                 label="power (95% interval)")
         _mark_curve(ax, curve, target_power=target_power, marks=marks)
-        ax.set_title(f"{roi} {_OUTCOME_LABELS.get(outcome, outcome)}\n{term}",
-                     fontsize=8)
+        label = ("MADRS or QIDS-SR16" if outcome == "any"
+                 else _OUTCOME_LABELS.get(outcome, outcome))
+        ax.set_title(f"{roi} {label}\n{term}", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.xaxis.label.set_fontsize(8)
     for ax in axes.flat[len(rows):]:
@@ -560,3 +591,21 @@ def save_power_curve(curve, path, *, tests=None, target_power=None,
     plot_power_curves(curve, tests, fig=fig, target_power=target_power,
                       marks=marks, ncols=ncols)
     fig.savefig(path, dpi=120)
+
+
+def curve_marks(curve, design=None, size=None) -> list[tuple[float, str]]:
+    """Vertical marks for a power curve: the design's own value and the chosen n.
+
+    For a curve over ``n``: the design's sample size (``"n = 98, the design"``)
+    and, when ``size`` (a :class:`~dtitool.stats.power.SampleSizeResult`) found
+    one, the n for the target power (``"n = 186 for 80% power"``), the same number
+    ``sample_size.tsv`` holds.
+    """
+    marks = []
+    if curve.parameter != "n":
+        return marks
+    if design is not None:
+        marks.append((design.n, f"n = {design.n}, the design"))
+    if size is not None and size.n is not None:
+        marks.append((size.n, f"n = {size.n} for {size.target_power:.0%} power"))
+    return marks
