@@ -427,7 +427,12 @@ def wilson_interval(successes, trials, *, level: float = 0.95):
         den = 1 + z * z / n
         centre = (ph + z * z / (2 * n)) / den
         half = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    # The bounds are exactly 0 with no successes and 1 with no failures; the
+    # formula gives them only up to rounding (e.g. 1.7e-18 for 0).
+    lo = np.where(k == 0, 0.0, np.clip(centre - half, 0, 1))
+    hi = np.where(k == n, 1.0, np.clip(centre + half, 0, 1))
+    empty = n == 0
+    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
