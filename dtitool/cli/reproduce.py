@@ -40,7 +40,8 @@ def run(args) -> int:
     design, seed = resolve(args)
     family = reported_family(design)
     families = {"reported": family} if family else None
-    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force) as tmp:
+    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
+                        inputs=[args.design], seed=seed) as tmp:
         res = power(design, replicates=args.replicates, rng=seed, alpha=args.alpha,
                     n_jobs=args.n_jobs, chunk_size=args.chunk_size,
                     families=families, progress=False if args.quiet else None)

@@ -4,7 +4,8 @@ Simulates the default cohort, pushes it through the imaging path (MD maps for
 every scan, DWI and a tensor fit for a few, ROI extraction from the images), fits
 the group x dMD models, runs a Monte Carlo power analysis and the reported-versus-
 simulated comparison, and writes a self-contained HTML report with the tables and
-figures it shows. Everything is written at once at the end (nothing half-written).
+figures it shows. Everything is written at once at the end (nothing half-written),
+through :func:`dtitool._io.atomic_outputs`, with a manifest ``dtitool-run.json``.
 
 Output layout::
 
@@ -85,6 +86,12 @@ class DemoSettings:
     curve_replicates: int = 1000
     dwi_subjects: int = 1
     curve_n: tuple[int, ...] = (40, 60, 80, 98, 120, 150, 200, 250)
+
+    def as_record(self) -> dict:
+        """Return the settings as a plain dict (recorded in the manifest)."""
+        return {"seed": self.seed, "replicates": self.replicates,
+                "curve_replicates": self.curve_replicates,
+                "dwi_subjects": self.dwi_subjects, "curve_n": list(self.curve_n)}
 
     def __post_init__(self):
         for name in ("replicates", "curve_replicates"):
@@ -227,7 +234,9 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
     settings : DemoSettings, optional
         Seed, replicates and sizes; defaults as in :class:`DemoSettings`.
     force : bool
-        Replace existing outputs.
+        Replace the outputs of an earlier demo run in ``out`` (files listed in
+        its ``dtitool-run.json``, unchanged since); files of the user's are
+        never touched.
     log : callable
         Receives one line per step (progress).
 
@@ -240,7 +249,8 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
     design = load_preset("ketamine-rct")
     step = _Steps(9, log)
     out = Path(out)
-    with atomic_outputs(out, OUTPUTS, force=force) as tmp:
+    with atomic_outputs(out, OUTPUTS, force=force, seed=s.seed,
+                        command="demo", options=s.as_record()) as tmp:
         tables, figs = tmp / "tables", tmp / "figures"
         tables.mkdir()
         figs.mkdir()
@@ -249,8 +259,12 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         step(f"simulating the {design.name} cohort (n = {design.n}, seed {s.seed})")
         cohort = simulate_cohort(design, rng=s.seed)
         (tmp / "cohort").mkdir()
-        cohort.write(tmp / "cohort", run={"seed": s.seed, "replicates": 1,
-                                          "dtitool_version": __version__})
+        # The cohort's record repeats it: dtitool simulate --design cohort/...
+        cohort.write(tmp / "cohort", run={
+            "seed": s.seed, "command": "simulate", "replicates": 1,
+            "images": False, "dtitool_version": __version__},
+            header="Design and seed of the demo's cohort; repeat it with\n"
+            "  dtitool simulate --design design.toml --out DIR")
 
         step(f"writing MD maps for {2 * design.n} scans and DWI for "
              f"{s.dwi_subjects} participant(s)")

@@ -30,8 +30,10 @@ decrease goes with more improvement" is a positive slope.
 
 from __future__ import annotations
 
+import keyword
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -109,6 +111,10 @@ class AnalysisResults:
         Human-readable statement of ``dmd_scale``.
     elapsed : float
         Seconds spent fitting.
+    not_estimable : mapping
+        ``(roi, outcome) -> reason`` for models in which a reported term is
+        not estimable (its row holds NaN): dMD without variation, or columns
+        that are collinear.
     """
 
     table: pd.DataFrame
@@ -123,6 +129,7 @@ class AnalysisResults:
     dmd_scale: float = DMD_SCALE
     dmd_unit: str = DMD_UNIT
     elapsed: float = field(default=0.0, compare=False)
+    not_estimable: Mapping = field(default_factory=dict, repr=False, compare=False)
 
     def term(self, roi: str, outcome: str, term: str) -> pd.Series:
         """Return the table row of one ROI, outcome and term."""
@@ -159,7 +166,8 @@ def default_formula(covariates: Sequence[str] = ("baseline",), *, types=None) ->
     rhs = [f"C(group, Treatment({CONTROL!r})) * d_md"]
     for c in covariates:
         name = "baseline_score" if c == "baseline" else c
-        ref = name if _NAME_RE.match(name) else f"Q({name!r})"
+        plain = _NAME_RE.match(name) and not keyword.iskeyword(name)
+        ref = name if plain else f"Q({name!r})"
         kind = types.get(c, "categorical" if c == "sex" else "numeric")
         rhs.append(f"C({ref})" if kind == "categorical" else ref)
     return "d_score ~ " + " + ".join(rhs)
@@ -198,6 +206,11 @@ def fit_models(
         mm^2/s), ``d_md_pct`` and every participants column. It must contain the
         main effects of ``group`` and ``d_md`` and their interaction, and be
         linear in ``d_md``; the additive model drops the interaction term.
+        **The formula is Python code**: patsy evaluates every term with
+        ``eval`` (that is how ``np.log(age)`` works), so a formula runs
+        whatever Python it contains. Pass only formulas you wrote or checked,
+        never one taken from an untrusted file or web form. The default
+        formula (``covariates=``) is built by dtitool and quotes every name.
     robust : {None, "HC3"}
         Heteroscedasticity-consistent (HC3) standard errors; tests then still
         use the t distribution with the residual df.
@@ -220,8 +233,17 @@ def fit_models(
     Raises
     ------
     ValueError
-        On bad input tables, an unknown covariate, an unusable formula, or a
-        model with too few subjects in an arm.
+        On bad input tables, an unknown covariate, an unusable formula, a
+        participants column that hides a function the formula calls (such as
+        a column named ``C``), no subject with complete data, or a model with
+        too few subjects in an arm.
+
+    Warns
+    -----
+    UserWarning
+        When a term is not estimable in a model (e.g. dMD does not vary, or
+        a covariate is collinear with it): its row holds NaN, never SE 0 and
+        p 1, and :attr:`AnalysisResults.not_estimable` gives the reason.
 
     Notes
     -----
@@ -317,8 +339,19 @@ def _check_options(covariates, formula, robust, families, alpha, changes):
     return covariates, default_formula(covariates, types=types), families
 
 
-def _model_frame(changes: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    frame = changes.copy()
+_FRAME_COLUMNS = ("participant_id", "group", "roi", "d_md_pct")
+
+
+def _model_frame(changes: pd.DataFrame, outcome: str,
+                 columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return the data a formula sees: every changes column, or only ``columns``.
+
+    The default formula gets only what it names, so that an unrelated
+    participants column (say one called ``C``) cannot hide a patsy function.
+    """
+    frame = changes.copy() if columns is None else changes.loc[
+        :, [c for c in dict.fromkeys([*_FRAME_COLUMNS, *columns])
+            if c in changes.columns]].copy()
     frame["d_score"] = changes[f"d_{outcome}"]
     frame["baseline_score"] = changes[f"{outcome}_baseline"]
     frame["d_md"] = changes["d_md"] / DMD_SCALE
@@ -409,6 +442,56 @@ def _contrast_rows(res, L, alpha):
     )
 
 
+def _check_shadowed_names(formula: str, frame: pd.DataFrame) -> None:
+    """Refuse a data column that hides a function the formula calls.
+
+    patsy looks names up in the data first, so a participants column called
+    ``C`` would replace patsy's ``C()`` and break the model in obscure ways.
+    """
+    called = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", formula))
+    hidden = sorted(called & set(map(str, frame.columns)))
+    if hidden:
+        raise ValueError(
+            f"participants column {hidden[0]!r} hides the function {hidden[0]}() "
+            f"that the model formula calls ({formula!r}); rename the column"
+        )
+
+
+def _only_estimable(X: np.ndarray, L: np.ndarray, rows: tuple) -> tuple:
+    """Blank (NaN) the contrasts of ``L`` that ``X`` cannot estimate.
+
+    A contrast ``L b`` is estimable when ``L`` lies in the row space of ``X``
+    (orthogonal to its null space). With a rank-deficient ``X`` (e.g. dMD
+    that does not vary) the pseudo-inverse statsmodels uses would report a
+    non-estimable contrast as an estimate of 0 with SE 0 and p 1.
+    """
+    _, sv, vt = np.linalg.svd(X, full_matrices=False)
+    tol = sv.max(initial=0.0) * max(X.shape) * np.finfo(float).eps
+    rank = int((sv > tol).sum())
+    if rank == X.shape[1]:
+        return rows
+    null = vt[rank:].T
+    norm = np.linalg.norm(L, axis=1)
+    ok = np.linalg.norm(L @ null, axis=1) <= 1e-8 * np.maximum(norm, 1.0)
+    out = []
+    for a in rows:
+        a = np.array(a, dtype=float, copy=True)
+        a[~ok] = np.nan
+        out.append(a)
+    return tuple(out)
+
+
+def _why_not_estimable(used: pd.DataFrame) -> str:
+    d = used["d_md"].to_numpy()
+    if d.size and np.ptp(d) == 0:
+        return f"d_md does not vary: every subject has {d[0]:g}"
+    for g in GROUPS:
+        dg = d[used["group"].to_numpy() == g]
+        if dg.size and np.ptp(dg) == 0:
+            return f"d_md does not vary within the {g} arm"
+    return "the model's columns are collinear (a covariate duplicates another term)"
+
+
 def fit_changes(
     changes: pd.DataFrame,
     *,
@@ -441,15 +524,19 @@ def fit_changes(
     ]  # fmt: skip
     if not outcomes:
         raise ValueError("changes table has no outcome change columns (d_madrs...)")
+    user_formula = formula is not None
     covariates, formula, families = _check_options(
         covariates, formula, robust, families, alpha, changes
     )
+    not_estimable: dict[tuple[str, str], str] = {}
     t0 = time.perf_counter()
     rois = _roi_order(changes["roi"])
     records = []
     fits, additive_fits, used_rows = {}, {}, {}
     for outcome in outcomes:
-        frame = _model_frame(changes, outcome)
+        frame = _model_frame(changes, outcome,
+                             None if user_formula else ("group", *covariates))
+        _check_shadowed_names(formula, frame)
         try:
             y_df, X_df = patsy.dmatrices(
                 formula, frame, NA_action="drop", return_type="dataframe"
@@ -459,6 +546,11 @@ def fit_changes(
             raise ValueError(f"cannot use formula {formula!r}: {msg}") from None
         if y_df.shape[1] != 1:
             raise ValueError(f"formula {formula!r} must have one response")
+        if len(y_df) == 0:
+            raise ValueError(
+                f"no participant has complete data for the {outcome} models (both "
+                f"{outcome} scores, both scans of an ROI and every covariate)"
+            )
         info = X_df.design_info
         L = _slope_contrasts(info, frame.loc[y_df.index], formula)
         L3 = np.vstack([L[0] - L[1], L[0], L[1]])
@@ -490,8 +582,12 @@ def fit_changes(
             fits[(roi, outcome)] = res
             additive_fits[(roi, outcome)] = res_add
             used_rows[(roi, outcome)] = index_used[rows]
-            est, se, tv, pv, ci = _contrast_rows(res, L3, alpha)
-            est_a, se_a, tv_a, pv_a, ci_a = _contrast_rows(res_add, L_add, alpha)
+            est, se, tv, pv, ci = _only_estimable(
+                X, L3, _contrast_rows(res, L3, alpha))
+            est_a, se_a, tv_a, pv_a, ci_a = _only_estimable(
+                X[:, keep], L_add, _contrast_rows(res_add, L_add, alpha))
+            if np.isnan(est).any() or np.isnan(est_a).any():
+                not_estimable[(roi, outcome)] = _why_not_estimable(used[rows])
             df, df_a = res.df_resid, res_add.df_resid
             for j, term in enumerate(TERMS[:3]):
                 records.append((roi, outcome, term, est[j], se[j], tv[j], df,
@@ -503,6 +599,12 @@ def fit_changes(
     table["n"] = table["n"].astype(int)
     table["p_holm"], table["p_fdr"] = _adjust(table, families)
     table = _sort(table, rois, outcomes)
+    if not_estimable:
+        warnings.warn(
+            "terms not estimable, reported as NaN: " + "; ".join(
+                f"{r} / {o} ({why})" for (r, o), why in not_estimable.items()),
+            stacklevel=3,
+        )
     elapsed = time.perf_counter() - t0
     return AnalysisResults(
         table=table,
@@ -515,6 +617,7 @@ def fit_changes(
         robust=robust,
         families=families,
         elapsed=elapsed,
+        not_estimable=not_estimable,
     )
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import math
-import multiprocessing
 import os
 import sys
 import warnings
@@ -46,8 +45,16 @@ import pandas as pd
 from scipy import special
 
 from dtitool._constants import CURVE_PARAMETERS, DMD_SCALE, TERMS
+from dtitool._memory import check_memory
+from dtitool._workers import process_pool
 from dtitool.design import PerArm, StudyDesign
-from dtitool.simulate import BLOCK_SIZE, CohortArrays, as_seed_sequence, simulate_arrays
+from dtitool.simulate import (
+    BLOCK_SIZE,
+    CohortArrays,
+    as_seed_sequence,
+    simulate_arrays,
+    simulation_bytes,
+)
 from dtitool.stats.ols import ols_from_crossproducts, two_sided_p
 
 __all__ = [
@@ -514,6 +521,10 @@ def power(
     ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
     J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
     m = J * K * T
+    check_memory(4.0 * replicates * m + simulation_bytes(design, chunk)
+                 * min(n_jobs, len(ranges)),
+                 f"a power run of {replicates} replicates at n = {design.n}",
+                 hint="use fewer replicates or a smaller n")
     signed_p = np.empty((replicates, m), dtype=np.float32)
     block_sums = np.empty((-(-replicates // BLOCK_SIZE), m))
     totals = {k: np.zeros(m, np.int64) for k in
@@ -534,10 +545,8 @@ def power(
                 collect(a, b, _chunk(design, ss, a, b, spec))
                 bar.update(b - a)
         else:
-            ctx = multiprocessing.get_context(
-                "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-            )
-            with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as ex:
+            # Workers die with this process and stop on Ctrl-C / SIGTERM.
+            with process_pool(n_jobs) as ex:
                 futs = {ex.submit(_chunk, design, ss, a, b, spec): (a, b)
                         for a, b in ranges}
                 for f in cf.as_completed(futs):
@@ -717,6 +726,8 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
     StudyDesign
     """
     v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{parameter} must be a finite number, got {value!r}")
     if parameter == "n":
         if v != int(v):
             raise ValueError(f"n must be an integer, got {value!r}")
