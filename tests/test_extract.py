@@ -155,8 +155,8 @@ def test_excluded_voxels_warn_with_counts(tmp_path, atlas, atlas_array):
     d[tuple(roi1[2])] = -1e-4
     d[tuple(np.argwhere(atlas_array == 3)[0])] = np.nan
     d[0, 0, 0] = np.nan  # outside every ROI: not counted
-    p = save(tmp_path, "sub-01_ses-baseline_MD.nii.gz", d)
     d[tuple(roi1[3])] = np.inf  # +inf never enters a mean
+    p = save(tmp_path, "sub-01_ses-baseline_MD.nii.gz", d)
     with pytest.warns(UserWarning,
                       match=r"excluded 3 non-finite \(NaN or infinite\), 1 zero "
                       "and 1 negative"):
