@@ -318,12 +318,27 @@ def _op_paths(stage: Path, anchor: Path, rel: str) -> tuple[Path, Path, Path]:
 
 
 def _do_op(stage: Path, anchor: Path, op: str, rel: str) -> bool:
-    """Carry out one journal operation; return whether it changed anything."""
+    """Carry out one journal operation; return whether it changed anything.
+
+    ``keep``: hard-link a file about to be replaced into the staging folder
+    (so that at every moment the destination holds the old or the new file);
+    ``place``: move a new file or folder into place; ``remove``: move a file of
+    a retired run aside; ``prune``: remove a folder that became empty. Each is
+    idempotent, so that a commit cut short can be run again from the start.
+    """
     target, new, old = _op_paths(stage, anchor, rel)
-    if op == "backup":
-        if old.exists() or not os.path.lexists(target):
+    if op in ("keep", "remove"):
+        if os.path.lexists(old) or not os.path.lexists(target):
             return False
+        if op == "keep" and not os.path.lexists(new):
+            return False  # already placed: the old file is gone for good
         old.parent.mkdir(parents=True, exist_ok=True)
+        if op == "keep":
+            try:
+                os.link(target, old, follow_symlinks=False)
+                return True
+            except OSError:  # no hard links on this file system: move aside
+                pass
         os.replace(target, old)
         return True
     if op == "place":
@@ -342,7 +357,7 @@ def _do_op(stage: Path, anchor: Path, op: str, rel: str) -> bool:
 
 def _undo_op(stage: Path, anchor: Path, op: str, rel: str) -> None:
     target, new, old = _op_paths(stage, anchor, rel)
-    if op == "backup":
+    if op in ("keep", "remove"):
         os.replace(old, target)
     elif op == "place":
         new.parent.mkdir(parents=True, exist_ok=True)
@@ -518,6 +533,7 @@ class OutputTransaction:
         existing = []
         for n in names:
             target = dest / n
+            self._check_path_into(dest, n)
             inp = _is_input(target, self.inputs)
             if inp is not None:
                 raise ValueError(
@@ -770,10 +786,11 @@ class OutputTransaction:
         places = []
         self._plan(stage, PurePosixPath("."), replace, places)
         places.sort(key=lambda r: (r in manifests, r))
-        backups = sorted(replace | set(remove))
         # deepest first, so that a folder emptied of its sub-folders goes too
         pruned = sorted(prunes, key=lambda p: (-len(p.parts), p.as_posix()))
-        stage.ops = ([("backup", r) for r in backups] + [("place", r) for r in places]
+        stage.ops = ([("keep", r) for r in sorted(replace)]
+                     + [("place", r) for r in places]
+                     + [("remove", r) for r in sorted(remove)]
                      + [("prune", p.as_posix()) for p in pruned])
 
     def _check_path_into(self, dest: Path, rel: str) -> None:

@@ -45,14 +45,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
+class _NoAbbrevParser(_Parser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def _build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    # No abbreviated options: "--n" must never silently mean "--n-jobs".
     parser = _Parser(
+        allow_abbrev=False,
         prog="dtitool",
         description="Rehearse DTI mean-diffusivity trial analyses on simulated "
         "cohorts and real data.",
     )
     parser.add_argument("--version", action="version", version=f"dtitool {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=_NoAbbrevParser)
     parsers = {}
     for name, modname in _COMMANDS.items():
         module = importlib.import_module(modname)
@@ -92,23 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     from dtitool._workers import Terminated, termination_signals
 
     argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, --version and usage errors (already printed)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    if getattr(args, "_run", None) is None:
-        parser.print_help(sys.stderr)
-        return 2
-    args._explicit = _explicit_options(argv)
-    name = args._name
+    name = next((a for a in argv if a in _COMMANDS), "")
     caught: list[warnings.WarningMessage] = []
     try:
-        with (run_context(command=name, arguments=argv, options=_options(args)),
-              termination_signals(),
-              warnings.catch_warnings(record=True) as caught):
-            warnings.simplefilter("default")
-            code = int(args._run(args) or 0)
+        with termination_signals():  # first: a SIGTERM from here on rolls back
+            parser = _build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as e:  # --help, --version, usage errors (printed)
+                return e.code if isinstance(e.code, int) else (
+                    0 if e.code is None else 2)
+            if getattr(args, "_run", None) is None:
+                print(f"dtitool: error: no command given; choose one of "
+                      f"{', '.join(_COMMANDS)} (dtitool --help explains them)",
+                      file=sys.stderr)
+                return 2
+            args._explicit = _explicit_options(argv)
+            name = args._name
+            with (run_context(command=name, arguments=argv, options=_options(args)),
+                  warnings.catch_warnings(record=True) as caught):
+                warnings.simplefilter("default")
+                code = int(args._run(args) or 0)
     except (ValueError, TypeError, OSError, MemoryError) as e:
         msg = _one_line(e)
         if isinstance(e, MemoryError) and not isinstance(e, ValueError):

@@ -34,7 +34,7 @@ _NIFTI_TYPES = (nib.Nifti1Image, nib.Nifti2Image)
 # Plausible MD range in mm^2/s: 1e-4 (dense WM, restricted) to 4e-3 (free water
 # at body temperature is 3.0e-3; allow for noise).
 _MD_PLAUSIBLE = (5e-5, 5e-3)
-_MAX_LABEL = 2**31 - 1  # the largest label a lookup table index can name
+_MAX_LABEL = 2**53  # labels are exact integers up to here, even in a float image
 
 
 def ids_from_path(path: str | os.PathLike) -> tuple[str, str]:
@@ -268,8 +268,8 @@ def extract_roi_md(
         raise ValueError(f"atlas {atlas_name!r} holds negative labels")
     if lab.max() > _MAX_LABEL:
         raise ValueError(
-            f"atlas {atlas_name!r} holds label {lab.max():.15g}, beyond any "
-            f"lookup table index (at most {_MAX_LABEL}); is it a label image?"
+            f"atlas {atlas_name!r} holds label {lab.max():.15g}, beyond the "
+            f"integers a label image can hold exactly (2**53); is it a label image?"
         )
     lab = lab.astype(np.int64, copy=False)
     if lut is None:

@@ -518,13 +518,16 @@ def power(
     ss = as_seed_sequence(rng)
     spec = _Spec(alpha=float(alpha), families=_normalise_families(design, families))
 
+    # Before anything is allocated (the chunk list included): per-replicate
+    # p-values (4 bytes x 4 terms per model) and one chunk per worker.
+    check_memory(16.0 * replicates * len(design.rois) * len(design.outcomes)
+                 + simulation_bytes(design, chunk) * min(n_jobs, -(-replicates
+                                                                  // chunk)),
+                 f"a power run of {replicates} replicates at n = {design.n}",
+                 hint="use fewer replicates or a smaller n")
     ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
     J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
     m = J * K * T
-    check_memory(4.0 * replicates * m + simulation_bytes(design, chunk)
-                 * min(n_jobs, len(ranges)),
-                 f"a power run of {replicates} replicates at n = {design.n}",
-                 hint="use fewer replicates or a smaller n")
     signed_p = np.empty((replicates, m), dtype=np.float32)
     block_sums = np.empty((-(-replicates // BLOCK_SIZE), m))
     totals = {k: np.zeros(m, np.int64) for k in
@@ -546,7 +549,7 @@ def power(
                 bar.update(b - a)
         else:
             # Workers die with this process and stop on Ctrl-C / SIGTERM.
-            with process_pool(n_jobs) as ex:
+            with process_pool(min(n_jobs, len(ranges))) as ex:
                 futs = {ex.submit(_chunk, design, ss, a, b, spec): (a, b)
                         for a, b in ranges}
                 for f in cf.as_completed(futs):
