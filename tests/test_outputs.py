@@ -445,7 +445,11 @@ def test_deferred_signals_hold_sigterm_until_the_section_ends():
     assert reached == ["end of critical section"]
 
 
-def test_sigterm_rolls_back_and_exits_143(tmp_path):
+@pytest.mark.parametrize(("sig", "code", "word"), [
+    (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+    (signal.SIGINT, 130, "interrupted (SIGINT)"),
+])
+def test_signal_rolls_back_and_exits_128_plus_signal(tmp_path, sig, code, word):
     out = tmp_path / "c"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dtitool", "simulate", "--seed", "1", "--n", "20",
@@ -456,11 +460,46 @@ def test_sigterm_rolls_back_and_exits_143(tmp_path):
             break
         time.sleep(0.01)
     time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     err = proc.communicate(timeout=30)[1]
-    assert proc.returncode == 143, err
-    assert err == "dtitool simulate: terminated (SIGTERM)\n"
+    assert proc.returncode == code, err
+    assert err == f"dtitool simulate: {word}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stage_inside_the_destination_when_its_parent_is_read_only(
+        tmp_path, monkeypatch):
+    from dtitool import _io
+
+    out = tmp_path / "o"
+    _write_all(out, ["a.txt", "b.txt"])
+    real = os.access
+    monkeypatch.setattr(_io.os, "access",
+                        lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    seen = []
+
+    def write(out):
+        with _io.atomic_outputs(out, ["a.txt", "b.txt"], force=True) as tmp:
+            seen.append(tmp)
+            for n in ("a.txt", "b.txt"):
+                (tmp / n).write_text("newer " + n)
+
+    write(out)
+    assert seen[0].is_relative_to(out)  # staged inside the destination
+    assert (out / "a.txt").read_text() == "newer a.txt"
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt", MANIFEST_NAME]
+    assert manifest_consistent(out)
+
+
+def test_corrupt_manifest_is_never_guessed_at(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert run(capsys, "simulate", "--seed", "1", "--n", "20", "--out", out)[0] == 0
+    (out / MANIFEST_NAME).write_text("{not json")
+    before = tree(tmp_path)
+    code, _, err = run(capsys, "simulate", "--seed", "2", "--n", "20", "--out", out,
+                       "--force")
+    assert code == 2 and "not a readable dtitool manifest" in one_line(err)
+    assert tree(tmp_path) == before
 
 
 def test_manifest_records_command_arguments_and_seed(tmp_path, capsys):
