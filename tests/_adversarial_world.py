@@ -162,3 +162,4 @@ def extract_args(w: Path, *maps, labels=None, lut=None, out=None, extra=()):
     return ["extract", "--labels", labels or i / "atlas.nii.gz", "--lut",
             lut or i / "lut.tsv", "--out", out or w / "ex" / "roi_md.tsv", *extra,
             *maps]
+

@@ -26,7 +26,6 @@ from _adversarial_world import (
     DWI_SHAPE,
     SHAPE,
     atlas_array,
-    build_world,
     dwi_data,
     extract_args,
     fit_args,
@@ -704,20 +703,6 @@ def _no_hang():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    w = tmp_path_factory.mktemp("world") / "w"
-    build_world(w)
-    return w
-
-
-@pytest.fixture
-def world(template, tmp_path):
-    w = tmp_path / "w"
-    shutil.copytree(template, w, symlinks=True)
-    return w
 
 
 def test_enough_cases():

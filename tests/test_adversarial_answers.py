@@ -7,8 +7,6 @@ run against any checkout.
 
 from __future__ import annotations
 
-import shutil
-
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -17,7 +15,6 @@ from _adversarial_world import (
     AFFINE,
     DWI_SHAPE,
     atlas_array,
-    build_world,
     dwi_data,
     extract_args,
     fit_args,
@@ -27,19 +24,6 @@ from _adversarial_world import (
     save_nifti,
     write_gradients,
 )
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    w = tmp_path_factory.mktemp("world") / "w"
-    build_world(w)
-    return w
-
-
-@pytest.fixture
-def w(template, tmp_path):
-    shutil.copytree(template, tmp_path / "w")
-    return tmp_path / "w"
 
 
 def _tables(w, edit):
@@ -67,7 +51,8 @@ def _results(w):
 
 
 @pytest.mark.parametrize("name", ["lambda", "class", "C"])
-def test_columns_named_like_python_or_patsy_work(w, name):
+def test_columns_named_like_python_or_patsy_work(world, name):
+    w = world
     rng = np.random.default_rng(0)
 
     def edit(p, r):
@@ -79,7 +64,8 @@ def test_columns_named_like_python_or_patsy_work(w, name):
     assert np.isfinite(_results(w)["p"]).all()
 
 
-def test_singular_model_is_not_estimable_not_p_1(w):
+def test_singular_model_is_not_estimable_not_p_1(world):
+    w = world
     def edit(p, r):
         # every subject's MD the same at both sessions: no dMD variation
         r = r.copy()
@@ -93,7 +79,8 @@ def test_singular_model_is_not_estimable_not_p_1(w):
     assert "not estimable" in err and "d_md does not vary" in err
 
 
-def test_ids_are_text(w):
+def test_ids_are_text(world):
+    w = world
     def edit(p, r):
         # numeric-looking IDs: "001" is not "1", "1.10" is not "1.1"
         ids = p["participant_id"].tolist()
@@ -107,7 +94,8 @@ def test_ids_are_text(w):
     assert _results(w)["n"].max() == 20
 
 
-def test_inf_voxels_are_excluded_and_counted(w):
+def test_inf_voxels_are_excluded_and_counted(world):
+    w = world
     lab = atlas_array()
     data = md_map(3)
     data[np.argwhere(lab == 1)[0][0], np.argwhere(lab == 1)[0][1],
@@ -120,7 +108,8 @@ def test_inf_voxels_are_excluded_and_counted(w):
     assert "excluded" in err
 
 
-def test_huge_label_named_in_the_lookup_table(w):
+def test_huge_label_named_in_the_lookup_table(world):
+    w = world
     lab = atlas_array().astype(np.int64)
     lab[lab == 7] = 2**40
     a = save_nifti(w / "bad" / "a.nii.gz", lab)
@@ -132,7 +121,8 @@ def test_huge_label_named_in_the_lookup_table(w):
     assert (t["roi"] == "vACC").sum() == 2
 
 
-def test_zero_voxel_has_fa_0(w):
+def test_zero_voxel_has_fa_0(world):
+    w = world
     data = dwi_data()
     data[1, 1, 1] = 0.0  # a voxel of zeros inside the mask
     dwi = save_nifti(w / "bad" / "z.nii.gz", data)
@@ -141,7 +131,8 @@ def test_zero_voxel_has_fa_0(w):
     assert fa[1, 1, 1] == 0 and fa.max() <= 1
 
 
-def test_fit_without_mask_keeps_the_background_out(w):
+def test_fit_without_mask_keeps_the_background_out(world):
+    w = world
     rng = np.random.default_rng(3)
     shape = (24, 24, 20)
     xyz = np.indices(shape) - np.array([12, 12, 10])[:, None, None, None]
@@ -162,7 +153,8 @@ def test_fit_without_mask_keeps_the_background_out(w):
     assert (w / "fit" / "s_mask.nii.gz").is_file()
 
 
-def test_b0_at_small_b_enters_at_its_b(w):
+def test_b0_at_small_b_enters_at_its_b(world):
+    w = world
     # one b0 at b = 20 with a direction, data acquired at that b
     bvals, bvecs = protocol()
     b0 = np.flatnonzero(bvals == 0)

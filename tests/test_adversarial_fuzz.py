@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from _adversarial_world import (
     FIELDS,
-    build_world,
     extract_args,
     md_map,
     quiet_main,
@@ -34,13 +32,6 @@ SETTINGS = settings(max_examples=_EXPLORE or 30, deadline=None,
                     derandomize=not _EXPLORE,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    w = tmp_path_factory.mktemp("world") / "w"
-    build_world(w)
-    return w
 
 
 class World:
@@ -107,8 +98,8 @@ EDIT = st.one_of(
 
 @SETTINGS
 @given(edits=st.lists(EDIT, min_size=1, max_size=4))
-def test_malformed_tables(template, edits):
-    with World(template) as w:
+def test_malformed_tables(world_template, edits):
+    with World(world_template) as w:
         d = w / "cohort"
         frames = {name: pd.read_csv(d / f"{name}.tsv", sep="\t", dtype=str,
                                     keep_default_na=False)
@@ -150,8 +141,8 @@ TOML_EDIT = st.one_of(
 
 @SETTINGS
 @given(edits=st.lists(TOML_EDIT, min_size=1, max_size=3))
-def test_malformed_design_toml(template, edits):
-    with World(template) as w:
+def test_malformed_design_toml(world_template, edits):
+    with World(world_template) as w:
         lines = (w / "design.toml").read_text().splitlines()
         for e in edits:
             i = e[1] % len(lines)
@@ -187,8 +178,8 @@ HEADER_EDIT = st.sampled_from(sorted(FIELDS)).flatmap(
 @SETTINGS
 @given(edits=st.lists(HEADER_EDIT, min_size=1, max_size=3),
        gz=st.booleans())
-def test_malformed_nifti_headers(template, edits, gz):
-    with World(template) as w:
+def test_malformed_nifti_headers(world_template, edits, gz):
+    with World(world_template) as w:
         fields = dict(edits)
         name = "sub-02_ses-24h_MD.nii" + (".gz" if gz else "")
         try:
@@ -219,8 +210,8 @@ CURVE = st.one_of(
 @given(curve=CURVE, alpha=NUMBER_TEXT, target=st.one_of(st.none(), NUMBER_TEXT),
        replicates=st.one_of(st.integers(max_value=0), st.integers(min_value=10**11),
                             st.just(64)))
-def test_hostile_option_values(template, curve, alpha, target, replicates):
-    with World(template) as w:
+def test_hostile_option_values(world_template, curve, alpha, target, replicates):
+    with World(world_template) as w:
         argv = ["power", "--quiet", "--replicates", str(replicates), "--n", "40",
                 "--curve", curve, "--alpha", alpha, "--n-max", "60",
                 "--out", w / "pw"]
@@ -237,9 +228,9 @@ def test_hostile_option_values(template, curve, alpha, target, replicates):
         answered(argv, w.parent, outputs=("w/pw",))
 
 
-def test_fuzz_world_is_sane(template):
+def test_fuzz_world_is_sane(world_template):
     # the untouched world analyses fine (so failures above are the edits')
-    with World(template) as w:
+    with World(world_template) as w:
         assert answered(["analyze", w / "cohort", "--out", w / "r.tsv"], w.parent,
                         outputs=("w/r.tsv", "w/dtitool-run.json")) == 0
         assert np.isfinite(pd.read_csv(w / "r.tsv", sep="\t")["p"]).all()
