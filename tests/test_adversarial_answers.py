@@ -169,3 +169,14 @@ def test_b0_at_small_b_enters_at_its_b(world):
     md = nib.load(w / "fit" / "sub-01_MD.nii.gz").get_fdata()
     mask = nib.load(w / "dwi" / "mask.nii.gz").get_fdata() > 0
     np.testing.assert_allclose(md[mask], md_true, rtol=1e-5)
+
+
+def test_formula_is_documented_to_run_python_code():
+    from pathlib import Path
+
+    import dtitool
+
+    doc = " ".join(dtitool.fit_models.__doc__.split())
+    assert "The formula is Python code" in doc and "eval" in doc
+    docs = Path(__file__).resolve().parents[1] / "docs" / "model.md"
+    assert "runs any Python code it contains" in " ".join(docs.read_text().split())

@@ -8,6 +8,7 @@ more than two seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -34,10 +35,34 @@ ENV = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(ROOT)}
 DELAYS = random.Random(13)  # "random" points, the same ones every run
 
 
-def _dtitool(*argv) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dtitool", *map(str, argv)],
-                            env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+class _Run:
+    """A dtitool command line in a subprocess, stderr to a file (a surviving
+    worker holding a pipe open must not block the test)."""
+
+    def __init__(self, *argv):
+        import tempfile
+
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen([sys.executable, "-m", "dtitool", *map(str, argv)],
+                                  env=ENV, stdout=subprocess.DEVNULL, stderr=self.err)
+        self.pid = self.p.pid
+
+    def send_signal(self, sig):
+        self.p.send_signal(sig)
+
+    def wait(self, timeout=60) -> str:
+        """Wait for the exit; return stderr."""
+        self.p.wait(timeout=timeout)
+        self.err.seek(0)
+        return self.err.read()
+
+    @property
+    def returncode(self):
+        return self.p.returncode
+
+
+def _dtitool(*argv) -> _Run:
+    return _Run(*argv)
 
 
 def _children(pid: int) -> set[int]:
@@ -66,7 +91,8 @@ def old_and_new(tmp_path_factory):
     args = ["simulate", "--n", "20", "--images"]
     for seed, name in ((1, "old"), (2, "new")):
         p = _dtitool(*args, "--seed", seed, "--out", base / name)
-        assert p.wait(timeout=120) == 0, p.stderr.read()
+        err = p.wait(timeout=120)
+        assert p.returncode == 0, err
     (base / "old" / "derivatives" / "my_notes.txt").write_text("mine")
     return base / "old", without(tree(base / "new"), MANIFEST_NAME)
 
@@ -103,7 +129,7 @@ def test_killed_run_leaves_old_or_new_outputs(tmp_path, old_and_new, sig):
                      "--out", dest)
         time.sleep(delay)
         p.send_signal(sig)
-        err = p.communicate(timeout=60)[1]
+        err = p.wait(timeout=60)
         if sig == signal.SIGTERM:
             # 143: rolled back (or committed, if the signal came during the
             # commit); -15: the signal came before dtitool's handler was in
@@ -135,10 +161,14 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     time.sleep(DELAYS.uniform(0.2, 1.5))
     workers |= _children(p.pid)
     p.send_signal(sig)
-    err = p.communicate(timeout=30)[1]
-    assert p.returncode == (143 if sig == signal.SIGTERM else -signal.SIGKILL), err
+    err = p.wait(timeout=30)
     time.sleep(2)
-    assert [w for w in workers if _alive(w)] == []
+    survivors = [w for w in workers if _alive(w)]
+    for w in survivors:  # the test's own clean-up, whatever the outcome
+        with contextlib.suppress(OSError):
+            os.kill(w, signal.SIGKILL)
+    assert survivors == [], "workers outlived their parent"
+    assert p.returncode == (143 if sig == signal.SIGTERM else -signal.SIGKILL), err
     assert not dest.exists()
     _next_run_sweeps(tmp_path)
     assert list(tmp_path.iterdir()) == []
