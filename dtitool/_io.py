@@ -479,6 +479,14 @@ class OutputTransaction:
         # (output path, option that named it, path as the user wrote it)
         self.declared: list[tuple[Path, str, str]] = []
         self.manifests: dict[Path, dict] = {}
+        self._hashes: dict[tuple, str] = {}
+
+    def _sha256(self, path: Path, st) -> str:
+        """SHA-256 of an existing file, hashed once per run (size, time, inode)."""
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key not in self._hashes:
+            self._hashes[key] = file_sha256(path)
+        return self._hashes[key]
 
     def _show(self, dest: Path, rel: str = "") -> str:
         base = self.shown.get(dest, str(dest))
@@ -523,10 +531,11 @@ class OutputTransaction:
             p = dest / n
             for q, qlabel, qshown in self.declared:
                 if p == q or q in p.parents or p in q.parents:
+                    how = "are the same path" if p == q else "overlap (one is inside " \
+                        "the other)"
                     raise ValueError(
                         f"outputs collide: {self._show(dest, n)!r} ({label}) and "
-                        f"{qshown!r} ({qlabel}) are the same path; give them "
-                        "different names"
+                        f"{qshown!r} ({qlabel}) {how}; give them different names"
                     )
             self.declared.append((p, label, self._show(dest, n)))
         # Lock first: the manifest read below cannot change under us.
@@ -588,18 +597,16 @@ class OutputTransaction:
         if owner is None:
             raise ValueError(
                 f"{target!r} exists and is not listed in {mpath!r}; --force "
-                "replaces only files an "
-                "earlier dtitool run wrote there: move the file away or choose "
-                "another output folder"
+                "replaces only files an earlier dtitool run wrote there: move the "
+                "file away or choose another output folder"
             )
         rec = owner["files"][rel]
-        if (rec.get("bytes") != st.st_size
-                or rec.get("sha256") != file_sha256(dest / rel)):
+        if rec.get("bytes") != st.st_size or rec.get("sha256") != self._sha256(
+                dest / rel, st):
             raise ValueError(
-                f"{target!r} was changed after dtitool wrote it (it differs "
-                f"from {mpath!r}); --force replaces only "
-                "unchanged dtitool outputs: move the file away or choose another "
-                "output folder"
+                f"{target!r} was changed after dtitool wrote it (it differs from "
+                f"{mpath!r}); --force replaces only unchanged dtitool outputs: "
+                "move the file away or choose another output folder"
             )
 
     def _stage_for(self, dest: Path) -> _Stage:
@@ -658,10 +665,8 @@ class OutputTransaction:
                     who = " ".join(x for x in ("another dtitool run",
                                                _lock_info(path)) if x)
                     raise ValueError(
-                        f"{who} is writing to "
-                        f"{self._show(dest)!r}; wait for it to finish or choose "
-                        "another "
-                        "output folder"
+                        f"{who} is writing to {self._show(dest)!r}; wait for it to "
+                        "finish or choose another output folder"
                     ) from None
             else:  # pragma: no cover - a stale folder that keeps coming back
                 raise ValueError(f"cannot lock {str(dest)!r}: {str(path)!r} is busy")
@@ -744,7 +749,7 @@ class OutputTransaction:
                     except (FileNotFoundError, NotADirectoryError):
                         continue
                     if not stat.S_ISREG(st.st_mode) or st.st_size != rec.get(
-                            "bytes") or file_sha256(target) != rec.get("sha256"):
+                            "bytes") or self._sha256(target, st) != rec.get("sha256"):
                         continue  # changed since: the user's now, left alone
                     inp = _is_input(target, self.inputs)
                     if inp is not None:
