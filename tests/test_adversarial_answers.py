@@ -73,10 +73,12 @@ def test_singular_model_is_not_estimable_not_p_1(world):
         return p, r
 
     d = _tables(w, edit)
-    _, err = _ok(["analyze", d, "--out", w / "res.tsv"])
+    out, err = _ok(["analyze", d, "--out", w / "res.tsv", "--compare", "--figures",
+                    w / "figs"])
     t = _results(w)
     assert t["p"].isna().all() and t["se"].isna().all()
     assert "not estimable" in err and "d_md does not vary" in err
+    assert "not estimable" in out  # the comparison with the reported findings
 
 
 def test_ids_are_text(world):

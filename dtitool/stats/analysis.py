@@ -600,9 +600,13 @@ def fit_changes(
     table["p_holm"], table["p_fdr"] = _adjust(table, families)
     table = _sort(table, rois, outcomes)
     if not_estimable:
+        by_reason: dict[str, list[str]] = {}
+        for (r, o), why in not_estimable.items():
+            by_reason.setdefault(why, []).append(f"{r}/{o}")
         warnings.warn(
             "terms not estimable, reported as NaN: " + "; ".join(
-                f"{r} / {o} ({why})" for (r, o), why in not_estimable.items()),
+                f"{why} in {len(m)} model(s) ({', '.join(m)})"
+                for why, m in by_reason.items()),
             stacklevel=3,
         )
     elapsed = time.perf_counter() - t0
