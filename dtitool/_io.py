@@ -548,8 +548,8 @@ class OutputTransaction:
             inp = _is_input(target, self.inputs)
             if inp is not None:
                 raise ValueError(
-                    f"output {self._show(dest, n)!r} is the same file as {inp!r}, "
-                    "an input of this run; write the outputs elsewhere"
+                    f"output {self._show(dest, n)!r} would replace {inp!r}, an "
+                    "input of this run; write the outputs elsewhere"
                 )
             try:
                 st = target.lstat()
@@ -731,8 +731,8 @@ class OutputTransaction:
                 inp = _is_input(target, self.inputs)
                 if inp is not None:
                     raise ValueError(
-                        f"output {shown!r} is the same file as {inp!r}, an "
-                        "input of this run; write the outputs elsewhere"
+                        f"output {shown!r} would replace {inp!r}, an input of "
+                        "this run; write the outputs elsewhere"
                     )
                 replace.add((d.rel / rel).as_posix())
             new_set = set(files)

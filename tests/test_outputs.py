@@ -270,7 +270,7 @@ def test_force_never_replaces(tmp_path, capsys, kind):
         match = "is a folder|not a folder"
     else:
         extra = ["--design", str(out / "design.toml")]
-        match = "is the same file as .*design.toml.*an input of this run"
+        match = "would replace .*design.toml.*an input of this run"
     before = tree(tmp_path)
     code, _, err = run(capsys, "simulate", "--seed", "2", "--n", "20", "--out",
                        out, "--force", *extra)
