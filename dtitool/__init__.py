@@ -37,7 +37,8 @@ _EXPORTS = {
         "write_design",
     ),
     "dtitool.simulate": (
-        "Cohort", "CohortArrays", "simulate_arrays", "simulate_cohort",
+        "Cohort", "CohortArrays", "describe_design", "score_summary",
+        "simulate_arrays", "simulate_cohort",
     ),
     "dtitool.tables": ("MD_UNITS", "check_tables", "compute_changes", "read_tables"),
     "dtitool.imaging.phantom": ("Phantom", "make_phantom", "write_atlas"),
@@ -59,12 +60,17 @@ _EXPORTS = {
     ),
     "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
     "dtitool.stats.power": (
-        "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power", "power",
-        "power_curve", "sample_size", "vary_design", "wilson_interval",
+        "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power",
+        "null_counterpart", "power", "power_curve", "sample_size", "vary_design",
+        "wilson_interval",
     ),
+    "dtitool.stats.design_analysis": ("retrodesign", "true_values"),
     "dtitool.stats.implied": ("ImpliedEffect", "implied_effect", "n_for_power"),
     "dtitool.stats.reference": ("compare_to_reported", "reported_findings"),
-    "dtitool.stats.reproduce": ("reproduce_table",),
+    "dtitool.stats.reproduce": (
+        "add_needed", "compare_worlds", "interpretation_notes", "reproduce_report",
+        "reproduce_table", "world_summary",
+    ),
     "dtitool.report.plots": (
         "plot_forest", "plot_md_sessions", "plot_power_curve", "plot_roi_slices",
         "plot_scatter_grid",

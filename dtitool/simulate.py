@@ -6,26 +6,31 @@ The generative model (``docs/model.md``), per replicate trial:
    (65 ketamine / 33 saline for n = 98 at 2:1); a final partial block holds the
    remainder, so the arm sizes are always :meth:`StudyDesign.arm_sizes`.
 2. **Change**: per subject, a multivariate normal vector of (true MD change per
-   ROI, score change per outcome) with the arm's means, SDs and joint correlation
-   matrix :meth:`StudyDesign.change_correlation`.
+   ROI, latent score change per outcome) with the arm's means, SDs and joint
+   correlation matrix :meth:`StudyDesign.change_correlation`.
 3. **Baseline MD**: multivariate normal per ROI (``md_mean``, ``md_sd``, common
    ROI-ROI correlation ``roi_baseline``); true 24 h MD = baseline + true change.
 4. **Measurement**: each scan adds independent normal noise with SD
-   ``cv * md_mean``, so observed dMD = true dMD + (e_24h - e_baseline) and its
-   reliability is ``var(true dMD) / (var(true dMD) + 2 cv^2 md_mean^2)``.
-5. **Scores**: baseline from a normal truncated at the inclusion threshold (and the
-   scale maximum), outcomes joined by a Gaussian copula with correlation
-   ``outcome_baseline``; rounded to integers. 24 h score = baseline + change,
-   rounded and clipped to the scale. A scale ``reliability`` below 1 adds
-   occasion error to both ratings, so selection on a high baseline regresses to
-   the mean (see :class:`~dtitool.design.OutcomeSpec`).
+   ``cv * md_mean`` (the test-retest CV: measurement and day-to-day physiology),
+   so observed dMD = true dMD + (e_24h - e_baseline) and its reliability is
+   ``var(true dMD) / (var(true dMD) + 2 cv^2 md_mean^2)``
+   (:meth:`StudyDesign.md_summary` states it per ROI and arm).
+5. **Scores** (:class:`~dtitool.design.OutcomeSpec`): baselines joined by a
+   Gaussian copula (``outcome_baseline``), admitted on the observed, noisy
+   baseline rating. The ``"logit"`` model draws everything on a latent scale that
+   maps into the score range, so integer scores never pile up at either end;
+   ``"additive"`` is baseline + change, rounded and clipped. A ``reliability``
+   below 1 adds occasion error to both ratings, so both arms regress to the mean
+   (:func:`score_summary` states the result per outcome and arm).
 6. **Missing 24 h scans** (MCAR or MNAR, see :class:`~dtitool.design.MissingSpec`)
    and covariates (age, sex), when the design asks for them.
 
 Reproducibility: replicates are drawn in fixed blocks of :data:`BLOCK_SIZE`, block
 ``b`` from its own stream ``SeedSequence(entropy, spawn_key=(..., b))``. A
 replicate's values depend only on the seed and its index, never on how many
-replicates were asked for or how they were chunked.
+replicates were asked for or how they were chunked. Within a block the draws
+come in a fixed order (:func:`_draw_blocks`); new draws are appended at its end,
+so existing streams stay put where the model is unchanged.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ __all__ = [
     "Cohort",
     "CohortArrays",
     "as_seed_sequence",
+    "describe_design",
+    "md_summary_wide",
+    "score_summary",
     "simulate_arrays",
     "simulate_cohort",
     "simulation_bytes",
@@ -189,12 +197,11 @@ class _Model:
         self.chg_mean = []
         self.chg_chol_t = []
         for arm in GROUPS:
-            mean = [r.change_mean[arm] for r in d.rois] + [
-                o.change_mean[arm] for o in d.outcomes
-            ]
+            # outcome change on its generative scale (latent for logit scales)
+            latent = [o.change_parameters(arm) for o in d.outcomes]
+            mean = [r.change_mean[arm] for r in d.rois] + [x[0] for x in latent]
             sd = np.array(
-                [r.change_sd[arm] for r in d.rois]
-                + [o.change_sd[arm] for o in d.outcomes]
+                [r.change_sd[arm] for r in d.rois] + [x[1] for x in latent]
             )
             chol = np.linalg.cholesky(d.change_correlation(arm)) * sd[:, None]
             self.chg_mean.append(np.array(mean))
@@ -209,25 +216,101 @@ class _Model:
         self.base_chol_t = np.linalg.cholesky(
             _compound(self.no, d.correlations.outcome_baseline)
         ).T.copy()
-        o = d.outcomes
+        self.scores = _ScoreModel(d.outcomes)
+        self.score_rtm = self.scores.rtm
+        self.missing = d.missing
+        if d.missing.mechanism == "mnar":
+            k = d.outcome_names.index(d.missing.outcome)
+            self.mnar_k = self.nr + k
+        self.covariates = d.covariates
+
+
+class _ScoreModel:
+    """Per-outcome constants of the score model (``OutcomeSpec``, Notes).
+
+    Arrays have one entry per outcome; ``logit`` says which outcomes use the
+    logit-scale model (:mod:`dtitool.design.scales`), the others the additive
+    one.
+    """
+
+    def __init__(self, outcomes):
+        o = outcomes
         self.base_mean = np.array([x.baseline_mean for x in o])
         self.base_sd = np.array([x.baseline_sd for x in o])
         self.inc = np.array([x.inclusion_min for x in o], dtype=float)
         self.lo = np.array([x.scale_min for x in o], dtype=float)
         self.hi = np.array([x.scale_max for x in o], dtype=float)
         rel = np.array([x.reliability for x in o])
-        self.score_rtm = bool(np.any(rel < 1))
-        # occasion error of one rating, and the part of it predicted by baseline
-        self.score_err_sd = self.base_sd * np.sqrt(1 - rel)
-        self.score_e1_slope = 1 - rel
-        self.score_e1_sd = self.base_sd * np.sqrt(rel * (1 - rel))
+        self.rtm = bool(np.any(rel < 1))
+        self.logit = np.array([x.change_model == "logit" for x in o])
+        # additive: occasion error of one rating, and the part of it predicted by
+        # the baseline rating
+        self.err_sd = self.base_sd * np.sqrt(1 - rel)
+        self.e1_slope = 1 - rel
+        self.e1_sd = self.base_sd * np.sqrt(rel * (1 - rel))
         self.base_p_lo = special.ndtr((self.inc - 0.5 - self.base_mean) / self.base_sd)
         self.base_p_hi = special.ndtr((self.hi + 0.5 - self.base_mean) / self.base_sd)
-        self.missing = d.missing
-        if d.missing.mechanism == "mnar":
-            k = d.outcome_names.index(d.missing.outcome)
-            self.mnar_k = self.nr + k
-        self.covariates = d.covariates
+        # logit: latent constants (neutral values for additive outcomes)
+        sc = [x.latent_scale() if lg else None
+              for x, lg in zip(o, self.logit, strict=True)]
+        get = lambda f, default: np.array(  # noqa: E731
+            [default if c is None else float(f(c)) for c in sc])
+        self.width = get(lambda c: c.width, 1.0)
+        self.m = get(lambda c: c.m, 0.0)
+        self.sd_rating = get(lambda c: math.sqrt(c.v), 1.0)
+        self.beta = get(lambda c: c.beta, 1.0)
+        self.resid_sd = get(lambda c: c.resid_sd, 0.0)
+        self.tau = get(lambda c: math.sqrt(c.tau2), 0.0)
+        self.p_admit_lo = get(lambda c: 1 - c.p_admit, 0.0)
+
+
+def _to_score(z: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``width expit(z) - 1/2``, overflow-free (see dtitool.design.scales)."""
+    return width * np.exp(-np.logaddexp(0.0, -z)) - 0.5
+
+
+def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray,
+                 change: np.ndarray) -> np.ndarray:
+    """Integer scores at baseline and 24 h, shape (R, N, K, 2).
+
+    ``z_copula``: correlated standard normals of the baselines (R, N, K);
+    ``change``: each subject's outcome change on its generative scale (R, N, K).
+    Uses ``raw["z_e1"]``, ``raw["z_e2"]`` when a scale's reliability is below 1.
+    """
+    u = special.ndtr(z_copula)
+    lg = sm.logit
+    base_cont = post_cont = None
+    if not lg.all():
+        # additive: truncated-normal baseline rating, 24 h = baseline + change
+        p = sm.base_p_lo + u * (sm.base_p_hi - sm.base_p_lo)
+        add_base = sm.base_mean + sm.base_sd * special.ndtri(p)
+        add_post = np.clip(np.rint(add_base), sm.inc, sm.hi) + change
+        if sm.rtm:
+            # occasion errors of the two ratings; e1 given the observed baseline
+            e1 = (sm.e1_slope * (add_base - sm.base_mean)
+                  + sm.e1_sd * raw["z_e1"])
+            add_post = add_post - e1 + sm.err_sd * raw["z_e2"]
+        base_cont, post_cont = add_base, add_post
+    if lg.any():
+        # logit: the latent baseline rating is normal, truncated at admission;
+        # latent severity given the rating is normal too
+        p = sm.p_admit_lo + u * (1 - sm.p_admit_lo)
+        x = sm.sd_rating * special.ndtri(p)  # latent rating minus its mean
+        if sm.rtm:
+            z_true = sm.m + sm.beta * x + sm.resid_sd * raw["z_e1"]
+            z_post = z_true + change + sm.tau * raw["z_e2"]
+        else:
+            z_post = sm.m + x + change
+        lg_base = sm.lo + _to_score(sm.m + x, sm.width)
+        lg_post = sm.lo + _to_score(z_post, sm.width)
+        if base_cont is None:
+            base_cont, post_cont = lg_base, lg_post
+        else:
+            base_cont = np.where(lg, lg_base, base_cont)
+            post_cont = np.where(lg, lg_post, post_cont)
+    base = np.clip(np.rint(base_cont), sm.inc, sm.hi)
+    post = np.clip(np.rint(post_cont), sm.lo, sm.hi)
+    return np.stack([base, post], axis=-1)
 
 
 def _draw_blocks(
@@ -296,19 +379,8 @@ def _simulate_range(
     md_true[..., 1] = md_true[..., 0] + d_md_true
     md = md_true + raw["e"] * m.noise_sd[:, None]
 
-    # 5. scores: truncated-normal baseline through a Gaussian copula
-    u = special.ndtr(raw["z_base"] @ m.base_chol_t)
-    p = m.base_p_lo + u * (m.base_p_hi - m.base_p_lo)
-    base_cont = m.base_mean + m.base_sd * special.ndtri(p)
-    base = np.clip(np.rint(base_cont), m.inc, m.hi)
-    post = base + d_score
-    if m.score_rtm:
-        # occasion errors of the two ratings; e1 given the observed baseline
-        e1 = (m.score_e1_slope * (base_cont - m.base_mean)
-              + m.score_e1_sd * raw["z_e1"])
-        post = post - e1 + m.score_err_sd * raw["z_e2"]
-    post = np.clip(np.rint(post), m.lo, m.hi)
-    scores = np.stack([base, post], axis=-1)
+    # 5. scores: baselines through a Gaussian copula, admitted at the threshold
+    scores = _draw_scores(m.scores, raw, raw["z_base"] @ m.base_chol_t, d_score)
 
     # 6. missing 24 h scans
     miss = m.missing
@@ -422,6 +494,122 @@ def simulate_arrays(
             for k in parts[0]
         }
     return CohortArrays(design=design, seed=ss, start=int(start), **res)
+
+
+def score_summary(
+    design: StudyDesign | str | None = None, *, participants: int = 20_000, rng=0
+) -> pd.DataFrame:
+    """Summarise what the design's score model gives, per outcome and arm.
+
+    Parameters
+    ----------
+    design : StudyDesign or str, optional
+        Design or preset name; default the ``ketamine-rct`` preset.
+    participants : int
+        At least this many simulated participants (whole replicate trials).
+    rng : None, int, SeedSequence or Generator
+        Seed (default 0: the same summary every time).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per outcome and arm: ``outcome, arm, n, reliability,
+        baseline_mean, baseline_sd`` (observed, admitted), ``true_change_mean,
+        true_change_sd`` (the design's), ``observed_change_mean,
+        observed_change_sd``, ``regression_to_mean`` (expected change of an
+        untreated participant, closed form), ``response`` (24 h score at most
+        half the baseline), ``remission`` (24 h score <= ``remission_max``; NaN
+        when the outcome has none), ``at_floor`` (24 h score at the scale
+        minimum), ``at_ceiling``.
+    """
+    design = _check_design(design)
+    if isinstance(participants, bool) or not isinstance(
+            participants, int | np.integer) or participants < 1:
+        raise ValueError(f"participants must be a positive integer; got "
+                         f"{participants!r}")
+    reps = -(-int(participants) // design.n)
+    a = simulate_arrays(design, seed=rng, stop=reps)
+    rows = []
+    for k, o in enumerate(design.outcomes):
+        b, post = a.scores[..., k, 0], a.scores[..., k, 1]
+        for arm, mask in ((TREATMENT, a.treated), (CONTROL, ~a.treated)):
+            bk, pk = b[mask], post[mask]
+            d = pk - bk
+            rows.append({
+                "outcome": o.name, "arm": arm, "n": int(mask.sum()),
+                "reliability": o.reliability,
+                "baseline_mean": bk.mean(), "baseline_sd": bk.std(ddof=1),
+                "true_change_mean": o.change_mean[arm],
+                "true_change_sd": o.change_sd[arm],
+                "observed_change_mean": d.mean(),
+                "observed_change_sd": d.std(ddof=1),
+                "regression_to_mean": o.regression_to_mean(),
+                "response": np.mean(pk <= 0.5 * bk),
+                "remission": (np.nan if o.remission_max is None
+                              else np.mean(pk <= o.remission_max)),
+                "at_floor": np.mean(pk == o.scale_min),
+                "at_ceiling": np.mean(pk == o.scale_max),
+            })
+    return pd.DataFrame(rows)
+
+
+def md_summary_wide(design: StudyDesign) -> pd.DataFrame:
+    """:meth:`StudyDesign.md_summary` with one row per ROI, arms side by side.
+
+    Columns: ``roi``, ``MD (1e-3 mm^2/s)``, ``between-subject SD (%)`` and
+    ``test-retest CV (%)`` (both as % of MD), then per arm ``true change SD (% MD)``,
+    ``session r`` (observed baseline vs 24 h MD) and ``dMD reliability``.
+    """
+    m = design.md_summary()
+    first = m[m["arm"] == TREATMENT].set_index("roi")
+    out = pd.DataFrame({
+        "MD (1e-3 mm^2/s)": first["md_mean"] * 1e3,
+        "between-subject SD (%)": 100 * first["md_sd"] / first["md_mean"],
+        "test-retest CV (%)": 100 * first["cv"],
+    })
+    for col, name in (("change_sd_pct_md", "true change SD (% MD)"),
+                      ("session_correlation", "session r"),
+                      ("dmd_reliability", "dMD reliability")):
+        for arm in GROUPS:
+            out[f"{name} {arm}"] = m[m["arm"] == arm].set_index("roi")[col]
+    return out.reset_index()
+
+
+def describe_design(design: StudyDesign, *, participants: int = 20_000,
+                    rng=0) -> str:
+    """Describe a design in words and numbers: MD model per ROI, scores per arm.
+
+    The MD part is exact (:meth:`StudyDesign.md_summary`); the score part comes
+    from :func:`score_summary` (``participants`` simulated with seed ``rng``).
+    Parameters outside the design's ranges are listed last.
+    """
+    lines = [f"MD model of {design.name!r} per ROI and arm (MD in 1e-3 mm^2/s; SD, "
+             "CV and true change SD in % of MD; r: correlation of observed "
+             "baseline and 24 h MD; rel: reliability of observed dMD, the share of "
+             "its variance that is true change):"]
+    wide = md_summary_wide(design)
+    short = ["roi", "MD", "between SD", "CV"] + [
+        f"{a} {arm[:3]}" for a in ("change SD", "r", "rel") for arm in GROUPS]
+    wide.columns = short
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        lines.append(wide.to_string(index=False, float_format="%.3g"))
+    s = score_summary(design, participants=participants, rng=rng)
+    cols = {"observed_change_mean": "change", "observed_change_sd": "SD",
+            "regression_to_mean": "RTM", "response": "response",
+            "remission": "remission", "at_floor": "at floor"}
+    t = s[["outcome", "arm", "reliability", *cols]].rename(columns=cols)
+    n_sim = int(s["n"].sum() // len(design.outcomes))
+    lines.append(f"Scores at 24 h ({n_sim} simulated participants; change = 24 h "
+                 "minus baseline, observed; RTM = expected change without "
+                 "treatment, from regression to the mean; response = 24 h score at "
+                 "most half the baseline):")
+    with pd.option_context("display.width", 160):
+        lines.append(t.to_string(index=False, float_format="%.3g"))
+    v = design.range_violations()
+    if v:
+        lines.append("Outside the design's ranges:")
+        lines += [f"  - {x}" for x in v]
+    return "\n".join(lines)
 
 
 class Cohort:

@@ -1,11 +1,14 @@
 """Reproduce the ketamine trial: one simulated dataset is noisy, many are not.
 
-Teaching point: a single simulated 98-patient trial of the calibrated
-``ketamine-rct`` preset (Kopelman et al. 2023) replicates only some of the
-reported findings, even though the preset was calibrated so that the *median* p
-of every reported test over many simulated trials falls in the reported range.
-p-values from one trial of this size scatter over orders of magnitude; judge a
-design (or a replication) by the distribution of its p-values, not by one draw.
+Teaching point: a single simulated 98-patient trial of the face-value world
+``ketamine-rct-face-value`` (Kopelman et al. 2023 taken at face value) replicates
+only some of the reported findings, even though that world was calibrated so
+that the *median* p of every reported test over many simulated trials falls in
+the reported range. p-values from one trial of this size scatter over orders of
+magnitude; judge a design (or a replication) by the distribution of its p-values,
+not by one draw. The realistic default world ``ketamine-rct``, every parameter
+inside its sourced range, is set beside it: there the reported tests are weaker
+still (``dtitool reproduce`` says which parameter each would need to move).
 
 Steps: simulate one cohort, fit the 14 group x dMD models (7 ROIs x 2
 outcomes), compare with the reported findings test by test; then simulate many
@@ -93,7 +96,8 @@ def simulated_vs_reported(res) -> pd.DataFrame:
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    design = load_preset("ketamine-rct")
+    design = load_preset("ketamine-rct-face-value")
+    realistic = load_preset("ketamine-rct")
 
     # One dataset: what a single trial of this design looks like.
     cohort = simulate_cohort(design, rng=args.seed)
@@ -108,6 +112,8 @@ def main(argv=None) -> int:
     res = power(design, replicates=args.replicates, rng=args.seed)
     sim = simulated_vs_reported(res)
     n_in = int(sim["median_in_range"].sum())
+    real = simulated_vs_reported(power(realistic, replicates=args.replicates,
+                                       rng=args.seed))
 
     one = results.table.set_index(["roi", "outcome", "term"])
     keys = list(zip(sim["roi"], sim["outcome"], sim["term"], strict=True))
@@ -148,7 +154,7 @@ def main(argv=None) -> int:
     fig.savefig(args.out / "reproduce_trial.png", dpi=110)
     plt.close(fig)
 
-    print(f"One simulated ketamine-rct trial (n = {design.n}, seed {args.seed}): "
+    print(f"One simulated {design.name} trial (n = {design.n}, seed {args.seed}): "
           f"{n_rep} of {len(reported)} reported findings replicated "
           f"(same sign, p <= reported upper bound); {n_null} of {len(nulls)} "
           "unreported tests null, as reported.")
@@ -159,9 +165,15 @@ def main(argv=None) -> int:
               f"{r.reported_p_low:g}-{r.reported_p_high:g}  simulated median "
               f"{r.median_p:.3f} (IQR {r.p_q25:.3f}-{r.p_q75:.3f}), "
               f"power {r.power:.2f}")
+    print(f"In the realistic world ({realistic.name}) the median p of "
+          f"{int(real['median_in_range'].sum())} of {len(real)} reported tests falls "
+          f"in range; their power is {real['power'].min():.2f} to "
+          f"{real['power'].max():.2f}.")
     print(f"Conclusion: even when the design reproduces the report on average, one "
           f"trial replicates only {n_rep} of {len(reported)} findings; the typical "
-          f"power of a reported test is {sim['power'].median():.2f}.")
+          f"power of a reported test is {sim['power'].median():.2f} (about one half "
+          f"by construction), and {real['power'].median():.2f} in the realistic "
+          "world.")
     print(f"wrote {args.out / 'reproduce_trial.png'} and "
           f"{args.out / 'reported_vs_simulated.tsv'}")
     return 0

@@ -37,8 +37,9 @@ def test_analyze_writes_results_and_figures(data_dir, tmp_path, capsys):
     assert tuple(got.columns) == RESULT_COLUMNS
     assert len(got) == 56
     want = fit_models(data_dir / "participants.tsv", data_dir / "roi_md.tsv").table
-    for col in RESULT_COLUMNS[3:]:
+    for col in RESULT_COLUMNS[3:-1]:
         np.testing.assert_allclose(got[col], want[col], rtol=1e-9, err_msg=col)
+    assert (got["inference"] == "ols").all()
     assert (got[["roi", "outcome", "term"]] == want[["roi", "outcome", "term"]]).all(
         axis=None
     )
@@ -201,3 +202,27 @@ def test_synthetic_data_deterministic(tmp_path):
     assert (got["n"] == 98).all()
     want = fit_models(SYNTHETIC / "participants.tsv", SYNTHETIC / "roi_md.tsv")
     np.testing.assert_allclose(got["p"], want.table["p"], rtol=1e-9)
+
+
+def test_inference_and_maxt_options(data_dir, tmp_path, capsys):
+    out = tmp_path / "w.tsv"
+    args = ["analyze", str(data_dir), "--out", str(out), "--force"]
+    assert main([*args, "--inference", "welch"]) == 0
+    got = pd.read_csv(out, sep="\t")
+    want = fit_models(data_dir / "participants.tsv", data_dir / "roi_md.tsv",
+                      inference="welch").table
+    np.testing.assert_allclose(got["p"], want["p"], rtol=1e-9)
+    assert (got["inference"] == "welch").all()
+    assert "Welch" in capsys.readouterr().out
+    assert main([*args, "--familywise", "maxt", "--permutations", "300",
+                 "--seed", "5"]) == 0
+    got = pd.read_csv(out, sep="\t")
+    assert tuple(got.columns) == (*RESULT_COLUMNS, "p_maxt")
+    want = fit_models(data_dir / "participants.tsv", data_dir / "roi_md.tsv",
+                      familywise="maxt", permutations=300, rng=5).table
+    np.testing.assert_allclose(got["p_maxt"], want["p_maxt"], rtol=1e-9)
+    assert "seed 5" in capsys.readouterr().out
+    assert main([*args, "--robust", "--inference", "welch"]) == 2
+    err = capsys.readouterr().err
+    assert "--robust means --inference hc3" in err
+    assert len(err.strip().splitlines()) == 1

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from dtitool.cli import main
+from dtitool.stats.power import POWER_COLUMNS
 
 
 def _run(capsys, *argv):
@@ -17,13 +18,14 @@ def test_power_writes_tables(tmp_path, capsys):
     assert code == 0, err
     assert stdout == ""
     t = pd.read_csv(out / "power.tsv", sep="\t")
-    assert list(t.columns) == ["roi", "outcome", "term", "power", "power_ci_low",
-                               "power_ci_high", "median_p", "mean_estimate"]
+    assert tuple(t.columns) == POWER_COLUMNS
     assert len(t) == 56
     assert t["power"].between(0, 1).all()
+    assert t["size"].between(0, 1).all()
+    assert (t["inference"] == "ols").all()
     fw = pd.read_csv(out / "familywise.tsv", sep="\t")
     assert {"interaction", "reported"} <= set(fw["family"])
-    assert set(fw["method"]) == {"none", "holm", "bh"}
+    assert set(fw["method"]) == {"none", "holm", "bh", "maxt"}
     assert "seed = 1" in (out / "design.toml").read_text()
 
 
@@ -117,3 +119,51 @@ def test_reproduce_bad_arguments(tmp_path, capsys):
                         str(tmp_path / "r"))
     assert code == 2
     assert len(err.strip().splitlines()) == 1
+
+
+def test_power_inference_size_warning_and_design_analysis_curve(tmp_path, capsys):
+    out = tmp_path / "w"
+    code, stdout, err = _run(capsys, "power", "--preset", "null", "--replicates",
+                             "3000", "--seed", "3", "--out", str(out))
+    assert code == 0
+    # the reported analysis is off its level in the null preset: one line says
+    # which tests and which option fixes them
+    warn = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1
+    assert "slope_saline" in warn[0] and "--inference welch" in warn[0]
+    assert "size" in stdout
+    t = pd.read_csv(out / "power.tsv", sep="\t")
+    assert (~t.loc[t["term"] == "slope_saline", "size_ok"]).all()
+    out2 = tmp_path / "c"
+    code, stdout, err = _run(capsys, "power", "--replicates", "200", "--seed", "2",
+                             "--out", str(out2), "--inference", "welch", "--curve",
+                             "effect=0.5,1", "--quiet")
+    assert code == 0, err
+    t = pd.read_csv(out2 / "power.tsv", sep="\t")
+    assert (t["inference"] == "welch").all()
+    curve = pd.read_csv(out2 / "power_curve.tsv", sep="\t")
+    assert {"true_value", "type_s", "exaggeration", "size"} <= set(curve.columns)
+    lb = curve[(curve["roi"] == "L_BA10") & (curve["outcome"] == "madrs")
+               & (curve["term"] == "interaction")].set_index("value")
+    # half the effect: half the true value (correlations scale linearly)
+    assert lb.loc[0.5, "true_value"] == pytest.approx(0.5 * lb.loc[1.0,
+                                                                   "true_value"],
+                                                      rel=0.05)
+    # the same null counterpart for both points: the same size
+    assert lb.loc[0.5, "size"] == lb.loc[1.0, "size"]
+    assert "inference = \"welch\"" in (out2 / "design.toml").read_text()
+
+
+def test_reproduce_inference_option(tmp_path, capsys):
+    out = tmp_path / "r"
+    code, stdout, err = _run(capsys, "reproduce", "--replicates", "200", "--seed",
+                             "1", "--out", str(out), "--inference", "welch")
+    assert code == 0, err
+    t = pd.read_csv(out / "reproduce.tsv", sep="\t")
+    assert (t["inference"] == "welch").all()
+    assert {"size", "half_effect_exaggeration", "type_s"} <= set(t.columns)
+    assert "exag_if_half" in stdout
+    code, _, err = _run(capsys, "reproduce", "--replicates", "10", "--out",
+                        str(tmp_path / "x"), "--inference", "gls")
+    assert code == 2
+    assert "invalid choice" in err

@@ -109,3 +109,18 @@ def test_every_subcommand_has_help(capsys):
 
 def test_no_command_is_usage_error(capsys):
     assert main([]) == 2
+
+
+def test_simulate_prints_the_design_summary(tmp_path, capsys):
+    assert main(["simulate", "--seed", "3", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    for word in ("MD model of 'ketamine-rct'", "rel sal", "r ket", "change SD sal",
+                 "regression to the mean", "at floor"):
+        assert word in out
+    assert "Outside the design's ranges" not in out
+    assert main(["simulate", "--preset", "ketamine-rct-face-value", "--seed", "3",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert "Outside the design's ranges" in capsys.readouterr().out
+    assert main(["simulate", "--seed", "3", "--quiet", "--out",
+                 str(tmp_path / "c")]) == 0
+    assert "MD model" not in capsys.readouterr().out

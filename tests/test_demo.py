@@ -68,6 +68,18 @@ def test_report_content(demo_dir):
     assert not re.search(r'(src|href)="https?://', html)
 
 
+def test_report_sets_both_worlds_and_notes(demo_dir):
+    html = (demo_dir / "report.html").read_text()
+    for text in ("means about 50 % power", "ketamine-rct-face-value",
+                 "What the reported p-values need", "Reading the results",
+                 "Gelman and Stern 2006", "not a randomised factor",
+                 "regression to the mean", "session r"):
+        assert text in html, text
+    t = pd.read_csv(demo_dir / "tables" / "reproduce.tsv", sep="\t",
+                    keep_default_na=False)
+    assert {"other_world", "other_power", "needed", "leaves_range"} <= set(t.columns)
+
+
 def test_report_in_headless_browser(demo_dir, tmp_path):
     exe = find_chromium()
     if exe is None:

@@ -53,7 +53,7 @@ def test_preset_signs_follow_reported_findings(preset):
 
 def test_preset_values_have_sources(preset):
     keys = " ".join(preset.sources)
-    for stem in ("trial.n", "md_mean", "cv", "baseline_mean", "change_mean",
+    for stem in ("trial.n", "md_mean", "cv", "baseline_", "change_", "reliability",
                  "roi_outcome"):
         assert stem in keys
 
@@ -231,10 +231,185 @@ def test_roi_outcome_override_replaces_whole_pattern(preset):
 
 
 def test_outcome_reliability_optional_and_validated(preset):
-    assert preset.outcomes[0].reliability == 1.0
+    d = design_to_dict(preset)
+    del d["outcomes"]["madrs"]["reliability"]
+    assert design_from_dict(d).outcomes[0].reliability == 1.0
     d = design_from_dict(_with(preset, ("outcomes", "madrs", "reliability"), 0.85))
     assert d.outcomes[0].reliability == 0.85
     with pytest.raises(ValueError, match=r"outcomes\.madrs\.reliability must be > 0"):
         design_from_dict(_with(preset, ("outcomes", "madrs", "reliability"), 0.0))
     with pytest.raises(ValueError, match=r"outcomes\.qids\.reliability must be"):
         design_from_dict(_with(preset, ("outcomes", "qids", "reliability"), 1.2))
+
+
+# ------------------------------------------------------- realistic default world
+
+
+def test_presets_ship_both_worlds():
+    assert {"ketamine-rct", "ketamine-rct-face-value"} <= set(available_presets())
+    fv = load_preset("ketamine-rct-face-value")
+    assert fv.n == 98 and fv.roi_names == ROI_NAMES
+    assert {o.change_model for o in fv.outcomes} == {"additive"}
+    assert all(o.reliability == 1.0 for o in fv.outcomes)
+
+
+def test_ranges_round_trip_and_validation(preset, tmp_path):
+    rg = preset.ranges
+    assert rg.cv == (0.01, 0.074)
+    assert rg.change_sd("saline") == (0.0, 0.01)
+    assert rg.change_sd("ketamine") == (0.0, 0.03)
+    path = tmp_path / "d.toml"
+    write_design(preset, path)
+    assert read_design(path)[0].ranges == rg
+    with pytest.raises(ValueError, match=r"unknown key ranges\.cvv"):
+        design_from_dict(_with(preset, ("ranges", "cvv"), [0, 1]))
+    with pytest.raises(ValueError, match=r"ranges\.r_squared must have low <= high"):
+        design_from_dict(_with(preset, ("ranges", "r_squared"), [0.6, 0.5]))
+    with pytest.raises(TypeError, match=r"ranges\.cv must be a pair"):
+        design_from_dict(_with(preset, ("ranges", "cv"), 0.02))
+    with pytest.raises(ValueError, match=r"unknown key ranges\.change_sd_fraction\.x"):
+        design_from_dict(_with(preset, ("ranges", "change_sd_fraction"),
+                               {"x": [0, 1]}))
+
+
+def test_default_inside_its_ranges_face_value_outside():
+    assert load_preset("ketamine-rct").range_violations() == []
+    v = load_preset("ketamine-rct-face-value").range_violations()
+    # every ROI's true change SD leaves its range in both arms, and the QIDS R^2
+    assert sum(".change_sd.saline" in x for x in v) == 7
+    assert sum(".change_sd.ketamine" in x for x in v) == 7
+    assert any(x.startswith("R^2 of qids") for x in v)
+
+
+def test_saline_change_sd_rule_and_md_summary(preset):
+    """Saline true change SD <= 1 % of MD; the summary's formulas, by hand."""
+    m = preset.md_summary()
+    assert len(m) == 2 * len(preset.rois)
+    sal = m[m["arm"] == "saline"]
+    assert (sal["change_sd_pct_md"] <= 1.0).all()
+    for r in m.itertuples():
+        roi = preset.rois[preset.roi_names.index(r.roi)]
+        b2, e2, c2 = roi.md_sd**2, (roi.cv * roi.md_mean) ** 2, roi.change_sd[r.arm]**2
+        assert r.session_correlation == pytest.approx(
+            b2 / np.sqrt((b2 + e2) * (b2 + c2 + e2)), rel=1e-12)
+        assert r.dmd_reliability == pytest.approx(c2 / (c2 + 2 * e2), rel=1e-12)
+        assert r.change_sd_pct_md == pytest.approx(100 * roi.change_sd[r.arm]
+                                                   / roi.md_mean)
+    # a realistic saline arm: its dMD is nearly all noise
+    assert (sal["dmd_reliability"] < 0.1).all()
+
+
+@pytest.mark.parametrize("name", ["ketamine-rct", "ketamine-rct-face-value"])
+def test_r_squared_equals_one_minus_residual_variance(name):
+    """c' R^-1 c against 1 / (Sigma^-1)_yy of the joint correlation matrix."""
+    d = load_preset(name)
+    nr = len(d.rois)
+    for arm in ("ketamine", "saline"):
+        full = d.change_correlation(arm)
+        for k, o in enumerate(d.outcome_names):
+            idx = [*range(nr), nr + k]
+            sub = full[np.ix_(idx, idx)]
+            expected = 1 - 1 / np.linalg.inv(sub)[-1, -1]
+            assert d.r_squared(arm)[o] == pytest.approx(expected, abs=1e-12)
+    if name == "ketamine-rct":
+        assert max(d.r_squared("ketamine").values()) <= d.ranges.r_squared[1]
+
+
+def test_scale_reliability_below_one_and_sourced(preset):
+    for o in preset.outcomes:
+        assert 0 < o.reliability < 1
+        assert o.change_model == "logit"
+    keys = " ".join(preset.sources)
+    assert "outcomes.madrs.reliability" in keys and "outcomes.qids.reliability" in keys
+    assert "0.93" in preset.sources["outcomes.madrs.reliability"]
+    assert "0.86" in preset.sources["outcomes.qids.reliability"]
+
+
+def _parameter_paths(design) -> list[str]:
+    d = design_to_dict(design)
+    out = []
+
+    def walk(prefix, node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out.append(prefix)
+
+    for top in ("trial", "rois", "outcomes", "correlations", "ranges", "covariates",
+                "missing"):
+        walk(top, d[top])
+    return out
+
+
+@pytest.mark.parametrize("name", ["ketamine-rct", "ketamine-rct-face-value"])
+def test_every_preset_value_has_a_source_and_every_source_a_value(name):
+    import fnmatch
+
+    d = load_preset(name)
+    paths = _parameter_paths(d)
+
+    def covers(key, path):
+        return fnmatch.fnmatchcase(path, key) or fnmatch.fnmatchcase(path, key + ".*")
+
+    skip = ("correlations.roi_outcome.",)  # the whole pattern has one source
+    for path in paths:
+        if path.startswith(skip):
+            continue
+        if path.endswith(("scale_min", "scale_max")) or path in (
+                "missing.outcome", "missing.strength", "missing.rate"):
+            continue  # definitions of the scales / the switched-off mechanism
+        assert any(covers(k, path) for k in d.sources), path
+    for key in d.sources:
+        assert any(covers(key, p) for p in paths), f"stale source key {key}"
+
+
+def test_sources_are_in_the_model_docs():
+    """Every author-year the default cites is in docs/model.md's source table."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "model.md").read_text(
+        encoding="utf-8")
+    cited = set()
+    for v in load_preset("ketamine-rct").sources.values():
+        cited |= set(re.findall(r"([A-Z][\w-]+(?: et al\.| & [A-Z][\w-]+)?) (\d{4})",
+                                v))
+    assert len(cited) >= 8
+    for author, year in cited:
+        assert f"{author} {year}" in text.replace("\n", " "), (author, year)
+
+
+def test_change_model_validated(preset):
+    with pytest.raises(ValueError, match=r"outcomes\.madrs\.change_model must be one"):
+        design_from_dict(_with(preset, ("outcomes", "madrs", "change_model"), "log"))
+    with pytest.raises(ValueError, match=r"outcomes\.madrs\.change_mean / "
+                       r"change_sd\.saline: the SD of a true change"):
+        design_from_dict(_with(preset, ("outcomes", "madrs", "change_sd"),
+                               {"ketamine": 10.77, "saline": 0.05}))
+    with pytest.raises(ValueError, match=r"outcomes\.qids\.remission_max must be "
+                       r"within \[0, 27\]"):
+        design_from_dict(_with(preset, ("outcomes", "qids", "remission_max"), 30))
+
+
+def test_logit_scale_rejects_impossible_ratings(preset):
+    d = _with(preset, ("outcomes", "madrs", "baseline_mean"), 6.0)
+    d["outcomes"]["madrs"]["baseline_sd"] = 18.0
+    d["outcomes"]["madrs"]["inclusion_min"] = 0
+    with pytest.raises(ValueError, match=r"outcomes\.madrs\.baseline_mean / "
+                       r"baseline_sd: no rating on the 0-60 scale has mean 6 and SD "
+                       r"18"):
+        design_from_dict(d)
+
+
+def test_design_files_of_earlier_releases_keep_their_score_model():
+    # Files written before the score-model choice existed have no change_model
+    # and no reliability: they must load with the model they were run with
+    # (additive, reliability 1), so that --design repeats those runs.
+    d = design_to_dict(load_preset("ketamine-rct-face-value"))
+    for o in d["outcomes"].values():
+        del o["change_model"], o["reliability"]
+    old = design_from_dict(d)
+    assert [(o.change_model, o.reliability) for o in old.outcomes] == [
+        ("additive", 1.0), ("additive", 1.0)]
+    assert old == load_preset("ketamine-rct-face-value")

@@ -242,12 +242,13 @@ def test_bad_design_argument():
         simulate_cohort("no-such-preset")
 
 
-def test_score_reliability_regression_to_the_mean(preset):
+def test_score_reliability_regression_to_the_mean_additive():
     from scipy.stats import truncnorm
 
     rel, inc = 0.7, 36
-    d = _design(preset, outcomes__madrs__reliability=rel,
-                outcomes__madrs__inclusion_min=inc)
+    d = _design(load_preset("ketamine-rct-face-value"),
+                outcomes__madrs__reliability=rel, outcomes__madrs__inclusion_min=inc)
+    assert d.outcomes[0].change_model == "additive"
     a = simulate_arrays(d, seed=8, stop=1000)
     o = d.outcomes[0]
     # baseline B is truncated at inc - 0.5; E[e1 | B] = (1 - rel) (B - mu), so the
@@ -266,7 +267,9 @@ def test_score_reliability_regression_to_the_mean(preset):
     assert abs(slope - (-(1 - rel))) < Z * se + 0.02  # + rounding of integer scores
 
 
-def test_score_reliability_changes_nothing_else(preset):
+@pytest.mark.parametrize("name", ["ketamine-rct", "ketamine-rct-face-value"])
+def test_score_reliability_changes_nothing_else(name):
+    preset = load_preset(name)
     d = _design(preset, outcomes__madrs__reliability=0.8)
     base = simulate_arrays(preset, seed=6, stop=200)
     rtm = simulate_arrays(d, seed=6, stop=200)
@@ -275,3 +278,142 @@ def test_score_reliability_changes_nothing_else(preset):
     np.testing.assert_array_equal(base.scores[..., 0], rtm.scores[..., 0])
     np.testing.assert_array_equal(base.scores[..., 1, :], rtm.scores[..., 1, :])
     assert not np.array_equal(base.scores[..., 0, 1], rtm.scores[..., 0, 1])
+
+
+# ------------------------------------------------------- realistic default world
+
+
+@pytest.fixture(scope="module")
+def twenty_thousand(preset):
+    """The default preset with at least 20,000 simulated participants."""
+    return simulate_arrays(preset, seed=20_000, stop=-(-20_000 // preset.n))
+
+
+def test_must_reach_realistic_default(twenty_thousand, preset):
+    """20,000 participants: saline true MD change <= 1 % of MD in every ROI, at
+    most 1 % of the ketamine arm at MADRS 0 at 24 h, both scales' reliability < 1.
+    """
+    a = twenty_thousand
+    assert a.treated.size >= 20_000
+    d_true = a.md_true[..., 1] - a.md_true[..., 0]
+    sal = ~a.treated
+    for j, roi in enumerate(preset.rois):
+        # the design's value and the simulated one (SD of 6,700 draws: +-1.2 %)
+        assert roi.change_sd.saline <= 0.01 * roi.md_mean
+        assert d_true[..., j][sal].std(ddof=1) <= 0.01 * roi.md_mean
+    k = preset.outcome_names.index("madrs")
+    at_zero = np.mean(a.scores[..., k, 1][a.treated] == 0)
+    assert at_zero <= 0.01
+    for o in preset.outcomes:
+        assert o.reliability < 1
+
+
+def test_face_value_world_piles_up_at_the_floor():
+    """The additive model the realistic world replaces: ~9 % at MADRS 0."""
+    a = simulate_arrays("ketamine-rct-face-value", seed=20_000, stop=205)
+    assert np.mean(a.scores[..., 0, 1][a.treated] == 0) > 0.05
+
+
+SOURCED_CHANGE = {
+    # (outcome, arm): observed 24 h change mean, SD (docs/model.md, sources)
+    ("madrs", "ketamine"): (-16.5, 11.0),  # Murrough et al. 2013
+    ("madrs", "saline"): (-2.0, 6.0),  # estimate from Wilkinson et al. 2019
+    ("qids", "ketamine"): (-7.5, 5.0),  # estimate
+    ("qids", "saline"): (-1.0, 3.5),  # estimate
+}
+
+
+def test_observed_change_keeps_the_sourced_means_and_sds(twenty_thousand, preset):
+    from dtitool.simulate import score_summary
+
+    s = score_summary(preset, participants=20_000, rng=20_000)
+    for r in s.itertuples():
+        mean, sd = SOURCED_CHANGE[(r.outcome, r.arm)]
+        # Monte Carlo error plus 0.05 for the preset's values rounded to 0.01
+        assert abs(r.observed_change_mean - mean) < Z * sd / np.sqrt(r.n) + 0.05
+        assert abs(r.observed_change_sd - sd) < Z * sd / np.sqrt(2 * r.n) + 0.05
+        # observed change = true change + regression to the mean (+ rating error
+        # of mean 0), in closed form
+        assert abs(r.observed_change_mean - r.true_change_mean
+                   - r.regression_to_mean) < Z * sd / np.sqrt(r.n) + 0.05
+        assert r.at_floor <= 0.01 and r.at_ceiling <= 0.01
+    ket = s.set_index(["outcome", "arm"]).loc[("madrs", "ketamine")]
+    sal = s.set_index(["outcome", "arm"]).loc[("madrs", "saline")]
+    # response at 24 h between Wilkinson et al. 2019 (46 %, 95 % CI 34-58 %) and
+    # Murrough et al. 2013 (64 %); saline inside Wilkinson's 0-11 %
+    assert 0.46 <= ket["response"] <= 0.64
+    assert sal["response"] <= 0.11
+
+
+def test_md_summary_matches_simulation(twenty_thousand, preset):
+    a = twenty_thousand
+    m = preset.md_summary().set_index(["roi", "arm"])
+    for arm, mask in (("ketamine", a.treated), ("saline", ~a.treated)):
+        n = int(mask.sum())
+        for j, roi in enumerate(preset.roi_names):
+            x0, x1 = a.md[..., j, 0][mask], a.md[..., j, 1][mask]
+            r = np.corrcoef(x0, x1)[0, 1]
+            rho = m.loc[(roi, arm), "session_correlation"]
+            assert abs(r - rho) < Z * (1 - rho**2) / np.sqrt(n)
+            d_obs = x1 - x0
+            d_true = (a.md_true[..., j, 1] - a.md_true[..., j, 0])[mask]
+            rel = np.var(d_true) / np.var(d_obs)
+            expected = m.loc[(roi, arm), "dmd_reliability"]
+            assert abs(np.log(rel / expected)) < Z * 2 * np.sqrt(2 / n)
+
+
+def test_logit_scores_regress_to_the_mean_in_closed_form(preset):
+    """Untreated, admitted on a high noisy baseline: E[change] = RTM (closed form)."""
+    d = _design(preset, outcomes__madrs__reliability=0.75,
+                outcomes__madrs__inclusion_min=36,
+                outcomes__madrs__change_mean={"ketamine": 0.0, "saline": 0.0},
+                outcomes__madrs__change_sd={"ketamine": 0.5, "saline": 0.5})
+    o = d.outcomes[0]
+    a = simulate_arrays(d, seed=8, stop=1000)
+    ch = a.d_score[..., 0].ravel()
+    rtm = o.regression_to_mean()
+    assert rtm < -1.5
+    # + 0.03: integer rounding of the scores at the admission threshold
+    assert abs(ch.mean() - rtm) < Z * ch.std() / np.sqrt(ch.size) + 0.03
+    # the observed change falls with the observed baseline
+    b = a.scores[..., 0, 0].ravel()
+    assert np.polyfit(b, ch, 1)[0] < -0.1
+
+
+def test_logit_model_solves_its_inputs_exactly():
+    """Latent parameters reproduce the rating mean, SD, ICC and change (Monte Carlo)."""
+    from dtitool.design.scales import logit_change, to_score, true_score
+
+    o = load_preset("ketamine-rct").outcomes[0]
+    sc = o.latent_scale()
+    rng = np.random.default_rng(3)
+    n = 1_000_000
+    zb = sc.m + np.sqrt(sc.v) * rng.standard_normal(n)
+    y = to_score(zb, sc.width)
+    assert abs(y.mean() - (o.baseline_mean - o.scale_min)) < Z * o.baseline_sd / 1e3
+    assert abs(y.std() - o.baseline_sd) < Z * o.baseline_sd / np.sqrt(2 * n)
+    z = sc.m + sc.beta * (zb - sc.m) + sc.resid_sd * rng.standard_normal(n)
+    y2 = to_score(z + np.sqrt(sc.tau2) * rng.standard_normal(n), sc.width)
+    icc = np.corrcoef(y, y2)[0, 1]
+    assert abs(icc - o.reliability) < Z * (1 - icc**2) / np.sqrt(n)
+    admitted = np.rint(y) >= o.inclusion_min - o.scale_min
+    mu, sigma = logit_change(sc, o.change_mean.ketamine, o.change_sd.ketamine)
+    change = (true_score(z + mu + sigma * rng.standard_normal(n), sc)
+              - true_score(z, sc))[admitted]
+    se = o.change_sd.ketamine / np.sqrt(admitted.sum())
+    assert abs(change.mean() - o.change_mean.ketamine) < Z * se
+    assert abs(change.std() - o.change_sd.ketamine) < Z * se * np.sqrt(2)
+
+
+def test_face_value_world_is_the_first_release_bit_for_bit():
+    """ketamine-rct-face-value draws exactly what the first release's default did.
+
+    The hash was taken from the first release's ``simulate_arrays("ketamine-rct",
+    seed=7, stop=70)``: the new score model and MD summary changed no stream.
+    """
+    import hashlib
+
+    a = simulate_arrays("ketamine-rct-face-value", seed=7, stop=70)
+    h = hashlib.sha256(a.md.tobytes() + a.md_true.tobytes() + a.scores.tobytes()
+                       + a.treated.tobytes()).hexdigest()
+    assert h == "84c23bc0c99cabff7ef47cc09517106071fdab721554281fda679703e61a0a29"

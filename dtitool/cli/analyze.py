@@ -46,7 +46,38 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "MD per session, forest plot of the interactions) into FIGDIR",
     )
     p.add_argument(
-        "--robust", action="store_true", help="HC3 heteroscedasticity-robust SEs"
+        "--inference",
+        choices=["ols", "hc3", "welch"],
+        default=None,
+        help="ols: classical pooled-variance tests (as reported; default); hc3: "
+        "HC3 robust SEs with the residual df; welch: each arm fitted on its own, "
+        "interaction with Welch-Satterthwaite df, pooled slope by feasible GLS "
+        "with per-arm variances (at nominal level when the arms' score-change "
+        "SDs differ; see docs/model.md)",
+    )
+    p.add_argument(
+        "--robust", action="store_true", help="same as --inference hc3"
+    )
+    p.add_argument(
+        "--familywise",
+        choices=["holm-bh", "maxt"],
+        default="holm-bh",
+        help="holm-bh: Holm and Benjamini-Hochberg adjusted p (default); maxt: "
+        "also p_maxt, Westfall-Young step-down max-T by Freedman-Lane "
+        "permutation within arms",
+    )
+    p.add_argument(
+        "--permutations",
+        type=int,
+        default=10_000,
+        metavar="B",
+        help="permutations for --familywise maxt (default 10000)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the max-T permutations (default: fresh entropy, printed)",
     )
     p.add_argument(
         "--covariates",
@@ -95,7 +126,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``dtitool analyze``."""
     # statsmodels loads only when a model is fitted: keeps other commands fast
-    from dtitool.stats.analysis import RESULT_COLUMNS, fit_models
+    from dtitool.stats.analysis import MAXT_COLUMN, RESULT_COLUMNS, fit_models
     from dtitool.stats.reference import compare_to_reported, format_comparison
 
     out = Path(args.out)
@@ -115,14 +146,24 @@ def run(args) -> int:
         participants, roi_md = read_tables(
             args.dir, replicate=args.replicate, md_unit=args.md_unit
         )
+        if args.robust and args.inference not in (None, "hc3"):
+            raise ValueError(f"--robust means --inference hc3; it cannot be used "
+                             f"with --inference {args.inference}")
         results = fit_models(
             participants,
             roi_md,
             covariates=tuple(args.covariates),
-            robust="HC3" if args.robust else None,
+            inference="hc3" if args.robust else (args.inference or "ols"),
             families=tuple(args.families),
+            familywise=args.familywise,
+            permutations=args.permutations,
+            rng=args.seed,
         )
-        write_tsv(results.table.loc[:, list(RESULT_COLUMNS)], tmp / out.name)
+        tx.seed = results.seed  # of the max-T permutations, for the manifest
+        columns = list(RESULT_COLUMNS)
+        if MAXT_COLUMN in results.table.columns:
+            columns.append(MAXT_COLUMN)
+        write_tsv(results.table.loc[:, columns], tmp / out.name)
         if figtmp is not None:
             save_analysis_figures(results, participants, roi_md, figtmp)
     print(results.summary())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from dtitool._constants import CURVE_PARAMETERS, TERMS
 from dtitool._io import atomic_outputs, write_tsv
@@ -19,12 +20,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "power",
         help="Monte Carlo power of every ROI x outcome x term test",
         description="Simulate replicate trials of a design, fit every model, and "
-        "write DIR/power.tsv (roi, outcome, term, power, power_ci_low, "
+        "write DIR/power.tsv (roi, outcome, term, inference, power, power_ci_low, "
         "power_ci_high [95% Wilson], median_p, mean_estimate [score points per "
-        "1e-5 mm^2/s dMD]), DIR/familywise.tsv (any/all rejections per family, "
-        "unadjusted, Holm and Benjamini-Hochberg) and DIR/design.toml (design and "
-        "seed). --curve adds power_curve.tsv and power_curve.png; --target-power "
-        "adds sample_size.tsv.",
+        "1e-5 mm^2/s dMD], size [rejection rate in the design's null "
+        "counterpart, every ROI-outcome correlation 0] with its interval and "
+        "size_ok [within the 99% binomial band], true_value, type_s, "
+        "exaggeration), DIR/familywise.tsv (any/all rejections per family, "
+        "unadjusted, Holm, Benjamini-Hochberg and max-T, with the family-wise "
+        "error in the null counterpart) and DIR/design.toml (design and seed). "
+        "--curve adds power_curve.tsv and power_curve.png; --target-power adds "
+        "sample_size.tsv. A warning line names tests whose size is off.",
     )
     add_design_arguments(p)
     p.add_argument("--n", type=int, default=None, help="override the sample size")
@@ -59,6 +64,10 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
                    help="simulated trials (default 2000)")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="two-sided significance level (default 0.05)")
+    p.add_argument("--inference", choices=["ols", "hc3", "welch"], default="ols",
+                   help="ols: classical pooled-variance tests (the reported "
+                   "analysis; default); hc3: HC3 robust SEs; welch: arms fitted "
+                   "separately, Welch-Satterthwaite df (see docs/model.md)")
     p.add_argument("--n-jobs", type=int, default=1,
                    help="worker processes (-1: all CPUs); results do not depend on it")
     p.add_argument("--chunk-size", type=int, default=None,
@@ -154,6 +163,7 @@ def run(args) -> int:
         power_curve,
         power_summary,
         sample_size,
+        size_warning,
     )
     from dtitool.stats.reference import reported_family
 
@@ -184,8 +194,9 @@ def run(args) -> int:
     elif args.test:
         raise ValueError("--test is used with --target-power")
     progress = False if args.quiet else None
-    common = {"alpha": args.alpha, "n_jobs": args.n_jobs,
-              "chunk_size": args.chunk_size, "progress": progress}
+    common = {"alpha": args.alpha, "inference": args.inference,
+              "n_jobs": args.n_jobs, "chunk_size": args.chunk_size,
+              "progress": progress}
 
     names = ["power.tsv", "familywise.tsv", "design.toml"]
     if curve:
@@ -223,4 +234,7 @@ def run(args) -> int:
     if not args.quiet:
         print(power_summary(res, reported, pc, ss))
         print(f"wrote {', '.join(names)} to {args.out}")
+    warning = size_warning(res)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0

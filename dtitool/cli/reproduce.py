@@ -1,14 +1,18 @@
-"""``dtitool reproduce``: reported versus simulated, test by test.
+"""``dtitool reproduce``: reported versus simulated, test by test, in two worlds.
 
 Simulates the design (default the ``ketamine-rct`` preset) and sets the median p
 and the power of every reported test (and every expected null) beside what
-Kopelman et al. (2023) reported, with the effect each reported p implies
+Kopelman et al. (2023) reported, with the effect each reported p implies, the
+power of the same tests in a second world (by default the other of
+``ketamine-rct`` and ``ketamine-rct-face-value``), what a reported p that the
+design misses would need, and notes on reading the results
 (:mod:`dtitool.stats.reproduce`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool.cli.power import add_design_arguments, resolve
@@ -23,31 +27,64 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "reported test (and expected null) of Kopelman et al. 2023, roi, outcome, "
         "term, reported_p, median_p (over replicates) and power (reported tests: "
         "p <= alpha with the reported sign; nulls: p <= alpha, the false-positive "
-        "rate), then direction, the reported range, a verdict and the effect the "
-        "reported p implies at the design's dMD reliability. Prints reported "
-        "versus simulated side by side.",
+        "rate), then direction, the reported range, a verdict, the effect the "
+        "reported p implies at the design's dMD reliability, the same test's "
+        "median p and power in a second world (other_world, other_median_p, "
+        "other_power), and for a reported test the design misses, what it would "
+        "need (needed_*, leaves_range: which parameter would have to leave its "
+        "range, and by how much); then each test's size (its rejection rate in "
+        "the design's null counterpart) and design analysis (type_s, "
+        "exaggeration, and half_effect_*: what a significant estimate would "
+        "exaggerate if the true effect were half the face-value one). Prints both "
+        "worlds side by side with notes on reading the results. --inference "
+        "defaults to ols, the analysis the study reported.",
     )
     add_design_arguments(p)
+    p.add_argument("--compare", metavar="PRESET", default=None,
+                   help="the world to set beside the design (a preset name, or "
+                   "'none'); default: ketamine-rct-face-value, or ketamine-rct when "
+                   "the design is the face-value world")
     return p
 
 
 def run(args) -> int:
     """Run ``dtitool reproduce``."""
-    from dtitool.stats.power import power
+    from dtitool.design import load_preset
+    from dtitool.stats.power import power, size_warning
     from dtitool.stats.reference import reported_family
-    from dtitool.stats.reproduce import reproduce_summary, reproduce_table
+    from dtitool.stats.reproduce import (
+        add_needed,
+        compare_worlds,
+        other_world,
+        reproduce_report,
+        reproduce_table,
+    )
 
     design, seed = resolve(args)
+    other = None
+    if args.compare != "none":
+        other = load_preset(args.compare or other_world(design))
     family = reported_family(design)
     families = {"reported": family} if family else None
+    kw = {"replicates": args.replicates, "rng": seed, "alpha": args.alpha,
+          "inference": args.inference, "n_jobs": args.n_jobs,
+          "chunk_size": args.chunk_size, "progress": False if args.quiet else None}
     with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
                         inputs=[args.design], seed=seed) as tmp:
-        res = power(design, replicates=args.replicates, rng=seed, alpha=args.alpha,
-                    n_jobs=args.n_jobs, chunk_size=args.chunk_size,
-                    families=families, progress=False if args.quiet else None)
+        res = power(design, families=families, **kw)
         table = reproduce_table(res)
+        if other is not None:
+            fam = reported_family(other)
+            # the other world's power and median p only (its size is not shown)
+            res_o = power(other, families={"reported": fam} if fam else None,
+                          size=False, design_analysis=False, **kw)
+            table = compare_worlds(table, reproduce_table(res_o), other.name)
+        table = add_needed(table, design, alpha=args.alpha)
         write_tsv(table, tmp / "reproduce.tsv")
     if not args.quiet:
-        print(reproduce_summary(table, res))
+        print(reproduce_report(table, res, other_design=other))
         print(f"wrote reproduce.tsv to {args.out}")
+    warning = size_warning(res)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0

@@ -17,7 +17,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="simulate a cohort and write its tables",
         description="Simulate a cohort of a study design and write participants.tsv, "
         "roi_md.tsv (observed MD, long form), true_md.tsv (latent true MD, for "
-        "teaching) and design.toml (the full design and seed, to repeat the run).",
+        "teaching) and design.toml (the full design and seed, to repeat the run). "
+        "Prints the design's MD model per ROI (session correlation, dMD "
+        "reliability and true change SD per arm) and its scores per arm (observed "
+        "change, regression to the mean, response, share at the scale floor).",
     )
     add_design_options(p, what="design.toml")
     p.add_argument("--n", type=int, default=None, help="override the sample size")
@@ -57,13 +60,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace the outputs of an earlier dtitool run in DIR (only "
                    "files listed in its dtitool-run.json and unchanged since)")
+    p.add_argument("--quiet", action="store_true",
+                   help="do not print the design summary (MD model per ROI, scores "
+                   "per arm)")
     return p
 
 
 def run(args) -> int:
     """Run ``dtitool simulate``."""
     from dtitool.imaging.synthetic import image_seed_sequence, write_cohort_images
-    from dtitool.simulate import COHORT_FILES, simulate_cohort
+    from dtitool.simulate import COHORT_FILES, describe_design, simulate_cohort
 
     # First: a --design file's [run] table fills the options not given here.
     design, seed = resolve_design(args)
@@ -108,5 +114,7 @@ def run(args) -> int:
         f"{design.n} ({n_t} ketamine, {n_c} saline), {len(design.rois)} ROIs, "
         f"seed {seed}"
     )
+    if not args.quiet:
+        print(describe_design(design))
     print(f"wrote {', '.join(outputs)} to {args.out}")
     return 0

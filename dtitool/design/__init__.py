@@ -30,6 +30,7 @@ from dtitool.design.spec import (
     MissingSpec,
     OutcomeSpec,
     PerArm,
+    RangeSpec,
     ROISpec,
     StudyDesign,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "OutcomeSpec",
     "PerArm",
     "ROISpec",
+    "RangeSpec",
     "StudyDesign",
     "available_presets",
     "design_from_dict",

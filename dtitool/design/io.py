@@ -2,7 +2,7 @@
 
 A design file is a TOML document with the tables ``[trial]``, ``[rois.NAME]``,
 ``[outcomes.NAME]``, ``[correlations]`` and optionally ``[covariates]``,
-``[missing]``, ``[sources]``; ``base = "PRESET"`` starts from a preset and
+``[missing]``, ``[sources]``, ``[ranges]``; ``base = "PRESET"`` starts from a preset and
 overrides only the keys given. A ``[run]`` table records how a run was made
 (seed, replicates, options) so that the file repeats it. Every key is described
 in ``docs/model.md``.
@@ -33,6 +33,7 @@ from dtitool.design.spec import (
     MissingSpec,
     OutcomeSpec,
     PerArm,
+    RangeSpec,
     ROISpec,
     StudyDesign,
     _check_real,
@@ -60,6 +61,7 @@ _TOP_KEYS = {
     "covariates",
     "missing",
     "sources",
+    "ranges",
     "run",
 }
 _TRIAL_KEYS = {"n", "allocation", "block_size"}
@@ -73,7 +75,11 @@ _OUTCOME_KEYS = {
     "change_mean",
     "change_sd",
     "reliability",
+    "change_model",
+    "remission_max",
 }
+_OUTCOME_OPTIONAL = {"reliability", "change_model", "remission_max"}
+_RANGE_KEYS = {f.name for f in dataclasses.fields(RangeSpec)}
 _CORR_KEYS = {
     "roi_baseline",
     "roi_change",
@@ -181,7 +187,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     outcomes = []
     for name, o in out_d.items():
         w = f"outcomes.{name}"
-        _check_keys(w, o, _OUTCOME_KEYS, _OUTCOME_KEYS - {"reliability"})
+        _check_keys(w, o, _OUTCOME_KEYS, _OUTCOME_KEYS - _OUTCOME_OPTIONAL)
         outcomes.append(
             OutcomeSpec(
                 name=name,
@@ -193,6 +199,9 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
                 change_mean=_per_arm(f"{w}.change_mean", o["change_mean"]),
                 change_sd=_per_arm(f"{w}.change_sd", o["change_sd"]),
                 reliability=o.get("reliability", 1.0),
+                # absent in design files of earlier releases, whose model it was
+                change_model=o.get("change_model", "additive"),
+                remission_max=o.get("remission_max"),
             )
         )
     roi_names = [r.name for r in rois]
@@ -236,6 +245,14 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     if "missing" in d:
         _check_keys("missing", d["missing"], _MISSING_KEYS)
         missing = MissingSpec(**d["missing"])
+    ranges = None
+    if "ranges" in d:
+        rg = d["ranges"]
+        _check_keys("ranges", rg, _RANGE_KEYS)
+        if "change_sd_fraction" in rg:
+            _check_keys("ranges.change_sd_fraction", rg["change_sd_fraction"],
+                        set(GROUPS))
+        ranges = RangeSpec(**rg)
     sources = d.get("sources", {})
     if not isinstance(sources, Mapping) or not all(
         isinstance(v, str) for v in sources.values()
@@ -257,6 +274,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         description=d.get("description", ""),
         reference=d.get("reference", ""),
         sources=dict(sources),
+        ranges=ranges,
     )
 
 
@@ -309,6 +327,8 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
             "change_mean": arm(o.change_mean),
             "change_sd": arm(o.change_sd),
             "reliability": o.reliability,
+            "change_model": o.change_model,
+            **({} if o.remission_max is None else {"remission_max": o.remission_max}),
         }
         for o in design.outcomes
     }
@@ -335,6 +355,16 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
     d["missing"] = dataclasses.asdict(design.missing)
     if design.sources:
         d["sources"] = dict(design.sources)
+    if design.ranges is not None:
+        rg = design.ranges
+        d["ranges"] = {
+            f.name: (dict(getattr(rg, f.name)) if f.name == "change_sd_fraction"
+                     else list(getattr(rg, f.name)))
+            for f in dataclasses.fields(RangeSpec) if getattr(rg, f.name) is not None
+        }
+        if "change_sd_fraction" in d["ranges"]:
+            d["ranges"]["change_sd_fraction"] = {
+                k: list(v) for k, v in d["ranges"]["change_sd_fraction"].items()}
     return d
 
 

@@ -1,13 +1,14 @@
 """The design specification: typed, validated dataclasses of a two-arm DTI-MD trial.
 
 A :class:`StudyDesign` holds everything the cohort simulator needs: sample size and
-randomisation, per-ROI MD distributions and scan-rescan noise, per-arm true MD
+randomisation, per-ROI MD distributions and test-retest noise, per-arm true MD
 change, the clinical outcome scales, the correlations that tie MD change to
 depression change, optional covariates and missing 24 h scans. Reading and
 writing designs as TOML, and the presets, are in :mod:`dtitool.design.io`.
 
 Every number is in the units dtitool fixes: MD in mm^2/s, within-subject
-coefficient of variation (CV) as a fraction (0.026 = 2.6 %).
+coefficient of variation (CV) as a fraction (0.026 = 2.6 %). The model behind the
+fields, and the source of every default, is in ``docs/model.md``.
 
 Examples
 --------
@@ -30,14 +31,19 @@ import numpy as np
 from dtitool._constants import GROUPS, TREATMENT
 
 __all__ = [
+    "CHANGE_MODELS",
     "CorrelationSpec",
     "CovariateSpec",
     "MissingSpec",
     "OutcomeSpec",
     "PerArm",
     "ROISpec",
+    "RangeSpec",
     "StudyDesign",
 ]
+
+CHANGE_MODELS = ("logit", "additive")
+"""How an outcome's 24 h score follows from its baseline (see :class:`OutcomeSpec`)."""
 
 _MD_RANGE = (1e-4, 5e-3)  # mm^2/s; brain tissue MD lies well inside (CSF ~3e-3)
 
@@ -66,6 +72,23 @@ def _check_range(where, value, lo=None, hi=None, *, lo_open=False, hi_open=False
         rule = " and ".join(s for s in (lo_s, hi_s) if s)
         raise _err(where, f"must be {rule}", value)
     return v
+
+
+def _ndtr(x: float) -> float:
+    """Return the standard normal CDF (scalar; no scipy, start-up stays light)."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _truncated_exp_moment(t: float, v: float, a: float, b: float) -> float:
+    """``E[exp(t X) | a <= X <= b]`` for ``X ~ N(0, v)``.
+
+    Completing the square: ``exp(t^2 v / 2) (Phi((b - t v)/sd) - Phi((a - t v)/sd))
+    / (Phi(b/sd) - Phi(a/sd))`` with ``sd = sqrt(v)``.
+    """
+    sd = math.sqrt(v)
+    den = _ndtr(b / sd) - _ndtr(a / sd)
+    num = _ndtr((b - t * v) / sd) - _ndtr((a - t * v) / sd)
+    return math.exp(t * t * v / 2) * num / den
 
 
 def _check_int(where: str, value: Any, lo: int | None = None) -> int:
@@ -121,12 +144,15 @@ class ROISpec:
     md_sd : float
         Between-subject SD of baseline MD, mm^2/s.
     cv : float
-        Scan-rescan within-subject coefficient of variation of MD (fraction). The
-        measurement noise SD of one scan is ``cv * md_mean``.
+        Test-retest within-subject coefficient of variation of MD (fraction): the
+        SD of one scan around the subject's stable MD is ``cv * md_mean``. A CV
+        measured over days holds measurement noise *and* day-to-day physiology.
     change_mean : PerArm
         Mean true MD change (24 h minus baseline) per arm, mm^2/s.
     change_sd : PerArm
-        SD of the true MD change per arm, mm^2/s.
+        SD of the true MD change per arm, mm^2/s: change beyond what the
+        test-retest CV already holds (a control arm with no reason to change has
+        an SD near 0; see :meth:`StudyDesign.md_summary`).
     """
 
     name: str
@@ -189,27 +215,52 @@ class OutcomeSpec:
     scale_min, scale_max : int
         Inclusive range of the integer score.
     baseline_mean, baseline_sd : float
-        Mean and SD of the baseline score before the inclusion threshold is applied.
+        Mean and SD of one baseline *rating* in the screened population, before
+        the inclusion threshold is applied.
     inclusion_min : int
-        Lowest baseline score admitted to the trial (baseline is truncated below).
+        Lowest observed baseline score admitted to the trial.
     change_mean, change_sd : PerArm
-        Mean and SD of the 24 h change in true severity per arm (negative =
-        improvement); with ``reliability`` 1 this is the observed score change.
+        Mean and SD, among admitted participants, of the 24 h change in *true*
+        severity per arm, in score points (negative = improvement). The observed
+        change adds rating error and regression to the mean (see Notes);
+        :func:`dtitool.simulate.score_summary` reports both.
     reliability : float
-        Test-retest reliability of the scale, in (0, 1]: the share of baseline
-        score variance that is stable severity. Below 1 each rating adds
-        occasion error, so trials that admit only high baseline scores see
-        regression to the mean (see Notes).
+        Test-retest reliability of one rating, in (0, 1]: the share of the
+        variance of a rating that is stable severity (an intraclass correlation
+        of two independent ratings of the same patient).
+    change_model : {"logit", "additive"}
+        How scores are generated (see Notes). ``"logit"`` (default) keeps every
+        score on its scale without piling any up at either end; ``"additive"``
+        is the simpler clipped-normal model.
+    remission_max : int or None
+        A 24 h score at or below this counts as remission in summaries (not used
+        by the generative model).
 
     Notes
     -----
-    With reliability ``rho < 1`` the observed baseline ``B = S + e1`` (stable
-    severity plus occasion error, ``var(e1) = (1 - rho) baseline_sd^2``) and the
-    24 h score is ``S + change + e2`` with an independent ``e2`` of the same
-    variance. Given ``B``, ``E[e1 | B] = (1 - rho) (B - baseline_mean)``: subjects
-    admitted for a high baseline score improve on average by that much without
-    any treatment (regression to the mean), and adjusting for the baseline score
-    removes it.
+    **Logit** (a model on a transformed scale, :mod:`dtitool.design.scales`).
+    A latent ``z`` maps to the continuous score ``scale_min + width expit(z) -
+    1/2`` (``width = scale_max - scale_min + 1``), which rounds to a valid
+    integer score for every ``z``. One rating is latent stable severity plus an
+    occasion error, both normal, with variances chosen so that a rating has
+    mean ``baseline_mean``, SD ``baseline_sd`` and intraclass correlation
+    ``reliability``; the true 24 h severity adds a normal latent change per arm
+    whose mean and SD are solved so that the true change *in points* among
+    admitted participants has mean ``change_mean`` and SD ``change_sd``
+    (:meth:`change_parameters`). Near the floor a latent change is a
+    proportional change of the score, so improvement slows as scores approach
+    0 and nothing piles up there. The design's correlations
+    (``correlations.roi_outcome``, ``outcome_change``) are those of the latent
+    change.
+
+    **Additive**: baseline rating normal, 24 h rating = baseline + change (+ the
+    rating errors ``e2 - e1`` when ``reliability < 1``), rounded and clipped to
+    the scale; a large mean improvement then piles scores up at the floor.
+
+    In both, admission on a high *observed* baseline selects positive occasion
+    errors, which do not recur at 24 h: observed scores regress to the mean
+    in both arms (:meth:`regression_to_mean`), and adjusting for the baseline
+    score removes that bias.
     """
 
     name: str
@@ -221,6 +272,8 @@ class OutcomeSpec:
     change_mean: PerArm
     change_sd: PerArm
     reliability: float = 1.0
+    change_model: str = "logit"
+    remission_max: int | None = None
 
     def __post_init__(self):
         where = f"outcomes.{self.name}"
@@ -249,6 +302,81 @@ class OutcomeSpec:
                 lo_open=True,
             )
         _check_range(f"{where}.reliability", self.reliability, 0.0, 1.0, lo_open=True)
+        if self.change_model not in CHANGE_MODELS:
+            raise _err(f"{where}.change_model", f"must be one of {CHANGE_MODELS}",
+                       self.change_model)
+        if self.remission_max is not None:
+            r = _check_int(f"{where}.remission_max", self.remission_max)
+            if not lo <= r <= hi:
+                raise _err(f"{where}.remission_max", f"must be within [{lo}, {hi}]",
+                           r)
+        if self.change_model == "logit":
+            try:
+                self.latent_scale()
+            except ValueError as e:
+                raise ValueError(f"{where}.baseline_mean / baseline_sd: {e}") from None
+            for arm in GROUPS:
+                self.change_parameters(arm)  # raises on an impossible mean / SD
+
+    # -- the logit model -------------------------------------------------------
+    def latent_scale(self):
+        """Return the logit model's latent parameters (a ``LogitScale``).
+
+        Solved once per distinct outcome and cached.
+        """
+        from dtitool.design.scales import logit_scale
+
+        return logit_scale(self.scale_min, self.scale_max, float(self.baseline_mean),
+                           float(self.baseline_sd), float(self.reliability),
+                           self.inclusion_min)
+
+    def regression_to_mean(self) -> float:
+        """Return the expected change of an untreated admitted participant (points).
+
+        ``E[true baseline - observed baseline | admitted]``: negative when
+        admission is on high ratings, zero when ``reliability`` is 1. For
+        ``"additive"`` it is ``-(1 - reliability) E[B - baseline_mean |
+        admitted]`` (truncated normal); for ``"logit"`` a quadrature
+        (:func:`dtitool.design.scales.regression_to_mean`).
+        """
+        if self.reliability >= 1:
+            return 0.0
+        if self.change_model == "logit":
+            from dtitool.design.scales import regression_to_mean
+
+            return regression_to_mean(self.latent_scale())
+        sd = self.baseline_sd
+        a = (self.inclusion_min - 0.5 - self.baseline_mean) / sd
+        b = (self.scale_max + 0.5 - self.baseline_mean) / sd
+        pdf = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+        excess = sd * (pdf(a) - pdf(b)) / (_ndtr(b) - _ndtr(a))
+        return -(1 - self.reliability) * excess
+
+    def change_parameters(self, arm: str) -> tuple[float, float]:
+        """Mean and SD of ``arm``'s change on the generative scale.
+
+        For ``"additive"`` these are ``change_mean`` and ``change_sd``; for
+        ``"logit"`` the mean and SD of the normal latent change that give the
+        true change in points of admitted participants the mean ``change_mean``
+        and SD ``change_sd`` (:func:`dtitool.design.scales.logit_change`).
+
+        Raises
+        ------
+        ValueError
+            When no latent change has that mean and SD (the message names the key
+            and the attainable bound).
+        """
+        c, d = float(self.change_mean[arm]), float(self.change_sd[arm])
+        if self.change_model == "additive":
+            return c, d
+        from dtitool.design.scales import logit_change
+
+        try:
+            mu, sigma = logit_change(self.latent_scale(), c, d)
+        except ValueError as e:
+            raise ValueError(f"outcomes.{self.name}.change_mean / change_sd."
+                             f"{arm}: {e}") from None
+        return float(mu), float(sigma)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +524,71 @@ class MissingSpec:
             )
 
 
+def _check_interval(where: str, value: Any, lo: float, hi: float) -> tuple:
+    if (not isinstance(value, list | tuple) or len(value) != 2):
+        raise TypeError(f"{where} must be a pair [low, high]; got {value!r}")
+    a = _check_range(f"{where}[0]", value[0], lo, hi)
+    b = _check_range(f"{where}[1]", value[1], lo, hi)
+    if a > b:
+        raise _err(where, "must have low <= high", list(value))
+    return (a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSpec:
+    """The ranges the design's parameters are meant to stay inside.
+
+    Each field is a pair ``(low, high)`` or None (no range stated). They bound
+    what calibration may choose and what a reader should accept; a parameter
+    outside its range is reported by :meth:`StudyDesign.range_violations`, and
+    ``dtitool reproduce`` says which parameter a reported p-value would need to
+    move outside its range, and by how much.
+
+    Parameters
+    ----------
+    cv : (float, float) or None
+        Test-retest within-subject CV of ROI MD (fraction).
+    change_sd_fraction : dict or None
+        ``{arm: (low, high)}``: SD of the true 24 h MD change as a fraction of the
+        ROI's ``md_mean``.
+    roi_outcome : (float, float) or None
+        Absolute correlation of a ROI's true MD change with an outcome's change.
+    r_squared : (float, float) or None
+        Share of an outcome's change explained by the true MD change of all ROIs
+        together (:meth:`StudyDesign.r_squared`), per arm.
+    """
+
+    cv: tuple[float, float] | None = None
+    change_sd_fraction: Mapping[str, tuple[float, float]] | None = None
+    roi_outcome: tuple[float, float] | None = None
+    r_squared: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        # stored as tuples of floats, so that equal ranges compare equal however
+        # they were written (TOML arrays are lists)
+        for name, hi in (("cv", 0.5), ("roi_outcome", 1.0), ("r_squared", 1.0)):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name,
+                                   _check_interval(f"ranges.{name}", v, 0.0, hi))
+        if self.change_sd_fraction is not None:
+            if not isinstance(self.change_sd_fraction, Mapping) or not set(
+                    self.change_sd_fraction) <= set(GROUPS):
+                raise _err("ranges.change_sd_fraction",
+                           f"must be a table with keys among {GROUPS}",
+                           self.change_sd_fraction)
+            object.__setattr__(self, "change_sd_fraction", {
+                arm: _check_interval(f"ranges.change_sd_fraction.{arm}", v, 0.0, 0.5)
+                for arm, v in self.change_sd_fraction.items()})
+
+    def change_sd(self, arm: str) -> tuple[float, float] | None:
+        """Range of the true change SD of ``arm`` (fraction of MD), or None."""
+        if self.change_sd_fraction is None:
+            return None
+        v = self.change_sd_fraction.get(arm)
+        return None if v is None else (float(v[0]), float(v[1]))
+
+
 @dataclass(frozen=True, slots=True)
 class StudyDesign:
     """A two-arm randomised DTI-MD trial.
@@ -427,6 +620,9 @@ class StudyDesign:
     sources : dict
         ``{"rois.L_BA10.md_mean": "Helenius et al. 2002, AJNR", ...}``: where a value
         comes from, or ``"estimate: ..."``.
+    ranges : RangeSpec or None
+        The ranges the parameters are meant to stay inside (calibration keeps to
+        them; :meth:`range_violations` lists what leaves them).
 
     Notes
     -----
@@ -447,6 +643,7 @@ class StudyDesign:
     description: str = ""
     reference: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
+    ranges: RangeSpec | None = None
 
     def __post_init__(self):
         _check_int("trial.n", self.n, 1)
@@ -569,6 +766,106 @@ class StudyDesign:
     def reliability(self, arm: str = TREATMENT) -> dict[str, float]:
         """Reliability of observed dMD per ROI in ``arm`` (see ROISpec.reliability)."""
         return {r.name: r.reliability(arm) for r in self.rois}
+
+    def r_squared(self, arm: str = TREATMENT) -> dict[str, float]:
+        """Share of each outcome's change explained by the true dMD of all ROIs.
+
+        ``c' R^-1 c`` with ``c`` the ROI-outcome correlations of ``arm`` and ``R``
+        the ROI-ROI correlation of true MD change: the population R^2 of a
+        regression of the outcome change on the true MD change of every ROI.
+        With the measurement noise of observed dMD the R^2 a study can see is
+        smaller.
+        """
+        c = self.correlations
+        r = np.asarray(c.roi_change, dtype=float)
+        m = c.roi_outcome_array(arm)
+        sol = np.linalg.solve(r, m)
+        return {o: float(m[:, k] @ sol[:, k])
+                for k, o in enumerate(self.outcome_names)}
+
+    def md_summary(self):
+        """Return the MD model per ROI and arm, and what it implies, as a tidy table.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per ROI and arm: ``roi, arm, md_mean, md_sd, cv, noise_sd,
+            change_mean, change_sd`` (mm^2/s; ``cv`` a fraction), then
+            ``change_sd_pct_md`` (true change SD as % of ``md_mean``),
+            ``session_correlation`` (correlation of observed baseline and 24 h
+            MD across subjects) and ``dmd_reliability`` (share of observed dMD
+            variance that is true change).
+
+        Notes
+        -----
+        With between-subject SD ``b``, scan noise SD ``e`` (``cv x md_mean``) and
+        true change SD ``c`` (independent of baseline MD)::
+
+            session correlation = b^2 / sqrt((b^2 + e^2) (b^2 + c^2 + e^2))
+            dMD reliability     = c^2 / (c^2 + 2 e^2)
+
+        A test-retest CV measured over days already holds day-to-day physiology,
+        so a control arm with no reason to change has ``c`` near 0: its
+        session correlation is the test-retest correlation and its dMD is
+        mostly noise.
+        """
+        import pandas as pd
+
+        rows = []
+        for r in self.rois:
+            b2, e2 = r.md_sd**2, r.noise_sd**2
+            for arm in GROUPS:
+                c2 = r.change_sd[arm] ** 2
+                den = math.sqrt((b2 + e2) * (b2 + c2 + e2))
+                rows.append({
+                    "roi": r.name, "arm": arm, "md_mean": r.md_mean,
+                    "md_sd": r.md_sd, "cv": r.cv, "noise_sd": r.noise_sd,
+                    "change_mean": r.change_mean[arm],
+                    "change_sd": r.change_sd[arm],
+                    "change_sd_pct_md": 100 * r.change_sd[arm] / r.md_mean,
+                    "session_correlation": b2 / den if den > 0 else float("nan"),
+                    "dmd_reliability": r.reliability(arm),
+                })
+        return pd.DataFrame(rows)
+
+    def range_violations(self) -> list[str]:
+        """Parameters outside the design's :attr:`ranges`, one sentence each."""
+        rg = self.ranges
+        if rg is None:
+            return []
+        out = []
+
+        def outside(value, bounds):
+            # relative slack: 2.55e-5 / 0.85e-3 is 3 % of MD, not 3.0000000001 %
+            tol = 1e-9 * max(abs(value), 1e-12)
+            return bounds is not None and not (
+                bounds[0] - tol <= value <= bounds[1] + tol)
+
+        for r in self.rois:
+            if outside(r.cv, rg.cv):
+                out.append(f"rois.{r.name}.cv = {r.cv:g} is outside its range "
+                           f"[{rg.cv[0]:g}, {rg.cv[1]:g}]")
+            for arm in GROUPS:
+                frac = r.change_sd[arm] / r.md_mean
+                bounds = rg.change_sd(arm)
+                if outside(frac, bounds):
+                    out.append(
+                        f"rois.{r.name}.change_sd.{arm} is {100 * frac:.2g} % of MD, "
+                        f"outside its range {100 * bounds[0]:g}-{100 * bounds[1]:g} %")
+        for arm in GROUPS:
+            m = self.correlations.roi_outcome_array(arm)
+            for i, roi in enumerate(self.roi_names):
+                for k, o in enumerate(self.outcome_names):
+                    if outside(abs(m[i, k]), rg.roi_outcome):
+                        out.append(
+                            f"correlations.roi_outcome.{arm}.{o}.{roi} = "
+                            f"{m[i, k]:g} is outside |r| <= {rg.roi_outcome[1]:g}")
+            for o, r2 in self.r_squared(arm).items():
+                if outside(r2, rg.r_squared):
+                    out.append(f"R^2 of {o} change on the true dMD of all ROIs "
+                               f"({arm} arm) = {r2:.2f} is outside "
+                               f"[{rg.r_squared[0]:g}, {rg.r_squared[1]:g}]")
+        return out
 
     def replace(self, **changes) -> StudyDesign:
         """Return a copy with fields replaced (validated again)."""

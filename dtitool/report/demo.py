@@ -51,11 +51,18 @@ from dtitool.report.plots import (
     plot_roi_slices,
     plot_scatter_grid,
 )
-from dtitool.simulate import simulate_cohort
+from dtitool.simulate import md_summary_wide, score_summary, simulate_cohort
 from dtitool.stats.analysis import fit_models
 from dtitool.stats.power import POWER_COLUMNS, power, power_curve, sample_size
 from dtitool.stats.reference import compare_to_reported, reported_family
-from dtitool.stats.reproduce import reproduce_table
+from dtitool.stats.reproduce import (
+    add_needed,
+    compare_worlds,
+    interpretation_notes,
+    other_world,
+    reproduce_table,
+    world_summary,
+)
 
 __all__ = ["DemoSettings", "run_demo"]
 
@@ -155,19 +162,42 @@ def _cohort_summary(cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _design_tables(design: StudyDesign) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rel_k = design.reliability("ketamine")
-    rois = pd.DataFrame([{
-        "roi": r.name, "MD mean (1e-3 mm^2/s)": r.md_mean * 1e3,
-        "between-subject SD (1e-3)": r.md_sd * 1e3, "scan-rescan CV": f"{r.cv:.1%}",
-        "true dMD SD (1e-5)": r.change_sd.ketamine / 1e-5,
-        "dMD reliability": rel_k[r.name],
-        "corr(true dMD, dMADRS) ketamine": design.correlations.roi_outcome_array(
-            "ketamine")[i, 0],
-        "saline": design.correlations.roi_outcome_array("saline")[i, 0],
-    } for i, r in enumerate(design.rois)])
+    rois = md_summary_wide(design)
+    for arm in GROUPS:
+        rois[f"corr(true dMD, dMADRS) {arm}"] = (
+            design.correlations.roi_outcome_array(arm)[:, 0])
     sources = pd.DataFrame(sorted(design.sources.items()),
                            columns=["parameter", "source"])
     return rois, sources
+
+
+def _score_table(design: StudyDesign) -> pd.DataFrame:
+    s = score_summary(design)
+    cols = {"outcome": "outcome", "arm": "arm", "reliability": "reliability",
+            "true_change_mean": "true change",
+            "observed_change_mean": "observed change",
+            "observed_change_sd": "observed SD", "regression_to_mean": "RTM",
+            "response": "response", "remission": "remission",
+            "at_floor": "at floor", "at_ceiling": "at maximum"}
+    return s[list(cols)].rename(columns=cols)
+
+
+def _worlds_table(*designs: StudyDesign) -> pd.DataFrame:
+    rows = []
+    for d in designs:
+        w = world_summary(d)
+        rows.append({
+            "world": w["world"],
+            "dMD reliability, ketamine": "{:.2f}-{:.2f}".format(
+                *w["reliability_ketamine"]),
+            "dMD reliability, saline": "{:.2f}-{:.2f}".format(
+                *w["reliability_saline"]),
+            "true change SD % MD, saline": "{:.2g}-{:.2g}".format(
+                *w["change_sd_pct_saline"]),
+            **{f"R^2 {o}": w[f"r_squared_{o}"] for o in d.outcome_names},
+            "parameters outside their ranges": len(w["violations"]),
+        })
+    return pd.DataFrame(rows)
 
 
 def _tensor_step(scans: pd.DataFrame, images: Path, tensor_dir: Path, phantom):
@@ -207,10 +237,12 @@ def _reliability_note(design: StudyDesign) -> str:
     r_obs = r_true * np.sqrt(rel[design.roi_names[j]])
     roi = design.rois[j]
     lines = [
-        f"Every MD-change effect in this rehearsal is seen through scan-rescan noise. "
-        f"In {roi.name} the true 24 h MD change has SD {roi.change_sd.ketamine:.2g} "
-        f"mm^2/s, and each scan adds noise with SD {roi.noise_sd:.2g} mm^2/s (a "
-        f"within-subject CV of {roi.cv:.1%}). MD change is the difference of two "
+        f"Every MD-change effect in this rehearsal is seen through test-retest noise. "
+        f"In {roi.name} the true 24 h MD change in the ketamine arm has SD "
+        f"{roi.change_sd.ketamine:.2g} mm^2/s, and each scan adds noise with SD "
+        f"{roi.noise_sd:.2g} mm^2/s (a test-retest CV of {roi.cv:.1%}, which holds "
+        "day-to-day physiology as well as measurement). MD change is the difference "
+        "of two "
         f"noisy scans, so its noise variance doubles: the reliability of observed dMD "
         f"is {roi.change_sd.ketamine**2:.3g} / ({roi.change_sd.ketamine**2:.3g} + 2 x "
         f"{roi.noise_sd**2:.3g}) = {rel[roi.name]:.2f}.",
@@ -218,7 +250,11 @@ def _reliability_note(design: StudyDesign) -> str:
         f"that reliability: the true correlation of {r_true:.2f} in the ketamine arm "
         f"is observed as about {r_obs:.2f}. Reliability is what power depends on "
         "most; the table below shows the power of the reported tests as the "
-        "reliability changes (by changing the scan-rescan CV).",
+        "reliability changes (by changing the test-retest CV). In the saline arm "
+        f"the true change SD is {roi.change_sd.saline:.2g} mm^2/s (reliability "
+        f"{roi.reliability('saline'):.2f}): its observed dMD is nearly all noise, "
+        "and the group x dMD interaction inherits that noise through the saline "
+        "arm's slope.",
     ]
     return "\n\n".join(lines)
 
@@ -315,7 +351,13 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
                    progress=False)
         write_tsv(pw.table[list(POWER_COLUMNS)], tables / "power.tsv")
         write_tsv(pw.familywise, tables / "familywise.tsv")
-        repro = reproduce_table(pw)
+        other = load_preset(other_world(design))
+        fam_o = reported_family(other)
+        pw_other = power(other, replicates=s.replicates, rng=s.seed,
+                         families={"reported": fam_o} if fam_o else None,
+                         size=False, design_analysis=False, progress=False)
+        repro = add_needed(compare_worlds(reproduce_table(pw), reproduce_table(
+            pw_other), other.name), design)
         write_tsv(repro, tables / "reproduce.tsv")
 
         step(f"power curve over n ({len(s.curve_n)} points x "
@@ -339,7 +381,7 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
 
         step("writing the report")
         html = _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss,
-                       agree, tensor_agreement, pngs)
+                       agree, tensor_agreement, pngs, other)
         (tmp / "report.html").write_text(html, encoding="utf-8")
     log(f"done in {time.perf_counter() - step.t0:.0f} s: open {out / 'report.html'}")
     return out / "report.html"
@@ -350,7 +392,7 @@ def _fmt_p(p: float) -> str:
 
 
 def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree,
-            tensor_agreement, pngs) -> str:
+            tensor_agreement, pngs, other) -> str:
     n_t, n_c = design.arm_sizes()
     rep = HTMLReport(
         title="dtitool rehearsal: ketamine vs saline, 24 h gray-matter MD",
@@ -368,9 +410,21 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
         f"{', '.join(o.upper() for o in design.outcome_names)} (change = 24 h minus "
         "baseline, negative = improvement). Each subject's true MD change and score "
         "change are drawn jointly (multivariate normal per arm); each scan adds "
-        "noise with the ROI's scan-rescan CV.",
+        "noise with the ROI's test-retest CV. Per ROI and arm the table states the "
+        "true 24 h MD-change SD (% of MD), the correlation of the observed baseline "
+        "and 24 h MD (session r) and the reliability of observed dMD (rel).",
         table=rois_t,
     )
+    rep.add_table(_score_table(design), float_format="{:.3g}",
+                  caption="Scores per outcome and arm (20,000 simulated "
+                  "participants): the true and the observed 24 h change (observed = "
+                  "true + regression to the mean + rating error), response (24 h "
+                  "score at most half the baseline), remission and the share at the "
+                  "scale's floor and maximum.")
+    violations = design.range_violations()
+    if violations:
+        rep.add_note("Parameters outside the design's ranges: "
+                     + "; ".join(violations))
     rep.add_heading("Where each value comes from")
     rep.add_table(sources)
 
@@ -429,16 +483,43 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                    "with each arm's fitted slope, for every ROI and outcome.")
 
     rtab = repro[["roi", "outcome", "term", "reported_p", "median_p", "power",
-                  "verdict"]].copy()
+                  "size", "other_median_p", "other_power", "verdict"]].rename(
+        columns={"other_median_p": f"median_p {other.name}",
+                 "other_power": f"power {other.name}"})
+    rep_rows = repro[repro["direction"] != 0]
     rep.add_section(
         "Power, and the reported findings against many simulated trials",
-        text=f"{pw.replicates} replicate trials of the design (seed {pw.seed}), every "
-        "model fitted by dtitool's batched least-squares engine (the same estimates "
-        "and p-values as statsmodels). Median p is the typical p-value a trial of "
-        "this design gives; power is the chance that a test is significant at "
-        "alpha = 0.05 with the reported sign.",
+        text=f"{pw.replicates} replicate trials of the design (seed {pw.seed}) and "
+        f"of the {other.name!r} world beside it, every model fitted by dtitool's "
+        "batched least-squares engine (the same estimates and p-values as "
+        "statsmodels). Median p is the typical p-value a trial of a world gives; "
+        "power is the chance that a test is significant at alpha = 0.05 with the "
+        "reported sign; size is the same test's rejection rate in the design's "
+        "null counterpart (every MD-outcome correlation 0), its actual level under "
+        f"{pw.inference} inference.\n\nA median p inside a reported range means "
+        "about 50 % power: half of that world's trials give a larger p. That is "
+        "the face-value reading of a published result, which the significance "
+        "filter inflates. "
+        f"Here the reported tests have power {rep_rows['power'].min():.2f}-"
+        f"{rep_rows['power'].max():.2f} in {design.name!r} and "
+        f"{rep_rows['other_power'].min():.2f}-{rep_rows['other_power'].max():.2f} "
+        f"in {other.name!r}.",
         table=rtab,
     )
+    rep.add_table(_worlds_table(design, other), float_format="{:.2f}",
+                  caption="What each world needs: dMD reliability and true 24 h "
+                  "MD-change SD per arm, the share of each score change explained "
+                  "by the true MD change of all ROIs (R^2, ketamine arm), and how "
+                  "many parameters leave their ranges.")
+    need = [x for x in repro["needed"] if x]
+    if need:
+        rep.add_heading("What the reported p-values need")
+        rep.add_text("Each reported test the design misses, one parameter at a "
+                      "time, at the top of its reported range (from the arms' "
+                      "moments, anchored to the power engine's median p):\n\n"
+                      + "\n\n".join(need))
+    rep.add_heading("Reading the results")
+    rep.add_text("\n\n".join(interpretation_notes(repro, pw)))
     fw = pw.familywise
     fw = fw[fw["family"] == "reported"]
     if len(fw):

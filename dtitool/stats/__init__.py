@@ -2,10 +2,17 @@
 
 - :mod:`~dtitool.stats.ols`: the batched least-squares engine (many small models
   at once, the same numbers as statsmodels).
+- :mod:`~dtitool.stats.inference`: the inference options ``ols``, ``hc3`` and
+  ``welch`` for every model of many replicates at once.
 - :mod:`~dtitool.stats.analysis`: the per-ROI x outcome models of one dataset
-  (statsmodels).
-- :mod:`~dtitool.stats.power`: Monte Carlo power, curves, sample size, and the
-  analytic (noncentral F) check.
+  (statsmodels), under the same inference options.
+- :mod:`~dtitool.stats.permutation`: max-T family-wise p by Freedman-Lane
+  permutation within arms.
+- :mod:`~dtitool.stats.power`: Monte Carlo power with each test's size in the
+  null counterpart, family-wise power (Holm, BH, max-T), curves, sample size,
+  and the analytic (noncentral F) check.
+- :mod:`~dtitool.stats.design_analysis`: true values, type S and exaggeration
+  (Gelman and Carlin 2014), retrodesign's closed form.
 - :mod:`~dtitool.stats.implied`: the effect a reported p-value implies.
 - :mod:`~dtitool.stats.reference`: the reference study's reported findings.
 - :mod:`~dtitool.stats.reproduce`: reported versus simulated, test by test.

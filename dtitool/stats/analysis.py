@@ -24,6 +24,14 @@ Reported terms, all from the one fitted model except the pooled slope:
     The dMD coefficient of the additive model (the same formula without the
     group x dMD interaction), a slope common to both arms.
 
+Inference (``inference=``; ``docs/model.md``, "Inference"): ``ols`` (classical
+pooled-variance tests, as reported), ``hc3`` (HC3 standard errors, t reference
+with the residual df) or ``welch`` (each arm fitted on its own; the interaction
+as the difference of the arm slopes with Welch-Satterthwaite df; the pooled
+slope by feasible GLS with per-arm residual variances). ``familywise="maxt"``
+adds Westfall-Young max-T adjusted p by Freedman-Lane permutation within arms
+(:mod:`dtitool.stats.permutation`).
+
 Sign convention: improvement is a negative score change, so "a larger MD
 decrease goes with more improvement" is a positive slope.
 """
@@ -41,9 +49,13 @@ import numpy as np
 import pandas as pd
 import patsy
 import statsmodels.api as sm
+from scipy import special
 from statsmodels.stats.multitest import multipletests
 
 from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TERMS, TREATMENT
+from dtitool.simulate import as_seed_sequence
+from dtitool.stats.inference import check_inference, welch_df
+from dtitool.stats.permutation import PermutationModel, maxt_adjust, permutation_p
 from dtitool.tables import (
     COVARIATES,
     MIN_PER_ARM,
@@ -54,6 +66,9 @@ from dtitool.tables import (
 
 __all__ = [
     "COVARIATES",
+    "DEFAULT_PERMUTATIONS",
+    "FAMILYWISE",
+    "MAXT_COLUMN",
     "RESULT_COLUMNS",
     "TERMS",
     "AnalysisResults",
@@ -65,9 +80,19 @@ __all__ = [
 
 RESULT_COLUMNS = (
     "roi", "outcome", "term", "estimate", "se", "t", "df", "p", "ci_low",
-    "ci_high", "n", "p_holm", "p_fdr",
+    "ci_high", "n", "p_holm", "p_fdr", "inference",
 )  # fmt: skip
-"""Columns of :attr:`AnalysisResults.table` and of ``results.tsv``."""
+"""Columns of :attr:`AnalysisResults.table` and of ``results.tsv`` (plus
+:data:`MAXT_COLUMN` with ``familywise="maxt"``)."""
+
+MAXT_COLUMN = "p_maxt"
+"""Max-T (Westfall-Young, Freedman-Lane) adjusted p, added by ``familywise="maxt"``."""
+
+FAMILYWISE = ("holm-bh", "maxt")
+"""``holm-bh``: Holm and Benjamini-Hochberg adjusted p; ``maxt``: those and max-T."""
+
+DEFAULT_PERMUTATIONS = 10_000
+"""Permutations for max-T: the Monte Carlo SE of a p_maxt near 0.05 is 0.002."""
 
 
 _FAMILY_KEYS = ("roi", "outcome", "term")
@@ -92,7 +117,8 @@ class AnalysisResults:
         ``(roi, outcome) -> statsmodels RegressionResults`` of the interaction
         model, for inspection (``fits[("L_BA10", "madrs")].summary()``).
     additive_fits : mapping
-        ``(roi, outcome) ->`` results of the additive (no interaction) model.
+        ``(roi, outcome) ->`` results of the additive (no interaction) model
+        (for ``welch`` the feasible-GLS WLS fit).
     rows : mapping
         ``(roi, outcome) ->`` index labels of ``changes`` used by that model
         (complete cases).
@@ -101,7 +127,7 @@ class AnalysisResults:
     covariates : tuple of str
         Covariates in the model (empty when ``formula`` was given).
     robust : str or None
-        ``"HC3"`` for heteroscedasticity-consistent SEs, None for classical ones.
+        ``"HC3"`` when ``inference`` is ``hc3``, else None.
     families : tuple of str
         Columns whose combinations define the multiplicity families for
         ``p_holm`` and ``p_fdr`` (empty: one family of all rows).
@@ -111,6 +137,15 @@ class AnalysisResults:
         Human-readable statement of ``dmd_scale``.
     elapsed : float
         Seconds spent fitting.
+    inference : str
+        ``ols``, ``hc3`` or ``welch`` (also a column of :attr:`table`).
+    arm_fits : mapping
+        ``welch`` only: ``(roi, outcome) -> {"ketamine": res, "saline": res}``,
+        the per-arm statsmodels fits.
+    permutations : int
+        Permutations behind ``p_maxt`` (0 without max-T).
+    seed : int or None
+        Seed of the max-T permutations (repeats ``p_maxt`` exactly).
     not_estimable : mapping
         ``(roi, outcome) -> reason`` for models in which a reported term is
         not estimable (its row holds NaN): dMD without variation, or columns
@@ -129,6 +164,10 @@ class AnalysisResults:
     dmd_scale: float = DMD_SCALE
     dmd_unit: str = DMD_UNIT
     elapsed: float = field(default=0.0, compare=False)
+    inference: str = "ols"
+    arm_fits: Mapping = field(default_factory=dict, repr=False)
+    permutations: int = 0
+    seed: int | None = None
     not_estimable: Mapping = field(default_factory=dict, repr=False, compare=False)
 
     def term(self, roi: str, outcome: str, term: str) -> pd.Series:
@@ -180,7 +219,11 @@ def fit_models(
     covariates: Sequence[str] = ("baseline",),
     formula: str | None = None,
     robust: str | None = None,
+    inference: str = "ols",
     families: Sequence[str] | str | None = ("term",),
+    familywise: str = "holm-bh",
+    permutations: int = DEFAULT_PERMUTATIONS,
+    rng=None,
     alpha: float = 0.05,
     replicate: int | None = None,
     md_unit: str = "mm^2/s",
@@ -212,8 +255,17 @@ def fit_models(
         never one taken from an untrusted file or web form. The default
         formula (``covariates=``) is built by dtitool and quotes every name.
     robust : {None, "HC3"}
-        Heteroscedasticity-consistent (HC3) standard errors; tests then still
-        use the t distribution with the residual df.
+        Same as ``inference="hc3"`` (kept for existing code).
+    inference : {"ols", "hc3", "welch"}
+        ``ols``: classical pooled-variance tests (as reported). ``hc3``: HC3
+        standard errors, t reference with the residual df (statsmodels
+        ``cov_type="HC3", use_t=True``). ``welch``: each arm fitted on its own
+        (the formula without its group terms); a simple slope is that arm's dMD
+        slope, the interaction their difference with SE ``sqrt(se_k^2 + se_s^2)``
+        and Welch-Satterthwaite df; the pooled slope is the feasible-GLS slope of
+        the additive model with per-arm residual variances, its variance
+        adjusted for the estimated weights (Kenward-Roger) and Satterthwaite df.
+        See ``docs/model.md`` ("Inference") for when each is valid.
     families : sequence of str, str or None
         Columns among ``roi``, ``outcome``, ``term`` that define the
         multiplicity families: Holm and Benjamini-Hochberg adjustment is done
@@ -221,6 +273,15 @@ def fit_models(
         ROI x outcome models (14 tests per family for the reference study).
         ``("term", "outcome")`` adjusts within each outcome; None or ``()``
         makes one family of every row.
+    familywise : {"holm-bh", "maxt"}
+        ``maxt`` adds ``p_maxt``: Westfall-Young step-down max-T within each
+        family, by Freedman-Lane permutation of the reduced model's residuals
+        within arms, the same permutation for every model of a family
+        (:mod:`dtitool.stats.permutation`), under the chosen ``inference``.
+    permutations : int
+        Permutations for ``maxt``.
+    rng : None, int, SeedSequence or Generator
+        Seed of the permutations (recorded in :attr:`AnalysisResults.seed`).
     alpha : float
         Confidence intervals are ``100 * (1 - alpha)`` %.
     replicate, md_unit
@@ -285,7 +346,11 @@ def fit_models(
         covariates=covariates,
         formula=formula,
         robust=robust,
+        inference=inference,
         families=families,
+        familywise=familywise,
+        permutations=permutations,
+        rng=rng,
         alpha=alpha,
     )
 
@@ -421,27 +486,6 @@ def _interaction_columns(design_info) -> np.ndarray:
     return mask
 
 
-def _fit(y, X, names, robust):
-    model = sm.OLS(y, X)
-    model.data.xnames = list(names)
-    model.data.ynames = "d_score"
-    if robust is None:
-        return model.fit()
-    return model.fit(cov_type=robust, use_t=True)
-
-
-def _contrast_rows(res, L, alpha):
-    ct = res.t_test(L)
-    ci = np.asarray(ct.conf_int(alpha=alpha)).reshape(-1, 2)
-    return (
-        np.atleast_1d(np.asarray(ct.effect, float)),
-        np.atleast_1d(np.asarray(ct.sd, float)).ravel(),
-        np.atleast_1d(np.asarray(ct.tvalue, float)).ravel(),
-        np.atleast_1d(np.asarray(ct.pvalue, float)).ravel(),
-        ci,
-    )
-
-
 def _check_shadowed_names(formula: str, frame: pd.DataFrame) -> None:
     """Refuse a data column that hides a function the formula calls.
 
@@ -457,28 +501,35 @@ def _check_shadowed_names(formula: str, frame: pd.DataFrame) -> None:
         )
 
 
-def _only_estimable(X: np.ndarray, L: np.ndarray, rows: tuple) -> tuple:
-    """Blank (NaN) the contrasts of ``L`` that ``X`` cannot estimate.
+def _estimable(X: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Which rows of ``L`` are estimable contrasts of a model with design ``X``.
 
-    A contrast ``L b`` is estimable when ``L`` lies in the row space of ``X``
-    (orthogonal to its null space). With a rank-deficient ``X`` (e.g. dMD
-    that does not vary) the pseudo-inverse statsmodels uses would report a
-    non-estimable contrast as an estimate of 0 with SE 0 and p 1.
+    ``L b`` is estimable when ``L`` lies in the row space of ``X`` (orthogonal
+    to its null space). With a rank-deficient ``X`` (e.g. dMD that does not
+    vary) the pseudo-inverse statsmodels uses would report a non-estimable
+    contrast as an estimate of 0 with SE 0 and p 1.
     """
+    L = np.atleast_2d(L)
+    if X.shape[0] == 0:
+        return np.zeros(len(L), dtype=bool)
     _, sv, vt = np.linalg.svd(X, full_matrices=False)
     tol = sv.max(initial=0.0) * max(X.shape) * np.finfo(float).eps
     rank = int((sv > tol).sum())
     if rank == X.shape[1]:
-        return rows
+        return np.ones(len(L), dtype=bool)
     null = vt[rank:].T
     norm = np.linalg.norm(L, axis=1)
-    ok = np.linalg.norm(L @ null, axis=1) <= 1e-8 * np.maximum(norm, 1.0)
-    out = []
-    for a in rows:
-        a = np.array(a, dtype=float, copy=True)
-        a[~ok] = np.nan
-        out.append(a)
-    return tuple(out)
+    return np.linalg.norm(L @ null, axis=1) <= 1e-8 * np.maximum(norm, 1.0)
+
+
+def _estimable_terms(X, ket, L3, keep, l_add, within, inference) -> np.ndarray:
+    """Estimability of the four reported terms (TERMS order) of one model."""
+    pooled = _estimable(X[:, keep], l_add)[0]
+    if inference != "welch":
+        return np.r_[_estimable(X, L3), pooled]
+    k = _estimable(X[ket][:, within], L3[1][within])[0]
+    c = _estimable(X[~ket][:, within], L3[2][within])[0]
+    return np.array([k and c, k, c, pooled])
 
 
 def _why_not_estimable(used: pd.DataFrame) -> str:
@@ -498,7 +549,11 @@ def fit_changes(
     covariates: Sequence[str] = ("baseline",),
     formula: str | None = None,
     robust: str | None = None,
+    inference: str = "ols",
     families: Sequence[str] | str | None = ("term",),
+    familywise: str = "holm-bh",
+    permutations: int = DEFAULT_PERMUTATIONS,
+    rng=None,
     alpha: float = 0.05,
 ) -> AnalysisResults:
     """Fit the models to a per-subject changes table.
@@ -528,11 +583,13 @@ def fit_changes(
     covariates, formula, families = _check_options(
         covariates, formula, robust, families, alpha, changes
     )
+    inference = _check_inference_options(robust, inference, familywise, permutations)
     not_estimable: dict[tuple[str, str], str] = {}
     t0 = time.perf_counter()
     rois = _roi_order(changes["roi"])
     records = []
-    fits, additive_fits, used_rows = {}, {}, {}
+    fits, additive_fits, used_rows, arm_fits, perm_models = {}, {}, {}, {}, []
+    subject_index = {s: i for i, s in enumerate(pd.unique(changes["participant_id"]))}
     for outcome in outcomes:
         frame = _model_frame(changes, outcome,
                              None if user_formula else ("group", *covariates))
@@ -559,6 +616,7 @@ def fit_changes(
         if not np.any(L_add):
             raise ValueError(f"formula {formula!r} has no d_md main effect")
         names = np.asarray(info.column_names)
+        within = ~_group_columns(info)
         used = frame.loc[y_df.index]
         y_all = y_df.to_numpy()[:, 0]
         X_all = X_df.to_numpy()
@@ -577,27 +635,36 @@ def fit_changes(
                     f"and more than {X_all.shape[1]} in all)"
                 )
             y, X = y_all[rows], X_all[rows]
-            res = _fit(y, X, names, robust)
-            res_add = _fit(y, X[:, keep], names[keep], robust)
-            fits[(roi, outcome)] = res
-            additive_fits[(roi, outcome)] = res_add
+            ket = group_used[rows] == TREATMENT
+            inf = _infer(y, X, names, ket, L3, keep, L_add[0], within, inference,
+                         alpha)
+            fits[(roi, outcome)] = inf.full
+            additive_fits[(roi, outcome)] = inf.additive
+            if inf.arms:
+                arm_fits[(roi, outcome)] = inf.arms
             used_rows[(roi, outcome)] = index_used[rows]
-            est, se, tv, pv, ci = _only_estimable(
-                X, L3, _contrast_rows(res, L3, alpha))
-            est_a, se_a, tv_a, pv_a, ci_a = _only_estimable(
-                X[:, keep], L_add, _contrast_rows(res_add, L_add, alpha))
-            if np.isnan(est).any() or np.isnan(est_a).any():
+            ok = _estimable_terms(X, ket, L3, keep, L_add[0], within, inference)
+            if not ok.all():
                 not_estimable[(roi, outcome)] = _why_not_estimable(used[rows])
-            df, df_a = res.df_resid, res_add.df_resid
-            for j, term in enumerate(TERMS[:3]):
-                records.append((roi, outcome, term, est[j], se[j], tv[j], df,
-                                pv[j], ci[j, 0], ci[j, 1], n))  # fmt: skip
-            records.append((roi, outcome, TERMS[3], est_a[0], se_a[0], tv_a[0],
-                            df_a, pv_a[0], ci_a[0, 0], ci_a[0, 1], n))  # fmt: skip
+            for term, row, fine in zip(TERMS, inf.rows, ok, strict=True):
+                if not fine:  # NaN with a reason, never SE 0 and p 1
+                    row = (np.nan, np.nan, np.nan, row[3], np.nan, np.nan, np.nan)
+                records.append((roi, outcome, term, *row, n))
+            if familywise == "maxt":
+                ids = used["participant_id"].to_numpy()[rows]
+                perm_models.append(PermutationModel(
+                    y=y, X=X, ketamine=ket,
+                    subjects=np.array([subject_index[i] for i in ids]),
+                    contrasts=L3, additive=keep, pooled=L_add[0], within_arm=within))
     table = pd.DataFrame.from_records(records, columns=list(RESULT_COLUMNS[:11]))
     table["df"] = table["df"].astype(float)
     table["n"] = table["n"].astype(int)
     table["p_holm"], table["p_fdr"] = _adjust(table, families)
+    table["inference"] = inference
+    seed = None
+    if familywise == "maxt":
+        seed, table[MAXT_COLUMN] = _maxt_column(table, families, perm_models,
+                                                inference, permutations, rng)
     table = _sort(table, rois, outcomes)
     if not_estimable:
         by_reason: dict[str, list[str]] = {}
@@ -618,11 +685,149 @@ def fit_changes(
         rows=used_rows,
         formula=formula,
         covariates=covariates,
-        robust=robust,
+        robust="HC3" if inference == "hc3" else None,
         families=families,
         elapsed=elapsed,
+        inference=inference,
+        arm_fits=arm_fits,
+        permutations=permutations if familywise == "maxt" else 0,
+        seed=seed,
         not_estimable=not_estimable,
     )
+
+
+# ------------------------------------------------------------ inference options
+
+
+def _check_inference_options(robust, inference, familywise, permutations) -> str:
+    if robust is not None and robust != "HC3":
+        raise ValueError(f"robust must be None or 'HC3', got {robust!r}")
+    check_inference(inference)
+    if robust == "HC3":
+        if inference not in ("ols", "hc3"):
+            raise ValueError(f"robust='HC3' asks for inference 'hc3' but inference "
+                             f"is {inference!r}; give one of them")
+        inference = "hc3"
+    if familywise not in FAMILYWISE:
+        raise ValueError(f"familywise must be one of {', '.join(FAMILYWISE)}; got "
+                         f"{familywise!r}")
+    if isinstance(permutations, bool) or not isinstance(
+            permutations, int | np.integer) or permutations < 1:
+        raise ValueError(f"permutations must be a positive integer; got "
+                         f"{permutations!r}")
+    return inference
+
+
+def _group_columns(design_info) -> np.ndarray:
+    """Boolean mask of design columns of terms that involve group."""
+    mask = np.zeros(len(design_info.column_names), dtype=bool)
+    for term, sl in design_info.term_slices.items():
+        if any(_GROUP_RE.search(x) for x in _term_factor_codes(term)):
+            mask[sl] = True
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class _Inferred:
+    rows: list  # per term: estimate, se, t, df, p, ci_low, ci_high
+    full: object
+    additive: object
+    arms: dict
+
+
+def _ols(y, X, names, **fit_kw):
+    model = sm.OLS(y, X)
+    model.data.xnames = list(names)
+    model.data.ynames = "d_score"
+    return model.fit(**fit_kw)
+
+
+def _row(est, se, df, alpha):
+    """Return estimate, se, t, df, p, ci_low, ci_high of a t test with ``df``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = est / se
+        p = 2.0 * special.stdtr(df, -abs(t))
+        q = special.stdtrit(df, 1.0 - alpha / 2.0) if df > 0 else np.nan
+    return (float(est), float(se), float(t), float(df), float(p),
+            float(est - q * se), float(est + q * se))
+
+
+def _contrast_rows(res, L, alpha):
+    ct = res.t_test(L)
+    ci = np.asarray(ct.conf_int(alpha=alpha)).reshape(-1, 2)
+    cols = (np.atleast_1d(np.asarray(ct.effect, float)),
+            np.atleast_1d(np.asarray(ct.sd, float)).ravel(),
+            np.atleast_1d(np.asarray(ct.tvalue, float)).ravel(),
+            np.atleast_1d(np.asarray(ct.pvalue, float)).ravel())
+    return [(e, s, t, float(res.df_resid), p, lo, hi)
+            for e, s, t, p, (lo, hi) in zip(*cols, ci, strict=True)]
+
+
+def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Inferred:
+    """Return the four terms of one model under one inference option."""
+    if inference != "welch":
+        kw = {"cov_type": "HC3", "use_t": True} if inference == "hc3" else {}
+        res = _ols(y, X, names, **kw)
+        res_add = _ols(y, X[:, keep], names[keep], **kw)
+        rows = _contrast_rows(res, L3, alpha) + _contrast_rows(res_add, l_add[None],
+                                                               alpha)
+        return _Inferred(rows, res, res_add, {})
+    # Welch: each arm on its own, the formula without its group terms.
+    arms, slope = {}, {}
+    for arm, rows_a in ((TREATMENT, ket), (CONTROL, ~ket)):
+        Xa = X[rows_a][:, within]
+        res_a = _ols(y[rows_a], Xa, names[within])
+        arms[arm] = res_a
+        la = L3[1 if arm == TREATMENT else 2][within]
+        df_a = res_a.df_resid
+        var = float(la @ res_a.cov_params() @ la) if df_a > 0 else np.nan
+        slope[arm] = (float(la @ res_a.params), var, df_a)
+    (ek, vk, dk), (es, vs, ds) = slope[TREATMENT], slope[CONTROL]
+    inter = _row(ek - es, np.sqrt(vk + vs), welch_df(vk, dk, vs, ds), alpha)
+    out = [inter, _row(ek, np.sqrt(vk), dk, alpha), _row(es, np.sqrt(vs), ds, alpha)]
+    # Pooled slope: feasible GLS of the additive model, weights 1 / s_a^2.
+    Xa = X[:, keep]
+    if min(res_a.df_resid for res_a in arms.values()) < 1:
+        # an arm without residual df has no variance estimate, so no weight
+        nan = (np.nan,) * 7
+        return _Inferred([*out, nan], _ols(y, X, names), None, arms)
+    s2 = {arm: float(arms[arm].scale) for arm in arms}
+    w = np.where(ket, 1.0 / s2[TREATMENT], 1.0 / s2[CONTROL])
+    model = sm.WLS(y, Xa, weights=w)
+    model.data.xnames = list(names[keep])
+    model.data.ynames = "d_score"
+    res_w = model.fit(cov_type="fixed scale")  # Var = (X'WX)^{-1}: known weights
+    Phi = np.asarray(res_w.normalized_cov_params)
+    m = Phi @ l_add
+    var, v = float(l_add @ m), []
+    for arm, rows_a in ((TREATMENT, ket), (CONTROL, ~ket)):
+        Hm = (Xa[rows_a].T @ (Xa[rows_a] @ m)) / s2[arm]
+        va = float(m @ Hm)
+        # Kenward-Roger adjustment for the estimated weights.
+        var += 4.0 * (va - float(Hm @ Phi @ Hm)) / arms[arm].df_resid
+        v.append((va, arms[arm].df_resid))
+    df_p = welch_df(v[0][0], v[0][1], v[1][0], v[1][1])
+    out.append(_row(float(l_add @ res_w.params), np.sqrt(var), float(df_p), alpha))
+    return _Inferred(out, _ols(y, X, names), res_w, arms)
+
+
+def _maxt_column(table, families, models, inference, permutations, rng):
+    """Seed and ``p_maxt`` of every row of the (unsorted) table."""
+    ss = as_seed_sequence(rng)
+    n_subjects = 1 + max(int(m.subjects.max()) for m in models)
+    keys = np.random.default_rng(ss).random((permutations, n_subjects))
+    observed, permuted = permutation_p(models, inference=inference, keys=keys)
+    out = np.full(len(table), np.nan)
+    if families:
+        groups = table.groupby(list(families), sort=False).indices.values()
+    else:
+        groups = [np.arange(len(table))]
+    p = table["p"].to_numpy()
+    for idx in groups:
+        idx = np.asarray(idx)
+        obs = np.where(np.isnan(p[idx]), np.nan, observed[idx])
+        out[idx] = maxt_adjust(obs, permuted[:, idx])
+    return int(ss.entropy), out
 
 
 def _adjust(table: pd.DataFrame, families: tuple[str, ...]):
@@ -683,29 +888,45 @@ def format_summary(results: AnalysisResults, *, terms: Sequence[str] = TERMS) ->
     str
     """
     t = results.table.loc[results.table["term"].isin(list(terms))]
+    maxt = MAXT_COLUMN in t.columns
     lines = [
-        f"Model: {results.formula}"
-        + (" (HC3 robust SEs)" if results.robust else ""),
+        f"Model: {results.formula}; inference {results.inference}"
+        + (f" ({_INFERENCE_TEXT[results.inference]})"),
         f"Estimates: score points {results.dmd_unit} (24 h minus baseline); "
         "negative score change = improvement, so a positive slope means MD "
         "decrease goes with improvement.",
-        "Adjusted p (Holm, BH-FDR) within families by "
+        "Adjusted p (Holm, BH-FDR"
+        + (", max-T" if maxt else "")
+        + ") within families by "
         + (", ".join(results.families) or "all rows together")
         + ".",
         "",
     ]
+    if maxt:
+        lines.insert(3, f"max-T: Westfall-Young step-down, {results.permutations} "
+                     "Freedman-Lane permutations within arms, seed "
+                     f"{results.seed}.")
     header = (
         f"{'roi':<14}{'outcome':<8}{'term':<15}{'estimate':>9}"
-        f"{'95% CI':>20}{'p':>9}{'p_holm':>9}{'p_fdr':>9}{'n':>5}"
+        f"{'95% CI':>20}{'p':>9}{'p_holm':>9}{'p_fdr':>9}"
+        + (f"{'p_maxt':>9}" if maxt else "") + f"{'n':>5}"
     )
     lines += [header, "-" * len(header)]
     for r in t.itertuples(index=False):
         ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
         lines.append(
             f"{r.roi:<14}{r.outcome:<8}{r.term:<15}{r.estimate:>9.3f}{ci:>20}"
-            f"{_fmt_p(r.p):>9}{_fmt_p(r.p_holm):>9}{_fmt_p(r.p_fdr):>9}{r.n:>5d}"
+            f"{_fmt_p(r.p):>9}{_fmt_p(r.p_holm):>9}{_fmt_p(r.p_fdr):>9}"
+            + (f"{_fmt_p(r.p_maxt):>9}" if maxt else "") + f"{r.n:>5d}"
         )
     return "\n".join(lines)
+
+
+_INFERENCE_TEXT = {
+    "ols": "classical pooled-variance OLS",
+    "hc3": "HC3 robust SEs",
+    "welch": "arms fitted separately, Welch-Satterthwaite df",
+}
 
 
 def _fmt_p(p: float) -> str:

@@ -1,4 +1,4 @@
-"""Monte Carlo power of the per-ROI models, curves, sample size, analytic check.
+"""Monte Carlo power of the per-ROI models, size, max-T, design analysis, curves.
 
 :func:`power` simulates ``replicates`` trials of a :class:`~dtitool.design.StudyDesign`
 (:mod:`dtitool.simulate`, keyed so replicate ``i`` depends only on the seed and
@@ -8,24 +8,33 @@ ROI ``r`` and outcome ``k``)::
     d_score_k ~ ketamine + x_r + ketamine:x_r + <k>_baseline     (interaction model)
     d_score_k ~ ketamine + x_r + <k>_baseline                     (additive model)
 
-with ``x_r = dMD_r / DMD_SCALE`` (score points per 1e-5 mm^2/s), and counts
-rejections of the four reported terms: ``interaction``, ``slope_ketamine``
-(``b_x + b_int``), ``slope_saline`` (``b_x``), ``slope_pooled`` (``b_x`` of the
-additive model).
+with ``x_r = dMD_r / DMD_SCALE`` (score points per 1e-5 mm^2/s), under one of the
+inference options ``ols``, ``hc3`` or ``welch`` (:mod:`dtitool.stats.inference`),
+and counts rejections of the four reported terms: ``interaction``,
+``slope_ketamine``, ``slope_saline``, ``slope_pooled``.
 
-How it is fast: per replicate, one cross-product matrix of all centred variables
-(group, the 7 dMD, the 7 group x dMD, the baselines and the score changes) is formed
-with a single batched matmul; every one of the 28 models reads its ``X'X``,
-``X'y`` and ``y'y`` out of it (by Frisch-Waugh-Lovell centring replaces the
-intercept), and the 28 small systems of all replicates are solved together by
-:func:`dtitool.stats.ols.ols_from_crossproducts`. A missing 24 h scan drops the subject
-from every model of that replicate (the mask is per replicate).
+Beside each test's power it reports:
+
+- its **size**: the rejection rate, at the same alpha and inference, in the
+  design's null counterpart (:func:`null_counterpart`), simulated in the same run
+  from its own child stream, with a flag when the size falls outside its 99 %
+  binomial band (:func:`size_band`);
+- **family-wise** power unadjusted, with Holm, Benjamini-Hochberg and max-T
+  (Westfall-Young single step; its critical value is the alpha-quantile of the
+  family's smallest p in the null counterpart), with each method's family-wise
+  error in the null counterpart beside it;
+- **design analysis** (Gelman and Carlin 2014): the term's true value, the type S
+  error and the exaggeration ratio of significant results
+  (:mod:`dtitool.stats.design_analysis`).
 
 Reproducibility: chunks are replicate ranges aligned to the simulator's
 :data:`~dtitool.simulate.BLOCK_SIZE`; per-replicate values depend only on the seed
 and the replicate index, per-test counts are integers, estimates are summed per
 fixed block of replicates and the blocks added in order, so the result is
-bit-identical for any ``chunk_size`` and any ``n_jobs``.
+bit-identical for any ``chunk_size`` and any ``n_jobs``. The null counterpart and
+the reference sample of the true values draw from child streams of the run's
+root ``SeedSequence`` (spawn keys :data:`NULL_STREAM` and :data:`TRUTH_STREAM`),
+so one seed repeats everything.
 """
 
 from __future__ import annotations
@@ -44,21 +53,32 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from dtitool._constants import CURVE_PARAMETERS, DMD_SCALE, TERMS
+from dtitool._constants import CURVE_PARAMETERS, TERMS
 from dtitool._memory import check_memory
 from dtitool._workers import process_pool
 from dtitool.design import PerArm, StudyDesign
 from dtitool.simulate import (
     BLOCK_SIZE,
-    CohortArrays,
     as_seed_sequence,
     simulate_arrays,
     simulation_bytes,
 )
-from dtitool.stats.ols import ols_from_crossproducts, two_sided_p
+from dtitool.stats.design_analysis import ZERO_SE, true_values
+from dtitool.stats.inference import (
+    INFERENCE,
+    BatchModels,
+    arm_statistics,
+    batch_models,
+    check_inference,
+    model_arrays,
+    models_from_statistics,
+    permute_within_arms,
+)
 
 __all__ = [
     "CURVE_PARAMETERS",
+    "INFERENCE",
+    "METHODS",
     "POWER_COLUMNS",
     "TERMS",
     "BatchModels",
@@ -67,147 +87,84 @@ __all__ = [
     "SampleSizeResult",
     "analytic_power",
     "batch_models",
+    "null_counterpart",
     "power",
     "power_curve",
     "sample_size",
+    "size_band",
+    "size_warning",
     "vary_design",
     "wilson_interval",
 ]
 
 
-POWER_COLUMNS = ("roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
-                 "median_p", "mean_estimate")
+POWER_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
+                 "power_ci_high", "median_p", "mean_estimate", "size", "size_ci_low",
+                 "size_ci_high", "size_ok", "true_value", "type_s", "exaggeration")
 """Columns of ``power.tsv`` (a selection of :attr:`PowerResult.table`)."""
 
-# Contrasts over the centred interaction-model columns [ketamine, x, ketamine*x,
-# baseline]; slope_pooled is column x of the additive model [ketamine, x, baseline].
-_INTERACTION_CONTRASTS = {
-    "interaction": np.array([0.0, 0.0, 1.0, 0.0]),
-    "slope_ketamine": np.array([0.0, 1.0, 1.0, 0.0]),
-    "slope_saline": np.array([0.0, 1.0, 0.0, 0.0]),
-}
-_POOLED_CONTRAST = np.array([0.0, 1.0, 0.0])
+METHODS = ("none", "holm", "bh", "maxt")
+"""Multiplicity handling of family-wise power: unadjusted, Holm, Benjamini-Hochberg,
+max-T (Westfall-Young, critical value from the null counterpart)."""
 
-METHODS = ("none", "holm", "bh")
-"""Multiplicity handling of family-wise power: unadjusted, Holm, Benjamini-Hochberg."""
+SIZE_LEVEL = 0.99
+"""Coverage of the binomial size band: a run whose tests are all at their
+nominal level flags at least one of them with probability at most 1 %."""
+
+NULL_STREAM = 0x6E756C6C
+"""Spawn key (appended to the root's) of the null counterpart's stream ("null" in
+ASCII): far above any replicate block index, so it never meets a block stream."""
+
+TRUTH_STREAM = 0x74727565
+"""Spawn key of the reference sample of the true values ("true" in ASCII)."""
+
+PERMUTATION_STREAM = 0x7065726D
+"""Spawn key, under the null counterpart's, of the within-arm permutations that
+add max-T null draws ("perm" in ASCII); block ``b`` uses ``(..., PERM, b)``."""
+
+MAXT_EXTRA_DRAWS = 3
+"""Within-arm permutations of dMD per null-counterpart trial, for the max-T
+critical values. In the null counterpart dMD is independent of the scores
+within each arm and its rows are exchangeable there, so permuting whole dMD rows
+among a trial's observed subjects of one arm gives another draw from the same
+null distribution for the price of a refit (not a simulation). With 3 extra
+draws the critical value rests on 4 x replicates null draws, and its own Monte
+Carlo error adds a quarter (not all) of the binomial variance to a max-T
+family-wise rate."""
+
+
+def child_seed(ss: np.random.SeedSequence, key: int) -> np.random.SeedSequence:
+    """Return the child of ``ss`` with spawn key ``key``.
+
+    What ``ss.spawn`` would give for that index, without changing ``ss``: every
+    curve point gets the same child.
+    """
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, key))
+
+
+def null_counterpart(design: StudyDesign) -> StudyDesign:
+    """Return the same design with every ROI-outcome correlation set to 0.
+
+    Everything else (arm sizes, score-change means and SDs per arm, MD change,
+    reliability, missing scans) is kept, so every test of the four terms is a
+    test of a true null hypothesis here, under the design's own
+    heteroscedasticity: its rejection rate is the test's actual size.
+
+    Parameters
+    ----------
+    design : StudyDesign
+
+    Returns
+    -------
+    StudyDesign
+    """
+    if not isinstance(design, StudyDesign):
+        raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
+    return vary_design(design, "effect", 0.0)
 
 
 DEFAULT_CHUNK = 1024
 """Replicates per chunk (rounded up to a multiple of the simulator's BLOCK_SIZE)."""
-
-
-# ----------------------------------------------------------------------- models
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class BatchModels:
-    """Every model of every replicate: arrays of shape (R, J, K, T).
-
-    Axes: replicates, ROIs, outcomes, terms (:data:`TERMS`).
-
-    Parameters
-    ----------
-    estimate, se, t, p : ndarray
-        Term estimates (score points per 1e-5 mm^2/s dMD), standard errors, t and
-        two-sided p.
-    df : ndarray of int
-        Residual degrees of freedom.
-    n : ndarray of int, shape (R,)
-        Subjects in the models of each replicate (24 h scan present).
-    roi_names, outcome_names : tuple of str
-    """
-
-    estimate: np.ndarray
-    se: np.ndarray
-    t: np.ndarray
-    p: np.ndarray
-    df: np.ndarray
-    n: np.ndarray
-    roi_names: tuple[str, ...]
-    outcome_names: tuple[str, ...]
-
-
-def batch_models(arrays: CohortArrays) -> BatchModels:
-    """Fit the interaction and additive models of every ROI x outcome, all replicates.
-
-    Parameters
-    ----------
-    arrays : CohortArrays
-        Simulated replicate trials (:func:`dtitool.simulate.simulate_arrays`).
-
-    Returns
-    -------
-    BatchModels
-        Same numbers as statsmodels OLS of the formulas in the module docstring
-        (checked to 1e-8 in p in ``tests/test_power.py``).
-    """
-    treated = np.asarray(arrays.treated)
-    R, N = treated.shape
-    md, scores = arrays.md, arrays.scores
-    J, K = md.shape[2], scores.shape[2]
-    # V: per subject [ketamine, x_1..x_J, ketamine*x_1..x_J, baseline_1..K,
-    # d_score_1..K], built in place (this function is the hot path).
-    M = 1 + 2 * J + 2 * K
-    V = np.empty((R, N, M))
-    x = V[..., 1 : 1 + J]
-    np.subtract(md[..., 1], md[..., 0], out=x)
-    x /= DMD_SCALE
-    g = treated.astype(float)
-    V[..., 0] = g
-    np.multiply(x, g[..., None], out=V[..., 1 + J : 1 + 2 * J])
-    V[..., 1 + 2 * J : 1 + 2 * J + K] = scores[..., 0]
-    np.subtract(scores[..., 1], scores[..., 0], out=V[..., 1 + 2 * J + K :])
-    mask = np.asarray(arrays.observed_24h, bool) & np.all(np.isfinite(x), axis=-1)
-    complete = bool(mask.all())
-    if not complete:
-        V[~mask] = 0.0
-    n = mask.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = V.sum(axis=1) / n[:, None]
-    V -= mean[:, None, :]
-    if not complete:
-        V[~mask] = 0.0
-    S = np.matmul(V.transpose(0, 2, 1), V)  # (R, M, M) centred cross-products
-    del V, x
-
-    ig = np.zeros((J, K), int)
-    ix = np.broadcast_to(1 + np.arange(J)[:, None], (J, K))
-    igx = ix + J
-    ib = np.broadcast_to(1 + 2 * J + np.arange(K)[None, :], (J, K))
-    iy = ib + K
-    nn = np.broadcast_to(n[:, None, None], (R, J, K))
-
-    def fit(idx):
-        G = S[:, idx[..., :, None], idx[..., None, :]]
-        xty = S[:, idx, iy[..., None]]
-        yty = S[:, iy, iy]
-        return ols_from_crossproducts(G, xty, yty, nn, absorbed=1)
-
-    full = fit(np.stack([ig, ix, igx, ib], axis=-1))
-    add = fit(np.stack([ig, ix, ib], axis=-1))
-    cons = [(full, _INTERACTION_CONTRASTS[t]) for t in TERMS[:3]]
-    cons.append((add, _POOLED_CONTRAST))
-    est = np.stack([f.coef @ c for f, c in cons], axis=-1)
-    var = np.stack(
-        [np.einsum("i,...ij,j->...", c, f.xtx_inv, c) * f.sigma2 for f, c in cons],
-        axis=-1,
-    )
-    df = np.stack([np.asarray(f.df_resid) for f, _ in cons], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        se = np.sqrt(var)
-        t = est / se
-    # One df for the whole chunk when no scan is missing: stdtr is then cheaper.
-    p = two_sided_p(t, int(df.flat[0]) if complete and R else df)
-    return BatchModels(
-        estimate=est,
-        se=se,
-        t=t,
-        p=p,
-        df=df,
-        n=n,
-        roi_names=tuple(arrays.roi_names),
-        outcome_names=tuple(arrays.outcome_names),
-    )
 
 
 # ------------------------------------------------------------------ multiplicity
@@ -249,12 +206,71 @@ class _Spec:
 
     alpha: float
     families: tuple[tuple[str, np.ndarray, np.ndarray], ...]  # name, flat idx, dir
+    inference: str
+    null: bool = False  # a chunk of the null counterpart
+    alternatives: tuple[str, ...] = ()  # other options whose size the null counts
+    extra_draws: int = 0  # within-arm dMD permutations per null trial (max-T)
 
 
 def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dict:
     arrays = simulate_arrays(design, seed=seed, start=start, stop=stop,
                              chunk_size=stop - start)
-    return _summarise(batch_models(arrays), spec)
+    if not spec.null:
+        return _summarise(batch_models(arrays, spec.inference), spec)
+    st = arm_statistics(*model_arrays(arrays), keep_values=True)
+    bms = {inf: models_from_statistics(st, inf)
+           for inf in (spec.inference, *spec.alternatives)}
+    out = _summarise_null(bms, spec)
+    if spec.extra_draws:
+        keys = _permutation_keys(seed, start, stop, spec.extra_draws,
+                                 arrays.treated.shape[1])
+        extra = [_family_minp(models_from_statistics(
+                     permute_within_arms(st, (keys[:, c, 0], keys[:, c, 1])),
+                     spec.inference), spec)[0]
+                 for c in range(spec.extra_draws)]
+        out["minp_extra"] = np.stack(extra, axis=1)  # (R, draws, F)
+    return out
+
+
+def _permutation_keys(seed, start: int, stop: int, copies: int, n: int):
+    """Uniform keys (R, copies, arm, n) for the null counterpart's permutations.
+
+    Drawn per block of ``BLOCK_SIZE`` replicates from the stream
+    ``(..., PERMUTATION_STREAM, b)`` under the null counterpart's seed, so they
+    depend only on the seed and the replicate index.
+    """
+    ss = as_seed_sequence(seed)
+    b0, b1 = start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)
+    u = np.empty(((b1 - b0) * BLOCK_SIZE, copies, 2, n))
+    for i, b in enumerate(range(b0, b1)):
+        child = np.random.SeedSequence(
+            ss.entropy, spawn_key=(*ss.spawn_key, PERMUTATION_STREAM, b))
+        np.random.Generator(np.random.PCG64(child)).random(
+            out=u[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE])
+    return u[start - b0 * BLOCK_SIZE: stop - b0 * BLOCK_SIZE]
+
+
+def _block_sums(values: np.ndarray) -> np.ndarray:
+    """Sum over fixed blocks of BLOCK_SIZE replicates (chunk-invariant floats)."""
+    R = values.shape[0]
+    nb = -(-R // BLOCK_SIZE)
+    pad = np.zeros((nb * BLOCK_SIZE, values.shape[1]))
+    pad[:R] = values
+    return pad.reshape(nb, BLOCK_SIZE, -1).sum(axis=1)
+
+
+def _family_counts(p, pos, spec: _Spec) -> np.ndarray:
+    """(families, methods none/holm/bh, [any, all, rejections]) counts."""
+    fam = []
+    for _, idx, direction in spec.families:
+        pf = p[:, idx]
+        dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
+        row = []
+        for method in METHODS[:3]:
+            rej = _rejections(pf, method, spec.alpha) & dir_ok
+            row.append([rej.any(axis=1).sum(), rej.all(axis=1).sum(), rej.sum()])
+        fam.append(row)
+    return np.array(fam, dtype=np.int64).reshape(len(spec.families), 3, 3)
 
 
 def _summarise(bm: BatchModels, spec: _Spec) -> dict:
@@ -264,29 +280,109 @@ def _summarise(bm: BatchModels, spec: _Spec) -> dict:
     pos = est > 0
     valid = ~np.isnan(p)
     sig = p <= spec.alpha
-    nb = -(-R // BLOCK_SIZE)
-    pad = np.zeros((nb * BLOCK_SIZE, est.shape[1]))
-    pad[:R] = np.where(np.isnan(est), 0.0, est)
-    block_sums = pad.reshape(nb, BLOCK_SIZE, -1).sum(axis=1)
-    fam = []
-    for _, idx, direction in spec.families:
-        pf = p[:, idx]
-        dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
-        row = []
-        for method in METHODS:
-            rej = _rejections(pf, method, spec.alpha) & dir_ok
-            row.append([rej.any(axis=1).sum(), rej.all(axis=1).sum(), rej.sum()])
-        fam.append(row)
+    finite = np.where(np.isnan(est), 0.0, est)
     return {
         "signed_p": np.copysign(p, est).astype(np.float32),
         "reject": sig.sum(axis=0),
         "reject_pos": (sig & pos).sum(axis=0),
         "reject_neg": (sig & ~pos & valid).sum(axis=0),
         "valid": valid.sum(axis=0),
-        "block_sums": block_sums,
+        "block_sums": _block_sums(finite),
+        "abs_sig_sums": _block_sums(np.where(sig, np.abs(finite), 0.0)),
         "est_valid": (~np.isnan(est)).sum(axis=0),
-        "family": np.array(fam, dtype=np.int64).reshape(len(spec.families), 3, 3),
+        "family": _family_counts(p, pos, spec),
     }
+
+
+def _family_minp(bm: BatchModels, spec: _Spec):
+    """Return per replicate and family the smallest p and the smallest directed p.
+
+    As float32, the precision of the main run's stored p; the directed minimum
+    counts only tests whose estimate has the family's stated sign.
+    """
+    R = bm.p.shape[0]
+    p32 = bm.p.reshape(R, -1).astype(np.float32)
+    p32 = np.where(np.isnan(p32), np.float32(np.inf), p32)
+    pos = bm.estimate.reshape(R, -1) > 0
+    minp, minp_dir = [], []
+    for _, idx, direction in spec.families:
+        pf = p32[:, idx]
+        minp.append(pf.min(axis=1))
+        dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
+        minp_dir.append(np.where(dir_ok, pf, np.float32(np.inf)).min(axis=1))
+    return np.stack(minp, axis=1), np.stack(minp_dir, axis=1)
+
+
+def _summarise_null(bms: dict, spec: _Spec) -> dict:
+    bm = bms[spec.inference]
+    R = bm.p.shape[0]
+    p = bm.p.reshape(R, -1)
+    pos = bm.estimate.reshape(R, -1) > 0
+    # max-T on the p scale: the p-values as stored (float32), so that the
+    # critical values compare exactly with the stored p of the main run.
+    minp, minp_dir = _family_minp(bm, spec)
+    out = {
+        "reject": (p <= spec.alpha).sum(axis=0),
+        "valid": (~np.isnan(p)).sum(axis=0),
+        "family": _family_counts(p, pos, spec),
+        "minp": minp,
+        "minp_dir": minp_dir,
+    }
+    for alt in spec.alternatives:
+        pa = bms[alt].p.reshape(R, -1)
+        out[f"reject_{alt}"] = (pa <= spec.alpha).sum(axis=0)
+        out[f"valid_{alt}"] = (~np.isnan(pa)).sum(axis=0)
+    return out
+
+
+def size_band(trials, alpha: float, tests: int, *, level: float = SIZE_LEVEL,
+              sided: str = "two"):
+    """Binomial band of rejection counts of ``tests`` tests at their nominal level.
+
+    Parameters
+    ----------
+    trials : int or array_like of int
+        Replicates per test.
+    alpha : float
+        Nominal level.
+    tests : int
+        Tests checked together (Bonferroni).
+    level : float
+        Probability that no nominal test falls outside its band.
+    sided : {"two", "upper"}
+        ``upper`` flags only counts above the band (family-wise error control is
+        a claim "at most alpha").
+
+    Returns
+    -------
+    low, high : ndarray of float
+        A count ``k`` is within the band when ``low <= k <= high``. Each side has
+        binomial tail probability at most ``(1 - level) / tests`` (halved for two
+        sides), computed exactly with ``scipy.stats.binom``.
+    """
+    from scipy import stats  # slow to import: only here
+
+    if sided not in ("two", "upper"):
+        raise ValueError(f"sided must be 'two' or 'upper'; got {sided!r}")
+    q = (1 - level) / max(int(tests), 1) / (2 if sided == "two" else 1)
+    n = np.asarray(trials)
+    lo = stats.binom.ppf(q, n, alpha) if sided == "two" else np.zeros(n.shape)
+    hi = stats.binom.isf(q, n, alpha)
+    return np.asarray(lo, float), np.asarray(hi, float)
+
+
+def _maxt_critical(minp: np.ndarray, alpha: float) -> np.float32:
+    """Critical p of single-step max-T from null draws of the family's minimum p.
+
+    A test rejects when its p is below the returned value, i.e. when
+    ``(1 + #{null min p <= p}) / (R + 1) <= alpha``, the permutation-style rule
+    that keeps the error at most alpha for any number of null draws ``R``.
+    """
+    R = len(minp)
+    k = math.floor(alpha * (R + 1) + 1e-9) - 1  # null draws allowed at or below p
+    if k < 0:
+        return np.float32(-np.inf)
+    return np.partition(minp, k)[k]
 
 
 def wilson_interval(successes, trials, *, level: float = 0.95):
@@ -328,7 +424,7 @@ class PowerResult:
     design : StudyDesign
         The design simulated.
     replicates : int
-        Number of simulated trials.
+        Number of simulated trials (and of null-counterpart trials).
     alpha : float
         Two-sided significance level (a test rejects when ``p <= alpha``).
     seed : int
@@ -337,19 +433,36 @@ class PowerResult:
     spawn_key : tuple of int
         Spawn key of the root SeedSequence (empty for an integer seed).
     table : pandas.DataFrame
-        One row per ``roi, outcome, term``: ``power`` (fraction of replicates with
-        ``p <= alpha``), ``power_ci_low``, ``power_ci_high`` (95 % Wilson score
-        interval), ``median_p``, ``mean_estimate`` (score points per 1e-5 mm^2/s
-        dMD), ``power_positive`` and ``power_negative`` (rejections with a
-        positive / negative estimate), ``valid`` (replicates with a finite p).
+        One row per ``roi, outcome, term``: ``inference``; ``power`` (fraction of
+        replicates with ``p <= alpha``), ``power_ci_low``, ``power_ci_high`` (95 %
+        Wilson score interval), ``median_p``, ``mean_estimate`` (score points per
+        1e-5 mm^2/s dMD), ``power_positive`` and ``power_negative`` (rejections
+        with a positive / negative estimate), ``valid`` (replicates with a finite
+        p); ``size`` (rejection rate in the null counterpart) with its Wilson
+        interval ``size_ci_low``, ``size_ci_high`` and ``size_ok`` (within the
+        :func:`size_band`, Bonferroni over the table's tests); ``true_value`` (the
+        estimand's population value) and ``true_value_se`` (its Monte Carlo SE),
+        ``type_s`` and ``exaggeration`` (Gelman and Carlin 2014; NaN where the
+        true value is not distinguishable from 0 or nothing was significant).
     familywise : pandas.DataFrame
-        One row per ``family, method`` (``none``, ``holm``, ``bh``): ``tests``,
-        ``power_any`` (at least one rejection), ``power_all`` (every test rejected)
-        with Wilson intervals, and ``mean_rejections``. Families are each term
-        across all ROI x outcome models plus the user's; in a family with stated
-        directions a rejection counts only with the right sign.
+        One row per ``family, method`` (``none``, ``holm``, ``bh``, ``maxt``):
+        ``tests``, ``power_any`` (at least one rejection), ``power_all`` (every
+        test rejected) with Wilson intervals, ``mean_rejections``; ``size`` (the
+        family-wise error: at least one rejection in the null counterpart) with
+        its Wilson interval and ``size_ok`` (not above the one-sided band; NA for
+        ``none``, which claims no control). Families are each term across all
+        ROI x outcome models plus the user's; in a family with stated directions
+        a rejection counts only with the right sign.
     signed_p : ndarray of float32, shape (R, J, K, T)
         Per-replicate p-values carrying the sign of the estimate.
+    inference : str
+        The inference option (:data:`INFERENCE`).
+    critical_p : dict
+        Family name -> max-T critical p (a test rejects when ``p`` is below it).
+    alternative_size : pandas.DataFrame or None
+        ``roi, outcome, term, inference, size, size_ok`` of another inference
+        option in the same null-counterpart trials (``welch``, unless the run is
+        ``welch``), for :func:`size_warning`.
     """
 
     design: StudyDesign
@@ -360,6 +473,9 @@ class PowerResult:
     table: pd.DataFrame
     familywise: pd.DataFrame
     signed_p: np.ndarray
+    inference: str = "ols"
+    critical_p: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    alternative_size: pd.DataFrame | None = None
 
     def get(self, roi: str, outcome: str, term: str) -> pd.Series:
         """Return the row of :attr:`table` for one test."""
@@ -452,11 +568,15 @@ def power(
     *,
     replicates: int = 2000,
     alpha: float = 0.05,
+    inference: str = "ols",
     rng=None,
     n_jobs: int = 1,
     chunk_size: int | None = None,
     families: Mapping[str, Iterable] | None = None,
+    size: bool = True,
+    design_analysis: bool = True,
     progress: bool | None = None,
+    _cache: dict | None = None,
 ) -> PowerResult:
     """Monte Carlo power of every ROI x outcome x term test of ``design``.
 
@@ -468,6 +588,9 @@ def power(
         Number of simulated trials.
     alpha : float
         Two-sided significance level.
+    inference : {"ols", "hc3", "welch"}
+        How every test is done (:mod:`dtitool.stats.inference`): classical OLS,
+        HC3 standard errors, or per-arm fits with Welch-Satterthwaite df.
     rng : None, int, SeedSequence or Generator
         Seed of the simulation; recorded in the result. Results depend only on it,
         never on ``chunk_size`` or ``n_jobs``.
@@ -481,6 +604,14 @@ def power(
         Extra families for the family-wise table: ``{"reported": [(roi, outcome,
         term[, direction]), ...]}`` with direction ``"positive"``, ``"negative"``
         or None.
+    size : bool
+        Also simulate ``replicates`` trials of the null counterpart
+        (:func:`null_counterpart`) for each test's size, the family-wise error
+        and the max-T critical values (doubles the simulation work).
+    design_analysis : bool
+        Also compute true values, type S errors and exaggeration ratios (one
+        reference sample of :data:`~dtitool.stats.design_analysis.REFERENCE_N`
+        subjects).
     progress : bool, optional
         Show a tqdm progress bar on stderr; default: only on a terminal and for
         runs of 20,000 replicates or more.
@@ -497,8 +628,9 @@ def power(
     Notes
     -----
     Memory: the per-replicate p-values are kept as float32 (224 bytes per
-    replicate for 56 tests: 224 MB at 1,000,000 replicates) for the medians;
-    everything else is reduced per chunk.
+    replicate for 56 tests: 224 MB at 1,000,000 replicates) for the medians and
+    the max-T decisions; the null counterpart keeps two float32 per replicate and
+    family; everything else is reduced per chunk.
     """
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
@@ -507,6 +639,7 @@ def power(
         0 < alpha < 1
     ):
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    inference = check_inference(inference)
     n_jobs = _check_n_jobs(n_jobs)
     if chunk_size is None:
         # Keep the working set of a chunk (~100 kB per replicate at n = 98) the
@@ -516,11 +649,14 @@ def power(
         chunk = _check_int("chunk_size", chunk_size, 1)
     chunk = -(-chunk // BLOCK_SIZE) * BLOCK_SIZE
     ss = as_seed_sequence(rng)
-    spec = _Spec(alpha=float(alpha), families=_normalise_families(design, families))
+    spec = _Spec(alpha=float(alpha), families=_normalise_families(design, families),
+                 inference=inference)
+    cache = {} if _cache is None else _cache
 
     # Before anything is allocated (the chunk list included): per-replicate
     # p-values (4 bytes x 4 terms per model) and one chunk per worker.
-    check_memory(16.0 * replicates * len(design.rois) * len(design.outcomes)
+    check_memory((32.0 if size else 16.0) * replicates * len(design.rois)
+                 * len(design.outcomes)
                  + simulation_bytes(design, chunk) * min(n_jobs, -(-replicates
                                                                   // chunk)),
                  f"a power run of {replicates} replicates at n = {design.n}",
@@ -528,36 +664,41 @@ def power(
     ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
     J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
     m = J * K * T
+    F = len(spec.families)
     signed_p = np.empty((replicates, m), dtype=np.float32)
-    block_sums = np.empty((-(-replicates // BLOCK_SIZE), m))
+    nblocks = -(-replicates // BLOCK_SIZE)
+    block_sums = np.empty((nblocks, m))
+    abs_sig_sums = np.empty((nblocks, m))
     totals = {k: np.zeros(m, np.int64) for k in
               ("reject", "reject_pos", "reject_neg", "valid", "est_valid")}
-    fam = np.zeros((len(spec.families), 3, 3), np.int64)
+    fam = np.zeros((F, 3, 3), np.int64)
 
     def collect(a, b, res):
         signed_p[a:b] = res["signed_p"]
-        block_sums[a // BLOCK_SIZE: a // BLOCK_SIZE + len(res["block_sums"])] = (
-            res["block_sums"])
+        blocks = slice(a // BLOCK_SIZE, a // BLOCK_SIZE + len(res["block_sums"]))
+        block_sums[blocks] = res["block_sums"]
+        abs_sig_sums[blocks] = res["abs_sig_sums"]
         for k in totals:
             totals[k] += res[k]
         fam[...] += res["family"]
 
-    with _progress_bar(progress, replicates, f"power {design.name}") as bar:
-        if n_jobs == 1 or len(ranges) == 1:
-            for a, b in ranges:
-                collect(a, b, _chunk(design, ss, a, b, spec))
-                bar.update(b - a)
-        else:
-            # Workers die with this process and stop on Ctrl-C / SIGTERM.
-            with process_pool(min(n_jobs, len(ranges))) as ex:
-                futs = {ex.submit(_chunk, design, ss, a, b, spec): (a, b)
-                        for a, b in ranges}
-                for f in cf.as_completed(futs):
-                    # pop: a finished future holds its result until released.
-                    a, b = futs.pop(f)
-                    collect(a, b, f.result())
-                    del f
-                    bar.update(b - a)
+    jobs = [(design, ss, a, b, spec, collect) for a, b in ranges]
+    null = None
+    if size:
+        null_design = null_counterpart(design)
+        alts = () if inference == "welch" else ("welch",)
+        nspec = dataclasses.replace(spec, null=True, alternatives=alts,
+                                    extra_draws=MAXT_EXTRA_DRAWS)
+        key = ("null", repr(null_design), replicates, repr(nspec), ss.entropy,
+               ss.spawn_key)
+        null = cache.get(key)
+        if null is None:
+            null = _NullTotals(replicates, m, F, alts, MAXT_EXTRA_DRAWS)
+            cache[key] = null
+            jobs += [(null_design, child_seed(ss, NULL_STREAM), a, b, nspec,
+                      null.collect) for a, b in ranges]
+    _run(jobs, n_jobs, progress, replicates * (2 if len(jobs) > len(ranges) else 1),
+         f"power {design.name}")
 
     # Medians a few columns at a time: bounded temporaries at 1e6 replicates.
     median_p = np.empty(m)
@@ -576,6 +717,7 @@ def power(
     ).to_frame(index=False)
     with np.errstate(invalid="ignore", divide="ignore"):
         table = names.assign(
+            inference=inference,
             power=totals["reject"] / n_valid,
             power_ci_low=lo,
             power_ci_high=hi,
@@ -585,6 +727,19 @@ def power(
             power_negative=totals["reject_neg"] / n_valid,
             valid=n_valid,
         )
+    table = table.assign(**_size_columns(null, spec, "reject", "valid"))
+    if design_analysis:
+        ref = design.with_n(max(design.n, _reference_n_per_trial()))
+        key = ("truth", repr(ref), inference, ss.entropy, ss.spawn_key)
+        if key not in cache:
+            cache[key] = true_values(design, inference=inference,
+                                     seed=child_seed(ss, TRUTH_STREAM))
+        value, value_se = cache[key]
+        table = table.assign(**_design_analysis_columns(
+            value.ravel(), value_se.ravel(), totals, abs_sig_sums.sum(axis=0)))
+    else:
+        table = table.assign(true_value=np.nan, true_value_se=np.nan, type_s=np.nan,
+                             exaggeration=np.nan)
     if (n_valid < replicates).any():
         warnings.warn(
             f"{int(replicates * m - n_valid.sum())} model fits had no valid p-value "
@@ -592,20 +747,13 @@ def power(
             "replicates only",
             stacklevel=2,
         )
-    rows = []
-    for (name, idx, direction), counts in zip(spec.families, fam, strict=True):
-        for method, (n_any, n_all, n_rej) in zip(METHODS, counts, strict=True):
-            any_lo, any_hi = wilson_interval(n_any, replicates)
-            all_lo, all_hi = wilson_interval(n_all, replicates)
-            rows.append({
-                "family": name, "method": method, "tests": len(idx),
-                "directional": bool(np.any(direction != 0)),
-                "power_any": n_any / replicates, "power_any_ci_low": float(any_lo),
-                "power_any_ci_high": float(any_hi),
-                "power_all": n_all / replicates, "power_all_ci_low": float(all_lo),
-                "power_all_ci_high": float(all_hi),
-                "mean_rejections": n_rej / replicates,
-            })
+    familywise, critical = _familywise_table(spec, fam, signed_p, null, replicates)
+    alternative = None
+    if null is not None and null.alternatives:
+        alt = null.alternatives[0]
+        alternative = names.assign(inference=alt, **_size_columns(
+            null, spec, f"reject_{alt}", f"valid_{alt}"))[
+            ["roi", "outcome", "term", "inference", "size", "size_ok"]]
     return PowerResult(
         design=design,
         replicates=replicates,
@@ -613,9 +761,150 @@ def power(
         seed=int(ss.entropy),
         spawn_key=tuple(int(k) for k in ss.spawn_key),
         table=table,
-        familywise=pd.DataFrame(rows),
+        familywise=familywise,
         signed_p=signed_p.reshape(replicates, J, K, T),
+        inference=inference,
+        critical_p=critical,
+        alternative_size=alternative,
     )
+
+
+def _reference_n_per_trial() -> int:
+    from dtitool.stats.design_analysis import REFERENCE_N
+
+    return math.ceil(REFERENCE_N / BLOCK_SIZE)
+
+
+class _NullTotals:
+    """Accumulated results of the null counterpart's chunks."""
+
+    def __init__(self, replicates: int, m: int, F: int, alternatives: tuple,
+                 extra_draws: int):
+        self.replicates = replicates
+        self.alternatives = alternatives
+        self.totals = {k: np.zeros(m, np.int64) for k in ("reject", "valid")}
+        for alt in alternatives:
+            self.totals[f"reject_{alt}"] = np.zeros(m, np.int64)
+            self.totals[f"valid_{alt}"] = np.zeros(m, np.int64)
+        self.family = np.zeros((F, 3, 3), np.int64)
+        # minp[:, 0] from the simulated trial, minp[:, 1:] from its permutations
+        self.minp = np.empty((replicates, 1 + extra_draws, F), np.float32)
+        self.minp_dir = np.empty((replicates, F), np.float32)
+
+    def collect(self, a, b, res):
+        for k in self.totals:
+            self.totals[k] += res[k]
+        self.family += res["family"]
+        self.minp[a:b, 0] = res["minp"]
+        if self.minp.shape[1] > 1:
+            self.minp[a:b, 1:] = res["minp_extra"]
+        self.minp_dir[a:b] = res["minp_dir"]
+
+
+def _run(jobs, n_jobs: int, progress, total: int, desc: str) -> None:
+    """Run ``(design, seed, start, stop, spec, collect)`` jobs; collect each."""
+    with _progress_bar(progress, total, desc) as bar:
+        if n_jobs == 1 or len(jobs) == 1:
+            for design, seed, a, b, spec, collect in jobs:
+                collect(a, b, _chunk(design, seed, a, b, spec))
+                bar.update(b - a)
+            return
+        # Workers die with this process and stop on Ctrl-C / SIGTERM.
+        with process_pool(min(n_jobs, len(jobs))) as ex:
+            futs = {ex.submit(_chunk, *job[:5]): job for job in jobs}
+            for f in cf.as_completed(futs):
+                # pop: a finished future holds its result until released.
+                _, _, a, b, _, collect = futs.pop(f)
+                collect(a, b, f.result())
+                del f
+                bar.update(b - a)
+
+
+def _size_columns(null, spec: _Spec, reject: str, valid: str) -> dict:
+    if null is None:
+        return {"size": np.nan, "size_ci_low": np.nan, "size_ci_high": np.nan,
+                "size_ok": pd.NA}
+    k, n = null.totals[reject], null.totals[valid]
+    lo, hi = wilson_interval(k, n)
+    band_lo, band_hi = size_band(n, spec.alpha, len(k))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"size": k / n, "size_ci_low": lo, "size_ci_high": hi,
+                "size_ok": (band_lo <= k) & (k <= band_hi)}
+
+
+def _design_analysis_columns(value, value_se, totals, abs_sig_sum) -> dict:
+    known = np.abs(value) > ZERO_SE * value_se
+    k = totals["reject"]
+    wrong = np.where(value > 0, totals["reject_neg"], totals["reject_pos"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        type_s = np.where(known & (k > 0), wrong / k, np.nan)
+        exag = np.where(known & (k > 0), abs_sig_sum / k / np.abs(value), np.nan)
+    return {"true_value": value, "true_value_se": value_se, "type_s": type_s,
+            "exaggeration": exag}
+
+
+def _familywise_table(spec: _Spec, fam, signed_p, null, replicates):
+    """Rows of :attr:`PowerResult.familywise` and the max-T critical p."""
+    rows, critical = [], {}
+    R = replicates
+    n_checked = 3 * len(spec.families) if null is not None else 0
+    for f, (name, idx, direction) in enumerate(spec.families):
+        counts = [tuple(c) for c in fam[f]]
+        sizes = [None] * 3
+        if null is not None:
+            sizes = [int(null.family[f, i, 0]) for i in range(3)]
+            crit = _maxt_critical(null.minp[..., f].ravel(), spec.alpha)
+            critical[name] = float(crit)
+            p = signed_p[:, idx]
+            rej = np.abs(p) < crit
+            if np.any(direction != 0):
+                rej &= (direction == 0) | (np.where(p > 0, 1, -1) == direction)
+            counts.append((int(rej.any(axis=1).sum()), int(rej.all(axis=1).sum()),
+                           int(rej.sum())))
+            sizes.append(_maxt_size(null.minp[..., f], null.minp_dir[:, f],
+                                    spec.alpha))
+        for method, (n_any, n_all, n_rej), n_size in zip(METHODS, counts, sizes,
+                                                          strict=False):
+            any_lo, any_hi = wilson_interval(n_any, R)
+            all_lo, all_hi = wilson_interval(n_all, R)
+            row = {
+                "family": name, "method": method, "tests": len(idx),
+                "directional": bool(np.any(direction != 0)),
+                "power_any": n_any / R, "power_any_ci_low": float(any_lo),
+                "power_any_ci_high": float(any_hi),
+                "power_all": n_all / R, "power_all_ci_low": float(all_lo),
+                "power_all_ci_high": float(all_hi),
+                "mean_rejections": n_rej / R,
+                "size": np.nan, "size_ci_low": np.nan, "size_ci_high": np.nan,
+                "size_ok": pd.NA,
+            }
+            if n_size is not None:
+                s_lo, s_hi = wilson_interval(n_size, R)
+                row.update(size=n_size / R, size_ci_low=float(s_lo),
+                           size_ci_high=float(s_hi))
+                if method != "none":
+                    _, band_hi = size_band(R, spec.alpha, n_checked, sided="upper")
+                    row["size_ok"] = bool(n_size <= band_hi)
+            rows.append(row)
+    return pd.DataFrame(rows), critical
+
+
+def _maxt_size(minp: np.ndarray, minp_dir: np.ndarray, alpha: float) -> int:
+    """Family-wise errors of max-T in the null counterpart, out of sample.
+
+    The critical value is estimated from the null draws of one half of the null
+    trials (even or odd replicate index, with their permutation draws) and
+    applied to the simulated trials of the other half, both ways: an honest
+    estimate of the error of a critical value estimated from null draws, not the
+    in-sample rate (which is alpha by construction).
+    """
+    even, odd = slice(0, None, 2), slice(1, None, 2)
+    n = 0
+    for fit, use in ((even, odd), (odd, even)):
+        if len(minp[fit]):
+            crit = _maxt_critical(minp[fit].ravel(), alpha)
+            n += int(np.sum(minp_dir[use] < crit))
+    return n
 
 
 def _check_n_jobs(n_jobs) -> int:
@@ -797,16 +1086,22 @@ def power_curve(
     values: Sequence[float],
     replicates: int = 1000,
     alpha: float = 0.05,
+    inference: str = "ols",
     rng=None,
     n_jobs: int = 1,
     chunk_size: int | None = None,
     families: Mapping[str, Iterable] | None = None,
+    size: bool = True,
+    design_analysis: bool = True,
     progress: bool | None = None,
 ) -> PowerCurve:
     """Power of every test as ``parameter`` takes each of ``values``.
 
-    Every point uses the same seed (common random numbers). Other arguments as in
-    :func:`power`; ``parameter`` as in :func:`vary_design`.
+    Every point uses the same seed (common random numbers), so points that share
+    a null counterpart (an ``effect`` curve) or a reference sample (an ``n``
+    curve) simulate it once. Other arguments as in :func:`power`; ``parameter``
+    as in :func:`vary_design`. The table holds every column of
+    :attr:`PowerResult.table` per point, size and design analysis included.
     """
     if parameter not in CURVE_PARAMETERS:
         raise ValueError(f"unknown curve parameter {parameter!r}; expected one of "
@@ -816,10 +1111,13 @@ def power_curve(
         raise ValueError("values must not be empty")
     ss = as_seed_sequence(rng)
     tabs, fams = [], []
+    cache: dict = {}
     for v in values:
         d = vary_design(design, parameter, v)
-        res = power(d, replicates=replicates, alpha=alpha, rng=ss, n_jobs=n_jobs,
-                    chunk_size=chunk_size, families=families, progress=progress)
+        res = power(d, replicates=replicates, alpha=alpha, inference=inference,
+                    rng=ss, n_jobs=n_jobs, chunk_size=chunk_size, families=families,
+                    size=size, design_analysis=design_analysis, progress=progress,
+                    _cache=cache)
         tabs.append(res.table.assign(parameter=parameter, value=v))
         fams.append(res.familywise.assign(parameter=parameter, value=v))
     lead = ["parameter", "value"]
@@ -905,6 +1203,7 @@ def sample_size(
     n_max: int = 1000,
     replicates: int = 1000,
     alpha: float = 0.05,
+    inference: str = "ols",
     rng=None,
     n_jobs: int = 1,
     chunk_size: int | None = None,
@@ -928,13 +1227,15 @@ def sample_size(
         of a reported finding needs); without, rejections of either sign.
     n_min, n_max : int
         Search range (default from the smallest n with 4 per arm up to 1000).
-    replicates, alpha, rng, n_jobs, chunk_size, progress
-        As in :func:`power`.
+    replicates, alpha, inference, rng, n_jobs, chunk_size, progress
+        As in :func:`power` (the search counts power only: no null counterpart
+        and no design analysis at each n).
 
     Returns
     -------
     SampleSizeResult
     """
+    check_inference(inference)
     if isinstance(target_power, bool) or not isinstance(target_power, float | int) or (
         not 0 < target_power < 1
     ):
@@ -962,7 +1263,8 @@ def sample_size(
     def evaluate(n):
         if n not in cache:
             res = power(vary_design(design, "n", n), replicates=replicates,
-                        alpha=alpha, rng=ss, n_jobs=n_jobs, chunk_size=chunk_size,
+                        alpha=alpha, inference=inference, rng=ss, n_jobs=n_jobs,
+                        chunk_size=chunk_size, size=False, design_analysis=False,
                         progress=progress)
             rows = [_test_power(res.get(*t[:3]), t[3] if len(t) == 4 else None)
                     for t in tests]
@@ -1021,21 +1323,72 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
     """
     t = res.table
     lines = [f"power of {res.design.name!r} (n = {res.design.n}), {res.replicates} "
-             f"replicates, seed {res.seed}, alpha {res.alpha:g}"]
+             f"replicates, seed {res.seed}, alpha {res.alpha:g}, inference "
+             f"{res.inference}; size = rejection rate in the null counterpart "
+             "(every ROI-outcome correlation 0)"]
     if tests:
         keys = pd.DataFrame([tuple(r[:3]) for r in tests],
                             columns=["roi", "outcome", "term"])
         show = keys.merge(t, on=["roi", "outcome", "term"])
     else:
         show = t[t["term"] == "interaction"]
-    with pd.option_context("display.width", 120, "display.max_rows", 100):
-        lines.append(show[list(POWER_COLUMNS)].to_string(index=False,
-                                                         float_format="%.4g"))
+    cols = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
+            "median_p", "size", "size_ok", "type_s", "exaggeration"]
+    def flags(frame):
+        ok = frame["size_ok"].map({True: "yes", False: "NO"})
+        return frame.assign(size_ok=ok.where(frame["size_ok"].notna(), "-"))
+
+    with pd.option_context("display.width", 140, "display.max_rows", 100):
+        lines.append(flags(show[cols]).to_string(index=False, float_format="%.4g",
+                                                 na_rep="-"))
         fw = res.familywise
         fw = fw[fw["family"].isin(["reported", "interaction"])]
-        lines.append(fw[["family", "method", "tests", "power_any", "power_all",
-                         "mean_rejections"]].to_string(index=False,
-                                                       float_format="%.3f"))
+        lines.append(flags(fw[["family", "method", "tests", "power_any",
+                               "power_all", "mean_rejections", "size",
+                               "size_ok"]]).to_string(index=False,
+                                                      float_format="%.3f",
+                                                      na_rep="-"))
     if size is not None:
         lines.append(size.summary())
     return "\n".join(lines)
+
+
+def size_warning(res: PowerResult) -> str | None:
+    """One line naming the tests whose size is off their band, or None.
+
+    The tests are grouped by term (with the ROI x outcome models when not all of
+    them); the line says whether the other inference option simulated in the
+    same null-counterpart trials (``alternative_size``) brings them within band.
+    """
+    t = res.table
+    bad = t[t["size_ok"].eq(False)]
+    if bad.empty:
+        return None
+    n_models = len(res.design.roi_names) * len(res.design.outcome_names)
+    parts = []
+    for term, g in bad.groupby("term", sort=False):
+        where = (f"all {n_models} models" if len(g) == n_models else
+                 ", ".join(f"{r}/{o}" for r, o in zip(g["roi"], g["outcome"],
+                                                      strict=True)))
+        lo, hi = g["size"].min(), g["size"].max()
+        rng = f"{lo:.3f}" if lo == hi else f"{lo:.3f}-{hi:.3f}"
+        parts.append(f"{term} ({where}; size {rng})")
+    line = (f"warning: {len(bad)} of {len(t)} tests are off their nominal level "
+            f"{res.alpha:g} under --inference {res.inference} (size outside the "
+            f"{SIZE_LEVEL:.0%} binomial band in the null counterpart): "
+            + "; ".join(parts))
+    alt = res.alternative_size
+    if alt is not None:
+        fixed = bad[["roi", "outcome", "term"]].merge(alt, on=["roi", "outcome",
+                                                               "term"])
+        n_ok = int(fixed["size_ok"].eq(True).sum())
+        name = str(alt["inference"].iloc[0])
+        if n_ok == len(bad):
+            line += f"; --inference {name} puts all of them within band"
+        else:
+            line += (f"; --inference {name} puts {n_ok} of them within band "
+                     "in the same null trials")
+    else:
+        line += ("; no other inference option is known to fix them here (see "
+                 "docs/model.md, Inference)")
+    return line
