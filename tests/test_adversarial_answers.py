@@ -64,7 +64,8 @@ def test_columns_named_like_python_or_patsy_work(world, name):
     assert np.isfinite(_results(w)["p"]).all()
 
 
-def test_singular_model_is_not_estimable_not_p_1(world):
+@pytest.mark.parametrize("inference", ["ols", "hc3", "welch"])
+def test_singular_model_is_not_estimable_not_p_1(world, inference):
     w = world
     def edit(p, r):
         # every subject's MD the same at both sessions: no dMD variation
@@ -74,7 +75,7 @@ def test_singular_model_is_not_estimable_not_p_1(world):
 
     d = _tables(w, edit)
     out, err = _ok(["analyze", d, "--out", w / "res.tsv", "--compare", "--figures",
-                    w / "figs"])
+                    w / "figs", "--inference", inference])
     t = _results(w)
     assert t["p"].isna().all() and t["se"].isna().all()
     assert "not estimable" in err and "d_md does not vary" in err
