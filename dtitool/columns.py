@@ -307,7 +307,7 @@ def _entry(column: str, table: str | None) -> dict:
 
 
 def column_format(column: str, table: str | None = None) -> str | None:
-    """printf format of a column (None: write as it is)."""
+    """Return the printf format of a column (None: write it as it is)."""
     return FORMATS[_entry(column, table)["kind"]]
 
 

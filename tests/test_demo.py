@@ -125,3 +125,17 @@ def test_demo_bad_arguments(tmp_path, capsys, args, match):
 def test_settings_validate():
     with pytest.raises(ValueError, match="curve_replicates"):
         DemoSettings(curve_replicates=10)
+
+
+def test_demo_manifest_and_cohort_record_repeat(demo_dir, tmp_path, capsys):
+    import json
+
+    (run,) = json.loads((demo_dir / "dtitool-run.json").read_text())["runs"]
+    assert run["command"] == "demo" and run["seed"] == 7
+    assert "report.html" in run["files"] and "images/atlas-dtitool_dseg.nii.gz" in (
+        run["files"])
+    again = tmp_path / "again"
+    assert main(["simulate", "--design", str(demo_dir / "cohort" / "design.toml"),
+                 "--out", str(again)]) == 0
+    for name in ("participants.tsv", "roi_md.tsv", "true_md.tsv"):
+        assert (again / name).read_bytes() == (demo_dir / "cohort" / name).read_bytes()

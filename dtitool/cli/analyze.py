@@ -2,7 +2,7 @@
 
 Reads ``DIR/participants.tsv`` and ``DIR/roi_md.tsv`` (simulated or real),
 writes the tidy results table and optionally PNG figures, all through
-:func:`dtitool._io.atomic_outputs` (nothing is written when anything fails), and
+:func:`dtitool._io.output_transaction` (nothing is written when anything fails), and
 prints a readable summary with the dMD unit.
 
 Tables holding several replicates (a ``replicate`` column with more than one
@@ -13,10 +13,10 @@ replicate of a Monte Carlo set would look like a result about all of them.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import os
 from pathlib import Path
 
-from dtitool._io import atomic_outputs, write_tsv
+from dtitool._io import output_transaction, write_tsv
 from dtitool.tables import COVARIATES, MD_UNITS, read_tables
 
 
@@ -117,7 +117,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also print the comparison with the findings reported by Kopelman "
         "et al. 2023",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier dtitool run (only files "
+                   "listed in its dtitool-run.json and unchanged since)")
     return p
 
 
@@ -128,19 +130,19 @@ def run(args) -> int:
     from dtitool.stats.reference import compare_to_reported, format_comparison
 
     out = Path(args.out)
-    if out.name in ("", ".", "..") or out.is_dir():
-        raise ValueError(f"--out must name a file, got {args.out!r}")
-    with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(
-            atomic_outputs(out.parent, [out.name], force=args.force)
-        )
+    if out.name in ("", ".", "..") or args.out.endswith(("/", os.sep)) or out.is_dir():
+        raise ValueError(f"--out must name a file (results.tsv), not the folder "
+                         f"{args.out!r}")
+    inputs = [Path(args.dir) / "participants.tsv", Path(args.dir) / "roi_md.tsv"]
+    # One transaction: the table and the figures are committed together.
+    with output_transaction(force=args.force, inputs=inputs) as tx:
+        tmp = tx.destination(out.parent, [out.name], label="--out")
         figtmp = None
         if args.figures:
             from dtitool.report.plots import ANALYSIS_FIGURES, save_analysis_figures
 
-            figtmp = stack.enter_context(
-                atomic_outputs(args.figures, list(ANALYSIS_FIGURES), force=args.force)
-            )
+            figtmp = tx.destination(args.figures, list(ANALYSIS_FIGURES),
+                                    label="--figures")
         participants, roi_md = read_tables(
             args.dir, replicate=args.replicate, md_unit=args.md_unit
         )
@@ -157,6 +159,7 @@ def run(args) -> int:
             permutations=args.permutations,
             rng=args.seed,
         )
+        tx.seed = results.seed  # of the max-T permutations, for the manifest
         columns = list(RESULT_COLUMNS)
         if MAXT_COLUMN in results.table.columns:
             columns.append(MAXT_COLUMN)

@@ -32,7 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="replicates per point of the power curves (default 1000)")
     p.add_argument("--dwi-subjects", type=int, default=1,
                    help="participants that also get DWI and a tensor fit (default 1)")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier demo run in DIR (only "
+                   "files listed in its dtitool-run.json and unchanged since; "
+                   "files of yours are kept)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -61,6 +64,7 @@ def run(args) -> int:
         print(f"dtitool demo: rehearsing the {design.name!r} design ({origin})",
               flush=True)
     run_demo(args.out, design=design, origin=origin, settings=settings,
-             force=args.force, log=log)
+             force=args.force, log=log,
+             inputs=(args.design,) if args.design else ())
     sys.stdout.flush()
     return 0

@@ -68,7 +68,8 @@ def run(args) -> int:
     kw = {"replicates": args.replicates, "rng": seed, "alpha": args.alpha,
           "inference": args.inference, "n_jobs": args.n_jobs,
           "chunk_size": args.chunk_size, "progress": False if args.quiet else None}
-    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force) as tmp:
+    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
+                        inputs=[args.design], seed=seed) as tmp:
         res = power(design, families=families, **kw)
         table = reproduce_table(res)
         if other is not None:

@@ -328,7 +328,8 @@ def write_atlas(
     phantom : Phantom, optional
         Defaults to ``make_phantom()``.
     force : bool
-        Replace existing files.
+        Replace the outputs of an earlier dtitool run (files listed in
+        the folder's ``dtitool-run.json``, unchanged since).
 
     Returns
     -------
@@ -342,7 +343,7 @@ def write_atlas(
     """
     phantom = make_phantom() if phantom is None else phantom
     names = [ATLAS_FILENAME, LUT_FILENAME, TISSUE_FILENAME]
-    with atomic_outputs(out_dir, names, force=force) as tmp:
+    with atomic_outputs(out_dir, names, force=force, command="write_atlas") as tmp:
         save_phantom_files(phantom, tmp)
     out = Path(out_dir)
     return {"atlas": out / names[0], "lut": out / names[1], "tissue": out / names[2]}

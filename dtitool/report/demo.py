@@ -7,7 +7,8 @@ group x dMD models, runs a Monte Carlo power analysis and, when the design has t
 reference study's ROIs and outcomes, the reported-versus-simulated comparison, and
 writes a self-contained HTML report with the tables and figures it shows, labelled
 by the design's own name. Everything is written at once at the end (nothing
-half-written).
+half-written), through :func:`dtitool._io.atomic_outputs`, with a manifest
+``dtitool-run.json``.
 
 Output layout::
 
@@ -96,6 +97,12 @@ class DemoSettings:
     curve_replicates: int = 1000
     dwi_subjects: int = 1
     curve_n: tuple[int, ...] = (40, 60, 80, 98, 120, 150, 200, 250)
+
+    def as_record(self) -> dict:
+        """Return the settings as a plain dict (recorded in the manifest)."""
+        return {"seed": self.seed, "replicates": self.replicates,
+                "curve_replicates": self.curve_replicates,
+                "dwi_subjects": self.dwi_subjects, "curve_n": list(self.curve_n)}
 
     def __post_init__(self):
         for name in ("replicates", "curve_replicates"):
@@ -258,7 +265,8 @@ def _reliability_note(design: StudyDesign) -> str:
 
 def run_demo(out, *, design: StudyDesign | str | None = None,
              settings: DemoSettings | None = None, force: bool = False,
-             log: Callable[[str], None] = print, origin: str | None = None) -> Path:
+             log: Callable[[str], None] = print, origin: str | None = None,
+             inputs: tuple = ()) -> Path:
     """Run the whole rehearsal on a design, ending in a self-contained report.
 
     Parameters
@@ -270,13 +278,17 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
     settings : DemoSettings, optional
         Seed, replicates and sizes; defaults as in :class:`DemoSettings`.
     force : bool
-        Replace existing outputs.
+        Replace the outputs of an earlier demo run in ``out`` (files listed in
+        its ``dtitool-run.json``, unchanged since); files of the user's are
+        never touched.
     log : callable
         Receives one line per step (progress).
     origin : str, optional
         Where the design came from, for the report (e.g. ``"design file
         my.toml"``); default ``"preset NAME"`` for a preset name, else
         ``"design"``.
+    inputs : tuple of path
+        Files the run read (a design file): never replaced by its outputs.
 
     Returns
     -------
@@ -295,7 +307,10 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
     origin = origin or "design"
     step = _Steps(9, log)
     out = Path(out)
-    with atomic_outputs(out, OUTPUTS, force=force) as tmp:
+    with atomic_outputs(out, OUTPUTS, force=force, seed=s.seed, inputs=inputs,
+                        command="demo", options={**s.as_record(),
+                                                 "design": design.name,
+                                                 "origin": origin}) as tmp:
         tables, figs = tmp / "tables", tmp / "figures"
         tables.mkdir()
         figs.mkdir()
@@ -304,8 +319,12 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
         step(f"simulating the {design.name} cohort (n = {design.n}, seed {s.seed})")
         cohort = simulate_cohort(design, rng=s.seed)
         (tmp / "cohort").mkdir()
-        cohort.write(tmp / "cohort", run={"seed": s.seed, "replicates": 1,
-                                          "dtitool_version": __version__})
+        # The cohort's record repeats it: dtitool simulate --design cohort/...
+        cohort.write(tmp / "cohort", run={
+            "seed": s.seed, "command": "simulate", "replicates": 1,
+            "images": False, "dtitool_version": __version__},
+            header="Design and seed of the demo's cohort; repeat it with\n"
+            "  dtitool simulate --design design.toml --out DIR")
 
         step(f"writing MD maps for {2 * design.n} scans and DWI for "
              f"{s.dwi_subjects} participant(s)")

@@ -42,7 +42,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import math
-import multiprocessing
 import os
 import sys
 import warnings
@@ -55,8 +54,15 @@ import pandas as pd
 from scipy import special
 
 from dtitool._constants import CURVE_PARAMETERS, TERMS
+from dtitool._memory import check_memory
+from dtitool._workers import process_pool
 from dtitool.design import PerArm, StudyDesign
-from dtitool.simulate import BLOCK_SIZE, as_seed_sequence, simulate_arrays
+from dtitool.simulate import (
+    BLOCK_SIZE,
+    as_seed_sequence,
+    simulate_arrays,
+    simulation_bytes,
+)
 from dtitool.stats.design_analysis import ZERO_SE, true_values
 from dtitool.stats.inference import (
     INFERENCE,
@@ -684,6 +690,14 @@ def power(
                  inference=inference)
     cache = {} if _cache is None else _cache
 
+    # Before anything is allocated (the chunk list included): per-replicate
+    # p-values (4 bytes x 4 terms per model) and one chunk per worker.
+    check_memory((32.0 if size else 16.0) * replicates * len(design.rois)
+                 * len(design.outcomes)
+                 + simulation_bytes(design, chunk) * min(n_jobs, -(-replicates
+                                                                  // chunk)),
+                 f"a power run of {replicates} replicates at n = {design.n}",
+                 hint="use fewer replicates or a smaller n")
     ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
     J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
     m = J * K * T
@@ -832,10 +846,8 @@ def _run(jobs, n_jobs: int, progress, total: int, desc: str) -> None:
                 collect(a, b, _chunk(design, seed, a, b, spec))
                 bar.update(b - a)
             return
-        ctx = multiprocessing.get_context(
-            "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-        )
-        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as ex:
+        # Workers die with this process and stop on Ctrl-C / SIGTERM.
+        with process_pool(min(n_jobs, len(jobs))) as ex:
             futs = {ex.submit(_chunk, *job[:5]): job for job in jobs}
             for f in cf.as_completed(futs):
                 # pop: a finished future holds its result until released.
@@ -1045,6 +1057,8 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
     StudyDesign
     """
     v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{parameter} must be a finite number, got {value!r}")
     if parameter == "n":
         if v != int(v):
             raise ValueError(f"n must be an integer, got {value!r}")

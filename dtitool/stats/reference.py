@@ -207,12 +207,22 @@ def compare_to_reported(
             )  # fmt: skip
             out.append(rec)
             continue
-        # the deciding test: significant with the reported sign, if any is
+        # the deciding test: significant with the reported sign, if any is; a
+        # term that is not estimable (NaN) never counts as the best match
         hits = [key for key in cands if keyed.loc[key, "p"] <= alpha
                 and np.sign(keyed.loc[key, "estimate"]) == f.direction != 0]
-        best = min(hits or cands, key=lambda key: keyed.loc[key, "p"])
+        best = min(hits or cands, key=lambda key: np.nan_to_num(
+            keyed.loc[key, "p"], nan=np.inf))
         row = keyed.loc[best]
         est, p = float(row["estimate"]), float(row["p"])
+        if not (np.isfinite(est) and np.isfinite(p)):
+            rec.update(
+                outcome_used=best[1], estimate=np.nan, p=np.nan, found_direction=0,
+                significant=False, in_reported_range=False, slope_ketamine=np.nan,
+                p_slope_ketamine=np.nan, agrees=False, verdict="not estimable",
+            )  # fmt: skip
+            out.append(rec)
+            continue
         found = int(np.sign(est))
         ket_key = (best[0], best[1], "slope_ketamine")
         ket = keyed.loc[ket_key] if ket_key in keyed.index else None
