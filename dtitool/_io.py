@@ -1,9 +1,12 @@
 """Table I/O and the one output protocol every dtitool writer goes through.
 
-Tables are read with :func:`read_tsv` and written with :func:`write_tsv`. Every
-file dtitool writes goes through :func:`atomic_outputs` (or, for a run with
-several output folders, :func:`output_transaction`); ``docs/outputs.md``
-describes the protocol for users. In short:
+Tables are read with :func:`read_tsv` and written with :func:`write_tsv`, which
+rounds each column by what it holds and writes a BIDS-style JSON sidecar (same
+stem, ``.json``) describing every column from the data dictionary
+(:mod:`dtitool.columns`). Every file dtitool writes goes through
+:func:`atomic_outputs` (or, for a run with several output folders,
+:func:`output_transaction`); ``docs/outputs.md`` describes the protocol for
+users. In short:
 
 - **Staged, then committed together.** A run writes into one temporary folder
   (``.dtitool-tmp-NAME``) beside its destination. Only when every output is
@@ -72,7 +75,7 @@ __all__ = [
 ]
 
 FLOAT_FORMAT = "%.10g"
-"""Float format of every TSV dtitool writes (10 significant digits)."""
+"""Float format of a column the data dictionary gives no kind of number for."""
 
 MANIFEST_NAME = "dtitool-run.json"
 """File name of the manifest written into every destination folder."""
@@ -91,11 +94,44 @@ _UNLOCKED_GRACE_S = 60.0
 # ----------------------------------------------------------------- tables
 
 
-def write_tsv(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``df`` as a tab-separated table with dtitool's fixed float format."""
-    df.to_csv(
-        path, sep="\t", index=False, float_format=FLOAT_FORMAT, lineterminator="\n"
-    )
+def write_tsv(df: pd.DataFrame, path: str | os.PathLike, *,
+              table: str | None = None, sidecar: bool = True) -> None:
+    """Write ``df`` as a tab-separated table, with its JSON sidecar.
+
+    Parameters
+    ----------
+    df : DataFrame
+    path : str or path-like
+        The ``.tsv`` file; the sidecar is the same path with ``.json``.
+    table : str, optional
+        Which table this is, for column meanings that differ between tables
+        (:data:`dtitool.columns.TABLE_COLUMNS`); default the file's stem.
+    sidecar : bool
+        Write the sidecar (every column must be in the data dictionary).
+
+    Notes
+    -----
+    Each float column is written with the digits its kind of number supports
+    (:data:`dtitool.columns.FORMATS`); missing values are empty cells.
+    """
+    from dtitool.columns import column_format
+    from dtitool.columns import sidecar as make_sidecar
+
+    path = Path(path)
+    table = table or path.stem
+    out = df.copy(deep=False)
+    for col in out.columns:
+        if not pd.api.types.is_float_dtype(out[col]):
+            continue
+        fmt = column_format(str(col), table) if sidecar else None
+        fmt = fmt or FLOAT_FORMAT
+        vals = out[col].to_numpy()
+        out[col] = [("" if v != v else fmt % v) for v in vals]
+    out.to_csv(path, sep="\t", index=False, float_format=FLOAT_FORMAT,
+               lineterminator="\n")
+    if sidecar:
+        text = json.dumps(make_sidecar(df, table), indent=2, ensure_ascii=False)
+        path.with_suffix(".json").write_text(text + "\n", encoding="utf-8")
 
 
 def read_tsv(path: str | os.PathLike, *, what: str = "table",

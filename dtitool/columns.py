@@ -6,10 +6,11 @@ column has units, and ``Levels`` for categories. A column the dictionary does no
 know is an error when the table is written, so no table goes out undocumented.
 
 Numbers are written with the digits their precision supports (:data:`FORMATS`):
-one-dataset statistics with 6 significant digits, MD with 7 (the float32 of an
-image), Monte Carlo summaries (medians, means, interval bounds) with 4, Monte
-Carlo proportions exactly as the fraction of replicates they are, integers as
-integers; interval bounds that are 0 or 1 by construction are written as such.
+one-dataset statistics and MD with 10 significant digits (float64 numerics; the
+table path reproduces an analysis exactly), Monte Carlo summaries (medians,
+means, interval bounds) with 4, Monte Carlo proportions exactly as the fraction
+of replicates they are, integers as integers; interval bounds that are 0 or 1 by
+construction are written as such.
 
 Examples
 --------
@@ -28,10 +29,10 @@ __all__ = ["COLUMNS", "FORMATS", "TABLE_COLUMNS", "column_format", "sidecar"]
 FORMATS = {
     "text": None,  # strings, booleans and integers are written as they are
     "exact": "%.10g",  # design inputs: as given
-    "stat": "%.6g",  # one-dataset statistics (numeric precision ~1e-10)
-    "md": "%.7g",  # MD, mm^2/s: float32 images hold ~7 significant digits
+    "stat": "%.10g",  # one-dataset statistics: float64 numerics support 10 digits
+    "md": "%.10g",  # MD, mm^2/s: simulated in float64 (the table path is exact)
     "prop": "%.6g",  # Monte Carlo proportions k / R: exact for R up to 10^6
-    "mc": "%.4g",  # Monte Carlo medians, means and interval bounds
+    "mc": "%.4g",  # Monte Carlo medians, means, interval bounds; derived values
 }
 """printf formats by kind of number."""
 
@@ -104,7 +105,8 @@ COLUMNS: dict[str, dict] = {
     "qids_24h": _c("QIDS-SR16 total score 24 h after the infusion (0-27; empty if "
                    "missing)", "text", "score points"),
     # ROI MD
-    "md": _c("mean diffusivity, mean over the ROI's voxels", "md", "mm^2/s"),
+    "md": _c("mean diffusivity of the ROI: the mean over its voxels (a simulated "
+             "cohort: the observed value, with scan noise)", "md", "mm^2/s"),
     "md_true": _c("latent true mean diffusivity (no measurement noise; simulated "
                   "cohorts only, for teaching)", "md", "mm^2/s"),
     "n_voxels": _c("voxels averaged", "text", "voxels"),
@@ -236,7 +238,7 @@ COLUMNS: dict[str, dict] = {
     "other_median_p": _c("median p in the other world", "mc"),
     "other_power": _c("power in the other world", "prop"),
     "target_p": _c("p at the top of the reported range (the target of "
-                   "'needed')", "exact"),
+                   "'needed'; a point p: p x sqrt(3))", "mc"),
     "needed_factor": _c("factor by which the test's t must grow", "mc"),
     "needed_r_true": _c("true ROI-outcome correlation that alone would reach the "
                         "target", "mc"),

@@ -232,5 +232,5 @@ def test_fuzz_world_is_sane(world_template):
     # the untouched world analyses fine (so failures above are the edits')
     with World(world_template) as w:
         assert answered(["analyze", w / "cohort", "--out", w / "r.tsv"], w.parent,
-                        outputs=("w/r.tsv", "w/dtitool-run.json")) == 0
+                        outputs=("w/r.tsv", "w/r.json", "w/dtitool-run.json")) == 0
         assert np.isfinite(pd.read_csv(w / "r.tsv", sep="\t")["p"]).all()

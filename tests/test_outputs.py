@@ -238,7 +238,8 @@ def test_force_keeps_user_files_and_replaces_only_listed_ones(tmp_path, capsys):
     assert left == ["derivatives", "derivatives/dtitool",
                     "derivatives/dtitool/notes.txt", "design.toml",
                     MANIFEST_NAME, "figures", "figures/my_plot.png",
-                    "participants.tsv", "roi_md.tsv", "true_md.tsv"]
+                    "participants.json", "participants.tsv", "roi_md.json",
+                    "roi_md.tsv", "true_md.json", "true_md.tsv"]
 
 
 @pytest.mark.parametrize("kind", ["user_file", "changed", "fifo", "symlink",
@@ -312,7 +313,7 @@ def test_other_commands_in_one_folder_keep_their_entries(tmp_path, capsys):
     assert run(capsys, *args, "--robust", "--force")[0] == 0
     runs = json.loads((c / MANIFEST_NAME).read_text())["runs"]
     assert [r["command"] for r in runs] == ["simulate", "analyze"]
-    assert list(runs[1]["files"]) == ["results.tsv"]
+    assert list(runs[1]["files"]) == ["results.json", "results.tsv"]
     figs = json.loads((c / "figures" / MANIFEST_NAME).read_text())["runs"]
     assert figs[0]["command"] == "analyze" and "--robust" in figs[0]["arguments"]
     assert manifest_consistent(c) and manifest_consistent(c / "figures")
