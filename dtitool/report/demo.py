@@ -387,10 +387,18 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
                 pw_other), other.name), design)
             write_tsv(repro, tables / "reproduce.tsv")
 
-        step(f"power curve over n ({len(s.curve_n)} points x "
-             f"{s.curve_replicates} replicates)")
-        curve_n = sorted({*s.curve_n, design.n})
-        pc = power_curve(design, parameter="n", values=curve_n,
+        step("searching the n needed for 80% power")
+        ss = sample_size(design, target_power=0.8, tests=reported or None,
+                         replicates=s.curve_replicates, rng=s.seed, progress=False)
+        write_tsv(ss.table, tables / "sample_size.tsv")
+        write_tsv(ss.evaluated, tables / "sample_size_trace.tsv")
+
+        step(f"power curves over n and over dMD reliability "
+             f"({s.curve_replicates} replicates per point)")
+        curve_n = {*s.curve_n, design.n}
+        if ss.n is not None and ss.n > max(curve_n):  # reach the chosen n
+            curve_n |= {int(v) for v in np.linspace(max(curve_n), ss.n, 5)}
+        pc = power_curve(design, parameter="n", values=sorted(curve_n),
                          replicates=s.curve_replicates, rng=s.seed,
                          families=fams or None, progress=False)
         write_tsv(pc.table, tables / "power_curve.tsv")
@@ -398,12 +406,6 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
                                                                   0.75, 0.9],
                          replicates=s.curve_replicates, rng=s.seed, progress=False)
         write_tsv(rc.table, tables / "reliability_curve.tsv")
-
-        step("searching the n needed for 80% power")
-        ss = sample_size(design, target_power=0.8, tests=reported or None,
-                         replicates=s.curve_replicates, rng=s.seed, progress=False)
-        write_tsv(ss.table, tables / "sample_size.tsv")
-        write_tsv(ss.evaluated, tables / "sample_size_trace.tsv")
         tests = reported or None
         fig = plot_power_curves(pc, tests, target_power=0.8,
                                 marks=curve_marks(pc, design, ss))
@@ -488,23 +490,25 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
             "directions at b=1000 s/mm^2, Rician noise) were simulated from the MD "
             "maps and fitted with dtitool's vectorised WLS tensor fit; ROI means of "
             "the fitted MD against the simulated MD map:")
-        rep.add_table(tensor_agreement, float_format="{:.4g}")
+        ta = tensor_agreement.assign(
+            md_simulated_map=tensor_agreement["md_simulated_map"] * 1e3,
+            md_tensor_fit=tensor_agreement["md_tensor_fit"] * 1e3,
+            relative_difference=tensor_agreement["relative_difference"] * 100,
+        ).rename(columns={"md_simulated_map": "simulated map MD (1e-3 mm^2/s)",
+                          "md_tensor_fit": "tensor-fit MD (1e-3 mm^2/s)",
+                          "relative_difference": "difference (%)"})
+        rep.add_table(ta, float_format="{:.3f}")
 
     t = results.table
-    main = t[t["term"].isin(["interaction", "slope_ketamine", "slope_saline",
-                             "slope_pooled"])]
-    show = main.pivot_table(index=["roi", "outcome"], columns="term",
-                            values=["estimate", "p"], sort=False)
-    show.columns = [f"{b} {a}" for a, b in show.columns]
-    show = show.reset_index()
+    show = _results_wide(t)
     rep.add_section(
         "Results: group x dMD interaction models",
         text=f"Per ROI and outcome: score change ~ group * dMD + baseline score "
-        f"(statsmodels OLS, n = {int(t['n'].max())}). Estimates are score points "
-        f"{DMD_UNIT}; a positive slope means MD decrease goes with improvement. "
-        "Interaction = ketamine slope minus saline slope; slope_pooled from the "
-        "model without the interaction. Holm and BH adjusted p are in "
-        "tables/results.tsv.",
+        f"(statsmodels OLS, n = {int(t['n'].max())}). Each cell is the estimate, "
+        f"in score points {DMD_UNIT}, with its p; a positive slope means MD "
+        "decrease goes with improvement. Interaction = ketamine slope minus saline "
+        "slope; the pooled slope comes from the model without the interaction. "
+        "SEs, CIs, and Holm and BH adjusted p are in tables/results.tsv.",
         table=show,
     )
     if comparison is not None:
@@ -561,6 +565,23 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
             else "")
     return rep.render(footer=f"dtitool {__version__}; design {label}; seed {s.seed}; "
                       f"{pw.replicates} power replicates.{cite}")
+
+
+_TERM_HEADERS = {"interaction": "interaction", "slope_ketamine": "slope, ketamine",
+                 "slope_saline": "slope, saline", "slope_pooled": "slope, pooled"}
+
+
+def _results_wide(t: pd.DataFrame) -> pd.DataFrame:
+    """One row per ROI and outcome, one 'estimate (p)' cell per term."""
+    from dtitool.report.html import format_p
+
+    cell = t.assign(text=[
+        "not estimable" if e != e else f"{e:.3g} (p {format_p(p)})"
+        for e, p in zip(t["estimate"], t["p"], strict=True)])
+    wide = cell.pivot_table(index=["roi", "outcome"], columns="term", values="text",
+                            aggfunc="first", sort=False)
+    wide = wide[[c for c in _TERM_HEADERS if c in wide.columns]]
+    return wide.rename(columns=_TERM_HEADERS).reset_index()
 
 
 def _sample_size_sentence(ss, design, reported: bool) -> str:
