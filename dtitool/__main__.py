@@ -4,4 +4,7 @@ import sys
 
 from dtitool.cli import main
 
-sys.exit(main())
+# Guarded: worker processes started with "spawn" (a Dask LocalCluster's) import
+# the parent's main module again, and must not run the command line there.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -36,6 +36,7 @@ from collections.abc import Iterator
 __all__ = [
     "Terminated",
     "deferred_signals",
+    "die_with_parent",
     "process_pool",
     "termination_signals",
     "worker_initializer",
@@ -151,6 +152,23 @@ def worker_initializer(parent_pid: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent_pid)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process exit as soon as ``parent_pid`` (its parent) is gone.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere: a daemon thread
+    that polls the parent. Called from :func:`worker_initializer` and by the
+    worker plugin of a local Dask cluster (whose workers are processes of the
+    run, like a pool's), so no worker outlives a killed run.
+
+    Parameters
+    ----------
+    parent_pid : int
+        Process id of the parent; if it is not this process's parent any more
+        (the parent died already), this process exits at once.
+    """
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -187,8 +205,15 @@ def _stop_now(ex: cf.ProcessPoolExecutor) -> None:
                 p.join(timeout=1)
 
 
+def _initialize(parent_pid: int, setup, setup_args: tuple) -> None:
+    worker_initializer(parent_pid)
+    if setup is not None:
+        setup(*setup_args)
+
+
 @contextlib.contextmanager
-def process_pool(max_workers: int) -> Iterator[cf.ProcessPoolExecutor]:
+def process_pool(max_workers: int, *, setup=None, setup_args: tuple = ()
+                 ) -> Iterator[cf.ProcessPoolExecutor]:  # fmt: skip
     """Run a process pool whose workers never outlive the run.
 
     On normal exit the pool is shut down as usual; on any exception (including
@@ -199,10 +224,15 @@ def process_pool(max_workers: int) -> Iterator[cf.ProcessPoolExecutor]:
     ----------
     max_workers : int
         Number of worker processes.
+    setup : callable, optional
+        Run in each worker after :func:`worker_initializer`, with
+        ``setup_args`` (handed over once per worker, not once per task).
+    setup_args : tuple
+        Arguments of ``setup``.
     """
     ex = cf.ProcessPoolExecutor(
         max_workers=max_workers, mp_context=_mp_context(),
-        initializer=worker_initializer, initargs=(os.getpid(),),
+        initializer=_initialize, initargs=(os.getpid(), setup, tuple(setup_args)),
     )
     try:
         yield ex

@@ -39,11 +39,10 @@ so one seed repeats everything.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
 import dataclasses
+import functools
 import math
-import os
-import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,9 +52,10 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from dtitool import _progress
 from dtitool._constants import CURVE_PARAMETERS, TERMS
+from dtitool._executor import Task, check_n_jobs, open_executor
 from dtitool._memory import check_memory
-from dtitool._workers import process_pool
 from dtitool.design import PerArm, StudyDesign
 from dtitool.simulate import (
     BLOCK_SIZE,
@@ -588,18 +588,6 @@ def _check_test(design, roi, outcome, term, *, where="test"):
                          f"{list(TERMS)}")
 
 
-def _progress_bar(progress, total: int, desc: str):
-    from tqdm.auto import tqdm
-
-    if progress is None:
-        # Auto: only on a terminal, and only when the run is long enough to matter.
-        disable = not sys.stderr.isatty() or total < 20_000
-    else:
-        disable = not progress
-    return tqdm(total=total, desc=desc, unit="rep", disable=disable, leave=False,
-                file=sys.stderr)
-
-
 def power(
     design: StudyDesign,
     *,
@@ -613,6 +601,7 @@ def power(
     size: bool = True,
     design_analysis: bool = True,
     progress: bool | None = None,
+    dask=None,
     _cache: dict | None = None,
 ) -> PowerResult:
     """Monte Carlo power of every ROI x outcome x term test of ``design``.
@@ -632,7 +621,8 @@ def power(
         Seed of the simulation; recorded in the result. Results depend only on it,
         never on ``chunk_size`` or ``n_jobs``.
     n_jobs : int
-        Worker processes (-1: all CPUs). Chunks are replicate ranges.
+        Worker processes (-1: all CPUs); with ``dask="local"``, the workers of
+        the local cluster. Chunks are replicate ranges.
     chunk_size : int, optional
         Replicates simulated and fitted at once (memory ~100 kB per replicate at
         n = 98); rounded up to a multiple of the simulator's block size (64).
@@ -649,9 +639,15 @@ def power(
         Also compute true values, type S errors and exaggeration ratios (one
         reference sample of :data:`~dtitool.stats.design_analysis.REFERENCE_N`
         subjects).
-    progress : bool, optional
-        Show a tqdm progress bar on stderr; default: only on a terminal and for
-        runs of 20,000 replicates or more.
+    progress : bool or bar, optional
+        Show a tqdm progress bar on stderr; default: on a terminal, once the run
+        has taken 2 s (:mod:`dtitool._progress`).
+    dask : None, "local", str or distributed.Client
+        Run the chunks on Dask instead of local processes: ``"local"`` (a
+        ``LocalCluster`` of ``n_jobs`` workers), a scheduler address
+        (``tcp://host:8786``) or a ``distributed.Client`` (reused across calls;
+        see :func:`dtitool._executor.open_executor`). The result is
+        byte-identical to a local run.
 
     Returns
     -------
@@ -677,133 +673,268 @@ def power(
     ):
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
     inference = check_inference(inference)
-    n_jobs = _check_n_jobs(n_jobs)
+    n_jobs = check_n_jobs(n_jobs)
+    chunk = _chunk_replicates(design, chunk_size)
+    run = _PowerRun(design, replicates=replicates, alpha=float(alpha),
+                    inference=inference, ss=as_seed_sequence(rng), chunk=chunk,
+                    families=families, size=size, design_analysis=design_analysis,
+                    cache={} if _cache is None else _cache, workers=n_jobs)
+    with (open_executor(n_jobs, dask) as ex,
+          _progress.bar(progress, run.work, f"power {design.name}",
+                        unit="rep") as bar):
+        ex.run(run.tasks, progress=bar)
+    return run.result(stacklevel=3)
+
+
+def _chunk_replicates(design: StudyDesign, chunk_size) -> int:
+    """Replicates per chunk: a multiple of BLOCK_SIZE (default scaled by n)."""
     if chunk_size is None:
         # Keep the working set of a chunk (~100 kB per replicate at n = 98) the
         # same for larger trials.
         chunk = max(BLOCK_SIZE, DEFAULT_CHUNK * 98 // max(design.n, 1))
     else:
         chunk = _check_int("chunk_size", chunk_size, 1)
-    chunk = -(-chunk // BLOCK_SIZE) * BLOCK_SIZE
-    ss = as_seed_sequence(rng)
-    spec = _Spec(alpha=float(alpha), families=_normalise_families(design, families),
-                 inference=inference)
-    cache = {} if _cache is None else _cache
+    return -(-chunk // BLOCK_SIZE) * BLOCK_SIZE
 
-    # Before anything is allocated (the chunk list included): per-replicate
-    # p-values (4 bytes x 4 terms per model) and one chunk per worker.
-    check_memory((32.0 if size else 16.0) * replicates * len(design.rois)
-                 * len(design.outcomes)
-                 + simulation_bytes(design, chunk) * min(n_jobs, -(-replicates
-                                                                  // chunk)),
-                 f"a power run of {replicates} replicates at n = {design.n}",
-                 hint="use fewer replicates or a smaller n")
-    ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
-    J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
-    m = J * K * T
-    F = len(spec.families)
-    signed_p = np.empty((replicates, m), dtype=np.float32)
-    nblocks = -(-replicates // BLOCK_SIZE)
-    block_sums = np.empty((nblocks, m))
-    abs_sig_sums = np.empty((nblocks, m))
-    totals = {k: np.zeros(m, np.int64) for k in
-              ("reject", "reject_pos", "reject_neg", "valid", "est_valid")}
-    fam = np.zeros((F, 3, 3), np.int64)
 
-    def collect(a, b, res):
-        signed_p[a:b] = res["signed_p"]
+class _Waitable:
+    """Work that results wait for: complete once its last task has reported."""
+
+    def __init__(self, remaining: int):
+        self.remaining = int(remaining)
+        self._then: list = []
+
+    def then(self, fn) -> None:
+        """Call ``fn`` once complete (at once if it is)."""
+        if self.remaining == 0:
+            fn()
+        else:
+            self._then.append(fn)
+
+    def _reported(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            todo, self._then = self._then, []
+            for fn in todo:
+                fn()
+
+
+class _Truth(_Waitable):
+    """The true values of a design's terms, computed by one task."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.value = None
+
+    def set(self, value) -> None:
+        self.value = value
+        self._reported()
+
+
+def _true_values(design, inference, seed):
+    return true_values(design, inference=inference, seed=seed)
+
+
+class _PowerRun(_Waitable):
+    """One :func:`power` run cut into tasks; :meth:`result` once they reported.
+
+    The tasks (:attr:`tasks`) are the chunks of the design, the chunks of its
+    null counterpart and the reference sample of the true values, unless a run
+    sharing ``cache`` (a point of the same curve or grid) has planned them
+    already. Chunk results are folded in as they arrive, in any order
+    (:meth:`_collect`); :meth:`when_ready` calls back once everything this run
+    needs has reported.
+    """
+
+    def __init__(self, design, *, replicates, alpha, inference, ss, chunk, families,
+                 size, design_analysis, cache, workers=1):
+        self.design, self.replicates, self.alpha = design, replicates, alpha
+        self.inference, self.ss = inference, ss
+        spec = _Spec(alpha=alpha, families=_normalise_families(design, families),
+                     inference=inference)
+        self.spec = spec
+        # Before anything is allocated (the chunk list included): per-replicate
+        # p-values (4 bytes x 4 terms per model) and one chunk per worker.
+        check_memory((32.0 if size else 16.0) * replicates * len(design.rois)
+                     * len(design.outcomes)
+                     + simulation_bytes(design, chunk) * min(workers, -(-replicates
+                                                                      // chunk)),
+                     f"a power run of {replicates} replicates at n = {design.n}",
+                     hint="use fewer replicates or a smaller n")
+        ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
+        super().__init__(len(ranges))
+        J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
+        m = J * K * T
+        F = len(spec.families)
+        self.signed_p = np.empty((replicates, m), dtype=np.float32)
+        nblocks = -(-replicates // BLOCK_SIZE)
+        self.block_sums = np.empty((nblocks, m))
+        self.abs_sig_sums = np.empty((nblocks, m))
+        self.totals = {k: np.zeros(m, np.int64) for k in
+                       ("reject", "reject_pos", "reject_neg", "valid", "est_valid")}
+        self.fam = np.zeros((F, 3, 3), np.int64)
+        self.tasks = [Task(_chunk, (design, ss, a, b, spec),
+                           functools.partial(self._collect, a, b), b - a)
+                      for a, b in ranges]
+        self.null = None
+        if size:
+            null_design = null_counterpart(design)
+            alts = () if inference == "welch" else ("welch",)
+            nspec = dataclasses.replace(spec, null=True, alternatives=alts,
+                                        extra_draws=MAXT_EXTRA_DRAWS)
+            key = ("null", repr(null_design), replicates, repr(nspec), ss.entropy,
+                   ss.spawn_key)
+            self.null = cache.get(key)
+            if self.null is None:
+                self.null = _NullTotals(replicates, m, F, alts, MAXT_EXTRA_DRAWS,
+                                        len(ranges))
+                cache[key] = self.null
+                self.tasks += [Task(_chunk, (null_design, child_seed(ss, NULL_STREAM),
+                                             a, b, nspec),
+                                    functools.partial(self.null.collect, a, b), b - a)
+                               for a, b in ranges]
+        self.truth = None
+        if design_analysis:
+            ref = design.with_n(max(design.n, _reference_n_per_trial()))
+            key = ("truth", repr(ref), inference, ss.entropy, ss.spawn_key)
+            self.truth = cache.get(key)
+            if self.truth is None:
+                self.truth = cache[key] = _Truth()
+                self.tasks.append(Task(_true_values, (design, inference,
+                                                      child_seed(ss, TRUTH_STREAM)),
+                                       self.truth.set, 0))
+        self.work = sum(t.size for t in self.tasks)
+
+    def _collect(self, a, b, res) -> None:
+        self.signed_p[a:b] = res["signed_p"]
         blocks = slice(a // BLOCK_SIZE, a // BLOCK_SIZE + len(res["block_sums"]))
-        block_sums[blocks] = res["block_sums"]
-        abs_sig_sums[blocks] = res["abs_sig_sums"]
-        for k in totals:
-            totals[k] += res[k]
-        fam[...] += res["family"]
+        self.block_sums[blocks] = res["block_sums"]
+        self.abs_sig_sums[blocks] = res["abs_sig_sums"]
+        for k in self.totals:
+            self.totals[k] += res[k]
+        self.fam[...] += res["family"]
+        self._reported()
 
-    jobs = [(design, ss, a, b, spec, collect) for a, b in ranges]
-    null = None
-    if size:
-        null_design = null_counterpart(design)
-        alts = () if inference == "welch" else ("welch",)
-        nspec = dataclasses.replace(spec, null=True, alternatives=alts,
-                                    extra_draws=MAXT_EXTRA_DRAWS)
-        key = ("null", repr(null_design), replicates, repr(nspec), ss.entropy,
-               ss.spawn_key)
-        null = cache.get(key)
-        if null is None:
-            null = _NullTotals(replicates, m, F, alts, MAXT_EXTRA_DRAWS)
-            cache[key] = null
-            jobs += [(null_design, child_seed(ss, NULL_STREAM), a, b, nspec,
-                      null.collect) for a, b in ranges]
-    _run(jobs, n_jobs, progress, replicates * (2 if len(jobs) > len(ranges) else 1),
-         f"power {design.name}")
+    def when_ready(self, fn) -> None:
+        """Call ``fn()`` once this run's chunks, null counterpart and truth are in."""
+        deps = [d for d in (self, self.null, self.truth) if d is not None]
+        left = [len(deps)]
 
-    # Medians a few columns at a time: bounded temporaries at 1e6 replicates.
-    median_p = np.empty(m)
-    for c in range(0, m, 8):
-        absp = np.abs(signed_p[:, c : c + 8])
-        med = np.nanmedian if np.isnan(absp).any() else np.median
-        median_p[c : c + 8] = med(absp, axis=0)
-    del absp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_est = block_sums.sum(axis=0) / totals["est_valid"]
-    n_valid = totals["valid"]
-    lo, hi = wilson_interval(totals["reject"], n_valid)
-    names = pd.MultiIndex.from_product(
-        [design.roi_names, design.outcome_names, TERMS],
-        names=["roi", "outcome", "term"],
-    ).to_frame(index=False)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        table = names.assign(
+        def one():
+            left[0] -= 1
+            if left[0] == 0:
+                fn()
+
+        for d in deps:
+            d.then(one)
+
+    def result(self, *, stacklevel: int = 2) -> PowerResult:
+        """Return the :class:`PowerResult` (every task must have reported)."""
+        design, replicates, spec = self.design, self.replicates, self.spec
+        inference, ss, null = self.inference, self.ss, self.null
+        totals, signed_p = self.totals, self.signed_p
+        J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
+        m = J * K * T
+        # Medians a few columns at a time: bounded temporaries at 1e6 replicates.
+        median_p = np.empty(m)
+        for c in range(0, m, 8):
+            absp = np.abs(signed_p[:, c : c + 8])
+            med = np.nanmedian if np.isnan(absp).any() else np.median
+            median_p[c : c + 8] = med(absp, axis=0)
+        del absp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_est = self.block_sums.sum(axis=0) / totals["est_valid"]
+        n_valid = totals["valid"]
+        lo, hi = wilson_interval(totals["reject"], n_valid)
+        names = pd.MultiIndex.from_product(
+            [design.roi_names, design.outcome_names, TERMS],
+            names=["roi", "outcome", "term"],
+        ).to_frame(index=False)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table = names.assign(
+                inference=inference,
+                power=totals["reject"] / n_valid,
+                power_ci_low=lo,
+                power_ci_high=hi,
+                median_p=median_p.astype(float),
+                mean_estimate=mean_est,
+                power_positive=totals["reject_pos"] / n_valid,
+                power_negative=totals["reject_neg"] / n_valid,
+                valid=n_valid,
+            )
+        table = table.assign(**_size_columns(null, spec, "reject", "valid"))
+        if self.truth is not None:
+            value, value_se = self.truth.value
+            table = table.assign(**_design_analysis_columns(
+                value.ravel(), value_se.ravel(), totals,
+                self.abs_sig_sums.sum(axis=0)))
+        else:
+            table = table.assign(true_value=np.nan, true_value_se=np.nan,
+                                 type_s=np.nan, exaggeration=np.nan)
+        if (n_valid < replicates).any():
+            warnings.warn(
+                f"{int(replicates * m - n_valid.sum())} model fits had no valid "
+                "p-value (too few subjects or a rank-deficient design); power is "
+                "over valid replicates only",
+                stacklevel=stacklevel,
+            )
+        familywise, critical = _familywise_table(spec, self.fam, signed_p, null,
+                                                 replicates)
+        alternative = None
+        if null is not None and null.alternatives:
+            alt = null.alternatives[0]
+            alternative = names.assign(inference=alt, **_size_columns(
+                null, spec, f"reject_{alt}", f"valid_{alt}"))[
+                ["roi", "outcome", "term", "inference", "size", "size_ok"]]
+        return PowerResult(
+            design=design,
+            replicates=replicates,
+            alpha=float(self.alpha),
+            seed=int(ss.entropy),
+            spawn_key=tuple(int(k) for k in ss.spawn_key),
+            table=table,
+            familywise=familywise,
+            signed_p=signed_p.reshape(replicates, J, K, T),
             inference=inference,
-            power=totals["reject"] / n_valid,
-            power_ci_low=lo,
-            power_ci_high=hi,
-            median_p=median_p.astype(float),
-            mean_estimate=mean_est,
-            power_positive=totals["reject_pos"] / n_valid,
-            power_negative=totals["reject_neg"] / n_valid,
-            valid=n_valid,
+            critical_p=critical,
+            alternative_size=alternative,
         )
-    table = table.assign(**_size_columns(null, spec, "reject", "valid"))
-    if design_analysis:
-        ref = design.with_n(max(design.n, _reference_n_per_trial()))
-        key = ("truth", repr(ref), inference, ss.entropy, ss.spawn_key)
-        if key not in cache:
-            cache[key] = true_values(design, inference=inference,
-                                     seed=child_seed(ss, TRUTH_STREAM))
-        value, value_se = cache[key]
-        table = table.assign(**_design_analysis_columns(
-            value.ravel(), value_se.ravel(), totals, abs_sig_sums.sum(axis=0)))
-    else:
-        table = table.assign(true_value=np.nan, true_value_se=np.nan, type_s=np.nan,
-                             exaggeration=np.nan)
-    if (n_valid < replicates).any():
-        warnings.warn(
-            f"{int(replicates * m - n_valid.sum())} model fits had no valid p-value "
-            "(too few subjects or a rank-deficient design); power is over valid "
-            "replicates only",
-            stacklevel=2,
-        )
-    familywise, critical = _familywise_table(spec, fam, signed_p, null, replicates)
-    alternative = None
-    if null is not None and null.alternatives:
-        alt = null.alternatives[0]
-        alternative = names.assign(inference=alt, **_size_columns(
-            null, spec, f"reject_{alt}", f"valid_{alt}"))[
-            ["roi", "outcome", "term", "inference", "size", "size_ok"]]
-    return PowerResult(
-        design=design,
-        replicates=replicates,
-        alpha=float(alpha),
-        seed=int(ss.entropy),
-        spawn_key=tuple(int(k) for k in ss.spawn_key),
-        table=table,
-        familywise=familywise,
-        signed_p=signed_p.reshape(replicates, J, K, T),
-        inference=inference,
-        critical_p=critical,
-        alternative_size=alternative,
-    )
+
+
+def _run_points(designs, *, keep, ex, bar, replicates, alpha, inference, ss,
+                chunk_size, families, size, design_analysis, workers) -> None:
+    """Power at every design of ``designs``, all points' tasks streamed at once.
+
+    Each point is planned when the executor asks for more work and handed to
+    ``keep(i, result)`` as soon as everything it needs has reported, so a grid
+    of thousands of points keeps only the points in flight in memory. Points
+    share one cache (common random numbers: a null counterpart or a reference
+    sample shared by several points is simulated once).
+    """
+    cache: dict = {}
+
+    def tasks():
+        for i, d in enumerate(designs):
+            run = _PowerRun(d, replicates=replicates, alpha=alpha,
+                            inference=inference, ss=ss,
+                            chunk=_chunk_replicates(d, chunk_size),
+                            families=families, size=size,
+                            design_analysis=design_analysis, cache=cache,
+                            workers=workers)
+            run.when_ready(functools.partial(_keep_result, keep, i, run))
+            yield from run.tasks
+
+    ex.run(tasks(), progress=bar)
+
+
+def _keep_result(keep, i, run) -> None:
+    keep(i, run.result(stacklevel=5))
+
+
+def _points_work(designs, replicates: int, size: bool) -> int:
+    """Replicates a streamed run of ``designs`` simulates (for a progress total)."""
+    nulls = {repr(null_counterpart(d)) for d in designs} if size else ()
+    return replicates * (len(designs) + len(nulls))
 
 
 def _reference_n_per_trial() -> int:
@@ -812,11 +943,12 @@ def _reference_n_per_trial() -> int:
     return math.ceil(REFERENCE_N / BLOCK_SIZE)
 
 
-class _NullTotals:
+class _NullTotals(_Waitable):
     """Accumulated results of the null counterpart's chunks."""
 
     def __init__(self, replicates: int, m: int, F: int, alternatives: tuple,
-                 extra_draws: int):
+                 extra_draws: int, chunks: int):
+        super().__init__(chunks)
         self.replicates = replicates
         self.alternatives = alternatives
         self.totals = {k: np.zeros(m, np.int64) for k in ("reject", "valid")}
@@ -836,25 +968,7 @@ class _NullTotals:
         if self.minp.shape[1] > 1:
             self.minp[a:b, 1:] = res["minp_extra"]
         self.minp_dir[a:b] = res["minp_dir"]
-
-
-def _run(jobs, n_jobs: int, progress, total: int, desc: str) -> None:
-    """Run ``(design, seed, start, stop, spec, collect)`` jobs; collect each."""
-    with _progress_bar(progress, total, desc) as bar:
-        if n_jobs == 1 or len(jobs) == 1:
-            for design, seed, a, b, spec, collect in jobs:
-                collect(a, b, _chunk(design, seed, a, b, spec))
-                bar.update(b - a)
-            return
-        # Workers die with this process and stop on Ctrl-C / SIGTERM.
-        with process_pool(min(n_jobs, len(jobs))) as ex:
-            futs = {ex.submit(_chunk, *job[:5]): job for job in jobs}
-            for f in cf.as_completed(futs):
-                # pop: a finished future holds its result until released.
-                _, _, a, b, _, collect = futs.pop(f)
-                collect(a, b, f.result())
-                del f
-                bar.update(b - a)
+        self._reported()
 
 
 def _size_columns(null, spec: _Spec, reject: str, valid: str) -> dict:
@@ -944,17 +1058,6 @@ def _maxt_size(minp: np.ndarray, minp_dir: np.ndarray, alpha: float) -> int:
             crit = _maxt_critical(minp[fit].ravel(), alpha)
             n += int(np.sum(minp_dir[use] < crit))
     return n
-
-
-def _check_n_jobs(n_jobs) -> int:
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or (
-        n_jobs == 0 or n_jobs < -1
-    ):
-        raise ValueError(f"n_jobs must be a positive integer or -1 (all CPUs), "
-                         f"got {n_jobs!r}")
-    if n_jobs == -1:
-        return os.cpu_count() or 1
-    return int(n_jobs)
 
 
 # --------------------------------------------------------------------- analytic
@@ -1133,6 +1236,7 @@ def power_curve(
     size: bool = True,
     design_analysis: bool = True,
     progress: bool | None = None,
+    dask=None,
 ) -> PowerCurve:
     """Power of every test as ``parameter`` takes each of ``values``.
 
@@ -1141,6 +1245,9 @@ def power_curve(
     curve) simulate it once. Other arguments as in :func:`power`; ``parameter``
     as in :func:`vary_design`. The table holds every column of
     :attr:`PowerResult.table` per point, size and design analysis included.
+    The chunks of all points are handed to the workers together (``n_jobs``,
+    ``dask``), so a curve keeps a cluster busy; each point is the same as a
+    :func:`power` run of its design with the same seed.
     """
     if parameter not in CURVE_PARAMETERS:
         raise ValueError(f"unknown curve parameter {parameter!r}; expected one of "
@@ -1149,16 +1256,17 @@ def power_curve(
     if not values:
         raise ValueError("values must not be empty")
     ss = as_seed_sequence(rng)
-    tabs, fams = [], []
-    cache: dict = {}
-    for v in values:
-        d = vary_design(design, parameter, v)
-        res = power(d, replicates=replicates, alpha=alpha, inference=inference,
-                    rng=ss, n_jobs=n_jobs, chunk_size=chunk_size, families=families,
-                    size=size, design_analysis=design_analysis, progress=progress,
-                    _cache=cache)
-        tabs.append(res.table.assign(parameter=parameter, value=v))
-        fams.append(res.familywise.assign(parameter=parameter, value=v))
+    designs = [vary_design(design, parameter, v) for v in values]
+    tabs, fams = [None] * len(values), [None] * len(values)
+
+    def keep(i, res):
+        tabs[i] = res.table.assign(parameter=parameter, value=values[i])
+        fams[i] = res.familywise.assign(parameter=parameter, value=values[i])
+
+    _run_designs(designs, keep=keep, desc=f"power curve over {parameter}",
+                 replicates=replicates, alpha=alpha, inference=inference, ss=ss,
+                 n_jobs=n_jobs, chunk_size=chunk_size, families=families, size=size,
+                 design_analysis=design_analysis, progress=progress, dask=dask)
     lead = ["parameter", "value"]
     tab = pd.concat(tabs, ignore_index=True)
     fam = pd.concat(fams, ignore_index=True)
@@ -1169,6 +1277,31 @@ def power_curve(
         seed=int(ss.entropy),
         replicates=replicates,
     )
+
+
+def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_jobs,
+                 chunk_size, families, size, design_analysis, progress, dask) -> None:
+    """Validate once, then stream every point's tasks (:func:`_run_points`)."""
+    if not designs:
+        raise ValueError("values must not be empty")
+    replicates = _check_int("replicates", replicates, 1)
+    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not (
+        0 < alpha < 1
+    ):
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    inference = check_inference(inference)
+    workers = check_n_jobs(n_jobs)
+    if chunk_size is not None:
+        _check_int("chunk_size", chunk_size, 1)
+    for d in designs[:1]:
+        _normalise_families(d, families)  # bad families fail before any work
+    with (open_executor(n_jobs, dask) as ex,
+          _progress.bar(progress, _points_work(designs, replicates, size), desc,
+                        unit="rep") as bar):
+        _run_points(designs, keep=keep, ex=ex, bar=bar, replicates=replicates,
+                    alpha=float(alpha), inference=inference, ss=ss,
+                    chunk_size=chunk_size, families=families, size=size,
+                    design_analysis=design_analysis, workers=workers)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -1350,6 +1483,7 @@ def sample_size(
     n_jobs: int = 1,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    dask=None,
 ) -> SampleSizeResult:
     """Smallest total n at which every test in ``tests`` has the target power.
 
@@ -1369,9 +1503,9 @@ def sample_size(
         of a reported finding needs); without, rejections of either sign.
     n_min, n_max : int
         Search range (default from the smallest n with 4 per arm up to 1000).
-    replicates, alpha, inference, rng, n_jobs, chunk_size, progress
+    replicates, alpha, inference, rng, n_jobs, chunk_size, progress, dask
         As in :func:`power` (the search counts power only: no null counterpart
-        and no design analysis at each n).
+        and no design analysis at each n; one set of workers serves every n).
 
     Returns
     -------
@@ -1406,13 +1540,17 @@ def sample_size(
     n_max = _check_int("n_max", n_max, n_min)
     ss = as_seed_sequence(rng)
     cache: dict[int, tuple] = {}
+    stack = contextlib.ExitStack()
+    ex = stack.enter_context(open_executor(n_jobs, dask))
+    bar = stack.enter_context(_progress.bar(progress, None, "sample size",
+                                            unit="rep"))
 
     def evaluate(n):
         if n not in cache:
             res = power(vary_design(design, "n", n), replicates=replicates,
                         alpha=alpha, inference=inference, rng=ss, n_jobs=n_jobs,
                         chunk_size=chunk_size, size=False, design_analysis=False,
-                        families=any_families or None, progress=progress)
+                        families=any_families or None, progress=bar, dask=ex)
             rows = np.array([finding_power(res, t) for t in tests])
             worst = int(np.argmin(rows[:, 0]))
             label = "/".join(str(x) for x in tests[worst] if x is not None)
@@ -1442,8 +1580,9 @@ def sample_size(
                 lo = mid
         return hi
 
-    found = smallest(0)
-    plaus = (smallest(2), smallest(1))
+    with stack:
+        found = smallest(0)
+        plaus = (smallest(2), smallest(1))
     ev = pd.DataFrame(
         [(n, *v) for n, v in sorted(cache.items())],
         columns=["n", "power", "power_ci_low", "power_ci_high", "limiting_test"],
