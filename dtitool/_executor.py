@@ -43,6 +43,7 @@ __all__ = [
     "Executor",
     "Shared",
     "Task",
+    "available_cpus",
     "check_n_jobs",
     "environment",
     "open_executor",
@@ -141,8 +142,16 @@ def check_n_jobs(n_jobs) -> int:
         raise ValueError(f"n_jobs must be a positive integer or -1 (all CPUs), "
                          f"got {n_jobs!r}")
     if n_jobs == -1:
-        return os.cpu_count() or 1
+        return available_cpus()
     return int(n_jobs)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity: what a batch job was given)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _is_client(obj) -> bool:
@@ -189,7 +198,9 @@ class Executor:
             Advanced by each finished task's ``size``.
         """
         shared = dict(shared or {})
-        if self.kind == "serial":
+        if self.kind == "serial" or (self.kind == "processes" and isinstance(
+                tasks, list | tuple) and len(tasks) <= 1 and self._pool is None):
+            # (one task: not worth starting worker processes for)
             for t in tasks:
                 t.done(t.fn(*_resolve(t.args, shared)))
                 if progress is not None:

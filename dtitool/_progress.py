@@ -7,8 +7,9 @@ results):
   bar while it runs; each step ends with one line
   ``step 2/6 fitting tensors ... done in 12.3 s``;
 - elsewhere (a log file, a batch job, a pipe) the same line, written in two
-  parts: the step's name when it starts, ``done in 12.3 s`` when it ends, so a
-  log shows what a run is doing;
+  parts for a step that takes longer than :data:`BAR_DELAY_S`: its name then,
+  ``done in 12.3 s`` when it ends, so a log shows what a run is doing (a run
+  that stops at once on bad input writes only its error line);
 - with ``--quiet``, nothing.
 
 Library functions take ``progress``: None (a bar of their own on a terminal,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -170,26 +172,51 @@ class Progress:
         out = self.stream
         t = time.perf_counter()
         tty = out.isatty()
+        # Off a terminal the step's name is written once it has run for
+        # BAR_DELAY_S (a log shows what a long run is doing), else with its
+        # time at the end: a run that stops at once on bad input writes
+        # nothing but its one error line.
+        state = {"written": tty, "over": False}
+        lock = threading.Lock()
+
+        def announce():
+            with lock:
+                if not state["over"] and not state["written"]:
+                    out.write(f"{label} ...")
+                    out.flush()
+                    state["written"] = True
+
+        timer = None
         if tty:
             b = _tqdm(total, label, unit, out, delay=BAR_DELAY_S)
         else:
-            out.write(f"{label} ...")
-            out.flush()
             b = _NullBar()
+            timer = threading.Timer(BAR_DELAY_S, announce)
+            timer.daemon = True
+            timer.start()
         try:
             yield b
         except BaseException:
+            if timer is not None:
+                timer.cancel()
+            with lock:
+                state["over"] = True
+                if tty:
+                    b.close()
+                elif state["written"]:
+                    out.write("\n")
+                    out.flush()
+            raise
+        if timer is not None:
+            timer.cancel()
+        with lock:
+            state["over"] = True
             if tty:
                 b.close()
-            else:
-                out.write("\n")
-                out.flush()
-            raise
-        if tty:
-            b.close()
-            out.write(f"{label} ...")
-        out.write(f" done in {time.perf_counter() - t:.1f} s\n")
-        out.flush()
+            if tty or not state["written"]:
+                out.write(f"{label} ...")
+            out.write(f" done in {time.perf_counter() - t:.1f} s\n")
+            out.flush()
 
     def note(self, text: str) -> None:
         """Write one line (not a step), unless quiet."""

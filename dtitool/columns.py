@@ -289,6 +289,17 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "power_ci_high": _c("smallest upper 95 % Wilson bound over the tests",
                             "mc"),
     },
+    "power_grid": {
+        "n": _c("total sample size at the grid point", "text", "participants"),
+        "ratio": _c("allocation ratio ketamine:saline at the grid point (2 = 2:1)",
+                    "exact"),
+        "effect": _c("multiplier of every ROI-outcome correlation of true change "
+                     "at the grid point (1 = the design)", "exact"),
+        "reliability": _c("dMD reliability in the ketamine arm at the grid point "
+                          "(set through each ROI's test-retest CV)", "exact"),
+        "cv": _c("test-retest coefficient of variation of MD at the grid point "
+                 "(every ROI)", "exact"),
+    },
     "familywise": {
         "size": _c("family-wise error in the null counterpart (at least one "
                    "finding found; max-T: out-of-sample)", "prop"),

@@ -3,7 +3,9 @@
 No third-party client: Chromium's ``--remote-debugging-pipe`` reads NUL-terminated
 JSON commands on fd 3 and writes responses and events on fd 4. Used by the report
 test to load a page, collect console errors and exceptions, check that every image
-decoded, and take a full-page screenshot.
+decoded, and take a full-page screenshot; and by the power-explorer test to run
+scripts in a loaded page (:func:`run_in_page`: move a control, read what is
+plotted).
 """
 
 from __future__ import annotations
@@ -189,5 +191,68 @@ def render_page(exe: str, page: Path, screenshot: Path, *, width: int = 1280,
                 errors.append(p["entry"].get("text", "log error"))
         info.update(errors=errors, screenshot=screenshot)
         return info
+    finally:
+        pipe.close()
+
+
+def _errors(events: list[dict]) -> list[str]:
+    errors = []
+    for ev in events:
+        m, p = ev.get("method"), ev.get("params", {})
+        if m == "Runtime.exceptionThrown":
+            errors.append(p["exceptionDetails"].get("text", "exception"))
+        elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            errors.append(" ".join(str(a.get("value", a.get("description", "")))
+                                   for a in p.get("args", [])))
+        elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+            errors.append(p["entry"].get("text", "log error"))
+    return errors
+
+
+def run_in_page(exe: str, page: Path, scripts: list[str], *,
+                screenshot: Path | None = None, width: int = 1100,
+                height: int = 900) -> dict:
+    """Load ``page``, evaluate each script in turn, return their values.
+
+    Each script is a JavaScript expression whose value is JSON-serialisable
+    (``returnByValue``); scripts run one after the other in the same page, so
+    one can move a control and the next read what the page shows. Returns a
+    dict with ``values`` (one per script), ``errors`` (console errors,
+    uncaught exceptions, failed loads, and the ``url`` of any request the page
+    made beyond itself: a self-contained page makes none) and ``screenshot``.
+    """
+    pipe = _Pipe(exe)
+    try:
+        target = pipe.send("Target.createTarget", {"url": "about:blank"})
+        sess = pipe.send("Target.attachToTarget",
+                         {"targetId": target["targetId"], "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Page", "Network"):
+            pipe.send(f"{domain}.enable", session=sess)
+        pipe.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1,
+                   "mobile": False}, session=sess)
+        url = page.resolve().as_uri()
+        pipe.send("Page.navigate", {"url": url}, session=sess)
+        pipe.wait_event("Page.loadEventFired", timeout=60)
+        values = []
+        for script in scripts:
+            res = pipe.send("Runtime.evaluate", {"expression": script,
+                                                 "returnByValue": True,
+                                                 "awaitPromise": True},
+                            session=sess)
+            if "exceptionDetails" in res:
+                raise RuntimeError(f"script failed: {res['exceptionDetails']}")
+            values.append(res["result"].get("value"))
+        if screenshot is not None:
+            shot = pipe.send("Page.captureScreenshot", {"format": "png"},
+                             session=sess, timeout=60)
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+        errors = _errors(pipe.events)
+        for ev in pipe.events:
+            if ev.get("method") == "Network.requestWillBeSent":
+                req = ev["params"]["request"]["url"]
+                if req != url and not req.startswith(("data:", "about:")):
+                    errors.append(f"request beyond the page: {req}")
+        return {"values": values, "errors": errors, "screenshot": screenshot}
     finally:
         pipe.close()

@@ -187,7 +187,7 @@ def test_write_tree_and_image_path_agrees_with_table(tmp_path, phantom):
     np.testing.assert_allclose(merged["md_x"], merged["md_y"], rtol=MD_MAP_RTOL)
     # Files are byte-identical for the same seed, and equal to the in-memory maps.
     again = write_cohort_images(
-        parts, table, tmp_path / "again", rng=11, phantom=phantom, n_threads=1
+        parts, table, tmp_path / "again", rng=11, phantom=phantom, n_jobs=2
     )
     for p in again["md_path"]:
         assert (out / p).read_bytes() == (tmp_path / "again" / p).read_bytes()

@@ -11,19 +11,20 @@ naming the valid ones. Options that never change the results (output paths,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from dtitool import __version__
 from dtitool.design import StudyDesign, available_presets, load_preset, read_design
 
 NOT_RECORDED = frozenset({
     "out", "force", "quiet", "design", "preset", "seed", "n", "n_jobs",
-    "chunk_size", "help", "version",
+    "chunk_size", "dask", "help", "version",
 })
 """Options that are not part of a run record: where outputs go, how they are
-computed (workers, chunks) and what is printed never change the results; the
-design (with ``--n`` applied) and the seed are recorded separately."""
+computed (workers, chunks, Dask) and what is printed never change the results;
+the design (with ``--n`` applied) and the seed are recorded separately."""
 
 RUN_META = ("seed", "command", "dtitool_version")
 """Keys of a ``[run]`` table besides the command's own options."""
@@ -183,3 +184,32 @@ def resolve_design(args: argparse.Namespace) -> tuple[StudyDesign, int]:
                              or seed < 0):
         raise ValueError(f"--seed must be a non-negative integer; got {seed!r}")
     return design, int(as_seed_sequence(seed).entropy)
+
+
+def add_execution_options(p: argparse.ArgumentParser, *, what: str) -> None:
+    """Add ``--n-jobs`` and ``--dask``: where the work of a command runs."""
+    p.add_argument("--n-jobs", type=int, default=None, metavar="N",
+                   help=f"worker processes for the {what} (default -1: one per "
+                   "CPU this process may use; with --dask local, the cluster's "
+                   "workers); results do not depend on it")
+    p.add_argument("--dask", metavar="local|ADDRESS", default=None,
+                   help=f"run the {what} on Dask: 'local' starts a LocalCluster "
+                   "of --n-jobs workers for this run; tcp://HOST:PORT or a "
+                   "scheduler file (.json) uses a running cluster (SLURM/PBS with "
+                   "dask-jobqueue: docs/scale-out.md). Byte-identical results; "
+                   'needs pip install "dtitool[dask]"')
+
+
+def n_jobs(args: argparse.Namespace) -> int:
+    """Return the ``--n-jobs`` worker count (default -1: every available CPU)."""
+    n = getattr(args, "n_jobs", None)
+    return -1 if n is None else n
+
+
+@contextlib.contextmanager
+def executor(args: argparse.Namespace) -> Iterator[object]:
+    """Open where a command's tasks run (``--n-jobs``, ``--dask``) for a block."""
+    from dtitool._executor import open_executor
+
+    with open_executor(n_jobs(args), getattr(args, "dask", None)) as ex:
+        yield ex

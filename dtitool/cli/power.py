@@ -8,7 +8,14 @@ import sys
 
 from dtitool._constants import CURVE_PARAMETERS, TERMS
 from dtitool._io import atomic_outputs, write_tsv
-from dtitool.cli._common import add_design_options, resolve_design, run_record
+from dtitool._progress import Progress
+from dtitool.cli._common import (
+    add_design_options,
+    add_execution_options,
+    executor,
+    resolve_design,
+    run_record,
+)
 from dtitool.design import design_to_toml
 
 MAX_CURVE_POINTS = 200
@@ -29,7 +36,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "unadjusted, Holm, Benjamini-Hochberg and max-T, with the family-wise "
         "error in the null counterpart) and DIR/design.toml (design and seed). "
         "--curve adds power_curve.tsv and power_curve.png; --target-power adds "
-        "sample_size.tsv. A warning line names tests whose size is off.",
+        "sample_size.tsv; --grid (repeatable, one axis each) adds power_grid.tsv "
+        "(one row per grid point and test) and power_explorer.html (an "
+        "interactive page: a control per axis, power and size against any axis, "
+        "the target-power line and the n reaching it). A warning line names "
+        "tests whose size is off. Progress goes to stderr; --dask runs the "
+        "simulations on a Dask cluster (docs/scale-out.md).",
     )
     add_design_arguments(p)
     p.add_argument("--n", type=int, default=None, help="override the sample size")
@@ -38,6 +50,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "ratio=1,1.5,2,3, effect=0.5:1.5:0.25, reliability=0.4:0.9:0.1 "
                    "or cv=0.01:0.05:0.01 (start:stop:step, stop included, or a "
                    "comma list)")
+    p.add_argument("--grid", action="append", default=None, metavar="PARAM=VALUES",
+                   help="one axis of a power surface (repeat for more axes; any "
+                   f"of {', '.join(CURVE_PARAMETERS)}, values as for --curve), "
+                   "e.g. --grid n=40:400:20 --grid effect=0.25:1.5:0.25 --grid "
+                   "reliability=0.2:0.9:0.1; every point uses the same seed")
     p.add_argument("--target-power", type=float, default=None, metavar="P",
                    help="find the smallest total n at which every target test "
                    "(--test, default the reported tests or every interaction) has "
@@ -68,14 +85,13 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
                    help="ols: classical pooled-variance tests (the reported "
                    "analysis; default); hc3: HC3 robust SEs; welch: arms fitted "
                    "separately, Welch-Satterthwaite df (see docs/model.md)")
-    p.add_argument("--n-jobs", type=int, default=1,
-                   help="worker processes (-1: all CPUs); results do not depend on it")
+    add_execution_options(p, what="simulated trials")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="replicates per chunk (bounds memory; results do not "
                    "depend on it)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true",
-                   help="no progress bar and no summary on stdout")
+                   help="no progress on stderr and no summary on stdout")
     p.add_argument("--force", action="store_true",
                    help="replace the outputs of an earlier dtitool run in DIR (only "
                    "files listed in its dtitool-run.json and unchanged since)")
@@ -94,54 +110,70 @@ def resolve(args):
     return design, seed
 
 
-def _curve_number(text: str, spec: str) -> float:
+def _curve_number(text: str, spec: str, option: str) -> float:
     try:
         v = float(text)
     except ValueError:
-        raise ValueError(f"--curve values must be numbers; got {text.strip()!r} in "
+        raise ValueError(f"{option} values must be numbers; got {text.strip()!r} in "
                          f"{spec!r}") from None
     if not math.isfinite(v):
-        raise ValueError(f"--curve values must be finite numbers; got "
+        raise ValueError(f"{option} values must be finite numbers; got "
                          f"{text.strip()!r} in {spec!r}")
     return v
 
 
-def parse_curve(spec: str) -> tuple[str, list[float]]:
+def parse_curve(spec: str, *, option: str = "--curve") -> tuple[str, list[float]]:
     """Parse ``PARAM=start:stop:step`` or ``PARAM=v1,v2,...``.
 
     Values must be finite; ``n`` values whole numbers (never silently
-    truncated); at most :data:`MAX_CURVE_POINTS` of them.
+    truncated); at most :data:`MAX_CURVE_POINTS` of them. ``option`` names the
+    option in messages (``--curve``, ``--grid``).
     """
     name, sep, values = spec.partition("=")
     name = name.strip()
     if not sep or name not in CURVE_PARAMETERS:
-        raise ValueError(f"--curve must be PARAM=VALUES with PARAM one of "
+        raise ValueError(f"{option} must be PARAM=VALUES with PARAM one of "
                          f"{', '.join(CURVE_PARAMETERS)}; got {spec!r}")
     if ":" in values:
         parts = values.split(":")
         if len(parts) != 3:
-            raise ValueError(f"--curve range must be start:stop:step; got {values!r}")
-        start, stop, step = (_curve_number(v, spec) for v in parts)
+            raise ValueError(f"{option} range must be start:stop:step; got "
+                             f"{values!r}")
+        start, stop, step = (_curve_number(v, spec, option) for v in parts)
         if step <= 0 or stop < start:
-            raise ValueError(f"--curve range needs step > 0 and stop >= start; got "
+            raise ValueError(f"{option} range needs step > 0 and stop >= start; got "
                              f"{values!r}")
         count = math.floor((stop - start) / step + 0.5) + 1
         if count > MAX_CURVE_POINTS:
-            raise ValueError(f"--curve needs 1 to {MAX_CURVE_POINTS} values; "
+            raise ValueError(f"{option} needs 1 to {MAX_CURVE_POINTS} values; "
                              f"{values!r} gives {count}")
         out = [round(start + i * step, 10) for i in range(count)]
         out = [v for v in out if v < stop + step / 2]  # as numpy.arange
     else:
-        out = [_curve_number(v, spec) for v in values.split(",")]
+        out = [_curve_number(v, spec, option) for v in values.split(",")]
     if not out or len(out) > MAX_CURVE_POINTS:
-        raise ValueError(f"--curve needs 1 to {MAX_CURVE_POINTS} values; got "
+        raise ValueError(f"{option} needs 1 to {MAX_CURVE_POINTS} values; got "
                          f"{len(out)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{option} repeats a value in {spec!r}")
     if name == "n":
         frac = [v for v in out if v != math.floor(v)]
         if frac:
-            raise ValueError(f"--curve n values must be whole numbers; got {frac[0]:g}")
+            raise ValueError(f"{option} n values must be whole numbers; got "
+                             f"{frac[0]:g}")
         return name, [int(v) for v in out]
     return name, out
+
+
+def parse_grid(specs) -> list[tuple[str, list[float]]]:
+    """Parse the ``--grid`` axes; each parameter at most once."""
+    axes = [parse_curve(g, option="--grid") for g in specs]
+    names = [a for a, _ in axes]
+    dup = sorted({a for a in names if names.count(a) > 1})
+    if dup:
+        raise ValueError(f"--grid gives parameter {dup[0]!r} twice; one --grid per "
+                         "parameter")
+    return axes
 
 
 def parse_test(spec: str, *, signed: bool = False) -> tuple:
@@ -161,6 +193,7 @@ def run(args) -> int:
         POWER_COLUMNS,
         power,
         power_curve,
+        power_grid,
         power_summary,
         sample_size,
         size_warning,
@@ -169,6 +202,7 @@ def run(args) -> int:
 
     design, seed = resolve(args)
     curve = parse_curve(args.curve) if args.curve else None
+    grid = parse_grid(args.grid) if args.grid else None
     if args.n_max < 1:
         raise ValueError(f"--n-max must be a positive integer; got {args.n_max}")
     families = {}
@@ -194,20 +228,27 @@ def run(args) -> int:
             targets = reported  # each with its reported sign
     elif args.test:
         raise ValueError("--test is used with --target-power")
-    progress = False if args.quiet else None
-    common = {"alpha": args.alpha, "inference": args.inference,
-              "n_jobs": args.n_jobs, "chunk_size": args.chunk_size,
-              "progress": progress}
 
     names = ["power.tsv", "familywise.tsv", "design.toml"]
     if curve:
         names += ["power_curve.tsv", "power_curve.png"]
     if args.target_power is not None:
         names += ["sample_size.tsv", "sample_size_trace.tsv"]
-    with atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
-                        seed=seed) as tmp:
-        res = power(design, replicates=args.replicates, rng=seed, families=families,
-                    **common)
+    if grid:
+        names += ["power_grid.tsv", "power_explorer.html"]
+    steps = 1 + bool(curve) + (args.target_power is not None) + bool(grid) + bool(
+        curve or grid)
+    prog = Progress(steps, quiet=args.quiet)
+    R = args.replicates
+    with (atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
+                         seed=seed) as tmp,
+          executor(args) as ex):
+        common = {"alpha": args.alpha, "inference": args.inference, "n_jobs":
+                  ex.workers, "chunk_size": args.chunk_size, "dask": ex,
+                  "replicates": R, "rng": seed}
+        with prog.step(f"power of {design.name!r}: {R} trials and {R} of its null "
+                       "counterpart", unit="rep") as bar:
+            res = power(design, families=families, progress=bar, **common)
         write_tsv(res.table[list(POWER_COLUMNS)], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
         (tmp / "design.toml").write_text(
@@ -217,24 +258,53 @@ def run(args) -> int:
             encoding="utf-8")
         pc = None
         if curve:
-            pc = power_curve(design, parameter=curve[0], values=curve[1],
-                             replicates=args.replicates, rng=seed, families=families,
-                             **common)
+            with prog.step(f"power curve over {curve[0]}: {len(curve[1])} points",
+                           unit="rep") as bar:
+                pc = power_curve(design, parameter=curve[0], values=curve[1],
+                                 families=families, progress=bar, **common)
             write_tsv(pc.table, tmp / "power_curve.tsv")
         ss = None
         if args.target_power is not None:
-            ss = sample_size(design, target_power=args.target_power, tests=targets,
-                             n_max=args.n_max, replicates=args.replicates, rng=seed,
-                             **common)
+            with prog.step(f"searching the n for power {args.target_power:g}",
+                           unit="rep") as bar:
+                ss = sample_size(design, target_power=args.target_power,
+                                 tests=targets, n_max=args.n_max, progress=bar,
+                                 **common)
             write_tsv(ss.table, tmp / "sample_size.tsv")
             write_tsv(ss.evaluated, tmp / "sample_size_trace.tsv")
-        if curve:
-            from dtitool.report.plots import curve_marks, save_power_curve
+        pg = None
+        if grid:
+            points = math.prod(len(v) for _, v in grid)
+            with prog.step(f"power grid: {points} points x {R} trials",
+                           unit="rep") as bar:
+                pg = power_grid(design, axes=grid, progress=bar, **common)
+            write_tsv(pg.table, tmp / "power_grid.tsv")
+        if curve or grid:
+            with prog.step("writing " + " and ".join(
+                    n for n, on in (("the curve figure", curve),
+                                    ("the explorer", grid)) if on)):
+                if curve:
+                    from dtitool.report.plots import curve_marks, save_power_curve
 
-            save_power_curve(pc, tmp / "power_curve.png",
-                             tests=reported or None,
-                             target_power=args.target_power,
-                             marks=curve_marks(pc, design, ss))
+                    save_power_curve(pc, tmp / "power_curve.png",
+                                     tests=reported or None,
+                                     target_power=args.target_power,
+                                     marks=curve_marks(pc, design, ss))
+                if grid:
+                    from dtitool.report.explorer import explorer_html
+
+                    (tmp / "power_explorer.html").write_text(
+                        explorer_html(pg, target_power=args.target_power or 0.8,
+                                      tests=reported or None),
+                        encoding="utf-8")
+    if pg is not None and pg.impossible:
+        import warnings
+
+        total = math.prod(len(v) for _, v in pg.axes)
+        warnings.warn(f"{len(pg.impossible)} of {total} grid "
+                      "points are not possible designs (their rows in "
+                      f"power_grid.tsv are empty); first: {pg.impossible[0]}",
+                      stacklevel=2)
     if not args.quiet:
         print(power_summary(res, reported, pc, ss))
         print(f"wrote {', '.join(names)} to {args.out}")

@@ -15,6 +15,8 @@ import argparse
 import sys
 
 from dtitool._io import atomic_outputs, write_tsv
+from dtitool._progress import Progress
+from dtitool.cli._common import executor
 from dtitool.cli.power import add_design_arguments, resolve
 
 
@@ -65,17 +67,24 @@ def run(args) -> int:
     if args.compare != "none":
         other = load_preset(args.compare or other_world(design))
     families = reported_families(design) or None
-    kw = {"replicates": args.replicates, "rng": seed, "alpha": args.alpha,
-          "inference": args.inference, "n_jobs": args.n_jobs,
-          "chunk_size": args.chunk_size, "progress": False if args.quiet else None}
-    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
-                        inputs=[args.design], seed=seed) as tmp:
-        res = power(design, families=families, **kw)
+    prog = Progress(1 + (other is not None), quiet=args.quiet)
+    R = args.replicates
+    with (atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
+                         inputs=[args.design], seed=seed) as tmp,
+          executor(args) as ex):
+        kw = {"replicates": R, "rng": seed, "alpha": args.alpha,
+              "inference": args.inference, "n_jobs": ex.workers,
+              "chunk_size": args.chunk_size, "dask": ex}
+        with prog.step(f"power of {design.name!r}: {R} trials and {R} of its null "
+                       "counterpart", unit="rep") as bar:
+            res = power(design, families=families, progress=bar, **kw)
         table = reproduce_table(res)
         if other is not None:
             # the other world's power and median p only (its size is not shown)
-            res_o = power(other, families=reported_families(other) or None,
-                          size=False, design_analysis=False, **kw)
+            with prog.step(f"power of {other.name!r}: {R} trials",
+                           unit="rep") as bar:
+                res_o = power(other, families=reported_families(other) or None,
+                              size=False, design_analysis=False, progress=bar, **kw)
             table = compare_worlds(table, reproduce_table(res_o), other.name)
         table = add_needed(table, design, alpha=args.alpha)
         write_tsv(table, tmp / "reproduce.tsv")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from dtitool._io import atomic_outputs
-from dtitool.cli._common import add_design_options, resolve_design, run_record
+from dtitool._progress import Progress
+from dtitool.cli._common import (
+    add_design_options,
+    add_execution_options,
+    executor,
+    resolve_design,
+    run_record,
+)
 
 IMAGES_DIR = "derivatives/dtitool"
 
@@ -60,9 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace the outputs of an earlier dtitool run in DIR (only "
                    "files listed in its dtitool-run.json and unchanged since)")
+    add_execution_options(p, what="participants' images")
     p.add_argument("--quiet", action="store_true",
-                   help="do not print the design summary (MD model per ROI, scores "
-                   "per arm)")
+                   help="print nothing (no progress, no design summary)")
     return p
 
 
@@ -93,28 +100,39 @@ def run(args) -> int:
         "  dtitool simulate --design design.toml --out DIR"
     )
     outputs = (*COHORT_FILES, IMAGES_DIR) if args.images else COHORT_FILES
+    prog = Progress(2 if args.images else 1, quiet=args.quiet)
     # Enter first: existing outputs are refused before the simulation.
     with atomic_outputs(args.out, outputs, force=args.force, inputs=[args.design],
                         seed=seed) as tmp:
-        cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
+        with prog.step(f"simulating {args.replicates} trial(s) of {design.name!r}"):
+            cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
+            cohort.write(tmp, run=run_record(args, seed), header=header)
         if args.images:
             # Inside the same atomic block: tables and images appear together.
-            write_cohort_images(
-                cohort.participants,
-                cohort.roi_md,
-                tmp / IMAGES_DIR,
-                rng=image_seed_sequence(seed),
-                dwi_subjects=dwi_subjects,
-                snr=args.snr,
-            )
-        cohort.write(tmp, run=run_record(args, seed), header=header)
+            scans = len(cohort.roi_md[["participant_id", "session"]]
+                        .drop_duplicates())
+            with (prog.step(f"writing MD maps of {scans} scans"
+                            + (f" and DWI of {dwi_subjects} participant(s)"
+                               if dwi_subjects else ""), unit="scan") as bar,
+                  executor(args) as ex):
+                write_cohort_images(
+                    cohort.participants,
+                    cohort.roi_md,
+                    tmp / IMAGES_DIR,
+                    rng=image_seed_sequence(seed),
+                    dwi_subjects=dwi_subjects,
+                    snr=args.snr,
+                    dask=ex,
+                    progress=bar,
+                )
+    if args.quiet:
+        return 0
     n_t, n_c = design.arm_sizes()
     print(
         f"simulated {args.replicates} replicate(s) of {design.name!r}: n = "
         f"{design.n} ({n_t} ketamine, {n_c} saline), {len(design.rois)} ROIs, "
         f"seed {seed}"
     )
-    if not args.quiet:
-        print(describe_design(design))
+    print(describe_design(design))
     print(f"wrote {', '.join(outputs)} to {args.out}")
     return 0

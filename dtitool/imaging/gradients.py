@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "B0_THRESHOLD",
+    "bvals_bvecs_text",
     "check_bvals",
     "clean_bvecs",
     "default_protocol",
@@ -249,10 +250,17 @@ def write_bvals_bvecs(
         )
     if not (np.all(np.isfinite(bvals)) and np.all(np.isfinite(bvecs))):
         raise ValueError("bvals and bvecs must be finite")
-    Path(fbval).write_text(" ".join(f"{b:.10g}" for b in bvals) + "\n")
-    Path(fbvec).write_text(
-        "\n".join(" ".join(f"{v:.10g}" for v in row) for row in bvecs.T) + "\n"
-    )
+    bval_text, bvec_text = bvals_bvecs_text(bvals, bvecs)
+    Path(fbval).write_text(bval_text)
+    Path(fbvec).write_text(bvec_text)
+
+
+def bvals_bvecs_text(bvals: np.ndarray, bvecs: np.ndarray) -> tuple[str, str]:
+    """Return the FSL ``.bval`` and ``.bvec`` texts of a (checked) gradient table."""
+    bvals = np.asarray(bvals, dtype=float)
+    bvecs = np.asarray(bvecs, dtype=float)
+    return (" ".join(f"{b:.10g}" for b in bvals) + "\n",
+            "\n".join(" ".join(f"{v:.10g}" for v in row) for row in bvecs.T) + "\n")
 
 
 def _half_sphere_spiral(n: int) -> np.ndarray:

@@ -78,22 +78,26 @@ from dtitool.stats.inference import (
 __all__ = [
     "ANY_OUTCOME",
     "CURVE_PARAMETERS",
+    "GRID_COLUMNS",
     "INFERENCE",
     "METHODS",
     "POWER_COLUMNS",
     "TERMS",
     "BatchModels",
     "PowerCurve",
+    "PowerGrid",
     "PowerResult",
     "SampleSizeResult",
     "analytic_power",
     "batch_models",
+    "design_parameter",
     "finding_p",
     "finding_power",
     "finding_size",
     "null_counterpart",
     "power",
     "power_curve",
+    "power_grid",
     "sample_size",
     "size_band",
     "size_warning",
@@ -1302,6 +1306,211 @@ def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_job
                     alpha=float(alpha), inference=inference, ss=ss,
                     chunk_size=chunk_size, families=families, size=size,
                     design_analysis=design_analysis, workers=workers)
+
+
+GRID_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
+                "power_ci_high", "median_p", "size", "size_ci_low", "size_ci_high",
+                "size_ok", "true_value", "type_s", "exaggeration")
+"""Columns of ``power_grid.tsv`` after the grid's axes (one column per axis)."""
+
+MAX_GRID_POINTS = 100_000
+"""Most points a grid may have (its table has one row per point and test)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PowerGrid:
+    """Power over a grid of design parameters (a power surface).
+
+    Parameters
+    ----------
+    axes : tuple of (str, tuple of float)
+        The grid's axes in order: parameter (:data:`CURVE_PARAMETERS`) and values.
+    table : pandas.DataFrame
+        One row per point and test: a column per axis (named by its parameter),
+        then :data:`GRID_COLUMNS`. A point whose design is not possible (its
+        correlations not jointly possible, say at a large ``effect``) has its
+        rows with every number empty (NaN).
+    impossible : tuple of str
+        Why each impossible point is impossible (one message per point).
+    seed : int
+        Seed shared by every point (common random numbers).
+    replicates : int
+    alpha : float
+    inference : str
+    design_name : str
+    base : dict
+        The design's own value of each axis parameter.
+    """
+
+    axes: tuple[tuple[str, tuple[float, ...]], ...]
+    table: pd.DataFrame
+    impossible: tuple[str, ...]
+    seed: int
+    replicates: int
+    alpha: float
+    inference: str
+    design_name: str
+    base: Mapping[str, float]
+
+
+def design_parameter(design: StudyDesign, parameter: str) -> float:
+    """Return the design's own value of a curve parameter (:func:`vary_design`).
+
+    ``effect`` is 1 (the design's correlations); ``reliability`` is the median
+    over ROIs of the ketamine-arm dMD reliability; ``cv`` the median CV.
+    """
+    if parameter == "n":
+        return float(design.n)
+    if parameter == "ratio":
+        return design.allocation.ketamine / design.allocation.saline
+    if parameter == "effect":
+        return 1.0
+    if parameter == "reliability":
+        return float(np.median(list(design.reliability("ketamine").values())))
+    if parameter == "cv":
+        return float(np.median([r.cv for r in design.rois]))
+    raise ValueError(f"unknown curve parameter {parameter!r}; expected one of "
+                     f"{list(CURVE_PARAMETERS)}")
+
+
+def _grid_axes(axes) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    items = list(axes.items()) if isinstance(axes, Mapping) else list(axes)
+    if not items:
+        raise ValueError("a grid needs at least one axis")
+    out, seen = [], set()
+    for item in items:
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise ValueError(f"each grid axis must be (parameter, values); got "
+                             f"{item!r}")
+        name, values = item
+        if name not in CURVE_PARAMETERS:
+            raise ValueError(f"unknown grid parameter {name!r}; expected one of "
+                             f"{list(CURVE_PARAMETERS)}")
+        if name in seen:
+            raise ValueError(f"grid parameter {name!r} is given twice")
+        seen.add(name)
+        values = tuple(values)
+        if not values:
+            raise ValueError(f"grid axis {name!r} has no values")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float | np.number) or (
+                    not math.isfinite(float(v))):
+                raise ValueError(f"grid axis {name!r} values must be finite "
+                                 f"numbers; got {v!r}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"grid axis {name!r} repeats a value")
+        out.append((name, values))
+    if {"cv", "reliability"} <= seen:
+        raise ValueError("a grid cannot vary both cv and reliability (both set "
+                         "the scan-rescan CV); choose one")
+    points = math.prod(len(v) for _, v in out)
+    if points > MAX_GRID_POINTS:
+        raise ValueError(f"the grid has {points} points; at most "
+                         f"{MAX_GRID_POINTS} are allowed (fewer values per axis)")
+    return tuple(out)
+
+
+def power_grid(
+    design: StudyDesign,
+    *,
+    axes,
+    replicates: int = 1000,
+    alpha: float = 0.05,
+    inference: str = "ols",
+    rng=None,
+    n_jobs: int = 1,
+    chunk_size: int | None = None,
+    size: bool = True,
+    design_analysis: bool = True,
+    progress: bool | None = None,
+    dask=None,
+) -> PowerGrid:
+    """Power of every test at every point of a grid of design parameters.
+
+    Parameters
+    ----------
+    design : StudyDesign
+    axes : mapping or sequence of (parameter, values)
+        Any of :data:`CURVE_PARAMETERS` (not both ``cv`` and ``reliability``),
+        each with its values, e.g. ``{"n": range(40, 401, 20), "effect": [0.5,
+        1], "reliability": [0.4, 0.6, 0.8]}``. A point sets each parameter in
+        axis order (:func:`vary_design`).
+    replicates, alpha, inference, rng, n_jobs, chunk_size, size, design_analysis,
+    progress, dask
+        As in :func:`power`. Every point uses the same seed (common random
+        numbers, as :func:`power_curve`): the surface is smooth, and points
+        sharing a null counterpart or a reference sample simulate it once.
+
+    Returns
+    -------
+    PowerGrid
+
+    Notes
+    -----
+    The chunks of every point are streamed to the workers together (local
+    processes or a Dask cluster), a point is reduced to its rows as soon as it
+    is complete, so memory holds only the points in flight. Each point's rows
+    are those of a :func:`power` run of its design with the same seed, whatever
+    ran it.
+    """
+    if not isinstance(design, StudyDesign):
+        raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
+    axes = _grid_axes(axes)
+    names = [a for a, _ in axes]
+    for name, values in axes:
+        if name == "n" and any(float(v) != int(v) for v in values):
+            raise ValueError("grid axis 'n' values must be whole numbers")
+    import itertools
+
+    points = list(itertools.product(*(v for _, v in axes)))
+    designs, where, impossible = [], [], {}
+    for i, point in enumerate(points):
+        d = design
+        try:
+            for name, v in zip(names, point, strict=True):
+                d = vary_design(d, name, int(v) if name == "n" else v)
+        except ValueError as e:
+            at = ", ".join(f"{a} = {v:g}"
+                           for a, v in zip(names, point, strict=True))
+            impossible[i] = f"{at}: {' '.join(str(e).split())}"
+            continue
+        designs.append(d)
+        where.append(i)
+    ss = as_seed_sequence(rng)
+    tables: list = [None] * len(points)
+
+    def keep(j, res):
+        tables[where[j]] = res.table[list(GRID_COLUMNS)]
+
+    if designs:
+        _run_designs(designs, keep=keep, desc="power grid", replicates=replicates,
+                     alpha=alpha, inference=inference, ss=ss, n_jobs=n_jobs,
+                     chunk_size=chunk_size, families=None, size=size,
+                     design_analysis=design_analysis, progress=progress, dask=dask)
+    template = None
+    for t in tables:
+        if t is not None:
+            template = t
+            break
+    if template is None:
+        raise ValueError("no point of the grid is a possible design; first: "
+                         + next(iter(impossible.values())))
+    blank = template.copy()
+    for col in GRID_COLUMNS[4:]:
+        blank[col] = np.nan if col != "size_ok" else pd.NA
+    frames = []
+    for i, point in enumerate(points):
+        t = tables[i] if tables[i] is not None else blank
+        axis_cols = {name: (int(v) if name == "n" else float(v))
+                     for name, v in zip(names, point, strict=True)}
+        frames.append(t.assign(**axis_cols))
+    table = pd.concat(frames, ignore_index=True)
+    table = table[names + list(GRID_COLUMNS)]
+    return PowerGrid(axes=axes, table=table, impossible=tuple(impossible.values()),
+                     seed=int(ss.entropy), replicates=int(replicates),
+                     alpha=float(alpha), inference=inference,
+                     design_name=design.name,
+                     base={name: design_parameter(design, name) for name in names})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
