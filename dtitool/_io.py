@@ -54,7 +54,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from dtitool._workers import deferred_signals
+from dtitool._workers import deferred_signals, parent_only
 
 try:  # POSIX; elsewhere the lock is advisory on process ids only
     import fcntl
@@ -685,6 +685,7 @@ class OutputTransaction:
         try:
             fd = os.open(pre / _LOCK, os.O_CREAT | os.O_RDWR
                          | getattr(os, "O_CLOEXEC", 0), 0o644)
+            parent_only(fd)  # forked workers do not keep the lock
             _lock_nb(fd)
             os.write(fd, json.dumps({"pid": os.getpid(), "command": self.command,
                                      "destination": str(dest)}).encode())
@@ -708,6 +709,7 @@ class OutputTransaction:
                 raise ValueError(f"cannot lock {str(dest)!r}: {str(path)!r} is busy")
         except BaseException:
             if fd >= 0:
+                parent_only(fd, held=False)
                 os.close(fd)
             shutil.rmtree(pre, ignore_errors=True)
             raise
@@ -918,14 +920,40 @@ class OutputTransaction:
             with contextlib.suppress(ValueError):
                 _ACTIVE.remove(stage.new)
             if stage.fd >= 0:
-                shutil.rmtree(stage.path, ignore_errors=True)
+                _remove_stage(stage.path)
+                parent_only(stage.fd, held=False)
                 os.close(stage.fd)
                 stage.fd = -1
         self.stages.clear()
 
 
+def _remove_stage(path: Path) -> None:
+    """Remove a staging folder, its lock file last.
+
+    Killed half-way, the folder keeps its lock file, so the next run sees a
+    dead run's folder (lock free) and reaps it at once, rather than a lockless
+    folder it must leave alone for a while (it could be one being set up).
+    """
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    for e in entries:
+        if e.name == _LOCK:
+            continue
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(e.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(e.path)
+    with contextlib.suppress(OSError):
+        os.unlink(path / _LOCK)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _detach(stage: _Stage) -> int:
     if stage.fd >= 0:
+        parent_only(stage.fd, held=False)
         os.close(stage.fd)
     return -1
 

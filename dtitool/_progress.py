@@ -1,10 +1,10 @@
 """Progress of a run: a bar on a terminal, one line per step otherwise.
 
-Every command reports its steps the same way, on stderr (stdout keeps the
-results):
+Every command reports its steps the same way, on stdout (stderr carries only
+problems: one line per error, and warnings):
 
 - on a terminal, a step that runs longer than :data:`BAR_DELAY_S` shows a tqdm
-  bar while it runs; each step ends with one line
+  bar (on stderr, erased when done) while it runs; each step ends with one line
   ``step 2/6 fitting tensors ... done in 12.3 s``;
 - elsewhere (a log file, a batch job, a pipe) the same line, written in two
   parts for a step that takes longer than :data:`BAR_DELAY_S`: its name then,
@@ -106,7 +106,7 @@ def bar(progress, total: float | None, desc: str, *, unit: str = "it"):
 
 
 class Progress:
-    """The steps of one command run, reported on stderr.
+    """The steps of one command run, reported on stdout (bars on stderr).
 
     Parameters
     ----------
@@ -115,7 +115,8 @@ class Progress:
     quiet : bool
         Report nothing.
     stream : file, optional
-        Where to report (default ``sys.stderr`` at the time of each write).
+        Where to write the step lines (default ``sys.stdout`` at the time of
+        each write); a terminal there means bars on stderr.
 
     Examples
     --------
@@ -138,8 +139,8 @@ class Progress:
 
     @property
     def stream(self):
-        """The stream reports go to."""
-        return self._stream if self._stream is not None else sys.stderr
+        """The stream step lines go to."""
+        return self._stream if self._stream is not None else sys.stdout
 
     def elapsed(self) -> float:
         """Seconds since the run started."""
@@ -171,7 +172,7 @@ class Progress:
             return
         out = self.stream
         t = time.perf_counter()
-        tty = out.isatty()
+        tty = out.isatty() and sys.stderr.isatty()
         # Off a terminal the step's name is written once it has run for
         # BAR_DELAY_S (a log shows what a long run is doing), else with its
         # time at the end: a run that stops at once on bad input writes
@@ -188,7 +189,7 @@ class Progress:
 
         timer = None
         if tty:
-            b = _tqdm(total, label, unit, out, delay=BAR_DELAY_S)
+            b = _tqdm(total, label, unit, sys.stderr, delay=BAR_DELAY_S)
         else:
             b = _NullBar()
             timer = threading.Timer(BAR_DELAY_S, announce)

@@ -37,6 +37,7 @@ __all__ = [
     "Terminated",
     "deferred_signals",
     "die_with_parent",
+    "parent_only",
     "process_pool",
     "termination_signals",
     "worker_initializer",
@@ -44,6 +45,23 @@ __all__ = [
 
 _PARENT_POLL_S = 0.5
 _PR_SET_PDEATHSIG = 1
+
+_PARENT_ONLY_FDS: set[int] = set()
+
+
+def parent_only(fd: int, *, held: bool = True) -> None:
+    """Register (or, ``held=False``, forget) a descriptor workers must not keep.
+
+    A forked worker inherits every open descriptor of its parent. The lock of
+    a run's staging folder (an ``flock``) is released only when every copy of
+    its descriptor is closed, so a worker still holding a copy for a moment
+    after its parent was killed would keep the dead run's folder locked:
+    :func:`worker_initializer` closes these descriptors first thing.
+    """
+    if held:
+        _PARENT_ONLY_FDS.add(int(fd))
+    else:
+        _PARENT_ONLY_FDS.discard(int(fd))
 
 
 class Terminated(BaseException):
@@ -152,6 +170,10 @@ def worker_initializer(parent_pid: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for fd in list(_PARENT_ONLY_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _PARENT_ONLY_FDS.clear()
     die_with_parent(parent_pid)
 
 

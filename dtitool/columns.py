@@ -300,6 +300,24 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "cv": _c("test-retest coefficient of variation of MD at the grid point "
                  "(every ROI)", "exact"),
     },
+    "tensor_fits": {
+        "session": _c("session label of the DWI (ses-<label>; empty without "
+                      "sessions)", "text"),
+        "dwi": _c("the DWI, relative to the --bids folder", "text"),
+        "mask": _c("brain mask of the fit", "text", levels={
+            "given": "the *_desc-brain_mask.nii.gz beside the DWI",
+            "median-otsu": "computed from the b0 volumes (median filter and "
+                           "Otsu threshold), written beside the maps"}),
+        "voxels_fitted": _c("voxels of the mask fitted", "text", "voxels"),
+        "nonfinite_voxels": _c("voxels of the mask left out: NaN or infinite "
+                               "signal", "text", "voxels"),
+        "no_signal_voxels": _c("voxels of the mask left out: signal <= 0 in "
+                               "every volume", "text", "voxels"),
+        "fa_clipped_voxels": _c("fitted voxels whose FA was clipped to 1 (a "
+                                "negative eigenvalue)", "text", "voxels"),
+        "negative_md_voxels": _c("fitted voxels with negative MD (kept as "
+                                 "fitted)", "text", "voxels"),
+    },
     "familywise": {
         "size": _c("family-wise error in the null counterpart (at least one "
                    "finding found; max-T: out-of-sample)", "prop"),

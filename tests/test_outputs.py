@@ -193,14 +193,15 @@ def test_concurrent_run_is_refused_with_one_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_two_processes_at_once_one_wins(tmp_path):
     out = tmp_path / "c"
-    cmd = [sys.executable, "-m", "dtitool", "simulate", "--seed", "1", "--n",
-           "20", "--images", "--out", str(out)]
-    # a slow run (images) and, while it writes, a quick one into the same folder
-    a = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
+    base = [sys.executable, "-m", "dtitool", "simulate", "--seed", "1", "--n", "20"]
+    # a slow run (images, DWI of one participant) and, while it writes, a quick
+    # one into the same folder
+    a = subprocess.Popen([*base, "--images", "--dwi-subjects", "1", "--out",
+                          str(out)], env=ENV, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while not list(tmp_path.glob(".dtitool-tmp-*/*")) and time.time() < deadline:
         time.sleep(0.02)
-    b = subprocess.run([*cmd[:-3], "--out", str(out)], env=ENV,
+    b = subprocess.run([*base, "--out", str(out)], env=ENV,
                        capture_output=True, text=True)
     a_err = a.communicate()[1]
     assert (a.returncode, b.returncode) == (0, 2), (a_err, b.stderr)

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 from dtitool._io import atomic_outputs, read_tsv, write_tsv
+from dtitool._progress import Progress
+from dtitool.cli._common import add_execution_options, executor
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -48,6 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="replace the output of an earlier dtitool run (only a file "
                    "listed in its folder's dtitool-run.json and unchanged since)")
+    add_execution_options(p, what="maps (Dask workers must see the files)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing (no progress, no summary)")
     return p
 
 
@@ -80,10 +85,17 @@ def run(args) -> int:
     side = re.sub(r"\.nii(\.gz)?$", "", args.labels) + ".tsv"
     inputs = [*maps, args.labels, args.lut, args.mapping, side]
     # Enter first: an existing output is refused before reading every map.
+    prog = Progress(1, quiet=args.quiet)
     with atomic_outputs(out.parent, [out.name], force=args.force,
                         inputs=inputs) as tmp:
-        table = extract_roi_md(maps, args.labels, lut=args.lut, ids=ids)
+        with (prog.step(f"extracting ROI MD from {len(maps)} map(s)",
+                        total=len(maps), unit="map") as bar,
+              executor(args) as ex):
+            table = extract_roi_md(maps, args.labels, lut=args.lut, ids=ids,
+                                   dask=ex, progress=bar)
         write_tsv(table, tmp / out.name)
+    if args.quiet:
+        return 0
     print(
         f"wrote {out}: {len(maps)} map(s) x {table['roi'].nunique()} ROIs "
         f"({table['participant_id'].nunique()} participants)"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["median_otsu", "otsu_threshold"]
+__all__ = ["median_filter", "median_otsu", "otsu_threshold"]
 
 
 def otsu_threshold(image, *, nbins: int = 256) -> float:
@@ -84,11 +84,12 @@ def median_otsu(b0, *, median_radius: int = 4, numpass: int = 4) -> np.ndarray:
 
     Notes
     -----
-    The median filter dominates the cost: about 6 s per pass and million
-    voxels on one core (scipy's ``median_filter`` over a 9 x 9 x 9 window).
+    The median filter dominates the cost. scipy's ``median_filter`` (what DIPY
+    calls) takes about 6 s per pass and million voxels on one core over a
+    9 x 9 x 9 window; :func:`median_filter` gives the same values several
+    times faster (it selects among the ranks of the values, as small
+    integers), so a 2 mm whole-head b0 takes a few seconds, not half a minute.
     """
-    from scipy import ndimage
-
     b0 = np.asarray(b0, dtype=float)
     if b0.ndim != 3:
         raise ValueError(f"b0 has shape {b0.shape}; expected a 3D image")
@@ -97,9 +98,78 @@ def median_otsu(b0, *, median_radius: int = 4, numpass: int = 4) -> np.ndarray:
     if median_radius < 0 or numpass < 0:
         raise ValueError("median_radius and numpass must be >= 0")
     size = 2 * int(median_radius) + 1
-    data = b0.copy()
-    out = np.empty_like(data)
+    # Work on ranks: a median filter only compares values, so filtering the
+    # ranks of the distinct values and mapping back is exact, and small
+    # integers select fastest. Later passes only ever see values (ranks) that
+    # are already there.
+    values, ranks = np.unique(b0, return_inverse=True)
+    ranks = ranks.reshape(b0.shape).astype(_rank_dtype(len(values)))
     for _ in range(int(numpass)):
-        ndimage.median_filter(data, size=size, output=out)
-        data, out = out, data
+        ranks = median_filter(ranks, size)
+    data = values[ranks]
     return data > otsu_threshold(data)
+
+
+_CHUNK_ELEMENTS = 1 << 24  # window values gathered per step (~32 MB as int16)
+
+
+def _rank_dtype(n: int):
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if n <= np.iinfo(dt).max + 1:
+            return dt
+    return np.int64
+
+
+def median_filter(image: np.ndarray, size: int) -> np.ndarray:
+    """Return the median over a cubic window of side ``size`` (odd), per voxel.
+
+    The same values as ``scipy.ndimage.median_filter(image, size=size)`` (its
+    default ``mode="reflect"``: the edge is mirrored, repeating the edge voxel),
+    computed by gathering each voxel's window (a strided view of the padded
+    image, copied a slab of voxels at a time) and selecting its middle element
+    with :func:`numpy.partition`.
+
+    Parameters
+    ----------
+    image : ndarray, shape (X, Y, Z)
+        Any real dtype; small integer types (ranks) are fastest.
+    size : int
+        Odd side of the window (2 r + 1).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``image``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage
+    >>> x = np.random.default_rng(0).integers(0, 50, (6, 7, 5))
+    >>> bool((median_filter(x, 3) == ndimage.median_filter(x, size=3)).all())
+    True
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image has shape {image.shape}; expected 3D")
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd integer; got {size}")
+    if size == 1:
+        return image.copy()
+    r = size // 2
+    # scipy's "reflect" (d c b a | a b c d) is numpy's "symmetric"; for a pad
+    # wider than the image, scipy keeps reflecting, as numpy does.
+    padded = np.pad(image, r, mode="symmetric")
+    win = sliding_window_view(padded, (size, size, size))
+    out = np.empty_like(image)
+    X, Y, Z = image.shape
+    k = size ** 3
+    mid = k // 2
+    rows = max(1, _CHUNK_ELEMENTS // (Y * Z * k))
+    for x0 in range(0, X, rows):
+        w = win[x0 : x0 + rows].reshape(-1, k)  # a copy: the slab's windows
+        out[x0 : x0 + rows] = np.partition(w, mid, axis=1)[:, mid].reshape(
+            -1, Y, Z)
+    return out

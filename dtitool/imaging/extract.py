@@ -7,24 +7,31 @@ mean MD per ROI, in the ``roi_md.tsv`` format with voxel counts.
 
 Each map is reduced in one vectorised pass: the voxels inside any ROI are
 gathered once (their flat indices precomputed from the atlas) and summed per
-label with :func:`numpy.bincount`, so the cost is reading the file.
+label with :func:`numpy.bincount`, so the cost is reading the file (with ISA-L
+or zlib-ng installed, decompressed in one call: :mod:`dtitool._gzip`). Maps are
+independent tasks:
+local worker processes or a Dask cluster reduce them in batches.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from dtitool import _progress
 from dtitool._constants import MD_UNIT, ROI_NAMES, SESSIONS
+from dtitool._executor import Shared, Task, open_executor
 from dtitool._io import read_tsv
-from dtitool.imaging.nifti import check_header, load_nifti, read_data
+from dtitool.imaging.nifti import check_header, has_scaling, load_nifti, read_data
 
 __all__ = ["extract_roi_md", "ids_from_path", "read_lut"]
 
@@ -187,12 +194,81 @@ def _resolve_ids(maps, ids) -> list[tuple[str, str]]:
     return ids
 
 
+_MAPS_PER_TASK = 8
+"""Maps reduced per task: enough to amortise a task's overhead on a cluster."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """The atlas as every map's reduction needs it (shared with the workers)."""
+
+    shape: tuple
+    affine: np.ndarray
+    name: str
+    roi_f: np.ndarray  # flat Fortran-order index of each ROI voxel (C order)
+    roi_code: np.ndarray  # its ROI (0 .. n_roi - 1)
+    n_roi: int
+    names: tuple
+
+
+def _reduce_maps(geo: _Geometry, maps) -> list[tuple]:
+    """Per map: ROI sums, voxel counts, exclusions (3), per-ROI exclusions, median."""
+    return [_reduce_map(geo, m) for m in maps]
+
+
+def _reduce_map(geo: _Geometry, m) -> tuple:
+    img, name = _load_nifti(m, "MD map")
+    shape = _as_3d_shape(img, name, "MD map")
+    if shape != geo.shape:
+        raise ValueError(
+            f"MD map {name!r} has grid shape {shape} but atlas {geo.name!r} "
+            f"has {geo.shape}; resample the map (or atlas) onto the other's "
+            "grid"
+        )
+    if not np.allclose(img.affine, geo.affine, rtol=0, atol=1e-3):
+        raise ValueError(
+            f"MD map {name!r} has affine {np.round(img.affine, 4).tolist()} but "
+            f"atlas {geo.name!r} has {np.round(geo.affine, 4).tolist()}; "
+            "they are not on the same grid"
+        )
+    # Stored values as they are (float32 maps: exact in float64 below); scaled
+    # ones in float64, as nibabel scales them.
+    arr = read_data(img, name, "MD map",
+                    dtype=np.float64 if has_scaling(img) else None)
+    vals = arr.reshape(-1, order="F")[geo.roi_f].astype(np.float64)
+    n_roi, code = geo.n_roi, geo.roi_code
+    excl_roi = np.zeros(n_roi, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(vals) & (vals > 0)
+    if good.all():
+        sums = np.bincount(code, vals, n_roi)
+        counts = np.bincount(code, minlength=n_roi)
+        excl = np.zeros(3, dtype=np.int64)
+    else:
+        sums = np.bincount(code[good], vals[good], n_roi)
+        counts = np.bincount(code[good], minlength=n_roi)
+        bad = vals[~good]
+        nonfinite = ~np.isfinite(bad)
+        excl = np.array([nonfinite.sum(), (bad == 0).sum(),
+                         (np.isfinite(bad) & (bad < 0)).sum()], dtype=np.int64)
+        excl_roi = np.bincount(code[~good], minlength=n_roi)
+    if np.any(counts == 0):
+        empty = np.asarray(geo.names)[counts == 0].tolist()
+        raise ValueError(
+            f"MD map {name!r} has no usable (finite, > 0) voxels in ROI(s) {empty}"
+        )
+    return sums, counts, excl, excl_roi, float(np.median(sums / counts))
+
+
 def extract_roi_md(
     maps: Sequence,
     labels,
     *,
     lut: str | os.PathLike | pd.DataFrame | None = None,
     ids=None,
+    n_jobs: int = 1,
+    dask=None,
+    progress=None,
 ) -> pd.DataFrame:
     """Mean MD per ROI of each map, in the ``roi_md.tsv`` format.
 
@@ -212,6 +288,14 @@ def extract_roi_md(
         working folder and ``ids.attrs["base_dir"]``), a sequence of
         ``(participant_id, session)`` pairs in map order, or a dict from map to
         pair. ``None``: BIDS entities ``sub-`` and ``ses-`` in the file paths.
+    n_jobs : int
+        Worker processes (-1: all CPUs) reducing map files in batches; the table
+        does not depend on it (in-memory images are reduced here).
+    dask : None, "local", str or distributed.Client
+        Reduce the map files on Dask instead (its workers must see the files:
+        a shared file system); see :func:`dtitool._executor.open_executor`.
+    progress : None, bool or bar
+        Progress over the maps (:mod:`dtitool._progress`).
 
     Returns
     -------
@@ -317,53 +401,38 @@ def extract_roi_md(
 
     # Precompute, once, the flat indices of ROI voxels and their compact codes
     # (by sorted search: a label of 2**31 costs nothing, unlike a lookup array).
+    # The voxels are taken in C order (the order their sums have always been
+    # formed in) from the maps' flat Fortran-order arrays (NIfTI's own order:
+    # no copy of a map to reorder it).
     flat_lab = lab.reshape(-1)
     roi_idx = np.flatnonzero(flat_lab)
     roi_code = np.searchsorted(lut_df["index"].to_numpy(), flat_lab[roi_idx])
+    roi_f = np.ravel_multi_index(np.unravel_index(roi_idx, atlas_shape),
+                                 atlas_shape, order="F")
     n_roi = len(lut_df)
-    atlas_affine = atlas_img.affine
+    geometry = _Geometry(atlas_shape, np.asarray(atlas_img.affine), atlas_name,
+                         roi_f, roi_code, n_roi, tuple(lut_df["name"]))
 
     sums = np.empty((len(maps), n_roi))
     counts = np.empty((len(maps), n_roi), dtype=np.int64)
     excl = np.empty((len(maps), 3), dtype=np.int64)  # non-finite, zero, negative
     excl_roi = np.zeros((len(maps), n_roi), dtype=np.int64)
     medians = np.empty(len(maps))
-    for n, m in enumerate(maps):
-        img, name = _load_nifti(m, "MD map")
-        shape = _as_3d_shape(img, name, "MD map")
-        if shape != atlas_shape:
-            raise ValueError(
-                f"MD map {name!r} has grid shape {shape} but atlas {atlas_name!r} "
-                f"has {atlas_shape}; resample the map (or atlas) onto the other's "
-                "grid"
-            )
-        if not np.allclose(img.affine, atlas_affine, rtol=0, atol=1e-3):
-            raise ValueError(
-                f"MD map {name!r} has affine {np.round(img.affine, 4).tolist()} but "
-                f"atlas {atlas_name!r} has {np.round(atlas_affine, 4).tolist()}; "
-                "they are not on the same grid"
-            )
-        vals = read_data(img, name, "MD map", dtype=np.float64).reshape(-1)[roi_idx]
-        with np.errstate(invalid="ignore"):
-            good = np.isfinite(vals) & (vals > 0)
-        if good.all():
-            sums[n] = np.bincount(roi_code, vals, n_roi)
-            counts[n] = np.bincount(roi_code, minlength=n_roi)
-            excl[n] = 0
-        else:
-            sums[n] = np.bincount(roi_code[good], vals[good], n_roi)
-            counts[n] = np.bincount(roi_code[good], minlength=n_roi)
-            bad = vals[~good]
-            nonfinite = ~np.isfinite(bad)
-            excl[n] = (nonfinite.sum(), (bad == 0).sum(),
-                       (np.isfinite(bad) & (bad < 0)).sum())
-            excl_roi[n] = np.bincount(roi_code[~good], minlength=n_roi)
-        if np.any(counts[n] == 0):
-            empty = lut_df["name"].to_numpy()[counts[n] == 0].tolist()
-            raise ValueError(
-                f"MD map {name!r} has no usable (finite, > 0) voxels in ROI(s) {empty}"
-            )
-        medians[n] = np.median(sums[n] / counts[n])
+
+    def keep(first, results):
+        for n, (s_, c_, e_, er_, med) in enumerate(results, start=first):
+            sums[n], counts[n], excl[n], excl_roi[n], medians[n] = s_, c_, e_, er_, med
+
+    in_memory = any(isinstance(m, _NIFTI_TYPES) for m in maps)
+    batch = 1 if in_memory else _MAPS_PER_TASK
+    tasks = [Task(_reduce_maps, (Shared("geometry"), maps[a:a + batch]),
+                  functools.partial(keep, a), len(maps[a:a + batch]))
+             for a in range(0, len(maps), batch)]
+    # In-memory images stay in this process; files go to the workers.
+    with (open_executor(1 if in_memory else n_jobs, None if in_memory else dask)
+          as ex,
+          _progress.bar(progress, len(maps), "extracting", unit="map") as bar):
+        ex.run(tasks, shared={"geometry": geometry}, progress=bar)
 
     if excl.sum():
         worst = int(np.argmax(excl.sum(axis=1)))

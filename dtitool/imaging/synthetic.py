@@ -591,7 +591,7 @@ def _nifti_bytes(
         if full[offset:] == data.tobytes(order="F"):
             _HEADERS[key] = full[:offset]
         # No time in the gzip header: the file is identical across runs (see
-        # dtitool._gzip for ISA-L and zlib).
+        # dtitool._gzip for zlib-ng and zlib).
         return compress(full, compresslevel)
     buf = bytearray(len(head) + data.nbytes)
     buf[: len(head)] = head
@@ -648,8 +648,8 @@ def write_cohort_images(
         the folder's ``dtitool-run.json``, unchanged since).
     compresslevel : int
         gzip level (1-9) of the NIfTI files. Level 1 is ~5x faster than 6 and
-        only ~1 % larger for noisy float data (with ISA-L, see
-        :mod:`dtitool._gzip`, 1-6 are its level 1).
+        only ~1 % larger for noisy float data (with zlib-ng, see
+        :mod:`dtitool._gzip`, its levels: 1 is ~6x faster than zlib's 1).
     n_jobs : int
         Worker processes (-1: all CPUs); each participant (all their scans) is
         one task. The files do not depend on it.
