@@ -48,6 +48,9 @@ _PR_SET_PDEATHSIG = 1
 
 _PARENT_ONLY_FDS: set[int] = set()
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM} | (
+    {signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
+
 
 def parent_only(fd: int, *, held: bool = True) -> None:
     """Register (or, ``held=False``, forget) a descriptor workers must not keep.
@@ -170,6 +173,12 @@ def worker_initializer(parent_pid: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # Forked with these signals blocked (see process_pool): now that their
+    # handlers are the worker's own, let pending ones in.
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     for fd in list(_PARENT_ONLY_FDS):
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -227,6 +236,29 @@ def _stop_now(ex: cf.ProcessPoolExecutor) -> None:
                 p.join(timeout=1)
 
 
+def _noop() -> None:
+    return None
+
+
+def _start(ex: cf.ProcessPoolExecutor) -> None:
+    """Fork the pool's workers now, with SIGINT/SIGTERM/SIGHUP blocked.
+
+    A forked worker starts with its parent's Python signal handlers (a
+    SIGTERM would raise :class:`Terminated` in it and print a traceback)
+    until :func:`worker_initializer` installs its own; blocked at the fork,
+    a signal waits for those. (A fork pool starts every worker at the first
+    task; the parent's own signals wait the few milliseconds this takes.)
+    """
+    if not hasattr(signal, "pthread_sigmask") or (
+            threading.current_thread() is not threading.main_thread()):
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        ex.submit(_noop).result()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _initialize(parent_pid: int, setup, setup_args: tuple) -> None:
     worker_initializer(parent_pid)
     if setup is not None:
@@ -257,6 +289,7 @@ def process_pool(max_workers: int, *, setup=None, setup_args: tuple = ()
         initializer=_initialize, initargs=(os.getpid(), setup, tuple(setup_args)),
     )
     try:
+        _start(ex)
         yield ex
     except BaseException:
         with deferred_signals():
