@@ -23,7 +23,6 @@ import contextlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 __all__ = ["BAR_DELAY_S", "Progress", "bar", "null_bar"]
 
@@ -136,6 +135,8 @@ class Progress:
         self._stream = stream
         self.i = 0
         self.t0 = time.perf_counter()
+        self._lock = threading.RLock()
+        self._open = None  # the step whose "label ..." line awaits its end
 
     @property
     def stream(self):
@@ -147,15 +148,20 @@ class Progress:
         return time.perf_counter() - self.t0
 
     def _label(self, text: str) -> str:
-        self.i += 1
-        if self.steps:
-            return f"step {self.i}/{max(self.steps, self.i)} {text}"
-        return text
+        with self._lock:
+            self.i += 1
+            if self.steps:
+                return f"step {self.i}/{max(self.steps, self.i)} {text}"
+            return text
 
-    @contextlib.contextmanager
-    def step(self, text: str, *, total: float | None = None, unit: str = "it"
-             ) -> Iterator[object]:  # fmt: skip
-        """Report one step; yield a bar that the step's work advances.
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+    def step(self, text: str, *, total: float | None = None, unit: str = "it",
+             background: bool = False) -> _Step:
+        """Report one step: a context manager yielding a bar its work advances.
 
         Parameters
         ----------
@@ -165,62 +171,98 @@ class Progress:
             Units of work, when known (the work may also set it).
         unit : str
             Unit of work.
+        background : bool
+            The step runs in another thread beside the others: no bar, and its
+            line is written whole when it ends.
+
+        Notes
+        -----
+        The step's number is taken when it is created, so a background step
+        keeps its place in the plan whenever it ends.
         """
-        label = self._label(text)
-        if self.quiet:
-            yield _NullBar()
-            return
-        out = self.stream
-        t = time.perf_counter()
-        tty = out.isatty() and sys.stderr.isatty()
-        # Off a terminal the step's name is written once it has run for
-        # BAR_DELAY_S (a log shows what a long run is doing), else with its
-        # time at the end: a run that stops at once on bad input writes
-        # nothing but its one error line.
-        state = {"written": tty, "over": False}
-        lock = threading.Lock()
-
-        def announce():
-            with lock:
-                if not state["over"] and not state["written"]:
-                    out.write(f"{label} ...")
-                    out.flush()
-                    state["written"] = True
-
-        timer = None
-        if tty:
-            b = _tqdm(total, label, unit, sys.stderr, delay=BAR_DELAY_S)
-        else:
-            b = _NullBar()
-            timer = threading.Timer(BAR_DELAY_S, announce)
-            timer.daemon = True
-            timer.start()
-        try:
-            yield b
-        except BaseException:
-            if timer is not None:
-                timer.cancel()
-            with lock:
-                state["over"] = True
-                if tty:
-                    b.close()
-                elif state["written"]:
-                    out.write("\n")
-                    out.flush()
-            raise
-        if timer is not None:
-            timer.cancel()
-        with lock:
-            state["over"] = True
-            if tty:
-                b.close()
-            if tty or not state["written"]:
-                out.write(f"{label} ...")
-            out.write(f" done in {time.perf_counter() - t:.1f} s\n")
-            out.flush()
+        return _Step(self, self._label(text), total, unit, background)
 
     def note(self, text: str) -> None:
         """Write one line (not a step), unless quiet."""
         if not self.quiet:
-            self.stream.write(text + "\n")
-            self.stream.flush()
+            self._write(text + "\n")
+
+
+class _Step:
+    """One step of a :class:`Progress` (see :meth:`Progress.step`)."""
+
+    def __init__(self, prog: Progress, label: str, total, unit: str,
+                 background: bool):
+        self.prog, self.label, self.total, self.unit = prog, label, total, unit
+        self.background = background
+        self._bar = None
+        self._timer = None
+        self._written = False
+        self._over = False
+        self._t = 0.0
+
+    def report(self, seconds: float) -> None:
+        """Write the line of a step that ran elsewhere and took ``seconds``."""
+        p = self.prog
+        if p.quiet:
+            return
+        with p._lock:
+            if p._open is not None:
+                p._write("\n")
+                p._open._written = False
+                p._open = None
+            p._write(f"{self.label} ... done in {seconds:.1f} s\n")
+
+    def __enter__(self):
+        p = self.prog
+        self._t = time.perf_counter()
+        if p.quiet or self.background:
+            return _NullBar()
+        tty = p.stream.isatty() and sys.stderr.isatty()
+        if tty:
+            self._bar = _tqdm(self.total, self.label, self.unit, sys.stderr,
+                              delay=BAR_DELAY_S)
+            self._written = True  # the line is written whole at the end
+            return self._bar
+        # Off a terminal the step's name is written once it has run for
+        # BAR_DELAY_S (a log shows what a long run is doing), else with its
+        # time at the end: a run that stops at once on bad input writes
+        # nothing but its one error line.
+        self._timer = threading.Timer(BAR_DELAY_S, self._announce)
+        self._timer.daemon = True
+        self._timer.start()
+        return _NullBar()
+
+    def _announce(self) -> None:
+        with self.prog._lock:
+            if not self._over and not self._written:
+                self.prog._write(f"{self.label} ...")
+                self._written = True
+                self.prog._open = self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        p = self.prog
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._bar is not None:
+            self._bar.close()
+        if p.quiet:
+            return False
+        with p._lock:
+            self._over = True
+            mine = p._open is self
+            if p._open is not None and not mine:
+                # another step's line is open: close it; it is written whole
+                # when that step ends
+                p._write("\n")
+                p._open._written = False
+                p._open = None
+            if mine:
+                p._open = None
+            if exc_type is not None:
+                if mine:
+                    p._write("\n")
+                return False
+            head = "" if mine else f"{self.label} ..."
+            p._write(f"{head} done in {time.perf_counter() - self._t:.1f} s\n")
+        return False

@@ -585,10 +585,10 @@ def _nifti_bytes(
         img.set_qform(affine, code=4)
         img.header["descrip"] = description.encode()[:79]
         full = img.to_bytes()
-        offset = int(img.header.get_data_offset())
+        offset = len(full) - data.nbytes
         # Unscaled data: the header does not depend on the values, so every
         # image of this kind reuses it (checked on the first one).
-        if full[offset:] == data.tobytes(order="F"):
+        if offset >= 348 and full[offset:] == data.tobytes(order="F"):
             _HEADERS[key] = full[:offset]
         # No time in the gzip header: the file is identical across runs (see
         # dtitool._gzip for zlib-ng and zlib).

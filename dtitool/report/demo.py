@@ -25,8 +25,7 @@ Output layout::
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +37,15 @@ from matplotlib.figure import Figure
 
 from dtitool import __version__
 from dtitool._constants import DMD_UNIT, GROUPS, SESSIONS
+from dtitool._executor import open_executor
 from dtitool._io import atomic_outputs, write_tsv
+from dtitool._memory import format_bytes
+from dtitool._progress import Progress
+from dtitool._workers import process_pool
 from dtitool.design import StudyDesign, load_preset
 from dtitool.imaging.extract import extract_roi_md
 from dtitool.imaging.gradients import read_bvals_bvecs
-from dtitool.imaging.nifti import write_fit_maps
+from dtitool.imaging.nifti import read_data, write_fit_maps
 from dtitool.imaging.phantom import make_phantom
 from dtitool.imaging.synthetic import write_cohort_images
 from dtitool.imaging.tensor import fit_tensor
@@ -94,7 +97,7 @@ class DemoSettings:
 
     seed: int = 7
     replicates: int = 2000
-    curve_replicates: int = 1000
+    curve_replicates: int = 500
     dwi_subjects: int = 1
     curve_n: tuple[int, ...] = (40, 60, 80, 98, 120, 150, 200, 250)
 
@@ -116,17 +119,6 @@ class DemoSettings:
         if not isinstance(self.dwi_subjects, int) or not 0 <= self.dwi_subjects <= 10:
             raise ValueError("dwi_subjects must be an integer from 0 to 10; got "
                              f"{self.dwi_subjects!r}")
-
-
-class _Steps:
-    def __init__(self, total: int, log: Callable[[str], None]):
-        self.total, self.log, self.i = total, log, 0
-        self.t0 = time.perf_counter()
-
-    def __call__(self, text: str) -> None:
-        self.i += 1
-        elapsed = time.perf_counter() - self.t0
-        self.log(f"[{self.i}/{self.total}] {text} ({elapsed:.0f} s)")
 
 
 def _save(fig: Figure, path: Path) -> bytes:
@@ -215,7 +207,8 @@ def _tensor_step(scans: pd.DataFrame, images: Path, tensor_dir: Path, phantom):
         stem = str(path)[: -len(".nii.gz")]
         bvals, bvecs = read_bvals_bvecs(stem + ".bval", stem + ".bvec")
         img = nib.load(path)
-        fit = fit_tensor(np.asarray(img.dataobj, dtype=np.float64), bvals, bvecs,
+        # As stored (int16): the fit reads only the mask's voxels
+        fit = fit_tensor(read_data(img, str(path), "DWI"), bvals, bvecs,
                          method="wls", mask=mask)
         prefix = tensor_dir / f"{row.participant_id}_ses-{row.session}"
         write_fit_maps(fit, img, [f"{prefix}_MD.nii.gz", f"{prefix}_FA.nii.gz"])
@@ -265,8 +258,8 @@ def _reliability_note(design: StudyDesign) -> str:
 
 def run_demo(out, *, design: StudyDesign | str | None = None,
              settings: DemoSettings | None = None, force: bool = False,
-             log: Callable[[str], None] = print, origin: str | None = None,
-             inputs: tuple = ()) -> Path:
+             progress: Progress | None = None, origin: str | None = None,
+             inputs: tuple = (), n_jobs: int = -1) -> Path:
     """Run the whole rehearsal on a design, ending in a self-contained report.
 
     Parameters
@@ -281,19 +274,31 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
         Replace the outputs of an earlier demo run in ``out`` (files listed in
         its ``dtitool-run.json``, unchanged since); files of the user's are
         never touched.
-    log : callable
-        Receives one line per step (progress).
+    progress : Progress, optional
+        Reports each step (:class:`dtitool._progress.Progress`); default none.
     origin : str, optional
         Where the design came from, for the report (e.g. ``"design file
         my.toml"``); default ``"preset NAME"`` for a preset name, else
         ``"design"``.
     inputs : tuple of path
         Files the run read (a design file): never replaced by its outputs.
+    n_jobs : int
+        Worker processes of each of the two lanes (-1: one per CPU). The
+        outputs do not depend on it.
 
     Returns
     -------
     pathlib.Path
         Path of ``report.html``.
+
+    Notes
+    -----
+    Two lanes run at once: the Monte Carlo work (power of the design and of
+    the world beside it, the sample-size search, the curves) needs only the
+    design and the seed, so it runs in worker processes of its own while this
+    process simulates the cohort and makes, fits and reads its images; the
+    report waits for both. Every result is what the same call would give
+    alone (each lane's tasks are seeded as always).
     """
     s = settings or DemoSettings()
     if design is None:
@@ -305,118 +310,176 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
         raise TypeError("design must be a StudyDesign or a preset name; got "
                         f"{type(design).__name__}")
     origin = origin or "design"
-    step = _Steps(9, log)
+    prog = progress or Progress(quiet=True)
+    prog.steps = 7
     out = Path(out)
-    with atomic_outputs(out, OUTPUTS, force=force, seed=s.seed, inputs=inputs,
-                        command="demo", options={**s.as_record(),
-                                                 "design": design.name,
-                                                 "origin": origin}) as tmp:
+    with (atomic_outputs(out, OUTPUTS, force=force, seed=s.seed, inputs=inputs,
+                         command="demo", options={**s.as_record(),
+                                                  "design": design.name,
+                                                  "origin": origin}) as tmp,
+          process_pool(1) as lane_pool,
+          open_executor(n_jobs) as images_ex):
         tables, figs = tmp / "tables", tmp / "figures"
         tables.mkdir()
         figs.mkdir()
         pngs: dict[str, bytes] = {}
 
-        step(f"simulating the {design.name} cohort (n = {design.n}, seed {s.seed})")
-        cohort = simulate_cohort(design, rng=s.seed)
-        (tmp / "cohort").mkdir()
-        # The cohort's record repeats it: dtitool simulate --design cohort/...
-        cohort.write(tmp / "cohort", run={
-            "seed": s.seed, "command": "simulate", "replicates": 1,
-            "images": False, "dtitool_version": __version__},
-            header="Design and seed of the demo's cohort; repeat it with\n"
-            "  dtitool simulate --design design.toml --out DIR")
+        with prog.step(f"simulating the {design.name} cohort (n = {design.n}, "
+                       f"seed {s.seed})"):
+            cohort = simulate_cohort(design, rng=s.seed)
+            (tmp / "cohort").mkdir()
+            # The cohort's record repeats it: dtitool simulate --design cohort/...
+            cohort.write(tmp / "cohort", run={
+                "seed": s.seed, "command": "simulate", "replicates": 1,
+                "images": False, "dtitool_version": __version__},
+                header="Design and seed of the demo's cohort; repeat it with\n"
+                "  dtitool simulate --design design.toml --out DIR")
 
-        step(f"writing MD maps for {2 * design.n} scans and DWI for "
-             f"{s.dwi_subjects} participant(s)")
-        phantom = make_phantom()
-        images = tmp / "images"
-        scans = write_cohort_images(cohort.participants, cohort.roi_md, images,
-                                    rng=s.seed, phantom=phantom,
-                                    dwi_subjects=s.dwi_subjects)
+        # The second lane: Monte Carlo in a process of its own (with workers
+        # of its own), while this process works through the imaging path.
+        mc_step = prog.step(
+            f"Monte Carlo power ({s.replicates} trials of the design and of its "
+            f"null counterpart), the n for 80% power and the curves "
+            f"({s.curve_replicates} trials per n), in the background",
+            background=True)
+        lane = lane_pool.submit(_monte_carlo, design, s, n_jobs)
+        try:
+            phantom = make_phantom()
+            images = tmp / "images"
+            with prog.step(f"writing MD maps for {2 * design.n} scans and DWI for "
+                           f"{s.dwi_subjects} participant(s)", unit="scan") as bar:
+                scans = write_cohort_images(cohort.participants, cohort.roi_md,
+                                            images, rng=s.seed, phantom=phantom,
+                                            dwi_subjects=s.dwi_subjects,
+                                            dask=images_ex, progress=bar)
 
-        step("fitting tensors (WLS) to the simulated DWI")
-        tensor_agreement = _tensor_step(scans, images, tmp / "tensor", phantom)
-        if len(tensor_agreement):
-            write_tsv(tensor_agreement, tables / "tensor_agreement.tsv")
+            with prog.step("fitting tensors (WLS) to the simulated DWI, in the "
+                           "phantom's brain mask"):
+                tensor_agreement = _tensor_step(scans, images, tmp / "tensor",
+                                                phantom)
+                if len(tensor_agreement):
+                    write_tsv(tensor_agreement, tables / "tensor_agreement.tsv")
 
-        step("extracting ROI MD from every MD map")
-        roi_img = extract_roi_md([images / p for p in scans["md_path"]],
-                                 images / "atlas-dtitool_dseg.nii.gz")
-        write_tsv(roi_img, tables / "roi_md_images.tsv")
-        agree = roi_img.merge(cohort.roi_md, on=["participant_id", "session", "roi"],
-                              suffixes=("_image", "_table"))
-        agree["relative_difference"] = agree["md_image"] / agree["md_table"] - 1
-        write_tsv(agree, tables / "image_agreement.tsv")
-        md_rows = roi_img[["participant_id", "session", "roi", "md"]]
-        first = scans.iloc[0]
-        md_map = np.asarray(nib.load(images / first["md_path"]).dataobj)
-        pngs["slices"] = _save(plot_roi_slices(
-            md_map, phantom.labels, roi_names=list(phantom.lut["name"]),
-            affine=phantom.affine), figs / "roi_slices.png")
+            with prog.step("extracting ROI MD from every MD map", unit="map") as bar:
+                roi_img = extract_roi_md([images / p for p in scans["md_path"]],
+                                         images / "atlas-dtitool_dseg.nii.gz",
+                                         dask=images_ex, progress=bar)
+                write_tsv(roi_img, tables / "roi_md_images.tsv")
+                agree = roi_img.merge(cohort.roi_md,
+                                      on=["participant_id", "session", "roi"],
+                                      suffixes=("_image", "_table"))
+                agree["relative_difference"] = (agree["md_image"]
+                                                / agree["md_table"] - 1)
+                write_tsv(agree, tables / "image_agreement.tsv")
+                md_rows = roi_img[["participant_id", "session", "roi", "md"]]
 
-        step("fitting the 14 group x dMD models (statsmodels OLS)")
-        results = fit_models(cohort.participants, md_rows)
-        write_tsv(results.table, tables / "results.tsv")
-        comparison = None
-        if reported_families(design):
-            comparison = compare_to_reported(results)
-            write_tsv(comparison, tables / "comparison.tsv")
-        fig = plot_scatter_grid(results)
-        pngs["scatter"] = _save(fig, figs / "scatter_grid.png")
-        fig = Figure(figsize=(10, 4.5), layout="constrained")
-        plot_md_sessions(md_rows, cohort.participants, ax=fig.subplots())
-        pngs["sessions"] = _save(fig, figs / "md_sessions.png")
-        fig = Figure(figsize=(7, 6), layout="constrained")
-        plot_forest(results, ax=fig.subplots())
-        pngs["forest"] = _save(fig, figs / "forest.png")
+            with prog.step("fitting the 14 group x dMD models (statsmodels OLS) "
+                           "and drawing the figures"):
+                first = scans.iloc[0]
+                md_map = np.asarray(nib.load(images / first["md_path"]).dataobj)
+                pngs["slices"] = _save(plot_roi_slices(
+                    md_map, phantom.labels, roi_names=list(phantom.lut["name"]),
+                    affine=phantom.affine), figs / "roi_slices.png")
+                results = fit_models(cohort.participants, md_rows)
+                write_tsv(results.table, tables / "results.tsv")
+                comparison = None
+                if reported_families(design):
+                    comparison = compare_to_reported(results)
+                    write_tsv(comparison, tables / "comparison.tsv")
+                fig = plot_scatter_grid(results)
+                pngs["scatter"] = _save(fig, figs / "scatter_grid.png")
+                fig = Figure(figsize=(10, 4.5), layout="constrained")
+                plot_md_sessions(md_rows, cohort.participants, ax=fig.subplots())
+                pngs["sessions"] = _save(fig, figs / "md_sessions.png")
+                fig = Figure(figsize=(7, 6), layout="constrained")
+                plot_forest(results, ax=fig.subplots())
+                pngs["forest"] = _save(fig, figs / "forest.png")
+        finally:
+            mc = lane.result()  # waits (and re-raises the lane's error, if any)
+        mc_step.report(mc["seconds"])
 
-        step(f"Monte Carlo power, {s.replicates} replicate trials")
+        with prog.step("writing the power tables, the curve figure and the "
+                       "report"):
+            pw, other, repro, ss, pc, rc = (mc["pw"], mc["other"], mc["repro"],
+                                            mc["ss"], mc["pc"], mc["rc"])
+            write_tsv(pw.table[list(POWER_COLUMNS)], tables / "power.tsv")
+            write_tsv(pw.familywise, tables / "familywise.tsv")
+            if repro is not None:
+                write_tsv(repro, tables / "reproduce.tsv")
+            write_tsv(ss.table, tables / "sample_size.tsv")
+            write_tsv(ss.evaluated, tables / "sample_size_trace.tsv")
+            write_tsv(pc.table, tables / "power_curve.tsv")
+            write_tsv(rc.table, tables / "reliability_curve.tsv")
+            reported = reported_families(design).get("reported", [])
+            fig = plot_power_curves(pc, reported or None, target_power=0.8,
+                                    marks=curve_marks(pc, design, ss))
+            pngs["curve"] = _save(fig, figs / "power_curve.png")
+            html = _report(design, cohort, s, results, comparison, pw, repro, pc,
+                           rc, ss, agree, tensor_agreement, pngs, other, origin)
+            (tmp / "report.html").write_text(html, encoding="utf-8")
+    used = _disk_use(out, OUTPUTS)
+    prog.note(f"done in {prog.elapsed():.1f} s; {format_bytes(used)} on disk in "
+              f"{out}: open {out / 'report.html'}")
+    return out / "report.html"
+
+
+def _disk_use(out: Path, names) -> int:
+    """Bytes of disk the demo's outputs take (allocated blocks, as du counts)."""
+    total = 0
+    for name in (*names, "dtitool-run.json"):
+        p = out / name
+        paths = [p] if p.is_file() else (p.rglob("*") if p.is_dir() else [])
+        for f in paths:
+            with contextlib.suppress(OSError):
+                st = f.lstat()
+                total += getattr(st, "st_blocks", st.st_size // 512 + 1) * 512
+    return total
+
+
+def _monte_carlo(design, s: DemoSettings, n_jobs: int) -> dict:
+    """Run the demo's Monte Carlo lane: all that needs only the design and seed.
+
+    Run in a process of its own (with ``n_jobs`` workers of its own) while the
+    demo's main process works through the imaging path; every result is what
+    the same call would give alone.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    out: dict = {"other": None, "repro": None}
+    with open_executor(n_jobs) as ex:
+        common = {"rng": s.seed, "progress": False, "dask": ex}
         fams = reported_families(design)
         reported = fams.get("reported", [])
-        pw = power(design, replicates=s.replicates, rng=s.seed,
-                   families=fams or None, progress=False)
-        write_tsv(pw.table[list(POWER_COLUMNS)], tables / "power.tsv")
-        write_tsv(pw.familywise, tables / "familywise.tsv")
-        other = repro = None
+        out["pw"] = power(design, replicates=s.replicates, families=fams or None,
+                          **common)
         if reported:  # the reference study's findings apply to this design
-            other = load_preset(other_world(design))
-            pw_other = power(other, replicates=s.replicates, rng=s.seed,
+            other = out["other"] = load_preset(other_world(design))
+            pw_other = power(other, replicates=s.replicates,
                              families=reported_families(other) or None,
-                             size=False, design_analysis=False, progress=False)
-            repro = add_needed(compare_worlds(reproduce_table(pw), reproduce_table(
-                pw_other), other.name), design)
-            write_tsv(repro, tables / "reproduce.tsv")
-
-        step("searching the n needed for 80% power")
-        ss = sample_size(design, target_power=0.8, tests=reported or None,
-                         replicates=s.curve_replicates, rng=s.seed, progress=False)
-        write_tsv(ss.table, tables / "sample_size.tsv")
-        write_tsv(ss.evaluated, tables / "sample_size_trace.tsv")
-
-        step(f"power curves over n and over dMD reliability "
-             f"({s.curve_replicates} replicates per point)")
+                             size=False, design_analysis=False, **common)
+            out["repro"] = add_needed(compare_worlds(
+                reproduce_table(out["pw"]), reproduce_table(pw_other),
+                other.name), design)
+        ss = out["ss"] = sample_size(design, target_power=0.8,
+                                     tests=reported or None,
+                                     replicates=s.curve_replicates, **common)
         curve_n = {*s.curve_n, design.n}
-        if ss.n is not None and ss.n > max(curve_n):  # reach the chosen n
+        if ss.n is not None and ss.n > max(curve_n):  # the curve reaches it
             curve_n |= {int(v) for v in np.linspace(max(curve_n), ss.n, 5)}
-        pc = power_curve(design, parameter="n", values=sorted(curve_n),
-                         replicates=s.curve_replicates, rng=s.seed,
-                         families=fams or None, progress=False)
-        write_tsv(pc.table, tables / "power_curve.tsv")
-        rc = power_curve(design, parameter="reliability", values=[0.3, 0.45, 0.6,
-                                                                  0.75, 0.9],
-                         replicates=s.curve_replicates, rng=s.seed, progress=False)
-        write_tsv(rc.table, tables / "reliability_curve.tsv")
-        tests = reported or None
-        fig = plot_power_curves(pc, tests, target_power=0.8,
-                                marks=curve_marks(pc, design, ss))
-        pngs["curve"] = _save(fig, figs / "power_curve.png")
-
-        step("writing the report")
-        html = _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss,
-                       agree, tensor_agreement, pngs, other, origin)
-        (tmp / "report.html").write_text(html, encoding="utf-8")
-    log(f"done in {time.perf_counter() - step.t0:.0f} s: open {out / 'report.html'}")
-    return out / "report.html"
+        # The curves show power (size and design analysis are in power.tsv,
+        # at the design itself): no null counterpart or reference sample per
+        # point.
+        out["pc"] = power_curve(design, parameter="n", values=sorted(curve_n),
+                                replicates=s.curve_replicates,
+                                families=fams or None, size=False,
+                                design_analysis=False, **common)
+        out["rc"] = power_curve(design, parameter="reliability",
+                                values=[0.3, 0.45, 0.6, 0.75, 0.9],
+                                replicates=s.curve_replicates, size=False,
+                                design_analysis=False, **common)
+    out["seconds"] = time.perf_counter() - t0
+    return out
 
 
 def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree,

@@ -185,11 +185,19 @@ def arm_statistics(x, b, y, treated, mask, *, keep_values: bool = False
     V[..., J + K :] = y
     S, n, kept, used = [], [], [], []
     for member in (treated, ~treated):
-        size = int(member.sum(axis=1).max()) if R else 0
-        # The arm's subjects first, in their original order (stable sort).
-        order = np.argsort(~member, axis=1, kind="stable")[:, :size]
-        Va = np.take_along_axis(V, order[..., None], axis=1)
-        use = np.take_along_axis(member & mask, order, axis=1)
+        counts = member.sum(axis=1)
+        size = int(counts.max()) if R else 0
+        if R and counts.min() == size:
+            # Every trial has the same arm size (permuted blocks keep the
+            # allocation exactly): the arm's rows, in order, by one boolean
+            # selection; the same values as the sort below, without it.
+            Va = V[member].reshape(R, size, V.shape[2])
+            use = mask[member].reshape(R, size)
+        else:
+            # The arm's subjects first, in their original order (stable sort).
+            order = np.argsort(~member, axis=1, kind="stable")[:, :size]
+            Va = np.take_along_axis(V, order[..., None], axis=1)
+            use = np.take_along_axis(member & mask, order, axis=1)
         complete = bool(use.all())
         if not complete:
             Va[~use] = 0.0
@@ -237,13 +245,18 @@ def permute_within_arms(st: ArmStatistics, keys) -> ArmStatistics:
     S_out, V_out = [], []
     for Sa, Va, use, u in zip(st.S, st.V, st.use, keys, strict=True):
         Na = Va.shape[1]
-        rank = np.arange(Na) / Na
-        grp = use.astype(float)  # unused rows sort first and keep their place
-        slots = np.argsort(grp + rank, axis=1, kind="stable")
-        order = np.argsort(grp + np.where(use, u[:, :Na], rank), axis=1,
-                           kind="stable")
-        pos = np.empty_like(order)
-        np.put_along_axis(pos, slots, order, axis=1)
+        if use.all():
+            # Every row used: the slots are the rows themselves, and the
+            # permutation is the order of the keys (sorted exactly as below).
+            pos = np.argsort(1.0 + u[:, :Na], axis=1, kind="stable")
+        else:
+            rank = np.arange(Na) / Na
+            grp = use.astype(float)  # unused rows sort first, keep their place
+            slots = np.argsort(grp + rank, axis=1, kind="stable")
+            order = np.argsort(grp + np.where(use, u[:, :Na], rank), axis=1,
+                               kind="stable")
+            pos = np.empty_like(order)
+            np.put_along_axis(pos, slots, order, axis=1)
         Vp = Va.copy()
         Vp[..., :J] = np.take_along_axis(Va[..., :J], pos[..., None], axis=1)
         cross = np.matmul(Vp[..., :J].transpose(0, 2, 1), Va[..., J:])
