@@ -230,7 +230,7 @@ def test_dwi_fit_recovers_roi_md(tmp_path, phantom):
     row = index.iloc[0]
     img = nib.load(tmp_path / row["dwi_path"])
     assert img.shape == (*phantom.shape, 70)
-    stem = str(tmp_path / row["dwi_path"]).removesuffix(".nii.gz")
+    stem = str(tmp_path / row["dwi_path"]).removesuffix(".nii")
     bvals, bvecs = read_bvals_bvecs(stem + ".bval", stem + ".bvec")
     assert int((bvals == 0).sum()) == 6
     assert np.all(bvals[bvals > 0] == 1000)

@@ -31,10 +31,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="random seed (default: the design file's [run] seed, else 7)")
     p.add_argument("--replicates", type=int, default=2000,
                    help="Monte Carlo replicates of the power analysis (default 2000)")
-    p.add_argument("--curve-replicates", type=int, default=500,
+    p.add_argument("--curve-replicates", type=int, default=300,
                    help="replicates per n of the sample-size search and per point "
-                   "of the power curves (default 500: power within +-0.044, 95%%, "
-                   "at each n)")
+                   "of the power curves (default 300: power within +-0.057, 95%%, "
+                   "at each n; the report states the n's Monte Carlo interval)")
     p.add_argument("--dwi-subjects", type=int, default=1,
                    help="participants that also get DWI and a tensor fit (default 1)")
     p.add_argument("--force", action="store_true",

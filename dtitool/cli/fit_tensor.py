@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "float32 with the input's affine and header, as FSL dtifit names them. "
         "Voxels outside the brain mask (--mask, else computed and written as "
         "PREFIX_mask.nii.gz) are 0; FA is clipped to [0, 1]. With --bids DIR, "
-        "every DIR/sub-*/[ses-*/]dwi/*_dwi.nii.gz (with .bval and .bvec beside "
+        "every DIR/sub-*/[ses-*/]dwi/*_dwi.nii[.gz] (with .bval and .bvec beside "
         "it) is fitted, one task per subject-session (--n-jobs, --dask), into "
         "a BIDS-derivatives tree under --out: *_model-DTI_param-MD_dwimap.nii.gz "
         "(what dtitool extract reads), *_param-FA_dwimap.nii.gz, "

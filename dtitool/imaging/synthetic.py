@@ -25,12 +25,13 @@ Output layout (``write_cohort_images``)::
       atlas-dtitool_dseg.tsv           lookup table (index, name)
       atlas-dtitool_label-tissue_dseg.nii.gz   0 bg, 1 CSF, 2 GM, 3 WM
       sub-001/ses-baseline/dwi/sub-001_ses-baseline_model-DTI_param-MD_dwimap.nii.gz
-      sub-001/ses-baseline/dwi/sub-001_ses-baseline_dwi.nii.gz   (+ .bval, .bvec)
+      sub-001/ses-baseline/dwi/sub-001_ses-baseline_dwi.nii   (+ .bval, .bvec)
       ...
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -60,6 +61,7 @@ from dtitool.imaging.phantom import (
 
 __all__ = [
     "BACKGROUND_MD",
+    "DWI_EXTENSION",
     "IMAGE_STREAM_KEY",
     "MD_MAP_RTOL",
     "S0_BY_TISSUE",
@@ -87,6 +89,9 @@ isotropic, WM 0.6 (deep WM varies 0.5-0.7 with depth, see :func:`simulate_dwi`).
 IMAGE_STREAM_KEY = 0x494D47
 """Spawn key ("IMG") of the image-noise stream derived from a cohort's seed: far
 above any replicate index, so image noise never reuses a cohort stream."""
+
+DWI_EXTENSION = ".nii"
+"""Simulated DWI are written uncompressed (see :func:`_dwi_files` for why)."""
 
 MD_MAP_RTOL = 1e-6
 """Relative tolerance of simulated-map ROI means against the table (float32)."""
@@ -487,7 +492,8 @@ def simulate_dwi(
     Returns
     -------
     ndarray of float32, shape (X, Y, Z, K)
-        Magnitude signal with Rician noise (pure Rayleigh noise outside the head).
+        Magnitude signal with Rician noise (pure Rayleigh noise outside the
+        head), Fortran-contiguous (NIfTI's order: written without a copy).
 
     Notes
     -----
@@ -511,13 +517,18 @@ def simulate_dwi(
     bvals = np.asarray(bvals, dtype=float)
     k = bvals.shape[0]
     sigma = S0_BY_TISSUE[3] / snr
-    out = np.zeros((*phantom.shape, k), dtype=np.float32)
+    # Volumes outermost in memory (NIfTI's Fortran order of (X, Y, Z, K)):
+    # the file's bytes without reordering. vol[:, f] is the voxel with flat
+    # Fortran index f; voxels are visited in C order (their noise streams).
+    shape = phantom.shape
+    vol = np.zeros((k, int(np.prod(shape))), dtype=np.float32)
     tissue = phantom.tissue
     head = np.flatnonzero(tissue.ravel() > 0)
+    to_f = np.ravel_multi_index(np.unravel_index(np.arange(vol.shape[1]), shape),
+                                shape, order="F")
     # Depth into WM (mm) for an FA that grows from the GM border inward.
     res = float(np.abs(phantom.affine[0, 0]))
     depth = ndimage.distance_transform_edt(tissue == 3, sampling=res).ravel()
-    flat_out = out.reshape(-1, k)
     for start in range(0, head.size, chunk):
         idx = head[start : start + chunk]
         t = tissue.ravel()[idx]
@@ -534,35 +545,35 @@ def simulate_dwi(
         s0 = np.select(
             [t == 1, t == 2], [S0_BY_TISSUE[1], S0_BY_TISSUE[2]], S0_BY_TISSUE[3]
         )
-        flat_out[idx] = predict_signal(tensor, bvals, bvecs, s0=s0)
-    # Rician noise on every head voxel, in place, in chunks of voxels.
-    sig = np.float32(sigma)
-    for start in range(0, head.size, chunk):
-        idx = head[start : start + chunk]
-        block = flat_out[idx]
+        block = predict_signal(tensor, bvals, bvecs, s0=s0).astype(np.float32)
+        # Rician noise, in the same chunk of voxels.
+        sig = np.float32(sigma)
         n1 = rng.standard_normal(block.shape, dtype=np.float32)
         n1 *= sig
         block += n1
         n2 = rng.standard_normal(block.shape, dtype=np.float32)
         n2 *= sig
         np.hypot(block, n2, out=block)
-        flat_out[idx] = block
+        vol[:, to_f[idx]] = block.T
     # Outside the head the signal is 0 and its magnitude is Rayleigh
     # distributed, sigma sqrt(-2 log U): the same distribution as
-    # |sigma (n1 + i n2)|, for one uniform draw instead of two normal ones.
-    outside = np.ones(flat_out.shape[0], dtype=bool)
-    outside[head] = False
-    bg = np.flatnonzero(outside)
-    for start in range(0, bg.size, chunk):
-        idx = bg[start : start + chunk]
-        u = rng.random((idx.size, k), dtype=np.float32)
+    # |sigma (n1 + i n2)|, for one uniform draw instead of two normal ones
+    # (drawn for every voxel, volume by volume, and kept outside the head:
+    # contiguous memory).
+    sig = np.float32(sigma)
+    outside = np.ones(vol.shape[1], dtype=bool)
+    outside[to_f[head]] = False
+    for start in range(0, vol.shape[1], chunk):
+        u = rng.random((k, min(chunk, vol.shape[1] - start)), dtype=np.float32)
         np.subtract(np.float32(1.0), u, out=u)  # (0, 1]: log is finite
         np.log(u, out=u)
         u *= np.float32(-2.0)
         np.sqrt(u, out=u)
         u *= sig
-        flat_out[idx] = u
-    return out
+        part = vol[:, start : start + u.shape[1]]
+        np.copyto(part, u, where=outside[start : start + u.shape[1]])
+    # (X, Y, Z, K) as a view of the volumes (Fortran-contiguous)
+    return vol.reshape(k, *shape[::-1]).transpose(3, 2, 1, 0)
 
 
 # ------------------------------------------------------------------------ writing
@@ -571,10 +582,25 @@ def simulate_dwi(
 _HEADERS: dict = {}  # NIfTI header bytes by (shape, dtype, affine, description)
 
 
+def _raw_ends_match(full: bytes, offset: int, data: np.ndarray, n: int = 4096
+                    ) -> bool:  # fmt: skip
+    """Whether ``full[offset:]`` starts and ends with ``data``'s raw values."""
+    flat = data.ravel(order="K") if data.flags.f_contiguous else None
+    if flat is None:
+        return full[offset:] == data.tobytes(order="F")
+    stored = np.frombuffer(full, dtype=data.dtype, offset=offset)
+    m = min(n, flat.size)
+    return (len(stored) == flat.size and np.array_equal(stored[:m], flat[:m])
+            and np.array_equal(stored[-m:], flat[-m:]))
+
+
 def _nifti_bytes(
     data: np.ndarray, affine: np.ndarray, *, description: str, compresslevel: int
 ) -> bytes:
-    """Return the ``.nii.gz`` bytes of an image (header as nibabel writes it)."""
+    """Return the ``.nii.gz`` bytes of an image (header as nibabel writes it).
+
+    ``compresslevel=0``: the ``.nii`` bytes (not compressed).
+    """
     key = (data.shape, data.dtype.str, np.asarray(affine, float).tobytes(),
            description)
     head = _HEADERS.get(key)
@@ -587,17 +613,18 @@ def _nifti_bytes(
         full = img.to_bytes()
         offset = len(full) - data.nbytes
         # Unscaled data: the header does not depend on the values, so every
-        # image of this kind reuses it (checked on the first one).
-        if offset >= 348 and full[offset:] == data.tobytes(order="F"):
+        # image of this kind reuses it (checked on the first one: its data
+        # follow the header as they are, first and last values compared).
+        if offset >= 348 and _raw_ends_match(full, offset, data):
             _HEADERS[key] = full[:offset]
         # No time in the gzip header: the file is identical across runs (see
         # dtitool._gzip for zlib-ng and zlib).
-        return compress(full, compresslevel)
+        return compress(full, compresslevel) if compresslevel else full
     buf = bytearray(len(head) + data.nbytes)
     buf[: len(head)] = head
     np.ndarray(data.shape, data.dtype, buffer=buf, offset=len(head),
                order="F")[...] = data
-    return compress(buf, compresslevel)
+    return compress(buf, compresslevel) if compresslevel else bytes(buf)
 
 
 def write_cohort_images(
@@ -636,7 +663,8 @@ def write_cohort_images(
     phantom : Phantom, optional
         Defaults to ``make_phantom()``.
     dwi_subjects : int
-        Also write 4D DWI (``*_dwi.nii.gz``, ``.bval``, ``.bvec``; protocol
+        Also write 4D DWI (``*_dwi.nii``, uncompressed, ``.bval``, ``.bvec``;
+        protocol
         :func:`dtitool.imaging.gradients.default_protocol`) for the first this many
         participants (all their sessions).
     snr : float
@@ -711,14 +739,15 @@ def write_cohort_images(
             "session": [s for _, s in scans],
             "md_path": [md_map_path(p, s) for p, s in scans],
             "dwi_path": [
-                _dwi_stem(p, s) + ".nii.gz" if p in dwi_set else "" for p, s in scans
+                _dwi_stem(p, s) + DWI_EXTENSION if p in dwi_set else ""
+                for p, s in scans
             ],
         }
     )
     names = ["dataset_description.json", ATLAS_FILENAME, LUT_FILENAME, TISSUE_FILENAME]
     names += index["md_path"].to_list()
     for stem in index["dwi_path"][index["dwi_path"] != ""]:
-        base = stem.removesuffix(".nii.gz")
+        base = stem.removesuffix(DWI_EXTENSION)
         names += [stem, base + ".bval", base + ".bvec"]
     description = {
         "Name": "dtitool simulated DTI derivatives",
@@ -744,13 +773,17 @@ def write_cohort_images(
         },
     }
     description["dtitool"]["gzip"] = gzip_backend()
-    # One task per participant: their scans' streams are their own, so the
-    # files are the same whichever worker makes them.
+    # One task per participant's MD maps, and one per DWI (the long ones,
+    # handed out first): every scan's streams are its own, so the files are
+    # the same whichever worker makes them. A DWI task remakes its scan's MD
+    # map from a copy of the map's stream.
     by_pid: dict = {}
+    dwi_items = []
     for (pid, ses), row in zip(scans, plan.md, strict=True):
         md_gen, dwi_gen = plan.gens[(pid, ses)]
-        by_pid.setdefault(pid, []).append((ses, row, md_gen,
-                                           dwi_gen if pid in dwi_set else None))
+        if pid in dwi_set:
+            dwi_items.append((pid, [(ses, row, copy.deepcopy(md_gen), dwi_gen)]))
+        by_pid.setdefault(pid, []).append((ses, row, md_gen, None))
     with atomic_outputs(out_dir, names, force=force, seed=seed,
                         command="write_cohort_images") as tmp:
         (tmp / "dataset_description.json").write_text(
@@ -764,23 +797,30 @@ def write_cohort_images(
             here = None if ex.kind == "dask" else tmp
             write = functools.partial(_write_files, tmp, set())
             tasks = [Task(_participant_files, (Shared("maker"), pid, items, snr,
-                                               compresslevel, here),
-                          write, len(items))
-                     for pid, items in sorted(by_pid.items())]
+                                               compresslevel, here, True),
+                          write, 0) for pid, items in dwi_items]
+            tasks += [Task(_participant_files, (Shared("maker"), pid, items, snr,
+                                                compresslevel, here),
+                           write, len(items))
+                      for pid, items in sorted(by_pid.items())]
             ex.run(tasks, shared={"maker": plan.maker}, progress=bar)
     return index
 
 
 def _participant_files(maker: _MapMaker, pid: str, items, snr: float,
-                       compresslevel: int, folder: Path | None
+                       compresslevel: int, folder: Path | None,
+                       dwi_only: bool = False
                        ) -> list[tuple[str, bytes | None]]:  # fmt: skip
     """Make the files of one participant's scans: ``(relative path, bytes)``.
 
     ``items``: per scan ``(session, ROI means, md stream, dwi stream or None)``.
+    With ``dwi_only`` only the DWI files (the MD map is made to make them).
     With ``folder`` the files are written there and returned without their
     bytes (None).
     """
     out = _scan_files(maker, pid, items, snr, compresslevel)
+    if dwi_only:
+        out = [(rel, data) for rel, data in out if "_dwi." in rel]
     if folder is None:
         return out
     _write_files(folder, set(), out)
@@ -814,7 +854,12 @@ def _write_files(folder: Path, made: set, files) -> None:
 def _dwi_files(scan: SimulatedScan, phantom: Phantom, snr: float,
                gen: np.random.Generator, compresslevel: int
                ) -> list[tuple[str, bytes]]:  # fmt: skip
-    """Return a scan's DWI (.nii.gz), .bval and .bvec: ``(relative path, bytes)``."""
+    """Return a scan's DWI (.nii), .bval and .bvec: ``(relative path, bytes)``.
+
+    The DWI is not compressed: 126 MB of noise-dominated int16 at 2 mm
+    compress by only ~18 % (zlib-ng level 1) for ~0.9 s of CPU to write and
+    ~0.3 s to read each scan, which was a third of the demo's imaging time.
+    """
     from dtitool.imaging.gradients import bvals_bvecs_text, default_protocol
 
     bvals, bvecs = default_protocol()
@@ -825,10 +870,10 @@ def _dwi_files(scan: SimulatedScan, phantom: Phantom, snr: float,
     # Scanner-like int16 storage (signal >= 0 after the Rician magnitude).
     np.rint(dwi, out=dwi)
     np.minimum(dwi, np.iinfo(np.int16).max, out=dwi)
-    data = dwi.astype(np.int16)
+    data = dwi.astype(np.int16, order="F")
     del dwi
-    gz = _nifti_bytes(data, phantom.affine, description="dtitool simulated DWI",
-                      compresslevel=compresslevel)
+    raw = _nifti_bytes(data, phantom.affine, description="dtitool simulated DWI",
+                       compresslevel=0)
     bval, bvec = bvals_bvecs_text(bvals, bvecs)
-    return [(stem + ".nii.gz", gz), (stem + ".bval", bval.encode()),
+    return [(stem + DWI_EXTENSION, raw), (stem + ".bval", bval.encode()),
             (stem + ".bvec", bvec.encode())]

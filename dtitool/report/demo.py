@@ -26,14 +26,12 @@ Output layout::
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import nibabel as nib
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from dtitool import __version__
 from dtitool._constants import DMD_UNIT, GROUPS, SESSIONS
@@ -43,23 +41,12 @@ from dtitool._memory import format_bytes
 from dtitool._progress import Progress
 from dtitool._workers import process_pool
 from dtitool.design import StudyDesign, load_preset
-from dtitool.imaging.extract import extract_roi_md
-from dtitool.imaging.gradients import read_bvals_bvecs
-from dtitool.imaging.nifti import read_data, write_fit_maps
-from dtitool.imaging.phantom import make_phantom
-from dtitool.imaging.synthetic import write_cohort_images
-from dtitool.imaging.tensor import fit_tensor
-from dtitool.report.html import HTMLReport, figure_png
-from dtitool.report.plots import (
-    curve_marks,
-    plot_forest,
-    plot_md_sessions,
-    plot_power_curves,
-    plot_roi_slices,
-    plot_scatter_grid,
+from dtitool.simulate import (
+    BLOCK_SIZE,
+    md_summary_wide,
+    score_summary,
+    simulate_cohort,
 )
-from dtitool.simulate import md_summary_wide, score_summary, simulate_cohort
-from dtitool.stats.analysis import fit_models
 from dtitool.stats.power import POWER_COLUMNS, power, power_curve, sample_size
 from dtitool.stats.reference import compare_to_reported, reported_families
 from dtitool.stats.reproduce import (
@@ -74,6 +61,11 @@ from dtitool.stats.reproduce import (
 __all__ = ["DemoSettings", "run_demo"]
 
 OUTPUTS = ("report.html", "cohort", "images", "tensor", "tables", "figures")
+
+LANE_NICENESS = 2
+"""Niceness of the Monte Carlo lane's processes: a little below the imaging
+lane, whose steps (one after the other, in the main process) are the demo's
+critical path, when both want the same core."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +89,7 @@ class DemoSettings:
 
     seed: int = 7
     replicates: int = 2000
-    curve_replicates: int = 500
+    curve_replicates: int = 300
     dwi_subjects: int = 1
     curve_n: tuple[int, ...] = (40, 60, 80, 98, 120, 150, 200, 250)
 
@@ -121,10 +113,9 @@ class DemoSettings:
                              f"{self.dwi_subjects!r}")
 
 
-def _save(fig: Figure, path: Path) -> bytes:
-    png = figure_png(fig)
+def _save(fig, path: Path) -> bytes:
+    png = _figure_bytes(fig)
     path.write_bytes(png)
-    plt.close(fig)  # figures made through pyplot stay registered until closed
     return png
 
 
@@ -198,13 +189,20 @@ def _worlds_table(*designs: StudyDesign) -> pd.DataFrame:
 
 def _tensor_step(scans: pd.DataFrame, images: Path, tensor_dir: Path, phantom):
     """Fit tensors to the simulated DWI; return ROI MD of fitted vs simulated maps."""
+    import nibabel as nib
+
+    from dtitool.imaging.extract import extract_roi_md
+    from dtitool.imaging.gradients import read_bvals_bvecs
+    from dtitool.imaging.nifti import read_data, write_fit_maps
+    from dtitool.imaging.tensor import fit_tensor
+
     tensor_dir.mkdir(parents=True, exist_ok=True)
     dwi = scans[scans["dwi_path"].astype(str) != ""]
     mask = phantom.tissue > 0
     fitted, ids = [], []
     for row in dwi.itertuples(index=False):
         path = images / row.dwi_path
-        stem = str(path)[: -len(".nii.gz")]
+        stem = re.sub(r"\.nii(\.gz)?$", "", str(path))
         bvals, bvecs = read_bvals_bvecs(stem + ".bval", stem + ".bvec")
         img = nib.load(path)
         # As stored (int16): the fit reads only the mask's voxels
@@ -318,11 +316,32 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
                                                   "design": design.name,
                                                   "origin": origin}) as tmp,
           process_pool(1) as lane_pool,
-          open_executor(n_jobs) as images_ex):
+          open_executor(n_jobs) as images_ex,
+          contextlib.ExitStack() as stack):
         tables, figs = tmp / "tables", tmp / "figures"
         tables.mkdir()
         figs.mkdir()
         pngs: dict[str, bytes] = {}
+
+        # The second lane: Monte Carlo in a process of its own (with workers
+        # of its own), while this process works through the imaging path.
+        mc_step = prog.step(
+            f"Monte Carlo power ({s.replicates} trials of the design and of its "
+            f"null counterpart), the n for 80% power and the curves "
+            f"({s.curve_replicates} trials per n), in the background",
+            background=True)
+        lane = lane_pool.submit(_monte_carlo, design, s, n_jobs)
+        # The imaging, statsmodels and matplotlib side, imported only now: the
+        # lane's process (forked above) does not need them.
+        import nibabel as nib
+
+        from dtitool.imaging.extract import extract_roi_md
+        from dtitool.imaging.phantom import make_phantom
+        from dtitool.imaging.synthetic import write_cohort_images
+        from dtitool.report.plots import curve_marks, plot_power_curves
+        from dtitool.stats.analysis import fit_models
+
+        fig_pool = stack.enter_context(process_pool(2))
 
         with prog.step(f"simulating the {design.name} cohort (n = {design.n}, "
                        f"seed {s.seed})"):
@@ -335,14 +354,6 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
                 header="Design and seed of the demo's cohort; repeat it with\n"
                 "  dtitool simulate --design design.toml --out DIR")
 
-        # The second lane: Monte Carlo in a process of its own (with workers
-        # of its own), while this process works through the imaging path.
-        mc_step = prog.step(
-            f"Monte Carlo power ({s.replicates} trials of the design and of its "
-            f"null counterpart), the n for 80% power and the curves "
-            f"({s.curve_replicates} trials per n), in the background",
-            background=True)
-        lane = lane_pool.submit(_monte_carlo, design, s, n_jobs)
         try:
             phantom = make_phantom()
             images = tmp / "images"
@@ -375,25 +386,26 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
 
             with prog.step("fitting the 14 group x dMD models (statsmodels OLS) "
                            "and drawing the figures"):
+                # Figures are drawn by worker processes (the same drawing
+                # functions, run with the data), while this process goes on.
                 first = scans.iloc[0]
                 md_map = np.asarray(nib.load(images / first["md_path"]).dataobj)
-                pngs["slices"] = _save(plot_roi_slices(
-                    md_map, phantom.labels, roi_names=list(phantom.lut["name"]),
-                    affine=phantom.affine), figs / "roi_slices.png")
+                drawn = {"slices": fig_pool.submit(
+                    _png, "slices", md_map, phantom.labels,
+                    list(phantom.lut["name"]), phantom.affine)}
                 results = fit_models(cohort.participants, md_rows)
                 write_tsv(results.table, tables / "results.tsv")
                 comparison = None
                 if reported_families(design):
                     comparison = compare_to_reported(results)
                     write_tsv(comparison, tables / "comparison.tsv")
-                fig = plot_scatter_grid(results)
-                pngs["scatter"] = _save(fig, figs / "scatter_grid.png")
-                fig = Figure(figsize=(10, 4.5), layout="constrained")
-                plot_md_sessions(md_rows, cohort.participants, ax=fig.subplots())
-                pngs["sessions"] = _save(fig, figs / "md_sessions.png")
-                fig = Figure(figsize=(7, 6), layout="constrained")
-                plot_forest(results, ax=fig.subplots())
-                pngs["forest"] = _save(fig, figs / "forest.png")
+                drawn["scatter"] = fig_pool.submit(_png, "scatter", results)
+                drawn["sessions"] = fig_pool.submit(_png, "sessions", md_rows,
+                                                    cohort.participants)
+                drawn["forest"] = fig_pool.submit(_png, "forest", results)
+                for name, fut in drawn.items():
+                    pngs[name] = fut.result()
+                    (figs / _FIGURE_FILES[name]).write_bytes(pngs[name])
         finally:
             mc = lane.result()  # waits (and re-raises the lane's error, if any)
         mc_step.report(mc["seconds"])
@@ -423,6 +435,47 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
     return out / "report.html"
 
 
+_FIGURE_FILES = {"slices": "roi_slices.png", "scatter": "scatter_grid.png",
+                 "sessions": "md_sessions.png", "forest": "forest.png"}
+
+
+def _png(kind: str, *data) -> bytes:
+    """Draw one of the demo's figures from its data; return the PNG bytes."""
+    from matplotlib.figure import Figure
+
+    from dtitool.report.plots import (
+        plot_forest,
+        plot_md_sessions,
+        plot_roi_slices,
+        plot_scatter_grid,
+    )
+
+    if kind == "slices":
+        md_map, labels, names, affine = data
+        fig = plot_roi_slices(md_map, labels, roi_names=names, affine=affine)
+    elif kind == "scatter":
+        fig = plot_scatter_grid(data[0])
+    elif kind == "sessions":
+        fig = Figure(figsize=(10, 4.5), layout="constrained")
+        plot_md_sessions(data[0], data[1], ax=fig.subplots())
+    elif kind == "forest":
+        fig = Figure(figsize=(7, 6), layout="constrained")
+        plot_forest(data[0], ax=fig.subplots())
+    else:  # pragma: no cover - internal
+        raise ValueError(f"unknown figure {kind!r}")
+    return _figure_bytes(fig)
+
+
+def _figure_bytes(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    from dtitool.report.html import figure_png
+
+    png = figure_png(fig)
+    plt.close(fig)  # figures made through pyplot stay registered until closed
+    return png
+
+
 def _disk_use(out: Path, names) -> int:
     """Bytes of disk the demo's outputs take (allocated blocks, as du counts)."""
     total = 0
@@ -443,27 +496,42 @@ def _monte_carlo(design, s: DemoSettings, n_jobs: int) -> dict:
     demo's main process works through the imaging path; every result is what
     the same call would give alone.
     """
+    import os
     import time
 
+    # Below the imaging lane's priority: that lane is the demo's critical path
+    # (its steps run one after the other in the main process); this one soaks
+    # up the cycles it leaves (its workers inherit the niceness).
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(LANE_NICENESS)
     t0 = time.perf_counter()
     out: dict = {"other": None, "repro": None}
     with open_executor(n_jobs) as ex:
+        # Chunks of 2 per worker, so that each (sequential) step of the search
+        # keeps every worker busy to its end; results never depend on them.
+        def chunk(reps: int) -> int:
+            return max(BLOCK_SIZE, -(-reps // (2 * ex.workers * BLOCK_SIZE))
+                       * BLOCK_SIZE)
+
         common = {"rng": s.seed, "progress": False, "dask": ex}
         fams = reported_families(design)
         reported = fams.get("reported", [])
         out["pw"] = power(design, replicates=s.replicates, families=fams or None,
-                          **common)
+                          chunk_size=chunk(s.replicates), **common)
         if reported:  # the reference study's findings apply to this design
             other = out["other"] = load_preset(other_world(design))
             pw_other = power(other, replicates=s.replicates,
                              families=reported_families(other) or None,
-                             size=False, design_analysis=False, **common)
+                             size=False, design_analysis=False,
+                             chunk_size=chunk(s.replicates), **common)
             out["repro"] = add_needed(compare_worlds(
                 reproduce_table(out["pw"]), reproduce_table(pw_other),
                 other.name), design)
         ss = out["ss"] = sample_size(design, target_power=0.8,
                                      tests=reported or None,
-                                     replicates=s.curve_replicates, **common)
+                                     replicates=s.curve_replicates,
+                                     chunk_size=chunk(s.curve_replicates),
+                                     **common)
         curve_n = {*s.curve_n, design.n}
         if ss.n is not None and ss.n > max(curve_n):  # the curve reaches it
             curve_n |= {int(v) for v in np.linspace(max(curve_n), ss.n, 5)}
@@ -484,6 +552,8 @@ def _monte_carlo(design, s: DemoSettings, n_jobs: int) -> dict:
 
 def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree,
             tensor_agreement, pngs, other, origin) -> str:
+    from dtitool.report.html import HTMLReport
+
     n_t, n_c = design.arm_sizes()
     label = f"{design.name!r} ({origin})"
     rep = HTMLReport(
