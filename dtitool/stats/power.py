@@ -94,7 +94,8 @@ __all__ = [
 
 POWER_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
                  "power_ci_high", "median_p", "mean_estimate", "size", "size_ci_low",
-                 "size_ci_high", "size_ok", "true_value", "type_s", "exaggeration")
+                 "size_ci_high", "size_ok", "true_value", "type_s", "exaggeration",
+                 "missing", "mean_n", "mean_imputed")
 """Columns of ``power.tsv`` (a selection of :attr:`PowerResult.table`)."""
 
 METHODS = ("none", "holm", "bh", "maxt")
@@ -204,11 +205,15 @@ class _Spec:
     null: bool = False  # a chunk of the null counterpart
     alternatives: tuple[str, ...] = ()  # other options whose size the null counts
     extra_draws: int = 0  # within-arm dMD permutations per null trial (max-T)
+    missing: str = "complete-case"
+    imputations: int = 0
 
 
 def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dict:
     arrays = simulate_arrays(design, seed=seed, start=start, stop=stop,
                              chunk_size=stop - start)
+    if spec.missing == "mi":
+        return _chunk_imputed(arrays, seed, spec)
     if not spec.null:
         return _summarise(batch_models(arrays, spec.inference), spec)
     st = arm_statistics(*model_arrays(arrays), keep_values=True)
@@ -223,6 +228,27 @@ def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dic
                      spec.inference), spec)[0]
                  for c in range(spec.extra_draws)]
         out["minp_extra"] = np.stack(extra, axis=1)  # (R, draws, F)
+    return out
+
+
+def _chunk_imputed(arrays, seed, spec: _Spec) -> dict:
+    """Compute a chunk under ``missing="mi"``.
+
+    Each replicate is imputed ``spec.imputations`` times, every (replicate x
+    imputation) model fitted by the batched engine at once and pooled by Rubin's
+    rules (:func:`dtitool.stats.missing.batch_models_imputed`). The imputation
+    draws come from the chunk's stream (``seed``: the run's, or the null
+    counterpart's), block by block.
+    """
+    from dtitool.stats.missing import batch_models_imputed
+
+    infs = (spec.inference, *spec.alternatives) if spec.null else (spec.inference,)
+    bms, imputed = batch_models_imputed(arrays, infs, imputations=spec.imputations,
+                                        seed=seed)
+    if spec.null:
+        return _summarise_null(bms, spec)
+    out = _summarise(bms[spec.inference], spec)
+    out["imputed"] = int(imputed.sum())
     return out
 
 
@@ -285,6 +311,8 @@ def _summarise(bm: BatchModels, spec: _Spec) -> dict:
         "abs_sig_sums": _block_sums(np.where(sig, np.abs(finite), 0.0)),
         "est_valid": (~np.isnan(est)).sum(axis=0),
         "family": _family_counts(p, pos, spec),
+        "subjects": int(np.sum(bm.n)),
+        "imputed": 0,
     }
 
 
@@ -457,6 +485,16 @@ class PowerResult:
         ``roi, outcome, term, inference, size, size_ok`` of another inference
         option in the same null-counterpart trials (``welch``, unless the run is
         ``welch``), for :func:`size_warning`.
+    missing : str
+        ``complete-case`` or ``mi`` (also a column of :attr:`table`).
+    imputations : int
+        Imputations per trial under ``mi`` (0 for complete case).
+    mean_n : float
+        Participants per trial in the models, on average (``mi``: all, imputed
+        ones included); also the table column ``mean_n``.
+    mean_imputed : float
+        Participants per trial with imputed 24 h data, on average
+        (``mean_imputed`` column).
     """
 
     design: StudyDesign
@@ -470,6 +508,10 @@ class PowerResult:
     inference: str = "ols"
     critical_p: Mapping[str, float] = dataclasses.field(default_factory=dict)
     alternative_size: pd.DataFrame | None = None
+    missing: str = "complete-case"
+    imputations: int = 0
+    mean_n: float = math.nan
+    mean_imputed: float = 0.0
 
     def get(self, roi: str, outcome: str, term: str) -> pd.Series:
         """Return the row of :attr:`table` for one test."""
@@ -570,6 +612,8 @@ def power(
     size: bool = True,
     design_analysis: bool = True,
     progress: bool | None = None,
+    missing: str = "complete-case",
+    imputations: int = 20,
     _cache: dict | None = None,
 ) -> PowerResult:
     """Monte Carlo power of every ROI x outcome x term test of ``design``.
@@ -609,6 +653,20 @@ def power(
     progress : bool, optional
         Show a tqdm progress bar on stderr; default: only on a terminal and for
         runs of 20,000 replicates or more.
+    missing : {"complete-case", "mi"}
+        How each simulated trial handles the design's missing 24 h data
+        (``design.missing``): ``complete-case`` drops the subjects, ``mi``
+        imputes every trial ``imputations`` times (chained normal regressions
+        within arm, :mod:`dtitool.stats.missing`), fits all (trial x imputation)
+        models with the batched engine and pools them by Rubin's rules with
+        Barnard-Rubin df. The null counterpart is analysed the same way, so
+        ``size`` is the size of the pooled test; its max-T critical values come
+        from the simulated null trials alone (no extra permutation draws, which
+        would need re-imputation). True values are those of the full data
+        (missingness switched off), so type S and exaggeration include the
+        bias of the missing-data method.
+    imputations : int
+        Imputations per trial for ``mi``.
 
     Returns
     -------
@@ -624,7 +682,8 @@ def power(
     Memory: the per-replicate p-values are kept as float32 (224 bytes per
     replicate for 56 tests: 224 MB at 1,000,000 replicates) for the medians and
     the max-T decisions; the null counterpart keeps two float32 per replicate and
-    family; everything else is reduced per chunk.
+    family; everything else is reduced per chunk. Under ``mi`` the default chunk
+    is divided by ``imputations`` (each replicate is that many datasets).
     """
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
@@ -635,16 +694,19 @@ def power(
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
     inference = check_inference(inference)
     n_jobs = _check_n_jobs(n_jobs)
+    missing, imputations = _check_missing(missing, imputations)
     if chunk_size is None:
         # Keep the working set of a chunk (~100 kB per replicate at n = 98) the
-        # same for larger trials.
-        chunk = max(BLOCK_SIZE, DEFAULT_CHUNK * 98 // max(design.n, 1))
+        # same for larger trials (and for the datasets of multiple imputation).
+        chunk = max(BLOCK_SIZE, DEFAULT_CHUNK * 98 // max(design.n, 1)
+                    // (imputations if missing == "mi" else 1))
     else:
         chunk = _check_int("chunk_size", chunk_size, 1)
     chunk = -(-chunk // BLOCK_SIZE) * BLOCK_SIZE
     ss = as_seed_sequence(rng)
     spec = _Spec(alpha=float(alpha), families=_normalise_families(design, families),
-                 inference=inference)
+                 inference=inference, missing=missing,
+                 imputations=imputations if missing == "mi" else 0)
     cache = {} if _cache is None else _cache
 
     ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
@@ -658,6 +720,7 @@ def power(
     totals = {k: np.zeros(m, np.int64) for k in
               ("reject", "reject_pos", "reject_neg", "valid", "est_valid")}
     fam = np.zeros((F, 3, 3), np.int64)
+    people = {"subjects": 0, "imputed": 0}
 
     def collect(a, b, res):
         signed_p[a:b] = res["signed_p"]
@@ -667,19 +730,23 @@ def power(
         for k in totals:
             totals[k] += res[k]
         fam[...] += res["family"]
+        for k in people:
+            people[k] += res[k]
 
     jobs = [(design, ss, a, b, spec, collect) for a, b in ranges]
     null = None
     if size:
         null_design = null_counterpart(design)
         alts = () if inference == "welch" else ("welch",)
+        # Under mi, extra null draws would need every permutation re-imputed.
         nspec = dataclasses.replace(spec, null=True, alternatives=alts,
-                                    extra_draws=MAXT_EXTRA_DRAWS)
+                                    extra_draws=MAXT_EXTRA_DRAWS
+                                    if missing == "complete-case" else 0)
         key = ("null", repr(null_design), replicates, repr(nspec), ss.entropy,
                ss.spawn_key)
         null = cache.get(key)
         if null is None:
-            null = _NullTotals(replicates, m, F, alts, MAXT_EXTRA_DRAWS)
+            null = _NullTotals(replicates, m, F, alts, nspec.extra_draws)
             cache[key] = null
             jobs += [(null_design, child_seed(ss, NULL_STREAM), a, b, nspec,
                       null.collect) for a, b in ranges]
@@ -715,10 +782,11 @@ def power(
         )
     table = table.assign(**_size_columns(null, spec, "reject", "valid"))
     if design_analysis:
-        ref = design.with_n(max(design.n, _reference_n_per_trial()))
+        full = _full_data(design)
+        ref = full.with_n(max(design.n, _reference_n_per_trial()))
         key = ("truth", repr(ref), inference, ss.entropy, ss.spawn_key)
         if key not in cache:
-            cache[key] = true_values(design, inference=inference,
+            cache[key] = true_values(full, inference=inference,
                                      seed=child_seed(ss, TRUTH_STREAM))
         value, value_se = cache[key]
         table = table.assign(**_design_analysis_columns(
@@ -740,6 +808,9 @@ def power(
         alternative = names.assign(inference=alt, **_size_columns(
             null, spec, f"reject_{alt}", f"valid_{alt}"))[
             ["roi", "outcome", "term", "inference", "size", "size_ok"]]
+    mean_n = people["subjects"] / replicates
+    mean_imputed = people["imputed"] / replicates
+    table = table.assign(missing=missing, mean_n=mean_n, mean_imputed=mean_imputed)
     return PowerResult(
         design=design,
         replicates=replicates,
@@ -752,7 +823,48 @@ def power(
         inference=inference,
         critical_p=critical,
         alternative_size=alternative,
+        missing=missing,
+        imputations=imputations if missing == "mi" else 0,
+        mean_n=mean_n,
+        mean_imputed=mean_imputed,
     )
+
+
+# ------------------------------------------------------------------ missing data
+
+
+def _check_missing(missing, imputations):
+    from dtitool.stats.missing import check_missing
+
+    return check_missing(missing, imputations)
+
+
+def _full_data(design: StudyDesign) -> StudyDesign:
+    """Return the design without missing data (the estimands aimed at)."""
+    if design.missing.mechanism == "none":
+        return design
+    from dtitool.design import MissingSpec
+
+    return dataclasses.replace(design, missing=MissingSpec())
+
+
+def missing_line(res: PowerResult) -> str:
+    """One line: how each trial's missing 24 h data were handled, and how many."""
+    d = res.design
+    miss = d.missing
+    if miss.mechanism == "none":
+        return (f"missing data: none in the design (every trial analyses all {d.n} "
+                "participants)")
+    what = "24 h visit (scan and ratings)" if miss.scores else "24 h scan"
+    how = (f"{miss.mechanism.upper()} {what}, rate {miss.rate:g}"
+           + (f", strength {miss.strength:g} on {miss.outcome}"
+              if miss.mechanism == "mnar" else ""))
+    if res.missing == "mi":
+        return (f"missing data ({how}): multiple imputation, {res.imputations} "
+                f"imputations per trial, Rubin's rules; on average "
+                f"{res.mean_imputed:.1f} of {d.n} participants per trial imputed")
+    return (f"missing data ({how}): complete case; on average "
+            f"{d.n - res.mean_n:.1f} of {d.n} participants per trial left out")
 
 
 def _reference_n_per_trial() -> int:
@@ -1080,6 +1192,8 @@ def power_curve(
     size: bool = True,
     design_analysis: bool = True,
     progress: bool | None = None,
+    missing: str = "complete-case",
+    imputations: int = 20,
 ) -> PowerCurve:
     """Power of every test as ``parameter`` takes each of ``values``.
 
@@ -1103,7 +1217,7 @@ def power_curve(
         res = power(d, replicates=replicates, alpha=alpha, inference=inference,
                     rng=ss, n_jobs=n_jobs, chunk_size=chunk_size, families=families,
                     size=size, design_analysis=design_analysis, progress=progress,
-                    _cache=cache)
+                    missing=missing, imputations=imputations, _cache=cache)
         tabs.append(res.table.assign(parameter=parameter, value=v))
         fams.append(res.familywise.assign(parameter=parameter, value=v))
     lead = ["parameter", "value"]
@@ -1311,7 +1425,7 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
     lines = [f"power of {res.design.name!r} (n = {res.design.n}), {res.replicates} "
              f"replicates, seed {res.seed}, alpha {res.alpha:g}, inference "
              f"{res.inference}; size = rejection rate in the null counterpart "
-             "(every ROI-outcome correlation 0)"]
+             "(every ROI-outcome correlation 0)", missing_line(res)]
     if tests:
         keys = pd.DataFrame([tuple(r[:3]) for r in tests],
                             columns=["roi", "outcome", "term"])
