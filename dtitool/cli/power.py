@@ -50,6 +50,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "with its reported sign)")
     p.add_argument("--n-max", type=int, default=1000,
                    help="largest n searched by --target-power (default 1000)")
+    p.add_argument("--missing", choices=["complete-case", "mi"],
+                   default="complete-case",
+                   help="how each simulated trial handles the design's missing 24 h "
+                   "data ([missing] in the design): complete-case (default) or mi, "
+                   "multiple imputation pooled by Rubin's rules (see docs/model.md, "
+                   "Missing data)")
+    p.add_argument("--imputations", type=int, default=20, metavar="M",
+                   help="imputations per simulated trial for --missing mi "
+                   "(default 20)")
     p.add_argument("--family", action="append", default=None,
                    metavar="NAME=ROI:OUTCOME:TERM[:+|-],...",
                    help="extra family for familywise.tsv (repeatable); a trailing "
@@ -160,10 +169,14 @@ def run(args) -> int:
             targets = reported  # each with its reported sign
     elif args.test:
         raise ValueError("--test is used with --target-power")
+    if args.target_power is not None and args.missing != "complete-case":
+        raise ValueError("--target-power searches n with complete-case analyses "
+                         "only; run it without --missing mi")
     progress = False if args.quiet else None
     common = {"alpha": args.alpha, "inference": args.inference,
               "n_jobs": args.n_jobs, "chunk_size": args.chunk_size,
               "progress": progress}
+    missing = {"missing": args.missing, "imputations": args.imputations}
 
     names = ["power.tsv", "familywise.tsv", "design.toml"]
     if curve:
@@ -172,11 +185,13 @@ def run(args) -> int:
         names.append("sample_size.tsv")
     with atomic_outputs(args.out, names, force=args.force) as tmp:
         res = power(design, replicates=args.replicates, rng=seed, families=families,
-                    **common)
+                    **common, **missing)
         write_tsv(res.table[list(POWER_COLUMNS)], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
         run_info = {"seed": seed, "replicates": args.replicates,
                     "inference": args.inference, "dtitool_version": __version__}
+        if args.missing != "complete-case":
+            run_info.update(missing=args.missing, imputations=args.imputations)
         (tmp / "design.toml").write_text(
             design_to_toml(design, run=run_info, header="Design and seed of a "
                            "dtitool power run; repeat it with\n  dtitool power "
@@ -186,7 +201,7 @@ def run(args) -> int:
         if curve:
             pc = power_curve(design, parameter=curve[0], values=curve[1],
                              replicates=args.replicates, rng=seed, families=families,
-                             **common)
+                             **common, **missing)
             write_tsv(pc.table, tmp / "power_curve.tsv")
             from dtitool.report.plots import save_power_curve
 

@@ -566,9 +566,11 @@ def rubin(estimate, se, df_com, *, axis: int = 0) -> Pooled:
     u = np.moveaxis(np.asarray(se, float), axis, 0) ** 2
     nu = np.moveaxis(np.asarray(df_com, float), axis, 0).mean(axis=0)
     M = q.shape[0]
-    qbar = q.mean(axis=0)
+    # identical estimates (nothing imputed): B exactly 0, Q exactly the estimate
+    same = (q == q[0]).all(axis=0)
+    qbar = np.where(same, q[0], q.mean(axis=0))
     ubar = u.mean(axis=0)
-    b = q.var(axis=0, ddof=1)
+    b = np.where(same, 0.0, q.var(axis=0, ddof=1))
     f = 1.0 + 1.0 / M
     total = ubar + f * b
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -830,14 +832,16 @@ def _completed(changes: pd.DataFrame, prep: _Prepared, X, Y, shift=None):
     have = ri >= 0
     pos = out.index.get_indexer(ri[have])
     d_md = out["d_md"].to_numpy(float).copy()
-    d_md[pos] = (X * DMD_SCALE)[have]
+    fill = np.isnan(d_md[pos])  # observed values stay exactly as they were
+    d_md[pos[fill]] = (X * DMD_SCALE)[have][fill]
     out["d_md"] = d_md
     out["md_24h"] = out["md_baseline"] + out["d_md"]
     out["d_md_pct"] = 100.0 * out["d_md"] / out["md_baseline"]
     for kk, k in enumerate(prep.outcomes):
         yk = Y[..., kk] if shift is None else Y[..., kk] + shift[:, kk, None]
         col = out[f"d_{k}"].to_numpy(float).copy()
-        col[pos] = yk[have]
+        fill = np.isnan(col[pos]) | (shift is not None)
+        col[pos[fill]] = yk[have][fill]
         out[f"d_{k}"] = col
         out[f"{k}_24h"] = out[f"{k}_baseline"] + out[f"d_{k}"]
     return out
@@ -1065,11 +1069,14 @@ class TippingPoint:
             where = ("none in " f"[{g['delta'].min():g}, {g['delta'].max():g}]"
                      if flips.empty else "delta " + ", ".join(
                          f"{d:+g}" for d in flips["delta"]))
+            lo, hi = g.iloc[0], g.iloc[-1]
             lines.append(
                 f"  {roi}/{outcome}: estimate {zero['estimate']:.3f}, p "
                 f"{zero['p']:.4f} at delta {zero['delta']:g} "
                 f"({'significant' if sig0 else 'not significant'}; {n_imp} scores "
-                f"imputed); conclusion changes at {where}")
+                f"imputed); {lo['estimate']:.3f} (p {lo['p']:.4f}) at "
+                f"{lo['delta']:+g}, {hi['estimate']:.3f} (p {hi['p']:.4f}) at "
+                f"{hi['delta']:+g}; conclusion changes at {where}")
         return "\n".join(lines)
 
 
