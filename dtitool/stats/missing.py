@@ -76,6 +76,10 @@ van Buuren S (2018). Flexible Imputation of Missing Data, 2nd ed. CRC Press.
 Ratitch B, O'Kelly M, Tosiello R (2013). Missing data in clinical trials: from
 clinical assumptions to statistical analysis using pattern mixture models.
 Pharm Stat 12:337.
+von Hippel PT (2016). New confidence intervals and bias comparisons show that
+maximum likelihood can beat multiple imputation in small samples. Struct Equ
+Modeling 23:422 (the small-sample bias of imputing a covariate; docs/model.md,
+"Missing data").
 """
 
 from __future__ import annotations
