@@ -38,7 +38,6 @@ decrease goes with more improvement" is a positive slope.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -492,48 +491,6 @@ def _interaction_columns(design_info) -> np.ndarray:
     return mask
 
 
-def fit_changes(
-    changes: pd.DataFrame,
-    *,
-    covariates: Sequence[str] = ("baseline",),
-    formula: str | None = None,
-    robust: str | None = None,
-    inference: str = "ols",
-    families: Sequence[str] | str | None = ("term",),
-    familywise: str = "holm-bh",
-    permutations: int = DEFAULT_PERMUTATIONS,
-    rng=None,
-    alpha: float = 0.05,
-    missing: str = "complete-case",
-    imputations: int = 20,
-) -> AnalysisResults:
-    """Fit the models to a per-subject changes table.
-
-    Same as :func:`fit_models` but starting from the output of
-    :func:`dtitool.tables.compute_changes` (already checked).
-    """
-    from dtitool.stats.missing import check_missing, complete_case_columns
-
-    missing, imputations = check_missing(missing, imputations)
-    kw = {"covariates": covariates, "formula": formula, "robust": robust,
-          "inference": inference, "families": families, "familywise": familywise,
-          "permutations": permutations, "rng": rng, "alpha": alpha}
-    if missing == "mi":
-        from dtitool.stats.missing import fit_imputed
-
-        _check_changes(changes)
-        inference = _check_inference_options(robust, inference, familywise,
-                                             permutations)
-        covariates, _, families = _check_options(covariates, None, robust, families,
-                                                 alpha, changes)
-        return fit_imputed(changes, covariates=covariates, formula=formula,
-                           inference=inference, families=families, alpha=alpha,
-                           imputations=imputations, rng=rng, familywise=familywise)
-    res = _fit_complete(changes, **kw)
-    table, line = complete_case_columns(res.table, changes, res.covariates)
-    return dataclasses.replace(res, table=table, missing_summary=line)
-
-
 def _check_changes(changes) -> list[str]:
     """Raise unless ``changes`` is a changes table; return its outcomes."""
     if not isinstance(changes, pd.DataFrame):
@@ -557,7 +514,7 @@ def _check_changes(changes) -> list[str]:
     return outcomes
 
 
-def _fit_complete(
+def fit_changes(
     changes: pd.DataFrame,
     *,
     covariates: Sequence[str] = ("baseline",),
@@ -569,11 +526,28 @@ def _fit_complete(
     permutations: int = DEFAULT_PERMUTATIONS,
     rng=None,
     alpha: float = 0.05,
+    missing: str = "complete-case",
+    imputations: int = 20,
 ) -> AnalysisResults:
-    """Fit the models to the rows with complete data.
+    """Fit the models to a per-subject changes table.
 
-    Every participant used has every variable of the model.
+    Same as :func:`fit_models` but starting from the output of
+    :func:`dtitool.tables.compute_changes` (already checked).
     """
+    from dtitool.stats.missing import check_missing, complete_case_columns
+
+    missing, imputations = check_missing(missing, imputations)
+    if missing == "mi":
+        from dtitool.stats.missing import fit_imputed
+
+        _check_changes(changes)
+        inference = _check_inference_options(robust, inference, familywise,
+                                             permutations)
+        covariates, _, families = _check_options(covariates, None, robust, families,
+                                                 alpha, changes)
+        return fit_imputed(changes, covariates=covariates, formula=formula,
+                           inference=inference, families=families, alpha=alpha,
+                           imputations=imputations, rng=rng, familywise=familywise)
     outcomes = _check_changes(changes)
     covariates, formula, families = _check_options(
         covariates, formula, robust, families, alpha, changes
@@ -648,6 +622,7 @@ def _fit_complete(
         seed, table[MAXT_COLUMN] = _maxt_column(table, families, perm_models,
                                                 inference, permutations, rng)
     table = _sort(table, rois, outcomes)
+    table, missing_summary = complete_case_columns(table, changes, covariates)
     elapsed = time.perf_counter() - t0
     return AnalysisResults(
         table=table,
@@ -664,6 +639,7 @@ def _fit_complete(
         arm_fits=arm_fits,
         permutations=permutations if familywise == "maxt" else 0,
         seed=seed,
+        missing_summary=missing_summary,
     )
 
 

@@ -675,22 +675,6 @@ def _reason_text(counts: dict, empty: str = "") -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or empty
 
 
-def _model_masks(changes: pd.DataFrame, roi: str, outcome: str, covariates):
-    """Per participant (in ``changes`` order) of one ROI: reason -> bool mask."""
-    rows = changes[changes["roi"] == roi]
-    reasons = {
-        "no baseline scan": rows["md_baseline"].isna().to_numpy(),
-        "no 24h scan": (rows["md_24h"].isna() & rows["md_baseline"].notna()
-                        ).to_numpy(),
-        f"no 24h {outcome}": rows[f"{outcome}_24h"].isna().to_numpy(),
-    }
-    for c in covariates:
-        if c in ("baseline", "baseline_md") or c not in rows.columns:
-            continue
-        reasons[f"no {c}"] = rows[c].isna().to_numpy()
-    return rows, reasons
-
-
 def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
                           covariates) -> tuple[pd.DataFrame, str]:
     """Add ``missing``, ``n_dropped``, ``n_imputed``, ``missing_reasons`` columns.
@@ -714,21 +698,37 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
         and the range of n.
     """
     total = changes["participant_id"].nunique()
+    n_of = dict(zip(zip(table["roi"], table["outcome"], strict=True), table["n"],
+                    strict=True))
+    outcomes = list(pd.unique(table["outcome"]))
+    covs = [c for c in covariates
+            if c not in ("baseline", "baseline_md") and c in changes.columns]
+    ids = changes["participant_id"].to_numpy()
+    base = {
+        "no baseline scan": changes["md_baseline"].isna().to_numpy(),
+        "no 24h scan": (changes["md_24h"].isna() & changes["md_baseline"].notna()
+                        ).to_numpy(),
+        **{f"no {c}": changes[c].isna().to_numpy() for c in covs},
+    }
+    score = {k: changes[f"{k}_24h"].isna().to_numpy() for k in outcomes}
+    roi_of = changes["roi"].to_numpy()
     info, anyone, overall = {}, set(), {}
-    for roi, outcome in table[["roi", "outcome"]].drop_duplicates().itertuples(
-            index=False):
-        rows, reasons = _model_masks(changes, roi, outcome, covariates)
-        n = int(table.loc[(table["roi"] == roi) & (table["outcome"] == outcome),
-                          "n"].iloc[0])
-        counts = {k: int(m.sum()) for k, m in reasons.items()}
-        known = np.logical_or.reduce(list(reasons.values()))
-        if total - n > int(known.sum()):  # a custom formula's own variables
-            counts["other model variable missing"] = total - n - int(known.sum())
-        info[(roi, outcome)] = (total - n, _reason_text(counts, "none"))
-        ids = rows["participant_id"].to_numpy()
-        anyone.update(ids[known])
-        for k, m in reasons.items():
-            overall.setdefault(k, set()).update(ids[m])
+    for roi in pd.unique(table["roi"]):
+        at = roi_of == roi
+        for k in outcomes:
+            if (roi, k) not in n_of:
+                continue
+            reasons = {r: m[at] for r, m in base.items()}
+            reasons[f"no 24h {k}"] = score[k][at]
+            counts = {r: int(m.sum()) for r, m in reasons.items()}
+            known = np.logical_or.reduce(list(reasons.values()))
+            dropped = total - int(n_of[(roi, k)])
+            if dropped > int(known.sum()):  # a custom formula's own variables
+                counts["other model variable missing"] = dropped - int(known.sum())
+            info[(roi, k)] = (dropped, _reason_text(counts, "none"))
+            anyone.update(ids[at][known])
+            for r, m in reasons.items():
+                overall.setdefault(r, set()).update(ids[at][m])
     key = list(zip(table["roi"], table["outcome"], strict=True))
     table = table.assign(
         missing="complete-case",
@@ -737,7 +737,7 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
         missing_reasons=[info[k][1] for k in key],
     )
     lo, hi = int(table["n"].min()), int(table["n"].max())
-    if hi - lo == 0 and lo == total:
+    if hi == lo == total:
         line = (f"missing data: complete case; no participant left out (every model "
                 f"has all {total})")
     else:
@@ -895,9 +895,8 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
         for m in range(imputations):
             done = _completed(changes, prep, X[m], Y[m], shift)
             _blank_dropped(done, prep)
-            res = an._fit_complete(done, covariates=covariates, formula=None,
-                                   inference=inference, families=families,
-                                   alpha=alpha)
+            res = an.fit_changes(done, covariates=covariates, inference=inference,
+                                 families=families, alpha=alpha)
             tables.append(res.table)
             if first is None:
                 first = res
