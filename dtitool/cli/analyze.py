@@ -94,7 +94,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--imputations",
         type=int,
-        default=20,
+        default=None,
         metavar="M",
         help="imputations for --missing mi (default 20)",
     )
@@ -107,7 +107,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--delta",
-        default="-6,-4,-2,0,2,4,6",
+        default=None,
         metavar="D1,D2,...",
         help="score-point shifts for --tipping-point (default -6,-4,-2,0,2,4,6; "
         "write --delta=-6,0,6 when the list starts with a minus)",
@@ -175,7 +175,7 @@ def run(args) -> int:
         RESULT_COLUMNS,
         fit_models,
     )
-    from dtitool.stats.missing import tipping_point
+    from dtitool.stats.missing import DEFAULT_DELTAS, tipping_point
     from dtitool.stats.reference import compare_to_reported, format_comparison
 
     out = Path(args.out)
@@ -184,7 +184,11 @@ def run(args) -> int:
     if args.tipping_point and args.missing != "mi":
         raise ValueError("--tipping-point shifts imputed 24 h scores; it needs "
                          "--missing mi")
-    deltas = parse_deltas(args.delta) if args.tipping_point else None
+    deltas = None
+    if args.tipping_point:
+        deltas = parse_deltas(args.delta) if args.delta else list(DEFAULT_DELTAS)
+    elif args.delta:
+        raise ValueError("--delta is used with --tipping-point")
     tip = Path(args.tipping_point) if args.tipping_point else None
     if tip is not None and (tip.name in ("", ".", "..") or tip.is_dir()):
         raise ValueError(f"--tipping-point must name a file, got "
@@ -234,7 +238,7 @@ def run(args) -> int:
             tp = tipping_point(participants, roi_md, deltas=deltas,
                                covariates=tuple(args.covariates),
                                inference=results.inference,
-                               imputations=args.imputations, rng=results.seed,
+                               imputations=results.imputations, rng=results.seed,
                                families=tuple(args.families))
             write_tsv(tp.table, tiptmp / tip.name)
     print(results.summary())

@@ -56,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "data ([missing] in the design): complete-case (default) or mi, "
                    "multiple imputation pooled by Rubin's rules (see docs/model.md, "
                    "Missing data)")
-    p.add_argument("--imputations", type=int, default=20, metavar="M",
+    p.add_argument("--imputations", type=int, default=None, metavar="M",
                    help="imputations per simulated trial for --missing mi "
                    "(default 20)")
     p.add_argument("--family", action="append", default=None,
@@ -191,7 +191,7 @@ def run(args) -> int:
         run_info = {"seed": seed, "replicates": args.replicates,
                     "inference": args.inference, "dtitool_version": __version__}
         if args.missing != "complete-case":
-            run_info.update(missing=args.missing, imputations=args.imputations)
+            run_info.update(missing=args.missing, imputations=res.imputations)
         (tmp / "design.toml").write_text(
             design_to_toml(design, run=run_info, header="Design and seed of a "
                            "dtitool power run; repeat it with\n  dtitool power "

@@ -238,7 +238,7 @@ def fit_models(
     replicate: int | None = None,
     md_unit: str = "mm^2/s",
     missing: str = "complete-case",
-    imputations: int = 20,
+    imputations: int | None = None,
 ) -> AnalysisResults:
     """Fit the group x dMD interaction model for every ROI and outcome.
 
@@ -306,9 +306,9 @@ def fit_models(
         ``familywise="maxt"``, and leaves out participants without a baseline
         scan or a covariate. Either way the table says per model how many
         participants were left out or imputed, and why.
-    imputations : int
-        Imputations for ``mi`` (see
-        :data:`dtitool.stats.missing.DEFAULT_IMPUTATIONS`).
+    imputations : int, optional
+        Imputations for ``mi`` (default
+        :data:`dtitool.stats.missing.DEFAULT_IMPUTATIONS`, 20).
 
     Returns
     -------
@@ -527,7 +527,7 @@ def fit_changes(
     rng=None,
     alpha: float = 0.05,
     missing: str = "complete-case",
-    imputations: int = 20,
+    imputations: int | None = None,
 ) -> AnalysisResults:
     """Fit the models to a per-subject changes table.
 

@@ -613,7 +613,7 @@ def power(
     design_analysis: bool = True,
     progress: bool | None = None,
     missing: str = "complete-case",
-    imputations: int = 20,
+    imputations: int | None = None,
     _cache: dict | None = None,
 ) -> PowerResult:
     """Monte Carlo power of every ROI x outcome x term test of ``design``.
@@ -656,7 +656,7 @@ def power(
     missing : {"complete-case", "mi"}
         How each simulated trial handles the design's missing 24 h data
         (``design.missing``): ``complete-case`` drops the subjects, ``mi``
-        imputes every trial ``imputations`` times (chained normal regressions
+        imputes every trial ``imputations`` times (Bayesian normal regressions
         within arm, :mod:`dtitool.stats.missing`), fits all (trial x imputation)
         models with the batched engine and pools them by Rubin's rules with
         Barnard-Rubin df. The null counterpart is analysed the same way, so
@@ -665,8 +665,9 @@ def power(
         would need re-imputation). True values are those of the full data
         (missingness switched off), so type S and exaggeration include the
         bias of the missing-data method.
-    imputations : int
-        Imputations per trial for ``mi``.
+    imputations : int, optional
+        Imputations per trial for ``mi`` (default
+        :data:`~dtitool.stats.missing.DEFAULT_IMPUTATIONS`, 20).
 
     Returns
     -------
@@ -1193,7 +1194,7 @@ def power_curve(
     design_analysis: bool = True,
     progress: bool | None = None,
     missing: str = "complete-case",
-    imputations: int = 20,
+    imputations: int | None = None,
 ) -> PowerCurve:
     """Power of every test as ``parameter`` takes each of ``values``.
 
