@@ -43,6 +43,7 @@ import pandas as pd
 from scipy import special
 
 from dtitool._constants import CONTROL, GROUPS, SESSIONS, TREATMENT
+from dtitool._memory import check_memory
 from dtitool.design import StudyDesign, load_preset
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "score_summary",
     "simulate_arrays",
     "simulate_cohort",
+    "simulation_bytes",
 ]
 
 BLOCK_SIZE = 64
@@ -65,6 +67,17 @@ COHORT_FILES = ("participants.tsv", "roi_md.tsv", "true_md.tsv", "design.toml")
 """Files :meth:`Cohort.write` writes (``dtitool simulate``, the demo's cohort)."""
 
 _DEFAULT_CHUNK = 4096  # replicates per chunk: ~0.4 GB of working arrays at n = 98
+
+
+def simulation_bytes(design: StudyDesign, replicates: int) -> float:
+    """Estimated peak memory (bytes) of simulating ``replicates`` trials at once.
+
+    About 8 bytes per random draw and derived value per subject, ROI and
+    outcome (random draws, true and observed MD, scores), with room for the
+    temporaries; a float, so that absurd requests do not overflow.
+    """
+    nr, no = len(design.rois), len(design.outcomes)
+    return 8.0 * float(replicates) * float(design.n) * (16 + 12 * nr + 8 * no)
 
 
 def as_seed_sequence(rng=None) -> np.random.SeedSequence:
@@ -470,6 +483,11 @@ def simulate_arrays(
     chunk = _DEFAULT_CHUNK if chunk_size is None else chunk_size
     if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    check_memory(
+        simulation_bytes(design, stop - start),
+        f"simulating {stop - start} trial(s) of n = {design.n}",
+        hint="use a smaller n or fewer replicates",
+    )
     m = _Model(design)
     parts = [
         _simulate_range(m, design, ss, s, min(s + chunk, stop))

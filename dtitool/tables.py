@@ -41,6 +41,7 @@ from dtitool._io import read_tsv
 __all__ = [
     "MD_UNITS",
     "MIN_PER_ARM",
+    "RESERVED_COLUMNS",
     "check_tables",
     "compute_changes",
     "outcomes_in",
@@ -65,6 +66,14 @@ _MD_PLAUSIBLE = (2e-4, 5e-3)
 _MD_TOLERATED = (1e-6, 1e-2)
 
 _PARTICIPANT_COLUMNS = ("participant_id", "group")
+# Label columns read as text, always: "001" is not "1", "1.10" is not "1.1".
+_TEXT = {"participant_id": str, "group": str, "session": str, "roi": str}
+RESERVED_COLUMNS = (
+    "roi", "md_baseline", "md_24h", "d_md", "d_md_pct", "d_score",
+    "baseline_score", "baseline_md", *(f"d_{k}" for k in OUTCOMES),
+)
+"""Names dtitool computes itself (:func:`compute_changes`, the model frame); a
+participants column of the same name would be ambiguous, so it is an error."""
 _ROI_MD_COLUMNS = ("participant_id", "session", "roi", "md")
 
 
@@ -118,9 +127,9 @@ def read_tables(
     if not directory.is_dir():
         raise ValueError(f"input folder {str(directory)!r} does not exist")
     participants = read_tsv(
-        directory / "participants.tsv", what="participants table"
+        directory / "participants.tsv", what="participants table", dtype=_TEXT
     )
-    roi_md = read_tsv(directory / "roi_md.tsv", what="ROI MD table")
+    roi_md = read_tsv(directory / "roi_md.tsv", what="ROI MD table", dtype=_TEXT)
     return check_tables(participants, roi_md, replicate=replicate, md_unit=md_unit)
 
 
@@ -128,7 +137,7 @@ def _as_frame(table, what: str) -> pd.DataFrame:
     if isinstance(table, pd.DataFrame):
         return table.copy()
     if isinstance(table, (str, os.PathLike)):
-        return read_tsv(table, what=what)
+        return read_tsv(table, what=what, dtype=_TEXT)
     raise TypeError(
         f"{what} must be a pandas DataFrame or a path to a .tsv file, "
         f"got {type(table).__name__}"
@@ -221,6 +230,13 @@ def _check_labels(df: pd.DataFrame, col: str, allowed, what: str, *,
 def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
     what = "participants table"
     _require_columns(participants, _PARTICIPANT_COLUMNS, what)
+    clash = [c for c in participants.columns if str(c) in RESERVED_COLUMNS]
+    if clash:
+        raise ValueError(
+            f"{what} has column(s) {', '.join(map(repr, clash))}, a name dtitool "
+            f"computes itself (reserved: {', '.join(RESERVED_COLUMNS)}); rename "
+            "the column"
+        )
     participants["participant_id"] = _check_ids(participants, what)
     dup = participants["participant_id"].duplicated(keep=False)
     if dup.any():

@@ -108,13 +108,50 @@ class _Pipe:
         shutil.rmtree(self._profile, ignore_errors=True)
 
 
+_INSPECT_JS = """(() => {
+  const vw = document.documentElement.clientWidth;
+  const describe = (el) => el.tagName.toLowerCase() + (el.className ?
+      '.' + String(el.className).trim().split(/\\s+/).join('.') : '') + ' "' +
+      (el.textContent || '').trim().slice(0, 40) + '"';
+  const inScroller = (el) => {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const ox = getComputedStyle(p).overflowX;
+      if (ox === 'auto' || ox === 'scroll') return true;
+    }
+    return false;
+  };
+  const overflow = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if ((r.right > vw + 1 || r.left < -1) && !inScroller(el)) {
+      overflow.push('outside the page: ' + describe(el));
+    }
+    const cs = getComputedStyle(el);
+    if ((cs.overflowX === 'hidden' || cs.overflowX === 'clip') &&
+        el.scrollWidth > el.clientWidth + 1) {
+      overflow.push('clipped: ' + describe(el));
+    }
+  }
+  return {title: document.title,
+          scroll_width: document.documentElement.scrollWidth,
+          images: Array.from(document.images).map(
+              i => [i.complete, i.naturalWidth, i.naturalHeight]),
+          alts: Array.from(document.images).map(i => i.alt),
+          overflow: overflow};
+})()"""
+
+
 def render_page(exe: str, page: Path, screenshot: Path, *, width: int = 1280,
                 height: int = 900) -> dict:
     """Load ``page`` in headless Chromium; return what a reader would have seen.
 
     Returns a dict with ``errors`` (console errors, uncaught exceptions, failed
     loads), ``images`` (per ``<img>``: complete, naturalWidth, naturalHeight),
-    ``title``, ``scroll_width`` and ``screenshot`` (path of the full-page PNG).
+    ``alts`` (each image's alt text), ``overflow`` (elements that stick out of
+    the viewport without being inside a horizontally scrollable box, and boxes
+    that hide overflowing content), ``title``, ``scroll_width`` and
+    ``screenshot`` (path of the full-page PNG).
     """
     pipe = _Pipe(exe)
     try:
@@ -128,10 +165,7 @@ def render_page(exe: str, page: Path, screenshot: Path, *, width: int = 1280,
                    "mobile": False}, session=sess)
         pipe.send("Page.navigate", {"url": page.resolve().as_uri()}, session=sess)
         pipe.wait_event("Page.loadEventFired", timeout=60)
-        expr = ("JSON.stringify({title: document.title, scroll_width: "
-                "document.documentElement.scrollWidth, images: "
-                "Array.from(document.images).map(i => [i.complete, i.naturalWidth, "
-                "i.naturalHeight])})")
+        expr = "JSON.stringify(" + _INSPECT_JS + ")"
         res = pipe.send("Runtime.evaluate", {"expression": expr, "returnByValue": True},
                         session=sess)
         info = json.loads(res["result"]["value"])

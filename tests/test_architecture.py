@@ -75,7 +75,12 @@ FORBIDDEN = {
     "tables": {"simulate", "imaging", "stats", "report", "cli"},
     "_constants": {"design", "simulate", "tables", "imaging", "stats", "report",
                    "cli", "_io"},
-    "_io": {"design", "simulate", "tables", "imaging", "stats", "report", "cli"},
+    "_io": {"design", "simulate", "tables", "imaging", "stats", "report", "cli",
+            "_memory"},
+    "_workers": {"design", "simulate", "tables", "imaging", "stats", "report",
+                 "cli", "_io", "_memory"},
+    "_memory": {"design", "simulate", "tables", "imaging", "stats", "report",
+                "cli", "_io", "_workers"},
     "imaging": {"stats", "report", "cli"},
     "stats": {"imaging", "report", "cli"},
     "report": {"cli"},
@@ -111,7 +116,8 @@ def test_layering_rules_hold():
 def test_every_stage_is_a_package_or_module():
     for name in ("design", "imaging", "stats", "report", "cli"):
         assert (PKG / name / "__init__.py").is_file(), name
-    for name in ("simulate.py", "tables.py", "_io.py", "__main__.py"):
+    for name in ("simulate.py", "tables.py", "_io.py", "_workers.py", "_memory.py",
+                 "__main__.py"):
         assert (PKG / name).is_file(), name
 
 

@@ -60,8 +60,16 @@ def test_refuses_to_overwrite_without_force(data_dir, tmp_path, capsys):
     assert rc == 2
     assert "already exists" in err
     assert out.read_text() == "keep me"
-    assert main(["analyze", str(data_dir), "--out", str(out), "--force"]) == 0
-    assert out.read_text().startswith("roi\toutcome")
+    # --force replaces only what a dtitool run wrote: never the user's file
+    assert main(["analyze", str(data_dir), "--out", str(out), "--force"]) == 2
+    assert "not listed in" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+    out.unlink()
+    assert main(["analyze", str(data_dir), "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert main(["analyze", str(data_dir), "--out", str(out), "--robust",
+                 "--force"]) == 0
+    assert out.read_text().startswith("roi\toutcome") and out.read_bytes() != first
 
 
 def test_options(data_dir, tmp_path, capsys):

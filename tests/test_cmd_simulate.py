@@ -71,7 +71,7 @@ def _bad_toml(tmp_path, text):
         (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
         (["--seed", "-4"], "non-negative"),
         (["--replicates", "0"], "--replicates must be a positive integer"),
-        (["--design", "{tmp}/missing.toml"], "cannot read design file"),
+        (["--design", "{tmp}/missing.toml"], "does not exist or is not a file"),
         (["--design", "TOML:name = [1,"], "is not valid TOML"),
         (["--design", "TOML:base = 'ketamine-rct'\n[trial]\nn = 'many'\n"],
          "trial.n must be an integer; got str 'many'"),

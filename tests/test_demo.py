@@ -63,7 +63,7 @@ def test_report_content(demo_dir):
                     "What dMD reliability does to the effects"):
         assert f">{heading}</h2>" in html
     assert len(re.findall(r'<img src="data:image/png;base64,', html)) == 5
-    assert "n needed for 80% power" in html or "is not reached by n" in html
+    assert "n for 80% power on" in html or "is not reached by n" in html
     assert "Kopelman" in html and "reliability" in html
     assert not re.search(r'(src|href)="https?://', html)
 
@@ -89,14 +89,17 @@ def test_report_in_headless_browser(demo_dir, tmp_path):
     assert len(info["images"]) == 5
     for complete, width, height in info["images"]:
         assert complete and width > 100 and height > 100
+    assert all(len(alt) > 20 for alt in info["alts"])  # every figure described
     assert info["scroll_width"] <= 1280  # no page-wide horizontal overflow
+    assert info["overflow"] == []  # nothing sticks out or is clipped
     png = info["screenshot"].read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
-    # narrow (laptop/tablet) width renders without horizontal overflow too
+    # a phone: wide tables scroll inside their own box, nothing else overflows
     narrow = render_page(exe, demo_dir / "report.html", tmp_path / "narrow.png",
-                         width=800)
+                         width=390)
     assert narrow["errors"] == []
-    assert narrow["scroll_width"] <= 800
+    assert narrow["scroll_width"] <= 390
+    assert narrow["overflow"] == []
 
 
 def test_demo_refuses_existing_output(demo_dir, capsys):
@@ -122,3 +125,17 @@ def test_demo_bad_arguments(tmp_path, capsys, args, match):
 def test_settings_validate():
     with pytest.raises(ValueError, match="curve_replicates"):
         DemoSettings(curve_replicates=10)
+
+
+def test_demo_manifest_and_cohort_record_repeat(demo_dir, tmp_path, capsys):
+    import json
+
+    (run,) = json.loads((demo_dir / "dtitool-run.json").read_text())["runs"]
+    assert run["command"] == "demo" and run["seed"] == 7
+    assert "report.html" in run["files"] and "images/atlas-dtitool_dseg.nii.gz" in (
+        run["files"])
+    again = tmp_path / "again"
+    assert main(["simulate", "--design", str(demo_dir / "cohort" / "design.toml"),
+                 "--out", str(again)]) == 0
+    for name in ("participants.tsv", "roi_md.tsv", "true_md.tsv"):
+        assert (again / name).read_bytes() == (demo_dir / "cohort" / name).read_bytes()

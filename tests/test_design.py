@@ -180,7 +180,7 @@ def test_read_design_bad_files(tmp_path):
     bad.write_text("name = [unclosed\n")
     with pytest.raises(ValueError, match="is not valid TOML"):
         read_design(bad)
-    with pytest.raises(ValueError, match="cannot read design file"):
+    with pytest.raises(ValueError, match="does not exist or is not a file"):
         read_design(tmp_path / "missing.toml")
 
 

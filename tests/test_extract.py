@@ -155,14 +155,17 @@ def test_excluded_voxels_warn_with_counts(tmp_path, atlas, atlas_array):
     d[tuple(roi1[2])] = -1e-4
     d[tuple(np.argwhere(atlas_array == 3)[0])] = np.nan
     d[0, 0, 0] = np.nan  # outside every ROI: not counted
+    d[tuple(roi1[3])] = np.inf  # +inf never enters a mean
     p = save(tmp_path, "sub-01_ses-baseline_MD.nii.gz", d)
-    with pytest.warns(UserWarning, match=r"excluded 2 NaN, 1 zero and 1 negative"):
+    with pytest.warns(UserWarning,
+                      match=r"excluded 3 non-finite \(NaN or infinite\), 1 zero "
+                      "and 1 negative"):
         df = extract_roi_md([p], atlas)
-    assert df["n_excluded"].tolist() == [3, 0, 1, 0, 0, 0, 0]
+    assert df["n_excluded"].tolist() == [4, 0, 1, 0, 0, 0, 0]
     keep = np.isfinite(d) & (d > 0)
     want = [d[(atlas_array == i) & keep].astype(float).mean() for i in range(1, 8)]
     np.testing.assert_allclose(df["md"], want, rtol=1e-12)
-    assert df["n_voxels"][0] == (atlas_array == 1).sum() - 3
+    assert df["n_voxels"][0] == (atlas_array == 1).sum() - 4
 
 
 def test_roi_with_no_usable_voxels(tmp_path, atlas, atlas_array):

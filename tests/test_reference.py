@@ -53,7 +53,8 @@ def test_verdicts():
     c = compare_to_reported(t).set_index(["roi", "outcome", "term"])
     assert c.loc[("L_BA10", "madrs", "interaction"), "verdict"] == "replicated"
     assert c.loc[("L_BA10", "madrs", "interaction"), "slope_ketamine"] == 1.1
-    assert c.loc[("L_BA10", "qids", "interaction"), "verdict"] == "same sign, weaker"
+    assert c.loc[("L_BA10", "qids", "interaction"), "verdict"] == (
+        "same sign, not significant")
     assert c.loc[("L_amygdala", "madrs", "interaction"), "verdict"] == "opposite sign"
     r = c.loc[("R_BA10", "any", "slope_pooled")]
     assert r["outcome_used"] == "qids"
@@ -65,9 +66,32 @@ def test_verdicts():
     assert c.loc[("vACC", "qids", "interaction"), "agrees"]
     assert c.loc[("R_amygdala", "madrs", "interaction"), "verdict"] == "not analysed"
     assert np.isnan(c.loc[("L_amygdala", "qids", "interaction"), "p"])
-    # alpha moves the null verdicts
+    # alpha moves the null verdicts, and the replicated ones: one rule, p <= alpha
     c2 = compare_to_reported(t, alpha=0.005).set_index(["roi", "outcome", "term"])
     assert c2.loc[("vACC", "madrs", "interaction"), "verdict"] == "null, as reported"
+    assert c2.loc[("L_BA10", "madrs", "interaction"), "verdict"] == (
+        "same sign, not significant")
+    assert c2.loc[("R_BA10", "any", "slope_pooled"), "verdict"] == "replicated"
+
+
+def test_any_outcome_finding_is_one_rule():
+    # R BA10 "at least one outcome": replicated when either outcome's pooled slope
+    # is significant with the reported (positive) sign; the label stays "any"
+    base = [("R_BA10", "madrs", "slope_pooled"), ("R_BA10", "qids", "slope_pooled")]
+    cases = [
+        ((0.5, 0.01), (0.5, 0.30), "replicated", "madrs"),
+        ((0.5, 0.30), (0.5, 0.02), "replicated", "qids"),
+        # a significant opposite sign on one outcome does not hide the other
+        ((-0.5, 0.001), (0.5, 0.03), "replicated", "qids"),
+        ((0.5, 0.20), (0.5, 0.06), "same sign, not significant", "qids"),
+        ((-0.5, 0.01), (0.5, 0.40), "opposite sign", "madrs"),
+    ]
+    for (e1, p1), (e2, p2), verdict, used in cases:
+        t = _table([(*base[0], e1, p1), (*base[1], e2, p2)])
+        c = compare_to_reported(t)
+        r = c[(c["roi"] == "R_BA10") & (c["term"] == "slope_pooled")].iloc[0]
+        assert r["outcome"] == "any"
+        assert (r["verdict"], r["outcome_used"]) == (verdict, used)
 
 
 def test_compare_with_analysis_results():

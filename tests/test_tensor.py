@@ -157,13 +157,58 @@ def test_b0_anywhere_and_threshold(noiseless):
     data = predict_signal(t, bvals, bvecs, s0=s0)
     ref = fit_tensor(data, bvals, bvecs)
     np.testing.assert_allclose(ref.tensor, t, rtol=1e-9, atol=1e-15)
-    # b = 5 s/mm^2 with arbitrary directions counts as b0 (b taken as 0)
-    bv = bvals.copy()
-    bg = bvecs.copy()
-    bv[bvals == 0] = 5.0
-    bg[bvals == 0] = [0.3, 0.1, 0.9]
+
+
+def test_b0_volumes_enter_the_fit_at_their_actual_b(noiseless):
+    # As FSL dtifit and DIPY: a "b0" acquired at b = 5..50 s/mm^2 with a
+    # direction enters the design matrix at that b; the threshold only says
+    # which volumes count as b0 (and may lack a direction).
+    t, s0, _ = noiseless
+    bv, bg = BVALS.copy(), BVECS.copy()
+    b0 = BVALS == 0
+    bv[b0] = np.linspace(5, 50, b0.sum())
+    bg[b0] = [0.3, 0.1, 0.9]
+    data = predict_signal(t, bv, bg, s0=s0)
     fit = fit_tensor(data, bv, bg, b0_threshold=50)
-    np.testing.assert_allclose(fit.tensor, ref.tensor, rtol=1e-10, atol=1e-16)
+    np.testing.assert_allclose(fit.tensor, t, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(fit.s0, s0, rtol=1e-9)
+    # the threshold decides nothing else: the design matrix is the same
+    for thr in (0.0, 4.0, 100.0):
+        np.testing.assert_array_equal(design_matrix(bv, bg, b0_threshold=thr),
+                                      design_matrix(bv, bg, b0_threshold=50))
+    # the old reading (b taken as 0 at or below the threshold) is biased here
+    bz = np.where(b0, 0.0, bv)
+    old = fit_tensor(data, bz, np.where(b0[:, None], 0.0, bg))
+    assert np.max(np.abs(old.md / fit.md - 1)) > 1e-3
+
+
+def test_nan_b0_direction_read_alike_by_api_and_file_reader(tmp_path):
+    from dtitool.imaging.gradients import read_bvals_bvecs
+
+    bv = np.where(BVALS == 0, 20.0, BVALS)
+    bg = np.where((BVALS == 0)[:, None], np.nan, BVECS)
+    (tmp_path / "x.bval").write_text(" ".join(f"{b:g}" for b in bv) + "\n")
+    (tmp_path / "x.bvec").write_text(
+        "\n".join(" ".join(repr(float(v)) for v in row) for row in bg.T) + "\n")
+    data = predict_signal(random_tensors(5, np.random.default_rng(0)), BVALS,
+                          BVECS, s0=1000.0)
+    read_b, read_g = read_bvals_bvecs(tmp_path / "x.bval", tmp_path / "x.bvec")
+    a = fit_tensor(data, bv, bg)  # NaN directions of b0 volumes: zero vectors
+    b = fit_tensor(data, read_b, read_g)
+    np.testing.assert_array_equal(a.tensor, b.tensor)
+    # above the threshold both refuse, naming the volume
+    for thr in (10.0,):
+        with pytest.raises(ValueError, match="volume 0 \\(b = 20\\)"):
+            fit_tensor(data, bv, bg, b0_threshold=thr)
+        with pytest.raises(ValueError, match="volume 0 \\(b = 20\\)"):
+            read_bvals_bvecs(tmp_path / "x.bval", tmp_path / "x.bvec",
+                             b0_threshold=thr)
+
+
+@pytest.mark.parametrize("scale", [1e6, 1e6 * 1.5])
+def test_bvalues_in_si_units_refused_with_conversion(scale):
+    with pytest.raises(ValueError, match=r"look like s/m\^2.*divide them by 1e6"):
+        fit_tensor(np.ones((1, 70)), BVALS * scale, BVECS)
 
 
 def test_unnormalised_bvecs(noiseless):
@@ -186,7 +231,36 @@ def test_zero_and_negative_signal_stays_finite(method):
     fit = fit_tensor(data, BVALS, BVECS, method=method)
     for name in ("tensor", "s0", "md", "fa", "evals", "evecs"):
         assert np.all(np.isfinite(getattr(fit, name))), name
-    assert np.all(fit.s0 > 0)
+    # all-zero voxels have nothing to fit: left out, counted, 0 in every map
+    assert fit.n_no_signal == 10 and not fit.mask[100:110].any()
+    assert np.all(fit.fa[100:110] == 0) and np.all(fit.md[100:110] == 0)
+    assert np.all(fit.s0[fit.mask] > 0)
+    assert np.all((fit.fa >= 0) & (fit.fa <= 1))
+
+
+def test_zero_voxel_gives_fa_0_and_fa_is_clipped():
+    data = np.zeros((3, BVALS.size))
+    data[1] = predict_signal([1.7e-3, 0.3e-3, 0.3e-3, 0, 0, 0], BVALS, BVECS,
+                             s0=1000.0)
+    # a noise voxel whose fitted tensor has a negative eigenvalue: FA > 1 raw
+    data[2] = predict_signal([2e-3, -0.6e-3, 0.1e-3, 0, 0, 0], BVALS, BVECS,
+                             s0=1000.0)
+    fit = fit_tensor(data, BVALS, BVECS)
+    assert fit.fa[0] == 0 and fit.md[0] == 0 and fit.n_no_signal == 1
+    assert 0 < fit.fa[1] < 1
+    assert fit.fa[2] == 1.0 and fit.n_fa_clipped == 1
+    assert fractional_anisotropy(fit.evals[2]) > 1
+
+
+def test_nonfinite_voxels_left_out_and_counted():
+    data = predict_signal(random_tensors(6, np.random.default_rng(1)), BVALS, BVECS,
+                          s0=1000.0)
+    data[1, 3] = np.nan
+    data[4, 0] = np.inf
+    fit = fit_tensor(data, BVALS, BVECS)
+    assert fit.n_nonfinite == 2
+    assert fit.mask.tolist() == [True, False, True, True, False, True]
+    assert fit.md[1] == 0 and fit.md[4] == 0
 
 
 def test_mask_zeroes_outside_and_ignores_nan():
@@ -274,14 +348,13 @@ def _good():
         ({"data": np.ones((2, 69))}, r"data has shape \(2, 69\) but the gradient "),
         ({"data": np.ones(())}, r"data has shape \(\) but"),
         ({"data": np.array([["a"] * 70])}, "data must be an array of real numbers"),
-        ({"data": np.full((2, 70), np.nan)}, "NaN or infinite values in 2 voxels"),
         ({"bvals": BVALS[:-1]}, r"bvecs has shape \(70, 3\) but bvals has shape"),
-        ({"bvals": np.where(BVALS > 0, -1.0, 0)}, "negative value -1 at volume 1"),
+        ({"bvals": np.where(BVALS > 0, -1.0, 0)}, "negative b-value -1 at volume 1"),
         ({"bvals": BVALS * np.nan}, "bvals contains NaN"),
         ({"bvecs": BVECS[:, :2]}, r"bvecs has shape \(70, 2\)"),
         (
             {"bvecs": np.where(BVECS > 0.5, np.inf, BVECS)},
-            "bvecs contains NaN or infinite",
+            r"bvecs has NaN or infinite values at volume \d+ \(b = 1000\)",
         ),
         ({"bvecs": np.zeros((70, 3))}, "zero vector at volume 1"),
         ({"method": "nls"}, r"method must be one of \('wls', 'ols'\)"),
@@ -400,6 +473,47 @@ def test_matches_dipy_on_real_dwi(method):
     _assert_matches_dipy(ours, ref, brain)
 
 
+@pytest.mark.parametrize("b0_bval", [5.0, 20.0, 50.0])
+def test_matches_dipy_wls_with_b0_at_small_nonzero_b(b0_bval):
+    # The b0 of DIPY's real small_64D acquired at b = 5..50 s/mm^2 (with a
+    # direction, as some scanners record it): both fits put that b in the
+    # design matrix and count the volume as b0 (threshold 50).
+    pytest.importorskip("dipy")
+    import nibabel as nib
+    from dipy.data import get_fnames
+
+    from dtitool.imaging.gradients import read_bvals_bvecs
+
+    fimg, fbval, fbvec = get_fnames(name="small_64D")
+    data = np.asarray(nib.load(fimg).dataobj, dtype=float)
+    bvals, bvecs = read_bvals_bvecs(fbval, fbvec)
+    b0 = bvals == 0
+    bvals[b0] = b0_bval
+    bvecs[b0] = [0.48, 0.6, 0.64]
+    ours = fit_tensor(data, bvals, bvecs, method="wls", b0_threshold=50)
+    dti = pytest.importorskip("dipy.reconst.dti")
+    from dipy.core.gradients import gradient_table
+
+    gtab = gradient_table(bvals, bvecs=bvecs, b0_threshold=50)
+    assert gtab.b0s_mask[b0].all()
+    ref = dti.TensorModel(gtab, fit_method="WLS").fit(data)
+    b0_mean = data[..., b0].mean(axis=-1)
+    brain = b0_mean > np.percentile(b0_mean, 20)
+    rel = np.abs(ours.md[brain] / ref.md[brain] - 1)
+    assert np.percentile(rel, 99) < 1e-6
+    # in every voxel of the median-Otsu brain mask (4 % of them noise-dominated,
+    # with a negative eigenvalue that DIPY raises to ~0 before its MD), the
+    # fits agree once our eigenvalues are clipped as DIPY's are
+    from dtitool.imaging.brainmask import median_otsu
+
+    otsu = median_otsu(b0_mean)
+    clipped = np.clip(ours.evals, ref.evals.min(), None).mean(axis=-1)
+    assert np.max(np.abs(clipped[otsu] / ref.md[otsu] - 1)) < 1e-9
+    # zeroing the small b (the old reading) is off by far more than that
+    zeroed = fit_tensor(data, np.where(b0, 0.0, bvals), bvecs, method="wls")
+    assert np.percentile(np.abs(zeroed.md[brain] / ref.md[brain] - 1), 99) > 1e-3
+
+
 # --- command line ---------------------------------------------------------------
 
 
@@ -469,15 +583,43 @@ def test_cli_round_trip(dwi_files, method, capsys):
     assert main([*args, "--force"]) == 0
 
 
-def test_cli_without_mask_fits_every_voxel(dwi_files):
+def test_cli_without_mask_computes_and_writes_a_brain_mask(tmp_path, capsys):
     import nibabel as nib
 
     from dtitool.cli import main
+    from dtitool.imaging.gradients import write_bvals_bvecs
 
-    d, t, _, _ = dwi_files
-    assert main(_cli_args(d, out="plain")) == 0
-    md = nib.load(d / "plain_MD.nii.gz").get_fdata()
-    np.testing.assert_allclose(md, t[..., :3].mean(axis=-1), rtol=1e-5)
+    # a brain (tensors, S0 = 1000) in a background of Rician noise
+    rng = np.random.default_rng(12)
+    shape = (32, 32, 28)
+    xyz = np.indices(shape) - np.array([16, 16, 14])[:, None, None, None]
+    brain = (xyz**2).sum(axis=0) < 12**2  # a ball
+    t = np.zeros((*shape, 6))
+    t[brain] = random_tensors(int(brain.sum()), rng)
+    data = predict_signal(t, BVALS, BVECS, s0=np.where(brain, 1000.0, 0.0))
+    data = rician(data, 20.0, rng)
+    nib.save(nib.Nifti1Image(data.astype(np.float32), np.eye(4)),
+             tmp_path / "dwi.nii.gz")
+    write_bvals_bvecs(tmp_path / "dwi.bval", tmp_path / "dwi.bvec", BVALS, BVECS)
+    args = ["fit-tensor", str(tmp_path / "dwi.nii.gz"), "--bval",
+            str(tmp_path / "dwi.bval"), "--bvec", str(tmp_path / "dwi.bvec"),
+            "--out", str(tmp_path / "fit")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "median-Otsu brain mask" in out
+    mask = nib.load(tmp_path / "fit_mask.nii.gz").get_fdata() > 0
+    # median filter and Otsu, as DIPY's median_otsu with its defaults
+    from dtitool.imaging.brainmask import median_otsu
+
+    np.testing.assert_array_equal(mask, median_otsu(data[..., BVALS == 0].mean(-1)))
+    # never background; the core of the ball (4 passes of a radius-4 median
+    # filter erode a small ball's surface, as DIPY's do)
+    core = (xyz**2).sum(axis=0) < 8**2
+    assert not (mask & ~brain).any() and mask[core].all()
+    fa = nib.load(tmp_path / "fit_FA.nii.gz").get_fdata()
+    md = nib.load(tmp_path / "fit_MD.nii.gz").get_fdata()
+    assert np.all(fa[~mask] == 0) and np.all(md[~mask] == 0)
+    assert fa.max() <= 1 and md[mask].min() > 0
 
 
 def _write_bad(d, case, affine):
@@ -505,10 +647,10 @@ def _write_bad(d, case, affine):
         return {"--mask": m}, "no nonzero voxel"
     if case == "nan_data":  # fails inside the fit, after outputs are reserved
         x = save(np.full((4, 5, 3, 70), np.nan, np.float32), affine, "x.nii.gz")
-        return {"--dwi": x}, "NaN or infinite values in 60 voxels"
+        return {"--dwi": x}, "no voxel with finite, positive signal"
     if case == "not_nifti":
         (d / "x.nii.gz").write_text("hello")
-        return {"--dwi": str(d / "x.nii.gz")}, "cannot read DWI"
+        return {"--dwi": str(d / "x.nii.gz")}, "cannot read DWI .*not a readable NIfTI"
     if case == "missing":
         return {"--dwi": str(d / "nope.nii.gz")}, "does not exist"
     if case == "prefix_is_folder":

@@ -2,14 +2,25 @@
 
 Each subcommand lives in its own module, which provides ``add_parser(subparsers)``
 (registering the subcommand and its ``--help``) and ``run(args) -> int``.
-``main(argv=None) -> int`` is the entry point; bad input becomes one line on
-stderr and exit code 2, never a traceback.
+``main(argv=None) -> int`` is the entry point. Whatever happens, a user sees at
+most one line on stderr per problem, never a traceback:
+
+- bad input (``ValueError``, ``TypeError``, ``OSError``, a refused memory
+  request): ``dtitool CMD: error: ...``, exit code 2;
+- Ctrl-C: exit code 130; SIGTERM: 143 (SIGHUP: 129); outputs roll back;
+- an unexpected exception (a bug): ``dtitool CMD: internal error: ...``, exit
+  code 1 (``DTITOOL_DEBUG=1`` shows the traceback).
+
+Warnings are collected while a command runs and printed (once each, as
+``dtitool: warning: ...``) after it succeeds; a failed run prints only its
+error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -31,50 +42,111 @@ class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line on stderr and exit 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+class _NoAbbrevParser(_Parser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def _build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    # No abbreviated options: "--n" must never silently mean "--n-jobs".
     parser = _Parser(
+        allow_abbrev=False,
         prog="dtitool",
         description="Rehearse DTI mean-diffusivity trial analyses on simulated "
         "cohorts and real data.",
     )
     parser.add_argument("--version", action="version", version=f"dtitool {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=_NoAbbrevParser)
+    parsers = {}
     for name, modname in _COMMANDS.items():
         module = importlib.import_module(modname)
         p = module.add_parser(sub)
-        p.set_defaults(_run=module.run, _name=name)
+        if suppress_defaults:
+            for action in p._actions:
+                action.default = argparse.SUPPRESS
+        p.set_defaults(_run=module.run, _name=name, _parser=p)
+        parsers[name] = p
+    parser.set_defaults(_parsers=parsers)
     return parser
+
+
+def _explicit_options(argv: list[str]) -> set[str]:
+    """Destinations of the options given on the command line itself.
+
+    The arguments are parsed a second time with every default suppressed, so
+    that only what the user typed remains; a design file's recorded options
+    fill in the rest.
+    """
+    ns = _build_parser(suppress_defaults=True).parse_args(argv)
+    return {k for k in vars(ns) if not k.startswith("_") and k != "command"}
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items()
+            if not k.startswith("_") and k != "command"}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dtitool`` command line; return the exit code."""
-    parser = _build_parser()
+    from dtitool._io import run_context
+    from dtitool._workers import Terminated, termination_signals
+
+    argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
+    name = next((a for a in argv if a in _COMMANDS), "")
+    caught: list[warnings.WarningMessage] = []
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help, --version and usage errors (already printed)
-        return 0 if e.code is None else int(e.code)
-    if getattr(args, "_run", None) is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = _show_warning
-            return int(args._run(args) or 0)
-    except (ValueError, TypeError, OSError) as e:
-        msg = " ".join(str(e).split())
-        print(f"dtitool {args._name}: error: {msg}", file=sys.stderr)
+        with termination_signals():  # first: a SIGTERM from here on rolls back
+            parser = _build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as e:  # --help, --version, usage errors (printed)
+                return e.code if isinstance(e.code, int) else (
+                    0 if e.code is None else 2)
+            if getattr(args, "_run", None) is None:
+                print(f"dtitool: error: no command given; choose one of "
+                      f"{', '.join(_COMMANDS)} (dtitool --help explains them)",
+                      file=sys.stderr)
+                return 2
+            args._explicit = _explicit_options(argv)
+            name = args._name
+            with (run_context(command=name, arguments=argv, options=_options(args)),
+                  warnings.catch_warnings(record=True) as caught):
+                warnings.simplefilter("default")
+                code = int(args._run(args) or 0)
+    except (ValueError, TypeError, OSError, MemoryError) as e:
+        msg = _one_line(e)
+        if isinstance(e, MemoryError) and not isinstance(e, ValueError):
+            msg = f"out of memory: {msg}"
+        print(f"dtitool {name}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"dtitool {args._name}: interrupted", file=sys.stderr)
+        print(f"dtitool {name}: interrupted (SIGINT)", file=sys.stderr)
         return 130
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"dtitool: warning: {message}", file=sys.stderr)
+    except Terminated as e:
+        print(f"dtitool {name}: terminated ({e})", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:
+        if os.environ.get("DTITOOL_DEBUG"):
+            raise
+        print(f"dtitool {name}: internal error: {type(e).__name__}: {_one_line(e)} "
+              "(set DTITOOL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    seen = set()
+    for w in caught:
+        text = _one_line(w.message)
+        if text not in seen:
+            seen.add(text)
+            print(f"dtitool: warning: {text}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,34 @@
-"""Command-line pieces shared by the subcommands that start from a design."""
+"""Command-line pieces shared by the subcommands that start from a design.
+
+A run that writes a ``design.toml`` records in its ``[run]`` table everything
+needed to repeat it: the seed, the command and every option that changes the
+results. ``--design design.toml`` reads them back: options given on the command
+line win, the recorded ones fill in the rest, and an unknown key is an error
+naming the valid ones. Options that never change the results (output paths,
+``--force``, ``--quiet``, ``--n-jobs``, ``--chunk-size``) are not recorded.
+"""
 
 from __future__ import annotations
 
 import argparse
+import warnings
+from collections.abc import Mapping
 
+from dtitool import __version__
 from dtitool.design import StudyDesign, available_presets, load_preset, read_design
+
+NOT_RECORDED = frozenset({
+    "out", "force", "quiet", "design", "preset", "seed", "n", "n_jobs",
+    "chunk_size", "help", "version",
+})
+"""Options that are not part of a run record: where outputs go, how they are
+computed (workers, chunks) and what is printed never change the results; the
+design (with ``--n`` applied) and the seed are recorded separately."""
+
+RUN_META = ("seed", "command", "dtitool_version")
+"""Keys of a ``[run]`` table besides the command's own options."""
+
+_LEGACY_KEYS = frozenset({"seed", "replicates", "dtitool_version"})
 
 
 def add_design_options(p: argparse.ArgumentParser, *, what: str = "the outputs"
@@ -15,29 +39,146 @@ def add_design_options(p: argparse.ArgumentParser, *, what: str = "the outputs"
                    f"{', '.join(available_presets())})")
     p.add_argument("--design", metavar="FILE.toml",
                    help="design file (overrides --preset); a design.toml written by "
-                   "an earlier run repeats it, seed included")
+                   "an earlier run repeats it: seed and options included (options "
+                   "given here win)")
     p.add_argument("--seed", type=int, default=None,
                    help="random seed (non-negative integer); default: the design "
                    f"file's [run] seed, else fresh entropy; recorded in {what}")
 
 
+def _recordable(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {a.dest: a for a in parser._actions
+            if a.dest not in NOT_RECORDED and not a.dest.startswith("_")
+            and a.option_strings}
+
+
+def run_record(args: argparse.Namespace, seed: int) -> dict:
+    """Return the ``[run]`` table of a run: seed, command, options, version.
+
+    Every option of the command that can change the results is recorded (None,
+    i.e. "not set", is left out: reading the file back gives None again).
+    """
+    rec: dict = {"seed": int(seed), "command": args._name}
+    for dest in _recordable(args._parser):
+        v = getattr(args, dest, None)
+        if v is None:
+            continue
+        rec[dest] = list(v) if isinstance(v, list | tuple) else v
+    rec["dtitool_version"] = __version__
+    return rec
+
+
+def _convert(action: argparse.Action, value, where: str):
+    """Check a recorded option value as argparse would check it on the line."""
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false; got {value!r}")
+        return value
+    multiple = isinstance(action, argparse._AppendAction) or action.nargs in (
+        "*", "+") or isinstance(action.nargs, int)
+    if multiple and not isinstance(value, list):
+        raise ValueError(f"{where} must be an array; got {value!r}")
+    items = value if multiple else [value]
+    out = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise ValueError(f"{where} must hold numbers or strings; got {v!r}")
+        try:
+            x = action.type(str(v)) if action.type else str(v)
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            kind = getattr(action.type, "__name__", "value")
+            raise ValueError(f"{where} must be a valid {kind}; got {v!r}") from None
+        if action.choices is not None and x not in action.choices:
+            raise ValueError(f"{where} must be one of "
+                             f"{', '.join(map(str, action.choices))}; got {v!r}")
+        out.append(x)
+    return out if multiple else out[0]
+
+
+def apply_run_record(args: argparse.Namespace, run: Mapping, source: str):
+    """Fill options not given on the command line from a ``[run]`` table.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed arguments (with ``_name``, ``_parser``, ``_parsers`` and
+        ``_explicit`` set by :func:`dtitool.cli.main`).
+    run : mapping
+        The design file's ``[run]`` table.
+    source : str
+        The file, for messages.
+
+    Returns
+    -------
+    int or None
+        The recorded seed.
+
+    Raises
+    ------
+    ValueError
+        On an unknown key (the message lists the valid ones), a run of an
+        unknown command, or a value the option would not accept.
+    """
+    if not run:
+        return None
+    parsers = getattr(args, "_parsers", {})
+    cmd = run.get("command")
+    if cmd is None:  # written before runs recorded their command
+        allowed = set(_LEGACY_KEYS)
+    else:
+        if not isinstance(cmd, str) or cmd not in parsers or "design" not in {
+                a.dest for a in parsers[cmd]._actions}:
+            known = sorted(c for c, p in parsers.items()
+                           if "design" in {a.dest for a in p._actions})
+            raise ValueError(f"{source}: run.command must be one of "
+                             f"{', '.join(known)}; got {cmd!r}")
+        allowed = set(RUN_META) | set(_recordable(parsers[cmd]))
+    unknown = sorted(set(run) - allowed)
+    if unknown:
+        raise ValueError(f"{source}: unknown key run.{unknown[0]}; valid keys in "
+                         f"[run]: {', '.join(sorted(allowed))}")
+    seed = run.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or seed < 0):
+        raise ValueError(f"{source}: run.seed must be a non-negative integer; got "
+                         f"{seed!r}")
+    version = run.get("dtitool_version")
+    if version is not None and version != __version__:
+        warnings.warn(f"{source} was written by dtitool {version}; this is "
+                      f"{__version__}, so the same seed may not give the same bytes",
+                      stacklevel=2)
+    if cmd == args._name:
+        explicit = getattr(args, "_explicit", set())
+        for dest, action in _recordable(args._parser).items():
+            if dest in run and dest not in explicit:
+                value = _convert(action, run[dest], f"{source}: run.{dest}")
+                setattr(args, dest, value)
+    elif cmd is not None:
+        warnings.warn(f"{source} records a dtitool {cmd} run; {args._name} uses only "
+                      "its design and seed", stacklevel=2)
+    return seed
+
+
 def resolve_design(args: argparse.Namespace) -> tuple[StudyDesign, int]:
     """Return ``(design, seed)`` from ``--preset/--design/--n/--seed``.
 
-    The seed is the design file's ``[run]`` seed when ``--seed`` is not given, and
-    fresh entropy when neither is; either way the returned integer repeats the run.
+    With ``--design``, the file's ``[run]`` table also fills every option not
+    given on the command line (see :func:`apply_run_record`). The seed is
+    ``--seed``, else the file's ``[run]`` seed, else fresh entropy; either way
+    the returned integer repeats the run.
     """
     from dtitool.simulate import as_seed_sequence
 
-    run = {}
+    run_seed = None
     if args.design:
         design, run = read_design(args.design)
+        run_seed = apply_run_record(args, run, f"design file {args.design!r}")
     else:
         design = load_preset(args.preset)
     n = getattr(args, "n", None)
     if n is not None:
         design = design.with_n(n)
-    seed = args.seed if args.seed is not None else run.get("seed")
+    seed = args.seed if args.seed is not None else run_seed
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
                              or seed < 0):
         raise ValueError(f"--seed must be a non-negative integer; got {seed!r}")

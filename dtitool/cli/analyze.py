@@ -2,7 +2,7 @@
 
 Reads ``DIR/participants.tsv`` and ``DIR/roi_md.tsv`` (simulated or real),
 writes the tidy results table and optionally PNG figures, all through
-:func:`dtitool._io.atomic_outputs` (nothing is written when anything fails), and
+:func:`dtitool._io.output_transaction` (nothing is written when anything fails), and
 prints a readable summary with the dMD unit.
 
 Tables holding several replicates (a ``replicate`` column with more than one
@@ -13,11 +13,11 @@ replicate of a Monte Carlo set would look like a result about all of them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
+import os
 from pathlib import Path
 
-from dtitool._io import atomic_outputs, write_tsv
+from dtitool._io import output_transaction, write_tsv
 from dtitool.tables import COVARIATES, MD_UNITS, read_tables
 
 
@@ -150,7 +150,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also print the comparison with the findings reported by Kopelman "
         "et al. 2023",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier dtitool run (only files "
+                   "listed in its dtitool-run.json and unchanged since)")
     return p
 
 
@@ -179,8 +181,9 @@ def run(args) -> int:
     from dtitool.stats.reference import compare_to_reported, format_comparison
 
     out = Path(args.out)
-    if out.name in ("", ".", "..") or out.is_dir():
-        raise ValueError(f"--out must name a file, got {args.out!r}")
+    if out.name in ("", ".", "..") or args.out.endswith(("/", os.sep)) or out.is_dir():
+        raise ValueError(f"--out must name a file (results.tsv), not the folder "
+                         f"{args.out!r}")
     if args.tipping_point and args.missing != "mi":
         raise ValueError("--tipping-point shifts imputed 24 h scores; it needs "
                          "--missing mi")
@@ -190,20 +193,21 @@ def run(args) -> int:
     elif args.delta:
         raise ValueError("--delta is used with --tipping-point")
     tip = Path(args.tipping_point) if args.tipping_point else None
-    if tip is not None and (tip.name in ("", ".", "..") or tip.is_dir()):
-        raise ValueError(f"--tipping-point must name a file, got "
-                         f"{args.tipping_point!r}")
-    with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(
-            atomic_outputs(out.parent, [out.name], force=args.force)
-        )
+    if tip is not None and (tip.name in ("", ".", "..")
+                            or args.tipping_point.endswith(("/", os.sep))
+                            or tip.is_dir()):
+        raise ValueError(f"--tipping-point must name a file (tip.tsv), not the "
+                         f"folder {args.tipping_point!r}")
+    inputs = [Path(args.dir) / "participants.tsv", Path(args.dir) / "roi_md.tsv"]
+    # One transaction: the table and the figures are committed together.
+    with output_transaction(force=args.force, inputs=inputs) as tx:
+        tmp = tx.destination(out.parent, [out.name], label="--out")
         figtmp = None
         if args.figures:
             from dtitool.report.plots import ANALYSIS_FIGURES, save_analysis_figures
 
-            figtmp = stack.enter_context(
-                atomic_outputs(args.figures, list(ANALYSIS_FIGURES), force=args.force)
-            )
+            figtmp = tx.destination(args.figures, list(ANALYSIS_FIGURES),
+                                    label="--figures")
         participants, roi_md = read_tables(
             args.dir, replicate=args.replicate, md_unit=args.md_unit
         )
@@ -222,6 +226,7 @@ def run(args) -> int:
             missing=args.missing,
             imputations=args.imputations,
         )
+        tx.seed = results.seed  # of the max-T permutations, for the manifest
         columns = list(RESULT_COLUMNS)
         for extra in (MAXT_COLUMN, FMI_COLUMN):
             if extra in results.table.columns:
@@ -231,9 +236,7 @@ def run(args) -> int:
             save_analysis_figures(results, participants, roi_md, figtmp)
         tp = None
         if tip is not None:
-            tiptmp = stack.enter_context(
-                atomic_outputs(tip.parent, [tip.name], force=args.force)
-            )
+            tiptmp = tx.destination(tip.parent, [tip.name], label="--tipping-point")
             # the same seed: the same imputations, so delta 0 is the analysis above
             tp = tipping_point(participants, roi_md, deltas=deltas,
                                covariates=tuple(args.covariates),

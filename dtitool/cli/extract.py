@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from pathlib import Path
 
 from dtitool._io import atomic_outputs, read_tsv, write_tsv
@@ -17,8 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "dtitool *_param-MD_dwimap.nii.gz; mm^2/s) within each ROI of a label "
         "atlas on the same grid and write roi_md.tsv (participant_id, session, "
         "roi, md, n_voxels, n_excluded). Participant and session come from "
-        "sub-<label> / ses-<label> in the file paths, or from --mapping. NaN, "
-        "zero and negative voxels are excluded (with a warning).",
+        "sub-<label> / ses-<label> in the file paths, or from --mapping. "
+        "Non-finite (NaN, infinite), zero and negative voxels are excluded and "
+        "counted (n_excluded, and a warning).",
     )
     p.add_argument(
         "maps",
@@ -42,7 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "are taken from the working folder or the table's folder)",
     )
     p.add_argument("--out", required=True, metavar="roi_md.tsv", help="output table")
-    p.add_argument("--force", action="store_true", help="overwrite the output")
+    p.add_argument("--force", action="store_true",
+                   help="replace the output of an earlier dtitool run (only a file "
+                   "listed in its folder's dtitool-run.json and unchanged since)")
     return p
 
 
@@ -53,7 +58,8 @@ def run(args) -> int:
     ids = None
     maps = list(args.maps)
     if args.mapping:
-        ids = read_tsv(args.mapping, what="mapping table")
+        ids = read_tsv(args.mapping, what="mapping table",
+                       dtype={"participant_id": str, "session": str, "path": str})
         ids.attrs["base_dir"] = str(Path(args.mapping).parent)
         if not maps:
             if "path" not in ids:
@@ -68,8 +74,15 @@ def run(args) -> int:
     if not maps:
         raise ValueError("no MD maps given (list them, or give --mapping)")
     out = Path(args.out)
-    table = extract_roi_md(maps, args.labels, lut=args.lut, ids=ids)
-    with atomic_outputs(out.parent, [out.name], force=args.force) as tmp:
+    if out.name in ("", ".", "..") or args.out.endswith(("/", os.sep)) or out.is_dir():
+        raise ValueError(f"--out must name a file (roi_md.tsv), not the folder "
+                         f"{args.out!r}")
+    side = re.sub(r"\.nii(\.gz)?$", "", args.labels) + ".tsv"
+    inputs = [*maps, args.labels, args.lut, args.mapping, side]
+    # Enter first: an existing output is refused before reading every map.
+    with atomic_outputs(out.parent, [out.name], force=args.force,
+                        inputs=inputs) as tmp:
+        table = extract_roi_md(maps, args.labels, lut=args.lut, ids=ids)
         write_tsv(table, tmp / out.name)
     print(
         f"wrote {out}: {len(maps)} map(s) x {table['roi'].nunique()} ROIs "

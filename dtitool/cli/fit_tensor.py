@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+
 from dtitool._io import atomic_outputs
 from dtitool.imaging.tensor import METHODS
 
@@ -19,7 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "WLS on log signal) to a 4D DWI NIfTI and write PREFIX_MD.nii.gz (mean "
         "diffusivity, mm^2/s) and PREFIX_FA.nii.gz (fractional anisotropy), "
         "float32 with the input's affine and header, as FSL dtifit names them. "
-        "Voxels outside --mask are 0.",
+        "Voxels outside the brain mask (--mask, else computed and written as "
+        "PREFIX_mask.nii.gz) are 0; FA is clipped to [0, 1].",
     )
     p.add_argument("dwi", metavar="DWI.nii.gz", help="4D diffusion-weighted image")
     p.add_argument(
@@ -34,7 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--mask",
         metavar="MASK.nii.gz",
-        help="3D brain mask on the DWI grid (nonzero = fit); default: every voxel",
+        help="3D brain mask on the DWI grid (nonzero = fit); default: a brain "
+        "mask computed from the b0 volumes (median filter and Otsu threshold, as "
+        "DIPY's median_otsu), written as PREFIX_mask.nii.gz",
     )
     p.add_argument(
         "--method",
@@ -48,7 +53,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=float,
         default=50.0,
         metavar="B",
-        help="volumes with b <= B s/mm^2 count as b0 (default: 50)",
+        help="volumes with b <= B s/mm^2 count as b0 (default: 50): they may "
+        "have no direction and make the brain mask; every volume enters the fit "
+        "at its actual b-value, as in FSL dtifit and DIPY",
     )
     p.add_argument(
         "--out",
@@ -57,7 +64,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="output prefix, e.g. dti/sub-01 writes dti/sub-01_MD.nii.gz and "
         "dti/sub-01_FA.nii.gz",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier dtitool run (only files "
+                   "listed in its dtitool-run.json and unchanged since)")
     return p
 
 
@@ -73,40 +82,83 @@ def _split_prefix(prefix: str) -> tuple[Path, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``dtitool fit-tensor``; return the exit code."""
+    from dtitool.imaging.brainmask import median_otsu
     from dtitool.imaging.gradients import read_bvals_bvecs
     from dtitool.imaging.nifti import (
         FIT_SUFFIXES,
+        MASK_SUFFIX,
         check_volumes,
-        image_data,
         load_dwi,
         load_mask,
+        read_data,
         write_fit_maps,
+        write_mask,
     )
     from dtitool.imaging.tensor import fit_tensor
 
     out_dir, stem = _split_prefix(args.out)
     names = [stem + s for s in FIT_SUFFIXES]
+    if args.mask is None:
+        names.append(stem + MASK_SUFFIX)
 
     img = load_dwi(args.dwi)
-    bvals, bvecs = read_bvals_bvecs(args.bval, args.bvec)
+    bvals, bvecs = read_bvals_bvecs(args.bval, args.bvec,
+                                    b0_threshold=args.b0_threshold)
     check_volumes(img, args.dwi, bvals.shape[0], args.bval)
     mask = None if args.mask is None else load_mask(
         args.mask, img, like_name=f"DWI {args.dwi!r}")
 
     # Enter first: existing outputs are refused before the (long) fit.
-    with atomic_outputs(out_dir, names, force=args.force) as tmp:
+    with atomic_outputs(out_dir, names, force=args.force,
+                        inputs=[args.dwi, args.bval, args.bvec, args.mask]) as tmp:
+        data = read_data(img, args.dwi, "DWI")
+        if mask is None:
+            # The b0 volumes (else the least weighted ones) show the brain best.
+            low = bvals <= args.b0_threshold
+            if not low.any():
+                low = bvals == bvals.min()
+            mask = median_otsu(data[..., low].mean(axis=-1, dtype=np.float64))
+            write_mask(mask, img, tmp / names[2])
         fit = fit_tensor(
-            image_data(img),
+            data,
             bvals,
             bvecs,
             method=args.method,
             mask=mask,
             b0_threshold=args.b0_threshold,
         )
-        write_fit_maps(fit, img, [tmp / n for n in names])
-    n_fit = int(fit.mask.sum())
+        n_fit = int(fit.mask.sum())
+        if n_fit == 0:
+            raise ValueError(
+                f"DWI {args.dwi!r} has no voxel with finite, positive signal inside "
+                "the mask; nothing to fit"
+            )
+        write_fit_maps(fit, img, [tmp / n for n in names[:2]])
+    _warn_counts(fit, args.dwi)
+    how = "the given mask" if args.mask else f"a median-Otsu brain mask ({names[2]})"
     print(
-        f"fit-tensor: {args.method.upper()} fit of {n_fit} voxels; wrote "
+        f"fit-tensor: {args.method.upper()} fit of {n_fit} voxels in {how}; wrote "
         + ", ".join(str(out_dir / n) for n in names)
     )
     return 0
+
+
+def _warn_counts(fit, dwi: str) -> None:
+    """One warning per kind of voxel that was left out or altered."""
+    import warnings
+
+    if fit.n_nonfinite:
+        warnings.warn(f"{fit.n_nonfinite} voxel(s) of {dwi!r} inside the mask have "
+                      "NaN or infinite signal; left out (0 in the maps)", stacklevel=2)
+    if fit.n_no_signal:
+        warnings.warn(f"{fit.n_no_signal} voxel(s) of {dwi!r} inside the mask have "
+                      "no signal (<= 0 in every volume); left out (0 in the maps)",
+                      stacklevel=2)
+    if fit.n_fa_clipped:
+        warnings.warn(f"FA clipped to 1 in {fit.n_fa_clipped} voxel(s) whose fitted "
+                      "tensor has a negative eigenvalue (noise-dominated)",
+                      stacklevel=2)
+    n_neg = int(np.count_nonzero(fit.md[fit.mask] < 0))
+    if n_neg:
+        warnings.warn(f"{n_neg} fitted voxel(s) have negative MD (noise-dominated "
+                      "fits, kept as fitted)", stacklevel=2)

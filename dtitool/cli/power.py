@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
-import numpy as np
-
-from dtitool import __version__
 from dtitool._constants import CURVE_PARAMETERS, TERMS
 from dtitool._io import atomic_outputs, write_tsv
-from dtitool.cli._common import add_design_options, resolve_design
+from dtitool.cli._common import add_design_options, resolve_design, run_record
 from dtitool.design import design_to_toml
+
+MAX_CURVE_POINTS = 200
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -85,40 +85,71 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no summary on stdout")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier dtitool run in DIR (only "
+                   "files listed in its dtitool-run.json and unchanged since)")
 
 
 def resolve(args):
-    """Return ``(design, seed)`` from ``--preset/--design/--n/--seed``."""
+    """Return ``(design, seed)`` from ``--preset/--design/--n/--seed``.
+
+    A ``--design`` file's ``[run]`` table fills the options not given on the
+    command line before any of them is checked.
+    """
+    design, seed = resolve_design(args)
     if args.replicates < 1:
         raise ValueError(f"--replicates must be a positive integer; got "
                          f"{args.replicates}")
-    return resolve_design(args)
+    return design, seed
+
+
+def _curve_number(text: str, spec: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"--curve values must be numbers; got {text.strip()!r} in "
+                         f"{spec!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"--curve values must be finite numbers; got "
+                         f"{text.strip()!r} in {spec!r}")
+    return v
+
 
 def parse_curve(spec: str) -> tuple[str, list[float]]:
-    """Parse ``PARAM=start:stop:step`` or ``PARAM=v1,v2,...``."""
+    """Parse ``PARAM=start:stop:step`` or ``PARAM=v1,v2,...``.
+
+    Values must be finite; ``n`` values whole numbers (never silently
+    truncated); at most :data:`MAX_CURVE_POINTS` of them.
+    """
     name, sep, values = spec.partition("=")
     name = name.strip()
     if not sep or name not in CURVE_PARAMETERS:
         raise ValueError(f"--curve must be PARAM=VALUES with PARAM one of "
                          f"{', '.join(CURVE_PARAMETERS)}; got {spec!r}")
-    try:
-        if ":" in values:
-            start, stop, step = (float(v) for v in values.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            vals = np.arange(start, stop + step / 2, step)
-            out = [round(float(v), 10) for v in vals]
-        else:
-            out = [float(v) for v in values.split(",")]
-    except ValueError:
-        raise ValueError(f"--curve values must be start:stop:step (step > 0, stop "
-                         f">= start) or a comma list of numbers; got {values!r}"
-                         ) from None
-    if not out or len(out) > 200:
-        raise ValueError(f"--curve needs 1 to 200 values; got {len(out)}")
+    if ":" in values:
+        parts = values.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"--curve range must be start:stop:step; got {values!r}")
+        start, stop, step = (_curve_number(v, spec) for v in parts)
+        if step <= 0 or stop < start:
+            raise ValueError(f"--curve range needs step > 0 and stop >= start; got "
+                             f"{values!r}")
+        count = math.floor((stop - start) / step + 0.5) + 1
+        if count > MAX_CURVE_POINTS:
+            raise ValueError(f"--curve needs 1 to {MAX_CURVE_POINTS} values; "
+                             f"{values!r} gives {count}")
+        out = [round(start + i * step, 10) for i in range(count)]
+        out = [v for v in out if v < stop + step / 2]  # as numpy.arange
+    else:
+        out = [_curve_number(v, spec) for v in values.split(",")]
+    if not out or len(out) > MAX_CURVE_POINTS:
+        raise ValueError(f"--curve needs 1 to {MAX_CURVE_POINTS} values; got "
+                         f"{len(out)}")
     if name == "n":
-        out = [int(v) for v in out]
+        frac = [v for v in out if v != math.floor(v)]
+        if frac:
+            raise ValueError(f"--curve n values must be whole numbers; got {frac[0]:g}")
+        return name, [int(v) for v in out]
     return name, out
 
 
@@ -143,10 +174,12 @@ def run(args) -> int:
         sample_size,
         size_warning,
     )
-    from dtitool.stats.reference import reported_family
+    from dtitool.stats.reference import reported_families
 
     design, seed = resolve(args)
     curve = parse_curve(args.curve) if args.curve else None
+    if args.n_max < 1:
+        raise ValueError(f"--n-max must be a positive integer; got {args.n_max}")
     families = {}
     for spec in args.family or []:
         name, sep, tests = spec.partition("=")
@@ -155,9 +188,10 @@ def run(args) -> int:
                 f"--family must be NAME=ROI:OUTCOME:TERM,...; got {spec!r}"
             )
         families[name.strip()] = [parse_test(t, signed=True) for t in tests.split(",")]
-    reported = reported_family(design)
+    known = reported_families(design)
+    reported = known.get("reported", [])
     if reported and "reported" not in families:
-        families["reported"] = reported
+        families.update(known)
     targets = None
     if args.target_power is not None:
         if not 0 < args.target_power < 1:
@@ -182,20 +216,17 @@ def run(args) -> int:
     if curve:
         names += ["power_curve.tsv", "power_curve.png"]
     if args.target_power is not None:
-        names.append("sample_size.tsv")
-    with atomic_outputs(args.out, names, force=args.force) as tmp:
+        names += ["sample_size.tsv", "sample_size_trace.tsv"]
+    with atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
+                        seed=seed) as tmp:
         res = power(design, replicates=args.replicates, rng=seed, families=families,
                     **common, **missing)
         write_tsv(res.table[list(POWER_COLUMNS)], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
-        run_info = {"seed": seed, "replicates": args.replicates,
-                    "inference": args.inference, "dtitool_version": __version__}
-        if args.missing != "complete-case":
-            run_info.update(missing=args.missing, imputations=res.imputations)
         (tmp / "design.toml").write_text(
-            design_to_toml(design, run=run_info, header="Design and seed of a "
-                           "dtitool power run; repeat it with\n  dtitool power "
-                           "--design design.toml --out DIR"),
+            design_to_toml(design, run=run_record(args, seed), header="Design, "
+                           "seed and options of a dtitool power run; repeat it "
+                           "with\n  dtitool power --design design.toml --out DIR"),
             encoding="utf-8")
         pc = None
         if curve:
@@ -203,17 +234,20 @@ def run(args) -> int:
                              replicates=args.replicates, rng=seed, families=families,
                              **common, **missing)
             write_tsv(pc.table, tmp / "power_curve.tsv")
-            from dtitool.report.plots import save_power_curve
-
-            save_power_curve(pc, tmp / "power_curve.png",
-                             tests=[t[:3] for t in reported] or None,
-                             target_power=args.target_power)
         ss = None
         if args.target_power is not None:
             ss = sample_size(design, target_power=args.target_power, tests=targets,
                              n_max=args.n_max, replicates=args.replicates, rng=seed,
                              **common)
-            write_tsv(ss.evaluated, tmp / "sample_size.tsv")
+            write_tsv(ss.table, tmp / "sample_size.tsv")
+            write_tsv(ss.evaluated, tmp / "sample_size_trace.tsv")
+        if curve:
+            from dtitool.report.plots import curve_marks, save_power_curve
+
+            save_power_curve(pc, tmp / "power_curve.png",
+                             tests=reported or None,
+                             target_power=args.target_power,
+                             marks=curve_marks(pc, design, ss))
     if not args.quiet:
         print(power_summary(res, reported, pc, ss))
         print(f"wrote {', '.join(names)} to {args.out}")

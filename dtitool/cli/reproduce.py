@@ -51,7 +51,7 @@ def run(args) -> int:
     """Run ``dtitool reproduce``."""
     from dtitool.design import load_preset
     from dtitool.stats.power import power, size_warning
-    from dtitool.stats.reference import reported_family
+    from dtitool.stats.reference import reported_families
     from dtitool.stats.reproduce import (
         add_needed,
         compare_worlds,
@@ -64,18 +64,17 @@ def run(args) -> int:
     other = None
     if args.compare != "none":
         other = load_preset(args.compare or other_world(design))
-    family = reported_family(design)
-    families = {"reported": family} if family else None
+    families = reported_families(design) or None
     kw = {"replicates": args.replicates, "rng": seed, "alpha": args.alpha,
           "inference": args.inference, "n_jobs": args.n_jobs,
           "chunk_size": args.chunk_size, "progress": False if args.quiet else None}
-    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force) as tmp:
+    with atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
+                        inputs=[args.design], seed=seed) as tmp:
         res = power(design, families=families, **kw)
         table = reproduce_table(res)
         if other is not None:
-            fam = reported_family(other)
             # the other world's power and median p only (its size is not shown)
-            res_o = power(other, families={"reported": fam} if fam else None,
+            res_o = power(other, families=reported_families(other) or None,
                           size=False, design_analysis=False, **kw)
             table = compare_worlds(table, reproduce_table(res_o), other.name)
         table = add_needed(table, design, alpha=args.alpha)

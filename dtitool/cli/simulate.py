@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from dtitool import __version__
 from dtitool._io import atomic_outputs
-from dtitool.cli._common import add_design_options, resolve_design
+from dtitool.cli._common import add_design_options, resolve_design, run_record
 
 IMAGES_DIR = "derivatives/dtitool"
 
@@ -58,7 +57,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=30.0,
         help="b=0 SNR in white matter of the DWI (default: 30)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace the outputs of an earlier dtitool run in DIR (only "
+                   "files listed in its dtitool-run.json and unchanged since)")
     p.add_argument("--quiet", action="store_true",
                    help="do not print the design summary (MD model per ROI, scores "
                    "per arm)")
@@ -70,6 +71,8 @@ def run(args) -> int:
     from dtitool.imaging.synthetic import image_seed_sequence, write_cohort_images
     from dtitool.simulate import COHORT_FILES, describe_design, simulate_cohort
 
+    # First: a --design file's [run] table fills the options not given here.
+    design, seed = resolve_design(args)
     if args.replicates < 1:
         raise ValueError(
             f"--replicates must be a positive integer; got {args.replicates}"
@@ -85,19 +88,15 @@ def run(args) -> int:
     dwi_subjects = (2 if args.dwi_subjects is None else args.dwi_subjects) if dwi else 0
     if dwi_subjects < 0:
         raise ValueError(f"--dwi-subjects must be >= 0; got {dwi_subjects}")
-    design, seed = resolve_design(args)
-    cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
-    run_info = {
-        "seed": seed,
-        "replicates": args.replicates,
-        "dtitool_version": __version__,
-    }
     header = (
         "Design and seed of a dtitool simulate run; repeat it with\n"
         "  dtitool simulate --design design.toml --out DIR"
     )
     outputs = (*COHORT_FILES, IMAGES_DIR) if args.images else COHORT_FILES
-    with atomic_outputs(args.out, outputs, force=args.force) as tmp:
+    # Enter first: existing outputs are refused before the simulation.
+    with atomic_outputs(args.out, outputs, force=args.force, inputs=[args.design],
+                        seed=seed) as tmp:
+        cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
         if args.images:
             # Inside the same atomic block: tables and images appear together.
             write_cohort_images(
@@ -108,7 +107,7 @@ def run(args) -> int:
                 dwi_subjects=dwi_subjects,
                 snr=args.snr,
             )
-        cohort.write(tmp, run=run_info, header=header)
+        cohort.write(tmp, run=run_record(args, seed), header=header)
     n_t, n_c = design.arm_sizes()
     print(
         f"simulated {args.replicates} replicate(s) of {design.name!r}: n = "

@@ -158,6 +158,9 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
             design_to_dict(load_preset(base)),
             {k: v for k, v in d.items() if k != "base"},
         )
+        if "name" not in d and len(set(d) - {"base", "run"}) > 0:
+            # a modified preset is not the preset: never label it as one
+            merged["name"] = f"{base} (modified)"
         return design_from_dict(merged)
     _check_keys("", d, _TOP_KEYS, {"name", "trial", "rois", "outcomes", "correlations"})
     tr = d["trial"]
@@ -407,7 +410,9 @@ def design_to_toml(
 
     d = design_to_dict(design)
     if run:
-        d["run"] = dict(run)
+        # None means "option not set": left out (TOML has no null), read back
+        # as absent, i.e. None again.
+        d["run"] = {k: v for k, v in run.items() if v is not None}
     lines = [f"# {ln}" if ln else "#" for ln in header.splitlines()]
     text = tomli_w.dumps(_plain(d))
     return ("\n".join(lines) + "\n" if lines else "") + text
@@ -427,8 +432,10 @@ def read_design(path: str | Path) -> tuple[StudyDesign, dict[str, Any]]:
     -------
     design : StudyDesign
     run : dict
-        The file's ``[run]`` table (seed, replicates, version of a previous run),
-        empty if absent.
+        The file's ``[run]`` table (seed, command, options and version of the
+        run that wrote it), empty if absent. Its shape is checked here (values
+        or arrays, a non-negative integer seed); which keys a command accepts
+        is checked by that command.
 
     Raises
     ------
@@ -436,6 +443,8 @@ def read_design(path: str | Path) -> tuple[StudyDesign, dict[str, Any]]:
         If the file cannot be read or parsed, or the design is invalid.
     """
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"design file {str(path)!r} does not exist or is not a file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -444,11 +453,31 @@ def read_design(path: str | Path) -> tuple[StudyDesign, dict[str, Any]]:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"design file {str(path)!r} is not valid TOML: {e}") from None
-    run = d.get("run", {})
     try:
-        return design_from_dict(d), dict(run)
+        run = _check_run(d.get("run", {}))
+        return design_from_dict(d), run
     except (ValueError, TypeError) as e:
         raise type(e)(f"design file {str(path)!r}: {e}") from None
+
+
+def _check_run(run: Any) -> dict[str, Any]:
+    """Check the shape of a ``[run]`` table (its keys are the command's to check).
+
+    A run record holds the seed, the command and its options: numbers, strings,
+    booleans or arrays of them, never nested tables.
+    """
+    if not isinstance(run, Mapping):
+        raise ValueError(f"run must be a table ([run]); got {run!r}")
+    for k, v in run.items():
+        items = v if isinstance(v, list) else [v]
+        if any(isinstance(x, Mapping | list) for x in items):
+            raise ValueError(f"run.{k} must be a number, string, boolean or an array "
+                             f"of them; got {v!r}")
+    seed = run.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or seed < 0):
+        raise ValueError(f"run.seed must be a non-negative integer; got {seed!r}")
+    return dict(run)
 
 
 # --------------------------------------------------------------------------- presets

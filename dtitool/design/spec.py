@@ -98,6 +98,8 @@ def _check_int(where: str, value: Any, lo: int | None = None) -> int:
         )
     if lo is not None and value < lo:
         raise _err(where, f"must be >= {lo}", value)
+    if abs(value) >= 2**62:  # beyond any study, and beyond numpy's integers
+        raise ValueError(f"{where} must be below 2**62; got {float(value):.3g}")
     return int(value)
 
 

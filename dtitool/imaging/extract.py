@@ -24,6 +24,7 @@ import pandas as pd
 
 from dtitool._constants import MD_UNIT, ROI_NAMES, SESSIONS
 from dtitool._io import read_tsv
+from dtitool.imaging.nifti import check_header, load_nifti, read_data
 
 __all__ = ["extract_roi_md", "ids_from_path", "read_lut"]
 
@@ -33,6 +34,7 @@ _NIFTI_TYPES = (nib.Nifti1Image, nib.Nifti2Image)
 # Plausible MD range in mm^2/s: 1e-4 (dense WM, restricted) to 4e-3 (free water
 # at body temperature is 3.0e-3; allow for noise).
 _MD_PLAUSIBLE = (5e-5, 5e-3)
+_MAX_LABEL = 2**53  # labels are exact integers up to here, even in a float image
 
 
 def ids_from_path(path: str | os.PathLike) -> tuple[str, str]:
@@ -119,23 +121,9 @@ def read_lut(lut: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
 
 def _load_nifti(path, what: str):
     if isinstance(path, _NIFTI_TYPES):
+        check_header(path, "<in-memory image>", what)
         return path, "<in-memory image>"
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{what} {str(p)!r} does not exist or is not a file")
-    try:
-        img = nib.load(p)
-    except Exception as e:  # nibabel raises several types for unreadable files
-        raise ValueError(
-            f"{what} {str(p)!r} is not a readable NIfTI image (.nii or .nii.gz): "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from None
-    if not isinstance(img, _NIFTI_TYPES):
-        raise ValueError(
-            f"{what} {str(p)!r} is a {type(img).__name__}, not NIfTI; convert it "
-            "to .nii.gz (e.g. mri_convert or nibabel)"
-        )
-    return img, str(p)
+    return load_nifti(path, what), str(path)
 
 
 def _as_3d_shape(img, name: str, what: str) -> tuple[int, ...]:
@@ -230,8 +218,9 @@ def extract_roi_md(
     DataFrame
         One row per map x ROI: ``participant_id``, ``session``, ``roi``, ``md``
         (mean over included voxels, mm^2/s), ``n_voxels`` (included) and
-        ``n_excluded`` (NaN, zero or negative voxels). Rows sorted by
-        participant, session (``SESSIONS`` order) and LUT order.
+        ``n_excluded`` (non-finite, i.e. NaN or infinite, zero or negative
+        voxels). Rows sorted by participant, session (``SESSIONS`` order) and
+        LUT order.
 
     Raises
     ------
@@ -243,7 +232,7 @@ def extract_roi_md(
     Warns
     -----
     UserWarning
-        When NaN, zero or negative voxels inside ROIs were excluded (with
+        When non-finite, zero or negative voxels inside ROIs were excluded (with
         counts), or when values look like a unit other than mm^2/s.
 
     Examples
@@ -268,16 +257,21 @@ def extract_roi_md(
             raise ValueError(f"MD map {str(m)!r} does not exist or is not a file")
     atlas_img, atlas_name = _load_nifti(labels, "atlas")
     atlas_shape = _as_3d_shape(atlas_img, atlas_name, "atlas")
-    lab = np.asanyarray(atlas_img.dataobj).reshape(atlas_shape)
+    lab = read_data(atlas_img, atlas_name, "atlas").reshape(atlas_shape)
     if not np.issubdtype(lab.dtype, np.integer):
         if not np.all(np.isfinite(lab)) or np.any(lab % 1 != 0):
             raise ValueError(
                 f"atlas {atlas_name!r} holds non-integer values; expected integer "
                 "labels (0 = no ROI)"
             )
-    lab = lab.astype(np.int64, copy=False)
     if lab.min() < 0:
         raise ValueError(f"atlas {atlas_name!r} holds negative labels")
+    if lab.max() > _MAX_LABEL:
+        raise ValueError(
+            f"atlas {atlas_name!r} holds label {lab.max():.15g}, beyond the "
+            f"integers a label image can hold exactly (2**53); is it a label image?"
+        )
+    lab = lab.astype(np.int64, copy=False)
     if lut is None:
         side = None
         if atlas_name != "<in-memory image>":
@@ -321,18 +315,17 @@ def extract_roi_md(
                 f"{list(SESSIONS)} (rename, or give a mapping table)"
             )
 
-    # Precompute, once, the flat indices of ROI voxels and their compact codes.
+    # Precompute, once, the flat indices of ROI voxels and their compact codes
+    # (by sorted search: a label of 2**31 costs nothing, unlike a lookup array).
     flat_lab = lab.reshape(-1)
     roi_idx = np.flatnonzero(flat_lab)
-    lookup = np.zeros(int(flat_lab.max()) + 1, dtype=np.intp)
-    lookup[lut_df["index"].to_numpy()] = np.arange(len(lut_df))
-    roi_code = lookup[flat_lab[roi_idx]]
+    roi_code = np.searchsorted(lut_df["index"].to_numpy(), flat_lab[roi_idx])
     n_roi = len(lut_df)
     atlas_affine = atlas_img.affine
 
     sums = np.empty((len(maps), n_roi))
     counts = np.empty((len(maps), n_roi), dtype=np.int64)
-    excl = np.empty((len(maps), 3), dtype=np.int64)  # nan, zero, negative
+    excl = np.empty((len(maps), 3), dtype=np.int64)  # non-finite, zero, negative
     excl_roi = np.zeros((len(maps), n_roi), dtype=np.int64)
     medians = np.empty(len(maps))
     for n, m in enumerate(maps):
@@ -350,8 +343,9 @@ def extract_roi_md(
                 f"atlas {atlas_name!r} has {np.round(atlas_affine, 4).tolist()}; "
                 "they are not on the same grid"
             )
-        vals = np.asarray(img.dataobj, dtype=np.float64).reshape(-1)[roi_idx]
-        good = vals > 0  # False for NaN, zero and negative
+        vals = read_data(img, name, "MD map", dtype=np.float64).reshape(-1)[roi_idx]
+        with np.errstate(invalid="ignore"):
+            good = np.isfinite(vals) & (vals > 0)
         if good.all():
             sums[n] = np.bincount(roi_code, vals, n_roi)
             counts[n] = np.bincount(roi_code, minlength=n_roi)
@@ -360,8 +354,9 @@ def extract_roi_md(
             sums[n] = np.bincount(roi_code[good], vals[good], n_roi)
             counts[n] = np.bincount(roi_code[good], minlength=n_roi)
             bad = vals[~good]
-            nan = np.isnan(bad)
-            excl[n] = (nan.sum(), (bad == 0).sum(), (bad < 0).sum())
+            nonfinite = ~np.isfinite(bad)
+            excl[n] = (nonfinite.sum(), (bad == 0).sum(),
+                       (np.isfinite(bad) & (bad < 0)).sum())
             excl_roi[n] = np.bincount(roi_code[~good], minlength=n_roi)
         if np.any(counts[n] == 0):
             empty = lut_df["name"].to_numpy()[counts[n] == 0].tolist()
@@ -373,8 +368,9 @@ def extract_roi_md(
     if excl.sum():
         worst = int(np.argmax(excl.sum(axis=1)))
         warnings.warn(
-            f"excluded {excl[:, 0].sum()} NaN, {excl[:, 1].sum()} zero and "
-            f"{excl[:, 2].sum()} negative voxel(s) inside ROIs, in "
+            f"excluded {excl[:, 0].sum()} non-finite (NaN or infinite), "
+            f"{excl[:, 1].sum()} zero and {excl[:, 2].sum()} negative voxel(s) "
+            "inside ROIs (column n_excluded), in "
             f"{int((excl.sum(axis=1) > 0).sum())} of {len(maps)} map(s) (most in "
             f"{str(maps[worst])!r}: {int(excl[worst].sum())})",
             stacklevel=2,

@@ -13,7 +13,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["default_protocol", "read_bvals_bvecs", "write_bvals_bvecs"]
+__all__ = [
+    "B0_THRESHOLD",
+    "check_bvals",
+    "clean_bvecs",
+    "default_protocol",
+    "read_bvals_bvecs",
+    "write_bvals_bvecs",
+]
+
+B0_THRESHOLD = 50.0
+"""Default b-value (s/mm^2) at or below which a volume counts as a b0 volume
+(DIPY's default ``b0_threshold``); it enters the tensor fit at its actual b."""
+
+B_MAX = 1e5
+"""Largest b-value (s/mm^2) taken as plausible: human DTI uses 700-3000 and
+ex vivo or preclinical diffusion MRI rarely exceeds 30,000 s/mm^2, while
+b = 1000 s/mm^2 written in s/m^2 is 1e9."""
 
 
 def _load_text_matrix(path: Path, what: str) -> np.ndarray:
@@ -49,8 +65,84 @@ def _load_text_matrix(path: Path, what: str) -> np.ndarray:
     return np.asarray(rows, dtype=float)
 
 
+def check_bvals(bvals: np.ndarray, where: str) -> None:
+    """Raise unless ``bvals`` are finite, >= 0 and plausibly in s/mm^2.
+
+    Parameters
+    ----------
+    bvals : ndarray, shape (K,)
+    where : str
+        Where they came from, for the message (``"b-value file 'x.bval'"``).
+
+    Raises
+    ------
+    ValueError
+        On NaN or infinite values, a negative b-value, or b-values above
+        :data:`B_MAX` (b-values in s/m^2 are named, with the conversion).
+    """
+    if not np.all(np.isfinite(bvals)):
+        raise ValueError(f"{where} contains NaN or infinite values")
+    if np.any(bvals < 0):
+        i = int(np.flatnonzero(bvals < 0)[0])
+        raise ValueError(
+            f"{where} has a negative b-value {bvals[i]:g} at volume {i}; b-values "
+            "must be >= 0 s/mm^2"
+        )
+    top = float(bvals.max()) if bvals.size else 0.0
+    if top > B_MAX:
+        if top / 1e6 <= B_MAX:
+            raise ValueError(
+                f"{where} has b-values up to {top:.4g}, which look like s/m^2; "
+                "dtitool expects s/mm^2: divide them by 1e6 (b = 1e9 s/m^2 is "
+                "1000 s/mm^2)"
+            )
+        raise ValueError(
+            f"{where} has b-values up to {top:.4g}, far above any diffusion MRI "
+            f"protocol (at most ~{B_MAX:g} s/mm^2); dtitool expects s/mm^2"
+        )
+
+
+def clean_bvecs(bvals: np.ndarray, bvecs: np.ndarray, b0_threshold: float,
+                where: str) -> np.ndarray:
+    """Read an undefined direction of a b0 volume as a zero vector.
+
+    Some converters write ``nan nan nan`` as the direction of b0 volumes; it
+    carries no information there (a b0 volume's b is too small for its
+    direction to matter, and a zero vector contributes nothing to the tensor
+    fit). Elsewhere a non-finite direction is an error. The file reader and
+    :func:`dtitool.imaging.tensor.fit_tensor` apply this same rule with the
+    same threshold.
+
+    Parameters
+    ----------
+    bvals : ndarray, shape (K,)
+        b-values in s/mm^2.
+    bvecs : ndarray, shape (K, 3)
+    b0_threshold : float
+        Volumes with b <= this are b0 volumes.
+    where : str
+        Where the vectors came from, for the message.
+
+    Returns
+    -------
+    ndarray, shape (K, 3)
+        ``bvecs`` with non-finite rows of b0 volumes set to zero.
+    """
+    bad = ~np.isfinite(bvecs).all(axis=1)
+    dw = bad & (bvals > b0_threshold)
+    if np.any(dw):
+        i = int(np.flatnonzero(dw)[0])
+        raise ValueError(
+            f"{where} has NaN or infinite values at volume {i} (b = {bvals[i]:g}); "
+            f"only b0 volumes (b <= {b0_threshold:g}) may have an undefined "
+            "direction"
+        )
+    return np.where(bad[:, None], 0.0, bvecs)
+
+
 def read_bvals_bvecs(
-    fbval: str | os.PathLike, fbvec: str | os.PathLike
+    fbval: str | os.PathLike, fbvec: str | os.PathLike, *,
+    b0_threshold: float = B0_THRESHOLD,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read an FSL gradient table.
 
@@ -62,6 +154,9 @@ def read_bvals_bvecs(
     fbvec : str or path-like
         FSL b-vector file: 3 rows of ``K`` numbers (the FSL layout); ``K`` rows of
         3 numbers are accepted too.
+    b0_threshold : float
+        Volumes with b <= this count as b0 volumes: their direction may be
+        undefined (NaN), read as a zero vector (see :func:`clean_bvecs`).
 
     Returns
     -------
@@ -69,14 +164,15 @@ def read_bvals_bvecs(
         b-values in s/mm^2.
     bvecs : ndarray, shape (K, 3)
         Gradient directions, as stored (not normalised); a NaN direction of a
-        b = 0 volume (as some converters write) is read as a zero vector.
+        b0 volume is read as a zero vector.
 
     Raises
     ------
     ValueError
         If a file is missing, not numeric, not a vector / 3-column table, holds
-        non-finite values (other than a b = 0 volume's direction) or negative
-        b-values, or the two lengths differ.
+        non-finite values (other than a b0 volume's direction), negative
+        b-values or b-values in s/m^2 (see :func:`check_bvals`), or the two
+        lengths differ.
 
     Examples
     --------
@@ -109,29 +205,14 @@ def read_bvals_bvecs(
             f"b-vector file {str(fbvec)!r} holds a {g.shape[0]} x {g.shape[1]} "
             "table; expected 3 rows of K numbers (FSL layout) or K rows of 3"
         )
-    if not np.all(np.isfinite(bvals)):
-        raise ValueError(f"b-value file {str(fbval)!r} contains NaN or infinite values")
-    if np.any(bvals < 0):
-        i = int(np.flatnonzero(bvals < 0)[0])
-        raise ValueError(
-            f"b-value file {str(fbval)!r} has a negative b-value {bvals[i]:g} at "
-            f"volume {i}; b-values must be >= 0 s/mm^2"
-        )
+    check_bvals(bvals, f"b-value file {str(fbval)!r}")
     if bvals.shape[0] != bvecs.shape[0]:
         raise ValueError(
             f"b-value file {str(fbval)!r} has {bvals.shape[0]} values but b-vector "
             f"file {str(fbvec)!r} has {bvecs.shape[0]} directions"
         )
-    bad = ~np.isfinite(bvecs).all(axis=1)
-    # Some converters write "nan nan nan" as the direction of b = 0 volumes;
-    # it carries no information there, so read it as a zero vector.
-    if np.any(bad & (bvals > 0)):
-        i = int(np.flatnonzero(bad & (bvals > 0))[0])
-        raise ValueError(
-            f"b-vector file {str(fbvec)!r} has NaN or infinite values at volume {i} "
-            f"(b = {bvals[i]:g}); only b = 0 volumes may have an undefined direction"
-        )
-    bvecs = np.where(bad[:, None], 0.0, bvecs)
+    bvecs = clean_bvecs(bvals, bvecs, float(b0_threshold),
+                        f"b-vector file {str(fbvec)!r}")
     return bvals, np.ascontiguousarray(bvecs)
 
 

@@ -16,20 +16,31 @@ import numpy as np
 
 __all__ = [
     "FIT_SUFFIXES",
+    "MASK_SUFFIX",
+    "check_header",
     "check_volumes",
     "image_data",
     "load_dwi",
     "load_mask",
     "load_nifti",
+    "read_data",
     "write_fit_maps",
+    "write_mask",
 ]
 
 FIT_SUFFIXES = ("_MD.nii.gz", "_FA.nii.gz")
 """Names of the fitted maps after the output prefix, as FSL ``dtifit`` writes them."""
 
+MASK_SUFFIX = "_mask.nii.gz"
+"""Name of the brain mask ``dtitool fit-tensor`` computes when none is given."""
+
 
 def load_nifti(path: str | os.PathLike, what: str):
     """Load a NIfTI image lazily, turning every failure into one ValueError.
+
+    The header is checked here (positive dimensions, a finite, invertible
+    affine); the voxel data are read by :func:`read_data`, which checks the
+    memory they need and turns a truncated or corrupt file into a ValueError.
 
     Parameters
     ----------
@@ -47,12 +58,125 @@ def load_nifti(path: str | os.PathLike, what: str):
     try:
         img = nib.load(path)
     except Exception as e:  # nibabel raises several types for unreadable files
-        raise ValueError(f"cannot read {what} {path!r} as NIfTI: {e}") from None
+        raise ValueError(
+            f"cannot read {what} {path!r}: not a readable NIfTI image (.nii or "
+            f".nii.gz) ({_first_line(e)})"
+        ) from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ValueError(
-            f"{what} {path!r} is a {type(img).__name__}, not a NIfTI image"
+            f"{what} {path!r} is a {type(img).__name__}, not NIfTI; convert it to "
+            ".nii.gz (e.g. mri_convert or nibabel)"
         )
+    check_header(img, path, what)
     return img
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def check_header(img, name: str, what: str) -> None:
+    """Raise if the header's shape or affine cannot describe a real image.
+
+    Parameters
+    ----------
+    img : nibabel image
+    name : str
+        The file (or a description), for the message.
+    what : str
+        What the image is.
+
+    Raises
+    ------
+    ValueError
+        On a dimension < 1, or an affine with NaN/infinite values or a
+        singular 3 x 3 part (a voxel of zero size), as nibabel would have
+        to guess where the voxels are.
+    """
+    try:
+        shape = tuple(int(x) for x in img.shape)
+        affine = np.asarray(img.affine, dtype=float)
+    except Exception as e:  # a header nibabel cannot interpret
+        raise ValueError(f"{what} {name!r} has an unreadable header: "
+                         f"{_first_line(e)}") from None
+    if not shape or min(shape) < 1:
+        raise ValueError(f"{what} {name!r} has shape {shape}; every dimension must "
+                         "be at least 1")
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise ValueError(
+            f"{what} {name!r} has an affine with NaN or infinite values (its sform, "
+            "qform or pixdim header fields); dtitool cannot tell where its voxels "
+            "are: fix the header (e.g. fslorient, nibabel)"
+        )
+    with np.errstate(all="ignore"):
+        det = float(np.linalg.det(affine[:3, :3]))
+    if not np.isfinite(det) or abs(det) < 1e-12:
+        raise ValueError(
+            f"{what} {name!r} has a singular affine (voxel size "
+            f"{np.round(np.sqrt((affine[:3, :3] ** 2).sum(axis=0)), 6).tolist()}); "
+            "fix the header's pixdim / sform"
+        )
+
+
+def read_data(img, name: str, what: str, *, dtype=None) -> np.ndarray:
+    """Read an image's voxel array, refusing what cannot fit or cannot be read.
+
+    Parameters
+    ----------
+    img : nibabel image
+        From :func:`load_nifti` (or in memory).
+    name : str
+        The file, for messages.
+    what : str
+        What the image is (``"DWI"``).
+    dtype : numpy dtype, optional
+        Convert to this type (scaling applied); default the stored type.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    ValueError
+        If the array would not fit in memory (the size is named; a header
+        that lies about its shape is caught here before any allocation), or
+        the file is truncated or corrupt.
+    """
+    from dtitool._memory import check_memory, format_bytes
+
+    shape = tuple(int(x) for x in img.shape)
+    stored = np.dtype(img.get_data_dtype())
+    n_vox = float(np.prod([float(x) for x in shape]))
+    out_size = np.dtype(dtype).itemsize if dtype is not None else stored.itemsize
+    need = n_vox * (stored.itemsize + out_size)
+    check_memory(need, f"reading {what} {name!r} ({' x '.join(map(str, shape))} "
+                 f"voxels)", hint="check the header's dimensions")
+    fname = img.get_filename() if hasattr(img, "get_filename") else None
+    if fname and not str(fname).endswith(".gz"):
+        try:
+            offset = int(img.header.get_data_offset())
+            size = os.path.getsize(fname)
+        except (OSError, TypeError, ValueError):
+            offset = size = None
+        if size is not None and size < offset + n_vox * stored.itemsize:
+            raise ValueError(
+                f"{what} {name!r} is truncated: its header promises "
+                f"{format_bytes(offset + n_vox * stored.itemsize)} but the file "
+                f"has {format_bytes(size)}"
+            )
+    try:
+        if dtype is None:
+            return np.asanyarray(img.dataobj)
+        return np.asarray(img.dataobj, dtype=dtype)
+    except MemoryError:
+        raise
+    except Exception as e:  # EOFError, zlib.error, OSError from a damaged file
+        raise ValueError(
+            f"cannot read the voxel data of {what} {name!r}: the file is truncated "
+            f"or corrupt ({_first_line(e)})"
+        ) from None
 
 
 def load_dwi(path: str | os.PathLike):
@@ -75,9 +199,12 @@ def check_volumes(img, path, n_bvals: int, bval_path) -> None:
         )
 
 
-def image_data(img) -> np.ndarray:
-    """Return the image's voxel array in its stored type (scaling applied)."""
-    return np.asanyarray(img.dataobj)
+def image_data(img, name: str = "image", what: str = "image") -> np.ndarray:
+    """Return the image's voxel array in its stored type (scaling applied).
+
+    See :func:`read_data` for the checks.
+    """
+    return read_data(img, name, what)
 
 
 def load_mask(path: str | os.PathLike, like, *, like_name: str = "the image"
@@ -105,7 +232,7 @@ def load_mask(path: str | os.PathLike, like, *, like_name: str = "the image"
             f"mask {path!r} has affine {mimg.affine.tolist()} but {like_name} has "
             f"affine {like.affine.tolist()}; the mask must be on that grid"
         )
-    m = np.asanyarray(mimg.dataobj).reshape(mshape)
+    m = read_data(mimg, path, "mask").reshape(mshape)
     if not np.all(np.isfinite(m)):
         raise ValueError(f"mask {path!r} contains NaN or infinite values")
     mask = m != 0
@@ -135,3 +262,23 @@ def write_fit_maps(fit, like, paths: Sequence[str | os.PathLike]) -> None:
         out.header["cal_min"] = 0.0
         out.header["cal_max"] = 0.0
         out.to_filename(path)
+
+
+def write_mask(mask: np.ndarray, like, path: str | os.PathLike) -> None:
+    """Write a boolean brain mask as uint8 NIfTI with ``like``'s affine and header.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape like.shape[:3]
+    like : nibabel image
+        Reference image (the DWI).
+    path : path
+    """
+    hdr = like.header.copy()
+    hdr.set_data_shape(mask.shape)
+    out = nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), like.affine, header=hdr)
+    out.set_data_dtype(np.uint8)
+    out.header.set_slope_inter(1.0, 0.0)
+    out.header["cal_min"] = 0.0
+    out.header["cal_max"] = 1.0
+    out.to_filename(path)

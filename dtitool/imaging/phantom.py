@@ -83,9 +83,13 @@ _HIPPOCAMPUS = {
     "tilt_deg": 30.0,
 }
 _VACC = {"centre": (0.0, 28.0, -8.0), "axes": (8.0, 8.0, 8.0)}
-# BA10 (frontopolar cortex): the cortical shell in front of y = 60 mm, above
-# the orbital surface and below the superior frontal gyrus, off the midline.
-_BA10 = {"y_min": 60.0, "z_range": (-10.0, 26.0), "abs_x_range": (2.0, 28.0)}
+# BA10 (frontopolar cortex): the cortical shell in front of y = 58 mm, above
+# the orbital surface (BA11, below z ~ -2) and below the superior frontal gyrus,
+# off the midline. Only cortex at least ``_ROI_DEPTH_MM`` below the pial
+# surface is labelled, as an eroded cortical mask would be: the voxels next to
+# CSF carry the most partial volume in real data.
+_BA10 = {"y_min": 58.0, "z_range": (-2.0, 26.0), "abs_x_range": (2.0, 30.0)}
+_ROI_DEPTH_MM = 3.0
 # Lateral ventricles: one ellipsoid per hemisphere beside the midline.
 _VENTRICLE = {"centre": (12.0, -12.0, 16.0), "axes": (6.0, 26.0, 9.0)}
 
@@ -203,7 +207,8 @@ def make_phantom(*, resolution: float = 2.0) -> Phantom:
     interhemispheric fissure lined by cortex splits the frontal and superior
     brain. Amygdala, hippocampus (tilted ellipsoid) and the subgenual / ventral
     anterior cingulate (vACC) are GM ellipsoids; BA10 is the frontopolar part of
-    the cortical shell. Left ROIs are at negative x.
+    the cortical shell below its outermost voxel layer (the layer next to CSF).
+    Left ROIs are at negative x.
 
     Examples
     --------
@@ -254,7 +259,7 @@ def make_phantom(*, resolution: float = 2.0) -> Phantom:
     lo, hi = _BA10["abs_x_range"]
     zlo, zhi = _BA10["z_range"]
     frontal = (tissue == 2) & (y >= _BA10["y_min"]) & (z >= zlo) & (z <= zhi)
-    frontal &= (np.abs(x) >= lo) & (np.abs(x) <= hi)
+    frontal &= (np.abs(x) >= lo) & (np.abs(x) <= hi) & (depth >= _ROI_DEPTH_MM)
     labels[frontal & (x < 0)] = code["L_BA10"]
     labels[frontal & (x > 0)] = code["R_BA10"]
 
@@ -323,7 +328,8 @@ def write_atlas(
     phantom : Phantom, optional
         Defaults to ``make_phantom()``.
     force : bool
-        Replace existing files.
+        Replace the outputs of an earlier dtitool run (files listed in
+        the folder's ``dtitool-run.json``, unchanged since).
 
     Returns
     -------
@@ -337,7 +343,7 @@ def write_atlas(
     """
     phantom = make_phantom() if phantom is None else phantom
     names = [ATLAS_FILENAME, LUT_FILENAME, TISSUE_FILENAME]
-    with atomic_outputs(out_dir, names, force=force) as tmp:
+    with atomic_outputs(out_dir, names, force=force, command="write_atlas") as tmp:
         save_phantom_files(phantom, tmp)
     out = Path(out_dir)
     return {"atlas": out / names[0], "lut": out / names[1], "tissue": out / names[2]}

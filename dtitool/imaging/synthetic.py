@@ -594,7 +594,8 @@ def write_cohort_images(
     smoothness_mm, noise_sd : float
         Noise of the MD maps (see :func:`simulate_md_maps`).
     force : bool
-        Replace existing outputs.
+        Replace the outputs of an earlier dtitool run (files listed in
+        the folder's ``dtitool-run.json``, unchanged since).
     compresslevel : int
         gzip level (1-9) of the NIfTI files. Level 1 is ~5x faster than 6 and
         only ~1 % larger for noisy float data.
@@ -685,7 +686,8 @@ def write_cohort_images(
             **(dict(extra_description) if extra_description else {}),
         },
     }
-    with atomic_outputs(out_dir, names, force=force) as tmp:
+    with atomic_outputs(out_dir, names, force=force, seed=seed,
+                        command="write_cohort_images") as tmp:
         (tmp / "dataset_description.json").write_text(
             json.dumps(description, indent=2) + "\n"
         )

@@ -15,6 +15,8 @@ from functools import cached_property
 
 import numpy as np
 
+from dtitool.imaging.gradients import B0_THRESHOLD, check_bvals, clean_bvecs
+
 __all__ = [
     "TENSOR_ORDER",
     "TensorFit",
@@ -53,8 +55,14 @@ def _as_float_array(x, name: str) -> np.ndarray:
     return arr
 
 
-def _check_gradient_arrays(bvals, bvecs) -> tuple[np.ndarray, np.ndarray]:
-    """Validate shapes/values of a gradient table; return float arrays."""
+def _check_gradient_arrays(bvals, bvecs, b0_threshold=None
+                           ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Validate shapes/values of a gradient table; return float arrays.
+
+    With ``b0_threshold``, a non-finite direction of a b0 volume is read as a
+    zero vector, exactly as :func:`dtitool.imaging.gradients.read_bvals_bvecs`
+    reads it from a file.
+    """
     bvals = _as_float_array(bvals, "bvals")
     bvecs = _as_float_array(bvecs, "bvecs")
     if bvals.ndim != 1 or bvals.shape[0] == 0:
@@ -64,16 +72,12 @@ def _check_gradient_arrays(bvals, bvecs) -> tuple[np.ndarray, np.ndarray]:
             f"bvecs has shape {bvecs.shape} but bvals has shape {bvals.shape}; "
             f"expected bvecs of shape ({bvals.shape[0]}, 3)"
         )
-    if not np.all(np.isfinite(bvals)):
-        raise ValueError("bvals contains NaN or infinite values")
-    if not np.all(np.isfinite(bvecs)):
-        raise ValueError("bvecs contains NaN or infinite values")
-    if np.any(bvals < 0):
-        i = int(np.flatnonzero(bvals < 0)[0])
-        raise ValueError(
-            f"bvals has a negative value {bvals[i]:g} at volume {i}; b-values "
-            "must be >= 0 s/mm^2"
-        )
+    check_bvals(bvals, "bvals")
+    if b0_threshold is None:
+        if not np.all(np.isfinite(bvecs)):
+            raise ValueError("bvecs contains NaN or infinite values")
+    else:
+        bvecs = clean_bvecs(bvals, bvecs, b0_threshold, "bvecs")
     return bvals, bvecs
 
 
@@ -260,9 +264,9 @@ def fractional_anisotropy(evals) -> np.ndarray:
     return np.where(den > 0, fa, 0.0)
 
 
-def _gradient_table(bvals, bvecs, b0_threshold) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a gradient table for fitting: b <= threshold -> 0, unit vectors."""
-    bvals, bvecs = _check_gradient_arrays(bvals, bvecs)
+def _gradient_table(bvals, bvecs, b0_threshold
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Validate a gradient table for fitting: (actual b, unit vectors, is_b0)."""
     if isinstance(b0_threshold, bool) or not isinstance(b0_threshold, numbers.Real):
         raise ValueError(f"b0_threshold must be a number, got {b0_threshold!r}")
     b0_threshold = float(b0_threshold)
@@ -270,24 +274,26 @@ def _gradient_table(bvals, bvecs, b0_threshold) -> tuple[np.ndarray, np.ndarray]
         raise ValueError(
             f"b0_threshold must be a finite number >= 0 s/mm^2, got {b0_threshold!r}"
         )
+    bvals, bvecs = _check_gradient_arrays(bvals, bvecs, b0_threshold)
     is_b0 = bvals <= b0_threshold
-    bvals = np.where(is_b0, 0.0, bvals)
     g = _unit_bvecs(bvecs, is_b0)
-    g[is_b0] = 0.0
-    return bvals, g
+    return bvals, g, is_b0
 
 
-def design_matrix(bvals, bvecs, *, b0_threshold=50.0) -> np.ndarray:
+def design_matrix(bvals, bvecs, *, b0_threshold=B0_THRESHOLD) -> np.ndarray:
     r"""Return the log-linear design matrix of the tensor model.
 
     Parameters
     ----------
     bvals : array_like, shape (K,)
-        b-values in s/mm^2; those ``<= b0_threshold`` are treated as 0.
+        b-values in s/mm^2, each entering at its actual value (a "b0" volume
+        acquired at b = 5 enters at b = 5), as in FSL ``dtifit`` and DIPY.
     bvecs : array_like, shape (K, 3)
-        Gradient directions (normalised here; zero only for b0 volumes).
+        Gradient directions (normalised here; zero or NaN only for b0 volumes,
+        which then contribute no diffusion weighting).
     b0_threshold : float
-        b-values at or below this count as b0 (s/mm^2).
+        b-values at or below this count as b0 (s/mm^2): it decides which
+        volumes may lack a direction, never the b-values in the matrix.
 
     Returns
     -------
@@ -299,18 +305,22 @@ def design_matrix(bvals, bvecs, *, b0_threshold=50.0) -> np.ndarray:
     Row k is :math:`(-b g_x^2, -b g_y^2, -b g_z^2, -2b g_x g_y, -2b g_x g_z,
     -2b g_y g_z, 1)`.
     """
-    bvals, g = _gradient_table(bvals, bvecs, b0_threshold)
+    bvals, g, _ = _gradient_table(bvals, bvecs, b0_threshold)
     return np.column_stack([-_bmatrix_columns(bvals, g), np.ones(bvals.shape[0])])
 
 
-def _check_design_rank(x: np.ndarray, bvals: np.ndarray) -> None:
-    n_dw = int((bvals > 0).sum())
-    rank_d = np.linalg.matrix_rank(x[bvals > 0, :6]) if n_dw else 0
+def _check_design_rank(x: np.ndarray, is_b0: np.ndarray, bvals: np.ndarray) -> None:
+    n_dw = int((~is_b0).sum())
+    rank_d = np.linalg.matrix_rank(x[~is_b0, :6]) if n_dw else 0
     if rank_d < 6:
+        hint = ""
+        if n_dw == 0 and 0 < bvals.max() <= 10:
+            hint = (" (every b-value is <= 10: in ms/um^2? dtitool expects s/mm^2, "
+                    "1 ms/um^2 = 1000 s/mm^2)")
         raise ValueError(
             f"the gradient table has {n_dw} diffusion-weighted volumes spanning only "
             f"{rank_d} independent tensor directions; a tensor fit needs at least 6 "
-            "non-collinear gradient directions"
+            f"non-collinear gradient directions{hint}"
         )
     if np.linalg.matrix_rank(x) < 7:
         raise ValueError(
@@ -347,19 +357,32 @@ class TensorFit:
     fa : ndarray, shape (...)
         Fractional anisotropy from :attr:`evals`.
 
+    n_nonfinite : int
+        Voxels (of the mask) left out because their signal had NaN or
+        infinite values.
+    n_no_signal : int
+        Voxels (of the mask) left out because every volume's signal was <= 0
+        (nothing to fit; their maps are 0).
+    n_fa_clipped : int
+        Fitted voxels whose FA came out above 1 (a tensor with a negative
+        eigenvalue) and was clipped to 1.
+
     Notes
     -----
     Eigenvalues are not clipped: a noisy fit can have a negative eigenvalue,
     reported as fitted, and MD is always the trace / 3. (DIPY raises such
     eigenvalues to ~1e-9 mm^2/s before computing MD and FA, so the two differ
-    only in voxels whose fitted tensor is not positive definite.)
+    only in voxels whose fitted tensor is not positive definite.) FA is
+    clipped to [0, 1] (:attr:`n_fa_clipped` counts the voxels).
     """
 
-    def __init__(self, tensor, s0, mask, method):
+    def __init__(self, tensor, s0, mask, method, *, n_nonfinite=0, n_no_signal=0):
         self.tensor = tensor
         self.s0 = s0
         self.mask = mask
         self.method = method
+        self.n_nonfinite = int(n_nonfinite)
+        self.n_no_signal = int(n_no_signal)
 
     def __repr__(self) -> str:
         return (
@@ -405,9 +428,24 @@ class TensorFit:
         return self._eig[1]
 
     @cached_property
-    def fa(self) -> np.ndarray:
-        """Fractional anisotropy (0 outside the mask and for a zero tensor)."""
+    def _fa_raw(self) -> np.ndarray:
         return fractional_anisotropy(self.evals)
+
+    @cached_property
+    def fa(self) -> np.ndarray:
+        """Fractional anisotropy in [0, 1] (0 outside the mask, for a zero tensor).
+
+        A tensor with a negative eigenvalue (noise-dominated voxel) has FA
+        above 1 by the formula; it is clipped to 1 and counted in
+        :attr:`n_fa_clipped`.
+        """
+        return np.clip(self._fa_raw, 0.0, 1.0)
+
+    @cached_property
+    def n_fa_clipped(self) -> int:
+        """Number of voxels whose FA was clipped to [0, 1]."""
+        raw = self._fa_raw
+        return int(np.count_nonzero((raw > 1.0) | (raw < 0.0)))
 
     def predict(self, bvals, bvecs) -> np.ndarray:
         """Return the signal the fitted tensors predict, shape (..., K)."""
@@ -421,7 +459,7 @@ def fit_tensor(
     *,
     method: str = "wls",
     mask=None,
-    b0_threshold: float = 50.0,
+    b0_threshold: float = B0_THRESHOLD,
     min_signal: float = MIN_SIGNAL,
     step: int = DEFAULT_STEP,
 ) -> TensorFit:
@@ -440,11 +478,16 @@ def fit_tensor(
         ``"ols"``: ordinary least squares on log signal. ``"wls"``: the standard
         two-pass weighted fit, weights = (OLS-predicted signal)^2.
     mask : array_like of bool, shape data.shape[:-1], optional
-        Voxels to fit. Outside the mask every output (tensor, s0, md, fa, evals,
-        evecs) is 0. Data outside the mask are not read (they may be NaN).
+        Voxels to fit (default: every voxel). Outside the mask every output
+        (tensor, s0, md, fa, evals, evecs) is 0. Data outside the mask are not
+        read (they may be NaN). Voxels of the mask whose signal has NaN or
+        infinite values, or is <= 0 in every volume, are left out too (0 in
+        every map) and counted (``n_nonfinite``, ``n_no_signal``).
     b0_threshold : float
-        Volumes with b <= ``b0_threshold`` are b0 volumes (b taken as 0),
-        wherever they are in the series.
+        Volumes with b <= ``b0_threshold`` are b0 volumes, wherever they are in
+        the series: they may have an undefined (zero or NaN) direction. Every
+        volume enters the design matrix at its actual b-value, as in FSL
+        ``dtifit`` and DIPY (a b0 acquired at b = 5 s/mm^2 enters at 5).
     min_signal : float
         Signal below this (zero, negative) is raised to it before the log
         (DIPY's convention and default).
@@ -461,9 +504,10 @@ def fit_tensor(
     Raises
     ------
     ValueError
-        If shapes do not match, values are not finite, a parameter is out of
-        range, or the gradient table cannot determine a tensor (fewer than 6
-        non-collinear directions, or no b0 and a single shell).
+        If shapes do not match, the gradient table has non-finite values (other
+        than a b0 volume's direction) or b-values in s/m^2, a parameter is out
+        of range, or the gradient table cannot determine a tensor (fewer than
+        6 non-collinear directions, or no b0 and a single shell).
 
     Notes
     -----
@@ -500,7 +544,7 @@ def fit_tensor(
         raise ValueError(f"min_signal must be a number > 0, got {min_signal!r}")
     if not (math.isfinite(min_signal) and min_signal > 0):
         raise ValueError(f"min_signal must be a finite number > 0, got {min_signal!r}")
-    bvals, g = _gradient_table(bvals, bvecs, b0_threshold)
+    bvals, g, is_b0 = _gradient_table(bvals, bvecs, b0_threshold)
     k = bvals.shape[0]
     data = np.asarray(data)
     if data.dtype == object or not (
@@ -516,7 +560,6 @@ def fit_tensor(
         )
     shape = data.shape[:-1]
     if mask is None:
-        flat = data.reshape(-1, k)
         mask_arr = np.ones(shape, dtype=bool)
     else:
         mask_arr = np.asarray(mask)
@@ -531,24 +574,38 @@ def fit_tensor(
             ):
                 raise ValueError("mask must be boolean (or hold only 0 and 1)")
             mask_arr = mask_arr.astype(bool)
-        flat = data[mask_arr]
-    if np.issubdtype(flat.dtype, np.floating) and not np.all(np.isfinite(flat)):
-        n_bad = int(np.count_nonzero(~np.isfinite(flat).all(axis=-1)))
-        where = "inside the mask" if mask is not None else ""
-        raise ValueError(
-            f"data has NaN or infinite values in {n_bad} voxels {where}; mask them "
-            "out or fix the data".replace("  ", " ")
-        )
+        else:
+            mask_arr = mask_arr.copy()
 
     x = np.column_stack([-_bmatrix_columns(bvals, g), np.ones(k)])
-    _check_design_rank(x, bvals)
+    _check_design_rank(x, is_b0, bvals)
+
+    # Leave out (and count) voxels that cannot be fitted: non-finite signal,
+    # or no signal at all (every volume <= 0; the log would see only the floor).
+    flat = data.reshape(-1, k) if mask is None else data[mask_arr]
+    n_nonfinite = n_no_signal = 0
+    if flat.shape[0]:
+        keep = np.ones(flat.shape[0], dtype=bool)
+        if np.issubdtype(flat.dtype, np.floating):
+            finite = np.isfinite(flat).all(axis=-1)
+            n_nonfinite = int(np.count_nonzero(~finite))
+            keep &= finite
+        with np.errstate(invalid="ignore"):
+            signal = (flat > 0).any(axis=-1)
+        n_no_signal = int(np.count_nonzero(keep & ~signal))
+        keep &= signal
+        if not keep.all():
+            idx = np.flatnonzero(mask_arr.reshape(-1))
+            mask_arr.reshape(-1)[idx[~keep]] = False
+            flat = flat[keep]
     params = _fit_flat(flat, x, method=method, min_signal=float(min_signal), step=step)
 
     tensor = np.zeros((*shape, 6))
     s0 = np.zeros(shape)
     tensor[mask_arr] = params[:, :6]
     s0[mask_arr] = np.exp(params[:, 6])
-    return TensorFit(tensor, s0, mask_arr, method)
+    return TensorFit(tensor, s0, mask_arr, method, n_nonfinite=n_nonfinite,
+                     n_no_signal=n_no_signal)
 
 
 class _Solver:

@@ -1,10 +1,14 @@
 """The whole rehearsal in one call: ``dtitool demo`` and :func:`run_demo`.
 
-Simulates the default cohort, pushes it through the imaging path (MD maps for
-every scan, DWI and a tensor fit for a few, ROI extraction from the images), fits
-the group x dMD models, runs a Monte Carlo power analysis and the reported-versus-
-simulated comparison, and writes a self-contained HTML report with the tables and
-figures it shows. Everything is written at once at the end (nothing half-written).
+Simulates a cohort of a design (the default ``ketamine-rct`` preset, another
+preset or a design file), pushes it through the imaging path (MD maps for every
+scan, DWI and a tensor fit for a few, ROI extraction from the images), fits the
+group x dMD models, runs a Monte Carlo power analysis and, when the design has the
+reference study's ROIs and outcomes, the reported-versus-simulated comparison, and
+writes a self-contained HTML report with the tables and figures it shows, labelled
+by the design's own name. Everything is written at once at the end (nothing
+half-written), through :func:`dtitool._io.atomic_outputs`, with a manifest
+``dtitool-run.json``.
 
 Output layout::
 
@@ -15,7 +19,7 @@ Output layout::
     OUT/tables/       roi_md_images.tsv, image_agreement.tsv, tensor_agreement.tsv,
                       results.tsv, comparison.tsv, power.tsv, familywise.tsv,
                       reproduce.tsv, power_curve.tsv, reliability_curve.tsv,
-                      sample_size.tsv
+                      sample_size.tsv (the chosen n), sample_size_trace.tsv
     OUT/figures/      *.png
 """
 
@@ -44,16 +48,17 @@ from dtitool.imaging.synthetic import write_cohort_images
 from dtitool.imaging.tensor import fit_tensor
 from dtitool.report.html import HTMLReport, figure_png
 from dtitool.report.plots import (
+    curve_marks,
     plot_forest,
     plot_md_sessions,
-    plot_power_curve,
+    plot_power_curves,
     plot_roi_slices,
     plot_scatter_grid,
 )
 from dtitool.simulate import md_summary_wide, score_summary, simulate_cohort
 from dtitool.stats.analysis import fit_models
 from dtitool.stats.power import POWER_COLUMNS, power, power_curve, sample_size
-from dtitool.stats.reference import compare_to_reported, reported_family
+from dtitool.stats.reference import compare_to_reported, reported_families
 from dtitool.stats.reproduce import (
     add_needed,
     compare_worlds,
@@ -92,6 +97,12 @@ class DemoSettings:
     curve_replicates: int = 1000
     dwi_subjects: int = 1
     curve_n: tuple[int, ...] = (40, 60, 80, 98, 120, 150, 200, 250)
+
+    def as_record(self) -> dict:
+        """Return the settings as a plain dict (recorded in the manifest)."""
+        return {"seed": self.seed, "replicates": self.replicates,
+                "curve_replicates": self.curve_replicates,
+                "dwi_subjects": self.dwi_subjects, "curve_n": list(self.curve_n)}
 
     def __post_init__(self):
         for name in ("replicates", "curve_replicates"):
@@ -252,20 +263,32 @@ def _reliability_note(design: StudyDesign) -> str:
     return "\n\n".join(lines)
 
 
-def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
-             log: Callable[[str], None] = print) -> Path:
-    """Run the whole rehearsal on the default ``ketamine-rct`` preset.
+def run_demo(out, *, design: StudyDesign | str | None = None,
+             settings: DemoSettings | None = None, force: bool = False,
+             log: Callable[[str], None] = print, origin: str | None = None,
+             inputs: tuple = ()) -> Path:
+    """Run the whole rehearsal on a design, ending in a self-contained report.
 
     Parameters
     ----------
     out : str or path-like
         Output folder (layout in the module docstring).
+    design : StudyDesign or str, optional
+        The design, or a preset name; default the ``ketamine-rct`` preset.
     settings : DemoSettings, optional
         Seed, replicates and sizes; defaults as in :class:`DemoSettings`.
     force : bool
-        Replace existing outputs.
+        Replace the outputs of an earlier demo run in ``out`` (files listed in
+        its ``dtitool-run.json``, unchanged since); files of the user's are
+        never touched.
     log : callable
         Receives one line per step (progress).
+    origin : str, optional
+        Where the design came from, for the report (e.g. ``"design file
+        my.toml"``); default ``"preset NAME"`` for a preset name, else
+        ``"design"``.
+    inputs : tuple of path
+        Files the run read (a design file): never replaced by its outputs.
 
     Returns
     -------
@@ -273,10 +296,21 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         Path of ``report.html``.
     """
     s = settings or DemoSettings()
-    design = load_preset("ketamine-rct")
+    if design is None:
+        design = "ketamine-rct"
+    if isinstance(design, str):
+        origin = origin or f"preset {design}"
+        design = load_preset(design)
+    elif not isinstance(design, StudyDesign):
+        raise TypeError("design must be a StudyDesign or a preset name; got "
+                        f"{type(design).__name__}")
+    origin = origin or "design"
     step = _Steps(9, log)
     out = Path(out)
-    with atomic_outputs(out, OUTPUTS, force=force) as tmp:
+    with atomic_outputs(out, OUTPUTS, force=force, seed=s.seed, inputs=inputs,
+                        command="demo", options={**s.as_record(),
+                                                 "design": design.name,
+                                                 "origin": origin}) as tmp:
         tables, figs = tmp / "tables", tmp / "figures"
         tables.mkdir()
         figs.mkdir()
@@ -285,8 +319,12 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         step(f"simulating the {design.name} cohort (n = {design.n}, seed {s.seed})")
         cohort = simulate_cohort(design, rng=s.seed)
         (tmp / "cohort").mkdir()
-        cohort.write(tmp / "cohort", run={"seed": s.seed, "replicates": 1,
-                                          "dtitool_version": __version__})
+        # The cohort's record repeats it: dtitool simulate --design cohort/...
+        cohort.write(tmp / "cohort", run={
+            "seed": s.seed, "command": "simulate", "replicates": 1,
+            "images": False, "dtitool_version": __version__},
+            header="Design and seed of the demo's cohort; repeat it with\n"
+            "  dtitool simulate --design design.toml --out DIR")
 
         step(f"writing MD maps for {2 * design.n} scans and DWI for "
              f"{s.dwi_subjects} participant(s)")
@@ -319,8 +357,10 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         step("fitting the 14 group x dMD models (statsmodels OLS)")
         results = fit_models(cohort.participants, md_rows)
         write_tsv(results.table, tables / "results.tsv")
-        comparison = compare_to_reported(results)
-        write_tsv(comparison, tables / "comparison.tsv")
+        comparison = None
+        if reported_families(design):
+            comparison = compare_to_reported(results)
+            write_tsv(comparison, tables / "comparison.tsv")
         fig = plot_scatter_grid(results)
         pngs["scatter"] = _save(fig, figs / "scatter_grid.png")
         fig = Figure(figsize=(10, 4.5), layout="constrained")
@@ -331,64 +371,70 @@ def run_demo(out, *, settings: DemoSettings | None = None, force: bool = False,
         pngs["forest"] = _save(fig, figs / "forest.png")
 
         step(f"Monte Carlo power, {s.replicates} replicate trials")
-        reported = reported_family(design)
-        fam = {"reported": reported} if reported else None
-        pw = power(design, replicates=s.replicates, rng=s.seed, families=fam,
-                   progress=False)
+        fams = reported_families(design)
+        reported = fams.get("reported", [])
+        pw = power(design, replicates=s.replicates, rng=s.seed,
+                   families=fams or None, progress=False)
         write_tsv(pw.table[list(POWER_COLUMNS)], tables / "power.tsv")
         write_tsv(pw.familywise, tables / "familywise.tsv")
-        other = load_preset(other_world(design))
-        fam_o = reported_family(other)
-        pw_other = power(other, replicates=s.replicates, rng=s.seed,
-                         families={"reported": fam_o} if fam_o else None,
-                         size=False, design_analysis=False, progress=False)
-        repro = add_needed(compare_worlds(reproduce_table(pw), reproduce_table(
-            pw_other), other.name), design)
-        write_tsv(repro, tables / "reproduce.tsv")
-
-        step(f"power curve over n ({len(s.curve_n)} points x "
-             f"{s.curve_replicates} replicates)")
-        pc = power_curve(design, parameter="n", values=list(s.curve_n),
-                         replicates=s.curve_replicates, rng=s.seed, progress=False)
-        write_tsv(pc.table, tables / "power_curve.tsv")
-        tests = [t[:3] for t in reported] or None
-        fig = Figure(figsize=(8, 5), layout="constrained")
-        plot_power_curve(pc, tests, ax=fig.subplots(), target_power=0.8)
-        pngs["curve"] = _save(fig, figs / "power_curve.png")
-        rc = power_curve(design, parameter="reliability", values=[0.3, 0.45, 0.6,
-                                                                  0.75, 0.9],
-                         replicates=s.curve_replicates, rng=s.seed, progress=False)
-        write_tsv(rc.table, tables / "reliability_curve.tsv")
+        other = repro = None
+        if reported:  # the reference study's findings apply to this design
+            other = load_preset(other_world(design))
+            pw_other = power(other, replicates=s.replicates, rng=s.seed,
+                             families=reported_families(other) or None,
+                             size=False, design_analysis=False, progress=False)
+            repro = add_needed(compare_worlds(reproduce_table(pw), reproduce_table(
+                pw_other), other.name), design)
+            write_tsv(repro, tables / "reproduce.tsv")
 
         step("searching the n needed for 80% power")
         ss = sample_size(design, target_power=0.8, tests=reported or None,
                          replicates=s.curve_replicates, rng=s.seed, progress=False)
-        write_tsv(ss.evaluated, tables / "sample_size.tsv")
+        write_tsv(ss.table, tables / "sample_size.tsv")
+        write_tsv(ss.evaluated, tables / "sample_size_trace.tsv")
+
+        step(f"power curves over n and over dMD reliability "
+             f"({s.curve_replicates} replicates per point)")
+        curve_n = {*s.curve_n, design.n}
+        if ss.n is not None and ss.n > max(curve_n):  # reach the chosen n
+            curve_n |= {int(v) for v in np.linspace(max(curve_n), ss.n, 5)}
+        pc = power_curve(design, parameter="n", values=sorted(curve_n),
+                         replicates=s.curve_replicates, rng=s.seed,
+                         families=fams or None, progress=False)
+        write_tsv(pc.table, tables / "power_curve.tsv")
+        rc = power_curve(design, parameter="reliability", values=[0.3, 0.45, 0.6,
+                                                                  0.75, 0.9],
+                         replicates=s.curve_replicates, rng=s.seed, progress=False)
+        write_tsv(rc.table, tables / "reliability_curve.tsv")
+        tests = reported or None
+        fig = plot_power_curves(pc, tests, target_power=0.8,
+                                marks=curve_marks(pc, design, ss))
+        pngs["curve"] = _save(fig, figs / "power_curve.png")
 
         step("writing the report")
         html = _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss,
-                       agree, tensor_agreement, pngs, other)
+                       agree, tensor_agreement, pngs, other, origin)
         (tmp / "report.html").write_text(html, encoding="utf-8")
     log(f"done in {time.perf_counter() - step.t0:.0f} s: open {out / 'report.html'}")
     return out / "report.html"
 
 
-def _fmt_p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree,
-            tensor_agreement, pngs, other) -> str:
+            tensor_agreement, pngs, other, origin) -> str:
     n_t, n_c = design.arm_sizes()
+    label = f"{design.name!r} ({origin})"
     rep = HTMLReport(
-        title="dtitool rehearsal: ketamine vs saline, 24 h gray-matter MD",
-        subtitle=f"Simulated cohort of the {design.name} design (seed {s.seed}), "
+        title=f"dtitool rehearsal of the {design.name!r} design",
+        subtitle=f"Simulated cohort of the {label} design, seed {s.seed}, "
         f"dtitool {__version__}. Simulated data, not patient data.",
     )
     rois_t, sources = _design_tables(design)
+    reference = (f"\n\nReference study: {design.reference}" if design.reference
+                 else "")
     rep.add_section(
         "The design and its sources",
-        text=f"{design.description}\n\nReference study: {design.reference}\n\n"
+        text=f"Design {label}: {design.description or 'no description.'}"
+        f"{reference}\n\n"
         f"{design.n} participants randomised {design.allocation.ketamine}:"
         f"{design.allocation.saline} in permuted blocks of {design.block_size} "
         f"({n_t} ketamine, {n_c} saline); DTI at baseline and 24 h; MD in "
@@ -420,7 +466,9 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                     "baselines are above the inclusion thresholds.", table=arms)
     rep.add_table(md_table, float_format="{:.3f}", caption="MD per ROI and arm")
     rep.add_figure(pngs["sessions"], caption="Baseline and 24 h MD per ROI and arm; "
-                   "thin lines are subjects, thick lines arm means.")
+                   "thin lines are subjects, thick lines arm means.",
+                   alt="Paired baseline and 24-hour MD per ROI and arm, one thin "
+                   "line per subject and a thick line for each arm's mean.")
 
     max_rel = float(agree["relative_difference"].abs().max())
     text = (f"Every scan was written as an MD map on a 2 mm MNI-like grid (91 x 109 "
@@ -432,46 +480,133 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
             "path give the same analysis.")
     rep.add_section("Imaging path", text=text)
     rep.add_figure(pngs["slices"], caption="A simulated MD map with the seven atlas "
-                   "ROIs outlined (radiological view: the subject's left on the "
-                   "right).")
+                   "ROIs (radiological view: the subject's left on the right, "
+                   "marked R and L; grey scale in 1e-3 mm^2/s with CSF saturated).",
+                   alt="Axial slices of a simulated MD map with the seven atlas "
+                   "ROIs as coloured overlays, a colour bar of MD and R/L markers.")
     if len(tensor_agreement):
         rep.add_text(
             "For the DWI subset, 4D diffusion-weighted images (6 b=0 and 64 "
             "directions at b=1000 s/mm^2, Rician noise) were simulated from the MD "
             "maps and fitted with dtitool's vectorised WLS tensor fit; ROI means of "
             "the fitted MD against the simulated MD map:")
-        rep.add_table(tensor_agreement, float_format="{:.4g}")
+        ta = tensor_agreement.assign(
+            md_simulated_map=tensor_agreement["md_simulated_map"] * 1e3,
+            md_tensor_fit=tensor_agreement["md_tensor_fit"] * 1e3,
+            relative_difference=tensor_agreement["relative_difference"] * 100,
+        ).rename(columns={"md_simulated_map": "simulated map MD (1e-3 mm^2/s)",
+                          "md_tensor_fit": "tensor-fit MD (1e-3 mm^2/s)",
+                          "relative_difference": "difference (%)"})
+        rep.add_table(ta, float_format="{:.3f}")
 
     t = results.table
-    main = t[t["term"].isin(["interaction", "slope_ketamine", "slope_saline",
-                             "slope_pooled"])]
-    show = main.pivot_table(index=["roi", "outcome"], columns="term",
-                            values=["estimate", "p"], sort=False)
-    show.columns = [f"{b} {a}" for a, b in show.columns]
-    show = show.reset_index()
+    show = _results_wide(t)
     rep.add_section(
         "Results: group x dMD interaction models",
         text=f"Per ROI and outcome: score change ~ group * dMD + baseline score "
-        f"(statsmodels OLS, n = {int(t['n'].max())}). Estimates are score points "
-        f"{DMD_UNIT}; a positive slope means MD decrease goes with improvement. "
-        "Interaction = ketamine slope minus saline slope; slope_pooled from the "
-        "model without the interaction. Holm and BH adjusted p are in "
-        "tables/results.tsv.",
+        f"(statsmodels OLS, n = {int(t['n'].max())}). Each cell is the estimate, "
+        f"in score points {DMD_UNIT}, with its p; a positive slope means MD "
+        "decrease goes with improvement. Interaction = ketamine slope minus saline "
+        "slope; the pooled slope comes from the model without the interaction. "
+        "SEs, CIs, and Holm and BH adjusted p are in tables/results.tsv.",
         table=show,
     )
-    comp = comparison[["roi", "outcome", "term", "description", "estimate", "p",
-                       "verdict"]].copy()
-    comp["p"] = comp["p"].map(_fmt_p)
-    rep.add_table(comp, caption="This dataset beside the reported findings "
-                  "(Kopelman et al. 2023)")
-    rep.add_figure(pngs["forest"], caption="Interaction estimates with 95% CIs.")
+    if comparison is not None:
+        comp = comparison[["roi", "outcome", "term", "description", "estimate", "p",
+                           "verdict"]].copy()
+        rep.add_table(comp, caption="This dataset beside the reported findings "
+                      "(Kopelman et al. 2023). A finding is replicated when its "
+                      "test is significant at alpha = 0.05 with the reported sign; "
+                      "R BA10 (outcome 'any': the report does not say which) on "
+                      "the MADRS or the QIDS-SR16.")
+    rep.add_figure(pngs["forest"], caption="Interaction estimates with 95% CIs.",
+                   alt="Forest plot of the group x dMD interaction estimate with its "
+                   "95% confidence interval for every ROI and outcome.")
     rep.add_figure(pngs["scatter"], caption="Score change against MD change per arm, "
-                   "with each arm's fitted slope, for every ROI and outcome.")
+                   "with each arm's fitted slope, for every ROI and outcome.",
+                   alt="Grid of scatter plots of score change against MD change, "
+                   "coloured by arm, with each arm's fitted slope.")
 
+    if repro is not None:
+        _reported_sections(rep, design, pw, repro, other)
+    else:
+        rep.add_section(
+            "Power",
+            text=f"{pw.replicates} replicate trials of the design (seed {pw.seed}). "
+            "The design lacks the reference study's ROIs or outcomes, so there is "
+            "no reported-versus-simulated comparison; power of every interaction:",
+            table=pw.table.loc[pw.table["term"] == "interaction",
+                               ["roi", "outcome", "power", "median_p", "size"]])
+    rep.add_figure(pngs["curve"], caption=f"Power over the total sample size "
+                   f"({pc.replicates} replicates per point; "
+                   f"{design.allocation.ketamine}:{design.allocation.saline} "
+                   f"allocation), with the design's n = {design.n}"
+                   + (f" and the n = {ss.n} for 80% power marked." if ss.n
+                      is not None else " marked."),
+                   alt="Small multiples of power against total sample size, one "
+                   "panel per test, with 95% bands, the 80% target line and "
+                   "vertical marks at the design's n and the n for 80% power.")
+    rep.add_note(_sample_size_sentence(ss, design, bool(repro is not None)))
+
+    rep.add_section("What dMD reliability does to the effects",
+                    text=_reliability_note(design))
+    tests = [tuple(r[:3]) for r in reported_families(design).get("reported", [])
+             if r[1] != "any"]
+    rt = rc.table
+    if tests:
+        keys = pd.DataFrame(tests, columns=["roi", "outcome", "term"])
+        rt = rt.merge(keys, on=["roi", "outcome", "term"])
+    rwide = rt.pivot_table(index=["roi", "outcome", "term"], columns="value",
+                           values="power", sort=False).reset_index()
+    rwide.columns = [c if isinstance(c, str) else f"power at rel. {c:g}"
+                     for c in rwide.columns]
+    rep.add_table(rwide, float_format="{:.2f}")
+    cite = (f" Cite the reference study: {design.reference}" if design.reference
+            else "")
+    return rep.render(footer=f"dtitool {__version__}; design {label}; seed {s.seed}; "
+                      f"{pw.replicates} power replicates.{cite}")
+
+
+_TERM_HEADERS = {"interaction": "interaction", "slope_ketamine": "slope, ketamine",
+                 "slope_saline": "slope, saline", "slope_pooled": "slope, pooled"}
+
+
+def _results_wide(t: pd.DataFrame) -> pd.DataFrame:
+    """One row per ROI and outcome, one 'estimate (p)' cell per term."""
+    from dtitool.report.html import format_p
+
+    cell = t.assign(text=[
+        "not estimable" if e != e else f"{e:.3g} (p {format_p(p)})"
+        for e, p in zip(t["estimate"], t["p"], strict=True)])
+    wide = cell.pivot_table(index=["roi", "outcome"], columns="term", values="text",
+                            aggfunc="first", sort=False)
+    wide = wide[[c for c in _TERM_HEADERS if c in wide.columns]]
+    return wide.rename(columns=_TERM_HEADERS).reset_index()
+
+
+def _sample_size_sentence(ss, design, reported: bool) -> str:
+    """Return the one statement of the n for the target (as in sample_size.tsv)."""
+    what = ("every reported finding (each with its reported sign; R BA10 on "
+            "either outcome)" if reported else "every interaction")
+    if ss.n is None:
+        return (f"{ss.target_power:.0%} power on {what} is not reached by n = "
+                f"{ss.n_max} ({ss.replicates} replicates per n; weakest: "
+                f"{ss.limiting_test}).")
+    lo, hi = ss.n_plausible
+    hi_s = f">{ss.n_max}" if hi is None else str(hi)
+    return (f"n for {ss.target_power:.0%} power on {what}: n = {ss.n} in total "
+            f"(Monte Carlo interval {lo}-{hi_s}; power {ss.power:.2f} at that n, "
+            f"{ss.replicates} replicates per n), against {design.n} in the design. "
+            "The same number is in tables/sample_size.tsv and marked on the power "
+            "curve.")
+
+
+def _reported_sections(rep, design, pw, repro, other) -> None:
     rtab = repro[["roi", "outcome", "term", "reported_p", "median_p", "power",
                   "size", "other_median_p", "other_power", "verdict"]].rename(
-        columns={"other_median_p": f"median_p {other.name}",
-                 "other_power": f"power {other.name}"})
+        columns={"other_median_p": f"median p, {other.name}",
+                 "other_power": f"power, {other.name}", "median_p": "median p",
+                 "reported_p": "reported p"})
     rep_rows = repro[repro["direction"] != 0]
     rep.add_section(
         "Power, and the reported findings against many simulated trials",
@@ -479,14 +614,16 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
         f"of the {other.name!r} world beside it, every model fitted by dtitool's "
         "batched least-squares engine (the same estimates and p-values as "
         "statsmodels). Median p is the typical p-value a trial of a world gives; "
-        "power is the chance that a test is significant at alpha = 0.05 with the "
-        "reported sign; size is the same test's rejection rate in the design's "
-        "null counterpart (every MD-outcome correlation 0), its actual level under "
+        "power is the chance that a finding is found, i.e. its test is significant "
+        "at alpha = 0.05 with the reported sign (R BA10, whose outcome the report "
+        "does not name: on the MADRS or the QIDS-SR16, its p the smaller of the "
+        "two); size is the same test's rejection rate in the design's null "
+        "counterpart (every MD-outcome correlation 0), its actual level under "
         f"{pw.inference} inference.\n\nA median p inside a reported range means "
         "about 50 % power: half of that world's trials give a larger p. That is "
         "the face-value reading of a published result, which the significance "
         "filter inflates. "
-        f"Here the reported tests have power {rep_rows['power'].min():.2f}-"
+        f"Here the reported findings have power {rep_rows['power'].min():.2f}-"
         f"{rep_rows['power'].max():.2f} in {design.name!r} and "
         f"{rep_rows['other_power'].min():.2f}-{rep_rows['other_power'].max():.2f} "
         f"in {other.name!r}.",
@@ -501,9 +638,9 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
     if need:
         rep.add_heading("What the reported p-values need")
         rep.add_text("Each reported test the design misses, one parameter at a "
-                      "time, at the top of its reported range (from the arms' "
-                      "moments, anchored to the power engine's median p):\n\n"
-                      + "\n\n".join(need))
+                     "time, at the top of its reported range (from the arms' "
+                     "moments, anchored to the power engine's median p):\n\n"
+                     + "\n\n".join(need))
     rep.add_heading("Reading the results")
     rep.add_text("\n\n".join(interpretation_notes(repro, pw)))
     fw = pw.familywise
@@ -515,32 +652,3 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
             f"reported findings at once: {row.loc['none', 'power_all']:.1%} "
             f"(with Holm adjustment {row.loc['holm', 'power_all']:.1%}); chance of at "
             f"least one: {row.loc['none', 'power_any']:.1%}.")
-    rep.add_figure(pngs["curve"], caption=f"Power of the reported tests over the "
-                   f"total sample size ({pc.replicates} replicates per point; 2:1 "
-                   "allocation).")
-    if ss.n is not None:
-        lo, hi = ss.n_plausible
-        rep.add_note(
-            f"n needed for 80% power on every reported test: {ss.n} in total "
-            f"(power {ss.power:.2f}, 95% CI {ss.power_ci_low:.2f}-"
-            f"{ss.power_ci_high:.2f}; Monte Carlo range of n {lo} to {hi}), against "
-            f"{design.n} in the trial.")
-    else:
-        rep.add_note(f"80% power on every reported test is not reached by n = "
-                     f"{int(ss.evaluated['n'].max())}.")
-
-    rep.add_section("What dMD reliability does to the effects",
-                    text=_reliability_note(design))
-    tests = [tuple(r[:3]) for r in reported_family(design)]
-    rt = rc.table
-    if tests:
-        keys = pd.DataFrame(tests, columns=["roi", "outcome", "term"])
-        rt = rt.merge(keys, on=["roi", "outcome", "term"])
-    rwide = rt.pivot_table(index=["roi", "outcome", "term"], columns="value",
-                           values="power", sort=False).reset_index()
-    rwide.columns = [c if isinstance(c, str) else f"power at rel. {c:g}"
-                     for c in rwide.columns]
-    rep.add_table(rwide, float_format="{:.2f}")
-    return rep.render(footer=f"dtitool {__version__}; seed {s.seed}; "
-                      f"{pw.replicates} power replicates. Cite the reference study: "
-                      f"{design.reference}")

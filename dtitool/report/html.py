@@ -1,9 +1,16 @@
 """A self-contained HTML report: figures embedded as PNG data URIs, no network.
 
 :class:`HTMLReport` collects sections of prose, tables and figures and renders one
-HTML page that reads at laptop width and in print (a single column of at most
-~60 em, tables that scroll horizontally on narrow screens, figures that never
-overflow, and page breaks kept out of figures and tables).
+HTML page that reads at laptop width, on a phone and in print (prose in a column
+of at most ~48 em, tables up to ~72 em that scroll horizontally inside their own
+box when the screen is narrower, figures that never overflow, and page breaks
+kept out of figures and tables).
+
+Numbers are formatted by what they are (:func:`format_value`): p-values to three
+significant digits or ``<0.001``, probabilities (power, size) to two decimals,
+other numbers by the table's ``float_format``. Column headers are shown with
+units in typographic form (``1e-3 mm^2/s`` becomes ``10⁻³ mm²/s``) and never
+break inside a number or unit.
 
 Examples
 --------
@@ -21,12 +28,15 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["HTMLReport", "figure_png", "png_data_uri"]
+__all__ = ["HTMLReport", "figure_png", "format_p", "format_value", "png_data_uri",
+           "pretty_unit"]
 
 _CSS = """
 :root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --accent: #0b5cad;
@@ -34,7 +44,7 @@ _CSS = """
 * { box-sizing: border-box; }
 body { font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica,
        Arial, sans-serif; color: var(--fg); margin: 0; background: #fff; }
-main { max-width: 60em; margin: 0 auto; padding: 1.5em 1.25em 4em; }
+main { max-width: 72em; margin: 0 auto; padding: 1.5em 1.25em 4em; }
 h1 { font-size: 1.8em; margin: 0.2em 0 0.1em; }
 h2 { font-size: 1.3em; margin: 2em 0 0.5em; padding-bottom: 0.2em;
      border-bottom: 1px solid var(--line); }
@@ -49,7 +59,9 @@ table { border-collapse: collapse; font-size: 0.86em;
 th, td { border-bottom: 1px solid var(--line); padding: 0.3em 0.6em;
          text-align: right; white-space: nowrap; }
 th { background: var(--bg-soft); position: sticky; top: 0; white-space: normal;
-     vertical-align: bottom; }
+     vertical-align: bottom; hyphens: none; overflow-wrap: normal;
+     word-break: normal; }
+th .unit { white-space: nowrap; }
 td.text { white-space: normal; min-width: 7em; max-width: 32em; }
 td:first-child, th:first-child, td.text, th.text { text-align: left; }
 figure { margin: 1em 0; }
@@ -57,6 +69,11 @@ figure img { max-width: 100%; height: auto; display: block;
              border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 0.3em; }
 nav ol { columns: 2; max-width: 40em; }
+@media (max-width: 40em) {
+  body { font-size: 15px; }
+  main { padding: 1em 0.75em 3em; }
+  nav ol { columns: 1; }
+}
 footer { color: var(--muted); font-size: 0.85em; margin-top: 3em; }
 code { background: var(--bg-soft); padding: 0 0.25em; border-radius: 3px; }
 @media print {
@@ -85,24 +102,82 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _table_html(df: pd.DataFrame, float_format: str = "{:.3g}") -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            if v != v:  # NaN
-                return ""
-            return float_format.format(v)
-        return html.escape(str(v))
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074"
+                             "\u2075\u2076\u2077\u2078\u2079")
+
+
+def pretty_unit(text: str) -> str:
+    """Typographic units for display: ``1e-3`` -> ``10⁻³``, ``mm^2`` -> ``mm²``.
+
+    Examples
+    --------
+    >>> pretty_unit("MD (1e-3 mm^2/s)")
+    'MD (10⁻³ mm²/s)'
+    """
+    text = re.sub(r"\b1e(-?\d+)\b",
+                  lambda m: "10" + str(int(m.group(1))).translate(_SUPERSCRIPT), text)
+    return re.sub(r"\^(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
+
+
+def format_p(p: float) -> str:
+    """Format a p-value for reading: ``<0.001`` or three significant digits."""
+    if p != p:  # NaN
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:#.3g}"
+
+
+_P_RE = re.compile(r"(^p$|^p[_ ]|[_ ]p$|^median[_ ]p|p[_ ]value)", re.IGNORECASE)
+_PROB_RE = re.compile(r"(power|size|type[_ ]s|probability|rate)", re.IGNORECASE)
+
+
+def format_value(column: str, value, float_format: str = "{:.3g}") -> str:
+    """Format one table cell by what its column holds.
+
+    p-value columns (``p``, ``p_*``, ``*_p``, ``median p``) via :func:`format_p`;
+    probabilities (``power``, ``size``, ``type_s``, rates) with two decimals (the
+    Monte Carlo error of a few thousand replicates is ~0.01); other floats with
+    ``float_format``; text escaped.
+    """
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, float | np.floating):
+        if value != value:
+            return ""
+        col = str(column)
+        if _P_RE.search(col):
+            return format_p(float(value))
+        if _PROB_RE.search(col) and 0.0 <= value <= 1.0:
+            return f"{value:.2f}"
+        return float_format.format(value)
+    return html.escape(str(value))
+
+
+def _table_html(df: pd.DataFrame, float_format: str = "{:.3g}",
+                formats: dict | None = None) -> str:
+    formats = formats or {}
+
+    def fmt(col, v):
+        f = formats.get(col)
+        if f is not None and not (isinstance(v, float) and v != v):
+            return html.escape(f(v) if callable(f) else f.format(v))
+        return format_value(col, v, float_format)
 
     text_cols = {c for c in df.columns if df[c].dtype == object
                  or pd.api.types.is_string_dtype(df[c])}
+
+    def header(c):
+        label = html.escape(pretty_unit(str(c)))
+        # keep a parenthesised unit on one line
+        return re.sub(r"(\([^()]*\))", r'<span class="unit">\1</span>', label)
+
     head = "".join(
-        f'<th class="{"text" if c in text_cols else ""}">{html.escape(str(c))}</th>'
+        f'<th class="{"text" if c in text_cols else ""}">{header(c)}</th>'
         for c in df.columns
     )
     rows = []
     for rec in df.itertuples(index=False):
         cells = "".join(
-            f'<td class="{"text" if c in text_cols else ""}">{fmt(v)}</td>'
+            f'<td class="{"text" if c in text_cols else ""}">{fmt(c, v)}</td>'
             for c, v in zip(df.columns, rec, strict=True)
         )
         rows.append(f"<tr>{cells}</tr>")
@@ -155,7 +230,8 @@ class HTMLReport:
     def add_text(self, text: str) -> None:
         """Add plain-text paragraphs (blank lines separate them) to the section."""
         for para in text.strip().split("\n\n"):
-            self._current().parts.append(f"<p>{html.escape(para.strip())}</p>")
+            self._current().parts.append(
+                f"<p>{html.escape(pretty_unit(para.strip()))}</p>")
 
     def add_html(self, fragment: str) -> None:
         """Add a trusted HTML fragment to the section."""
@@ -163,27 +239,32 @@ class HTMLReport:
 
     def add_note(self, text: str) -> None:
         """Add a highlighted note to the section."""
-        self._current().parts.append(f'<div class="note">{html.escape(text)}</div>')
+        self._current().parts.append(
+            f'<div class="note">{html.escape(pretty_unit(text))}</div>')
 
     def add_heading(self, text: str) -> None:
         """Add a sub-heading to the section."""
         self._current().parts.append(f"<h3>{html.escape(text)}</h3>")
 
     def add_table(self, df: pd.DataFrame, *, float_format: str = "{:.3g}",
-                  caption: str | None = None) -> None:
-        """Add a DataFrame as an HTML table."""
+                  caption: str | None = None, formats: dict | None = None) -> None:
+        """Add a DataFrame as an HTML table.
+
+        ``formats`` maps column names to a format string or a callable for that
+        column; other cells follow :func:`format_value`.
+        """
         if caption:
             self._current().parts.append(
-                f"<p><strong>{html.escape(caption)}</strong></p>")
-        self._current().parts.append(_table_html(df, float_format))
+                f"<p><strong>{html.escape(pretty_unit(caption))}</strong></p>")
+        self._current().parts.append(_table_html(df, float_format, formats))
 
     def add_figure(self, png: bytes, *, caption: str, alt: str | None = None) -> None:
         """Embed PNG bytes (see :func:`figure_png`) with a caption."""
         uri = png_data_uri(png)
-        alt = html.escape(alt or caption)
+        alt = html.escape(pretty_unit(alt or caption))
         self._current().parts.append(
             f'<figure><img src="{uri}" alt="{alt}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            f"<figcaption>{html.escape(pretty_unit(caption))}</figcaption></figure>"
         )
 
     def render(self, *, footer: str | None = None) -> str:
@@ -198,7 +279,7 @@ class HTMLReport:
             for i, s in enumerate(self._sections, 1)
         )
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        foot = html.escape(footer or f"Generated by dtitool on {stamp}.")
+        foot = html.escape(pretty_unit(footer or f"Generated by dtitool on {stamp}."))
         sub = f'<p class="subtitle">{html.escape(self.subtitle)}</p>' if (
             self.subtitle) else ""
         return (

@@ -20,9 +20,11 @@ from dtitool.tables import _roi_order, check_tables
 __all__ = [
     "ANALYSIS_FIGURES",
     "ARM_COLORS",
+    "curve_marks",
     "plot_forest",
     "plot_md_sessions",
     "plot_power_curve",
+    "plot_power_curves",
     "plot_roi_slices",
     "plot_scatter_grid",
     "save_analysis_figures",
@@ -36,6 +38,14 @@ ARM_COLORS = {"ketamine": "#d95f02", "saline": "#1b9e77"}
 """Colour of each arm in every dtitool figure (ColorBrewer Dark2)."""
 
 _OUTCOME_LABELS = {"madrs": "MADRS", "qids": "QIDS-SR16"}
+
+
+def _sci(scale: float) -> str:
+    """``1e-05`` -> ``"10$^{-5}$"``: a unit prefix as mathtext (no "1e-5" text)."""
+    e = round(float(np.log10(scale)))
+    if not np.isclose(scale, 10.0**e):
+        return f"{scale:g} x"
+    return f"10$^{{{e}}}$"
 
 _CURVE_AXIS_LABELS = {
     "n": "total sample size n",
@@ -131,17 +141,24 @@ def plot_scatter_grid(
             ax.axvline(0, color="0.8", lw=0.6, zorder=0)
             ax.tick_params(labelsize=7)
             if i == len(rois) - 1:
-                ax.set_xlabel(f"dMD (x {res.dmd_scale:g} mm$^2$/s)", fontsize=8)
+                ax.set_xlabel(f"dMD ({_sci(res.dmd_scale)} mm$^2$/s)", fontsize=8)
             if j == 0:
                 ax.set_ylabel("score change", fontsize=8)
-    axes[0, -1].legend(fontsize=7, frameon=False, loc="best")
+    handles = [plt.Line2D([], [], color=ARM_COLORS[g], marker="o", lw=2, ms=4)
+               for g in GROUPS]
     fig.suptitle(
         "Score change vs MD change (24 h - baseline); positive slope: MD decrease "
         "goes with improvement",
         fontsize=9,
     )
     height = fig.get_figheight()
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / max(height, 1.0)))
+    top = 1 - 0.75 / max(height, 1.0)
+    # The arm legend sits above the panels, outside every data area.
+    fig.legend(handles, [f"{g} (points: subjects; line: fitted slope)"
+                         for g in GROUPS],
+               loc="upper center", bbox_to_anchor=(0.5, top + 0.3 / max(height, 1.0)),
+               ncol=len(GROUPS), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, top))
     return fig
 
 
@@ -193,9 +210,9 @@ def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
             )  # fmt: skip
     ax.set_xticks(range(len(rois)))
     ax.set_xticklabels(rois, rotation=30, ha="right")
-    ax.set_ylabel("MD (x 1e-3 mm$^2$/s)")
+    ax.set_ylabel(f"MD ({_sci(1e-3)} mm$^2$/s)")
     ax.set_title("MD at baseline and 24 h (left and right point of each pair)")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
@@ -247,49 +264,63 @@ def plot_forest(results, *, term: str = "interaction", ax=None):
         fontsize=8,
     )  # fmt: skip
     ax.set_xlabel(f"{term} estimate, score points {unit} (95% CI)")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="lower left",
+              bbox_to_anchor=(0.0, 1.0), ncol=2)
     return ax
 
 
 def _slices_covering(labels: np.ndarray, k: int) -> list[int]:
-    """Greedy choice of up to ``k`` axial slices that show every label at least once."""
-    present = [set(np.unique(labels[:, :, z])) - {0} for z in range(labels.shape[2])]
-    todo = set(np.unique(labels)) - {0}
+    """Up to ``k`` axial slices that show every label, each near its largest extent.
+
+    Greedy: each step takes the slice that adds the most of the labels not yet
+    shown, every label weighted by its area in that slice relative to its largest
+    area in any slice (so an ROI is shown where it is big, not at a tip).
+    """
+    labels = np.asarray(labels)
+    ks = [int(v) for v in np.unique(labels) if v != 0]
+    if not ks:
+        return []
+    area = np.stack([(labels == v).sum(axis=(0, 1)) for v in ks])  # (K, Z)
+    rel = area / np.maximum(area.max(axis=1, keepdims=True), 1)
+    todo = np.ones(len(ks), dtype=bool)
     chosen: list[int] = []
-    while todo and len(chosen) < k:
-        z = max(range(len(present)),
-                key=lambda i: (len(present[i] & todo),
-                               int(np.isin(labels[:, :, i], list(todo)).sum())))
-        if not present[z] & todo:
+    while todo.any() and len(chosen) < k:
+        score = (rel * todo[:, None]).sum(axis=0)
+        z = int(np.argmax(score))
+        if score[z] == 0:
             break
         chosen.append(z)
-        todo -= present[z]
-    return sorted(chosen)
+        todo &= ~(rel[:, z] >= 0.5)  # shown at half its largest extent or more
+    if todo.any():  # fall back: every remaining label at its largest slice
+        chosen.extend(int(np.argmax(area[i])) for i in np.flatnonzero(todo))
+    return sorted(set(chosen))[: max(k, 1)]
 
 
 def plot_roi_slices(md, labels, *, roi_names: Sequence[str] | None = None,
                     slices: Sequence[int] | None = None, max_slices: int = 3,
                     affine=None, fig=None):  # fmt: skip
-    """Axial slices of an MD map with the atlas ROIs outlined.
+    """Axial slices of an MD map with the atlas ROIs overlaid, in radiological view.
 
     Parameters
     ----------
     md : ndarray, shape (X, Y, Z)
-        MD map in mm^2/s (drawn in 1e-3 mm^2/s, grey scale), array axes in RAS
-        voxel order as dtitool's phantom (x to the left of the array = the
-        subject's right; slices are shown in radiological convention, the
-        subject's left on the right of the panel).
+        MD map in mm^2/s (drawn in 10^-3 mm^2/s, grey scale, with a colour bar),
+        array axes in the voxel order of dtitool's phantom and FSL's MNI152
+        templates (the first voxel axis runs from the subject's right to left).
+        Slices are shown in radiological convention, the subject's left on the
+        right of the panel, marked R and L.
     labels : ndarray of int, shape (X, Y, Z)
         Label atlas (0 = none, k = ``roi_names[k - 1]``).
     roi_names : sequence of str, optional
         Names of labels 1..K for the legend; default ``ROI 1``... .
     slices : sequence of int, optional
         Axial slice indices; default up to ``max_slices`` slices chosen so that
-        every ROI appears in one of them.
+        every ROI appears near its largest extent.
     max_slices : int
         Number of slices when ``slices`` is None.
     affine : ndarray, shape (4, 4), optional
-        Voxel-to-world affine; when given, slice titles state z in mm.
+        Voxel-to-world affine; when given, slice titles state z in mm and the
+        R/L markers follow the affine's x direction.
     fig : matplotlib Figure, optional
         Empty figure to draw into; a new one is created if None.
 
@@ -302,6 +333,8 @@ def plot_roi_slices(md, labels, *, roi_names: Sequence[str] | None = None,
     ValueError
         If ``md`` and ``labels`` are not 3D arrays of the same shape.
     """
+    from matplotlib.colors import ListedColormap
+
     md = np.asarray(md, dtype=float)
     labels = np.asarray(labels)
     if md.ndim != 3 or md.shape != labels.shape:
@@ -315,39 +348,112 @@ def plot_roi_slices(md, labels, *, roi_names: Sequence[str] | None = None,
     if not zs:
         raise ValueError("labels hold no ROI voxels to outline")
     if fig is None:
-        fig = plt.figure(figsize=(3.4 * len(zs) + 1.6, 4.2), layout="constrained")
+        fig = plt.figure(figsize=(3.3 * len(zs) + 2.6, 4.4), layout="constrained")
     axes = fig.subplots(1, len(zs), squeeze=False)[0]
     cmap = plt.get_cmap("tab10")
-    finite = md[np.isfinite(md) & (md > 0)]
-    vmax = np.percentile(finite, 99) * 1e3 if finite.size else 1.0
+    # Grey window on tissue: 1.6 x the median of the positive voxels (brain MD
+    # ~0.7-0.9e-3) keeps gray/white contrast; CSF (~3e-3) saturates to white.
+    pos = md[np.isfinite(md) & (md > 0)]
+    vmax = 1.6 * float(np.median(pos)) * 1e3 if pos.size else 1.0
+    # Does the first voxel axis run toward the subject's left (x decreasing)?
+    x_to_left = affine is None or np.asarray(affine)[0, 0] < 0
     handles = {}
+    image = None
     for ax, z in zip(axes, zs, strict=True):
-        # transpose so rows are anterior-posterior; origin lower = anterior up
-        ax.imshow(md[:, :, z].T * 1e3, cmap="gray", origin="lower", vmin=0,
-                  vmax=vmax, interpolation="nearest")
+        sl = md[:, :, z].T * 1e3  # rows: posterior -> anterior (origin lower)
+        lab = labels[:, :, z].T
+        if not x_to_left:  # put the subject's right on the left of the panel
+            sl, lab = sl[:, ::-1], lab[:, ::-1]
+        image = ax.imshow(sl, cmap="gray", origin="lower", vmin=0, vmax=vmax,
+                          interpolation="nearest")
         for k in ks:
-            mask = labels[:, :, z] == k
+            mask = lab == k
             if mask.any():
                 color = cmap((k - 1) % 10)
-                ax.contour(mask.T.astype(float), levels=[0.5], colors=[color],
-                           linewidths=1.2, origin="lower")
-                handles[k] = plt.Line2D([], [], color=color, lw=2)
+                ax.imshow(np.where(mask, 1.0, np.nan), origin="lower",
+                          cmap=ListedColormap([color]), alpha=0.45,
+                          interpolation="nearest", vmin=0, vmax=1)
+                ax.contour(mask.astype(float), levels=[0.5], colors=[color],
+                           linewidths=1.0, origin="lower")
+                handles[k] = plt.Line2D([], [], color=color, lw=6, alpha=0.7)
         title = f"axial slice {z}"
         if affine is not None:
             title += f" (z = {np.asarray(affine)[2] @ [0, 0, z, 1]:.0f} mm)"
         ax.set_title(title, fontsize=9)
+        for xpos, text, ha in ((0.02, "R", "left"), (0.98, "L", "right")):
+            ax.text(xpos, 0.5, text, transform=ax.transAxes, ha=ha, va="center",
+                    color="yellow", fontsize=11, fontweight="bold")
+        ax.text(0.5, 0.98, "anterior", transform=ax.transAxes, ha="center",
+                va="top", color="yellow", fontsize=7)
         ax.set_axis_off()
+    cbar = fig.colorbar(image, ax=list(axes), location="bottom", shrink=0.5,
+                        extend="max", pad=0.02)
+    cbar.set_label("MD (10$^{-3}$ mm$^2$/s); CSF saturates", fontsize=8)
+    cbar.ax.tick_params(labelsize=7)
     ks_shown = sorted(handles)
     fig.legend([handles[k] for k in ks_shown],
                [names[k - 1] if k - 1 < len(names) else f"ROI {k}" for k in ks_shown],
                loc="outside right center", fontsize=8, frameon=False)
-    fig.suptitle(f"MD map (grey, 0 to {vmax:.1f} x 1e-3 mm$^2$/s) with ROI outlines",
-                 fontsize=10)
+    fig.suptitle("Simulated MD map with the atlas ROIs (radiological view: the "
+                 "subject's left on the right)", fontsize=10)
     return fig
 
 
+def _curve_rows(curve, tests):
+    """Return per test ``((roi, outcome, term), rows)`` of power against the value.
+
+    ``rows`` has ``value, power, power_ci_low, power_ci_high``. A test with a
+    direction is drawn as the power of that sign (how a reported finding counts),
+    an ``"any"``-outcome finding from its one-finding family (significant on at
+    least one outcome).
+    """
+    from dtitool.stats.power import wilson_interval
+    from dtitool.stats.reference import ANY, finding_family_name
+
+    t = curve.table
+    if tests is None:
+        sel = t[t["term"] == "interaction"]
+        tests = list(sel[["roi", "outcome", "term"]].drop_duplicates()
+                     .itertuples(index=False, name=None))
+    rows = []
+    for test in tests:
+        roi, outcome, term = test[:3]
+        direction = test[3] if len(test) == 4 else None
+        if outcome == ANY:
+            fw = curve.familywise
+            d = fw[(fw["family"] == finding_family_name(test))
+                   & (fw["method"] == "none")]
+            d = pd.DataFrame({"value": d["value"], "power": d["power_any"],
+                              "power_ci_low": d["power_any_ci_low"],
+                              "power_ci_high": d["power_any_ci_high"]})
+        else:
+            d = t[(t["roi"] == roi) & (t["outcome"] == outcome)
+                  & (t["term"] == term)]
+            if direction is not None:
+                col = "power_positive" if direction == "positive" else "power_negative"
+                k = np.round(d[col].to_numpy() * d["valid"].to_numpy())
+                lo, hi = wilson_interval(k, d["valid"].to_numpy())
+                d = pd.DataFrame({"value": d["value"], "power": d[col],
+                                  "power_ci_low": lo, "power_ci_high": hi})
+        if len(d) == 0:
+            raise ValueError(f"the power curve has no values for {tuple(test)}")
+        rows.append(((roi, outcome, term), d))
+    return rows
+
+
+def _mark_curve(ax, curve, *, target_power=None, marks=()):
+    if target_power is not None:
+        ax.axhline(target_power, color="k", ls="--", lw=1,
+                   label=f"target power {target_power:g}")
+    for value, text in marks:
+        ax.axvline(value, color="0.35", ls=":", lw=1.2, label=text)
+    ax.set_xlabel(_CURVE_AXIS_LABELS.get(curve.parameter, curve.parameter))
+    ax.set_ylim(0, 1)
+
+
 def plot_power_curve(curve, tests: Sequence[tuple[str, str, str]] | None = None, *,
-                     ax=None, target_power: float | None = None):
+                     ax=None, target_power: float | None = None,
+                     marks: Sequence[tuple[float, str]] = ()):
     """Plot power against the varied parameter, one line per test, with 95 % bands.
 
     Parameters
@@ -360,33 +466,89 @@ def plot_power_curve(curve, tests: Sequence[tuple[str, str, str]] | None = None,
         Axes to draw in; a new figure is made only when not given.
     target_power : float, optional
         Draw a horizontal line at this power.
+    marks : sequence of (value, label)
+        Vertical lines to draw on the parameter axis, e.g. ``[(98, "n = 98,
+        the trial")]``.
 
     Returns
     -------
     matplotlib.axes.Axes
+
+    Notes
+    -----
+    Every line has its own colour, line style and marker, and the legend sits
+    outside the axes, so overlapping curves stay distinguishable; with many
+    tests :func:`plot_power_curves` (one panel per test) reads better.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4.5))
-    t = curve.table
-    if tests is None:
-        sel = t[t["term"] == "interaction"]
-        tests = list(sel[["roi", "outcome", "term"]].drop_duplicates()
-                     .itertuples(index=False, name=None))
-    for roi, outcome, term in tests:
-        d = t[(t["roi"] == roi) & (t["outcome"] == outcome) & (t["term"] == term)]
-        line, = ax.plot(d["value"], d["power"], marker="o", ms=3,
-                        label=f"{roi} {outcome} {term}")
+        _, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    cmap = plt.get_cmap("tab10")
+    for i, ((roi, outcome, term), d) in enumerate(_curve_rows(curve, tests)):
+        line, = ax.plot(d["value"], d["power"], marker=markers[i % len(markers)],
+                        ms=4, ls=styles[i % len(styles)], color=cmap(i % 10),
+                        label=f"{roi} {_OUTCOME_LABELS.get(outcome, outcome)} {term}")
         ax.fill_between(d["value"], d["power_ci_low"], d["power_ci_high"],
-                        color=line.get_color(), alpha=0.15, lw=0)
-    if target_power is not None:
-        ax.axhline(target_power, color="k", ls="--", lw=1)
-    ax.set_xlabel(_CURVE_AXIS_LABELS.get(curve.parameter, curve.parameter))
+                        color=line.get_color(), alpha=0.12, lw=0)
+    _mark_curve(ax, curve, target_power=target_power, marks=marks)
     ax.set_ylabel("power")
-    ax.set_ylim(0, 1)
     ax.set_title(f"Monte Carlo power ({curve.replicates} replicates per point, "
-                 f"seed {curve.seed})", fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
+                 f"seed {curve.seed}; bands: 95% intervals)", fontsize=9)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)
     return ax
+
+
+def plot_power_curves(curve, tests: Sequence[tuple[str, str, str]] | None = None, *,
+                      fig=None, target_power: float | None = None,
+                      marks: Sequence[tuple[float, str]] = (), ncols: int = 4):
+    """Small multiples: one panel per test, power against the varied parameter.
+
+    Parameters
+    ----------
+    curve : PowerCurve
+    tests : sequence of (roi, outcome, term), optional
+        Default the interaction of every model.
+    fig : matplotlib Figure, optional
+        Empty figure to draw into; a new one is created if None.
+    target_power, marks
+        As in :func:`plot_power_curve`, drawn in every panel.
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    rows = _curve_rows(curve, tests)
+    ncols = max(1, min(ncols, len(rows)))
+    nrows = -(-len(rows) // ncols)
+    if fig is None:
+        fig = plt.figure(figsize=(2.6 * ncols + 0.6, 2.3 * nrows + 1.0),
+                         layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    for ax, ((roi, outcome, term), d) in zip(axes.flat, rows, strict=False):
+        ax.fill_between(d["value"], d["power_ci_low"], d["power_ci_high"],
+                        color="#0b5cad", alpha=0.18, lw=0)
+        ax.plot(d["value"], d["power"], marker="o", ms=3, color="#0b5cad",
+                label="power (95% interval)")
+        _mark_curve(ax, curve, target_power=target_power, marks=marks)
+        label = ("MADRS or QIDS-SR16" if outcome == "any"
+                 else _OUTCOME_LABELS.get(outcome, outcome))
+        ax.set_title(f"{roi} {label}\n{term}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_fontsize(8)
+    for ax in axes.flat[len(rows):]:
+        ax.set_axis_off()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("power", fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(handles),
+               fontsize=8, frameon=False)
+    fig.suptitle(f"Monte Carlo power ({curve.replicates} replicates per point, "
+                 f"seed {curve.seed})", fontsize=10)
+    return fig
 
 
 def save_analysis_figures(results, participants, roi_md, folder) -> tuple[str, ...]:
@@ -417,10 +579,33 @@ def save_analysis_figures(results, participants, roi_md, folder) -> tuple[str, .
     return ANALYSIS_FIGURES
 
 
-def save_power_curve(curve, path, *, tests=None, target_power=None) -> None:
-    """Write :func:`plot_power_curve` of ``curve`` as a PNG (no pyplot involved)."""
+def save_power_curve(curve, path, *, tests=None, target_power=None,
+                     marks: Sequence[tuple[float, str]] = ()) -> None:
+    """Write :func:`plot_power_curves` of ``curve`` as a PNG (no pyplot involved)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 5), layout="constrained")
-    plot_power_curve(curve, tests, ax=fig.subplots(), target_power=target_power)
+    n = len(_curve_rows(curve, tests))
+    ncols = min(4, n)
+    fig = Figure(figsize=(2.6 * ncols + 0.6, 2.3 * -(-n // ncols) + 1.0),
+                 layout="constrained")
+    plot_power_curves(curve, tests, fig=fig, target_power=target_power,
+                      marks=marks, ncols=ncols)
     fig.savefig(path, dpi=120)
+
+
+def curve_marks(curve, design=None, size=None) -> list[tuple[float, str]]:
+    """Vertical marks for a power curve: the design's own value and the chosen n.
+
+    For a curve over ``n``: the design's sample size (``"n = 98, the design"``)
+    and, when ``size`` (a :class:`~dtitool.stats.power.SampleSizeResult`) found
+    one, the n for the target power (``"n = 186 for 80% power"``), the same number
+    ``sample_size.tsv`` holds.
+    """
+    marks = []
+    if curve.parameter != "n":
+        return marks
+    if design is not None:
+        marks.append((design.n, f"n = {design.n}, the design"))
+    if size is not None and size.n is not None:
+        marks.append((size.n, f"n = {size.n} for {size.target_power:.0%} power"))
+    return marks

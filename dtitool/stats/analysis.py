@@ -38,8 +38,10 @@ decrease goes with more improvement" is a positive slope.
 
 from __future__ import annotations
 
+import keyword
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -153,6 +155,10 @@ class AnalysisResults:
     seed : int or None
         Seed of the max-T permutations or of the imputations (repeats them
         exactly).
+    not_estimable : mapping
+        ``(roi, outcome) -> reason`` for models in which a reported term is
+        not estimable (its row holds NaN): dMD without variation, or columns
+        that are collinear.
     missing : str
         ``complete-case`` or ``mi`` (also a column of :attr:`table`).
     imputations : int
@@ -177,6 +183,7 @@ class AnalysisResults:
     arm_fits: Mapping = field(default_factory=dict, repr=False)
     permutations: int = 0
     seed: int | None = None
+    not_estimable: Mapping = field(default_factory=dict, repr=False, compare=False)
     missing: str = "complete-case"
     imputations: int = 0
     missing_summary: str = ""
@@ -216,7 +223,8 @@ def default_formula(covariates: Sequence[str] = ("baseline",), *, types=None) ->
     rhs = [f"C(group, Treatment({CONTROL!r})) * d_md"]
     for c in covariates:
         name = "baseline_score" if c == "baseline" else c
-        ref = name if _NAME_RE.match(name) else f"Q({name!r})"
+        plain = _NAME_RE.match(name) and not keyword.iskeyword(name)
+        ref = name if plain else f"Q({name!r})"
         kind = types.get(c, "categorical" if c == "sex" else "numeric")
         rhs.append(f"C({ref})" if kind == "categorical" else ref)
     return "d_score ~ " + " + ".join(rhs)
@@ -261,6 +269,11 @@ def fit_models(
         mm^2/s), ``d_md_pct`` and every participants column. It must contain the
         main effects of ``group`` and ``d_md`` and their interaction, and be
         linear in ``d_md``; the additive model drops the interaction term.
+        **The formula is Python code**: patsy evaluates every term with
+        ``eval`` (that is how ``np.log(age)`` works), so a formula runs
+        whatever Python it contains. Pass only formulas you wrote or checked,
+        never one taken from an untrusted file or web form. The default
+        formula (``covariates=``) is built by dtitool and quotes every name.
     robust : {None, "HC3"}
         Same as ``inference="hc3"`` (kept for existing code).
     inference : {"ols", "hc3", "welch"}
@@ -317,8 +330,17 @@ def fit_models(
     Raises
     ------
     ValueError
-        On bad input tables, an unknown covariate, an unusable formula, or a
-        model with too few subjects in an arm.
+        On bad input tables, an unknown covariate, an unusable formula, a
+        participants column that hides a function the formula calls (such as
+        a column named ``C``), no subject with complete data, or a model with
+        too few subjects in an arm.
+
+    Warns
+    -----
+    UserWarning
+        When a term is not estimable in a model (e.g. dMD does not vary, or
+        a covariate is collinear with it): its row holds NaN, never SE 0 and
+        p 1, and :attr:`AnalysisResults.not_estimable` gives the reason.
 
     Notes
     -----
@@ -420,8 +442,19 @@ def _check_options(covariates, formula, robust, families, alpha, changes):
     return covariates, default_formula(covariates, types=types), families
 
 
-def _model_frame(changes: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    frame = changes.copy()
+_FRAME_COLUMNS = ("participant_id", "group", "roi", "d_md_pct")
+
+
+def _model_frame(changes: pd.DataFrame, outcome: str,
+                 columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return the data a formula sees: every changes column, or only ``columns``.
+
+    The default formula gets only what it names, so that an unrelated
+    participants column (say one called ``C``) cannot hide a patsy function.
+    """
+    frame = changes.copy() if columns is None else changes.loc[
+        :, [c for c in dict.fromkeys([*_FRAME_COLUMNS, *columns])
+            if c in changes.columns]].copy()
     frame["d_score"] = changes[f"d_{outcome}"]
     frame["baseline_score"] = changes[f"{outcome}_baseline"]
     frame["d_md"] = changes["d_md"] / DMD_SCALE
@@ -491,6 +524,63 @@ def _interaction_columns(design_info) -> np.ndarray:
     return mask
 
 
+def _check_shadowed_names(formula: str, frame: pd.DataFrame) -> None:
+    """Refuse a data column that hides a function the formula calls.
+
+    patsy looks names up in the data first, so a participants column called
+    ``C`` would replace patsy's ``C()`` and break the model in obscure ways.
+    """
+    called = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", formula))
+    hidden = sorted(called & set(map(str, frame.columns)))
+    if hidden:
+        raise ValueError(
+            f"participants column {hidden[0]!r} hides the function {hidden[0]}() "
+            f"that the model formula calls ({formula!r}); rename the column"
+        )
+
+
+def _estimable(X: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Which rows of ``L`` are estimable contrasts of a model with design ``X``.
+
+    ``L b`` is estimable when ``L`` lies in the row space of ``X`` (orthogonal
+    to its null space). With a rank-deficient ``X`` (e.g. dMD that does not
+    vary) the pseudo-inverse statsmodels uses would report a non-estimable
+    contrast as an estimate of 0 with SE 0 and p 1.
+    """
+    L = np.atleast_2d(L)
+    if X.shape[0] == 0:
+        return np.zeros(len(L), dtype=bool)
+    _, sv, vt = np.linalg.svd(X, full_matrices=False)
+    tol = sv.max(initial=0.0) * max(X.shape) * np.finfo(float).eps
+    rank = int((sv > tol).sum())
+    if rank == X.shape[1]:
+        return np.ones(len(L), dtype=bool)
+    null = vt[rank:].T
+    norm = np.linalg.norm(L, axis=1)
+    return np.linalg.norm(L @ null, axis=1) <= 1e-8 * np.maximum(norm, 1.0)
+
+
+def _estimable_terms(X, ket, L3, keep, l_add, within, inference) -> np.ndarray:
+    """Estimability of the four reported terms (TERMS order) of one model."""
+    pooled = _estimable(X[:, keep], l_add)[0]
+    if inference != "welch":
+        return np.r_[_estimable(X, L3), pooled]
+    k = _estimable(X[ket][:, within], L3[1][within])[0]
+    c = _estimable(X[~ket][:, within], L3[2][within])[0]
+    return np.array([k and c, k, c, pooled])
+
+
+def _why_not_estimable(used: pd.DataFrame) -> str:
+    d = used["d_md"].to_numpy()
+    if d.size and np.ptp(d) == 0:
+        return f"d_md does not vary: every subject has {d[0]:g}"
+    for g in GROUPS:
+        dg = d[used["group"].to_numpy() == g]
+        if dg.size and np.ptp(dg) == 0:
+            return f"d_md does not vary within the {g} arm"
+    return "the model's columns are collinear (a covariate duplicates another term)"
+
+
 def _check_changes(changes) -> list[str]:
     """Raise unless ``changes`` is a changes table; return its outcomes."""
     if not isinstance(changes, pd.DataFrame):
@@ -549,17 +639,21 @@ def fit_changes(
                            inference=inference, families=families, alpha=alpha,
                            imputations=imputations, rng=rng, familywise=familywise)
     outcomes = _check_changes(changes)
+    user_formula = formula is not None
     covariates, formula, families = _check_options(
         covariates, formula, robust, families, alpha, changes
     )
     inference = _check_inference_options(robust, inference, familywise, permutations)
+    not_estimable: dict[tuple[str, str], str] = {}
     t0 = time.perf_counter()
     rois = _roi_order(changes["roi"])
     records = []
     fits, additive_fits, used_rows, arm_fits, perm_models = {}, {}, {}, {}, []
     subject_index = {s: i for i, s in enumerate(pd.unique(changes["participant_id"]))}
     for outcome in outcomes:
-        frame = _model_frame(changes, outcome)
+        frame = _model_frame(changes, outcome,
+                             None if user_formula else ("group", *covariates))
+        _check_shadowed_names(formula, frame)
         try:
             y_df, X_df = patsy.dmatrices(
                 formula, frame, NA_action="drop", return_type="dataframe"
@@ -569,6 +663,11 @@ def fit_changes(
             raise ValueError(f"cannot use formula {formula!r}: {msg}") from None
         if y_df.shape[1] != 1:
             raise ValueError(f"formula {formula!r} must have one response")
+        if len(y_df) == 0:
+            raise ValueError(
+                f"no participant has complete data for the {outcome} models (both "
+                f"{outcome} scores, both scans of an ROI and every covariate)"
+            )
         info = X_df.design_info
         L = _slope_contrasts(info, frame.loc[y_df.index], formula)
         L3 = np.vstack([L[0] - L[1], L[0], L[1]])
@@ -604,7 +703,12 @@ def fit_changes(
             if inf.arms:
                 arm_fits[(roi, outcome)] = inf.arms
             used_rows[(roi, outcome)] = index_used[rows]
-            for term, row in zip(TERMS, inf.rows, strict=True):
+            ok = _estimable_terms(X, ket, L3, keep, L_add[0], within, inference)
+            if not ok.all():
+                not_estimable[(roi, outcome)] = _why_not_estimable(used[rows])
+            for term, row, fine in zip(TERMS, inf.rows, ok, strict=True):
+                if not fine:  # NaN with a reason, never SE 0 and p 1
+                    row = (np.nan, np.nan, np.nan, row[3], np.nan, np.nan, np.nan)
                 records.append((roi, outcome, term, *row, n))
             if familywise == "maxt":
                 ids = used["participant_id"].to_numpy()[rows]
@@ -622,6 +726,16 @@ def fit_changes(
         seed, table[MAXT_COLUMN] = _maxt_column(table, families, perm_models,
                                                 inference, permutations, rng)
     table = _sort(table, rois, outcomes)
+    if not_estimable:
+        by_reason: dict[str, list[str]] = {}
+        for (r, o), why in not_estimable.items():
+            by_reason.setdefault(why, []).append(f"{r}/{o}")
+        warnings.warn(
+            "terms not estimable, reported as NaN: " + "; ".join(
+                f"{why} in {len(m)} model(s) ({', '.join(m)})"
+                for why, m in by_reason.items()),
+            stacklevel=3,
+        )
     table, missing_summary = complete_case_columns(table, changes, covariates)
     elapsed = time.perf_counter() - t0
     return AnalysisResults(
@@ -639,6 +753,7 @@ def fit_changes(
         arm_fits=arm_fits,
         permutations=permutations if familywise == "maxt" else 0,
         seed=seed,
+        not_estimable=not_estimable,
         missing_summary=missing_summary,
     )
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import math
-import multiprocessing
 import os
 import sys
 import warnings
@@ -55,8 +54,15 @@ import pandas as pd
 from scipy import special
 
 from dtitool._constants import CURVE_PARAMETERS, TERMS
+from dtitool._memory import check_memory
+from dtitool._workers import process_pool
 from dtitool.design import PerArm, StudyDesign
-from dtitool.simulate import BLOCK_SIZE, as_seed_sequence, simulate_arrays
+from dtitool.simulate import (
+    BLOCK_SIZE,
+    as_seed_sequence,
+    simulate_arrays,
+    simulation_bytes,
+)
 from dtitool.stats.design_analysis import ZERO_SE, true_values
 from dtitool.stats.inference import (
     INFERENCE,
@@ -70,6 +76,7 @@ from dtitool.stats.inference import (
 )
 
 __all__ = [
+    "ANY_OUTCOME",
     "CURVE_PARAMETERS",
     "INFERENCE",
     "METHODS",
@@ -81,6 +88,9 @@ __all__ = [
     "SampleSizeResult",
     "analytic_power",
     "batch_models",
+    "finding_p",
+    "finding_power",
+    "finding_size",
     "null_counterpart",
     "power",
     "power_curve",
@@ -200,7 +210,8 @@ class _Spec:
     """What a chunk computes (picklable, sent to worker processes)."""
 
     alpha: float
-    families: tuple[tuple[str, np.ndarray, np.ndarray], ...]  # name, flat idx, dir
+    # name, flat test indices, direction per test, finding (group) per test
+    families: tuple[tuple[str, np.ndarray, np.ndarray, np.ndarray], ...]
     inference: str
     null: bool = False  # a chunk of the null counterpart
     alternatives: tuple[str, ...] = ()  # other options whose size the null counts
@@ -279,15 +290,31 @@ def _block_sums(values: np.ndarray) -> np.ndarray:
     return pad.reshape(nb, BLOCK_SIZE, -1).sum(axis=1)
 
 
+def _by_finding(rej: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Rejections per finding (R, G): a finding is rejected when any of its tests is.
+
+    A finding is one reported result; it has several tests when the report did
+    not say which outcome it came from (outcome ``"any"``).
+    """
+    G = int(group.max()) + 1 if group.size else 0
+    if G == len(group):  # one test per finding (the usual case): no reduction
+        out = np.zeros((rej.shape[0], G), dtype=bool)
+        out[:, group] = rej
+        return out
+    onehot = np.zeros((len(group), G))
+    onehot[np.arange(len(group)), group] = 1.0
+    return (rej.astype(float) @ onehot) > 0
+
+
 def _family_counts(p, pos, spec: _Spec) -> np.ndarray:
-    """(families, methods none/holm/bh, [any, all, rejections]) counts."""
+    """(families, methods none/holm/bh, [any, all, rejections]) counts by finding."""
     fam = []
-    for _, idx, direction in spec.families:
+    for _, idx, direction, group in spec.families:
         pf = p[:, idx]
         dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
         row = []
         for method in METHODS[:3]:
-            rej = _rejections(pf, method, spec.alpha) & dir_ok
+            rej = _by_finding(_rejections(pf, method, spec.alpha) & dir_ok, group)
             row.append([rej.any(axis=1).sum(), rej.all(axis=1).sum(), rej.sum()])
         fam.append(row)
     return np.array(fam, dtype=np.int64).reshape(len(spec.families), 3, 3)
@@ -327,7 +354,7 @@ def _family_minp(bm: BatchModels, spec: _Spec):
     p32 = np.where(np.isnan(p32), np.float32(np.inf), p32)
     pos = bm.estimate.reshape(R, -1) > 0
     minp, minp_dir = [], []
-    for _, idx, direction in spec.families:
+    for _, idx, direction, _group in spec.families:
         pf = p32[:, idx]
         minp.append(pf.min(axis=1))
         dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
@@ -434,7 +461,12 @@ def wilson_interval(successes, trials, *, level: float = 0.95):
         den = 1 + z * z / n
         centre = (ph + z * z / (2 * n)) / den
         half = z * np.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    # The bounds are exactly 0 with no successes and 1 with no failures; the
+    # formula gives them only up to rounding (e.g. 1.7e-18 for 0).
+    lo = np.where(k == 0, 0.0, np.clip(centre - half, 0, 1))
+    hi = np.where(k == n, 1.0, np.clip(centre + half, 0, 1))
+    empty = n == 0
+    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -531,47 +563,58 @@ def _check_int(name: str, value, lo: int) -> int:
     return int(value)
 
 
+ANY_OUTCOME = "any"
+"""Outcome of a reported finding whose outcome the report does not name: the
+finding is its test on every outcome, and counts as found when any of them is
+significant (with the stated sign); see ``docs/model.md``, "The reported findings"."""
+
+
+def _direction_code(d, where: str) -> int:
+    if d in (None, 0, "any"):
+        return 0
+    if d in (1, "+", "positive"):
+        return 1
+    if d in (-1, "-", "negative"):
+        return -1
+    raise ValueError(f"{where}: direction must be 'positive', 'negative' or None; "
+                     f"got {d!r}")
+
+
 def _normalise_families(
     design: StudyDesign, families: Mapping[str, Iterable] | None
-) -> tuple[tuple[str, np.ndarray, np.ndarray], ...]:
+) -> tuple[tuple[str, np.ndarray, np.ndarray, np.ndarray], ...]:
     J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
     out = []
     for t, term in enumerate(TERMS):
         idx = (np.arange(J)[:, None] * K + np.arange(K)[None, :]) * T + t
-        out.append((term, idx.ravel(), np.zeros(J * K, int)))
+        out.append((term, idx.ravel(), np.zeros(J * K, int), np.arange(J * K)))
     for name, tests in (families or {}).items():
         if not isinstance(name, str) or name in TERMS:
             raise ValueError(
                 f"family name {name!r} must be a string other than the built-in "
                 f"term families {list(TERMS)}"
             )
-        idx, dirs = [], []
-        for test in tests:
-            roi, outcome, term, *rest = tuple(test) + (None,) * (4 - len(tuple(test)))
+        idx, dirs, groups = [], [], []
+        for g, test in enumerate(tests):
             if len(tuple(test)) not in (3, 4):
                 raise ValueError(
                     f"family {name!r}: each test must be (roi, outcome, term[, "
                     f"direction]); got {test!r}"
                 )
-            _check_test(design, roi, outcome, term, where=f"family {name!r}")
-            d = rest[0]
-            if d in (None, 0, "any"):
-                d = 0
-            elif d in (1, "+", "positive"):
-                d = 1
-            elif d in (-1, "-", "negative"):
-                d = -1
-            else:
-                raise ValueError(
-                    f"family {name!r}: direction must be 'positive', 'negative' or "
-                    f"None; got {d!r}"
-                )
-            j, k = design.roi_names.index(roi), design.outcome_names.index(outcome)
-            idx.append((j * K + k) * T + TERMS.index(term))
-            dirs.append(d)
+            roi, outcome, term, *rest = tuple(test) + (None,) * (4 - len(tuple(test)))
+            outcomes = (design.outcome_names if outcome == ANY_OUTCOME
+                        else (outcome,))
+            _check_test(design, roi, outcomes[0], term, where=f"family {name!r}")
+            d = _direction_code(rest[0], f"family {name!r}")
+            j = design.roi_names.index(roi)
+            for o in outcomes:
+                k = design.outcome_names.index(o)
+                idx.append((j * K + k) * T + TERMS.index(term))
+                dirs.append(d)
+                groups.append(g)
         if not idx:
             raise ValueError(f"family {name!r} has no tests")
-        out.append((name, np.array(idx), np.array(dirs)))
+        out.append((name, np.array(idx), np.array(dirs), np.array(groups)))
     return tuple(out)
 
 
@@ -710,6 +753,14 @@ def power(
                  imputations=imputations if missing == "mi" else 0)
     cache = {} if _cache is None else _cache
 
+    # Before anything is allocated (the chunk list included): per-replicate
+    # p-values (4 bytes x 4 terms per model) and one chunk per worker.
+    check_memory((32.0 if size else 16.0) * replicates * len(design.rois)
+                 * len(design.outcomes)
+                 + simulation_bytes(design, chunk) * min(n_jobs, -(-replicates
+                                                                  // chunk)),
+                 f"a power run of {replicates} replicates at n = {design.n}",
+                 hint="use fewer replicates or a smaller n")
     ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
     J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
     m = J * K * T
@@ -908,10 +959,8 @@ def _run(jobs, n_jobs: int, progress, total: int, desc: str) -> None:
                 collect(a, b, _chunk(design, seed, a, b, spec))
                 bar.update(b - a)
             return
-        ctx = multiprocessing.get_context(
-            "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-        )
-        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as ex:
+        # Workers die with this process and stop on Ctrl-C / SIGTERM.
+        with process_pool(min(n_jobs, len(jobs))) as ex:
             futs = {ex.submit(_chunk, *job[:5]): job for job in jobs}
             for f in cf.as_completed(futs):
                 # pop: a finished future holds its result until released.
@@ -949,7 +998,7 @@ def _familywise_table(spec: _Spec, fam, signed_p, null, replicates):
     rows, critical = [], {}
     R = replicates
     n_checked = 3 * len(spec.families) if null is not None else 0
-    for f, (name, idx, direction) in enumerate(spec.families):
+    for f, (name, idx, direction, group) in enumerate(spec.families):
         counts = [tuple(c) for c in fam[f]]
         sizes = [None] * 3
         if null is not None:
@@ -960,6 +1009,7 @@ def _familywise_table(spec: _Spec, fam, signed_p, null, replicates):
             rej = np.abs(p) < crit
             if np.any(direction != 0):
                 rej &= (direction == 0) | (np.where(p > 0, 1, -1) == direction)
+            rej = _by_finding(rej, group)
             counts.append((int(rej.any(axis=1).sum()), int(rej.all(axis=1).sum()),
                            int(rej.sum())))
             sizes.append(_maxt_size(null.minp[..., f], null.minp_dir[:, f],
@@ -969,7 +1019,8 @@ def _familywise_table(spec: _Spec, fam, signed_p, null, replicates):
             any_lo, any_hi = wilson_interval(n_any, R)
             all_lo, all_hi = wilson_interval(n_all, R)
             row = {
-                "family": name, "method": method, "tests": len(idx),
+                "family": name, "method": method, "tests": int(group.max()) + 1,
+                "hypotheses": len(idx),
                 "directional": bool(np.any(direction != 0)),
                 "power_any": n_any / R, "power_any_ci_low": float(any_lo),
                 "power_any_ci_high": float(any_hi),
@@ -1119,6 +1170,8 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
     StudyDesign
     """
     v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{parameter} must be a finite number, got {value!r}")
     if parameter == "n":
         if v != int(v):
             raise ValueError(f"n must be an integer, got {value!r}")
@@ -1235,27 +1288,33 @@ def power_curve(
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SampleSizeResult:
-    """Smallest total n whose power reaches a target.
+    """Smallest total n whose power reaches a target: one answer with its interval.
 
     Parameters
     ----------
     n : int or None
-        Smallest evaluated n at which every target test's power reached
-        ``target_power`` (None if even ``n_max`` does not).
+        The chosen n: the smallest n at which every target test's power (its
+        Monte Carlo estimate) reaches ``target_power``; None if even ``n_max``
+        does not.
     target_power : float
     power : float
-        The criterion (minimum power over the tests) at ``n``.
+        The criterion at ``n``: the smallest power over the tests.
     power_ci_low, power_ci_high : float
-        95 % Wilson interval of that power (Monte Carlo uncertainty).
+        The smallest lower and upper 95 % Wilson bounds over the tests (Monte
+        Carlo uncertainty of the criterion).
     n_plausible : tuple of (int or None, int or None)
-        Monte Carlo range of the answer: the smallest evaluated n whose interval
-        upper bound reaches the target, and the smallest whose lower bound does.
-    tests : tuple of (roi, outcome, term)
+        Monte Carlo interval of ``n``: the smallest n whose power interval's
+        upper bound reaches the target, and the smallest whose lower bound does
+        (None: not within ``n_max``). Each is found by the same bisection as
+        ``n``, with common random numbers.
+    tests : tuple of (roi, outcome, term[, direction])
     evaluated : pandas.DataFrame
-        Every n evaluated: ``n, power, power_ci_low, power_ci_high`` (criterion)
-        and the limiting test.
+        The search trace: every n evaluated, ``n, power, power_ci_low,
+        power_ci_high`` (criterion) and the limiting test.
     seed : int
     replicates : int
+    n_max : int
+        Largest n searched.
     """
 
     n: int | None
@@ -1264,23 +1323,53 @@ class SampleSizeResult:
     power_ci_low: float
     power_ci_high: float
     n_plausible: tuple[int | None, int | None]
-    tests: tuple[tuple[str, str, str], ...]
+    tests: tuple[tuple[str, ...], ...]
     evaluated: pd.DataFrame
     seed: int
     replicates: int
+    n_max: int = 1000
+
+    @property
+    def limiting_test(self) -> str:
+        """The test with the lowest power at ``n`` (at ``n_max`` when not reached)."""
+        ev = self.evaluated.set_index("n")
+        at = self.n if self.n is not None else int(ev.index.max())
+        return str(ev.loc[at, "limiting_test"])
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The answer as one row (``sample_size.tsv``).
+
+        Columns ``target_power, n, n_ci_low, n_ci_high, power, power_ci_low,
+        power_ci_high, limiting_test, tests, n_max, replicates, seed``; ``n`` is
+        empty (NaN) when the target is not reached by ``n_max``.
+        """
+        lo, hi = self.n_plausible
+        return pd.DataFrame([{
+            "target_power": self.target_power,
+            "n": self.n, "n_ci_low": lo, "n_ci_high": hi,
+            "power": self.power, "power_ci_low": self.power_ci_low,
+            "power_ci_high": self.power_ci_high,
+            "limiting_test": self.limiting_test,
+            "tests": "; ".join("/".join(str(x) for x in t if x is not None)
+                               for t in self.tests),
+            "n_max": self.n_max, "replicates": self.replicates, "seed": self.seed,
+        }]).astype({"n": "Int64", "n_ci_low": "Int64", "n_ci_high": "Int64"})
 
     def summary(self) -> str:
-        """One paragraph saying what n is needed and how sure that is."""
+        """One sentence saying what n is needed and how sure that is."""
         if self.n is None:
-            return (f"target power {self.target_power:g} not reached up to "
-                    f"n = {int(self.evaluated['n'].max())}")
+            return (f"target power {self.target_power:g} is not reached by n = "
+                    f"{self.n_max} for the weakest of {len(self.tests)} test(s) "
+                    f"({self.limiting_test})")
         lo, hi = self.n_plausible
         return (
-            f"n = {self.n} reaches power {self.power:.3f} (95% CI "
-            f"{self.power_ci_low:.3f}-{self.power_ci_high:.3f}, {self.replicates} "
-            f"replicates) >= target {self.target_power:g} for the weakest of "
-            f"{len(self.tests)} test(s); Monte Carlo range of n: "
-            f"{lo if lo is not None else '?'} to {hi if hi is not None else '>max'}"
+            f"n = {self.n} (Monte Carlo interval {lo if lo is not None else '?'} "
+            f"to {hi if hi is not None else f'>{self.n_max}'}) reaches power "
+            f"{self.power:.2f} (95% CI {self.power_ci_low:.2f}-"
+            f"{self.power_ci_high:.2f}, {self.replicates} replicates) >= target "
+            f"{self.target_power:g} for the weakest of {len(self.tests)} test(s) "
+            f"({self.limiting_test})"
         )
 
 
@@ -1293,6 +1382,73 @@ def _test_power(row: pd.Series, direction: str | None) -> tuple[float, float, fl
     k = round(float(row[col]) * int(row["valid"]))
     lo, hi = wilson_interval(k, int(row["valid"]))
     return float(row[col]), float(lo), float(hi)
+
+
+def _finding_row(res: PowerResult, test) -> pd.Series | None:
+    from dtitool.stats.reference import finding_family_name
+
+    fw = res.familywise
+    row = fw[(fw["family"] == finding_family_name(test)) & (fw["method"] == "none")]
+    return row.iloc[0] if len(row) == 1 else None
+
+
+def finding_power(res: PowerResult, test) -> tuple[float, float, float]:
+    """Power of one finding ``(roi, outcome, term[, direction])`` with its interval.
+
+    A finding whose outcome is :data:`ANY_OUTCOME` is found when its test is
+    significant (with the direction, if given) on at least one outcome: its power
+    is read from its one-finding family when the run has it
+    (:func:`dtitool.stats.reference.reported_families`), else counted from the
+    stored per-replicate p-values. Other findings are one test: power of that
+    sign (or of either sign without a direction).
+    """
+    test = tuple(test)
+    direction = test[3] if len(test) == 4 else None
+    if test[1] != ANY_OUTCOME:
+        return _test_power(res.get(*test[:3]), direction)
+    row = _finding_row(res, test)
+    if row is not None:
+        return (float(row["power_any"]), float(row["power_any_ci_low"]),
+                float(row["power_any_ci_high"]))
+    sp = _outcome_p(res, test)  # (R, K) signed p
+    hit = np.abs(sp) <= res.alpha
+    if direction is not None:
+        hit &= np.sign(sp) == (1 if direction == "positive" else -1)
+    k = int(hit.any(axis=1).sum())
+    lo, hi = wilson_interval(k, res.replicates)
+    return k / res.replicates, float(lo), float(hi)
+
+
+def finding_size(res: PowerResult, test) -> tuple[float, object]:
+    """Size of a finding's test and whether it is within its band (``size_ok``).
+
+    For an ``"any"``-outcome finding: how often the null counterpart "finds" it
+    (significant on at least one outcome, with the reported sign), from its
+    one-finding family; NaN when the run has no such family.
+    """
+    test = tuple(test)
+    if test[1] != ANY_OUTCOME:
+        row = res.get(*test[:3])
+        return float(row["size"]), row["size_ok"]
+    row = _finding_row(res, test)
+    if row is None:
+        return float("nan"), pd.NA
+    return float(row["size"]), row["size_ok"]
+
+
+def _outcome_p(res: PowerResult, test) -> np.ndarray:
+    roi, outcome, term = tuple(test)[:3]
+    d = res.design
+    j, t = d.roi_names.index(roi), TERMS.index(term)
+    ks = (list(range(len(d.outcome_names))) if outcome == ANY_OUTCOME
+          else [d.outcome_names.index(outcome)])
+    return res.signed_p[:, j, ks, t]
+
+
+def finding_p(res: PowerResult, test) -> np.ndarray:
+    """Per-replicate p of a finding (float32): for ``"any"`` the smallest outcome p."""
+    p = np.abs(_outcome_p(res, test))
+    return np.nanmin(p, axis=1) if p.shape[1] > 1 else p[:, 0]
 
 
 def sample_size(
@@ -1353,7 +1509,12 @@ def sample_size(
             raise ValueError("each test must be (roi, outcome, term) or (roi, "
                              "outcome, term, 'positive'|'negative'); got "
                              f"{t!r}")
-        _check_test(design, *t[:3])
+        _check_test(design, t[0], design.outcome_names[0]
+                    if t[1] == ANY_OUTCOME else t[1], t[2])
+    from dtitool.stats.reference import finding_family_name
+
+    any_families = {finding_family_name(t): [t] for t in tests
+                    if t[1] == ANY_OUTCOME}
     a = design.allocation
     smallest = math.ceil(4 * (a.ketamine + a.saline) / min(a.ketamine, a.saline))
     n_min = max(smallest, 8) if n_min is None else _check_int("n_min", n_min, 6)
@@ -1366,37 +1527,42 @@ def sample_size(
             res = power(vary_design(design, "n", n), replicates=replicates,
                         alpha=alpha, inference=inference, rng=ss, n_jobs=n_jobs,
                         chunk_size=chunk_size, size=False, design_analysis=False,
-                        progress=progress)
-            rows = [_test_power(res.get(*t[:3]), t[3] if len(t) == 4 else None)
-                    for t in tests]
-            worst = min(range(len(rows)), key=lambda i: rows[i][0])
+                        families=any_families or None, progress=progress)
+            rows = np.array([finding_power(res, t) for t in tests])
+            worst = int(np.argmin(rows[:, 0]))
             label = "/".join(str(x) for x in tests[worst] if x is not None)
-            cache[n] = (*rows[worst], label)
+            # the criterion: each of power and its bounds minimised over tests
+            cache[n] = (*(float(v) for v in rows.min(axis=0)), label)
         return cache[n][0]
 
-    if evaluate(n_max) < target_power:
-        found = None
-    else:
+    def smallest(value: int) -> int | None:
+        """Smallest n whose criterion (0 point, 1 CI low, 2 CI high) >= target.
+
+        Bisection: power rises with n (common random numbers keep it monotone up
+        to rare sign flips).
+        """
+        evaluate(n_max)
+        if cache[n_max][value] < target_power:
+            return None
         lo, hi = n_min, n_max
-        if evaluate(lo) >= target_power:
-            hi = lo
+        evaluate(lo)
+        if cache[lo][value] >= target_power:
+            return lo
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if evaluate(mid) >= target_power:
+            evaluate(mid)
+            if cache[mid][value] >= target_power:
                 hi = mid
             else:
                 lo = mid
-        found = hi
-        for nb in (found - 1, found + 1):  # neighbours, for the stated uncertainty
-            if n_min <= nb <= n_max:
-                evaluate(nb)
+        return hi
+
+    found = smallest(0)
+    plaus = (smallest(2), smallest(1))
     ev = pd.DataFrame(
         [(n, *v) for n, v in sorted(cache.items())],
         columns=["n", "power", "power_ci_low", "power_ci_high", "limiting_test"],
     )
-    up = ev[ev["power_ci_high"] >= target_power]["n"]
-    down = ev[ev["power_ci_low"] >= target_power]["n"]
-    plaus = (int(up.min()) if len(up) else None, int(down.min()) if len(down) else None)
     if found is None:
         pw = lo_ci = hi_ci = float("nan")
     else:
@@ -1404,7 +1570,7 @@ def sample_size(
     return SampleSizeResult(
         n=found, target_power=float(target_power), power=pw, power_ci_low=lo_ci,
         power_ci_high=hi_ci, n_plausible=plaus, tests=tuple(tests), evaluated=ev,
-        seed=int(ss.entropy), replicates=replicates,
+        seed=int(ss.entropy), replicates=replicates, n_max=n_max,
     )
 
 

@@ -35,9 +35,12 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "ANY",
     "REFERENCE",
     "compare_to_reported",
+    "finding_family_name",
     "format_comparison",
+    "reported_families",
     "reported_family",
     "reported_findings",
 ]
@@ -76,21 +79,51 @@ def reported_findings() -> pd.DataFrame:
     return df.loc[:, list(_COLUMNS)]
 
 
-def reported_family(design) -> list[tuple]:
-    """Return the reference study's reported tests and signs, if ``design`` has them.
+ANY = "any"
+"""Outcome of a finding whose outcome the report does not name (R BA10)."""
 
-    An ``outcome`` of ``"any"`` (R BA10) is taken as the design's first outcome.
+
+def reported_family(design) -> list[tuple]:
+    """Return the reference study's reported findings as tests with their signs.
+
+    One ``(roi, outcome, term, direction)`` per finding; the R BA10 finding keeps
+    the outcome ``"any"`` (found when its test is significant with the reported
+    sign on at least one outcome: the rule in ``docs/model.md``). Empty when
+    ``design`` lacks a ROI or an outcome the findings need.
     """
     f = reported_findings()
     f = f[f["direction"] != 0]
     tests = []
     for r in f.itertuples(index=False):
-        outcome = design.outcome_names[0] if r.outcome == "any" else r.outcome
-        if r.roi not in design.roi_names or outcome not in design.outcome_names:
+        if r.roi not in design.roi_names or (
+                r.outcome != ANY and r.outcome not in design.outcome_names):
             return []
-        tests.append((r.roi, outcome, r.term,
+        tests.append((r.roi, r.outcome, r.term,
                       "positive" if r.direction > 0 else "negative"))
     return tests
+
+
+def finding_family_name(test) -> str:
+    """Name of the one-finding family of an ``"any"``-outcome finding."""
+    return f"finding {test[0]} {test[1]} {test[2]}"
+
+
+def reported_families(design) -> dict[str, list[tuple]]:
+    """Families a power run needs for the reported findings.
+
+    ``{"reported": reported_family(design)}`` plus, for each finding with outcome
+    ``"any"``, a family holding that finding alone, whose family-wise "any"
+    power and size are the finding's power and size (:func:`finding_family_name`).
+    Empty when the design lacks what the findings need.
+    """
+    tests = reported_family(design)
+    if not tests:
+        return {}
+    out = {"reported": tests}
+    for t in tests:
+        if t[1] == ANY:
+            out[finding_family_name(t)] = [t]
+    return out
 
 
 def _results_table(results) -> pd.DataFrame:
@@ -126,15 +159,20 @@ def compare_to_reported(
     Returns
     -------
     DataFrame
-        One row per finding: its columns, then ``outcome_used`` (which outcome
-        was compared; differs from ``outcome`` for ``"any"``), ``estimate``,
-        ``p``, ``found_direction`` (sign of the estimate), ``significant``
-        (``p < alpha``), ``slope_ketamine`` and ``p_slope_ketamine`` (for
-        context), ``agrees`` (bool) and ``verdict``:
+        One row per finding: its columns (``outcome`` stays ``"any"`` for the
+        finding whose outcome the report does not name), then ``outcome_used``
+        (the outcome whose test decided: for ``"any"`` the significant one with
+        the reported sign if there is one, else the one with the smaller p),
+        ``estimate``, ``p``, ``found_direction`` (sign of the estimate),
+        ``significant`` (``p <= alpha``), ``in_reported_range`` (``p_low <= p
+        <= p_high``), ``slope_ketamine`` and ``p_slope_ketamine`` (for context),
+        ``agrees`` (bool) and ``verdict``, by the one rule of ``docs/model.md``
+        (a finding is replicated when its test is significant at ``alpha`` with
+        the reported sign; an ``"any"`` finding on at least one outcome):
 
-        - reported tests: ``"replicated"`` (same sign and ``p <= p_high``),
-          ``"same sign, weaker"`` (same sign, larger p), ``"opposite sign"``;
-        - null tests: ``"null, as reported"`` (``p >= alpha``) or
+        - reported tests: ``"replicated"``, ``"same sign, not significant"``,
+          ``"opposite sign"``;
+        - null tests: ``"null, as reported"`` (``p > alpha``) or
           ``"significant, not reported"``;
         - ``"not analysed"`` when the results lack that ROI, outcome or term.
 
@@ -156,7 +194,7 @@ def compare_to_reported(
     out = []
     for f in findings.itertuples(index=False):
         outcomes = (
-            sorted(set(table["outcome"])) if f.outcome == "any" else [f.outcome]
+            sorted(set(table["outcome"])) if f.outcome == ANY else [f.outcome]
         )
         keys = [(f.roi, k, f.term) for k in outcomes]
         cands = [key for key in keys if key in keyed.index]
@@ -164,32 +202,46 @@ def compare_to_reported(
         if not cands:
             rec.update(
                 outcome_used=None, estimate=np.nan, p=np.nan, found_direction=0,
-                significant=False, slope_ketamine=np.nan, p_slope_ketamine=np.nan,
-                agrees=False, verdict="not analysed",
+                significant=False, in_reported_range=False, slope_ketamine=np.nan,
+                p_slope_ketamine=np.nan, agrees=False, verdict="not analysed",
             )  # fmt: skip
             out.append(rec)
             continue
-        best = min(cands, key=lambda key: keyed.loc[key, "p"])
+        # the deciding test: significant with the reported sign, if any is; a
+        # term that is not estimable (NaN) never counts as the best match
+        hits = [key for key in cands if keyed.loc[key, "p"] <= alpha
+                and np.sign(keyed.loc[key, "estimate"]) == f.direction != 0]
+        best = min(hits or cands, key=lambda key: np.nan_to_num(
+            keyed.loc[key, "p"], nan=np.inf))
         row = keyed.loc[best]
         est, p = float(row["estimate"]), float(row["p"])
+        if not (np.isfinite(est) and np.isfinite(p)):
+            rec.update(
+                outcome_used=best[1], estimate=np.nan, p=np.nan, found_direction=0,
+                significant=False, in_reported_range=False, slope_ketamine=np.nan,
+                p_slope_ketamine=np.nan, agrees=False, verdict="not estimable",
+            )  # fmt: skip
+            out.append(rec)
+            continue
         found = int(np.sign(est))
         ket_key = (best[0], best[1], "slope_ketamine")
         ket = keyed.loc[ket_key] if ket_key in keyed.index else None
         if f.direction == 0:
-            agrees = p >= alpha
+            agrees = p > alpha
             verdict = "null, as reported" if agrees else "significant, not reported"
         elif found != f.direction:
             agrees, verdict = False, "opposite sign"
-        elif p <= f.p_high:
+        elif p <= alpha:
             agrees, verdict = True, "replicated"
         else:
-            agrees, verdict = False, "same sign, weaker"
+            agrees, verdict = False, "same sign, not significant"
         rec.update(
             outcome_used=best[1],
             estimate=est,
             p=p,
             found_direction=found,
-            significant=p < alpha,
+            significant=p <= alpha,
+            in_reported_range=bool(f.direction != 0 and f.p_low <= p <= f.p_high),
             slope_ketamine=np.nan if ket is None else float(ket["estimate"]),
             p_slope_ketamine=np.nan if ket is None else float(ket["p"]),
             agrees=agrees,

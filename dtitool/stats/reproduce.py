@@ -31,7 +31,8 @@ import pandas as pd
 from dtitool._constants import CONTROL, TERMS, TREATMENT
 from dtitool.stats.design_analysis import retrodesign
 from dtitool.stats.implied import implied_effect
-from dtitool.stats.reference import reported_findings
+from dtitool.stats.power import finding_p, finding_power, finding_size
+from dtitool.stats.reference import ANY, reported_findings
 
 __all__ = [
     "FACE_VALUE_WORLD",
@@ -82,20 +83,35 @@ def reproduce_table(res) -> pd.DataFrame:
             raise ValueError(f"the design has no ROI {f.roi!r}, which the reported "
                              "findings need; reproduce needs the reference study's "
                              f"ROIs {list(design.roi_names)}")
-        outs = list(design.outcome_names) if f.outcome == "any" else [f.outcome]
+        outs = list(design.outcome_names) if f.outcome == ANY else [f.outcome]
         missing = [o for o in outs if o not in design.outcome_names]
         if missing:
             raise ValueError(f"the design has no outcome {missing[0]!r}, which the "
                              "reported findings need")
-        outcome = min(outs, key=lambda o: t.loc[(f.roi, o, f.term), "median_p"])
-        row = t.loc[(f.roi, outcome, f.term)]
-        med = float(row["median_p"])
-        if f.direction > 0:
-            pw = row["power_positive"]
-        elif f.direction < 0:
-            pw = row["power_negative"]
+        direction = {1: "positive", -1: "negative", 0: None}[int(f.direction)]
+        test = (f.roi, f.outcome, f.term, direction)
+        if f.outcome == ANY and f.direction != 0:
+            # one rule (docs/model.md): found when significant with the reported
+            # sign on at least one outcome; its p is the smaller outcome p
+            med = float(np.median(finding_p(res, test)))
+            pw = finding_power(res, test)[0]
+            size, size_ok = finding_size(res, test)
+            rows_o = [t.loc[(f.roi, o, f.term)] for o in outs]
+            # what a miss needs is worked out on the outcome closer to the report
+            decisive = min(range(len(outs)), key=lambda i: rows_o[i]["median_p"])
+            decisive_outcome = outs[decisive]
+            decisive_p = float(rows_o[decisive]["median_p"])
+            row = rows_o[0].copy()
+            row["mean_estimate"] = np.nan  # per outcome, in different units
+            row["type_s"] = row["exaggeration"] = np.nan
+            sign_ok = all(np.sign(r["mean_estimate"]) == f.direction for r in rows_o)
         else:
-            pw = row["power"]
+            row = t.loc[(f.roi, outs[0], f.term)]
+            med = float(row["median_p"])
+            decisive_outcome, decisive_p = outs[0], med
+            pw = finding_power(res, test)[0]
+            size, size_ok = float(row["size"]), row["size_ok"]
+            sign_ok = np.sign(row["mean_estimate"]) == f.direction
         lo, hi = f.p_low, f.p_high
         if f.direction == 0:
             reported_p = "n.s."
@@ -107,7 +123,6 @@ def reproduce_table(res) -> pd.DataFrame:
                 lo, hi = lo / POINT_TOLERANCE, hi * POINT_TOLERANCE
             else:
                 reported_p = f"{lo:g}-{hi:g}"
-            sign_ok = np.sign(row["mean_estimate"]) == f.direction
             if not sign_ok:
                 verdict = "opposite sign"
             elif med < lo:
@@ -131,9 +146,9 @@ def reproduce_table(res) -> pd.DataFrame:
                        "half_effect_type_s": float(half["type_s"]),
                        "half_effect_exaggeration": float(half["exaggeration"])}
         rows.append({
-            "roi": f.roi, "outcome": outcome, "term": f.term,
+            "roi": f.roi, "outcome": f.outcome, "term": f.term,
             "reported_p": reported_p, "median_p": med, "power": float(pw),
-            "size": float(row["size"]), "size_ok": row["size_ok"],
+            "size": size, "size_ok": size_ok,
             "inference": row["inference"],
             "reported_outcome": f.outcome, "direction": int(f.direction),
             "p_low": f.p_low, "p_high": f.p_high,
@@ -143,6 +158,7 @@ def reproduce_table(res) -> pd.DataFrame:
             "type_s": float(row["type_s"]), "exaggeration": float(row["exaggeration"]),
             "half_effect_power": np.nan, "half_effect_type_s": np.nan,
             "half_effect_exaggeration": np.nan, **implied,
+            "decisive_outcome": decisive_outcome, "decisive_median_p": decisive_p,
         })
     return pd.DataFrame(rows)
 
@@ -452,6 +468,8 @@ def add_needed(table: pd.DataFrame, design, *, alpha: float = 0.05,
     rows = []
     for f, do in zip(table.itertuples(index=False), todo, strict=True):
         if do:
+            # an "any" finding: worked out on its decisive outcome (reproduce_table)
+            f = f._replace(outcome=f.decisive_outcome, median_p=f.decisive_median_p)
             s = (sy[(f.outcome, TREATMENT)], sy[(f.outcome, CONTROL)])
             rows.append(_needed_row(f, design, s, alpha))
         else:

@@ -1,0 +1,213 @@
+"""Process lifetime in one place: worker processes, termination signals.
+
+Everything that starts a worker process or has to stop cleanly on a signal goes
+through here, so that a local process pool today and another executor later
+share one set of rules:
+
+- **Workers die with their parent.** :func:`worker_initializer` (run first in
+  every worker) asks Linux to kill the worker when its parent dies
+  (``prctl(PR_SET_PDEATHSIG)``) and, everywhere, starts a watchdog thread that
+  exits the worker once its parent is gone. A killed ``dtitool power --n-jobs
+  2`` leaves no worker running.
+- **Workers leave signals to the parent.** Ctrl-C reaches the whole process
+  group; workers ignore SIGINT and keep the default SIGTERM, and the parent,
+  on any exception, cancels what is queued and terminates them
+  (:func:`process_pool`).
+- **SIGTERM is an exception.** :func:`termination_signals` turns SIGTERM (and
+  SIGHUP) into :class:`Terminated`, so ``with`` blocks roll back exactly as they
+  do for Ctrl-C's ``KeyboardInterrupt``; the command line exits 128 + signal
+  number (143 for SIGTERM, 130 for SIGINT).
+- **Short critical sections are not interrupted.** :func:`deferred_signals`
+  holds SIGINT/SIGTERM back while outputs are committed or rolled back and
+  delivers them right after.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+__all__ = [
+    "Terminated",
+    "deferred_signals",
+    "process_pool",
+    "termination_signals",
+    "worker_initializer",
+]
+
+_PARENT_POLL_S = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM or SIGHUP.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so ordinary ``except
+    Exception`` handlers do not swallow it.
+
+    Parameters
+    ----------
+    signum : int
+        The signal received.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    def __str__(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a run ended by a signal: 128 + number."""
+        return 128 + self.signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def termination_signals() -> Iterator[None]:
+    """Turn SIGTERM (and SIGHUP, unless ignored) into :class:`Terminated`.
+
+    Only in the main thread (elsewhere a no-op); the previous handlers are
+    restored on exit. SIGINT keeps Python's ``KeyboardInterrupt``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {}
+    sigs = [signal.SIGTERM]
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        sigs.append(signal.SIGHUP)
+    for s in sigs:
+        old[s] = signal.signal(s, _raise_terminated)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the duration of a short critical section.
+
+    A signal arriving inside is recorded and re-sent to this process on exit,
+    when the handlers that were in place before (raising ``KeyboardInterrupt``
+    / :class:`Terminated`, or the default action) take over. Used around the
+    commit and the rollback of outputs, which must not stop half-way.
+    Outside the main thread this is a no-op (Python runs signal handlers there
+    only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum, frame):
+        pending.append(signum)
+
+    old = {}
+    for s in (signal.SIGINT, signal.SIGTERM):
+        prev = signal.getsignal(s)
+        if prev is None:  # installed outside Python: cannot be restored
+            continue
+        old[s] = prev
+        signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for s in dict.fromkeys(pending):
+            os.kill(os.getpid(), s)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    import time
+
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        time.sleep(_PARENT_POLL_S)
+
+
+def worker_initializer(parent_pid: int) -> None:
+    """Run first in every worker process: die with the parent, leave signals to it.
+
+    Parameters
+    ----------
+    parent_pid : int
+        Process id of the parent (the process that owns the outputs).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - exotic libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                     name="dtitool-parent-watch").start()
+
+
+def _mp_context():
+    # fork: workers start in milliseconds and share the parent's imports.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def _stop_now(ex: cf.ProcessPoolExecutor) -> None:
+    # The executor has no public way to stop running tasks: cancel what is
+    # queued, then terminate the worker processes themselves.
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.join(timeout=2)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=1)
+
+
+@contextlib.contextmanager
+def process_pool(max_workers: int) -> Iterator[cf.ProcessPoolExecutor]:
+    """Run a process pool whose workers never outlive the run.
+
+    On normal exit the pool is shut down as usual; on any exception (including
+    ``KeyboardInterrupt`` and :class:`Terminated`) queued tasks are cancelled
+    and the workers terminated before the exception propagates.
+
+    Parameters
+    ----------
+    max_workers : int
+        Number of worker processes.
+    """
+    ex = cf.ProcessPoolExecutor(
+        max_workers=max_workers, mp_context=_mp_context(),
+        initializer=worker_initializer, initargs=(os.getpid(),),
+    )
+    try:
+        yield ex
+    except BaseException:
+        with deferred_signals():
+            _stop_now(ex)
+        raise
+    ex.shutdown(wait=True)

@@ -1,0 +1,349 @@
+"""The data dictionary: what every column of every table dtitool writes means.
+
+Every TSV dtitool writes gets a BIDS-style JSON sidecar (same stem, ``.json``)
+built from this dictionary: per column a ``Description``, the ``Units`` where the
+column has units, and ``Levels`` for categories. A column the dictionary does not
+know is an error when the table is written, so no table goes out undocumented.
+
+Numbers are written with the digits their precision supports (:data:`FORMATS`):
+one-dataset statistics and MD with 10 significant digits (float64 numerics; the
+table path reproduces an analysis exactly), Monte Carlo summaries (medians,
+means, interval bounds) with 4, Monte Carlo proportions exactly as the fraction
+of replicates they are, integers as integers; interval bounds that are 0 or 1 by
+construction are written as such.
+
+Examples
+--------
+>>> import pandas as pd
+>>> sc = sidecar(pd.DataFrame({"roi": ["L_BA10"], "md": [0.8e-3]}), "roi_md")
+>>> sc["md"]["Units"]
+'mm^2/s'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["COLUMNS", "FORMATS", "TABLE_COLUMNS", "column_format", "sidecar"]
+
+FORMATS = {
+    "text": None,  # strings, booleans and integers are written as they are
+    "exact": "%.10g",  # design inputs: as given
+    "stat": "%.10g",  # one-dataset statistics: float64 numerics support 10 digits
+    "md": "%.10g",  # MD, mm^2/s: simulated in float64 (the table path is exact)
+    "prop": "%.6g",  # Monte Carlo proportions k / R: exact for R up to 10^6
+    "mc": "%.4g",  # Monte Carlo medians, means, interval bounds; derived values
+}
+"""printf formats by kind of number."""
+
+_P = "two-sided p-value"
+_UNIT_EST = "score points per 1e-5 mm^2/s of MD change"
+_TERM_LEVELS = {
+    "interaction": "group x dMD interaction: ketamine slope minus saline slope",
+    "slope_ketamine": "dMD slope in the ketamine arm",
+    "slope_saline": "dMD slope in the saline arm",
+    "slope_pooled": "dMD slope common to both arms (model without the interaction)",
+}
+_ROI = {"Description": "region of interest (see the atlas lookup table)",
+        "Levels": {"L_BA10": "left Brodmann area 10 (frontal pole)",
+                   "R_BA10": "right Brodmann area 10 (frontal pole)",
+                   "L_amygdala": "left amygdala", "R_amygdala": "right amygdala",
+                   "L_hippocampus": "left hippocampus",
+                   "R_hippocampus": "right hippocampus",
+                   "vACC": "ventral anterior cingulate cortex"},
+        "kind": "text"}
+_OUTCOME = {"Description": "depression outcome scale",
+            "Levels": {"madrs": "MADRS (clinician-rated, 0-60)",
+                       "qids": "QIDS-SR16 (self-report, 0-27)",
+                       "any": "either outcome: the finding is found when its test "
+                              "is significant with the reported sign on at least "
+                              "one outcome (docs/model.md)"},
+            "kind": "text"}
+_SESSION = {"Description": "scan session",
+            "Levels": {"baseline": "before the infusion",
+                       "24h": "24 hours after the infusion"}, "kind": "text"}
+_INFERENCE = {"Description": "how standard errors and degrees of freedom were "
+                             "computed (docs/model.md, Inference)",
+              "Levels": {"ols": "classical pooled-variance OLS (as reported)",
+                         "hc3": "HC3 heteroscedasticity-consistent standard errors",
+                         "welch": "arms fitted separately, Welch-Satterthwaite df"},
+              "kind": "text"}
+
+
+def _c(description: str, kind: str = "stat", units: str | None = None,
+       levels: Mapping[str, str] | None = None) -> dict:
+    d = {"Description": description, "kind": kind}
+    if units:
+        d["Units"] = units
+    if levels:
+        d["Levels"] = dict(levels)
+    return d
+
+
+COLUMNS: dict[str, dict] = {
+    # identifiers and labels
+    "participant_id": _c("participant label (BIDS sub-<label>)", "text"),
+    "replicate": _c("index of the simulated trial (1-based)", "text"),
+    "group": _c("randomised arm", "text", levels={
+        "ketamine": "one infusion of ketamine 0.5 mg/kg",
+        "saline": "one infusion of saline (vehicle)"}),
+    "session": _SESSION,
+    "roi": _ROI,
+    "outcome": _OUTCOME,
+    "term": _c("model term (docs/model.md, Analysis models)", "text",
+               levels=_TERM_LEVELS),
+    "inference": _INFERENCE,
+    "sex": _c("sex", "text", levels={"F": "female", "M": "male"}),
+    "age": _c("age", "text", "years"),
+    # participants
+    "madrs_baseline": _c("MADRS total score before the infusion (0-60)", "text",
+                         "score points"),
+    "madrs_24h": _c("MADRS total score 24 h after the infusion (0-60; empty if "
+                    "missing)", "text", "score points"),
+    "qids_baseline": _c("QIDS-SR16 total score before the infusion (0-27)", "text",
+                        "score points"),
+    "qids_24h": _c("QIDS-SR16 total score 24 h after the infusion (0-27; empty if "
+                   "missing)", "text", "score points"),
+    # ROI MD
+    "md": _c("mean diffusivity of the ROI: the mean over its voxels (a simulated "
+             "cohort: the observed value, with scan noise)", "md", "mm^2/s"),
+    "md_true": _c("latent true mean diffusivity (no measurement noise; simulated "
+                  "cohorts only, for teaching)", "md", "mm^2/s"),
+    "n_voxels": _c("voxels averaged", "text", "voxels"),
+    "n_excluded": _c("ROI voxels excluded as not finite, zero or negative", "text",
+                     "voxels"),
+    "md_image": _c("ROI mean MD extracted from the simulated MD map", "md",
+                   "mm^2/s"),
+    "md_table": _c("ROI MD of the simulated table the map was made from", "md",
+                   "mm^2/s"),
+    "md_simulated_map": _c("ROI mean MD of the simulated MD map", "md", "mm^2/s"),
+    "md_tensor_fit": _c("ROI mean MD of the tensor fitted to the simulated DWI",
+                        "md", "mm^2/s"),
+    "relative_difference": _c("first MD over the second, minus 1", "stat"),
+    # atlas lookup table
+    "index": _c("label value in the atlas image", "text"),
+    "name": _c("ROI name of that label", "text"),
+    # one-dataset results
+    "estimate": _c("estimate of the term", "stat", _UNIT_EST),
+    "se": _c("standard error of the estimate", "stat", _UNIT_EST),
+    "t": _c("t statistic (estimate / se)", "stat"),
+    "df": _c("degrees of freedom of the t reference (residual df; Welch-"
+             "Satterthwaite or Kenward-Roger under welch)", "stat"),
+    "p": _c(_P, "stat"),
+    "ci_low": _c("lower bound of the 95 % confidence interval", "stat", _UNIT_EST),
+    "ci_high": _c("upper bound of the 95 % confidence interval", "stat", _UNIT_EST),
+    "n": _c("participants in the model (complete cases) or total sample size",
+            "text", "participants"),
+    "n_dropped": _c("participants dropped from the model", "text", "participants"),
+    # missing data (docs/model.md, Missing data)
+    "missing": _c("how missing 24 h data were handled", "text", levels={
+        "complete-case": "a participant enters a model only with all its "
+                         "variables observed",
+        "mi": "multiple imputation within each arm, pooled by Rubin's rules with "
+              "Barnard-Rubin df"}),
+    "n_imputed": _c("participants in the model with imputed 24 h data", "text",
+                    "participants"),
+    "missing_reasons": _c("participants per reason for a missing value (one may "
+                          "have several): left out, or imputed", "text"),
+    "fmi": _c("fraction of missing information of the pooled estimate", "stat"),
+    "delta": _c("tipping point: score points added to every imputed 24 h score of "
+                "the outcome (positive: worse than missing at random predicts)",
+                "exact", "score points"),
+    "n_imputed_scores": _c("participants whose 24 h score of the outcome was "
+                           "imputed (and shifted by delta)", "text", "participants"),
+    "mean_n": _c("participants per simulated trial in the models, on average "
+                 "(multiple imputation: imputed ones included)", "mc",
+                 "participants"),
+    "mean_imputed": _c("participants per simulated trial with imputed 24 h data, "
+                       "on average", "mc", "participants"),
+    "p_holm": _c("Holm-adjusted p within the term's family", "stat"),
+    "p_fdr": _c("Benjamini-Hochberg adjusted p within the term's family", "stat"),
+    "p_maxt": _c("Westfall-Young max-T adjusted p (Freedman-Lane permutations) "
+                 "within the term's family", "stat"),
+    # comparison with the reported findings
+    "direction": _c("reported sign of the estimate", "text", levels={
+        "1": "positive (MD decrease goes with improvement)",
+        "-1": "negative (MD increase goes with improvement)",
+        "0": "nothing reported: expected null"}),
+    "p_low": _c("lowest reported p (expected nulls: alpha)", "exact"),
+    "p_high": _c("highest reported p (expected nulls: 1)", "exact"),
+    "description": _c("what the reference study reports", "text"),
+    "outcome_used": _c("outcome whose test decided (for outcome any: the "
+                       "significant one with the reported sign, else the one "
+                       "with the smaller p)", "text"),
+    "found_direction": _c("sign of the estimate in this dataset", "text"),
+    "significant": _c("p <= alpha", "text"),
+    "in_reported_range": _c("p within the reported range", "text"),
+    "slope_ketamine": _c("ketamine-arm dMD slope of the same model, for context",
+                         "stat", _UNIT_EST),
+    "p_slope_ketamine": _c(f"{_P} of the ketamine-arm slope", "stat"),
+    "agrees": _c("this dataset agrees with the report (verdict replicated or "
+                 "null, as reported)", "text"),
+    "verdict": _c("how the result compares with the report (docs/model.md, the "
+                  "reported findings)", "text"),
+    # power
+    "power": _c("share of simulated trials in which the test is significant "
+                "(reported findings: with the reported sign)", "prop"),
+    "power_ci_low": _c("lower bound of the 95 % Wilson interval of power", "mc"),
+    "power_ci_high": _c("upper bound of the 95 % Wilson interval of power", "mc"),
+    "median_p": _c(f"median over simulated trials of the {_P}", "mc"),
+    "mean_estimate": _c("mean over simulated trials of the estimate", "mc",
+                        _UNIT_EST),
+    "power_positive": _c("share of trials significant with a positive estimate",
+                         "prop"),
+    "power_negative": _c("share of trials significant with a negative estimate",
+                         "prop"),
+    "valid": _c("simulated trials in which the test had a finite p (the "
+                "denominator of power)", "text", "trials"),
+    "size": _c("rejection rate of the same test in the design's null counterpart "
+               "(every MD-outcome correlation 0): its actual level", "prop"),
+    "size_ci_low": _c("lower bound of the 95 % Wilson interval of size", "mc"),
+    "size_ci_high": _c("upper bound of the 95 % Wilson interval of size", "mc"),
+    "size_ok": _c("size within its binomial band around alpha (99 %, Bonferroni "
+                  "over the run's tests); empty where not checked", "text"),
+    "true_value": _c("population value of the term in the simulated design "
+                     "(fitted on one very large simulated sample)", "mc", _UNIT_EST),
+    "true_value_se": _c("Monte Carlo standard error of true_value", "mc",
+                        _UNIT_EST),
+    "type_s": _c("type S error: share of significant estimates with the wrong "
+                 "sign (Gelman and Carlin 2014)", "prop"),
+    "exaggeration": _c("type M error: mean |estimate| of significant trials over "
+                       "|true_value| (Gelman and Carlin 2014)", "mc"),
+    "parameter": _c("design parameter varied along the curve", "text", levels={
+        "n": "total sample size", "ratio": "allocation ratio ketamine:saline",
+        "effect": "multiplier of every ROI-outcome correlation",
+        "reliability": "dMD reliability in the ketamine arm (via the CV)",
+        "cv": "test-retest coefficient of variation of MD"}),
+    "value": _c("value of the varied parameter", "exact"),
+    # family-wise
+    "family": _c("family of tests adjusted together: a term across all ROI x "
+                 "outcome models, 'reported' (the reported findings), 'finding "
+                 "...' (one any-outcome finding) or a user family", "text"),
+    "method": _c("multiplicity handling", "text", levels={
+        "none": "unadjusted (p <= alpha)", "holm": "Holm",
+        "bh": "Benjamini-Hochberg", "maxt": "single-step max-T from the null "
+        "counterpart"}),
+    "tests": _c("findings in the family (a finding on 'any' outcome counts once)",
+                "text"),
+    "hypotheses": _c("tests in the family (an any-outcome finding brings one per "
+                     "outcome)", "text"),
+    "directional": _c("rejections count only with the stated sign", "text"),
+    "power_any": _c("share of trials with at least one finding found", "prop"),
+    "power_any_ci_low": _c("lower 95 % Wilson bound of power_any", "mc"),
+    "power_any_ci_high": _c("upper 95 % Wilson bound of power_any", "mc"),
+    "power_all": _c("share of trials with every finding found", "prop"),
+    "power_all_ci_low": _c("lower 95 % Wilson bound of power_all", "mc"),
+    "power_all_ci_high": _c("upper 95 % Wilson bound of power_all", "mc"),
+    "mean_rejections": _c("mean number of findings found per trial", "mc"),
+    # reproduce
+    "reported_p": _c("p reported by the reference study ('n.s.': not reported)",
+                     "text"),
+    "reported_outcome": _c("outcome as the report gives it", "text"),
+    "implied_r_observed": _c("observed dMD-score correlation the reported p "
+                             "implies at face value", "mc"),
+    "implied_r_true": _c("true correlation behind it (corrected for dMD "
+                         "reliability)", "mc"),
+    "implied_possible": _c("the implied true correlation is below 1", "text"),
+    "replication_power": _c("power of a same-size replication if the face-value "
+                            "effect were true (noncentral F)", "mc"),
+    "half_effect_power": _c("power if the true effect were half the face-value "
+                            "one", "mc"),
+    "half_effect_type_s": _c("type S error if the true effect were half the "
+                             "face-value one", "mc"),
+    "half_effect_exaggeration": _c("exaggeration of a significant estimate if the "
+                                   "true effect were half the face-value one", "mc"),
+    "decisive_outcome": _c("outcome on which what a miss needs is worked out (for "
+                           "outcome any: the one with the smaller median p)", "text"),
+    "decisive_median_p": _c("median p on the decisive outcome", "mc"),
+    "other_world": _c("the preset simulated beside the design", "text"),
+    "other_median_p": _c("median p in the other world", "mc"),
+    "other_power": _c("power in the other world", "prop"),
+    "target_p": _c("p at the top of the reported range (the target of "
+                   "'needed'; a point p: p x sqrt(3))", "mc"),
+    "needed_factor": _c("factor by which the test's t must grow", "mc"),
+    "needed_r_true": _c("true ROI-outcome correlation that alone would reach the "
+                        "target", "mc"),
+    "needed_change_sd_pct": _c("ketamine-arm true MD-change SD that alone would "
+                               "reach the target", "mc", "% of MD"),
+    "needed_reliability": _c("dMD reliability (ketamine arm) at that SD", "mc"),
+    "needed_cv_pct": _c("test-retest CV that alone would reach the target", "mc",
+                        "% of MD"),
+    "needed_saline_change_sd_pct": _c("saline-arm true MD-change SD that alone "
+                                      "would reach the target", "mc", "% of MD"),
+    "leaves_range": _c("parameters that would leave their sourced range, and by "
+                       "how much", "text"),
+    "needed": _c("what the reported p needs, in words", "text"),
+    # sample size
+    "target_power": _c("power to reach", "exact"),
+    "n_ci_low": _c("smallest n whose power interval's upper bound reaches the "
+                   "target (Monte Carlo interval of n, low end)", "text",
+                   "participants"),
+    "n_ci_high": _c("smallest n whose power interval's lower bound reaches the "
+                    "target (Monte Carlo interval of n, high end; empty: beyond "
+                    "n_max)", "text", "participants"),
+    "limiting_test": _c("the test with the lowest power at that n", "text"),
+    "n_max": _c("largest n searched", "text", "participants"),
+    "replicates": _c("simulated trials per n", "text", "trials"),
+    "seed": _c("seed of the run (repeat it with this seed)", "text"),
+}
+"""Column name -> sidecar entry (``Description``, ``Units``, ``Levels``) and the
+``kind`` of number it holds (:data:`FORMATS`)."""
+
+TABLE_COLUMNS: dict[str, dict[str, dict]] = {
+    "sample_size": {
+        "n": _c("the chosen n: smallest total sample size at which every target "
+                "test reaches the target power (empty: not within n_max)", "text",
+                "participants"),
+        "power": _c("the criterion at n: smallest power over the target tests",
+                    "prop"),
+        "power_ci_low": _c("smallest lower 95 % Wilson bound over the target "
+                           "tests at n", "mc"),
+        "power_ci_high": _c("smallest upper 95 % Wilson bound over the target "
+                            "tests at n", "mc"),
+        "tests": _c("the target tests (roi/outcome/term/sign)", "text"),
+    },
+    "sample_size_trace": {
+        "n": _c("total sample size evaluated by the search", "text",
+                "participants"),
+        "power": _c("the criterion: smallest power over the target tests", "prop"),
+        "power_ci_low": _c("smallest lower 95 % Wilson bound over the tests", "mc"),
+        "power_ci_high": _c("smallest upper 95 % Wilson bound over the tests",
+                            "mc"),
+    },
+    "familywise": {
+        "size": _c("family-wise error in the null counterpart (at least one "
+                   "finding found; max-T: out-of-sample)", "prop"),
+        "size_ok": _c("family-wise error at most its upper binomial band around "
+                      "alpha (adjusted methods only; empty for none)", "text"),
+    },
+}
+"""Table name -> columns whose meaning differs in that table."""
+
+
+def _entry(column: str, table: str | None) -> dict:
+    spec = TABLE_COLUMNS.get(table or "", {}).get(column) or COLUMNS.get(column)
+    if spec is None:
+        raise ValueError(
+            f"column {column!r} of table {table!r} has no entry in dtitool's data "
+            "dictionary (dtitool/columns.py); every written column needs one")
+    return spec
+
+
+def column_format(column: str, table: str | None = None) -> str | None:
+    """Return the printf format of a column (None: write it as it is)."""
+    return FORMATS[_entry(column, table)["kind"]]
+
+
+def sidecar(df, table: str | None = None) -> dict:
+    """Return the BIDS-style JSON sidecar of a table: one entry per column.
+
+    Raises
+    ------
+    ValueError
+        If a column has no dictionary entry (the message names it).
+    """
+    out = {}
+    for col in df.columns:
+        spec = _entry(str(col), table)
+        out[str(col)] = {k: v for k, v in spec.items() if k != "kind"}
+    return out
