@@ -58,6 +58,7 @@ _EXPORTS = {
         "RESULT_COLUMNS", "AnalysisResults", "default_formula", "fit_changes",
         "fit_models",
     ),
+    "dtitool.stats.missing": ("TippingPoint", "impute", "rubin", "tipping_point"),
     "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
     "dtitool.stats.power": (
         "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power",

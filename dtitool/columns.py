@@ -135,6 +135,27 @@ COLUMNS: dict[str, dict] = {
     "n": _c("participants in the model (complete cases) or total sample size",
             "text", "participants"),
     "n_dropped": _c("participants dropped from the model", "text", "participants"),
+    # missing data (docs/model.md, Missing data)
+    "missing": _c("how missing 24 h data were handled", "text", levels={
+        "complete-case": "a participant enters a model only with all its "
+                         "variables observed",
+        "mi": "multiple imputation within each arm, pooled by Rubin's rules with "
+              "Barnard-Rubin df"}),
+    "n_imputed": _c("participants in the model with imputed 24 h data", "text",
+                    "participants"),
+    "missing_reasons": _c("participants per reason for a missing value (one may "
+                          "have several): left out, or imputed", "text"),
+    "fmi": _c("fraction of missing information of the pooled estimate", "stat"),
+    "delta": _c("tipping point: score points added to every imputed 24 h score of "
+                "the outcome (positive: worse than missing at random predicts)",
+                "exact", "score points"),
+    "n_imputed_scores": _c("participants whose 24 h score of the outcome was "
+                           "imputed (and shifted by delta)", "text", "participants"),
+    "mean_n": _c("participants per simulated trial in the models, on average "
+                 "(multiple imputation: imputed ones included)", "mc",
+                 "participants"),
+    "mean_imputed": _c("participants per simulated trial with imputed 24 h data, "
+                       "on average", "mc", "participants"),
     "p_holm": _c("Holm-adjusted p within the term's family", "stat"),
     "p_fdr": _c("Benjamini-Hochberg adjusted p within the term's family", "stat"),
     "p_maxt": _c("Westfall-Young max-T adjusted p (Freedman-Lane permutations) "

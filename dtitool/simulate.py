@@ -128,6 +128,10 @@ class CohortArrays:
         False where the 24 h scan is missing.
     age : ndarray of float, shape (R, N), or None
     female : ndarray of bool, shape (R, N), or None
+    scored_24h : ndarray of bool, shape (R, N), or None
+        False where the 24 h ratings are missing (``missing.scores``: with the
+        scan); None when every 24 h rating is observed. ``scores`` always holds
+        the values, observed or not (as ``md_true`` does for MD).
     """
 
     design: StudyDesign
@@ -140,6 +144,7 @@ class CohortArrays:
     observed_24h: np.ndarray
     age: np.ndarray | None
     female: np.ndarray | None
+    scored_24h: np.ndarray | None = None
 
     @property
     def replicates(self) -> int:
@@ -433,6 +438,8 @@ def _simulate_range(
         "observed_24h": observed,
         "age": age,
         "female": female,
+        # a missed visit loses the ratings with the scan (no extra draws)
+        "scored_24h": observed if miss.scores else None,
     }
 
 
@@ -692,9 +699,12 @@ class Cohort:
             cols["group"] = np.where(a.treated.ravel(), TREATMENT, CONTROL)
             for k, name in enumerate(a.outcome_names):
                 for s, sess in enumerate(SESSIONS):
-                    cols[f"{name}_{sess}"] = (
-                        a.scores[..., k, s].ravel().astype(np.int64)
-                    )
+                    values = a.scores[..., k, s].ravel().astype(np.int64)
+                    if s == 1 and a.scored_24h is not None:
+                        # a missed 24 h rating is an empty cell
+                        values = pd.array(values, dtype="Int64")
+                        values[~a.scored_24h.ravel()] = pd.NA
+                    cols[f"{name}_{sess}"] = values
             if a.age is not None:
                 cols["age"] = a.age.ravel().astype(np.int64)
                 cols["sex"] = np.where(a.female.ravel(), "F", "M")

@@ -288,7 +288,8 @@ def test_summary_states_unit(results):
     text = results.summary()
     assert DMD_UNIT in text
     assert "L_hippocampus" in text
-    assert len(text.splitlines()) == 6 + 56
+    assert "missing data: complete case" in text  # who was left out, and why
+    assert len(text.splitlines()) == 7 + 56
 
 
 def test_bad_options(tables):

@@ -13,6 +13,7 @@ replicate of a Monte Carlo set would look like a result about all of them.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -77,7 +78,39 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--seed",
         type=int,
         default=None,
-        help="seed of the max-T permutations (default: fresh entropy, printed)",
+        help="seed of the max-T permutations or of the imputations (default: "
+        "fresh entropy, printed)",
+    )
+    p.add_argument(
+        "--missing",
+        choices=["complete-case", "mi"],
+        default="complete-case",
+        help="complete-case: a participant enters a model only with all its "
+        "variables observed (default; the reported analysis); mi: multiple "
+        "imputation of missing 24 h scans and scores within each arm from the "
+        "baseline and observed 24 h data, pooled by Rubin's rules with "
+        "Barnard-Rubin df (see docs/model.md, Missing data)",
+    )
+    p.add_argument(
+        "--imputations",
+        type=int,
+        default=None,
+        metavar="M",
+        help="imputations for --missing mi (default 20)",
+    )
+    p.add_argument(
+        "--tipping-point",
+        metavar="FILE.tsv",
+        help="with --missing mi: also write the delta-adjusted MNAR sensitivity "
+        "analysis (every imputed 24 h score shifted by delta score points): per "
+        "ROI, outcome, term and delta the pooled estimate and p",
+    )
+    p.add_argument(
+        "--delta",
+        default=None,
+        metavar="D1,D2,...",
+        help="score-point shifts for --tipping-point (default -6,-4,-2,0,2,4,6; "
+        "write --delta=-6,0,6 when the list starts with a minus)",
     )
     p.add_argument(
         "--covariates",
@@ -123,16 +156,48 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def parse_deltas(text: str) -> list[float]:
+    """Parse ``--delta`` (a comma list of numbers)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--delta must be a comma list of numbers, e.g. "
+                         f"-6,-4,-2,0,2,4,6; got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"--delta values must be finite; got {text!r}")
+    return values
+
+
 def run(args) -> int:
     """Run ``dtitool analyze``."""
     # statsmodels loads only when a model is fitted: keeps other commands fast
-    from dtitool.stats.analysis import MAXT_COLUMN, RESULT_COLUMNS, fit_models
+    from dtitool.stats.analysis import (
+        FMI_COLUMN,
+        MAXT_COLUMN,
+        RESULT_COLUMNS,
+        fit_models,
+    )
+    from dtitool.stats.missing import DEFAULT_DELTAS, tipping_point
     from dtitool.stats.reference import compare_to_reported, format_comparison
 
     out = Path(args.out)
     if out.name in ("", ".", "..") or args.out.endswith(("/", os.sep)) or out.is_dir():
         raise ValueError(f"--out must name a file (results.tsv), not the folder "
                          f"{args.out!r}")
+    if args.tipping_point and args.missing != "mi":
+        raise ValueError("--tipping-point shifts imputed 24 h scores; it needs "
+                         "--missing mi")
+    deltas = None
+    if args.tipping_point:
+        deltas = parse_deltas(args.delta) if args.delta else list(DEFAULT_DELTAS)
+    elif args.delta:
+        raise ValueError("--delta is used with --tipping-point")
+    tip = Path(args.tipping_point) if args.tipping_point else None
+    if tip is not None and (tip.name in ("", ".", "..")
+                            or args.tipping_point.endswith(("/", os.sep))
+                            or tip.is_dir()):
+        raise ValueError(f"--tipping-point must name a file (tip.tsv), not the "
+                         f"folder {args.tipping_point!r}")
     inputs = [Path(args.dir) / "participants.tsv", Path(args.dir) / "roi_md.tsv"]
     # One transaction: the table and the figures are committed together.
     with output_transaction(force=args.force, inputs=inputs) as tx:
@@ -158,18 +223,35 @@ def run(args) -> int:
             familywise=args.familywise,
             permutations=args.permutations,
             rng=args.seed,
+            missing=args.missing,
+            imputations=args.imputations,
         )
         tx.seed = results.seed  # of the max-T permutations, for the manifest
         columns = list(RESULT_COLUMNS)
-        if MAXT_COLUMN in results.table.columns:
-            columns.append(MAXT_COLUMN)
+        for extra in (MAXT_COLUMN, FMI_COLUMN):
+            if extra in results.table.columns:
+                columns.append(extra)
         write_tsv(results.table.loc[:, columns], tmp / out.name)
         if figtmp is not None:
             save_analysis_figures(results, participants, roi_md, figtmp)
+        tp = None
+        if tip is not None:
+            tiptmp = tx.destination(tip.parent, [tip.name], label="--tipping-point")
+            # the same seed: the same imputations, so delta 0 is the analysis above
+            tp = tipping_point(participants, roi_md, deltas=deltas,
+                               covariates=tuple(args.covariates),
+                               inference=results.inference,
+                               imputations=results.imputations, rng=results.seed,
+                               families=tuple(args.families))
+            write_tsv(tp.table, tiptmp / tip.name)
     print(results.summary())
     if args.compare:
         print(format_comparison(compare_to_reported(results)))
+    if tp is not None:
+        print("\n" + tp.summary())
     print(f"\nwrote {out} ({len(results.table)} rows)")
+    if tp is not None:
+        print(f"wrote {tip} ({len(tp.table)} rows)")
     if args.figures:
         print(f"wrote {', '.join(ANALYSIS_FIGURES)} to {args.figures}")
     return 0

@@ -67,6 +67,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "with its reported sign)")
     p.add_argument("--n-max", type=int, default=1000,
                    help="largest n searched by --target-power (default 1000)")
+    p.add_argument("--missing", choices=["complete-case", "mi"],
+                   default="complete-case",
+                   help="how each simulated trial handles the design's missing 24 h "
+                   "data ([missing] in the design): complete-case (default) or mi, "
+                   "multiple imputation pooled by Rubin's rules (see docs/model.md, "
+                   "Missing data)")
+    p.add_argument("--imputations", type=int, default=None, metavar="M",
+                   help="imputations per simulated trial for --missing mi "
+                   "(default 20)")
     p.add_argument("--family", action="append", default=None,
                    metavar="NAME=ROI:OUTCOME:TERM[:+|-],...",
                    help="extra family for familywise.tsv (repeatable); a trailing "
@@ -228,6 +237,10 @@ def run(args) -> int:
             targets = reported  # each with its reported sign
     elif args.test:
         raise ValueError("--test is used with --target-power")
+    if args.target_power is not None and args.missing != "complete-case":
+        raise ValueError("--target-power searches n with complete-case analyses "
+                         "only; run it without --missing mi")
+    missing = {"missing": args.missing, "imputations": args.imputations}
 
     names = ["power.tsv", "familywise.tsv", "design.toml"]
     if curve:
@@ -248,7 +261,8 @@ def run(args) -> int:
                   "replicates": R, "rng": seed}
         with prog.step(f"power of {design.name!r}: {R} trials and {R} of its null "
                        "counterpart", unit="rep") as bar:
-            res = power(design, families=families, progress=bar, **common)
+            res = power(design, families=families, progress=bar, **common,
+                        **missing)
         write_tsv(res.table[list(POWER_COLUMNS)], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
         (tmp / "design.toml").write_text(
@@ -261,7 +275,7 @@ def run(args) -> int:
             with prog.step(f"power curve over {curve[0]}: {len(curve[1])} points",
                            unit="rep") as bar:
                 pc = power_curve(design, parameter=curve[0], values=curve[1],
-                                 families=families, progress=bar, **common)
+                                 families=families, progress=bar, **common, **missing)
             write_tsv(pc.table, tmp / "power_curve.tsv")
         ss = None
         if args.target_power is not None:
@@ -277,7 +291,7 @@ def run(args) -> int:
             points = math.prod(len(v) for _, v in grid)
             with prog.step(f"power grid: {points} points x {R} trials",
                            unit="rep") as bar:
-                pg = power_grid(design, axes=grid, progress=bar, **common)
+                pg = power_grid(design, axes=grid, progress=bar, **common, **missing)
             write_tsv(pg.table, tmp / "power_grid.tsv")
         if curve or grid:
             with prog.step("writing " + " and ".join(

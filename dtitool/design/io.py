@@ -356,6 +356,8 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
     if design.covariates is not None:
         d["covariates"] = dataclasses.asdict(design.covariates)
     d["missing"] = dataclasses.asdict(design.missing)
+    if not design.missing.scores:  # the default: design files stay as they were
+        del d["missing"]["scores"]
     if design.sources:
         d["sources"] = dict(design.sources)
     if design.ranges is not None:

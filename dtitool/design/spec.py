@@ -484,7 +484,7 @@ class CovariateSpec:
 
 @dataclass(frozen=True, slots=True)
 class MissingSpec:
-    """Missing 24 h scans.
+    """Missing 24 h scans (and, optionally, the 24 h ratings with them).
 
     Parameters
     ----------
@@ -500,12 +500,19 @@ class MissingSpec:
         Outcome the MNAR mechanism depends on.
     strength : float
         Log-odds per SD of the outcome change (MNAR only).
+    scores : bool
+        False (default): only the 24 h scan is missing, the 24 h ratings are
+        observed. True: the 24 h ratings are missing with the scan (a missed
+        24 h visit, the usual dropout). Complete-case analyses drop the same
+        subjects either way; multiple imputation does not: with the ratings
+        observed, an MNAR scan loss depends on observed data.
     """
 
     mechanism: str = "none"
     rate: float = 0.0
     outcome: str = "madrs"
     strength: float = 1.0
+    scores: bool = False
 
     def __post_init__(self):
         if self.mechanism not in ("none", "mcar", "mnar"):
@@ -516,6 +523,9 @@ class MissingSpec:
             )
         _check_range("missing.rate", self.rate, 0.0, 1.0, hi_open=True)
         _check_real("missing.strength", self.strength)
+        if not isinstance(self.scores, bool | np.bool_):
+            raise TypeError(f"missing.scores must be true or false; got "
+                            f"{type(self.scores).__name__} {self.scores!r}")
         if self.mechanism != "none" and self.rate == 0:
             raise _err(
                 "missing.rate",

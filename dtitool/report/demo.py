@@ -641,7 +641,8 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
         f"in score points {DMD_UNIT}, with its p; a positive slope means MD "
         "decrease goes with improvement. Interaction = ketamine slope minus saline "
         "slope; the pooled slope comes from the model without the interaction. "
-        "SEs, CIs, and Holm and BH adjusted p are in tables/results.tsv.",
+        "SEs, CIs, and Holm and BH adjusted p are in tables/results.tsv.\n\n"
+        f"{results.missing_summary[:1].upper()}{results.missing_summary[1:]}.",
         table=show,
     )
     if comparison is not None:

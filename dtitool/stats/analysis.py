@@ -68,6 +68,7 @@ __all__ = [
     "COVARIATES",
     "DEFAULT_PERMUTATIONS",
     "FAMILYWISE",
+    "FMI_COLUMN",
     "MAXT_COLUMN",
     "RESULT_COLUMNS",
     "TERMS",
@@ -80,10 +81,17 @@ __all__ = [
 
 RESULT_COLUMNS = (
     "roi", "outcome", "term", "estimate", "se", "t", "df", "p", "ci_low",
-    "ci_high", "n", "p_holm", "p_fdr", "inference",
+    "ci_high", "n", "p_holm", "p_fdr", "inference", "missing", "n_dropped",
+    "n_imputed", "missing_reasons",
 )  # fmt: skip
 """Columns of :attr:`AnalysisResults.table` and of ``results.tsv`` (plus
-:data:`MAXT_COLUMN` with ``familywise="maxt"``)."""
+:data:`MAXT_COLUMN` with ``familywise="maxt"`` and :data:`FMI_COLUMN` with
+``missing="mi"``). ``n_dropped``: participants not in the model;
+``n_imputed``: participants in it with imputed values (``mi``);
+``missing_reasons``: counts per reason."""
+
+FMI_COLUMN = "fmi"
+"""Fraction of missing information of a pooled estimate, added by ``missing="mi"``."""
 
 MAXT_COLUMN = "p_maxt"
 """Max-T (Westfall-Young, Freedman-Lane) adjusted p, added by ``familywise="maxt"``."""
@@ -145,11 +153,18 @@ class AnalysisResults:
     permutations : int
         Permutations behind ``p_maxt`` (0 without max-T).
     seed : int or None
-        Seed of the max-T permutations (repeats ``p_maxt`` exactly).
+        Seed of the max-T permutations or of the imputations (repeats them
+        exactly).
     not_estimable : mapping
         ``(roi, outcome) -> reason`` for models in which a reported term is
         not estimable (its row holds NaN): dMD without variation, or columns
         that are collinear.
+    missing : str
+        ``complete-case`` or ``mi`` (also a column of :attr:`table`).
+    imputations : int
+        Imputations behind a ``mi`` analysis (0 for complete case).
+    missing_summary : str
+        One line: how many participants were left out or imputed, and why.
     """
 
     table: pd.DataFrame
@@ -169,6 +184,9 @@ class AnalysisResults:
     permutations: int = 0
     seed: int | None = None
     not_estimable: Mapping = field(default_factory=dict, repr=False, compare=False)
+    missing: str = "complete-case"
+    imputations: int = 0
+    missing_summary: str = ""
 
     def term(self, roi: str, outcome: str, term: str) -> pd.Series:
         """Return the table row of one ROI, outcome and term."""
@@ -227,6 +245,8 @@ def fit_models(
     alpha: float = 0.05,
     replicate: int | None = None,
     md_unit: str = "mm^2/s",
+    missing: str = "complete-case",
+    imputations: int | None = None,
 ) -> AnalysisResults:
     """Fit the group x dMD interaction model for every ROI and outcome.
 
@@ -281,11 +301,27 @@ def fit_models(
     permutations : int
         Permutations for ``maxt``.
     rng : None, int, SeedSequence or Generator
-        Seed of the permutations (recorded in :attr:`AnalysisResults.seed`).
+        Seed of the permutations or the imputations (recorded in
+        :attr:`AnalysisResults.seed`).
     alpha : float
         Confidence intervals are ``100 * (1 - alpha)`` %.
     replicate, md_unit
         As in :func:`dtitool.tables.check_tables`.
+    missing : {"complete-case", "mi"}
+        ``complete-case``: a participant enters a model only with all of its
+        variables observed. ``mi``: missing 24 h scans and scores are imputed
+        ``imputations`` times within each arm from the group, the baseline
+        scores and MD and the observed 24 h data (chained Bayesian normal
+        regressions, :mod:`dtitool.stats.missing`), every completed dataset is
+        analysed under ``inference`` and the results pooled by Rubin's rules
+        with Barnard-Rubin df (adds the ``fmi`` column). ``mi`` takes its
+        covariates from ``covariates`` (no ``formula``), does not support
+        ``familywise="maxt"``, and leaves out participants without a baseline
+        scan or a covariate. Either way the table says per model how many
+        participants were left out or imputed, and why.
+    imputations : int, optional
+        Imputations for ``mi`` (default
+        :data:`dtitool.stats.missing.DEFAULT_IMPUTATIONS`, 20).
 
     Returns
     -------
@@ -352,6 +388,8 @@ def fit_models(
         permutations=permutations,
         rng=rng,
         alpha=alpha,
+        missing=missing,
+        imputations=imputations,
     )
 
 
@@ -543,24 +581,8 @@ def _why_not_estimable(used: pd.DataFrame) -> str:
     return "the model's columns are collinear (a covariate duplicates another term)"
 
 
-def fit_changes(
-    changes: pd.DataFrame,
-    *,
-    covariates: Sequence[str] = ("baseline",),
-    formula: str | None = None,
-    robust: str | None = None,
-    inference: str = "ols",
-    families: Sequence[str] | str | None = ("term",),
-    familywise: str = "holm-bh",
-    permutations: int = DEFAULT_PERMUTATIONS,
-    rng=None,
-    alpha: float = 0.05,
-) -> AnalysisResults:
-    """Fit the models to a per-subject changes table.
-
-    Same as :func:`fit_models` but starting from the output of
-    :func:`dtitool.tables.compute_changes` (already checked).
-    """
+def _check_changes(changes) -> list[str]:
+    """Raise unless ``changes`` is a changes table; return its outcomes."""
     if not isinstance(changes, pd.DataFrame):
         raise TypeError(
             f"changes must be a DataFrame from compute_changes, got "
@@ -579,6 +601,44 @@ def fit_changes(
     ]  # fmt: skip
     if not outcomes:
         raise ValueError("changes table has no outcome change columns (d_madrs...)")
+    return outcomes
+
+
+def fit_changes(
+    changes: pd.DataFrame,
+    *,
+    covariates: Sequence[str] = ("baseline",),
+    formula: str | None = None,
+    robust: str | None = None,
+    inference: str = "ols",
+    families: Sequence[str] | str | None = ("term",),
+    familywise: str = "holm-bh",
+    permutations: int = DEFAULT_PERMUTATIONS,
+    rng=None,
+    alpha: float = 0.05,
+    missing: str = "complete-case",
+    imputations: int | None = None,
+) -> AnalysisResults:
+    """Fit the models to a per-subject changes table.
+
+    Same as :func:`fit_models` but starting from the output of
+    :func:`dtitool.tables.compute_changes` (already checked).
+    """
+    from dtitool.stats.missing import check_missing, complete_case_columns
+
+    missing, imputations = check_missing(missing, imputations)
+    if missing == "mi":
+        from dtitool.stats.missing import fit_imputed
+
+        _check_changes(changes)
+        inference = _check_inference_options(robust, inference, familywise,
+                                             permutations)
+        covariates, _, families = _check_options(covariates, None, robust, families,
+                                                 alpha, changes)
+        return fit_imputed(changes, covariates=covariates, formula=formula,
+                           inference=inference, families=families, alpha=alpha,
+                           imputations=imputations, rng=rng, familywise=familywise)
+    outcomes = _check_changes(changes)
     user_formula = formula is not None
     covariates, formula, families = _check_options(
         covariates, formula, robust, families, alpha, changes
@@ -676,6 +736,7 @@ def fit_changes(
                 for why, m in by_reason.items()),
             stacklevel=3,
         )
+    table, missing_summary = complete_case_columns(table, changes, covariates)
     elapsed = time.perf_counter() - t0
     return AnalysisResults(
         table=table,
@@ -693,6 +754,7 @@ def fit_changes(
         permutations=permutations if familywise == "maxt" else 0,
         seed=seed,
         not_estimable=not_estimable,
+        missing_summary=missing_summary,
     )
 
 
@@ -906,6 +968,8 @@ def format_summary(results: AnalysisResults, *, terms: Sequence[str] = TERMS) ->
         lines.insert(3, f"max-T: Westfall-Young step-down, {results.permutations} "
                      "Freedman-Lane permutations within arms, seed "
                      f"{results.seed}.")
+    if results.missing_summary:
+        lines.insert(len(lines) - 1, results.missing_summary + ".")
     header = (
         f"{'roi':<14}{'outcome':<8}{'term':<15}{'estimate':>9}"
         f"{'95% CI':>20}{'p':>9}{'p_holm':>9}{'p_fdr':>9}"

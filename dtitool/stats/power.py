@@ -108,7 +108,8 @@ __all__ = [
 
 POWER_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
                  "power_ci_high", "median_p", "mean_estimate", "size", "size_ci_low",
-                 "size_ci_high", "size_ok", "true_value", "type_s", "exaggeration")
+                 "size_ci_high", "size_ok", "true_value", "type_s", "exaggeration",
+                 "missing", "mean_n", "mean_imputed")
 """Columns of ``power.tsv`` (a selection of :attr:`PowerResult.table`)."""
 
 METHODS = ("none", "holm", "bh", "maxt")
@@ -219,11 +220,15 @@ class _Spec:
     null: bool = False  # a chunk of the null counterpart
     alternatives: tuple[str, ...] = ()  # other options whose size the null counts
     extra_draws: int = 0  # within-arm dMD permutations per null trial (max-T)
+    missing: str = "complete-case"
+    imputations: int = 0
 
 
 def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dict:
     arrays = simulate_arrays(design, seed=seed, start=start, stop=stop,
                              chunk_size=stop - start)
+    if spec.missing == "mi":
+        return _chunk_imputed(arrays, seed, spec)
     if not spec.null:
         return _summarise(batch_models(arrays, spec.inference), spec)
     st = arm_statistics(*model_arrays(arrays), keep_values=True)
@@ -238,6 +243,27 @@ def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dic
                      spec.inference), spec)[0]
                  for c in range(spec.extra_draws)]
         out["minp_extra"] = np.stack(extra, axis=1)  # (R, draws, F)
+    return out
+
+
+def _chunk_imputed(arrays, seed, spec: _Spec) -> dict:
+    """Compute a chunk under ``missing="mi"``.
+
+    Each replicate is imputed ``spec.imputations`` times, every (replicate x
+    imputation) model fitted by the batched engine at once and pooled by Rubin's
+    rules (:func:`dtitool.stats.missing.batch_models_imputed`). The imputation
+    draws come from the chunk's stream (``seed``: the run's, or the null
+    counterpart's), block by block.
+    """
+    from dtitool.stats.missing import batch_models_imputed
+
+    infs = (spec.inference, *spec.alternatives) if spec.null else (spec.inference,)
+    bms, imputed = batch_models_imputed(arrays, infs, imputations=spec.imputations,
+                                        seed=seed)
+    if spec.null:
+        return _summarise_null(bms, spec)
+    out = _summarise(bms[spec.inference], spec)
+    out["imputed"] = int(imputed.sum())
     return out
 
 
@@ -316,6 +342,8 @@ def _summarise(bm: BatchModels, spec: _Spec) -> dict:
         "abs_sig_sums": _block_sums(np.where(sig, np.abs(finite), 0.0)),
         "est_valid": (~np.isnan(est)).sum(axis=0),
         "family": _family_counts(p, pos, spec),
+        "subjects": int(np.sum(bm.n)),
+        "imputed": 0,
     }
 
 
@@ -512,6 +540,16 @@ class PowerResult:
         ``roi, outcome, term, inference, size, size_ok`` of another inference
         option in the same null-counterpart trials (``welch``, unless the run is
         ``welch``), for :func:`size_warning`.
+    missing : str
+        ``complete-case`` or ``mi`` (also a column of :attr:`table`).
+    imputations : int
+        Imputations per trial under ``mi`` (0 for complete case).
+    mean_n : float
+        Participants per trial in the models, on average (``mi``: all, imputed
+        ones included); also the table column ``mean_n``.
+    mean_imputed : float
+        Participants per trial with imputed 24 h data, on average
+        (``mean_imputed`` column).
     """
 
     design: StudyDesign
@@ -525,6 +563,10 @@ class PowerResult:
     inference: str = "ols"
     critical_p: Mapping[str, float] = dataclasses.field(default_factory=dict)
     alternative_size: pd.DataFrame | None = None
+    missing: str = "complete-case"
+    imputations: int = 0
+    mean_n: float = math.nan
+    mean_imputed: float = 0.0
 
     def get(self, roi: str, outcome: str, term: str) -> pd.Series:
         """Return the row of :attr:`table` for one test."""
@@ -625,6 +667,8 @@ def power(
     design_analysis: bool = True,
     progress: bool | None = None,
     dask=None,
+    missing: str = "complete-case",
+    imputations: int | None = None,
     _cache: dict | None = None,
 ) -> PowerResult:
     """Monte Carlo power of every ROI x outcome x term test of ``design``.
@@ -671,6 +715,21 @@ def power(
         (``tcp://host:8786``) or a ``distributed.Client`` (reused across calls;
         see :func:`dtitool._executor.open_executor`). The result is
         byte-identical to a local run.
+    missing : {"complete-case", "mi"}
+        How each simulated trial handles the design's missing 24 h data
+        (``design.missing``): ``complete-case`` drops the subjects, ``mi``
+        imputes every trial ``imputations`` times (Bayesian normal regressions
+        within arm, :mod:`dtitool.stats.missing`), fits all (trial x imputation)
+        models with the batched engine and pools them by Rubin's rules with
+        Barnard-Rubin df. The null counterpart is analysed the same way, so
+        ``size`` is the size of the pooled test; its max-T critical values come
+        from the simulated null trials alone (no extra permutation draws, which
+        would need re-imputation). True values are those of the full data
+        (missingness switched off), so type S and exaggeration include the
+        bias of the missing-data method.
+    imputations : int, optional
+        Imputations per trial for ``mi`` (default
+        :data:`~dtitool.stats.missing.DEFAULT_IMPUTATIONS`, 20).
 
     Returns
     -------
@@ -686,7 +745,8 @@ def power(
     Memory: the per-replicate p-values are kept as float32 (224 bytes per
     replicate for 56 tests: 224 MB at 1,000,000 replicates) for the medians and
     the max-T decisions; the null counterpart keeps two float32 per replicate and
-    family; everything else is reduced per chunk.
+    family; everything else is reduced per chunk. Under ``mi`` the default chunk
+    is divided by ``imputations`` (each replicate is that many datasets).
     """
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
@@ -697,11 +757,13 @@ def power(
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
     inference = check_inference(inference)
     n_jobs = check_n_jobs(n_jobs)
-    chunk = _chunk_replicates(design, chunk_size)
+    missing, imputations = _check_missing(missing, imputations)
+    chunk = _chunk_replicates(design, chunk_size, missing, imputations)
     run = _PowerRun(design, replicates=replicates, alpha=float(alpha),
                     inference=inference, ss=as_seed_sequence(rng), chunk=chunk,
                     families=families, size=size, design_analysis=design_analysis,
-                    cache={} if _cache is None else _cache, workers=n_jobs)
+                    cache={} if _cache is None else _cache, workers=n_jobs,
+                    missing=missing, imputations=imputations)
     with (open_executor(n_jobs, dask) as ex,
           _progress.bar(progress, run.work, f"power {design.name}",
                         unit="rep") as bar):
@@ -709,12 +771,14 @@ def power(
     return run.result(stacklevel=3)
 
 
-def _chunk_replicates(design: StudyDesign, chunk_size) -> int:
+def _chunk_replicates(design: StudyDesign, chunk_size, missing="complete-case",
+                      imputations=0) -> int:
     """Replicates per chunk: a multiple of BLOCK_SIZE (default scaled by n)."""
     if chunk_size is None:
         # Keep the working set of a chunk (~100 kB per replicate at n = 98) the
-        # same for larger trials.
-        chunk = max(BLOCK_SIZE, DEFAULT_CHUNK * 98 // max(design.n, 1))
+        # same for larger trials (and for the datasets of multiple imputation).
+        chunk = max(BLOCK_SIZE, DEFAULT_CHUNK * 98 // max(design.n, 1)
+                    // (imputations if missing == "mi" else 1))
     else:
         chunk = _check_int("chunk_size", chunk_size, 1)
     return -(-chunk // BLOCK_SIZE) * BLOCK_SIZE
@@ -770,11 +834,15 @@ class _PowerRun(_Waitable):
     """
 
     def __init__(self, design, *, replicates, alpha, inference, ss, chunk, families,
-                 size, design_analysis, cache, workers=1):
+                 size, design_analysis, cache, workers=1, missing="complete-case",
+                 imputations=0):
         self.design, self.replicates, self.alpha = design, replicates, alpha
         self.inference, self.ss = inference, ss
+        self.missing = missing
+        self.imputations = imputations if missing == "mi" else 0
         spec = _Spec(alpha=alpha, families=_normalise_families(design, families),
-                     inference=inference)
+                     inference=inference, missing=missing,
+                     imputations=self.imputations)
         self.spec = spec
         # Before anything is allocated (the chunk list included): per-replicate
         # p-values (4 bytes x 4 terms per model) and one chunk per worker.
@@ -796,6 +864,7 @@ class _PowerRun(_Waitable):
         self.totals = {k: np.zeros(m, np.int64) for k in
                        ("reject", "reject_pos", "reject_neg", "valid", "est_valid")}
         self.fam = np.zeros((F, 3, 3), np.int64)
+        self.people = {"subjects": 0, "imputed": 0}
         self.tasks = [Task(_chunk, (design, ss, a, b, spec),
                            functools.partial(self._collect, a, b), b - a)
                       for a, b in ranges]
@@ -803,13 +872,15 @@ class _PowerRun(_Waitable):
         if size:
             null_design = null_counterpart(design)
             alts = () if inference == "welch" else ("welch",)
+            # Under mi, extra null draws would need every permutation re-imputed.
             nspec = dataclasses.replace(spec, null=True, alternatives=alts,
-                                        extra_draws=MAXT_EXTRA_DRAWS)
+                                        extra_draws=MAXT_EXTRA_DRAWS
+                                        if missing == "complete-case" else 0)
             key = ("null", repr(null_design), replicates, repr(nspec), ss.entropy,
                    ss.spawn_key)
             self.null = cache.get(key)
             if self.null is None:
-                self.null = _NullTotals(replicates, m, F, alts, MAXT_EXTRA_DRAWS,
+                self.null = _NullTotals(replicates, m, F, alts, nspec.extra_draws,
                                         len(ranges))
                 cache[key] = self.null
                 self.tasks += [Task(_chunk, (null_design, child_seed(ss, NULL_STREAM),
@@ -818,12 +889,13 @@ class _PowerRun(_Waitable):
                                for a, b in ranges]
         self.truth = None
         if design_analysis:
-            ref = design.with_n(max(design.n, _reference_n_per_trial()))
+            full = _full_data(design)
+            ref = full.with_n(max(design.n, _reference_n_per_trial()))
             key = ("truth", repr(ref), inference, ss.entropy, ss.spawn_key)
             self.truth = cache.get(key)
             if self.truth is None:
                 self.truth = cache[key] = _Truth()
-                self.tasks.append(Task(_true_values, (design, inference,
+                self.tasks.append(Task(_true_values, (full, inference,
                                                       child_seed(ss, TRUTH_STREAM)),
                                        self.truth.set, 0))
         self.work = sum(t.size for t in self.tasks)
@@ -836,6 +908,8 @@ class _PowerRun(_Waitable):
         for k in self.totals:
             self.totals[k] += res[k]
         self.fam[...] += res["family"]
+        for k in self.people:
+            self.people[k] += res[k]
         self._reported()
 
     def when_ready(self, fn) -> None:
@@ -909,6 +983,10 @@ class _PowerRun(_Waitable):
             alternative = names.assign(inference=alt, **_size_columns(
                 null, spec, f"reject_{alt}", f"valid_{alt}"))[
                 ["roi", "outcome", "term", "inference", "size", "size_ok"]]
+        mean_n = self.people["subjects"] / replicates
+        mean_imputed = self.people["imputed"] / replicates
+        table = table.assign(missing=self.missing, mean_n=mean_n,
+                             mean_imputed=mean_imputed)
         return PowerResult(
             design=design,
             replicates=replicates,
@@ -921,11 +999,16 @@ class _PowerRun(_Waitable):
             inference=inference,
             critical_p=critical,
             alternative_size=alternative,
+            missing=self.missing,
+            imputations=self.imputations,
+            mean_n=mean_n,
+            mean_imputed=mean_imputed,
         )
 
 
 def _run_points(designs, *, keep, ex, bar, replicates, alpha, inference, ss,
-                chunk_size, families, size, design_analysis, workers) -> None:
+                chunk_size, families, size, design_analysis, workers,
+                missing="complete-case", imputations=0) -> None:
     """Power at every design of ``designs``, all points' tasks streamed at once.
 
     Each point is planned when the executor asks for more work and handed to
@@ -940,10 +1023,12 @@ def _run_points(designs, *, keep, ex, bar, replicates, alpha, inference, ss,
         for i, d in enumerate(designs):
             run = _PowerRun(d, replicates=replicates, alpha=alpha,
                             inference=inference, ss=ss,
-                            chunk=_chunk_replicates(d, chunk_size),
+                            chunk=_chunk_replicates(d, chunk_size, missing,
+                                                    imputations),
                             families=families, size=size,
                             design_analysis=design_analysis, cache=cache,
-                            workers=workers)
+                            workers=workers, missing=missing,
+                            imputations=imputations)
             run.when_ready(functools.partial(_keep_result, keep, i, run))
             yield from run.tasks
 
@@ -958,6 +1043,43 @@ def _points_work(designs, replicates: int, size: bool) -> int:
     """Replicates a streamed run of ``designs`` simulates (for a progress total)."""
     nulls = {repr(null_counterpart(d)) for d in designs} if size else ()
     return replicates * (len(designs) + len(nulls))
+
+
+# ------------------------------------------------------------------ missing data
+
+
+def _check_missing(missing, imputations):
+    from dtitool.stats.missing import check_missing
+
+    return check_missing(missing, imputations)
+
+
+def _full_data(design: StudyDesign) -> StudyDesign:
+    """Return the design without missing data (the estimands aimed at)."""
+    if design.missing.mechanism == "none":
+        return design
+    from dtitool.design import MissingSpec
+
+    return dataclasses.replace(design, missing=MissingSpec())
+
+
+def missing_line(res: PowerResult) -> str:
+    """One line: how each trial's missing 24 h data were handled, and how many."""
+    d = res.design
+    miss = d.missing
+    if miss.mechanism == "none":
+        return (f"missing data: none in the design (every trial analyses all {d.n} "
+                "participants)")
+    what = "24 h visit (scan and ratings)" if miss.scores else "24 h scan"
+    how = (f"{miss.mechanism.upper()} {what}, rate {miss.rate:g}"
+           + (f", strength {miss.strength:g} on {miss.outcome}"
+              if miss.mechanism == "mnar" else ""))
+    if res.missing == "mi":
+        return (f"missing data ({how}): multiple imputation, {res.imputations} "
+                f"imputations per trial, Rubin's rules; on average "
+                f"{res.mean_imputed:.1f} of {d.n} participants per trial imputed")
+    return (f"missing data ({how}): complete case; on average "
+            f"{d.n - res.mean_n:.1f} of {d.n} participants per trial left out")
 
 
 def _reference_n_per_trial() -> int:
@@ -1260,6 +1382,8 @@ def power_curve(
     design_analysis: bool = True,
     progress: bool | None = None,
     dask=None,
+    missing: str = "complete-case",
+    imputations: int | None = None,
 ) -> PowerCurve:
     """Power of every test as ``parameter`` takes each of ``values``.
 
@@ -1289,7 +1413,8 @@ def power_curve(
     _run_designs(designs, keep=keep, desc=f"power curve over {parameter}",
                  replicates=replicates, alpha=alpha, inference=inference, ss=ss,
                  n_jobs=n_jobs, chunk_size=chunk_size, families=families, size=size,
-                 design_analysis=design_analysis, progress=progress, dask=dask)
+                 design_analysis=design_analysis, progress=progress, dask=dask,
+                 missing=missing, imputations=imputations)
     lead = ["parameter", "value"]
     tab = pd.concat(tabs, ignore_index=True)
     fam = pd.concat(fams, ignore_index=True)
@@ -1303,7 +1428,8 @@ def power_curve(
 
 
 def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_jobs,
-                 chunk_size, families, size, design_analysis, progress, dask) -> None:
+                 chunk_size, families, size, design_analysis, progress, dask,
+                 missing="complete-case", imputations=None) -> None:
     """Validate once, then stream every point's tasks (:func:`_run_points`)."""
     if not designs:
         raise ValueError("values must not be empty")
@@ -1314,6 +1440,7 @@ def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_job
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
     inference = check_inference(inference)
     workers = check_n_jobs(n_jobs)
+    missing, imputations = _check_missing(missing, imputations)
     if chunk_size is not None:
         _check_int("chunk_size", chunk_size, 1)
     for d in designs[:1]:
@@ -1324,7 +1451,8 @@ def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_job
         _run_points(designs, keep=keep, ex=ex, bar=bar, replicates=replicates,
                     alpha=float(alpha), inference=inference, ss=ss,
                     chunk_size=chunk_size, families=families, size=size,
-                    design_analysis=design_analysis, workers=workers)
+                    design_analysis=design_analysis, workers=workers,
+                    missing=missing, imputations=imputations)
 
 
 GRID_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
@@ -1443,6 +1571,8 @@ def power_grid(
     design_analysis: bool = True,
     progress: bool | None = None,
     dask=None,
+    missing: str = "complete-case",
+    imputations: int | None = None,
 ) -> PowerGrid:
     """Power of every test at every point of a grid of design parameters.
 
@@ -1455,7 +1585,7 @@ def power_grid(
         1], "reliability": [0.4, 0.6, 0.8]}``. A point sets each parameter in
         axis order (:func:`vary_design`).
     replicates, alpha, inference, rng, n_jobs, chunk_size, size, design_analysis,
-    progress, dask
+    progress, dask, missing, imputations
         As in :func:`power`. Every point uses the same seed (common random
         numbers, as :func:`power_curve`): the surface is smooth, and points
         sharing a null counterpart or a reference sample simulate it once.
@@ -1505,7 +1635,8 @@ def power_grid(
         _run_designs(designs, keep=keep, desc="power grid", replicates=replicates,
                      alpha=alpha, inference=inference, ss=ss, n_jobs=n_jobs,
                      chunk_size=chunk_size, families=None, size=size,
-                     design_analysis=design_analysis, progress=progress, dask=dask)
+                     design_analysis=design_analysis, progress=progress, dask=dask,
+                     missing=missing, imputations=imputations)
     template = None
     for t in tables:
         if t is not None:
@@ -1844,7 +1975,7 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
     lines = [f"power of {res.design.name!r} (n = {res.design.n}), {res.replicates} "
              f"replicates, seed {res.seed}, alpha {res.alpha:g}, inference "
              f"{res.inference}; size = rejection rate in the null counterpart "
-             "(every ROI-outcome correlation 0)"]
+             "(every ROI-outcome correlation 0)", missing_line(res)]
     if tests:
         keys = pd.DataFrame([tuple(r[:3]) for r in tests],
                             columns=["roi", "outcome", "term"])

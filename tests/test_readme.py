@@ -1,0 +1,40 @@
+"""The README's commands refer to files dtitool really writes."""
+
+import glob
+import re
+import shlex
+from pathlib import Path
+
+from dtitool.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _commands(text: str) -> list[list[str]]:
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    out = []
+    for block in blocks:
+        for cmd in block.replace("\\\n", " ").splitlines():
+            cmd = cmd.split("#")[0].strip()
+            if cmd.startswith("dtitool "):
+                out.append(shlex.split(cmd))
+    return out
+
+
+def test_extract_glob_matches_dtitools_own_maps(tmp_path, capsys):
+    cmds = _commands(README.read_text())
+    sim = next(c for c in cmds if c[:2] == ["dtitool", "simulate"] and "--images" in c)
+    ext = next(c for c in cmds if c[:2] == ["dtitool", "extract"]
+               and any("derivatives/dtitool" in a for a in c))
+    # the tutorial's image cohort, small: the same folder name the glob uses
+    out = sim[sim.index("--out") + 1]
+    assert main(["simulate", "--seed", "1", "--n", "6", "--images", "--quiet",
+                 "--out", str(tmp_path / out)]) == 0
+    pattern = next(a for a in ext if "*" in a)
+    maps = sorted(glob.glob(str(tmp_path / pattern)))
+    assert len(maps) == 6 * 2  # every scan's MD map, nothing else
+    labels = ext[ext.index("--labels") + 1]
+    assert (tmp_path / labels).is_file()
+    argv = ["extract", "--labels", str(tmp_path / labels), "--out",
+            str(tmp_path / "roi.tsv"), *maps]
+    assert main(argv) == 0, capsys.readouterr().err
