@@ -61,9 +61,9 @@ _EXPORTS = {
     "dtitool.stats.missing": ("TippingPoint", "impute", "rubin", "tipping_point"),
     "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
     "dtitool.stats.power": (
-        "PowerCurve", "PowerResult", "SampleSizeResult", "analytic_power",
-        "null_counterpart", "power", "power_curve", "sample_size", "vary_design",
-        "wilson_interval",
+        "PowerCurve", "PowerGrid", "PowerResult", "SampleSizeResult",
+        "analytic_power", "null_counterpart", "power", "power_curve", "power_grid",
+        "sample_size", "vary_design", "wilson_interval",
     ),
     "dtitool.stats.design_analysis": ("retrodesign", "true_values"),
     "dtitool.stats.implied": ("ImpliedEffect", "implied_effect", "n_for_power"),

@@ -163,6 +163,22 @@ def test_regression_to_mean(tmp_path):
 def test_examples_readme_lists_every_script():
     readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert len(scripts) == 6
+    assert len(scripts) == 7
     for s in scripts:
         assert f"python examples/{s} --out" in readme, s
+
+
+def test_cluster_power_grid(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "grid"
+    text = run_example("cluster_power_grid", out, "--quick", "--replicates", "128")
+    assert number(r"(\d+) points x 128 trials on a local cluster", text) == 12
+    assert sorted(p.name for p in out.iterdir()) == ["power_explorer.html",
+                                                     "power_grid.tsv"]
+    table = pd.read_csv(out / "power_grid.tsv", sep="\t")
+    assert list(table.columns[:3]) == ["n", "effect", "reliability"]
+    assert len(table) == 12 * 56
+    assert table.groupby(["n", "effect", "reliability"]).ngroups == 12
+    assert table["power"].between(0, 1).all()
+    html = (out / "power_explorer.html").read_text(encoding="utf-8")
+    assert "http://" not in html and "https://" not in html
