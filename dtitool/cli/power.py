@@ -157,7 +157,9 @@ def parse_curve(spec: str, *, option: str = "--curve") -> tuple[str, list[float]
             raise ValueError(f"{option} needs 1 to {MAX_CURVE_POINTS} values; "
                              f"{values!r} gives {count}")
         out = [round(start + i * step, 10) for i in range(count)]
-        out = [v for v in out if v < stop + step / 2]  # as numpy.arange
+        # stop is included when the steps land on it (up to rounding), never
+        # exceeded: n=40:55:20 is 40 alone
+        out = [v for v in out if v <= stop + 1e-9 * max(1.0, abs(stop))]
     else:
         out = [_curve_number(v, spec, option) for v in values.split(",")]
     if not out or len(out) > MAX_CURVE_POINTS:
@@ -175,13 +177,23 @@ def parse_curve(spec: str, *, option: str = "--curve") -> tuple[str, list[float]
 
 
 def parse_grid(specs) -> list[tuple[str, list[float]]]:
-    """Parse the ``--grid`` axes; each parameter at most once."""
+    """Parse the ``--grid`` axes; each parameter at most once.
+
+    The whole grid is checked here (:func:`~dtitool.stats.power.check_grid_axes`:
+    not both cv and reliability, not too many points), before any simulation.
+    """
+    from dtitool.stats.power import check_grid_axes
+
     axes = [parse_curve(g, option="--grid") for g in specs]
     names = [a for a, _ in axes]
     dup = sorted({a for a in names if names.count(a) > 1})
     if dup:
         raise ValueError(f"--grid gives parameter {dup[0]!r} twice; one --grid per "
                          "parameter")
+    try:
+        check_grid_axes(axes)
+    except ValueError as e:
+        raise ValueError(f"--grid: {e}") from None
     return axes
 
 
@@ -311,14 +323,6 @@ def run(args) -> int:
                         explorer_html(pg, target_power=args.target_power or 0.8,
                                       tests=reported or None),
                         encoding="utf-8")
-    if pg is not None and pg.impossible:
-        import warnings
-
-        total = math.prod(len(v) for _, v in pg.axes)
-        warnings.warn(f"{len(pg.impossible)} of {total} grid "
-                      "points are not possible designs (their rows in "
-                      f"power_grid.tsv are empty); first: {pg.impossible[0]}",
-                      stacklevel=2)
     if not args.quiet:
         print(power_summary(res, reported, pc, ss))
         print(f"wrote {', '.join(names)} to {args.out}")

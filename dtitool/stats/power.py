@@ -80,6 +80,7 @@ __all__ = [
     "CURVE_PARAMETERS",
     "GRID_COLUMNS",
     "INFERENCE",
+    "MAX_GRID_POINTS",
     "METHODS",
     "POWER_COLUMNS",
     "TERMS",
@@ -90,6 +91,7 @@ __all__ = [
     "SampleSizeResult",
     "analytic_power",
     "batch_models",
+    "check_grid_axes",
     "design_parameter",
     "finding_p",
     "finding_power",
@@ -1520,7 +1522,25 @@ def design_parameter(design: StudyDesign, parameter: str) -> float:
                      f"{list(CURVE_PARAMETERS)}")
 
 
-def _grid_axes(axes) -> tuple[tuple[str, tuple[float, ...]], ...]:
+def check_grid_axes(axes) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """Validate the axes of a power grid (:func:`power_grid`) before any work.
+
+    Parameters
+    ----------
+    axes : mapping or sequence of (parameter, values)
+
+    Returns
+    -------
+    tuple of (str, tuple)
+        The axes in order, ``n`` values as int.
+
+    Raises
+    ------
+    ValueError
+        An unknown or repeated parameter, an empty axis, a value that is not a
+        finite number (``n``: a whole number), a repeated value, both ``cv`` and
+        ``reliability``, or more than :data:`MAX_GRID_POINTS` points.
+    """
     items = list(axes.items()) if isinstance(axes, Mapping) else list(axes)
     if not items:
         raise ValueError("a grid needs at least one axis")
@@ -1546,6 +1566,12 @@ def _grid_axes(axes) -> tuple[tuple[str, tuple[float, ...]], ...]:
                                  f"numbers; got {v!r}")
         if len(set(values)) != len(values):
             raise ValueError(f"grid axis {name!r} repeats a value")
+        if name == "n":
+            frac = [v for v in values if float(v) != int(v)]
+            if frac:
+                raise ValueError(f"grid axis 'n' values must be whole numbers; got "
+                                 f"{frac[0]!r}")
+            values = tuple(int(v) for v in values)
         out.append((name, values))
     if {"cv", "reliability"} <= seen:
         raise ValueError("a grid cannot vary both cv and reliability (both set "
@@ -1604,11 +1630,8 @@ def power_grid(
     """
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
-    axes = _grid_axes(axes)
+    axes = check_grid_axes(axes)
     names = [a for a, _ in axes]
-    for name, values in axes:
-        if name == "n" and any(float(v) != int(v) for v in values):
-            raise ValueError("grid axis 'n' values must be whole numbers")
     import itertools
 
     points = list(itertools.product(*(v for _, v in axes)))
@@ -1617,7 +1640,7 @@ def power_grid(
         d = design
         try:
             for name, v in zip(names, point, strict=True):
-                d = vary_design(d, name, int(v) if name == "n" else v)
+                d = vary_design(d, name, v)
         except ValueError as e:
             at = ", ".join(f"{a} = {v:g}"
                            for a, v in zip(names, point, strict=True))
@@ -1656,6 +1679,11 @@ def power_grid(
         frames.append(t.assign(**axis_cols))
     table = pd.concat(frames, ignore_index=True)
     table = table[names + list(GRID_COLUMNS)]
+    if impossible:
+        first = next(iter(impossible.values()))
+        warnings.warn(f"{len(impossible)} of {len(points)} grid points are not "
+                      "possible designs (their rows are empty); first: "
+                      f"{first}", stacklevel=2)
     return PowerGrid(axes=axes, table=table, impossible=tuple(impossible.values()),
                      seed=int(ss.entropy), replicates=int(replicates),
                      alpha=float(alpha), inference=inference,
