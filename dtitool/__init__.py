@@ -77,6 +77,7 @@ _EXPORTS = {
         "plot_scatter_grid",
     ),
     "dtitool.report.demo": ("DemoSettings", "run_demo"),
+    "dtitool.report.explorer": ("explorer_html",),
 }  # fmt: skip
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
 

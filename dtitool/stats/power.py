@@ -752,14 +752,8 @@ def power(
     """
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
-    replicates = _check_int("replicates", replicates, 1)
-    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not (
-        0 < alpha < 1
-    ):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
-    inference = check_inference(inference)
-    n_jobs = check_n_jobs(n_jobs)
-    missing, imputations = _check_missing(missing, imputations)
+    replicates, alpha, inference, n_jobs, missing, imputations = _check_run(
+        replicates, alpha, inference, n_jobs, missing, imputations)
     chunk = _chunk_replicates(design, chunk_size, missing, imputations)
     run = _PowerRun(design, replicates=replicates, alpha=float(alpha),
                     inference=inference, ss=as_seed_sequence(rng), chunk=chunk,
@@ -771,6 +765,18 @@ def power(
                         unit="rep") as bar):
         ex.run(run.tasks, progress=bar)
     return run.result(stacklevel=3)
+
+
+def _check_run(replicates, alpha, inference, n_jobs, missing, imputations):
+    """Validate the arguments every power run shares; return them normalised."""
+    replicates = _check_int("replicates", replicates, 1)
+    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not (
+        0 < alpha < 1
+    ):
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    missing, imputations = _check_missing(missing, imputations)
+    return (replicates, float(alpha), check_inference(inference),
+            check_n_jobs(n_jobs), missing, imputations)
 
 
 def _chunk_replicates(design: StudyDesign, chunk_size, missing="complete-case",
@@ -1435,14 +1441,8 @@ def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_job
     """Validate once, then stream every point's tasks (:func:`_run_points`)."""
     if not designs:
         raise ValueError("values must not be empty")
-    replicates = _check_int("replicates", replicates, 1)
-    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not (
-        0 < alpha < 1
-    ):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
-    inference = check_inference(inference)
-    workers = check_n_jobs(n_jobs)
-    missing, imputations = _check_missing(missing, imputations)
+    replicates, alpha, inference, workers, missing, imputations = _check_run(
+        replicates, alpha, inference, n_jobs, missing, imputations)
     if chunk_size is not None:
         _check_int("chunk_size", chunk_size, 1)
     for d in designs[:1]:

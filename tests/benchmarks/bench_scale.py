@@ -21,7 +21,8 @@ Every figure is measured in one run on this machine, side by side:
    reliability=0.2:0.9:0.1`` (912 points) at 10,000 replicates on 1, 2, 64 and
    1,000 cores.
 
-Run:  python tests/benchmarks/bench_scale.py [--repeats 2] [--only cluster|floor|projection]
+Run:  python tests/benchmarks/bench_scale.py [--repeats 2]
+      [--only cluster|floor|projection]
 Needs the ``dask`` extra.
 """
 
@@ -136,7 +137,7 @@ def projection(replicates: int = 10_000) -> None:
     from dtitool.stats.design_analysis import true_values
     from dtitool.stats.power import (
         _chunk_replicates,
-        _grid_axes,
+        check_grid_axes,
         null_counterpart,
         power,
         vary_design,
@@ -170,7 +171,7 @@ def projection(replicates: int = 10_000) -> None:
           f"scheduler {over['dask'] * 1e3:.2f} ms; LocalCluster start-up and "
           f"shut-down {startup:.1f} s")
 
-    axes = _grid_axes([("n", list(range(40, 401, 20))),
+    axes = check_grid_axes([("n", list(range(40, 401, 20))),
                        ("effect", [0.25 + 0.25 * i for i in range(6)]),
                        ("reliability", [round(0.2 + 0.1 * i, 1) for i in range(8)])])
     import itertools
