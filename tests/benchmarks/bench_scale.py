@@ -145,7 +145,7 @@ def projection(replicates: int = 10_000) -> None:
 
     print("\n3. inputs of the wall-time projection (one process each)")
     base = load_preset("ketamine-rct")
-    rate = {}
+    rate, null_rate = {}, {}
     for n in (40, 400):
         d = base.with_n(n)
         R = 4096 if n == 40 else 1024
@@ -153,8 +153,12 @@ def projection(replicates: int = 10_000) -> None:
         t = time.perf_counter()
         power(d, replicates=R, rng=1, design_analysis=False, size=False)
         rate[n] = (time.perf_counter() - t) / R
+        t = time.perf_counter()
+        power(d, replicates=R, rng=1, design_analysis=False, size=True)
+        null_rate[n] = (time.perf_counter() - t) / R - rate[n]
         print(f"   n = {n}: {1 / rate[n]:,.0f} trials per second per core "
-              f"({rate[n] * 1e3:.3f} ms per trial)")
+              f"({rate[n] * 1e3:.3f} ms per trial; its null counterpart's trial, "
+              f"max-T draws included, {null_rate[n] * 1e3:.3f} ms)")
     t = time.perf_counter()
     true_values(base, seed=1)
     truth = time.perf_counter() - t
@@ -176,43 +180,52 @@ def projection(replicates: int = 10_000) -> None:
                        ("reliability", [round(0.2 + 0.1 * i, 1) for i in range(8)])])
     import itertools
 
-    def cost(n):  # linear in n between the two measured trial sizes
-        return rate[40] + (rate[400] - rate[40]) * (n - 40) / 360
+    def cost(n, r=rate):  # linear in n between the two measured trial sizes
+        return r[40] + (r[400] - r[40]) * (n - 40) / 360
 
-    work, tasks, nulls, truths = 0.0, 0, set(), set()
-    points = 0
+    work, nulls, truths = 0.0, set(), set()
+    tasks = {None: 0, 2048: 0}  # default chunks; --chunk-size 2048
+    points = impossible = 0
     for point in itertools.product(*(v for _, v in axes)):
         d = base
-        for (name, _), v in zip(axes, point, strict=True):
-            d = vary_design(d, name, int(v) if name == "n" else v)
+        try:
+            for (name, _), v in zip(axes, point, strict=True):
+                d = vary_design(d, name, int(v) if name == "n" else v)
+        except ValueError:  # not a possible design: a blank row, no work
+            impossible += 1
+            continue
         points += 1
-        chunks = math.ceil(replicates / _chunk_replicates(d, None))
-        work += replicates * cost(d.n)
-        tasks += chunks
         key = repr(null_counterpart(d))
-        if key not in nulls:
-            nulls.add(key)
-            work += replicates * cost(d.n)
-            tasks += chunks
+        new_null = key not in nulls
+        nulls.add(key)
+        work += replicates * (cost(d.n) + (cost(d.n, null_rate) if new_null else 0))
+        for c in tasks:
+            tasks[c] += math.ceil(replicates / _chunk_replicates(d, c)) * (
+                1 + new_null)
         truths.add(point[1:])  # the reference sample depends on effect, reliability
     work += len(truths) * truth
-    tasks += len(truths)
-    print(f"\n   grid: {points} points x {replicates:,} trials, {len(nulls)} null "
-          f"counterparts, {len(truths)} reference samples: {tasks:,} tasks, "
-          f"{work / 3600:.2f} core-hours of computing")
+    for c in tasks:
+        tasks[c] += len(truths)
+    print(f"\n   grid: {points} possible points ({impossible} impossible) x "
+          f"{replicates:,} trials, {len(nulls)} null counterparts, {len(truths)} "
+          f"reference samples: {work / 3600:.2f} core-hours of computing; "
+          f"{tasks[None]:,} tasks (default chunks), {tasks[2048]:,} with "
+          "--chunk-size 2048")
     print("   projected wall time = computing / cores + tasks x per-task overhead "
           "(one scheduler hands out every task) [+ start-up]")
-    print("   | cores | runs on | projected wall time |")
-    print("   |---|---|---|")
+    print("   | cores | runs on | default chunks | `--chunk-size 2048` |")
+    print("   |---|---|---|---|")
     for cores in (1, 2, 64, 1000):
         if cores == 1:
-            wall, how = work, "one process (`--n-jobs 1`)"
+            walls = [work, work]
+            how = "one process (`--n-jobs 1`)"
         elif cores == 2:
-            wall, how = work / 2 + tasks * over["pool"], "`--n-jobs 2`"
+            walls = [work / 2 + tasks[c] * over["pool"] for c in tasks]
+            how = "`--n-jobs 2`"
         else:
-            wall = work / cores + tasks * over["dask"] + startup
+            walls = [work / cores + tasks[c] * over["dask"] + startup for c in tasks]
             how = "Dask (dask-jobqueue)"
-        print(f"   | {cores:,} | {how} | {_fmt(wall)} |")
+        print(f"   | {cores:,} | {how} | {_fmt(walls[0])} | {_fmt(walls[1])} |")
     print("   (queue waiting time of the cluster's batch jobs not included)")
 
 
