@@ -525,3 +525,29 @@ def test_bar_on_a_terminal(tmp_path):
     assert "rep" in text and "%|" in text, text  # a tqdm bar was drawn
     lines = [ln.split("\r")[-1] for ln in text.replace("\r\n", "\n").split("\n")]
     _check_steps("\n".join(lines), 1)
+
+
+def test_relative_paths_on_dask_workers(cohorts, client, tmp_path, monkeypatch):
+    """Workers started elsewhere (their own working folder) still find the
+    files a run names relative to its own."""
+    one = cohorts["one"][0]
+    deriv = one / "derivatives" / "dtitool"
+    monkeypatch.chdir(deriv)
+    maps = sorted(p.relative_to(deriv).as_posix()
+                  for p in deriv.rglob("*_param-MD_dwimap.nii.gz"))
+    for name, extra in (("here", ["--n-jobs", "1"]),
+                        ("dask", ["--dask", client.scheduler_info()["address"]])):
+        (tmp_path / name).mkdir()
+        assert main(["extract", *maps, "--labels", "atlas-dtitool_dseg.nii.gz",
+                     "--quiet", *extra, "--out",
+                     str(tmp_path / name / "roi_md.tsv")]) == 0
+    _same_files(tmp_path / "here", tmp_path / "dask")
+
+
+def test_relative_bids_folder_on_dask_workers(bids, client, tmp_path, monkeypatch):
+    monkeypatch.chdir(bids.parent)
+    for name, extra in (("here", ["--n-jobs", "1"]),
+                        ("dask", ["--dask", client.scheduler_info()["address"]])):
+        assert main(["fit-tensor", "--bids", bids.name, "--out", str(tmp_path / name),
+                     "--quiet", *extra]) == 0
+    _same_files(tmp_path / "here", tmp_path / "dask")
