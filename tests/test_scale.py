@@ -456,7 +456,8 @@ def test_power_progress_lines_and_quiet(tmp_path, capsys):
     # power, curve, grid, and writing the figure and the explorer
     _check_steps(out, 4)
     assert out.startswith("step 1/4 power of 'ketamine-rct': 256 trials")
-    assert main([*args, "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    assert main(["power", "--replicates", "64", "--seed", "2", "--curve", "n=40,80",
+                 "--out", str(tmp_path / "q"), "--quiet"]) == 0
     out, err = capsys.readouterr()
     assert out == ""
     assert "step" not in err and " done in " not in err
@@ -551,3 +552,35 @@ def test_relative_bids_folder_on_dask_workers(bids, client, tmp_path, monkeypatc
         assert main(["fit-tensor", "--bids", bids.name, "--out", str(tmp_path / name),
                      "--quiet", *extra]) == 0
     _same_files(tmp_path / "here", tmp_path / "dask")
+
+
+def test_task_error_on_a_worker_is_one_line(cohorts, client, tmp_path):
+    """A task that fails on a worker fails the run as it would here: exit 2,
+    one line naming the file, nothing written."""
+    deriv = cohorts["one"][0] / "derivatives" / "dtitool"
+    maps = sorted(deriv.rglob("*_param-MD_dwimap.nii.gz"))
+    bad = tmp_path / "sub-099_ses-baseline_model-DTI_param-MD_dwimap.nii.gz"
+    bad.write_bytes(maps[0].read_bytes()[:300])  # truncated
+    errors = {}
+    for name, extra in (("here", ["--n-jobs", "1"]), ("two", ["--n-jobs", "2"]),
+                        ("dask", ["--dask", client.scheduler_info()["address"]])):
+        out = tmp_path / name / "roi_md.tsv"
+        r = _dtitool("extract", *maps, bad, "--labels",
+                     deriv / "atlas-dtitool_dseg.nii.gz", *extra, "--out", out)
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+        assert bad.name in r.stderr
+        assert not out.exists()
+        errors[name] = r.stderr
+    assert errors["here"] == errors["two"] == errors["dask"]
+
+
+def test_worker_with_another_environment_is_refused():
+    from dtitool._executor import _call_checked, environment
+
+    here = environment()
+    assert _call_checked(int, here, "7") == 7
+    other = tuple((k, "0.0" if k == "NumPy" else v) for k, v in here)
+    with pytest.raises(ValueError, match=r"different software environment: NumPy "
+                       r"\S+ \(this run: 0\.0\)"):
+        _call_checked(int, other, "7")
