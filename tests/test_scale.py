@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
-                                       processes=True, dashboard_address=None,
-                                       silence_logs=50)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=50)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -584,3 +584,51 @@ def test_worker_with_another_environment_is_refused():
     with pytest.raises(ValueError, match=r"different software environment: NumPy "
                        r"\S+ \(this run: 0\.0\)"):
         _call_checked(int, other, "7")
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+@pytest.mark.parametrize(("signame", "code", "line"), [
+    ("SIGTERM", 143, "dtitool power: terminated (SIGTERM)"),
+    pytest.param("SIGINT", 130, "dtitool power: interrupted (SIGINT)",
+                 marks=pytest.mark.slow),
+    pytest.param("SIGKILL", -9, None, marks=pytest.mark.slow),
+])
+def test_stopped_run_takes_its_local_cluster_along(tmp_path, signame, code, line):
+    """A --dask local run stopped by a signal: its exit code, outputs rolled
+    back (not after SIGKILL: nothing can run then), and none of its processes
+    (the cluster's workers) left behind."""
+    import signal
+
+    mark = f"DTITOOL_SCALE_TEST={uuid.uuid4().hex}"
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dtitool", "power", "--replicates", "1000000",
+         "--seed", "1", "--dask", "local", "--n-jobs", "2", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(**dict([mark.split("=")])))
+    try:
+        # the step's name is written once it has run 2 s: the cluster works
+        assert proc.stdout.read(len("step 1/1")) == "step 1/1"
+        assert len(_marked_pids(mark)) >= 3  # the run and its two workers
+        proc.send_signal(getattr(signal, signame))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    if line is not None:
+        assert err.splitlines() == [line], err
+        assert not out.exists() or not any(out.iterdir())
+    deadline = time.monotonic() + 10
+    while (left := _marked_pids(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes of the run still alive: {left}"
+
+
+def test_reproduce_same_bytes_on_dask(client, tmp_path):
+    args = ["reproduce", "--replicates", "128", "--seed", "4", "--chunk-size", "64",
+            "--quiet"]
+    for name, extra in (("one", ["--n-jobs", "1"]),
+                        ("dask", ["--dask", client.scheduler_info()["address"]])):
+        assert main([*args, *extra, "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / "one" / "reproduce.tsv").stat().st_size > 0
+    _same_files(tmp_path / "one", tmp_path / "dask")
