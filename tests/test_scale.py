@@ -36,20 +36,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=50)
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+def scheduler_file(tmp_path_factory):
+    """Where the module's scheduler writes its file (as ``dask scheduler
+    --scheduler-file`` does on a cluster)."""
+    return tmp_path_factory.mktemp("sched") / "scheduler.json"
 
 
 @pytest.fixture(scope="module")
-def scheduler_file(client, tmp_path_factory):
-    path = tmp_path_factory.mktemp("sched") / "scheduler.json"
-    client.write_scheduler_file(str(path))
-    return path
+def client(scheduler_file):
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0",
+                          "scheduler_file": str(scheduler_file)},
+        silence_logs=50)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +145,7 @@ def test_power_curve_and_grid_same_on_dask(design, client):
     assert g1.table.equals(g2.table) and g1.table.equals(g3.table)
 
 
-def test_power_on_a_scheduler_file(design, scheduler_file):
+def test_power_on_a_scheduler_file(design, client, scheduler_file):
     from dtitool.stats.power import power
 
     kw = {"replicates": 128, "rng": 3, "chunk_size": 64}
