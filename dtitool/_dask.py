@@ -17,10 +17,12 @@ a clear error (exit code 2 on the command line).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import distributed
@@ -85,9 +87,16 @@ def connect(address: str, *, n_workers: int) -> Iterator[distributed.Client]:
                  "distributed.scheduler", "distributed.nanny", "distributed.worker"):
         logging.getLogger(name).setLevel(quiet)
     if address == "local":
+        # No dashboard; the scheduler's HTTP server (metrics) on a free port:
+        # its default, 8787, is often taken (another run, a notebook's
+        # cluster), which costs a warning and a leaked socket.
         cluster = distributed.LocalCluster(
             n_workers=int(n_workers), threads_per_worker=1, processes=True,
-            dashboard_address=None, silence_logs=quiet)
+            dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"},
+            # A worker's errors reach the run as its task's exception; what
+            # its log adds is the shutdown race (a heartbeat to the scheduler
+            # as it closes, logged as an error with a traceback).
+            silence_logs=logging.CRITICAL)
         try:
             with distributed.Client(cluster) as client:
                 client.register_plugin(WorkerLifetime(os.getpid()),
@@ -96,16 +105,47 @@ def connect(address: str, *, n_workers: int) -> Iterator[distributed.Client]:
         finally:
             cluster.close()
         return
-    kwargs: dict = {"timeout": CONNECT_TIMEOUT_S}
-    target = address
-    if address.endswith(".json"):
-        kwargs["scheduler_file"], target = address, None
+    target = _scheduler_file_address(address) if address.endswith(
+        ".json") else address
     try:
-        client = distributed.Client(target, **kwargs)
+        client = distributed.Client(target, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as e:
-        raise ValueError(f"cannot reach the Dask scheduler at {address!r} "
+        where = repr(target) + ("" if target == address else f" (from {address!r})")
+        raise ValueError(f"cannot reach the Dask scheduler at {where} "
                          f"({type(e).__name__}: {' '.join(str(e).split())}); is it "
                          "running, and is the address right (tcp://HOST:PORT or "
                          "a scheduler file .json)?") from None
     with client:
         yield client
+
+
+def _scheduler_file_address(path: str) -> str:
+    """Return the scheduler address in a scheduler file (a scheduler's JSON).
+
+    A scheduler that is starting writes its file once it listens, so a
+    missing file is waited for up to :data:`CONNECT_TIMEOUT_S` (Dask's own
+    client would wait for it forever).
+
+    Raises
+    ------
+    ValueError
+        If the file does not appear in time, or holds no scheduler address.
+    """
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while not os.path.isfile(path):
+        if time.monotonic() >= deadline:
+            raise ValueError(f"Dask scheduler file {path!r} does not exist (waited "
+                             f"{CONNECT_TIMEOUT_S} s); give the file the scheduler "
+                             "writes (dask scheduler --scheduler-file FILE.json)")
+        time.sleep(0.1)
+    try:
+        with open(path, encoding="utf-8") as f:
+            address = json.load(f).get("address")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"Dask scheduler file {path!r} holds no scheduler address "
+                         f"(it is not the JSON a Dask scheduler writes: "
+                         f"{type(e).__name__})") from None
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"Dask scheduler file {path!r} holds no scheduler address "
+                         "(its JSON lacks the key 'address')")
+    return address

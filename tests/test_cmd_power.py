@@ -77,7 +77,7 @@ def test_refuses_to_overwrite_without_force(tmp_path, capsys):
         (["--seed", "-3"], "seed"),
         (["--curve", "size=1:2:1"], "--curve"),
         (["--curve", "n=200:40:20"], "--curve"),
-        (["--n-jobs", "0"], "n_jobs"),
+        (["--n-jobs", "0"], "--n-jobs"),
         (["--alpha", "2"], "alpha"),
         (["--preset", "nope"], "unknown preset"),
         (["--test", "L_BA10:madrs:interaction"], "--target-power"),

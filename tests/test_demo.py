@@ -11,12 +11,41 @@ from dtitool.report.demo import OUTPUTS, DemoSettings
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def demo_run(tmp_path_factory):
+    """One demo run: its folder and what it printed (progress lines)."""
+    import contextlib
+    import io
+
     out = tmp_path_factory.mktemp("demo") / "out"
-    code = main(["demo", "--out", str(out), "--replicates", "400",
-                 "--curve-replicates", "200", "--quiet"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", "--out", str(out), "--replicates", "400",
+                     "--curve-replicates", "200"])
     assert code == 0
-    return out
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo_dir(demo_run):
+    return demo_run[0]
+
+
+def test_progress_lines_and_closing_line(demo_run):
+    """One line per step (7, numbered; the Monte Carlo lane's reported when it
+    ends), then the total time and the disk space the outputs take."""
+    out, printed = demo_run
+    lines = printed.splitlines()
+    steps = [re.fullmatch(r"step (\d+)/7 .+ \.\.\. done in \d+\.\d s", ln)
+             for ln in lines if ln.startswith("step ")]
+    assert all(steps) and sorted(int(m[1]) for m in steps) == list(range(1, 8)), \
+        printed
+    m = re.fullmatch(r"done in (\d+\.\d) s; ([\d.]+) (MB|GB) on disk in (.+): "
+                     r"open (.+)", lines[-1])
+    assert m, lines[-1]
+    assert m[4] == str(out) and m[5] == str(out / "report.html")
+    used = sum(p.stat().st_blocks * 512 for p in out.rglob("*") if p.is_file())
+    scale = {"MB": 1e6, "GB": 1e9}[m[3]]
+    assert float(m[2]) * scale == pytest.approx(used, rel=0.01)
 
 
 def test_outputs_complete(demo_dir):

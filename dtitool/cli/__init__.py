@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``dtitool`` command line; return the exit code."""
     from dtitool._io import run_context
     from dtitool._workers import Terminated, termination_signals, tune_malloc
+    from dtitool.cli._common import check_execution_options
 
     argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
     name = next((a for a in argv if a in _COMMANDS), "")
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             args._explicit = _explicit_options(argv)
             name = args._name
+            check_execution_options(args)  # before any work or output
             tune_malloc()  # a command's process: keep freed memory for reuse
             with (run_context(command=name, arguments=argv, options=_options(args)),
                   warnings.catch_warnings(record=True) as caught):

@@ -200,6 +200,24 @@ def add_execution_options(p: argparse.ArgumentParser, *, what: str) -> None:
                    'needs pip install "dtitool[dask]"')
 
 
+def check_execution_options(args: argparse.Namespace) -> None:
+    """Check ``--n-jobs`` and ``--dask`` before a command does anything.
+
+    Raises
+    ------
+    ValueError
+        Naming the option: ``--n-jobs`` 0 or below -1, ``--dask`` empty.
+    """
+    n = getattr(args, "n_jobs", None)
+    if n is not None and (n == 0 or n < -1):
+        raise ValueError(f"--n-jobs must be a positive integer or -1 (one worker per "
+                         f"CPU); got {n}")
+    dask = getattr(args, "dask", None)
+    if dask is not None and not dask.strip():
+        raise ValueError("--dask must be 'local', a scheduler address "
+                         f"(tcp://HOST:PORT) or a scheduler file (.json); got {dask!r}")
+
+
 def n_jobs(args: argparse.Namespace) -> int:
     """Return the ``--n-jobs`` worker count (default -1: every available CPU)."""
     n = getattr(args, "n_jobs", None)

@@ -21,6 +21,7 @@ in parallel, and the files are the same whichever ran them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -230,6 +231,13 @@ def _fit_one(d: DwiInput, method: str, b0_threshold: float,
     return [(rel, None) for rel, _ in files], counts
 
 
+def _absolute(d: DwiInput) -> DwiInput:
+    """``d`` with full paths (for a worker whose working folder is not ours)."""
+    return dataclasses.replace(
+        d, path=d.path.absolute(), bval=d.bval.absolute(), bvec=d.bvec.absolute(),
+        mask=None if d.mask is None else d.mask.absolute())
+
+
 def fit_bids(inputs: Sequence[DwiInput], out: str | os.PathLike, *,
              method: str = "wls", b0_threshold: float = 50.0, n_jobs: int = 1,
              dask=None, progress=None) -> pd.DataFrame:
@@ -271,7 +279,9 @@ def fit_bids(inputs: Sequence[DwiInput], out: str | os.PathLike, *,
     with (open_executor(n_jobs, dask) as ex,
           _progress.bar(progress, len(inputs), "tensor fits", unit="DWI") as bar):
         here = None if ex.kind == "dask" else out
+        # A Dask worker has a working folder of its own: it gets full paths.
+        todo = [_absolute(d) for d in inputs] if ex.kind == "dask" else inputs
         tasks = [Task(_fit_one, (d, method, float(b0_threshold), here),
-                      functools.partial(keep, i)) for i, d in enumerate(inputs)]
+                      functools.partial(keep, i)) for i, d in enumerate(todo)]
         ex.run(tasks, progress=bar)
     return pd.DataFrame(rows)

@@ -425,13 +425,15 @@ def extract_roi_md(
 
     in_memory = any(isinstance(m, _NIFTI_TYPES) for m in maps)
     batch = 1 if in_memory else _MAPS_PER_TASK
-    tasks = [Task(_reduce_maps, (Shared("geometry"), maps[a:a + batch]),
-                  functools.partial(keep, a), len(maps[a:a + batch]))
-             for a in range(0, len(maps), batch)]
     # In-memory images stay in this process; files go to the workers.
     with (open_executor(1 if in_memory else n_jobs, None if in_memory else dask)
           as ex,
           _progress.bar(progress, len(maps), "extracting", unit="map") as bar):
+        # A Dask worker has a working folder of its own: it gets full paths.
+        paths = [os.path.abspath(m) for m in maps] if ex.kind == "dask" else maps
+        tasks = [Task(_reduce_maps, (Shared("geometry"), paths[a:a + batch]),
+                      functools.partial(keep, a), len(paths[a:a + batch]))
+                 for a in range(0, len(maps), batch)]
         ex.run(tasks, shared={"geometry": geometry}, progress=bar)
 
     if excl.sum():
