@@ -223,6 +223,26 @@ def file_sha256(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def _file_records(items) -> dict:
+    """``{rel: {"bytes", "sha256"}}`` of ``(rel, path)`` items, hashed in threads.
+
+    hashlib releases the GIL while it hashes, so a run that wrote hundreds of
+    megabytes (the demo's images) has them hashed on every CPU at once.
+    """
+    items = list(items)
+    if len(items) < 8:
+        digests = [file_sha256(p) for _, p in items]
+    else:
+        import concurrent.futures as cf
+
+        workers = min(len(items), len(os.sched_getaffinity(0))
+                      if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+            digests = list(pool.map(file_sha256, [p for _, p in items]))
+    return {rel: {"bytes": p.stat().st_size, "sha256": h}
+            for (rel, p), h in zip(items, digests, strict=True)}
+
+
 def read_manifest(folder: str | os.PathLike) -> dict:
     """Return the parsed ``dtitool-run.json`` of ``folder`` (empty runs if none).
 
@@ -811,8 +831,7 @@ class OutputTransaction:
                 "options": _jsonable(self.options),
                 "seed": _jsonable(self.seed),
                 "written": written,
-                "files": {rel: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
-                          for rel, p in sorted(files.items())},
+                "files": _file_records(sorted(files.items())),
             }
             text = json.dumps({
                 "format": MANIFEST_FORMAT,
