@@ -8,7 +8,7 @@ float32 .nii.gz) once, then times, end to end including reading every file:
   ``transform(path)`` per map.
 
 Prints both times, the ratio nilearn / dtitool, and the largest relative
-difference between the two sets of ROI means. Must reach: ratio >= 3.
+difference between the two sets of ROI means. Must reach: ratio >= 5.
 
 Run:  python tests/benchmarks/bench_extract.py [--repeats 2] [--profile]
 Needs the ``bench`` extra (nilearn; pyinstrument for --profile).
@@ -119,8 +119,8 @@ def main() -> None:
         diff = np.max(np.abs(results["dtitool"] / results["nilearn"] - 1))
         ratio = best["nilearn"] / best["dtitool"]
         print(
-            f"ratio nilearn / dtitool: {ratio:.1f}x (must reach >= 3x): "
-            f"{'PASS' if ratio >= 3 else 'FAIL'}"
+            f"ratio nilearn / dtitool: {ratio:.1f}x (must reach >= 5x): "
+            f"{'PASS' if ratio >= 5 else 'FAIL'}"
         )
         print(f"max relative difference of ROI means: {diff:.1e}")
 
