@@ -1,20 +1,23 @@
-"""gzip for the NIfTI files dtitool writes and reads: zlib-ng and ISA-L when installed.
+"""gzip for the NIfTI files dtitool writes and reads: zlib-ng when installed.
 
-Compressing the MD maps and DWI of a cohort was most of the time of writing its
-images: the standard library's zlib takes ~34 ms per 3.6 MB MD map at level 1.
-With the optional extra (``pip install "dtitool[fast]"``):
+Compressing the MD maps of a cohort was most of the time of writing its images:
+the standard library's zlib takes ~21 ms per 3.6 MB MD map at level 1. With
+the optional extra (``pip install "dtitool[fast]"``, the ``zlib-ng`` package):
 
-- **writing** uses zlib-ng (``zlib-ng`` package), ~6 ms per map at level 1
-  (files ~15 % larger than zlib's level 1; ~9 ms and the same size at level 2);
-- **reading** uses ISA-L's igzip (``isal`` package), about twice as fast as zlib
-  (``tests/benchmarks/bench_images.py`` measures both).
+- **writing** uses zlib-ng, ~5 ms per map at level 1 (files ~17 % larger than
+  zlib's level 1);
+- **reading** uses zlib-ng too, ~1.5x as fast as zlib.
 
-ISA-L compresses faster still (~2 ms per map) but is not used for writing: its
-compressed bytes depend on memory it does not initialise (a hash table whose
-stale entries still give valid matches in runs of zeros), so the same image
-could give different ``.nii.gz`` bytes in two runs; measured here, one map in a
-few hundred differed in two bytes. Decompressed bytes are unique, so reading
-with it is safe.
+End to end, ``dtitool simulate --images`` takes 0.61 and ``dtitool demo``
+0.86 of their time without it (``tests/benchmarks/bench_gzip.py``). ISA-L
+(``isal``) reads about as fast as zlib-ng (measured: 2.2 against 1.9 ms per
+map) and is used for reading only if it is installed and zlib-ng is not. It
+compresses faster still but is not used for writing: its compressed bytes
+depend on memory it does not initialise (a hash table whose stale entries
+still give valid matches in runs of zeros), so the same image could give
+different ``.nii.gz`` bytes in two runs; measured here, one map in a few
+hundred differed in two bytes. Decompressed bytes are unique, so reading with
+it is safe.
 
 Determinism: a zlib or zlib-ng stream is a function of the data, the level and
 the library version (the header carries no time and no file name), so the same
@@ -83,8 +86,8 @@ def compress(data, level: int = 1) -> bytes:
 
 
 def decompress(data) -> bytes:
-    """Decompress a gzip stream (all members): ISA-L, else zlib-ng, else zlib."""
-    for lib in (_isal(), _zlib_ng()):
+    """Decompress a gzip stream (all members): zlib-ng, else ISA-L, else zlib."""
+    for lib in (_zlib_ng(), _isal()):
         if lib is not None:
             return lib.decompress(data)
     import gzip

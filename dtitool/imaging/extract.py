@@ -7,8 +7,8 @@ mean MD per ROI, in the ``roi_md.tsv`` format with voxel counts.
 
 Each map is reduced in one vectorised pass: the voxels inside any ROI are
 gathered once (their flat indices precomputed from the atlas) and summed per
-label with :func:`numpy.bincount`, so the cost is reading the file (with ISA-L
-or zlib-ng installed, decompressed in one call: :mod:`dtitool._gzip`). Maps are
+label with :func:`numpy.bincount`, so the cost is reading the file (with zlib-ng
+installed, decompressed in one call: :mod:`dtitool._gzip`). Maps are
 independent tasks:
 local worker processes or a Dask cluster reduce them in batches.
 """

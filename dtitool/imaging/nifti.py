@@ -187,7 +187,7 @@ def _in_memory(img, fname):
     """Return the image with its file decompressed at once, if that is faster.
 
     nibabel streams a ``.nii.gz`` through the standard library's zlib; reading
-    the file and decompressing it in one call with ISA-L or zlib-ng
+    the file and decompressing it in one call with zlib-ng
     (:mod:`dtitool._gzip`) is about twice as fast. Without them, or for an
     uncompressed file, the image is returned as it is.
     """
