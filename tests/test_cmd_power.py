@@ -128,7 +128,7 @@ def test_power_inference_size_warning_and_design_analysis_curve(tmp_path, capsys
     assert code == 0
     # the reported analysis is off its level in the null preset: one line says
     # which tests and which option fixes them
-    warn = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    warn = [ln for ln in err.splitlines() if ln.startswith("dtitool: warning:")]
     assert len(warn) == 1
     assert "slope_saline" in warn[0] and "--inference welch" in warn[0]
     assert "size" in stdout

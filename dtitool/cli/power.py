@@ -328,5 +328,5 @@ def run(args) -> int:
         print(f"wrote {', '.join(names)} to {args.out}")
     warning = size_warning(res)
     if warning:
-        print(warning, file=sys.stderr)
+        print(f"dtitool: {warning}", file=sys.stderr)
     return 0

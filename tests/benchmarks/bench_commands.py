@@ -66,7 +66,7 @@ def main() -> None:
                 argv = cmd.format(**fields).split()
                 before = size(cwd / out) if (cwd / out).exists() else 0
                 t = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "dtitool", *argv, "--quiet"],
+                subprocess.run([sys.executable, "-m", "dtitool", *argv],
                                cwd=cwd, check=True, stdout=subprocess.DEVNULL)
                 wall = time.perf_counter() - t
                 rows.setdefault(label, []).append((wall, size(cwd / out) - before))
