@@ -1,9 +1,11 @@
-"""The README's commands refer to files dtitool really writes."""
+"""The README's commands refer to files dtitool really writes, and its numbers are dtitool's."""
 
 import glob
 import re
 import shlex
 from pathlib import Path
+
+import pytest
 
 from dtitool.cli import main
 
@@ -38,3 +40,25 @@ def test_extract_glob_matches_dtitools_own_maps(tmp_path, capsys):
     argv = ["extract", "--labels", str(tmp_path / labels), "--out",
             str(tmp_path / "roi.tsv"), *maps]
     assert main(argv) == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_readme_quotes_the_demos_n_for_80_percent_power():
+    """The README's n for 80 % power is the default demo's (same search, seed 7)."""
+    from dtitool.design import load_preset
+    from dtitool.report.demo import DemoSettings
+    from dtitool.stats.power import sample_size
+    from dtitool.stats.reference import reported_families
+
+    design = load_preset("ketamine-rct")
+    s = DemoSettings()
+    ss = sample_size(design, target_power=0.8,
+                     tests=reported_families(design)["reported"],
+                     replicates=s.curve_replicates, rng=s.seed, progress=False)
+    row = ss.table.iloc[0]
+    text = README.read_text(encoding="utf-8")
+    quoted = re.search(r"about \*\*n = (\d+)\*\* patients \(Monte Carlo interval "
+                       r"(\d+)-(\d+)\)", text)
+    assert quoted, "the README no longer quotes the demo's n for 80% power"
+    assert [int(g) for g in quoted.groups()] == [
+        int(row["n"]), int(row["n_ci_low"]), int(row["n_ci_high"])]
