@@ -1,4 +1,5 @@
-"""The README's commands refer to files dtitool really writes, and its numbers are dtitool's."""
+"""The README's commands refer to files dtitool really writes; its numbers are
+dtitool's."""
 
 import glob
 import re
