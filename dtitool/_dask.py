@@ -118,6 +118,7 @@ def connect(address: str, *, n_workers: int) -> Iterator[distributed.Client]:
     target = _scheduler_file_address(address) if address.endswith(
         ".json") else address
     try:
+        _probe(target)
         client = distributed.Client(target, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as e:
         where = repr(target) + ("" if target == address else f" (from {address!r})")
@@ -127,6 +128,33 @@ def connect(address: str, *, n_workers: int) -> Iterator[distributed.Client]:
                          "a scheduler file .json)?") from None
     with client:
         yield client
+
+
+def _probe(address: str) -> None:
+    """Fail at once if nothing listens at a ``tcp://HOST:PORT`` address.
+
+    Dask's client retries a refused connection until its timeout (20 s of
+    silence for a mistyped port); one plain TCP connection tells the
+    difference between "nothing there" (an error now) and "slow to answer"
+    (left to the client and its timeout). Other protocols are left to Dask.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address.startswith("tcp://"):
+        return
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return  # Dask gives its own message for a malformed address
+    if not host or port is None:
+        return
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except ConnectionRefusedError as e:
+        raise ConnectionRefusedError(f"nothing listens at {host}:{port}") from e
 
 
 def _scheduler_file_address(path: str) -> str:

@@ -390,6 +390,26 @@ def test_unreachable_scheduler_exits_2_within_the_timeout(tmp_path, capsys,
     assert not out.exists()
 
 
+def test_refused_scheduler_address_fails_at_once(tmp_path, capsys):
+    """Nothing listening at the port: an error now, not after Dask's timeout."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    code = main(["power", "--replicates", "64", "--seed", "1", "--dask",
+                 f"tcp://127.0.0.1:{port}", "--out", str(out)])
+    took = time.monotonic() - t0
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert f"nothing listens at 127.0.0.1:{port}" in err
+    assert took < 5  # the connection timeout is 20 s
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("content", "match"), [
     (None, "does not exist"),
     ("{}", "no scheduler address"),
