@@ -903,9 +903,11 @@ class _PowerRun(_Waitable):
             self.truth = cache.get(key)
             if self.truth is None:
                 self.truth = cache[key] = _Truth()
-                self.tasks.append(Task(_true_values, (full, inference,
-                                                      child_seed(ss, TRUTH_STREAM)),
-                                       self.truth.set, 0))
+                # First: the one long task (a reference sample of 400,000
+                # subjects) runs beside the chunks instead of after them.
+                self.tasks.insert(0, Task(_true_values, (full, inference,
+                                                         child_seed(ss, TRUTH_STREAM)),
+                                          self.truth.set, 0))
         self.work = sum(t.size for t in self.tasks)
 
     def _collect(self, a, b, res) -> None:
