@@ -107,7 +107,7 @@ def floor(repeats: int, replicates: int) -> None:
             args = ["power", "--seed", "1", "--replicates", str(replicates),
                     "--n-jobs", "1", "--quiet"]
             walls.append(dtitool(*args[:-1], "--out", f"{tmp}/e{r}"))
-            default.append(dtitool(*args[:4], "--out", f"{tmp}/f{r}"))
+            default.append(dtitool(*args[:5], "--out", f"{tmp}/f{r}"))
             out = subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, *args, "--out",
                                   f"{tmp}/d{r}"], check=True, capture_output=True,
                                  text=True).stdout.split()
