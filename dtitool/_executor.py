@@ -29,13 +29,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import numbers
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from dtitool._workers import process_pool
+from dtitool._workers import available_cpus, process_pool
 
 __all__ = [
     "DASK_HINT",
@@ -144,14 +143,6 @@ def check_n_jobs(n_jobs) -> int:
     if n_jobs == -1:
         return available_cpus()
     return int(n_jobs)
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity: what a batch job was given)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _is_client(obj) -> bool:

@@ -54,7 +54,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from dtitool._workers import deferred_signals, parent_only
+from dtitool._workers import available_cpus, deferred_signals, parent_only
 
 try:  # POSIX; elsewhere the lock is advisory on process ids only
     import fcntl
@@ -235,9 +235,8 @@ def _file_records(items) -> dict:
     else:
         import concurrent.futures as cf
 
-        workers = min(len(items), len(os.sched_getaffinity(0))
-                      if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-        with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+        with cf.ThreadPoolExecutor(max_workers=min(len(items),
+                                                   available_cpus())) as pool:
             digests = list(pool.map(file_sha256, [p for _, p in items]))
     return {rel: {"bytes": p.stat().st_size, "sha256": h}
             for (rel, p), h in zip(items, digests, strict=True)}

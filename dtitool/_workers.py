@@ -35,6 +35,7 @@ from collections.abc import Iterator
 
 __all__ = [
     "Terminated",
+    "available_cpus",
     "deferred_signals",
     "die_with_parent",
     "parent_only",
@@ -294,6 +295,14 @@ def _initialize(parent_pid: int, setup, setup_args: tuple) -> None:
     worker_initializer(parent_pid)
     if setup is not None:
         setup(*setup_args)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity: what a batch job was given)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
