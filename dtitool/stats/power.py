@@ -1440,9 +1440,11 @@ def power_curve(
 def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_jobs,
                  chunk_size, families, size, design_analysis, progress, dask,
                  missing="complete-case", imputations=None) -> None:
-    """Validate once, then stream every point's tasks (:func:`_run_points`)."""
-    if not designs:
-        raise ValueError("values must not be empty")
+    """Validate once, then stream every point's tasks (:func:`_run_points`).
+
+    ``designs`` is not empty: :func:`power_curve` and :func:`power_grid` check
+    their values first.
+    """
     replicates, alpha, inference, workers, missing, imputations = _check_run(
         replicates, alpha, inference, n_jobs, missing, imputations)
     if chunk_size is not None:
