@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _compare import load
+from _compare import ROOT, load, run
 
 COMMANDS = [
     ("simulate", "simulate --preset ketamine-rct --seed 7 --out cohort", "cohort"),
@@ -65,10 +62,7 @@ def main() -> None:
                         (cwd / "cohort-img").rglob("*_param-MD_dwimap.nii.gz")))}
                 argv = cmd.format(**fields).split()
                 before = size(cwd / out) if (cwd / out).exists() else 0
-                t = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "dtitool", *argv],
-                               cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-                wall = time.perf_counter() - t
+                wall = run(ROOT, argv, cwd=cwd)
                 rows.setdefault(label, []).append((wall, size(cwd / out) - before))
             ss = cwd / "demo" / "tables" / "sample_size.tsv"
             if r == 0 and ss.exists():

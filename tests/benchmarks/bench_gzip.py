@@ -16,14 +16,12 @@ import argparse
 import gzip
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _compare import ROOT, load
+from _compare import ROOT, load, run
 
 BLOCK = """
 import sys
@@ -73,9 +71,9 @@ def end_to_end(repeats: int) -> None:
         block = Path(tmp) / "block"
         block.mkdir()
         (block / "sitecustomize.py").write_text(BLOCK)
-        envs = {"with the extra": {**os.environ},
-                "standard library": {**os.environ, "PYTHONPATH": os.pathsep.join(
-                    [os.environ.get("PYTHONPATH", str(ROOT)), str(block)])}}
+        envs = {"with the extra": {},
+                "standard library": {"PYTHONPATH": os.pathsep.join(
+                    [str(ROOT), str(block)])}}
         for label, argv in (("simulate --images", ["simulate", "--seed", "1",
                                                    "--images"]),
                             ("demo", ["demo"])):
@@ -83,12 +81,8 @@ def end_to_end(repeats: int) -> None:
             for r in range(repeats):
                 for k, env in envs.items():
                     out = Path(tmp) / f"{label.split()[0]}-{r}-{k[:4]}"
-                    t = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "dtitool", *argv, "--out",
-                                    str(out), "--quiet"], env=env, check=True,
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-                    times[k].append(time.perf_counter() - t)
+                    times[k].append(run(ROOT, [*argv, "--out", str(out),
+                                               "--quiet"], cwd=Path(tmp), env=env))
             a = statistics.median(times["with the extra"])
             b = statistics.median(times["standard library"])
             print(f"2. dtitool {label}: with the extra {a:.2f} s, standard library "

@@ -40,15 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _compare import load
+from _compare import ROOT, load, run
 
 
 def dtitool(*args: str) -> float:
-    """Run ``python -m dtitool ARGS`` in a fresh process; return its wall time."""
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dtitool", *args, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    """Run ``python -m dtitool ARGS --quiet`` in a fresh process; its wall time."""
+    return run(ROOT, [*args, "--quiet"], cwd=Path.cwd())
 
 
 def cluster_vs_pool(repeats: int, replicates: int) -> None:
