@@ -361,7 +361,8 @@ def _draw_blocks(
 
 
 def _simulate_range(
-    m: _Model, design: StudyDesign, ss: np.random.SeedSequence, start: int, stop: int
+    m: _Model, design: StudyDesign, ss: np.random.SeedSequence, start: int, stop: int,
+    lean: bool = False,
 ) -> dict[str, np.ndarray]:
     b0 = start // BLOCK_SIZE
     b1 = -(-stop // BLOCK_SIZE)
@@ -386,15 +387,22 @@ def _simulate_range(
     d_score = chg[..., m.nr :]
 
     # 3-4. MD: true baseline, true 24 h, observed with scan noise
-    md_true = np.empty((*treated.shape, m.nr, 2))
     base = np.matmul(raw["z_md0"], m.md0_chol_t)
     base += m.md_mean
-    md_true[..., 0] = base
-    np.add(base, d_md_true, out=md_true[..., 1])
-    del base
     e = raw["e"]  # the raw noise draws are not needed after this
     e *= m.noise_sd[:, None]
-    md = np.add(md_true, e)
+    if lean:  # observed MD only, in the noise array: the same sums, one pass less
+        md_true = None
+        md = e
+        md[..., 0] += base
+        base += d_md_true
+        md[..., 1] += base
+    else:
+        md_true = np.empty((*treated.shape, m.nr, 2))
+        md_true[..., 0] = base
+        np.add(base, d_md_true, out=md_true[..., 1])
+        md = np.add(md_true, e)
+    del base
 
     # 5. scores: baselines through a Gaussian copula, admitted at the threshold
     scores = _draw_scores(m.scores, raw, raw["z_base"] @ m.base_chol_t, d_score)
@@ -418,11 +426,12 @@ def _simulate_range(
             )
             logit = logit + miss.strength * (chg[..., k] - mean) / sd
         observed = raw["u_miss"] >= special.expit(logit)
-    md[..., 1] = np.where(observed[..., None], md[..., 1], np.nan)
+    if miss.mechanism != "none":
+        md[..., 1] = np.where(observed[..., None], md[..., 1], np.nan)
 
     age = female = None
     cov = m.covariates
-    if cov is not None:
+    if cov is not None and not lean:
         a_lo = special.ndtr((cov.age_min - 0.5 - cov.age_mean) / cov.age_sd)
         a_hi = special.ndtr((cov.age_max + 0.5 - cov.age_mean) / cov.age_sd)
         age = cov.age_mean + cov.age_sd * special.ndtri(
@@ -463,6 +472,7 @@ def simulate_arrays(
     start: int = 0,
     stop: int | None = None,
     chunk_size: int | None = None,
+    lean: bool = False,
 ) -> CohortArrays:
     """Simulate replicate trials ``start .. stop - 1`` as arrays.
 
@@ -476,6 +486,9 @@ def simulate_arrays(
         Replicate range; ``stop`` defaults to ``start + 1``.
     chunk_size : int, optional
         Replicates simulated at once (bounds working memory); never changes values.
+    lean : bool
+        Only what the models use: ``md_true``, ``age`` and ``female`` are None
+        (the power engine's setting); every other value is the same.
 
     Returns
     -------
@@ -502,7 +515,7 @@ def simulate_arrays(
     )
     m = _Model(design)
     parts = [
-        _simulate_range(m, design, ss, s, min(s + chunk, stop))
+        _simulate_range(m, design, ss, s, min(s + chunk, stop), lean=bool(lean))
         for s in range(start, stop, chunk)
     ]
     if len(parts) == 1:

@@ -267,3 +267,58 @@ def test_untestable_terms_are_left_out_of_maxt():
     assert t.loc[bad, "p"].isna().all() and t.loc[bad, MAXT_COLUMN].isna().all()
     ok = t.loc[~bad]
     assert ok["p"].notna().all() and (ok[MAXT_COLUMN] >= ok["p"]).all()
+
+
+@pytest.mark.parametrize("inference", INFERENCE)
+@pytest.mark.parametrize("mechanism", ["none", "mnar"])
+def test_fast_permutation_minima_equal_the_full_refit(inference, mechanism):
+    """The extra null draws take each family's smallest p from the largest |t|
+    per term and permute without copying the values; their minima are the same
+    float32 numbers as a full refit with every p computed (the reference path:
+    permute_within_arms with values kept, models_from_statistics, _family_minp),
+    including a user family that mixes terms and outcomes."""
+    from dtitool.stats import power as pw
+    from dtitool.stats.inference import (
+        arm_statistics,
+        fit_terms,
+        model_arrays,
+        models_from_statistics,
+        permute_within_arms,
+    )
+
+    design = dataclasses.replace(load_preset("ketamine-rct"), missing=MissingSpec(
+        mechanism, 0.0 if mechanism == "none" else 0.2, outcome="madrs",
+        strength=1.0))
+    fams = pw._normalise_families(design, {"mixed": [
+        ("R_BA10", "any", "interaction", "negative"),
+        ("vACC", "qids", "slope_pooled"), ("L_amygdala", "madrs", "slope_saline")]})
+    spec = pw._Spec(alpha=0.05, families=fams, inference=inference)
+    arrays = simulate_arrays(design, seed=3, stop=640, lean=True)
+    st = arm_statistics(*model_arrays(arrays), keep_values=True)
+    keys = pw._permutation_keys(np.random.SeedSequence(4), 0, 640, 1,
+                                arrays.treated.shape[1])
+    k = (keys[:, 0, 0], keys[:, 0, 1])
+    full = pw._family_minp(models_from_statistics(
+        permute_within_arms(st, k), inference), spec)[0]
+    lean = permute_within_arms(st, k, keep_values=inference == "hc3")
+    fast = pw._family_minp_of_t(*fit_terms(lean, inference), spec)
+    assert fast.dtype == np.float32 and fast.shape == (640, len(fams))
+    np.testing.assert_array_equal(fast, full)
+    assert np.isfinite(fast).all()
+    if inference != "hc3":
+        assert lean.V is None  # nothing copied that the fit does not read
+
+
+def test_lean_simulation_has_the_same_model_inputs():
+    """simulate_arrays(lean=True) skips what the models do not read; what they
+    read is bit for bit the full simulation's, with and without missing scans."""
+    for mech in ("none", "mcar"):
+        design = dataclasses.replace(load_preset("ketamine-rct"), missing=MissingSpec(
+            mech, 0.0 if mech == "none" else 0.3))
+        full = simulate_arrays(design, seed=9, start=70, stop=200)
+        lean = simulate_arrays(design, seed=9, start=70, stop=200, lean=True)
+        for f in ("treated", "md", "scores", "observed_24h"):
+            np.testing.assert_array_equal(getattr(lean, f), getattr(full, f))
+        assert lean.md_true is None and lean.age is None and lean.female is None
+        assert full.age is not None
+        assert np.isnan(full.md[..., 1]).any() == (mech == "mcar")

@@ -86,7 +86,7 @@ def true_values(design, *, inference: str = "ols", seed=None, n: int = REFERENCE
     check_inference(inference)
     per = max(design.n, math.ceil(n / BLOCK_SIZE))
     arrays = simulate_arrays(design.with_n(per), seed=seed, stop=BLOCK_SIZE,
-                             chunk_size=BLOCK_SIZE)
+                             chunk_size=BLOCK_SIZE, lean=True)
     pooled = _Pooled(arrays)
     bm = batch_models(pooled, inference)
     return bm.estimate[0], bm.se[0]

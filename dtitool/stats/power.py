@@ -70,10 +70,12 @@ from dtitool.stats.inference import (
     arm_statistics,
     batch_models,
     check_inference,
+    fit_terms,
     model_arrays,
     models_from_statistics,
     permute_within_arms,
 )
+from dtitool.stats.ols import two_sided_p
 
 __all__ = [
     "ANY_OUTCOME",
@@ -228,7 +230,7 @@ class _Spec:
 
 def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dict:
     arrays = simulate_arrays(design, seed=seed, start=start, stop=stop,
-                             chunk_size=stop - start)
+                             chunk_size=stop - start, lean=True)
     if spec.missing == "mi":
         return _chunk_imputed(arrays, seed, spec)
     if not spec.null:
@@ -240,9 +242,10 @@ def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dic
     if spec.extra_draws:
         keys = _permutation_keys(seed, start, stop, spec.extra_draws,
                                  arrays.treated.shape[1])
-        extra = [_family_minp(models_from_statistics(
-                     permute_within_arms(st, (keys[:, c, 0], keys[:, c, 1])),
-                     spec.inference), spec)[0]
+        extra = [_family_minp_of_t(*fit_terms(
+                     permute_within_arms(st, (keys[:, c, 0], keys[:, c, 1]),
+                                         keep_values=spec.inference == "hc3"),
+                     spec.inference), spec)
                  for c in range(spec.extra_draws)]
         out["minp_extra"] = np.stack(extra, axis=1)  # (R, draws, F)
     return out
@@ -366,6 +369,48 @@ def _family_minp(bm: BatchModels, spec: _Spec):
         dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
         minp_dir.append(np.where(dir_ok, pf, np.float32(np.inf)).min(axis=1))
     return np.stack(minp, axis=1), np.stack(minp_dir, axis=1)
+
+
+def _family_minp_of_t(est, se, df, spec: _Spec) -> np.ndarray:
+    """Return :func:`_family_minp`'s smallest p per replicate and family, from t.
+
+    The smallest p of tests that share one df is the p of the largest |t|; so
+    each family takes the largest |t| of each of its terms and computes one p
+    per replicate and term, by the same function that :func:`_p_values` uses
+    for that term, instead of one p per test. Where a term's df differs
+    between the family's tests (Welch), its tests' p are all computed.
+    """
+    R = est.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (est / se).reshape(R, -1)
+    df = df.reshape(R, -1)
+    T = len(TERMS)
+    # per term, as in _p_values: one integer df everywhere -> the series
+    common = []
+    for i in range(T):
+        d = df[:, i::T]
+        d0 = d.flat[0] if d.size else 0.0
+        common.append(int(d0) if d.size and np.isfinite(d0) and d0 == int(d0)
+                      and np.all(d == d0) else None)
+    out = np.full((R, len(spec.families)), np.inf, dtype=np.float32)
+    for f, (_, idx, _direction, _group) in enumerate(spec.families):
+        for i in range(T):
+            cols = idx[idx % T == i]
+            if not cols.size:
+                continue
+            dcols = df[:, cols]
+            if common[i] is not None:
+                p = two_sided_p(np.fmax.reduce(np.abs(t[:, cols]), axis=1),
+                                common[i])
+            elif np.all(dcols == dcols[:, :1]):
+                p = two_sided_p(np.fmax.reduce(np.abs(t[:, cols]), axis=1),
+                                dcols[:, 0])
+            else:
+                p = np.fmin.reduce(two_sided_p(t[:, cols], dcols), axis=1)
+            p32 = p.astype(np.float32)
+            np.minimum(out[:, f], np.where(np.isnan(p32), np.float32(np.inf), p32),
+                       out=out[:, f])
+    return out
 
 
 def _summarise_null(bms: dict, spec: _Spec) -> dict:
