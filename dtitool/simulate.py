@@ -269,14 +269,19 @@ class _ScoreModel:
         self.p_admit_lo = get(lambda c: 1 - c.p_admit, 0.0)
 
 
-def _to_score(z: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """``width expit(z) - 1/2``, overflow-free (see dtitool.design.scales).
+def _to_score(z: np.ndarray, width: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """``lo + (width expit(z) - 1/2)``, overflow-free (see dtitool.design.scales).
 
-    ``scipy.special.expit`` rather than ``exp(-logaddexp(0, -z))``: the same
-    function to a few ulps, seven times faster (logaddexp was a quarter of a
-    trial's simulation); scores are rounded to integers after it.
+    Computed in place in ``z``. ``scipy.special.expit`` rather than
+    ``exp(-logaddexp(0, -z))``: the same function to a few ulps, seven times
+    faster (logaddexp was a quarter of a trial's simulation); scores are rounded
+    to integers after it.
     """
-    return width * special.expit(z) - 0.5
+    special.expit(z, out=z)
+    z *= width
+    z -= 0.5
+    z += lo
+    return z
 
 
 def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray,
@@ -285,9 +290,12 @@ def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarr
 
     ``z_copula``: correlated standard normals of the baselines (R, N, K);
     ``change``: each subject's outcome change on its generative scale (R, N, K).
-    Uses ``raw["z_e1"]``, ``raw["z_e2"]`` when a scale's reliability is below 1.
+    Uses ``raw["z_e1"]``, ``raw["z_e2"]`` when a scale's reliability is below 1
+    (and overwrites them, as it does ``z_copula``). The arithmetic is done in
+    place, each operation in the order the formulas give it (the same values as
+    forming every temporary, a third faster).
     """
-    u = special.ndtr(z_copula)
+    u = special.ndtr(z_copula, out=z_copula)
     lg = sm.logit
     base_cont = post_cont = None
     if not lg.all():
@@ -303,24 +311,38 @@ def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarr
         base_cont, post_cont = add_base, add_post
     if lg.any():
         # logit: the latent baseline rating is normal, truncated at admission;
-        # latent severity given the rating is normal too
-        p = sm.p_admit_lo + u * (1 - sm.p_admit_lo)
-        x = sm.sd_rating * special.ndtri(p)  # latent rating minus its mean
+        # latent severity given the rating is normal too.
+        # x = sd_rating ndtri(p_admit_lo + u (1 - p_admit_lo)), in u
+        u *= 1 - sm.p_admit_lo
+        u += sm.p_admit_lo
+        x = special.ndtri(u, out=u)
+        x *= sm.sd_rating  # latent rating minus its mean
         if sm.rtm:
-            z_true = sm.m + sm.beta * x + sm.resid_sd * raw["z_e1"]
-            z_post = z_true + change + sm.tau * raw["z_e2"]
+            # z_post = (m + beta x + resid_sd e1) + change + tau e2
+            z_post = sm.beta * x
+            z_post += sm.m
+            e = raw["z_e1"]
+            e *= sm.resid_sd
+            z_post += e
+            z_post += change
+            e = raw["z_e2"]
+            e *= sm.tau
+            z_post += e
+            x += sm.m  # the baseline's latent value m + x
         else:
-            z_post = sm.m + x + change
-        lg_base = sm.lo + _to_score(sm.m + x, sm.width)
-        lg_post = sm.lo + _to_score(z_post, sm.width)
+            x += sm.m
+            z_post = x + change
+        lg_base = _to_score(x, sm.width, sm.lo)
+        lg_post = _to_score(z_post, sm.width, sm.lo)
         if base_cont is None:
             base_cont, post_cont = lg_base, lg_post
         else:
             base_cont = np.where(lg, lg_base, base_cont)
             post_cont = np.where(lg, lg_post, post_cont)
-    base = np.clip(np.rint(base_cont), sm.inc, sm.hi)
-    post = np.clip(np.rint(post_cont), sm.lo, sm.hi)
-    return np.stack([base, post], axis=-1)
+    out = np.empty((*base_cont.shape, 2))
+    np.clip(np.rint(base_cont, out=base_cont), sm.inc, sm.hi, out=out[..., 0])
+    np.clip(np.rint(post_cont, out=post_cont), sm.lo, sm.hi, out=out[..., 1])
+    return out
 
 
 def _draw_blocks(
