@@ -48,8 +48,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import patsy
-import statsmodels.api as sm
 from scipy import special
+
+# linear_model alone: statsmodels.api imports all of statsmodels (0.68 s, against
+# 0.43 s with multitest)
+from statsmodels.regression.linear_model import OLS, WLS
 from statsmodels.stats.multitest import multipletests
 
 from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TERMS, TREATMENT
@@ -798,7 +801,7 @@ class _Inferred:
 
 
 def _ols(y, X, names, **fit_kw):
-    model = sm.OLS(y, X)
+    model = OLS(y, X)
     model.data.xnames = list(names)
     model.data.ynames = "d_score"
     return model.fit(**fit_kw)
@@ -855,7 +858,7 @@ def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Infe
         return _Inferred([*out, nan], _ols(y, X, names), None, arms)
     s2 = {arm: float(arms[arm].scale) for arm in arms}
     w = np.where(ket, 1.0 / s2[TREATMENT], 1.0 / s2[CONTROL])
-    model = sm.WLS(y, Xa, weights=w)
+    model = WLS(y, Xa, weights=w)
     model.data.xnames = list(names[keep])
     model.data.ynames = "d_score"
     res_w = model.fit(cov_type="fixed scale")  # Var = (X'WX)^{-1}: known weights

@@ -72,6 +72,10 @@ def side_by_side(before: Path, make_argv, repeats: int, *, label: str,
             order = (("before", before), ("after", after))
             for name, tree in (order if i % 2 == 0 else order[::-1]):
                 out = tmp / f"{name}{i}"
+                # Start each run with no dirty pages: the kernel writes a run's
+                # outputs back some 30 s later, inside whichever run comes next
+                # (the demo writes 0.3-0.5 GB).
+                os.sync()
                 times[name].append(run(tree, make_argv(out), cwd=tmp))
                 disk[name] = disk_use(out) if out.exists() else 0
                 if keep is not None:
