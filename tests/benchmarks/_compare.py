@@ -2,8 +2,9 @@
 
 A benchmark times the same command of two checkouts of dtitool ("before", given
 with ``--before DIR``, e.g. a checkout of an older commit; "after", this tree),
-alternating them so that both see the same machine load, and prints the
-medians, their ratio and the load average at the start and the end.
+alternating them so that both see the same machine load and flushing the
+kernel's pending writes before each run, and prints the medians, their ratio
+and the load average at the start and the end.
 """
 
 from __future__ import annotations
