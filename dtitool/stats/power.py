@@ -192,9 +192,19 @@ def _rejections(p: np.ndarray, method: str, alpha: float) -> np.ndarray:
     p = np.where(np.isnan(p), np.inf, p)
     if method == "none":
         return p <= alpha
-    m = p.shape[1]
+    return _stepwise(*_sorted_p(p), method, alpha)
+
+
+def _sorted_p(p: np.ndarray):
+    """``(order, sorted p)`` per row of ``p`` (NaN already inf): Holm's and BH's."""
     order = np.argsort(p, axis=1, kind="stable")
-    ps = np.take_along_axis(p, order, axis=1)
+    return order, np.take_along_axis(p, order, axis=1)
+
+
+def _stepwise(order: np.ndarray, ps: np.ndarray, method: str, alpha: float
+              ) -> np.ndarray:  # fmt: skip
+    """Rejections of Holm or BH from the rows' sorted p (:func:`_rejections`)."""
+    m = ps.shape[1]
     i = np.arange(m)
     if method == "holm":
         passed = np.cumprod(ps <= alpha / (m - i), axis=1).astype(bool)
@@ -320,10 +330,14 @@ def _family_counts(p, pos, spec: _Spec) -> np.ndarray:
     fam = []
     for _, idx, direction, group in spec.families:
         pf = p[:, idx]
+        pf = np.where(np.isnan(pf), np.inf, pf)
         dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
+        ordered = _sorted_p(pf)  # one sort for Holm and BH
         row = []
         for method in METHODS[:3]:
-            rej = _by_finding(_rejections(pf, method, spec.alpha) & dir_ok, group)
+            rej = (pf <= spec.alpha if method == "none"
+                   else _stepwise(*ordered, method, spec.alpha))
+            rej = _by_finding(rej & dir_ok, group)
             row.append([rej.any(axis=1).sum(), rej.all(axis=1).sum(), rej.sum()])
         fam.append(row)
     return np.array(fam, dtype=np.int64).reshape(len(spec.families), 3, 3)
