@@ -950,10 +950,15 @@ class _PowerRun(_Waitable):
                 self.null = _NullTotals(replicates, m, F, alts, nspec.extra_draws,
                                         len(ranges))
                 cache[key] = self.null
-                self.tasks += [Task(_chunk, (null_design, child_seed(ss, NULL_STREAM),
-                                             a, b, nspec),
-                                    functools.partial(self.null.collect, a, b), b - a)
-                               for a, b in ranges]
+                # Before the design's chunks: the longer tasks first (a null
+                # chunk also refits its max-T permutations), so that the run
+                # ends on short ones and no worker waits long for the last.
+                self.tasks[:0] = [Task(_chunk, (null_design,
+                                                child_seed(ss, NULL_STREAM), a, b,
+                                                nspec),
+                                       functools.partial(self.null.collect, a, b),
+                                       b - a)
+                                  for a, b in ranges]
         self.truth = None
         if design_analysis:
             full = _full_data(design)
