@@ -55,13 +55,14 @@ class WorkerLifetime(WorkerPlugin):
 
     def setup(self, worker=None) -> None:
         """Tie this worker process to the run's process."""
-        from dtitool._workers import die_with_parent, tune_malloc
+        from dtitool._workers import die_with_parent, single_threaded_blas, tune_malloc
 
         if os.getppid() != self.pid:
             return
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         tune_malloc()  # a worker of this run only, as in a process pool
+        single_threaded_blas()
         die_with_parent(self.pid)
 
 

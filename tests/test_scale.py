@@ -654,3 +654,46 @@ def test_reproduce_same_bytes_on_dask(client, tmp_path):
         assert main([*args, *extra, "--out", str(tmp_path / name)]) == 0
     assert (tmp_path / "one" / "reproduce.tsv").stat().st_size > 0
     _same_files(tmp_path / "one", tmp_path / "dask")
+
+
+_BLAS_PROBE = textwrap.dedent("""
+    import json, sys
+    from dtitool.cli import main
+    main(["power", "--preset", "null", "--replicates", "64", "--n-jobs", "2",
+          "--quiet", "--out", sys.argv[1]])
+    import scipy.special, scipy.linalg  # SciPy's own OpenBLAS, loaded late
+    from threadpoolctl import threadpool_info
+    from dtitool._workers import process_pool
+
+    def threads():
+        from threadpoolctl import threadpool_info
+        return sorted(i["num_threads"] for i in threadpool_info()
+                      if i["user_api"] == "blas")
+
+    with process_pool(2) as ex:
+        worker = ex.submit(threads).result()
+    print(json.dumps({"main": threads(), "worker": worker}))
+""")
+
+
+@pytest.mark.parametrize("user_setting", [None, "2"])
+def test_command_line_keeps_blas_on_one_thread_unless_the_user_says(
+        tmp_path, user_setting):
+    """The command line's process and its workers run BLAS on one thread (every
+    BLAS library, also SciPy's, loaded after the command started): processes
+    are dtitool's parallelism, and idle OpenBLAS threads spin, taking CPU from
+    the workers. A user's own OPENBLAS_NUM_THREADS is left as it is."""
+    import json
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                        "BLIS_NUM_THREADS", "OMP_NUM_THREADS")}
+    if user_setting:
+        env["OPENBLAS_NUM_THREADS"] = user_setting
+    out = subprocess.run([sys.executable, "-c", _BLAS_PROBE, str(tmp_path / "o")],
+                         env=env, capture_output=True, text=True, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["main"] and seen["worker"]  # the BLAS libraries were found
+    expected = 1 if user_setting is None else int(user_setting)
+    assert set(seen["main"]) == {expected}
+    assert set(seen["worker"]) == {expected}

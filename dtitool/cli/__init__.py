@@ -97,8 +97,15 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dtitool`` command line; return the exit code."""
+    from dtitool._workers import (
+        Terminated,
+        single_threaded_blas,
+        termination_signals,
+        tune_malloc,
+    )
+
+    single_threaded_blas()  # first: before NumPy and SciPy load their BLAS
     from dtitool._io import run_context
-    from dtitool._workers import Terminated, termination_signals, tune_malloc
     from dtitool.cli._common import check_execution_options
 
     argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
