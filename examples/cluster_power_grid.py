@@ -49,6 +49,7 @@ def start_cluster(args):
     extra = {"account": args.account} if args.account else {}
     cluster = kind[args.cluster](
         cores=args.cores, processes=args.cores,  # single-threaded workers
+        job_script_prologue=["export OPENBLAS_NUM_THREADS=1"],  # and BLAS
         memory=args.memory, walltime=args.walltime, **extra)
     cluster.scale(jobs=args.jobs)
     return cluster
