@@ -5,6 +5,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import signal
+
 import matplotlib.pyplot as plt
 import pytest
 
@@ -13,6 +15,22 @@ import pytest
 def _close_figures():
     yield
     plt.close("all")
+
+
+@pytest.fixture
+def sigint_reaches_children():
+    """Let the commands a test starts receive SIGINT.
+
+    A shell starts background jobs with SIGINT ignored, and an ignored signal
+    stays ignored across exec: a suite run that way (``.ci/run &``) would see
+    every SIGINT test's command carry on. Handled here, it is reset to the
+    default in the children, where Python turns it into KeyboardInterrupt.
+    """
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture(scope="module")

@@ -451,6 +451,7 @@ def test_deferred_signals_hold_sigterm_until_the_section_ends():
     (signal.SIGTERM, 143, "terminated (SIGTERM)"),
     (signal.SIGINT, 130, "interrupted (SIGINT)"),
 ])
+@pytest.mark.usefixtures("sigint_reaches_children")
 def test_signal_rolls_back_and_exits_128_plus_signal(tmp_path, sig, code, word):
     out = tmp_path / "c"
     proc = subprocess.Popen(

@@ -615,6 +615,7 @@ def test_worker_with_another_environment_is_refused():
                  marks=pytest.mark.slow),
     pytest.param("SIGKILL", -9, None, marks=pytest.mark.slow),
 ])
+@pytest.mark.usefixtures("sigint_reaches_children")
 def test_stopped_run_takes_its_local_cluster_along(tmp_path, signame, code, line):
     """A --dask local run stopped by a signal: its exit code, outputs rolled
     back (not after SIGKILL: nothing can run then), and none of its processes
