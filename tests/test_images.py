@@ -270,6 +270,51 @@ def test_simulate_dwi_is_seeded_and_checks_shape(phantom):
         simulate_dwi(md[:-1], phantom=phantom, bvals=bvals, bvecs=bvecs)
 
 
+def test_int16_dwi_is_the_rounded_float_series(phantom):
+    """simulate_dwi(dtype=int16), what simulate --images --dwi writes, holds the
+    float32 series rounded and capped, value for value (also where a bright
+    voxel exceeds the int16 range), from the same stream."""
+    from dtitool.imaging.gradients import default_protocol
+
+    bvals, bvecs = default_protocol(n_b0=2, n_directions=6)
+    md = np.random.default_rng(5).uniform(0.6e-3, 1.0e-3, phantom.shape)
+    f = simulate_dwi(md, phantom=phantom, bvals=bvals, bvecs=bvecs, rng=3, snr=0.02)
+    i = simulate_dwi(md, phantom=phantom, bvals=bvals, bvecs=bvecs, rng=3, snr=0.02,
+                     dtype=np.int16)
+    assert i.dtype == np.int16 and i.flags.f_contiguous and i.shape == f.shape
+    assert f.max() > 32767  # snr 0.02: noise SD 50,000, the cap is reached
+    expected = np.minimum(np.rint(f), 32767).astype(np.int16)
+    np.testing.assert_array_equal(i, expected)
+    with pytest.raises(ValueError, match="dtype must be float32 or int16"):
+        simulate_dwi(md, phantom=phantom, bvals=bvals, bvecs=bvecs, dtype=np.uint8)
+
+
+@pytest.mark.parametrize(("shape", "dtype", "description"), [
+    ((91, 109, 91, 70), np.int16, "dtitool simulated DWI"),
+    ((46, 55, 46), np.float32, "dtitool MD (mm^2/s)"),
+])
+def test_header_without_the_data_is_nibabels(shape, dtype, description):
+    """The header written before the DWI data, made without the data, is the one
+    nibabel writes with the full image."""
+    import nibabel as nib
+
+    from dtitool.imaging.synthetic import _nifti_header
+
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [90, -126, -72]
+    data = np.zeros(shape, dtype, order="F")
+    data.flat[-1] = 3  # not all zeros
+    # nibabel writing the whole image, set up as dtitool's files are
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_sform(affine, code=4)
+    img.set_qform(affine, code=4)
+    img.header["descrip"] = description.encode()
+    full = img.to_bytes()
+    head = _nifti_header(shape, dtype, affine, description=description)
+    assert full[: len(head)] == head and len(full) == len(head) + data.nbytes
+
+
 def test_image_seed_is_disjoint_from_cohort_streams():
     ss = image_seed_sequence(7)
     assert ss.entropy == 7

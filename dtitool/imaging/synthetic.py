@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -470,6 +471,7 @@ def simulate_dwi(
     snr: float = 30.0,
     rng=None,
     chunk: int = 65536,
+    dtype=np.float32,
 ) -> np.ndarray:
     """Synthesise a 4D DWI series from an MD map with tissue-dependent tensors.
 
@@ -488,10 +490,14 @@ def simulate_dwi(
         Noise stream.
     chunk : int
         Voxels per batch (bounds memory).
+    dtype : {numpy.float32, numpy.int16}
+        ``int16``: the magnitude rounded to integers and capped at 32767, as a
+        scanner stores it (and ``simulate --images --dwi`` writes it): the same
+        values as rounding the float32 series, without ever forming it.
 
     Returns
     -------
-    ndarray of float32, shape (X, Y, Z, K)
+    ndarray of ``dtype``, shape (X, Y, Z, K)
         Magnitude signal with Rician noise (pure Rayleigh noise outside the
         head), Fortran-contiguous (NIfTI's order: written without a copy).
 
@@ -505,8 +511,6 @@ def simulate_dwi(
     ``|S + sigma (n1 + i n2)|`` (Gudbjartsson & Patz 1995, MRM 34:910), drawn
     outside the head (``S = 0``) directly from its Rayleigh distribution.
     """
-    from dtitool.imaging.tensor import predict_signal, tensor_from_evals_evecs
-
     snr = _check_positive("snr", snr)
     rng = np.random.default_rng(rng)
     md_map = np.asarray(md_map, dtype=np.float64)
@@ -514,14 +518,32 @@ def simulate_dwi(
         raise ValueError(
             f"md_map has shape {md_map.shape} but the phantom grid is {phantom.shape}"
         )
+    if np.dtype(dtype) not in (np.float32, np.int16):
+        raise ValueError(f"dtype must be float32 or int16; got {np.dtype(dtype)}")
+    k = np.asarray(bvals).shape[0] if np.ndim(bvals) == 1 else None
+    if k is None:
+        raise ValueError(f"bvals must be one-dimensional; got shape "
+                         f"{np.shape(bvals)}")
+    shape = phantom.shape
+    vol = np.empty((k, int(np.prod(shape))), dtype=dtype)
+    _dwi_into(vol, md_map, phantom, bvals, bvecs, snr, rng, chunk)
+    # (X, Y, Z, K) as a view of the volumes (Fortran-contiguous)
+    return vol.reshape(k, *shape[::-1]).transpose(3, 2, 1, 0)
+
+
+def _dwi_into(vol: np.ndarray, md_map, phantom: Phantom, bvals, bvecs, snr: float,
+              rng: np.random.Generator, chunk: int) -> None:
+    """Fill ``vol`` (K, voxels in Fortran order), float32 or int16 (rounded)."""
+    from dtitool.imaging.tensor import predict_signal, tensor_from_evals_evecs
+
     bvals = np.asarray(bvals, dtype=float)
     k = bvals.shape[0]
     sigma = S0_BY_TISSUE[3] / snr
+    rounded = vol.dtype == np.int16
     # Volumes outermost in memory (NIfTI's Fortran order of (X, Y, Z, K)):
     # the file's bytes without reordering. vol[:, f] is the voxel with flat
     # Fortran index f; voxels are visited in C order (their noise streams).
     shape = phantom.shape
-    vol = np.zeros((k, int(np.prod(shape))), dtype=np.float32)
     tissue = phantom.tissue
     head = np.flatnonzero(tissue.ravel() > 0)
     to_f = np.ravel_multi_index(np.unravel_index(np.arange(vol.shape[1]), shape),
@@ -554,6 +576,9 @@ def simulate_dwi(
         n2 = rng.standard_normal(block.shape, dtype=np.float32)
         n2 *= sig
         np.hypot(block, n2, out=block)
+        if rounded:  # scanner-like storage (signal >= 0 after the magnitude)
+            np.rint(block, out=block)
+            np.minimum(block, np.float32(_INT16_MAX), out=block)
         vol[:, to_f[idx]] = block.T
     # Outside the head the signal is 0 and its magnitude is Rayleigh
     # distributed, sigma sqrt(-2 log U): the same distribution as
@@ -570,10 +595,15 @@ def simulate_dwi(
         u *= np.float32(-2.0)
         np.sqrt(u, out=u)
         u *= sig
+        if rounded:
+            np.rint(u, out=u)
+            np.minimum(u, np.float32(_INT16_MAX), out=u)
         part = vol[:, start : start + u.shape[1]]
-        np.copyto(part, u, where=outside[start : start + u.shape[1]])
-    # (X, Y, Z, K) as a view of the volumes (Fortran-contiguous)
-    return vol.reshape(k, *shape[::-1]).transpose(3, 2, 1, 0)
+        np.copyto(part, u, where=outside[start : start + u.shape[1]],
+                  casting="unsafe")
+
+
+_INT16_MAX = np.iinfo(np.int16).max
 
 
 # ------------------------------------------------------------------------ writing
@@ -592,6 +622,28 @@ def _raw_ends_match(full: bytes, offset: int, data: np.ndarray, n: int = 4096
     m = min(n, flat.size)
     return (len(stored) == flat.size and np.array_equal(stored[:m], flat[:m])
             and np.array_equal(stored[-m:], flat[-m:]))
+
+
+def _nifti_header(shape: tuple, dtype, affine: np.ndarray, *, description: str
+                  ) -> bytes:  # fmt: skip
+    """Return the bytes nibabel writes before the data of an image of ``shape``.
+
+    Made from a one-voxel image of the same dtype, affine and description (the
+    header holds no data-dependent field for unscaled data), its dimensions
+    then set to ``shape``; ``tests/test_images.py`` checks it against nibabel
+    writing the full image.
+    """
+    key = ("header", tuple(shape), np.dtype(dtype).str,
+           np.asarray(affine, float).tobytes(), description)
+    head = _HEADERS.get(key)
+    if head is None:
+        one = _nifti_bytes(np.zeros((1,) * len(shape), dtype, order="F"), affine,
+                           description=description, compresslevel=0)
+        offset = len(one) - np.dtype(dtype).itemsize
+        hdr = nib.Nifti1Header.from_fileobj(io.BytesIO(one[:offset]))
+        hdr.set_data_shape(shape)
+        head = _HEADERS[key] = hdr.binaryblock + one[len(hdr.binaryblock):offset]
+    return head
 
 
 def _nifti_bytes(
@@ -863,17 +915,18 @@ def _dwi_files(scan: SimulatedScan, phantom: Phantom, snr: float,
     from dtitool.imaging.gradients import bvals_bvecs_text, default_protocol
 
     bvals, bvecs = default_protocol()
-    dwi = simulate_dwi(
-        scan.md, phantom=phantom, bvals=bvals, bvecs=bvecs, snr=snr, rng=gen
-    )
     stem = _dwi_stem(scan.participant_id, scan.session)
-    # Scanner-like int16 storage (signal >= 0 after the Rician magnitude).
-    np.rint(dwi, out=dwi)
-    np.minimum(dwi, np.iinfo(np.int16).max, out=dwi)
-    data = dwi.astype(np.int16, order="F")
-    del dwi
-    raw = _nifti_bytes(data, phantom.affine, description="dtitool simulated DWI",
-                       compresslevel=0)
+    # Scanner-like int16 storage, made in the file's own buffer after its header:
+    # no float32 series (252 MB), no int16 copy, no copy of the file's bytes.
+    shape = (*phantom.shape, len(bvals))
+    head = _nifti_header(shape, np.int16, phantom.affine,
+                         description="dtitool simulated DWI")
+    raw = bytearray(len(head) + 2 * int(np.prod(shape)))
+    raw[: len(head)] = head
+    vol = np.ndarray((len(bvals), int(np.prod(phantom.shape))), np.int16,
+                     buffer=raw, offset=len(head))
+    _dwi_into(vol, np.asarray(scan.md, dtype=np.float64), phantom, bvals, bvecs,
+              _check_positive("snr", snr), gen, 65536)
     bval, bvec = bvals_bvecs_text(bvals, bvecs)
     return [(stem + DWI_EXTENSION, raw), (stem + ".bval", bval.encode()),
             (stem + ".bvec", bvec.encode())]
