@@ -157,3 +157,31 @@ def test_write_atlas_refuses_overwrite(tmp_path):
 def test_bad_resolution(bad):
     with pytest.raises(ValueError, match="resolution"):
         make_phantom(resolution=bad)
+
+
+@pytest.mark.parametrize("resolution", [2.0, 3.3, 4.0])
+def test_distances_in_the_brains_box_are_the_whole_grids(resolution):
+    """make_phantom computes its two distance maps only around the brain: the
+    depth of brain voxels is the whole grid's everywhere, and the distance to
+    the brain is the whole grid's up to the CSF shell (beyond it, inf)."""
+    from scipy import ndimage
+
+    from dtitool.imaging import phantom as ph
+
+    shape, _ = ph._grid(resolution)
+    rng = np.random.default_rng(0)
+    brain = np.zeros(shape, bool)
+    c = np.array(shape) // 2
+    r = (np.array(shape) * 0.3).astype(int)
+    brain[tuple(slice(a - b, a + b) for a, b in zip(c, r, strict=True))] = True
+    brain &= rng.random(shape) > 0.02  # holes: background inside the brain too
+    s = (resolution,) * 3
+    depth = ph._distance_in_box(brain, brain, 1, 0.0, s)
+    whole = ndimage.distance_transform_edt(brain, sampling=s)
+    np.testing.assert_array_equal(depth, whole)
+    shell = int(np.ceil(ph._CSF_SHELL_MM / resolution)) + 1
+    out = ph._distance_in_box(~brain, brain, shell, np.inf, s)
+    full = ndimage.distance_transform_edt(~brain, sampling=s)
+    near = full <= ph._CSF_SHELL_MM
+    np.testing.assert_array_equal(out[near], full[near])
+    assert np.all(out[~near] > ph._CSF_SHELL_MM)

@@ -177,6 +177,27 @@ def _ellipsoid(x, y, z, centre, axes) -> np.ndarray:
     ) <= 1.0
 
 
+def _distance_in_box(mask: np.ndarray, around: np.ndarray, pad: int, fill: float,
+                     sampling) -> np.ndarray:
+    """``distance_transform_edt(mask)`` inside the box of ``around`` + ``pad``.
+
+    Outside the box the result is ``fill``. Inside it the values are those of
+    the whole grid when every voxel of ``mask``'s complement that is nearest
+    to a box voxel lies in the box: true when the box holds all of the
+    complement near it (``around`` is the complement, or its padding is
+    background).
+    """
+    nz = np.flatnonzero(around.any(axis=(1, 2))), np.flatnonzero(
+        around.any(axis=(0, 2))), np.flatnonzero(around.any(axis=(0, 1)))
+    out = np.full(mask.shape, fill)
+    if not all(a.size for a in nz):
+        return out
+    box = tuple(slice(max(int(a[0]) - pad, 0), min(int(a[-1]) + pad + 1, n))
+                for a, n in zip(nz, mask.shape, strict=True))
+    out[box] = ndimage.distance_transform_edt(mask[box], sampling=sampling)
+    return out
+
+
 def make_phantom(*, resolution: float = 2.0) -> Phantom:
     """Build the synthetic head on an MNI152-like grid.
 
@@ -226,10 +247,12 @@ def make_phantom(*, resolution: float = 2.0) -> Phantom:
     if not 0.5 <= resolution <= 8.0:
         raise ValueError(f"resolution must be in [0.5, 8] mm, got {resolution}")
     shape, affine = _grid(resolution)
-    i, j, k = np.meshgrid(*(np.arange(n, dtype=float) for n in shape), indexing="ij")
-    x = affine[0, 0] * i + affine[0, 3]
-    y = affine[1, 1] * j + affine[1, 3]
-    z = affine[2, 2] * k + affine[2, 3]
+    # World coordinates along each axis, broadcast against each other (the
+    # same values per voxel as full coordinate grids, without three of them).
+    i, j, k = (np.arange(n, dtype=float) for n in shape)
+    x = (affine[0, 0] * i + affine[0, 3])[:, None, None]
+    y = (affine[1, 1] * j + affine[1, 3])[None, :, None]
+    z = (affine[2, 2] * k + affine[2, 3])[None, None, :]
     del i, j, k
     sampling = (resolution,) * 3
 
@@ -242,12 +265,16 @@ def make_phantom(*, resolution: float = 2.0) -> Phantom:
     brain_wo = brain & ~fissure
     # The two distance maps at once: SciPy computes them without the GIL for
     # most of the time (a phantom is built before any image work can start).
+    # Each on the part of the grid where it is read: the depth of brain
+    # voxels in the brain's box, the distance to the brain up to the CSF
+    # shell's width around it (the same values there as on the whole grid).
     from concurrent.futures import ThreadPoolExecutor
 
+    shell = int(np.ceil(_CSF_SHELL_MM / resolution)) + 1
     with ThreadPoolExecutor(max_workers=2) as pool:
         depth, outside = pool.map(
-            lambda m: ndimage.distance_transform_edt(m, sampling=sampling),
-            (brain_wo, ~brain))
+            lambda a: _distance_in_box(*a, sampling),
+            ((brain_wo, brain_wo, 1, 0.0), (~brain, brain, shell, np.inf)))
 
     tissue = np.zeros(shape, dtype=np.int8)
     tissue[(outside > 0) & (outside <= _CSF_SHELL_MM)] = 1
