@@ -567,9 +567,17 @@ def _p_values(t: np.ndarray, df: np.ndarray) -> np.ndarray:
     p = np.empty_like(t)
     for i in range(t.shape[-1]):
         d = df[..., i]
-        d0 = d.flat[0] if d.size else 0.0
-        if d.size and np.isfinite(d0) and d0 == int(d0) and np.all(d == d0):
-            p[..., i] = two_sided_p(t[..., i], int(d0))
-        else:
-            p[..., i] = two_sided_p(t[..., i], d)
+        d0 = _series_df(d)
+        p[..., i] = two_sided_p(t[..., i], d if d0 is None else d0)
     return p
+
+
+def _series_df(d: np.ndarray) -> int | None:
+    """Return the one integer df of a term's tests if they share one, else None.
+
+    With it :func:`dtitool.stats.ols.two_sided_p` takes its fast finite series.
+    """
+    d0 = d.flat[0] if d.size else 0.0
+    if d.size and np.isfinite(d0) and d0 == int(d0) and np.all(d == d0):
+        return int(d0)
+    return None

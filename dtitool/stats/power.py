@@ -67,6 +67,7 @@ from dtitool.stats.design_analysis import ZERO_SE, true_values
 from dtitool.stats.inference import (
     INFERENCE,
     BatchModels,
+    _series_df,
     arm_statistics,
     batch_models,
     check_inference,
@@ -189,16 +190,22 @@ def _rejections(p: np.ndarray, method: str, alpha: float) -> np.ndarray:
     Same decisions as ``statsmodels.stats.multitest.multipletests`` (``holm``,
     ``fdr_bh``), with ``p <= alpha`` as the unadjusted rule.
     """
+    return _rejections_by_method(p, (method,), alpha)[method]
+
+
+def _rejections_by_method(p: np.ndarray, methods, alpha: float) -> dict:
+    """:func:`_rejections` of several methods, Holm and BH sharing one sort."""
     p = np.where(np.isnan(p), np.inf, p)
-    if method == "none":
-        return p <= alpha
-    return _stepwise(*_sorted_p(p), method, alpha)
-
-
-def _sorted_p(p: np.ndarray):
-    """``(order, sorted p)`` per row of ``p`` (NaN already inf): Holm's and BH's."""
-    order = np.argsort(p, axis=1, kind="stable")
-    return order, np.take_along_axis(p, order, axis=1)
+    out, ordered = {}, None
+    for method in methods:
+        if method == "none":
+            out[method] = p <= alpha
+            continue
+        if ordered is None:
+            order = np.argsort(p, axis=1, kind="stable")
+            ordered = order, np.take_along_axis(p, order, axis=1)
+        out[method] = _stepwise(*ordered, method, alpha)
+    return out
 
 
 def _stepwise(order: np.ndarray, ps: np.ndarray, method: str, alpha: float
@@ -329,15 +336,11 @@ def _family_counts(p, pos, spec: _Spec) -> np.ndarray:
     """(families, methods none/holm/bh, [any, all, rejections]) counts by finding."""
     fam = []
     for _, idx, direction, group in spec.families:
-        pf = p[:, idx]
-        pf = np.where(np.isnan(pf), np.inf, pf)
         dir_ok = (direction == 0) | (np.where(pos[:, idx], 1, -1) == direction)
-        ordered = _sorted_p(pf)  # one sort for Holm and BH
+        by_method = _rejections_by_method(p[:, idx], METHODS[:3], spec.alpha)
         row = []
         for method in METHODS[:3]:
-            rej = (pf <= spec.alpha if method == "none"
-                   else _stepwise(*ordered, method, spec.alpha))
-            rej = _by_finding(rej & dir_ok, group)
+            rej = _by_finding(by_method[method] & dir_ok, group)
             row.append([rej.any(axis=1).sum(), rej.all(axis=1).sum(), rej.sum()])
         fam.append(row)
     return np.array(fam, dtype=np.int64).reshape(len(spec.families), 3, 3)
@@ -399,13 +402,7 @@ def _family_minp_of_t(est, se, df, spec: _Spec) -> np.ndarray:
         t = (est / se).reshape(R, -1)
     df = df.reshape(R, -1)
     T = len(TERMS)
-    # per term, as in _p_values: one integer df everywhere -> the series
-    common = []
-    for i in range(T):
-        d = df[:, i::T]
-        d0 = d.flat[0] if d.size else 0.0
-        common.append(int(d0) if d.size and np.isfinite(d0) and d0 == int(d0)
-                      and np.all(d == d0) else None)
+    common = [_series_df(df[:, i::T]) for i in range(T)]  # as _p_values decides
     out = np.full((R, len(spec.families)), np.inf, dtype=np.float32)
     for f, (_, idx, _direction, _group) in enumerate(spec.families):
         for i in range(T):
