@@ -38,6 +38,7 @@ __all__ = [
     "TISSUE_FILENAME",
     "TISSUE_NAMES",
     "Phantom",
+    "bounding_box",
     "make_lut",
     "make_phantom",
     "save_phantom_files",
@@ -187,15 +188,26 @@ def _distance_in_box(mask: np.ndarray, around: np.ndarray, pad: int, fill: float
     complement near it (``around`` is the complement, or its padding is
     background).
     """
-    nz = np.flatnonzero(around.any(axis=(1, 2))), np.flatnonzero(
-        around.any(axis=(0, 2))), np.flatnonzero(around.any(axis=(0, 1)))
     out = np.full(mask.shape, fill)
-    if not all(a.size for a in nz):
-        return out
-    box = tuple(slice(max(int(a[0]) - pad, 0), min(int(a[-1]) + pad + 1, n))
-                for a, n in zip(nz, mask.shape, strict=True))
-    out[box] = ndimage.distance_transform_edt(mask[box], sampling=sampling)
+    box = bounding_box(around, pad)
+    if box is not None:
+        out[box] = ndimage.distance_transform_edt(mask[box], sampling=sampling)
     return out
+
+
+def bounding_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding ``mask``'s True voxels, plus ``pad``.
+
+    Clipped to the grid; None when ``mask`` has no True voxel.
+    """
+    box = []
+    for axis, n in enumerate(mask.shape):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        if not hit.size:
+            return None
+        box.append(slice(max(int(hit[0]) - pad, 0), min(int(hit[-1]) + pad + 1, n)))
+    return tuple(box)
 
 
 def make_phantom(*, resolution: float = 2.0) -> Phantom:

@@ -56,6 +56,7 @@ from dtitool.imaging.phantom import (
     LUT_FILENAME,
     TISSUE_FILENAME,
     Phantom,
+    bounding_box,
     make_phantom,
     save_phantom_files,
 )
@@ -260,11 +261,10 @@ class _MapMaker:
         # Noise is drawn only in the head's bounding box (padded by the kernel
         # radius): about half the grid, and the background is 0 anyway.
         pad = int(np.ceil(3.0 * smoothness_mm / 2.3548 / res)) + 1
-        nz = np.argwhere(head)
-        lo = np.maximum(nz.min(axis=0) - pad, 0)
-        hi = np.minimum(nz.max(axis=0) + pad + 1, self.shape)
-        self.box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        self.box_shape = tuple(int(b - a) for a, b in zip(lo, hi, strict=True))
+        self.box = bounding_box(head, pad)
+        if self.box is None:
+            raise ValueError("the phantom has no head voxels (tissue > 0)")
+        self.box_shape = tuple(b.stop - b.start for b in self.box)
         self.base_box = base[self.box]
         self.head_box = head[self.box]
         self.noise_sd = noise_sd
@@ -462,6 +462,10 @@ def _frames(v: np.ndarray) -> np.ndarray:
     return np.stack([v, u, w], axis=-1)
 
 
+_DWI_CHUNK = 65536
+"""Voxels per batch of :func:`simulate_dwi` (its noise streams go batch by batch)."""
+
+
 def simulate_dwi(
     md_map: np.ndarray,
     *,
@@ -470,7 +474,7 @@ def simulate_dwi(
     bvecs: np.ndarray,
     snr: float = 30.0,
     rng=None,
-    chunk: int = 65536,
+    chunk: int = _DWI_CHUNK,
     dtype=np.float32,
 ) -> np.ndarray:
     """Synthesise a 4D DWI series from an MD map with tissue-dependent tensors.
@@ -520,10 +524,10 @@ def simulate_dwi(
         )
     if np.dtype(dtype) not in (np.float32, np.int16):
         raise ValueError(f"dtype must be float32 or int16; got {np.dtype(dtype)}")
-    k = np.asarray(bvals).shape[0] if np.ndim(bvals) == 1 else None
-    if k is None:
+    if np.ndim(bvals) != 1:
         raise ValueError(f"bvals must be one-dimensional; got shape "
                          f"{np.shape(bvals)}")
+    k = len(bvals)
     shape = phantom.shape
     vol = np.empty((k, int(np.prod(shape))), dtype=dtype)
     _dwi_into(vol, md_map, phantom, bvals, bvecs, snr, rng, chunk)
@@ -532,10 +536,14 @@ def simulate_dwi(
 
 
 def _dwi_into(vol: np.ndarray, md_map, phantom: Phantom, bvals, bvecs, snr: float,
-              rng: np.random.Generator, chunk: int) -> None:
-    """Fill ``vol`` (K, voxels in Fortran order), float32 or int16 (rounded)."""
+              rng: np.random.Generator, chunk: int = _DWI_CHUNK) -> None:
+    """Fill ``vol`` (K, voxels in Fortran order), float32 or int16 (rounded).
+
+    ``md_map`` on the phantom grid and ``snr`` already checked.
+    """
     from dtitool.imaging.tensor import predict_signal, tensor_from_evals_evecs
 
+    md_map = np.asarray(md_map, dtype=np.float64)  # the tensors in float64
     bvals = np.asarray(bvals, dtype=float)
     k = bvals.shape[0]
     sigma = S0_BY_TISSUE[3] / snr
@@ -925,8 +933,7 @@ def _dwi_files(scan: SimulatedScan, phantom: Phantom, snr: float,
     raw[: len(head)] = head
     vol = np.ndarray((len(bvals), int(np.prod(phantom.shape))), np.int16,
                      buffer=raw, offset=len(head))
-    _dwi_into(vol, np.asarray(scan.md, dtype=np.float64), phantom, bvals, bvecs,
-              _check_positive("snr", snr), gen, 65536)
+    _dwi_into(vol, scan.md, phantom, bvals, bvecs, snr, gen)
     bval, bvec = bvals_bvecs_text(bvals, bvecs)
     return [(stem + DWI_EXTENSION, raw), (stem + ".bval", bval.encode()),
             (stem + ".bvec", bvec.encode())]
