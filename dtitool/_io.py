@@ -46,7 +46,7 @@ import os
 import shutil
 import stat
 import tempfile
-import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,12 +54,23 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from dtitool._workers import available_cpus, deferred_signals, parent_only
-
-try:  # POSIX; elsewhere the lock is advisory on process ids only
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None
+from dtitool import _staging
+from dtitool._staging import JOURNAL as _JOURNAL
+from dtitool._staging import LOCK as _LOCK
+from dtitool._staging import NEW_PREFIX as _NEW_PREFIX
+from dtitool._staging import UnsafePath
+from dtitool._staging import do_op as _do_op
+from dtitool._staging import lock_nb as _lock_nb
+from dtitool._staging import reap as _reap
+from dtitool._staging import remove_stage as _remove_stage
+from dtitool._staging import sweep as _sweep
+from dtitool._staging import undo_op as _undo_op
+from dtitool._workers import (
+    available_cpus,
+    commit_point,
+    deferred_signals,
+    parent_only,
+)
 
 __all__ = [
     "FLOAT_FORMAT",
@@ -82,13 +93,6 @@ MANIFEST_NAME = "dtitool-run.json"
 
 MANIFEST_FORMAT = "dtitool-run/1"
 
-_STAGE_PREFIX = ".dtitool-tmp"
-_NEW_PREFIX = ".dtitool-new-"
-_LOCK = "lock"
-_JOURNAL = "journal.json"
-# A staging folder without a lock file is one whose creator died before locking
-# it (or one of an older dtitool); younger ones may still be being set up.
-_UNLOCKED_GRACE_S = 60.0
 
 
 # ----------------------------------------------------------------- tables
@@ -135,7 +139,8 @@ def write_tsv(df: pd.DataFrame, path: str | os.PathLike, *,
 
 
 def read_tsv(path: str | os.PathLike, *, what: str = "table",
-             dtype: Mapping[str, object] | None = None) -> pd.DataFrame:
+             dtype: Mapping[str, object] | None = None,
+             text: Iterable[str] = ()) -> pd.DataFrame:
     """Read a tab-separated table, turning I/O and parse failures into ValueError.
 
     Parameters
@@ -148,12 +153,25 @@ def read_tsv(path: str | os.PathLike, *, what: str = "table",
         Column types, passed to :func:`pandas.read_csv` (columns not in the file
         are ignored); ``{"participant_id": str}`` keeps ``001`` and ``1.10`` as
         written.
+    text : iterable of str
+        Columns whose cells are text as written: only an empty cell is
+        missing, so identifiers such as ``NA``, ``nan``, ``NULL``, ``None``,
+        ``n/a`` or ``#N/A`` stay text. Other columns keep pandas's
+        missing-value markers.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} {str(path)!r} does not exist or is not a file")
+    text = set(text)
     try:
-        df = pd.read_csv(path, sep="\t", dtype=dict(dtype) if dtype else None)
+        na = {}
+        if text:
+            from pandas._libs.parsers import STR_NA_VALUES
+
+            columns = pd.read_csv(path, sep="\t", nrows=0).columns
+            na = {"keep_default_na": False, "na_values": {
+                c: [""] if c in text else sorted(STR_NA_VALUES) for c in columns}}
+        df = pd.read_csv(path, sep="\t", dtype=dict(dtype) if dtype else None, **na)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError, OverflowError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -260,20 +278,39 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     if not stat.S_ISREG(st.st_mode):
         raise ValueError(f"{str(path)!r} exists and is not a regular file; dtitool "
                          "keeps its manifest there: move it away")
+    why = ""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _staging.loads_json(path.read_text(encoding="utf-8"), "it")
         runs = data["runs"]
         ok = (data.get("format") == MANIFEST_FORMAT and isinstance(runs, list)
               and all(isinstance(r, dict) and isinstance(r.get("files"), dict)
                       for r in runs))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        ok = False
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError,
+            AttributeError) as e:
+        ok, why = False, f": {e}" if isinstance(e, ValueError) else ""
     if not ok:
         raise ValueError(
             f"{str(path)!r} is not a readable dtitool manifest (format "
-            f"{MANIFEST_FORMAT}); dtitool records its outputs there: move the file "
-            "away"
+            f"{MANIFEST_FORMAT}){why}; dtitool records its outputs there: move the "
+            "file away"
         )
+    for run in runs:
+        for rel, rec in run["files"].items():
+            try:
+                _staging.rel_parts(rel)
+            except UnsafePath:
+                raise ValueError(
+                    f"{str(path)!r} lists {rel!r}, which is not a path inside "
+                    f"{str(folder)!r}; dtitool never writes such an entry (the "
+                    "manifest was edited): nothing was changed; move the manifest "
+                    "away"
+                ) from None
+            if not (isinstance(rec, dict) and isinstance(rec.get("bytes"), int)
+                    and isinstance(rec.get("sha256"), str)):
+                raise ValueError(
+                    f"{str(path)!r} has no size and SHA-256 for {rel!r}; dtitool "
+                    "always records both (the manifest was edited): move it away"
+                )
     return data
 
 
@@ -282,165 +319,6 @@ def _manifest_owner(manifest: dict, rel: str) -> dict | None:
         if rel in run["files"]:
             return run
     return None
-
-
-# ----------------------------------------------------------------- locks
-
-
-def _lock_nb(fd: int) -> bool:
-    """Try to take an exclusive lock on ``fd``; False if another process holds it."""
-    if fcntl is None:  # pragma: no cover
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as e:
-        if e.errno in (errno.EAGAIN, errno.EACCES):
-            return False
-        raise
-    return True
-
-
-def _lock_info(stage: Path) -> str:
-    try:
-        info = json.loads((stage / _LOCK).read_text(encoding="utf-8"))
-        return f"(dtitool {info.get('command') or 'run'}, pid {info.get('pid')})"
-    except (OSError, ValueError, AttributeError):
-        return ""
-
-
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _reap(path: Path) -> bool:
-    """Remove a dead run's staging folder (completing its commit); True if gone.
-
-    A folder whose lock is held by a live process is left alone (False).
-    """
-    try:
-        fd = os.open(path / _LOCK, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        if not path.exists():
-            return True
-        if _age(path) < _UNLOCKED_GRACE_S:
-            return False
-        shutil.rmtree(path, ignore_errors=True)
-        return not path.exists()
-    except OSError:
-        return False
-    try:
-        if fcntl is None and _age(path) < 24 * 3600:  # pragma: no cover
-            return False  # no kernel locks here: only a day-old folder is dead
-        if not _lock_nb(fd):
-            return False
-        if (path / _JOURNAL).exists():
-            _roll_forward(path)
-        shutil.rmtree(path, ignore_errors=True)
-    finally:
-        os.close(fd)
-    return not path.exists()
-
-
-def _sweep(folder: Path, keep: Iterable[Path] = ()) -> None:
-    """Reap every dead staging folder directly inside ``folder``."""
-    keep = {Path(k) for k in keep}
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return
-    for e in entries:
-        if not e.name.startswith((_STAGE_PREFIX, _NEW_PREFIX)):
-            continue
-        p = Path(e.path)
-        if p in keep:
-            continue
-        try:
-            if not e.is_dir(follow_symlinks=False):
-                continue
-        except OSError:
-            continue
-        _reap(p)
-
-
-# ----------------------------------------------------------------- journal
-
-
-def _op_paths(stage: Path, anchor: Path, rel: str) -> tuple[Path, Path, Path]:
-    return anchor / rel, stage / "new" / rel, stage / "old" / rel
-
-
-def _do_op(stage: Path, anchor: Path, op: str, rel: str) -> bool:
-    """Carry out one journal operation; return whether it changed anything.
-
-    ``keep``: hard-link a file about to be replaced into the staging folder
-    (so that at every moment the destination holds the old or the new file);
-    ``place``: move a new file or folder into place; ``remove``: move a file of
-    a retired run aside; ``prune``: remove a folder that became empty. Each is
-    idempotent, so that a commit cut short can be run again from the start.
-    """
-    target, new, old = _op_paths(stage, anchor, rel)
-    if op in ("keep", "remove"):
-        if os.path.lexists(old) or not os.path.lexists(target):
-            return False
-        if op == "keep" and not os.path.lexists(new):
-            return False  # already placed: the old file is gone for good
-        old.parent.mkdir(parents=True, exist_ok=True)
-        if op == "keep":
-            try:
-                os.link(target, old, follow_symlinks=False)
-                return True
-            except OSError:  # no hard links on this file system: move aside
-                pass
-        os.replace(target, old)
-        return True
-    if op == "place":
-        if not os.path.lexists(new):
-            return False
-        os.replace(new, target)
-        return True
-    if op == "prune":
-        try:
-            os.rmdir(target)
-        except OSError:
-            return False
-        return True
-    raise ValueError(f"unknown journal operation {op!r}")  # pragma: no cover
-
-
-def _undo_op(stage: Path, anchor: Path, op: str, rel: str) -> None:
-    target, new, old = _op_paths(stage, anchor, rel)
-    if op in ("keep", "remove"):
-        os.replace(old, target)
-    elif op == "place":
-        new.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(target, new)
-    elif op == "prune":
-        target.mkdir(exist_ok=True)
-
-
-def _roll_forward(stage: Path) -> None:
-    """Complete the commit journalled in ``stage`` (a run that died committing)."""
-    try:
-        j = json.loads((stage / _JOURNAL).read_text(encoding="utf-8"))
-        anchor = Path(j["anchor"])
-        ops = [(str(o), str(r)) for o, r in j["ops"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    if not anchor.is_dir():
-        return
-    for op, rel in ops:
-        with contextlib.suppress(OSError):
-            _do_op(stage, anchor, op, rel)
-    # Sibling stages of the same run (another output folder) finish too.
-    for sib in j.get("siblings", []):
-        p = Path(sib)
-        if p != stage and p.is_dir():
-            _reap(p)
 
 
 # ----------------------------------------------------------------- transaction
@@ -458,6 +336,7 @@ class _Stage:
     anchor: Path
     path: Path
     fd: int
+    marker: dict  # the folder's identity (dtitool._staging)
     dests: dict[Path, _Dest] = field(default_factory=dict)
     ops: list[tuple[str, str]] = field(default_factory=list)
     done: list[tuple[str, str]] = field(default_factory=list)
@@ -535,12 +414,21 @@ class OutputTransaction:
         self.declared: list[tuple[Path, str, str]] = []
         self.manifests: dict[Path, dict] = {}
         self._hashes: dict[tuple, str] = {}
+        # One identity for the run's staging folders, so that recovering one
+        # completes its siblings (other output folders) and no other folder.
+        self.run = _staging.new_token()
 
-    def _sha256(self, path: Path, st) -> str:
-        """SHA-256 of an existing file, hashed once per run (size, time, inode)."""
+    def _sha256(self, path: Path, st, *, inside: tuple[Path, str] | None = None
+                ) -> str:
+        """SHA-256 of an existing file, hashed once per run (size, time, inode).
+
+        ``inside=(folder, rel)`` opens ``path`` as ``rel`` below ``folder``
+        without following a link (a path taken from a manifest).
+        """
         key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
         if key not in self._hashes:
-            self._hashes[key] = file_sha256(path)
+            self._hashes[key] = (file_sha256(path) if inside is None
+                                 else _staging.sha256_inside(*inside))
         return self._hashes[key]
 
     def _show(self, dest: Path, rel: str = "") -> str:
@@ -684,30 +572,39 @@ class OutputTransaction:
                 raise ValueError(f"cannot create output folder {self._show(dest)!r}: "
                                  f"{str(a)!r} is not a folder")
             anchor = a
-        name = _STAGE_PREFIX + (f"-{key}" if key else "")
-        if len(name.encode()) > 200:
-            name = _STAGE_PREFIX + "-" + hashlib.sha256(key.encode()).hexdigest()[:16]
-        path = anchor / name
+        path = anchor / _staging.stage_name(key)
         if path in self.stages:
             return self.stages[path]
         _sweep(anchor, keep=self.stages)
         if dest.is_dir() and dest != anchor:
             _sweep(dest, keep=self.stages)
-        stage = self._create_stage(anchor, path, dest)
+        stage = self._create_stage(anchor, path, dest, key)
         self.stages[path] = stage
         _ACTIVE.append(stage.new)
         return stage
 
-    def _create_stage(self, anchor: Path, path: Path, dest: Path) -> _Stage:
+    def _create_stage(self, anchor: Path, path: Path, dest: Path,
+                      key: str) -> _Stage:
+        """Make, mark and lock a staging folder, then give it its name.
+
+        Set up under a unique temporary name first (marker, then lock, then
+        ``new/``), so that the folder named for the destination is always
+        complete and locked.
+        """
         pre = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=anchor))
         fd = -1
+        token = _staging.new_token()
         try:
-            fd = os.open(pre / _LOCK, os.O_CREAT | os.O_RDWR
+            _staging.write_marker(pre, anchor=anchor, key=key, token=token,
+                                  run=self.run, command=self.command,
+                                  destination=dest)
+            fd = os.open(pre / _LOCK, os.O_CREAT | os.O_EXCL | os.O_RDWR
                          | getattr(os, "O_CLOEXEC", 0), 0o644)
             parent_only(fd)  # forked workers do not keep the lock
             _lock_nb(fd)
             os.write(fd, json.dumps({"pid": os.getpid(), "command": self.command,
-                                     "destination": str(dest)}).encode())
+                                     "destination": str(dest),
+                                     "token": token}).encode())
             (pre / "new").mkdir()
             for _ in range(5):
                 try:
@@ -716,10 +613,17 @@ class OutputTransaction:
                 except OSError as e:
                     if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                         raise
-                    if _reap(path):
+                    status = _reap(path)
+                    if status == "gone":
                         continue
+                    if status == "foreign":
+                        raise ValueError(
+                            f"{str(path)!r} exists and is not a staging folder of "
+                            f"dtitool's; dtitool stages the outputs for "
+                            f"{self._show(dest)!r} there: move it away"
+                        ) from None
                     who = " ".join(x for x in ("another dtitool run",
-                                               _lock_info(path)) if x)
+                                               _staging.lock_info(path)) if x)
                     raise ValueError(
                         f"{who} is writing to {self._show(dest)!r}; wait for it to "
                         "finish or choose another output folder"
@@ -732,7 +636,11 @@ class OutputTransaction:
                 os.close(fd)
             shutil.rmtree(pre, ignore_errors=True)
             raise
-        return _Stage(anchor=anchor, path=path, fd=fd)
+        marker, _ = _staging.identify(path)
+        if marker is None or marker["token"] != token:  # pragma: no cover
+            raise RuntimeError(f"internal error: staging folder {str(path)!r} "
+                               "lost its marker")
+        return _Stage(anchor=anchor, path=path, fd=fd, marker=marker)
 
     # -- commit ---------------------------------------------------------------
 
@@ -797,16 +705,21 @@ class OutputTransaction:
             for run in manifest["runs"]:
                 (superseded if set(run["files"]) & new_set else kept).append(run)
             for run in superseded:
+                behind_links = []
                 for rel, rec in run["files"].items():
                     if rel in new_set:
                         continue
                     target = d.path / rel
-                    try:
-                        st = target.lstat()
-                    except (FileNotFoundError, NotADirectoryError):
+                    try:  # never through a link: what lies beyond is not ours
+                        st = _staging.lstat_inside(d.path, rel)
+                    except UnsafePath:
+                        behind_links.append(rel)
+                        continue
+                    if st is None:
                         continue
                     if not stat.S_ISREG(st.st_mode) or st.st_size != rec.get(
-                            "bytes") or self._sha256(target, st) != rec.get("sha256"):
+                            "bytes") or self._sha256(target, st, inside=(
+                                d.path, rel)) != rec.get("sha256"):
                         continue  # changed since: the user's now, left alone
                     inp = _is_input(target, self.inputs)
                     if inp is not None:
@@ -823,6 +736,13 @@ class OutputTransaction:
                     while len(parent.parts) > len(d.rel.parts):
                         prunes.add(parent)
                         parent = parent.parent
+                if behind_links:
+                    warnings.warn(
+                        f"left {len(behind_links)} file(s) of the earlier dtitool "
+                        f"{run.get('command') or ''} run in {self._show(d.path)!r} "
+                        f"alone, the first {behind_links[0]!r}: a symbolic link (or "
+                        "a file) stands where that run wrote a folder, and dtitool "
+                        "never follows one", stacklevel=2)
             record = {
                 "command": self.command,
                 "dtitool_version": __version__,
@@ -895,14 +815,8 @@ class OutputTransaction:
                                  "replace the outputs of an earlier dtitool run")
 
     def _write_journal(self, stage: _Stage) -> None:
-        data = json.dumps({"anchor": str(stage.anchor), "ops": stage.ops,
-                           "siblings": [str(p) for p in self.stages]})
-        tmp = stage.path / (_JOURNAL + ".part")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, stage.path / _JOURNAL)
+        _staging.write_journal(stage.path, marker=stage.marker, ops=stage.ops,
+                               siblings=self.stages)
 
     def commit(self) -> None:
         """Move every staged output into place (all destinations) or none."""
@@ -916,14 +830,15 @@ class OutputTransaction:
                 for op, rel in stage.ops:
                     if _do_op(stage.path, stage.anchor, op, rel):
                         stage.done.append((op, rel))
-        except OSError as e:
+                        _test_stop("commit")
+        except (OSError, UnsafePath) as e:  # a link planted since the checks too
             try:
                 for stage in reversed(self.stages.values()):
                     for op, rel in reversed(stage.done):
                         _undo_op(stage.path, stage.anchor, op, rel)
                     stage.done.clear()
                     (stage.path / _JOURNAL).unlink(missing_ok=True)
-            except OSError:
+            except (OSError, UnsafePath):
                 for stage in self.stages.values():  # keep them: the next run
                     stage.fd = _detach(stage)      # completes the commit
                 raise OSError(
@@ -943,30 +858,6 @@ class OutputTransaction:
                 os.close(stage.fd)
                 stage.fd = -1
         self.stages.clear()
-
-
-def _remove_stage(path: Path) -> None:
-    """Remove a staging folder, its lock file last.
-
-    Killed half-way, the folder keeps its lock file, so the next run sees a
-    dead run's folder (lock free) and reaps it at once, rather than a lockless
-    folder it must leave alone for a while (it could be one being set up).
-    """
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        return
-    for e in entries:
-        if e.name == _LOCK:
-            continue
-        if e.is_dir(follow_symlinks=False):
-            shutil.rmtree(e.path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(e.path)
-    with contextlib.suppress(OSError):
-        os.unlink(path / _LOCK)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _detach(stage: _Stage) -> int:
@@ -1010,11 +901,33 @@ def output_transaction(
                            arguments=arguments, options=options)
     try:
         yield tx
-        with deferred_signals():
+        _test_stop("staged")
+        with deferred_signals() as held:
             tx.commit()
+            tx.close()
+            commit_point(held)  # a signal held meanwhile came too late
+        _test_stop("committed")
     finally:
         with deferred_signals():
             tx.close()
+
+
+def _test_stop(point: str) -> None:
+    """Send this process a stop signal at ``point`` of the commit, for tests.
+
+    ``DTITOOL_TEST_STOP=POINT[:SIGNAL]`` (``staged``: outputs written, commit not
+    begun; ``commit``: after the commit's first move; ``committed``: outputs in
+    place) makes the two sides of the commit point testable without timing
+    luck. Unset (always, outside the test suite), this does nothing.
+    """
+    spec = os.environ.get("DTITOOL_TEST_STOP")
+    if not spec:
+        return
+    where, _, sig = spec.partition(":")
+    if where == point:
+        import signal
+
+        os.kill(os.getpid(), getattr(signal, sig or "SIGTERM"))
 
 
 @contextlib.contextmanager

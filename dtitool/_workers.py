@@ -19,7 +19,9 @@ share one set of rules:
   number (143 for SIGTERM, 130 for SIGINT).
 - **Short critical sections are not interrupted.** :func:`deferred_signals`
   holds SIGINT/SIGTERM back while outputs are committed or rolled back and
-  delivers them right after.
+  delivers them right after, except a signal that arrived while the outputs
+  were being committed: the run is done by then, so the command line says the
+  signal came too late and exits 0 (:func:`commit_point`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from collections.abc import Iterator
 __all__ = [
     "Terminated",
     "available_cpus",
+    "commit_point",
+    "commit_state",
     "deferred_signals",
     "die_with_parent",
     "parent_only",
@@ -99,6 +103,39 @@ def _raise_terminated(signum, frame):
     raise Terminated(signum)
 
 
+class _CommitState:
+    """What the command line needs to know of its run's commit point."""
+
+    def __init__(self):
+        self.active = False  # inside termination_signals: late signals reported
+        self.committed = False  # the run's outputs are in place
+        self.late: list[int] = []  # signals that arrived while they were placed
+
+
+_STATE = _CommitState()
+
+
+def commit_point(held: list[int]) -> None:
+    """Record that a run's outputs are committed; absorb the signals ``held``.
+
+    Called by the output protocol right after its commit, with the signals
+    :func:`deferred_signals` held back meanwhile. Inside
+    :func:`termination_signals` (the command line) those signals came too late
+    to stop the run: they are recorded (and ``held`` is emptied, so they are
+    not re-sent), and the command line reports them and exits 0. Elsewhere
+    (a library call) nothing changes: the held signals are delivered as usual.
+    """
+    if _STATE.active:
+        _STATE.committed = True
+        _STATE.late.extend(s for s in held if s not in _STATE.late)
+        held.clear()
+
+
+def commit_state() -> tuple[bool, tuple[int, ...]]:
+    """Return (outputs committed, signals that arrived during the commit)."""
+    return _STATE.committed, tuple(_STATE.late)
+
+
 @contextlib.contextmanager
 def termination_signals() -> Iterator[None]:
     """Turn SIGTERM (and SIGHUP, unless ignored) into :class:`Terminated`.
@@ -115,9 +152,11 @@ def termination_signals() -> Iterator[None]:
         sigs.append(signal.SIGHUP)
     for s in sigs:
         old[s] = signal.signal(s, _raise_terminated)
+    _STATE.active, _STATE.committed, _STATE.late = True, False, []
     try:
         yield
     finally:
+        _STATE.active = False
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
@@ -131,10 +170,11 @@ def deferred_signals() -> Iterator[None]:
     / :class:`Terminated`, or the default action) take over. Used around the
     commit and the rollback of outputs, which must not stop half-way.
     Outside the main thread this is a no-op (Python runs signal handlers there
-    only).
+    only). Yields the list of signals held so far; a caller that empties it
+    (:func:`commit_point`) keeps them from being re-sent.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield []
         return
     pending: list[int] = []
 
@@ -149,7 +189,7 @@ def deferred_signals() -> Iterator[None]:
         old[s] = prev
         signal.signal(s, hold)
     try:
-        yield
+        yield pending
     finally:
         for s, h in old.items():
             signal.signal(s, h)

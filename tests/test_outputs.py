@@ -157,21 +157,40 @@ with _io.atomic_outputs({str(out)!r}, {names!r}, force=True) as tmp:
     assert not list(tmp_path.glob(".dtitool-*"))
 
 
-def test_stale_staging_folders_are_removed(tmp_path):
-    dead = tmp_path / ".dtitool-tmp-x"
+def _dead_stage(anchor: Path, key: str) -> Path:
+    """A staging folder as a killed dtitool run leaves it: marked, lock free."""
+    from dtitool import _staging
+
+    token = _staging.new_token()
+    dead = anchor / _staging.stage_name(key)
     (dead / "new").mkdir(parents=True)
-    (dead / "lock").write_text("{}")  # a lock file nobody holds: a dead run
+    _staging.write_marker(dead, anchor=anchor, key=key, token=token,
+                          run=_staging.new_token(), command="simulate",
+                          destination=anchor / key)
+    (dead / "lock").write_text(json.dumps({"pid": 1, "token": token}))
+    return dead
+
+
+def test_stale_staging_folders_are_removed(tmp_path, capsys):
+    dead = _dead_stage(tmp_path, "x")
     (dead / "new" / "big.bin").write_bytes(b"0" * 1000)
-    legacy = tmp_path / ".dtitool-tmp-ab12cd34"  # an older dtitool's, no lock
+    legacy = tmp_path / ".dtitool-tmp-ab12cd34"  # no marker: not provably ours
     legacy.mkdir()
     (legacy / "x").write_text("x")
     old = time.time() - 3600
     os.utime(legacy, (old, old))
     young = tmp_path / ".dtitool-new-abc"  # being set up right now: kept
     young.mkdir()
+    died_at_once = tmp_path / ".dtitool-new-def"  # empty and an hour old: gone
+    died_at_once.mkdir()
+    os.utime(died_at_once, (old, old))
     assert main(["simulate", "--seed", "1", "--n", "20", "--out",
                  str(tmp_path / "c")]) == 0
-    assert not dead.exists() and not legacy.exists() and young.exists()
+    assert not dead.exists() and not died_at_once.exists()
+    assert young.exists() and (legacy / "x").read_text() == "x"
+    err = capsys.readouterr().err
+    assert f"left {str(legacy)!r} alone" in err
+    assert "has no dtitool marker" in err
 
 
 def test_concurrent_run_is_refused_with_one_line(tmp_path, capsys):

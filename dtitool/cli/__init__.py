@@ -8,6 +8,8 @@ most one line on stderr per problem, never a traceback:
 - bad input (``ValueError``, ``TypeError``, ``OSError``, a refused memory
   request): ``dtitool CMD: error: ...``, exit code 2;
 - Ctrl-C: exit code 130; SIGTERM: 143 (SIGHUP: 129); outputs roll back;
+  a signal that arrives once the outputs are committed came too late to stop
+  the run: one line says so and the exit code is 0;
 - an unexpected exception (a bug): ``dtitool CMD: internal error: ...``, exit
   code 1 (``DTITOOL_DEBUG=1`` shows the traceback).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import warnings
 
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``dtitool`` command line; return the exit code."""
     from dtitool._workers import (
         Terminated,
+        commit_state,
         single_threaded_blas,
         termination_signals,
         tune_malloc,
@@ -139,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dtitool {name}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if commit_state()[0]:
+            return _too_late(name, "SIGINT", caught)
         print(f"dtitool {name}: interrupted (SIGINT)", file=sys.stderr)
         return 130
     except Terminated as e:
+        if commit_state()[0]:
+            return _too_late(name, str(e), caught)
         print(f"dtitool {name}: terminated ({e})", file=sys.stderr)
         return e.exit_code
     except Exception as e:
@@ -150,12 +158,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dtitool {name}: internal error: {type(e).__name__}: {_one_line(e)} "
               "(set DTITOOL_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    _print_warnings(caught)
+    late = commit_state()[1]
+    if late:
+        return _too_late(name, signal.Signals(late[0]).name, [], code=code)
+    return code
+
+
+def _print_warnings(caught) -> None:
     seen = set()
     for w in caught:
         text = _one_line(w.message)
         if text not in seen:
             seen.add(text)
             print(f"dtitool: warning: {text}", file=sys.stderr)
+
+
+def _too_late(name: str, signame: str, caught, *, code: int = 0) -> int:
+    """Report a stop signal that arrived once the outputs were committed.
+
+    The run's outputs are complete and in place (docs/outputs.md), so the
+    signal changed nothing; the exit code says the outputs are there.
+    """
+    _print_warnings(caught)
+    print(f"dtitool {name}: {signame} came too late to stop the run: its outputs "
+          "were already committed and are complete", file=sys.stderr)
     return code
 
 
