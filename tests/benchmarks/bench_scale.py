@@ -76,7 +76,7 @@ FLOOR_SCRIPT = r"""
 import sys, time
 import numpy as np
 import dtitool.simulate as sim
-import dtitool.stats.power as pw
+import dtitool.stats.power_engine as pw
 spent = [0.0]
 def timed(fn):
     def wrapper(*a, **k):
