@@ -10,11 +10,11 @@ from dtitool.stats.analysis import (
     RESULT_COLUMNS,
     TERMS,
     AnalysisResults,
-    _holm,
     default_formula,
     fit_changes,
     fit_models,
 )
+from dtitool.stats.multiplicity import holm_adjust as _holm
 from dtitool.tables import compute_changes
 
 GROUP = "C(group, Treatment('saline'))"

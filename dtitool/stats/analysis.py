@@ -53,11 +53,11 @@ from scipy import special
 # linear_model alone: statsmodels.api imports all of statsmodels (0.68 s, against
 # 0.43 s with multitest)
 from statsmodels.regression.linear_model import OLS, WLS
-from statsmodels.stats.multitest import multipletests
 
 from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TERMS, TREATMENT
 from dtitool.simulate import as_seed_sequence
 from dtitool.stats.inference import check_inference, welch_df
+from dtitool.stats.multiplicity import adjust_within_families
 from dtitool.stats.permutation import PermutationModel, maxt_adjust, permutation_p
 from dtitool.tables import (
     COVARIATES,
@@ -722,7 +722,7 @@ def fit_changes(
     table = pd.DataFrame.from_records(records, columns=list(RESULT_COLUMNS[:11]))
     table["df"] = table["df"].astype(float)
     table["n"] = table["n"].astype(int)
-    table["p_holm"], table["p_fdr"] = _adjust(table, families)
+    table["p_holm"], table["p_fdr"] = adjust_within_families(table, families)
     table["inference"] = inference
     seed = None
     if familywise == "maxt":
@@ -893,39 +893,6 @@ def _maxt_column(table, families, models, inference, permutations, rng):
         obs = np.where(np.isnan(p[idx]), np.nan, observed[idx])
         out[idx] = maxt_adjust(obs, permuted[:, idx])
     return int(ss.entropy), out
-
-
-def _adjust(table: pd.DataFrame, families: tuple[str, ...]):
-    """Holm and BH adjusted p within each family (combination of columns)."""
-    p = table["p"].to_numpy()
-    holm = np.full(len(p), np.nan)
-    fdr = np.full(len(p), np.nan)
-    if families:
-        groups = table.groupby(list(families), sort=False).indices.values()
-    else:
-        groups = [np.arange(len(p))]
-    for idx in groups:
-        idx = np.asarray(idx)
-        ok = idx[np.isfinite(p[idx])]
-        if len(ok):
-            holm[ok] = _holm(p[ok])
-            fdr[ok] = multipletests(p[ok], method="fdr_bh")[1]
-    return holm, fdr
-
-
-def _holm(p: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p, identical to ``multipletests(p, "holm")[1]``.
-
-    Written out because statsmodels' Holm branch runs an explicit
-    ``gc.collect()``, which alone costs ~0.1 s per family in a process with a
-    large heap (tests check equality with statsmodels).
-    """
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    adj = np.maximum.accumulate(p[order] * np.arange(m, 0, -1))
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out
 
 
 def _sort(table, rois, outcomes):

@@ -99,6 +99,7 @@ from dtitool.stats.inference import (
     fit_terms,
     model_arrays,
 )
+from dtitool.stats.multiplicity import adjust_within_families
 from dtitool.stats.ols import solve_gram, two_sided_p
 
 __all__ = [
@@ -905,7 +906,7 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
             tables.append(res.table)
             if first is None:
                 first = res
-        tables_by_delta.append(_pool_tables(tables, alpha, families, an))
+        tables_by_delta.append(_pool_tables(tables, alpha, families))
     counts = _mi_counts(prep)
     if shifts is not None:
         return [t.assign(**counts(t)) for t in tables_by_delta], prep, ss
@@ -952,7 +953,7 @@ def _blank_dropped(done: pd.DataFrame, prep: _Prepared) -> None:
     done.loc[rows, "d_md"] = np.nan
 
 
-def _pool_tables(tables, alpha, families, an) -> pd.DataFrame:
+def _pool_tables(tables, alpha, families) -> pd.DataFrame:
     """Rubin-pool per-imputation result tables (same rows, same order)."""
     from scipy import special
 
@@ -973,7 +974,7 @@ def _pool_tables(tables, alpha, families, an) -> pd.DataFrame:
     out["ci_high"] = r.estimate + q * r.se
     out["n"] = base["n"].to_numpy()
     fam = tuple(families) if families else ()
-    out["p_holm"], out["p_fdr"] = an._adjust(out, fam)
+    out["p_holm"], out["p_fdr"] = adjust_within_families(out, fam)
     out["inference"] = base["inference"].to_numpy()
     out["fmi"] = r.fmi
     return out
