@@ -14,7 +14,7 @@ is the true effect), expressed as
 - Cohen's ``f^2`` and the partial ``R^2`` of the term,
 
 and the power a replication of the same size would have (noncentral F, as
-G*Power's "R^2 increase", :func:`dtitool.stats.power.analytic_power`), plus the n a
+G*Power's "R^2 increase", :func:`dtitool.stats.analytic.analytic_power`), plus the n a
 replication needs for 80 % power. When ``r_true`` exceeds 1 the reported p is
 impossible at that reliability and the result says so.
 
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from scipy import special
 
-from dtitool.stats.power import TERMS, analytic_power
+from dtitool._constants import TERMS
+from dtitool.stats.analytic import analytic_power
 
 __all__ = ["ImpliedEffect", "implied_effect", "n_for_power"]
 
@@ -47,7 +48,7 @@ class ImpliedEffect:
     p : float
         Reported two-sided p.
     term : str
-        Model term (:data:`dtitool.stats.power.TERMS`).
+        Model term (:data:`dtitool._constants.TERMS`).
     n, n_ketamine, n_saline : int
         Total and per-arm sample sizes.
     reliability : float
