@@ -8,11 +8,15 @@ writing keeps the reference image's affine and header, as FSL ``dtifit`` does.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.fileholders import FileHolder
+
+from dtitool._gzip import BoundedGzipFile, InflateLimitError
 
 __all__ = [
     "FIT_SUFFIXES",
@@ -59,7 +63,13 @@ def load_nifti(path: str | os.PathLike, what: str):
     if not Path(path).is_file():
         raise ValueError(f"{what} {path!r} does not exist or is not a file")
     try:
-        img = nib.load(path)
+        img = _load_gzip_nifti(path)
+        if img is None:
+            img = nib.load(path)
+    except InflateLimitError as e:
+        raise ValueError(_inflate_message(what, path, e.limit)) from None
+    except MemoryError:
+        raise
     except Exception as e:  # nibabel raises several types for unreadable files
         raise ValueError(
             f"cannot read {what} {path!r}: not a readable NIfTI image (.nii or "
@@ -71,7 +81,89 @@ def load_nifti(path: str | os.PathLike, what: str):
             ".nii.gz (e.g. mri_convert or nibabel)"
         )
     check_header(img, path, what)
+    stream = _gzip_stream(img)
+    if isinstance(stream, BoundedGzipFile):
+        _bound_to_header(img)
+        stream.close()  # reopened by read_data: no file left open meanwhile
     return img
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_HEADER_PROBE = 540 + 4  # a NIfTI-2 header and its extension flag
+GZIP_SLACK = 1 << 20
+"""Inflated bytes allowed after the end of the data the header describes
+(trailing bytes some writers leave); more is an error (a gzip bomb)."""
+
+
+def _load_gzip_nifti(path: str):
+    """Open a gzip-compressed NIfTI through :class:`BoundedGzipFile`, or None.
+
+    nibabel would inflate the file with its own gzip reader, with no bound
+    (an extension's size, or a header's data size, is whatever the file
+    says). Here the header is read from a stream bounded first by the header's
+    own ``vox_offset`` (header and extensions), then, in :func:`load_nifti`,
+    by what the header implies (:func:`_bound_to_header`). Returns None for a
+    file that is not gzip or holds no NIfTI header (nibabel then reads, or
+    rejects, it as it would).
+    """
+    with open(path, "rb") as f:
+        if f.read(2) != _GZIP_MAGIC:
+            return None
+    with BoundedGzipFile(path, _HEADER_PROBE) as probe:
+        head = probe.read(_HEADER_PROBE)
+    if len(head) >= 348 and head[344:347] in (b"n+1", b"ni1"):
+        klass, size, fmt, at = nib.Nifti1Image, 348, "f", 108
+    elif len(head) >= 540 and head[4:7] in (b"n+2", b"ni2"):
+        klass, size, fmt, at = nib.Nifti2Image, 540, "q", 168
+    else:
+        return None
+    # vox_offset, in the byte order nibabel would guess (dim[0] in 1..7)
+    end = "<" if 1 <= struct.unpack_from("<h", head, 40 if size == 348 else 16)[
+        0] <= 7 else ">"
+    offset = float(struct.unpack_from(end + fmt, head, at)[0])
+    offset = offset if np.isfinite(offset) and offset > 0 else 0.0
+    header_end = max(offset, size + 4.0) + GZIP_SLACK
+    from dtitool._memory import check_memory
+
+    check_memory(header_end, f"reading the header of {path!r} (vox_offset "
+                 f"{offset:.0f})", hint="check the header's vox_offset")
+    stream = BoundedGzipFile(path, int(header_end))
+    holder = FileHolder(filename=path, fileobj=stream)
+    return klass.from_file_map({"image": holder}, mmap=False)
+
+
+def _gzip_stream(img):
+    """Return the :class:`BoundedGzipFile` an image reads from, or None."""
+    fm = getattr(img, "file_map", None) or {}
+    holder = fm.get("image")
+    return getattr(holder, "fileobj", None)
+
+
+def _bound_to_header(img) -> None:
+    """Bound an image's gzip stream by the bytes its header implies.
+
+    The data start at the header's data offset (after the header and any
+    extensions already read) and take ``prod(shape) * itemsize`` bytes;
+    :data:`GZIP_SLACK` more are tolerated.
+    """
+    stream = _gzip_stream(img)
+    shape = tuple(int(x) for x in img.shape)
+    itemsize = np.dtype(img.get_data_dtype()).itemsize
+    try:
+        offset = int(img.header.get_data_offset())
+    except (TypeError, ValueError):
+        offset = 0
+    start = max(offset, stream.tell(), 0)
+    stream.max_size = int(start + float(np.prod([float(x) for x in shape]))
+                          * itemsize + GZIP_SLACK)
+
+
+def _inflate_message(what: str, name: str, limit: int) -> str:
+    from dtitool._memory import format_bytes
+
+    return (f"{what} {name!r} inflates past {format_bytes(limit)}, more than its "
+            "NIfTI header implies (header, extensions and voxel data): a "
+            "damaged file or a gzip bomb; dtitool does not read it")
 
 
 def _first_line(e: BaseException) -> str:
@@ -157,7 +249,9 @@ def read_data(img, name: str, what: str, *, dtype=None) -> np.ndarray:
     check_memory(need, f"reading {what} {name!r} ({' x '.join(map(str, shape))} "
                  f"voxels)", hint="check the header's dimensions")
     fname = img.get_filename() if hasattr(img, "get_filename") else None
-    if fname and not str(fname).endswith(".gz"):
+    stream = _gzip_stream(img)
+    bounded = isinstance(stream, BoundedGzipFile)
+    if fname and not bounded and not str(fname).endswith(".gz"):
         try:
             offset = int(img.header.get_data_offset())
             size = os.path.getsize(fname)
@@ -170,10 +264,21 @@ def read_data(img, name: str, what: str, *, dtype=None) -> np.ndarray:
                 f"has {format_bytes(size)}"
             )
     try:
-        src = _in_memory(img, fname)
+        if bounded and stream.closed:
+            stream.reopen()
         if dtype is None:
-            return np.asanyarray(src.dataobj)
-        return np.asarray(src.dataobj, dtype=dtype)
+            data = np.asanyarray(img.dataobj)
+        else:
+            data = np.asarray(img.dataobj, dtype=dtype)
+        if bounded:
+            # The rest of the stream must end within the bound: a file that
+            # inflates past what its header implies is refused, and reading to
+            # the end checks every member's CRC.
+            stream.finish()
+            stream.close()
+        return data
+    except InflateLimitError as e:
+        raise ValueError(_inflate_message(what, name, e.limit)) from None
     except MemoryError:
         raise
     except Exception as e:  # EOFError, zlib.error, OSError from a damaged file
@@ -181,21 +286,9 @@ def read_data(img, name: str, what: str, *, dtype=None) -> np.ndarray:
             f"cannot read the voxel data of {what} {name!r}: the file is truncated "
             f"or corrupt ({_first_line(e)})"
         ) from None
-
-
-def _in_memory(img, fname):
-    """Return the image with its file decompressed at once, if that is faster.
-
-    nibabel streams a ``.nii.gz`` through the standard library's zlib; reading
-    the file and decompressing it in one call with zlib-ng
-    (:mod:`dtitool._gzip`) is about twice as fast. Without them, or for an
-    uncompressed file, the image is returned as it is.
-    """
-    from dtitool._gzip import decompress, fast_decompression
-
-    if not fname or not str(fname).endswith(".gz") or not fast_decompression():
-        return img
-    return type(img).from_bytes(decompress(Path(fname).read_bytes()))
+    finally:
+        if bounded:
+            stream.close()
 
 
 def has_scaling(img) -> bool:
