@@ -453,11 +453,22 @@ def read_design(path: str | Path) -> tuple[StudyDesign, dict[str, Any]]:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"design file {str(path)!r} is not valid TOML: {e}") from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively
+        raise ValueError(_too_deep(path)) from None
     try:
         run = _check_run(d.get("run", {}))
         return design_from_dict(d), run
     except (ValueError, TypeError) as e:
         raise type(e)(f"design file {str(path)!r}: {e}") from None
+    except RecursionError:
+        raise ValueError(_too_deep(path)) from None
+
+
+def _too_deep(path: Path) -> str:
+    return (f"design file {str(path)!r} nests arrays or tables too deeply to "
+            "read; a design file is a few levels deep (tables of numbers, "
+            "strings and arrays)")
 
 
 def _check_run(run: Any) -> dict[str, Any]:
