@@ -68,6 +68,9 @@ _MD_TOLERATED = (1e-6, 1e-2)
 _PARTICIPANT_COLUMNS = ("participant_id", "group")
 # Label columns read as text, always: "001" is not "1", "1.10" is not "1.1".
 _TEXT = {"participant_id": str, "group": str, "session": str, "roi": str}
+# Identifiers are text as written: "NA", "nan", "NULL", "None", "n/a", "#N/A" are
+# IDs like any other (only an empty cell is missing).
+_IDS = ("participant_id",)
 RESERVED_COLUMNS = (
     "roi", "md_baseline", "md_24h", "d_md", "d_md_pct", "d_score",
     "baseline_score", "baseline_md", *(f"d_{k}" for k in OUTCOMES),
@@ -127,9 +130,11 @@ def read_tables(
     if not directory.is_dir():
         raise ValueError(f"input folder {str(directory)!r} does not exist")
     participants = read_tsv(
-        directory / "participants.tsv", what="participants table", dtype=_TEXT
+        directory / "participants.tsv", what="participants table", dtype=_TEXT,
+        text=_IDS,
     )
-    roi_md = read_tsv(directory / "roi_md.tsv", what="ROI MD table", dtype=_TEXT)
+    roi_md = read_tsv(directory / "roi_md.tsv", what="ROI MD table", dtype=_TEXT,
+                      text=_IDS)
     return check_tables(participants, roi_md, replicate=replicate, md_unit=md_unit)
 
 
@@ -137,7 +142,7 @@ def _as_frame(table, what: str) -> pd.DataFrame:
     if isinstance(table, pd.DataFrame):
         return table.copy()
     if isinstance(table, (str, os.PathLike)):
-        return read_tsv(table, what=what, dtype=_TEXT)
+        return read_tsv(table, what=what, dtype=_TEXT, text=_IDS)
     raise TypeError(
         f"{what} must be a pandas DataFrame or a path to a .tsv file, "
         f"got {type(table).__name__}"
@@ -207,8 +212,9 @@ def _require_columns(df: pd.DataFrame, columns, what: str) -> None:
 
 def _check_ids(df: pd.DataFrame, what: str) -> pd.Series:
     ids = df["participant_id"]
-    if ids.isna().any():
-        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+    empty = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
         raise ValueError(f"{what} has an empty participant_id (row {row + 1})")
     return ids.astype(str).str.strip()
 

@@ -64,7 +64,8 @@ def run(args) -> int:
     maps = list(args.maps)
     if args.mapping:
         ids = read_tsv(args.mapping, what="mapping table",
-                       dtype={"participant_id": str, "session": str, "path": str})
+                       dtype={"participant_id": str, "session": str, "path": str},
+                       text=("participant_id", "session", "path"))
         ids.attrs["base_dir"] = str(Path(args.mapping).parent)
         if not maps:
             if "path" not in ids:
