@@ -252,9 +252,12 @@ def test_lut_checks(tmp_path, atlas, atlas_array):
 @pytest.mark.parametrize(
     ("scale", "match"), [(1e6, "um\\^2/s"), (1e3, "1e-3 mm"), (1e-6, "m\\^2/s")]
 )
-def test_unit_warning(tmp_path, atlas, scale, match):
+def test_unit_error(tmp_path, atlas, scale, match):
+    # The README promises an error (values in another unit would enter the
+    # models 1e3-1e6 times off), naming the unit assumed and the first map.
     p = save(tmp_path, "sub-01_ses-baseline_MD.nii.gz", md_map(1, scale=scale))
-    with pytest.warns(UserWarning, match=f"assumes mm\\^2/s.*{match}"):
+    with pytest.raises(ValueError,
+                       match=f"sub-01_ses-baseline.*assumes mm\\^2/s.*{match}"):
         extract_roi_md([p], atlas)
 
 

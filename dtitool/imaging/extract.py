@@ -116,7 +116,10 @@ def read_lut(lut: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     for col in ("index", "name"):
         dup = df[col][df[col].duplicated()]
         if len(dup):
-            raise ValueError(f"{what} repeats {col} {dup.iloc[0]!r}")
+            # .item(): the number as a user wrote it, not np.int64(1)
+            first = dup.iloc[0]
+            first = first.item() if hasattr(first, "item") else first
+            raise ValueError(f"{what} repeats {col} {first!r}")
     unknown = sorted(set(df["name"]) - set(ROI_NAMES))
     if unknown:
         raise ValueError(
@@ -311,13 +314,14 @@ def extract_roi_md(
     ValueError
         If a map is not a 3D NIfTI, its grid shape or affine differ from the
         atlas, an ROI has no usable voxels, the LUT and atlas disagree, names
-        carry no ids, or a (participant, session) pair repeats.
+        carry no ids, a (participant, session) pair repeats, or a map's ROI
+        means look like a unit other than mm^2/s (um^2/s, 1e-3 mm^2/s, m^2/s).
 
     Warns
     -----
     UserWarning
         When non-finite, zero or negative voxels inside ROIs were excluded (with
-        counts), or when values look like a unit other than mm^2/s.
+        counts).
 
     Examples
     --------
@@ -449,17 +453,20 @@ def extract_roi_md(
     lo, hi = _MD_PLAUSIBLE
     odd = (medians < lo) | (medians > hi)
     if odd.any():
+        # An error, not a warning: ROI means in another unit would enter the
+        # models 1e3 or 1e6 times too large or too small.
         med = float(np.median(medians[odd]))
         hint = (
             "um^2/s or 1e-3 mm^2/s (e.g. 800 or 0.8)"
             if med > hi
             else "m^2/s (e.g. 8e-10)"
         )
-        warnings.warn(
-            f"{int(odd.sum())} of {len(maps)} map(s) have ROI mean MD around "
-            f"{med:.3g}, outside the plausible {lo:g}-{hi:g}; dtitool assumes "
-            f"{MD_UNIT}, and these look like {hint}; rescale the maps",
-            stacklevel=2,
+        first = str(maps[int(np.flatnonzero(odd)[0])])
+        raise ValueError(
+            f"{int(odd.sum())} of {len(maps)} map(s) (the first {first!r}) have "
+            f"ROI mean MD around {med:.3g}, outside the plausible {lo:g}-{hi:g}; "
+            f"dtitool assumes {MD_UNIT}, and these look like {hint}; rescale the "
+            "maps to mm^2/s (e.g. fslmaths MD -div 1e6)"
         )
 
     n_maps = len(maps)
