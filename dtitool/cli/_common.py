@@ -200,14 +200,27 @@ def add_execution_options(p: argparse.ArgumentParser, *, what: str) -> None:
                    'needs pip install "dtitool[dask]"')
 
 
+OUTPUT_OPTIONS = ("out", "figures", "tipping_point")
+"""Options that name where a command writes: never empty."""
+
+
 def check_execution_options(args: argparse.Namespace) -> None:
-    """Check ``--n-jobs`` and ``--dask`` before a command does anything.
+    """Check ``--n-jobs``, ``--dask`` and the output paths before any work.
 
     Raises
     ------
     ValueError
-        Naming the option: ``--n-jobs`` 0 or below -1, ``--dask`` empty.
+        Naming the option: ``--n-jobs`` 0 or below -1, ``--dask`` empty, an
+        output path (``--out``, ``--figures``, ``--tipping-point``) empty or
+        blank (an empty path is the current folder to the operating system:
+        outputs would land wherever the command happened to run).
     """
+    for dest in OUTPUT_OPTIONS:
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not value.strip():
+            option = "--" + dest.replace("_", "-")
+            raise ValueError(f"{option} must name where to write; got {value!r} "
+                             "(an empty path would write into the current folder)")
     n = getattr(args, "n_jobs", None)
     if n is not None and (n == 0 or n < -1):
         raise ValueError(f"--n-jobs must be a positive integer or -1 (one worker per "
