@@ -28,10 +28,18 @@ from collections.abc import Iterator
 import distributed
 from distributed.diagnostics.plugin import WorkerPlugin
 
-__all__ = ["CONNECT_TIMEOUT_S", "WorkerLifetime", "connect"]
+__all__ = ["CONNECT_TIMEOUT_S", "WORKER_TIMEOUT_S", "WorkerLifetime", "connect"]
 
 CONNECT_TIMEOUT_S = 20
 """Seconds to wait for an existing scheduler to answer."""
+
+WORKER_TIMEOUT_S = 120.0
+"""Seconds to wait for an existing scheduler to have a worker (a scheduler with
+none would hold the run's tasks forever). The environment variable
+``DTITOOL_DASK_WORKER_TIMEOUT`` changes it, e.g. for a batch system whose
+worker jobs wait in a queue."""
+
+WORKER_TIMEOUT_ENV = "DTITOOL_DASK_WORKER_TIMEOUT"
 
 
 class WorkerLifetime(WorkerPlugin):
@@ -128,7 +136,52 @@ def connect(address: str, *, n_workers: int) -> Iterator[distributed.Client]:
                          "running, and is the address right (tcp://HOST:PORT or "
                          "a scheduler file .json)?") from None
     with client:
+        _wait_for_a_worker(client, target)
         yield client
+
+
+def worker_timeout() -> float:
+    """Return the seconds to wait for a worker (:data:`WORKER_TIMEOUT_S`).
+
+    Raises
+    ------
+    ValueError
+        If ``DTITOOL_DASK_WORKER_TIMEOUT`` is set but is not a positive number.
+    """
+    text = os.environ.get(WORKER_TIMEOUT_ENV)
+    if text is None or not text.strip():
+        return float(WORKER_TIMEOUT_S)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise ValueError(f"{WORKER_TIMEOUT_ENV} must be a positive number of "
+                         f"seconds; got {text!r}")
+    return value
+
+
+def _wait_for_a_worker(client, where: str) -> None:
+    """Return once the scheduler has a worker; raise after :func:`worker_timeout`.
+
+    A scheduler without workers accepts tasks and holds them: without this
+    check a run would wait, silently, forever.
+    """
+    timeout = worker_timeout()
+    try:
+        if client.scheduler_info().get("workers"):
+            return
+        client.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, OSError) as e:
+        if isinstance(e, OSError) and not isinstance(e, TimeoutError):
+            raise ValueError(f"lost the Dask scheduler at {where!r} "
+                             f"({type(e).__name__}: {' '.join(str(e).split())})"
+                             ) from None
+        raise ValueError(
+            f"the Dask scheduler at {where!r} has no workers (waited {timeout:g} "
+            "s); start workers for it (dask worker ADDRESS, or scale the "
+            f"dask-jobqueue cluster), or set {WORKER_TIMEOUT_ENV} to wait longer"
+        ) from None
 
 
 def _probe(address: str) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "Executor",
     "Shared",
     "Task",
+    "WorkerDiedError",
     "available_cpus",
     "check_n_jobs",
     "environment",
@@ -54,6 +55,37 @@ DASK_HINT = 'pip install "dtitool[dask]"'
 
 class DaskMissingError(ImportError, ValueError):
     """Dask was asked for but is not installed (a ``ValueError``: exit code 2)."""
+
+
+class WorkerDiedError(ChildProcessError):
+    """A local worker process died in the middle of a task (exit code 2).
+
+    An ``OSError`` (the command line answers with one line and exit code 2):
+    the run stops, its outputs roll back, and the message says the likely
+    cause, the kernel's out-of-memory killer or a ``kill -9``.
+    """
+
+
+def _worker_died(ex) -> WorkerDiedError:
+    """Return the error for a pool whose worker died, naming how if known."""
+    import signal
+
+    how = ""
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        code = getattr(proc, "exitcode", None)
+        if code is not None and code < 0:
+            try:
+                how = f" (killed by {signal.Signals(-code).name})"
+            except ValueError:
+                how = f" (killed by signal {-code})"
+            break
+        if code:
+            how = f" (exit code {code})"
+    return WorkerDiedError(
+        f"a worker process died in the middle of its task{how}: most often the "
+        "system ran out of memory and killed it, or someone killed it (kill -9); "
+        "nothing was written; run again, with a smaller --n-jobs if memory is "
+        "short")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +248,11 @@ class Executor:
         cm, own = self._pool_for(shared)
         try:
             with cm as ex:
-                _drain(ex, tasks, progress, 2 * self.workers,
-                       lambda t: ex.submit(_call_in_pool, t.fn, t.args))
+                try:
+                    _drain(ex, tasks, progress, 2 * self.workers,
+                           lambda t: ex.submit(_call_in_pool, t.fn, t.args))
+                except cf.BrokenExecutor:  # BrokenProcessPool: a worker died
+                    raise _worker_died(ex) from None
         except BaseException:
             if not own and self._pool is not None:
                 self._close_pool(*sys.exc_info())
