@@ -7,9 +7,12 @@ writing keeps the reference image's affine and header, as FSL ``dtifit`` does.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import struct
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -63,9 +66,10 @@ def load_nifti(path: str | os.PathLike, what: str):
     if not Path(path).is_file():
         raise ValueError(f"{what} {path!r} does not exist or is not a file")
     try:
-        img = _load_gzip_nifti(path)
-        if img is None:
-            img = nib.load(path)
+        with nibabel_messages(what, path):
+            img = _load_gzip_nifti(path)
+            if img is None:
+                img = nib.load(path)
     except InflateLimitError as e:
         raise ValueError(_inflate_message(what, path, e.limit)) from None
     except MemoryError:
@@ -164,6 +168,54 @@ def _inflate_message(what: str, name: str, limit: int) -> str:
     return (f"{what} {name!r} inflates past {format_bytes(limit)}, more than its "
             "NIfTI header implies (header, extensions and voxel data): a "
             "damaged file or a gzip bomb; dtitool does not read it")
+
+
+class _Collect(logging.Filter):
+    """A logger filter that keeps every record for later and lets none through."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def nibabel_messages(what: str, name: str) -> Iterator[None]:
+    """Turn what nibabel prints or warns while reading ``name`` into dtitool's own.
+
+    nibabel logs header problems (``sizeof_hdr should be 348``, ``vox offset
+    too low``) to a handler of its own on the process's stderr, where they
+    would stand beside dtitool's one line; its warnings carry no file name.
+    Inside this block both are collected. If the block raises (nibabel gave up:
+    the exception says why, and :func:`load_nifti` turns it into one line),
+    they are dropped; if it succeeds, each becomes one ``UserWarning`` naming
+    the file, e.g. ``MD map 'x.nii.gz': sizeof_hdr should be 348; set
+    sizeof_hdr to 348 (nibabel, reading it; the file is unchanged)``.
+
+    Parameters
+    ----------
+    what : str
+        What the image is (``"DWI"``).
+    name : str
+        The file, for the messages.
+    """
+    logger = logging.getLogger("nibabel.global")
+    collect = _Collect()
+    logger.addFilter(collect)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logger.removeFilter(collect)
+    texts = [r.getMessage() for r in collect.records]
+    texts += [str(w.message) for w in caught]
+    for text in dict.fromkeys(" ".join(t.split()) for t in texts if t.strip()):
+        warnings.warn(f"{what} {name!r}: {text} (nibabel, reading it; the file "
+                      "is unchanged)", UserWarning, stacklevel=3)
 
 
 def _first_line(e: BaseException) -> str:
@@ -266,10 +318,11 @@ def read_data(img, name: str, what: str, *, dtype=None) -> np.ndarray:
     try:
         if bounded and stream.closed:
             stream.reopen()
-        if dtype is None:
-            data = np.asanyarray(img.dataobj)
-        else:
-            data = np.asarray(img.dataobj, dtype=dtype)
+        with nibabel_messages(what, name):
+            if dtype is None:
+                data = np.asanyarray(img.dataobj)
+            else:
+                data = np.asarray(img.dataobj, dtype=dtype)
         if bounded:
             # The rest of the stream must end within the bound: a file that
             # inflates past what its header implies is refused, and reading to
