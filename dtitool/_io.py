@@ -418,6 +418,19 @@ class OutputTransaction:
         # completes its siblings (other output folders) and no other folder.
         self.run = _staging.new_token()
 
+    def named(self, e: OSError) -> OSError:
+        """``e`` with the output folder(s) named, if it names no file itself.
+
+        A write that fails for want of space or quota (``[Errno 28]``) reports
+        no file name; the user needs to know which output could not be
+        written, and that nothing of it was kept.
+        """
+        if e.filename is not None and os.path.isabs(os.fspath(e.filename)):
+            return e
+        where = ", ".join(repr(v) for v in dict.fromkeys(self.shown.values()))
+        return OSError(e.errno, f"{e.strerror or e} while writing the outputs to "
+                       f"{where or 'the output folder'}; nothing was written there")
+
     def _sha256(self, path: Path, st, *, inside: tuple[Path, str] | None = None
                 ) -> str:
         """SHA-256 of an existing file, hashed once per run (size, time, inode).
@@ -900,12 +913,15 @@ def output_transaction(
     tx = OutputTransaction(force=force, inputs=inputs, seed=seed, command=command,
                            arguments=arguments, options=options)
     try:
-        yield tx
-        _test_stop("staged")
-        with deferred_signals() as held:
-            tx.commit()
-            tx.close()
-            commit_point(held)  # a signal held meanwhile came too late
+        try:
+            yield tx
+            _test_stop("staged")
+            with deferred_signals() as held:
+                tx.commit()
+                tx.close()
+                commit_point(held)  # a signal held meanwhile came too late
+        except OSError as e:
+            raise tx.named(e) from None
         _test_stop("committed")
     finally:
         with deferred_signals():

@@ -526,8 +526,6 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", str(d)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason="the output folder is named by the staging "
-                   "context in dtitool/_io.py (an OSError without a file name)")
 def test_full_disk_names_the_output(tiny_disk):
     out = tiny_disk / "sim"
     code, _, err = quiet_main(["simulate", "--seed", "1", "--n", "20",
