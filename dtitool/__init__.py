@@ -54,10 +54,8 @@ _EXPORTS = {
         "predict_signal", "tensor_from_evals_evecs",
     ),
     "dtitool.imaging.extract": ("extract_roi_md", "read_lut"),
-    "dtitool.stats.analysis": (
-        "RESULT_COLUMNS", "AnalysisResults", "default_formula", "fit_changes",
-        "fit_models",
-    ),
+    "dtitool.stats.models": ("RESULT_COLUMNS", "AnalysisResults", "default_formula"),
+    "dtitool.stats.analysis": ("fit_changes", "fit_models"),
     "dtitool.stats.missing": ("TippingPoint", "impute", "rubin", "tipping_point"),
     "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
     "dtitool.stats.power": (

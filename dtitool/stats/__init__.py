@@ -4,8 +4,13 @@
   at once, the same numbers as statsmodels).
 - :mod:`~dtitool.stats.inference`: the inference options ``ols``, ``hc3`` and
   ``welch`` for every model of many replicates at once.
-- :mod:`~dtitool.stats.analysis`: the per-ROI x outcome models of one dataset
-  (statsmodels), under the same inference options.
+- :mod:`~dtitool.stats.models`: the per-ROI x outcome models of one dataset
+  (statsmodels), under the same inference options: the complete-data analysis,
+  its results and summary.
+- :mod:`~dtitool.stats.missing`: missing data, multiple imputation (Rubin's
+  rules) and the tipping-point analysis; imports ``models``.
+- :mod:`~dtitool.stats.analysis`: ``fit_models`` and ``fit_changes``, the entry
+  points, complete case or multiple imputation; imports both.
 - :mod:`~dtitool.stats.permutation`: max-T family-wise p by Freedman-Lane
   permutation within arms.
 - :mod:`~dtitool.stats.power`: Monte Carlo power with each test's size in the

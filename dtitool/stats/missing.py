@@ -861,11 +861,12 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
                 alpha, imputations, rng, familywise="holm-bh", shifts=None):
     """Multiple-imputation analysis of one changes table (see :func:`fit_models`).
 
-    Returns the :class:`~dtitool.stats.analysis.AnalysisResults` of the pooled
+    Returns the :class:`~dtitool.stats.models.AnalysisResults` of the pooled
     analysis; with ``shifts`` (a sequence of deltas) a list of pooled tables,
     one per delta, from the same imputations.
     """
-    from dtitool.stats import analysis as an
+    # imported here: statsmodels only when an analysis runs, not with power
+    from dtitool.stats import models
 
     if formula is not None:
         raise ValueError("missing='mi' builds its imputation model from "
@@ -901,8 +902,9 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
         for m in range(imputations):
             done = _completed(changes, prep, X[m], Y[m], shift)
             _blank_dropped(done, prep)
-            res = an.fit_changes(done, covariates=covariates, inference=inference,
-                                 families=families, alpha=alpha)
+            res = models.fit_complete_data(
+                done, covariates=covariates, inference=inference,
+                families=families, alpha=alpha)
             tables.append(res.table)
             if first is None:
                 first = res
@@ -911,10 +913,11 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
     if shifts is not None:
         return [t.assign(**counts(t)) for t in tables_by_delta], prep, ss
     table = tables_by_delta[0]
-    table = table.assign(**counts(table))[[*an.RESULT_COLUMNS, an.FMI_COLUMN]]
+    table = table.assign(**counts(table))[
+        [*models.RESULT_COLUMNS, models.FMI_COLUMN]]
     line = _mi_line(prep, imputations, int(ss.entropy))
     rows = _observed_rows(changes, prep, covariates)
-    return an.AnalysisResults(
+    return models.AnalysisResults(
         table=table, changes=changes, fits={}, additive_fits={}, rows=rows,
         formula=first.formula, covariates=first.covariates, robust=first.robust,
         families=first.families, elapsed=time.perf_counter() - t0,

@@ -1,0 +1,802 @@
+r"""The complete-data analysis: group x MD-change models of depression change.
+
+One statsmodels OLS fit per ROI and outcome, its reported terms, its inference
+options and the printed summary. The entry points
+:func:`~dtitool.stats.analysis.fit_models` and
+:func:`~dtitool.stats.analysis.fit_changes` run it once (complete case) or on
+every completed dataset of a multiple imputation (:mod:`dtitool.stats.missing`).
+It knows nothing of missing data: ``analysis`` and ``missing`` import it, it
+imports neither.
+
+Per ROI ``r`` and outcome ``k`` (14 models for 7 ROIs x 2 outcomes) the default
+model is
+
+.. math::
+
+    \Delta score_k = b_0 + b_1 \, ket + b_2 \, x + b_3 \, ket \cdot x
+                     + b_4 \, score_{k,baseline} + e,
+
+with ``x = dMD_r / DMD_SCALE`` (24 h minus baseline, per 1e-5 mm^2/s) and
+``ket`` the ketamine indicator (saline is the reference arm). In patsy terms:
+``d_score ~ C(group, Treatment('saline')) * d_md + baseline_score``.
+
+Reported terms, all from the one fitted model except the pooled slope:
+
+``interaction``
+    ``b_3``, the difference of the two arms' dMD slopes.
+``slope_ketamine``
+    ``b_2 + b_3``, the dMD slope in the ketamine arm (a contrast, ``t_test``).
+``slope_saline``
+    ``b_2``, the dMD slope in the saline arm.
+``slope_pooled``
+    The dMD coefficient of the additive model (the same formula without the
+    group x dMD interaction), a slope common to both arms.
+
+Inference (``inference=``; ``docs/model.md``, "Inference"): ``ols`` (classical
+pooled-variance tests, as reported), ``hc3`` (HC3 standard errors, t reference
+with the residual df) or ``welch`` (each arm fitted on its own; the interaction
+as the difference of the arm slopes with Welch-Satterthwaite df; the pooled
+slope by feasible GLS with per-arm residual variances). ``familywise="maxt"``
+adds Westfall-Young max-T adjusted p by Freedman-Lane permutation within arms
+(:mod:`dtitool.stats.permutation`).
+
+Sign convention: improvement is a negative score change, so "a larger MD
+decrease goes with more improvement" is a positive slope.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import patsy
+from scipy import special
+
+# linear_model alone: statsmodels.api imports all of statsmodels (0.68 s, against
+# 0.43 s with multitest)
+from statsmodels.regression.linear_model import OLS, WLS
+
+from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TERMS, TREATMENT
+from dtitool.simulate import as_seed_sequence
+from dtitool.stats.inference import check_inference, welch_df
+from dtitool.stats.multiplicity import adjust_within_families
+from dtitool.stats.permutation import PermutationModel, maxt_adjust, permutation_p
+from dtitool.tables import COVARIATES, MIN_PER_ARM, _roi_order
+
+__all__ = [
+    "COVARIATES",
+    "DEFAULT_PERMUTATIONS",
+    "FAMILYWISE",
+    "FMI_COLUMN",
+    "MAXT_COLUMN",
+    "RESULT_COLUMNS",
+    "TERMS",
+    "AnalysisResults",
+    "default_formula",
+    "fit_complete_data",
+    "format_summary",
+]
+
+
+RESULT_COLUMNS = (
+    "roi", "outcome", "term", "estimate", "se", "t", "df", "p", "ci_low",
+    "ci_high", "n", "p_holm", "p_fdr", "inference", "missing", "n_dropped",
+    "n_imputed", "missing_reasons",
+)  # fmt: skip
+"""Columns of :attr:`AnalysisResults.table` and of ``results.tsv`` (plus
+:data:`MAXT_COLUMN` with ``familywise="maxt"`` and :data:`FMI_COLUMN` with
+``missing="mi"``). ``n_dropped``: participants not in the model;
+``n_imputed``: participants in it with imputed values (``mi``);
+``missing_reasons``: counts per reason."""
+
+FMI_COLUMN = "fmi"
+"""Fraction of missing information of a pooled estimate, added by ``missing="mi"``."""
+
+MAXT_COLUMN = "p_maxt"
+"""Max-T (Westfall-Young, Freedman-Lane) adjusted p, added by ``familywise="maxt"``."""
+
+FAMILYWISE = ("holm-bh", "maxt")
+"""``holm-bh``: Holm and Benjamini-Hochberg adjusted p; ``maxt``: those and max-T."""
+
+DEFAULT_PERMUTATIONS = 10_000
+"""Permutations for max-T: the Monte Carlo SE of a p_maxt near 0.05 is 0.002."""
+
+
+_FAMILY_KEYS = ("roi", "outcome", "term")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DMD_RE = re.compile(r"\bd_md\b")
+_GROUP_RE = re.compile(r"\bgroup\b")
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisResults:
+    """Results of the per-ROI x outcome models.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Tidy results, columns :data:`RESULT_COLUMNS`, one row per ROI x outcome
+        x term. Estimates are score points per ``dmd_scale`` mm^2/s of MD change.
+    changes : DataFrame
+        The per-subject x ROI changes the models were fitted to (see
+        :func:`dtitool.tables.compute_changes`).
+    fits : mapping
+        ``(roi, outcome) -> statsmodels RegressionResults`` of the interaction
+        model, for inspection (``fits[("L_BA10", "madrs")].summary()``).
+    additive_fits : mapping
+        ``(roi, outcome) ->`` results of the additive (no interaction) model
+        (for ``welch`` the feasible-GLS WLS fit).
+    rows : mapping
+        ``(roi, outcome) ->`` index labels of ``changes`` used by that model
+        (complete cases).
+    formula : str
+        The interaction model's patsy formula.
+    covariates : tuple of str
+        Covariates in the model (empty when ``formula`` was given).
+    robust : str or None
+        ``"HC3"`` when ``inference`` is ``hc3``, else None.
+    families : tuple of str
+        Columns whose combinations define the multiplicity families for
+        ``p_holm`` and ``p_fdr`` (empty: one family of all rows).
+    dmd_scale : float
+        MD change unit of the estimates, mm^2/s.
+    dmd_unit : str
+        Human-readable statement of ``dmd_scale``.
+    elapsed : float
+        Seconds spent fitting.
+    inference : str
+        ``ols``, ``hc3`` or ``welch`` (also a column of :attr:`table`).
+    arm_fits : mapping
+        ``welch`` only: ``(roi, outcome) -> {"ketamine": res, "saline": res}``,
+        the per-arm statsmodels fits.
+    permutations : int
+        Permutations behind ``p_maxt`` (0 without max-T).
+    seed : int or None
+        Seed of the max-T permutations or of the imputations (repeats them
+        exactly).
+    not_estimable : mapping
+        ``(roi, outcome) -> reason`` for models in which a reported term is
+        not estimable (its row holds NaN): dMD without variation, or columns
+        that are collinear.
+    missing : str
+        ``complete-case`` or ``mi`` (also a column of :attr:`table`).
+    imputations : int
+        Imputations behind a ``mi`` analysis (0 for complete case).
+    missing_summary : str
+        One line: how many participants were left out or imputed, and why.
+    """
+
+    table: pd.DataFrame
+    changes: pd.DataFrame = field(repr=False)
+    fits: Mapping = field(repr=False)
+    additive_fits: Mapping = field(repr=False)
+    rows: Mapping = field(repr=False)
+    formula: str
+    covariates: tuple[str, ...]
+    robust: str | None
+    families: tuple[str, ...]
+    dmd_scale: float = DMD_SCALE
+    dmd_unit: str = DMD_UNIT
+    elapsed: float = field(default=0.0, compare=False)
+    inference: str = "ols"
+    arm_fits: Mapping = field(default_factory=dict, repr=False)
+    permutations: int = 0
+    seed: int | None = None
+    not_estimable: Mapping = field(default_factory=dict, repr=False, compare=False)
+    missing: str = "complete-case"
+    imputations: int = 0
+    missing_summary: str = ""
+
+    def term(self, roi: str, outcome: str, term: str) -> pd.Series:
+        """Return the table row of one ROI, outcome and term."""
+        t = self.table
+        row = t.loc[(t["roi"] == roi) & (t["outcome"] == outcome) & (t["term"] == term)]
+        if len(row) != 1:
+            raise ValueError(
+                f"no result for roi={roi!r}, outcome={outcome!r}, term={term!r}"
+            )
+        return row.iloc[0]
+
+    def summary(self, *, terms: Sequence[str] = TERMS) -> str:
+        """Return a readable text table of the results, with units stated."""
+        return format_summary(self, terms=terms)
+
+
+def default_formula(covariates: Sequence[str] = ("baseline",), *, types=None) -> str:
+    """Return the interaction model's patsy formula for the given covariates.
+
+    Parameters
+    ----------
+    covariates : sequence of str
+        Names from :data:`COVARIATES` or participants columns.
+    types : mapping, optional
+        ``name -> "numeric" | "categorical"``; names not given are numeric
+        except ``sex``.
+
+    Examples
+    --------
+    >>> default_formula(("baseline", "age", "sex"))
+    "d_score ~ C(group, Treatment('saline')) * d_md + baseline_score + age + C(sex)"
+    """
+    types = dict(types or {})
+    rhs = [f"C(group, Treatment({CONTROL!r})) * d_md"]
+    for c in covariates:
+        name = "baseline_score" if c == "baseline" else c
+        plain = _NAME_RE.match(name) and not keyword.iskeyword(name)
+        ref = name if plain else f"Q({name!r})"
+        kind = types.get(c, "categorical" if c == "sex" else "numeric")
+        rhs.append(f"C({ref})" if kind == "categorical" else ref)
+    return "d_score ~ " + " + ".join(rhs)
+
+
+def _check_options(covariates, formula, robust, families, alpha, changes):
+    if robust not in (None, "HC3"):
+        raise ValueError(f"robust must be None or 'HC3', got {robust!r}")
+    if families is None:
+        families = ()
+    elif isinstance(families, str):
+        families = (families,)
+    families = tuple(families)
+    bad = [f for f in families if f not in _FAMILY_KEYS]
+    if bad:
+        raise ValueError(
+            f"families must be column names among {', '.join(_FAMILY_KEYS)}, "
+            f"got {bad[0]!r}"
+        )
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if isinstance(covariates, str):
+        covariates = (covariates,)
+    covariates = tuple(covariates)
+    if formula is not None:
+        if not isinstance(formula, str) or "~" not in formula:
+            raise ValueError(
+                f"formula must be a patsy formula string 'd_score ~ ...', got "
+                f"{formula!r}"
+            )
+        return (), formula, families
+    known = set(COVARIATES) | set(changes.columns)
+    taken = {"participant_id", "group", "roi", "d_md", "d_score"}
+    types = {}
+    for c in covariates:
+        if c not in known or c in taken:
+            others = sorted(
+                set(changes.columns)
+                - taken
+                - {"md_baseline", "md_24h", "d_md_pct"}
+                - {c for c in changes.columns if c.startswith("d_")}
+            )
+            raise ValueError(
+                f"unknown covariate {c!r}; expected one of "
+                f"{', '.join(COVARIATES)} or a participants column "
+                f"({', '.join(others) or 'none'})"
+            )
+        if c in changes.columns and not pd.api.types.is_numeric_dtype(changes[c]):
+            types[c] = "categorical"
+    if len(set(covariates)) != len(covariates):
+        raise ValueError(f"covariates are repeated: {covariates}")
+    return covariates, default_formula(covariates, types=types), families
+
+
+_FRAME_COLUMNS = ("participant_id", "group", "roi", "d_md_pct")
+
+
+def _model_frame(changes: pd.DataFrame, outcome: str,
+                 columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return the data a formula sees: every changes column, or only ``columns``.
+
+    The default formula gets only what it names, so that an unrelated
+    participants column (say one called ``C``) cannot hide a patsy function.
+    """
+    frame = changes.copy() if columns is None else changes.loc[
+        :, [c for c in dict.fromkeys([*_FRAME_COLUMNS, *columns])
+            if c in changes.columns]].copy()
+    frame["d_score"] = changes[f"d_{outcome}"]
+    frame["baseline_score"] = changes[f"{outcome}_baseline"]
+    frame["d_md"] = changes["d_md"] / DMD_SCALE
+    frame["baseline_md"] = changes["md_baseline"] / DMD_SCALE
+    return frame
+
+
+def _term_factor_codes(term) -> list[str]:
+    return [f.name() for f in term.factors]
+
+
+def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str) -> np.ndarray:
+    """Rows d(design row)/d(d_md) for a ketamine and a saline subject.
+
+    Returns an array (2, p): [ketamine, saline]. Raises if the model is not
+    linear in d_md, lacks the required terms, or lets the slope depend on
+    another variable.
+    """
+    terms = design_info.terms
+    codes = [_term_factor_codes(t) for t in terms]
+    has_group_main = any(len(c) == 1 and _GROUP_RE.search(c[0]) for c in codes)
+    has_dmd_main = any(len(c) == 1 and _DMD_RE.search(c[0]) for c in codes)
+    has_inter = any(
+        len(c) == 2
+        and any(_GROUP_RE.search(x) for x in c)
+        and any(_DMD_RE.search(x) for x in c)
+        for c in codes
+    )
+    if not (has_group_main and has_dmd_main and has_inter):
+        raise ValueError(
+            f"formula {formula!r} must contain the main effects of group and "
+            "d_md and their interaction (e.g. 'd_score ~ C(group, "
+            "Treatment(\"saline\")) * d_md + baseline_score')"
+        )
+    row = frame.iloc[[0] * 6].copy()
+    row["group"] = [TREATMENT] * 3 + [CONTROL] * 3
+    row["d_md"] = [0.0, 1.0, 2.0] * 2
+    (X,) = patsy.build_design_matrices([design_info], row, NA_action="raise")
+    X = np.asarray(X)
+    d1 = X[[1, 4]] - X[[0, 3]]
+    d2 = X[[2, 5]] - X[[1, 4]]
+    if not np.allclose(d1, d2, rtol=1e-9, atol=1e-12):
+        raise ValueError(f"formula {formula!r} must be linear in d_md")
+    for term, sl in design_info.term_slices.items():
+        if not np.any(d1[:, sl]):
+            continue
+        others = [
+            c for c in _term_factor_codes(term)
+            if not (_GROUP_RE.search(c) or _DMD_RE.search(c))
+        ]  # fmt: skip
+        if others:
+            raise ValueError(
+                f"formula {formula!r} lets the d_md slope depend on "
+                f"{', '.join(others)}; per-arm slopes would not be single "
+                "numbers"
+            )
+    return d1
+
+
+def _interaction_columns(design_info) -> np.ndarray:
+    """Boolean mask of design columns belonging to group x d_md terms."""
+    mask = np.zeros(len(design_info.column_names), dtype=bool)
+    for term, sl in design_info.term_slices.items():
+        c = _term_factor_codes(term)
+        if any(_GROUP_RE.search(x) for x in c) and any(_DMD_RE.search(x) for x in c):
+            mask[sl] = True
+    return mask
+
+
+def _check_shadowed_names(formula: str, frame: pd.DataFrame) -> None:
+    """Refuse a data column that hides a function the formula calls.
+
+    patsy looks names up in the data first, so a participants column called
+    ``C`` would replace patsy's ``C()`` and break the model in obscure ways.
+    """
+    called = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(", formula))
+    hidden = sorted(called & set(map(str, frame.columns)))
+    if hidden:
+        raise ValueError(
+            f"participants column {hidden[0]!r} hides the function {hidden[0]}() "
+            f"that the model formula calls ({formula!r}); rename the column"
+        )
+
+
+def _estimable(X: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Which rows of ``L`` are estimable contrasts of a model with design ``X``.
+
+    ``L b`` is estimable when ``L`` lies in the row space of ``X`` (orthogonal
+    to its null space). With a rank-deficient ``X`` (e.g. dMD that does not
+    vary) the pseudo-inverse statsmodels uses would report a non-estimable
+    contrast as an estimate of 0 with SE 0 and p 1.
+    """
+    L = np.atleast_2d(L)
+    if X.shape[0] == 0:
+        return np.zeros(len(L), dtype=bool)
+    _, sv, vt = np.linalg.svd(X, full_matrices=False)
+    tol = sv.max(initial=0.0) * max(X.shape) * np.finfo(float).eps
+    rank = int((sv > tol).sum())
+    if rank == X.shape[1]:
+        return np.ones(len(L), dtype=bool)
+    null = vt[rank:].T
+    norm = np.linalg.norm(L, axis=1)
+    return np.linalg.norm(L @ null, axis=1) <= 1e-8 * np.maximum(norm, 1.0)
+
+
+def _estimable_terms(X, ket, L3, keep, l_add, within, inference) -> np.ndarray:
+    """Estimability of the four reported terms (TERMS order) of one model."""
+    pooled = _estimable(X[:, keep], l_add)[0]
+    if inference != "welch":
+        return np.r_[_estimable(X, L3), pooled]
+    k = _estimable(X[ket][:, within], L3[1][within])[0]
+    c = _estimable(X[~ket][:, within], L3[2][within])[0]
+    return np.array([k and c, k, c, pooled])
+
+
+def _why_not_estimable(used: pd.DataFrame) -> str:
+    d = used["d_md"].to_numpy()
+    if d.size and np.ptp(d) == 0:
+        return f"d_md does not vary: every subject has {d[0]:g}"
+    for g in GROUPS:
+        dg = d[used["group"].to_numpy() == g]
+        if dg.size and np.ptp(dg) == 0:
+            return f"d_md does not vary within the {g} arm"
+    return "the model's columns are collinear (a covariate duplicates another term)"
+
+
+def _check_changes(changes) -> list[str]:
+    """Raise unless ``changes`` is a changes table; return its outcomes."""
+    if not isinstance(changes, pd.DataFrame):
+        raise TypeError(
+            f"changes must be a DataFrame from compute_changes, got "
+            f"{type(changes).__name__}"
+        )
+    need = ["participant_id", "group", "roi", "d_md", "md_baseline"]
+    missing = [c for c in need if c not in changes.columns]
+    if missing:
+        raise ValueError(
+            f"changes table is missing column(s) {missing}; build it with "
+            "compute_changes"
+        )
+    outcomes = [
+        k for k in ("madrs", "qids")
+        if {f"d_{k}", f"{k}_baseline"} <= set(changes.columns)
+    ]  # fmt: skip
+    if not outcomes:
+        raise ValueError("changes table has no outcome change columns (d_madrs...)")
+    return outcomes
+
+
+
+def fit_complete_data(
+    changes: pd.DataFrame,
+    *,
+    covariates: Sequence[str] = ("baseline",),
+    formula: str | None = None,
+    robust: str | None = None,
+    inference: str = "ols",
+    families: Sequence[str] | str | None = ("term",),
+    familywise: str = "holm-bh",
+    permutations: int = DEFAULT_PERMUTATIONS,
+    rng=None,
+    alpha: float = 0.05,
+) -> AnalysisResults:
+    """Fit every ROI x outcome model to a changes table: the complete-data analysis.
+
+    The arguments are those of :func:`dtitool.stats.analysis.fit_changes`
+    without ``missing`` and ``imputations``. A participant enters a model only
+    with every variable of that model observed. This is what ``fit_changes``
+    runs for a complete-case analysis, and what the multiple-imputation
+    analysis (:func:`dtitool.stats.missing.fit_imputed`) runs on every
+    completed dataset before pooling.
+
+    Returns
+    -------
+    AnalysisResults
+        Its table has the columns of :data:`RESULT_COLUMNS` up to
+        ``inference`` (and :data:`MAXT_COLUMN` with ``familywise="maxt"``):
+        saying how many participants were left out, and why, is the caller's
+        (``fit_changes`` adds those columns and ``missing_summary``).
+    """
+    outcomes = _check_changes(changes)
+    user_formula = formula is not None
+    covariates, formula, families = _check_options(
+        covariates, formula, robust, families, alpha, changes
+    )
+    inference = _check_inference_options(robust, inference, familywise, permutations)
+    not_estimable: dict[tuple[str, str], str] = {}
+    t0 = time.perf_counter()
+    rois = _roi_order(changes["roi"])
+    records = []
+    fits, additive_fits, used_rows, arm_fits, perm_models = {}, {}, {}, {}, []
+    subject_index = {s: i for i, s in enumerate(pd.unique(changes["participant_id"]))}
+    for outcome in outcomes:
+        frame = _model_frame(changes, outcome,
+                             None if user_formula else ("group", *covariates))
+        _check_shadowed_names(formula, frame)
+        try:
+            y_df, X_df = patsy.dmatrices(
+                formula, frame, NA_action="drop", return_type="dataframe"
+            )
+        except patsy.PatsyError as e:
+            msg = str(e).splitlines()[0]
+            raise ValueError(f"cannot use formula {formula!r}: {msg}") from None
+        if y_df.shape[1] != 1:
+            raise ValueError(f"formula {formula!r} must have one response")
+        if len(y_df) == 0:
+            raise ValueError(
+                f"no participant has complete data for the {outcome} models (both "
+                f"{outcome} scores, both scans of an ROI and every covariate)"
+            )
+        info = X_df.design_info
+        L = _slope_contrasts(info, frame.loc[y_df.index], formula)
+        L3 = np.vstack([L[0] - L[1], L[0], L[1]])
+        keep = ~_interaction_columns(info)
+        L_add = L[0, keep][None, :]
+        if not np.any(L_add):
+            raise ValueError(f"formula {formula!r} has no d_md main effect")
+        names = np.asarray(info.column_names)
+        within = ~_group_columns(info)
+        used = frame.loc[y_df.index]
+        y_all = y_df.to_numpy()[:, 0]
+        X_all = X_df.to_numpy()
+        roi_used = used["roi"].to_numpy()
+        index_used = used.index.to_numpy()
+        group_used = used["group"].to_numpy()
+        for roi in rois:
+            rows = roi_used == roi
+            n = int(rows.sum())
+            counts = {g: int((group_used[rows] == g).sum()) for g in GROUPS}
+            if min(counts.values()) < MIN_PER_ARM or n - X_all.shape[1] < 1:
+                raise ValueError(
+                    f"too few subjects to fit {roi} / {outcome}: "
+                    + ", ".join(f"{v} {g}" for g, v in counts.items())
+                    + f" with complete data (need at least {MIN_PER_ARM} per arm "
+                    f"and more than {X_all.shape[1]} in all)"
+                )
+            y, X = y_all[rows], X_all[rows]
+            ket = group_used[rows] == TREATMENT
+            inf = _infer(y, X, names, ket, L3, keep, L_add[0], within, inference,
+                         alpha)
+            fits[(roi, outcome)] = inf.full
+            additive_fits[(roi, outcome)] = inf.additive
+            if inf.arms:
+                arm_fits[(roi, outcome)] = inf.arms
+            used_rows[(roi, outcome)] = index_used[rows]
+            ok = _estimable_terms(X, ket, L3, keep, L_add[0], within, inference)
+            if not ok.all():
+                not_estimable[(roi, outcome)] = _why_not_estimable(used[rows])
+            for term, row, fine in zip(TERMS, inf.rows, ok, strict=True):
+                if not fine:  # NaN with a reason, never SE 0 and p 1
+                    row = (np.nan, np.nan, np.nan, row[3], np.nan, np.nan, np.nan)
+                records.append((roi, outcome, term, *row, n))
+            if familywise == "maxt":
+                ids = used["participant_id"].to_numpy()[rows]
+                perm_models.append(PermutationModel(
+                    y=y, X=X, ketamine=ket,
+                    subjects=np.array([subject_index[i] for i in ids]),
+                    contrasts=L3, additive=keep, pooled=L_add[0], within_arm=within))
+    table = pd.DataFrame.from_records(records, columns=list(RESULT_COLUMNS[:11]))
+    table["df"] = table["df"].astype(float)
+    table["n"] = table["n"].astype(int)
+    table["p_holm"], table["p_fdr"] = adjust_within_families(table, families)
+    table["inference"] = inference
+    seed = None
+    if familywise == "maxt":
+        seed, table[MAXT_COLUMN] = _maxt_column(table, families, perm_models,
+                                                inference, permutations, rng)
+    table = _sort(table, rois, outcomes)
+    if not_estimable:
+        by_reason: dict[str, list[str]] = {}
+        for (r, o), why in not_estimable.items():
+            by_reason.setdefault(why, []).append(f"{r}/{o}")
+        warnings.warn(
+            "terms not estimable, reported as NaN: " + "; ".join(
+                f"{why} in {len(m)} model(s) ({', '.join(m)})"
+                for why, m in by_reason.items()),
+            stacklevel=4,  # the line that called fit_models
+        )
+    elapsed = time.perf_counter() - t0
+    return AnalysisResults(
+        table=table,
+        changes=changes,
+        fits=fits,
+        additive_fits=additive_fits,
+        rows=used_rows,
+        formula=formula,
+        covariates=covariates,
+        robust="HC3" if inference == "hc3" else None,
+        families=families,
+        elapsed=elapsed,
+        inference=inference,
+        arm_fits=arm_fits,
+        permutations=permutations if familywise == "maxt" else 0,
+        seed=seed,
+        not_estimable=not_estimable,
+    )
+
+# ------------------------------------------------------------ inference options
+
+
+def _check_inference_options(robust, inference, familywise, permutations) -> str:
+    if robust is not None and robust != "HC3":
+        raise ValueError(f"robust must be None or 'HC3', got {robust!r}")
+    check_inference(inference)
+    if robust == "HC3":
+        if inference not in ("ols", "hc3"):
+            raise ValueError(f"robust='HC3' asks for inference 'hc3' but inference "
+                             f"is {inference!r}; give one of them")
+        inference = "hc3"
+    if familywise not in FAMILYWISE:
+        raise ValueError(f"familywise must be one of {', '.join(FAMILYWISE)}; got "
+                         f"{familywise!r}")
+    if isinstance(permutations, bool) or not isinstance(
+            permutations, int | np.integer) or permutations < 1:
+        raise ValueError(f"permutations must be a positive integer; got "
+                         f"{permutations!r}")
+    return inference
+
+
+def _group_columns(design_info) -> np.ndarray:
+    """Boolean mask of design columns of terms that involve group."""
+    mask = np.zeros(len(design_info.column_names), dtype=bool)
+    for term, sl in design_info.term_slices.items():
+        if any(_GROUP_RE.search(x) for x in _term_factor_codes(term)):
+            mask[sl] = True
+    return mask
+
+
+@dataclass(frozen=True, slots=True)
+class _Inferred:
+    rows: list  # per term: estimate, se, t, df, p, ci_low, ci_high
+    full: object
+    additive: object
+    arms: dict
+
+
+def _ols(y, X, names, **fit_kw):
+    model = OLS(y, X)
+    model.data.xnames = list(names)
+    model.data.ynames = "d_score"
+    return model.fit(**fit_kw)
+
+
+def _row(est, se, df, alpha):
+    """Return estimate, se, t, df, p, ci_low, ci_high of a t test with ``df``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = est / se
+        p = 2.0 * special.stdtr(df, -abs(t))
+        q = special.stdtrit(df, 1.0 - alpha / 2.0) if df > 0 else np.nan
+    return (float(est), float(se), float(t), float(df), float(p),
+            float(est - q * se), float(est + q * se))
+
+
+def _contrast_rows(res, L, alpha):
+    ct = res.t_test(L)
+    ci = np.asarray(ct.conf_int(alpha=alpha)).reshape(-1, 2)
+    cols = (np.atleast_1d(np.asarray(ct.effect, float)),
+            np.atleast_1d(np.asarray(ct.sd, float)).ravel(),
+            np.atleast_1d(np.asarray(ct.tvalue, float)).ravel(),
+            np.atleast_1d(np.asarray(ct.pvalue, float)).ravel())
+    return [(e, s, t, float(res.df_resid), p, lo, hi)
+            for e, s, t, p, (lo, hi) in zip(*cols, ci, strict=True)]
+
+
+def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Inferred:
+    """Return the four terms of one model under one inference option."""
+    if inference != "welch":
+        kw = {"cov_type": "HC3", "use_t": True} if inference == "hc3" else {}
+        res = _ols(y, X, names, **kw)
+        res_add = _ols(y, X[:, keep], names[keep], **kw)
+        rows = _contrast_rows(res, L3, alpha) + _contrast_rows(res_add, l_add[None],
+                                                               alpha)
+        return _Inferred(rows, res, res_add, {})
+    # Welch: each arm on its own, the formula without its group terms.
+    arms, slope = {}, {}
+    for arm, rows_a in ((TREATMENT, ket), (CONTROL, ~ket)):
+        Xa = X[rows_a][:, within]
+        res_a = _ols(y[rows_a], Xa, names[within])
+        arms[arm] = res_a
+        la = L3[1 if arm == TREATMENT else 2][within]
+        df_a = res_a.df_resid
+        var = float(la @ res_a.cov_params() @ la) if df_a > 0 else np.nan
+        slope[arm] = (float(la @ res_a.params), var, df_a)
+    (ek, vk, dk), (es, vs, ds) = slope[TREATMENT], slope[CONTROL]
+    inter = _row(ek - es, np.sqrt(vk + vs), welch_df(vk, dk, vs, ds), alpha)
+    out = [inter, _row(ek, np.sqrt(vk), dk, alpha), _row(es, np.sqrt(vs), ds, alpha)]
+    # Pooled slope: feasible GLS of the additive model, weights 1 / s_a^2.
+    Xa = X[:, keep]
+    if min(res_a.df_resid for res_a in arms.values()) < 1:
+        # an arm without residual df has no variance estimate, so no weight
+        nan = (np.nan,) * 7
+        return _Inferred([*out, nan], _ols(y, X, names), None, arms)
+    s2 = {arm: float(arms[arm].scale) for arm in arms}
+    w = np.where(ket, 1.0 / s2[TREATMENT], 1.0 / s2[CONTROL])
+    model = WLS(y, Xa, weights=w)
+    model.data.xnames = list(names[keep])
+    model.data.ynames = "d_score"
+    res_w = model.fit(cov_type="fixed scale")  # Var = (X'WX)^{-1}: known weights
+    Phi = np.asarray(res_w.normalized_cov_params)
+    m = Phi @ l_add
+    var, v = float(l_add @ m), []
+    for arm, rows_a in ((TREATMENT, ket), (CONTROL, ~ket)):
+        Hm = (Xa[rows_a].T @ (Xa[rows_a] @ m)) / s2[arm]
+        va = float(m @ Hm)
+        # Kenward-Roger adjustment for the estimated weights.
+        var += 4.0 * (va - float(Hm @ Phi @ Hm)) / arms[arm].df_resid
+        v.append((va, arms[arm].df_resid))
+    df_p = welch_df(v[0][0], v[0][1], v[1][0], v[1][1])
+    out.append(_row(float(l_add @ res_w.params), np.sqrt(var), float(df_p), alpha))
+    return _Inferred(out, _ols(y, X, names), res_w, arms)
+
+
+def _maxt_column(table, families, models, inference, permutations, rng):
+    """Seed and ``p_maxt`` of every row of the (unsorted) table."""
+    ss = as_seed_sequence(rng)
+    n_subjects = 1 + max(int(m.subjects.max()) for m in models)
+    keys = np.random.default_rng(ss).random((permutations, n_subjects))
+    observed, permuted = permutation_p(models, inference=inference, keys=keys)
+    out = np.full(len(table), np.nan)
+    if families:
+        groups = table.groupby(list(families), sort=False).indices.values()
+    else:
+        groups = [np.arange(len(table))]
+    p = table["p"].to_numpy()
+    for idx in groups:
+        idx = np.asarray(idx)
+        obs = np.where(np.isnan(p[idx]), np.nan, observed[idx])
+        out[idx] = maxt_adjust(obs, permuted[:, idx])
+    return int(ss.entropy), out
+
+
+def _sort(table, rois, outcomes):
+    order = (
+        table["roi"].map({r: i for i, r in enumerate(rois)}) * 1000
+        + table["outcome"].map({k: i for i, k in enumerate(outcomes)}) * 10
+        + table["term"].map({t: i for i, t in enumerate(TERMS)})
+    )
+    return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(
+        drop=True
+    )
+
+
+def format_summary(results: AnalysisResults, *, terms: Sequence[str] = TERMS) -> str:
+    """Format ``results`` as a readable text table.
+
+    Parameters
+    ----------
+    results : AnalysisResults
+    terms : sequence of str
+        Terms to show.
+
+    Returns
+    -------
+    str
+    """
+    t = results.table.loc[results.table["term"].isin(list(terms))]
+    maxt = MAXT_COLUMN in t.columns
+    lines = [
+        f"Model: {results.formula}; inference {results.inference}"
+        + (f" ({_INFERENCE_TEXT[results.inference]})"),
+        f"Estimates: score points {results.dmd_unit} (24 h minus baseline); "
+        "negative score change = improvement, so a positive slope means MD "
+        "decrease goes with improvement.",
+        "Adjusted p (Holm, BH-FDR"
+        + (", max-T" if maxt else "")
+        + ") within families by "
+        + (", ".join(results.families) or "all rows together")
+        + ".",
+        "",
+    ]
+    if maxt:
+        lines.insert(3, f"max-T: Westfall-Young step-down, {results.permutations} "
+                     "Freedman-Lane permutations within arms, seed "
+                     f"{results.seed}.")
+    if results.missing_summary:
+        lines.insert(len(lines) - 1, results.missing_summary + ".")
+    header = (
+        f"{'roi':<14}{'outcome':<8}{'term':<15}{'estimate':>9}"
+        f"{'95% CI':>20}{'p':>9}{'p_holm':>9}{'p_fdr':>9}"
+        + (f"{'p_maxt':>9}" if maxt else "") + f"{'n':>5}"
+    )
+    lines += [header, "-" * len(header)]
+    for r in t.itertuples(index=False):
+        ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        lines.append(
+            f"{r.roi:<14}{r.outcome:<8}{r.term:<15}{r.estimate:>9.3f}{ci:>20}"
+            f"{_fmt_p(r.p):>9}{_fmt_p(r.p_holm):>9}{_fmt_p(r.p_fdr):>9}"
+            + (f"{_fmt_p(r.p_maxt):>9}" if maxt else "") + f"{r.n:>5d}"
+        )
+    return "\n".join(lines)
+
+
+_INFERENCE_TEXT = {
+    "ols": "classical pooled-variance OLS",
+    "hc3": "HC3 robust SEs",
+    "welch": "arms fitted separately, Welch-Satterthwaite df",
+}
+
+
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "nan"
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
