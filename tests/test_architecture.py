@@ -9,6 +9,7 @@
   ``report/``; the lower layers (``design/``, ``simulate``, ``tables``, the
   output protocol, the execution layer) import none of the stages above them;
   only ``report/`` imports matplotlib.
+- No import cycle among the package's modules (imports inside functions count).
 - Nothing in the repository points to a document outside it, and every
   ``docs/*.md`` it names exists.
 - ``import dtitool`` and every ``--help`` stay light: no matplotlib, statsmodels,
@@ -200,6 +201,122 @@ def test_layering_checker_catches_a_broken_rule(tmp_path, rel, text, expect):
     _write(root, rel, text)
     bad = layering_violations(root)
     assert len(bad) == 1 and expect in bad[0], bad
+
+
+# ------------------------------------------------------------- import cycles
+
+
+def import_graph(root: Path) -> dict[str, list[str]]:
+    """``module -> the modules of the tree root it imports`` (anywhere in the file).
+
+    A package is its ``__init__``; importing a submodule is not counted as
+    importing its parent packages (that is how a package imports its own
+    modules).
+    """
+    files = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
+    return {me: sorted(m for m in imports_of(path, root) if m in files and m != me)
+            for me, path in files.items()}
+
+
+def import_cycles(root: Path) -> list[str]:
+    """One cycle ``a -> b -> ... -> a`` per strongly connected set of modules.
+
+    A set larger than the cycle shown is named after it.
+
+    Tarjan's algorithm over :func:`import_graph`: a module-level import and one
+    inside a function both make an edge, because either runs the other
+    module's code while this one is being used, and a cycle is then one
+    refactor away from an ImportError (partially initialised module).
+    """
+    graph = import_graph(root)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                components.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    out = []
+    for comp in sorted(components):
+        cycle = _cycle_through(graph, comp)
+        among = f" (among {', '.join(comp)})" if len(comp) > len(cycle) - 1 else ""
+        out.append(" -> ".join(cycle) + among)
+    return out
+
+
+def _cycle_through(graph: dict[str, list[str]], comp: list[str]) -> list[str]:
+    """A shortest cycle from the first module of ``comp`` back to it (BFS)."""
+    start, members = comp[0], set(comp)
+    came = {start: None}
+    queue = [start]
+    for v in queue:
+        for w in graph[v]:
+            if w == start:
+                path = [v]
+                while came[path[-1]] is not None:
+                    path.append(came[path[-1]])
+                return [*reversed(path), start]
+            if w in members and w not in came:
+                came[w] = v
+                queue.append(w)
+    raise AssertionError(f"no cycle through {start}")  # pragma: no cover
+
+
+def test_no_import_cycles():
+    assert import_cycles(PKG) == []
+
+
+@pytest.mark.parametrize(("files", "expect"), [
+    ({"stats/a.py": "from dtitool.stats import b\n",
+      "stats/b.py": "from dtitool.stats.a import f\n"},
+     "dtitool.stats.a -> dtitool.stats.b -> dtitool.stats.a"),
+    # the cycle that was: each side imported inside a function
+    ({"stats/analysis.py": "def f():\n    from dtitool.stats.missing import g\n",
+      "stats/missing.py": "def g():\n    from dtitool.stats import analysis\n"},
+     "dtitool.stats.analysis -> dtitool.stats.missing -> dtitool.stats.analysis"),
+    ({"stats/a.py": "from .b import x\n", "stats/b.py": "from .c import y\n",
+      "stats/c.py": "def f():\n    import dtitool.stats.a\n"},
+     "dtitool.stats.a -> dtitool.stats.b -> dtitool.stats.c -> dtitool.stats.a"),
+    # through a package's __init__: spec runs while the package is half made
+    ({"design/__init__.py": "from dtitool.design.spec import S\n",
+      "design/spec.py": "from dtitool.design import presets\n",
+      "design/presets.py": "from dtitool.design.spec import S\n"},
+     "dtitool.design -> dtitool.design.spec -> dtitool.design (among "
+     "dtitool.design, dtitool.design.presets, dtitool.design.spec)"),
+])  # fmt: skip
+def test_cycle_checker_catches_a_planted_cycle(tmp_path, files, expect):
+    root = tmp_path / "dtitool"
+    for pkg in ("", "design", "stats"):
+        _write(root, f"{pkg}/__init__.py" if pkg else "__init__.py", "")
+    _write(root, "stats/low.py", "")
+    _write(root, "stats/high.py", "from dtitool.stats import low\n")
+    assert import_cycles(root) == []
+    for rel, text in files.items():
+        _write(root, rel, text)
+    assert import_cycles(root) == [expect]
 
 
 # -------------------------------------------------------- outside references
