@@ -199,8 +199,8 @@ def test_replace_revalidates(preset):
 
 def test_reliability_formula(preset):
     r = preset.rois[0]
-    expected = r.change_sd.ketamine**2 / (
-        r.change_sd.ketamine**2 + 2 * (r.cv * r.md_mean) ** 2)
+    expected = r.change_sd["ketamine"]**2 / (
+        r.change_sd["ketamine"]**2 + 2 * (r.cv * r.md_mean) ** 2)
     assert preset.reliability()["L_BA10"] == pytest.approx(expected, rel=1e-12)
 
 
@@ -336,8 +336,8 @@ def _parameter_paths(design) -> list[str]:
         else:
             out.append(prefix)
 
-    for top in ("trial", "rois", "outcomes", "correlations", "ranges", "covariates",
-                "missing"):
+    for top in ("trial", "visits", "rois", "outcomes", "correlations", "ranges",
+                "covariates", "missing"):
         walk(top, d[top])
     return out
 
@@ -356,7 +356,7 @@ def test_every_preset_value_has_a_source_and_every_source_a_value(name):
     for path in paths:
         if path.startswith(skip):
             continue
-        if path.endswith(("scale_min", "scale_max")) or path in (
+        if path.endswith(("scale_min", "scale_max", ".scale")) or path in (
                 "missing.outcome", "missing.strength", "missing.rate"):
             continue  # definitions of the scales / the switched-off mechanism
         assert any(covers(k, path) for k in d.sources), path

@@ -2,6 +2,9 @@
 
 - :mod:`dtitool.design.spec`: :class:`StudyDesign` and its parts, frozen
   dataclasses validated on construction.
+- :mod:`dtitool.design.layout`: the names of a trial (arms, control arm,
+  visits) as :class:`TrialNames`, and :class:`PerArm` values by arm name.
+- :mod:`dtitool.design.ratings`: rating scales ready to use as outcomes.
 - :mod:`dtitool.design.io`: designs as TOML (read with tomllib, written with
   tomli-w), and the presets shipped in ``dtitool/design/presets/``.
 
@@ -24,6 +27,7 @@ from dtitool.design.io import (
     read_design,
     write_design,
 )
+from dtitool.design.layout import TrialNames, VisitSpec
 from dtitool.design.spec import (
     CorrelationSpec,
     CovariateSpec,
@@ -44,6 +48,8 @@ __all__ = [
     "ROISpec",
     "RangeSpec",
     "StudyDesign",
+    "TrialNames",
+    "VisitSpec",
     "available_presets",
     "design_from_dict",
     "design_to_dict",

@@ -1,9 +1,15 @@
 """Designs as TOML files: read (tomllib), write (tomli-w), and the shipped presets.
 
 A design file is a TOML document with the tables ``[trial]``, ``[rois.NAME]``,
-``[outcomes.NAME]``, ``[correlations]`` and optionally ``[covariates]``,
-``[missing]``, ``[sources]``, ``[ranges]``; ``base = "PRESET"`` starts from a preset and
-overrides only the keys given. A ``[run]`` table records how a run was made
+``[outcomes.NAME]``, ``[correlations]`` and optionally ``[[visits]]``,
+``[covariates]``, ``[missing]``, ``[sources]``, ``[ranges]``; ``base = "PRESET"``
+starts from a preset and overrides only the keys given. ``schema = 2`` marks the
+current format, in which the arms are the keys of ``trial.allocation`` (with
+``trial.control`` the reference arm) and ``[[visits]]`` lists the visits; a file
+without ``schema`` is read as version 1 (arms ``ketamine`` and ``saline``, visits
+``baseline`` and ``24h``), so files written by earlier releases still load.
+Outcomes may name a ready-made rating scale (``scale = "HAM-D17"``) instead of
+giving its range. A ``[run]`` table records how a run was made
 (seed, replicates, options) so that the file repeats it. Every key is described
 in ``docs/model.md``.
 
@@ -26,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from dtitool._constants import GROUPS
 from dtitool.design.spec import (
+    DEFAULT_VISITS,
+    SCHEMA,
     CorrelationSpec,
     CovariateSpec,
     MissingSpec,
@@ -36,6 +43,7 @@ from dtitool.design.spec import (
     RangeSpec,
     ROISpec,
     StudyDesign,
+    VisitSpec,
     _check_real,
 )
 
@@ -50,6 +58,8 @@ __all__ = [
 ]
 
 _TOP_KEYS = {
+    "schema",
+    "visits",
     "name",
     "description",
     "reference",
@@ -64,9 +74,13 @@ _TOP_KEYS = {
     "ranges",
     "run",
 }
-_TRIAL_KEYS = {"n", "allocation", "block_size"}
+_TRIAL_KEYS = {"n", "allocation", "block_size", "control"}
+_TRIAL_REQUIRED = {"n", "allocation", "block_size"}
+_VISIT_KEYS = {"name", "hours", "days", "dose", "primary"}
+_V1_ARMS = ("ketamine", "saline")  # the arms of every version 1 design file
 _ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd"}
 _OUTCOME_KEYS = {
+    "scale",
     "scale_min",
     "scale_max",
     "baseline_mean",
@@ -78,7 +92,8 @@ _OUTCOME_KEYS = {
     "change_model",
     "remission_max",
 }
-_OUTCOME_OPTIONAL = {"reliability", "change_model", "remission_max"}
+_OUTCOME_OPTIONAL = {"reliability", "change_model", "remission_max", "scale",
+                     "scale_min", "scale_max"}
 _RANGE_KEYS = {f.name for f in dataclasses.fields(RangeSpec)}
 _CORR_KEYS = {
     "roi_baseline",
@@ -107,11 +122,70 @@ def _check_keys(
         raise ValueError(f"missing key {where + '.' if where else ''}{missing[0]}")
 
 
-def _per_arm(where: str, d: Any, cast=float) -> PerArm:
+def _per_arm(where: str, d: Any, arms: Sequence[str], cast=float) -> PerArm:
+    """Read a per-arm table (``{arm = value}``), or one number for every arm."""
     if isinstance(d, int | float) and not isinstance(d, bool):
-        return PerArm(ketamine=cast(d), saline=cast(d))
-    _check_keys(where, d, set(GROUPS), set(GROUPS))
-    return PerArm(ketamine=d["ketamine"], saline=d["saline"])
+        return PerArm({a: cast(d) for a in arms})
+    _check_keys(where, d, set(arms), set(arms))
+    return PerArm({a: d[a] for a in arms})
+
+
+def _arms(tr: Mapping, schema: int) -> tuple[str, ...]:
+    """Return the arms a design file declares: the keys of ``trial.allocation``."""
+    alloc = tr["allocation"]
+    if schema == 1:
+        _check_keys("trial.allocation", alloc, set(_V1_ARMS), set(_V1_ARMS))
+        if "control" in tr:
+            raise ValueError("trial.control needs schema = 2 (a version 1 design "
+                             "file's control arm is saline)")
+        return _V1_ARMS
+    if not isinstance(alloc, Mapping) or not alloc:
+        raise TypeError("trial.allocation must be a table {arm = ratio, ...} naming "
+                        f"every arm; got {alloc!r}")
+    return tuple(alloc)
+
+
+def _visits(d: Any) -> tuple[VisitSpec, ...]:
+    """``[[visits]]``: name, hours (or days), dose and primary of each visit."""
+    if not isinstance(d, list) or not all(isinstance(v, Mapping) for v in d):
+        raise TypeError("visits must be an array of tables ([[visits]] with name, "
+                        f"hours or days, dose, primary); got {d!r}")
+    out = []
+    for i, v in enumerate(d):
+        w = f"visits[{i}]"
+        _check_keys(w, v, _VISIT_KEYS, {"name"})
+        if "hours" in v and "days" in v:
+            raise ValueError(f"{w} gives both hours and days; give one")
+        hours = (_check_real(f"{w}.days", v["days"]) * 24.0 if "days" in v
+                 else v.get("hours", 0.0))
+        if not isinstance(v["name"], str):
+            raise TypeError(f"{w}.name must be a string; got {v['name']!r}")
+        out.append(VisitSpec(name=v["name"], hours=hours, dose=v.get("dose"),
+                             primary=v.get("primary", False)))
+    return tuple(out)
+
+
+def _scale_range(w: str, o: Mapping) -> tuple[int, int, str]:
+    """``scale_min``, ``scale_max`` and the scale's name, from a named scale or both."""
+    from dtitool.design.ratings import RATING_SCALES
+
+    name = o.get("scale", "")
+    if name == "":
+        for k in ("scale_min", "scale_max"):
+            if k not in o:
+                raise ValueError(f"missing key {w}.{k} (or name a rating scale with "
+                                 f"{w}.scale: {', '.join(RATING_SCALES)})")
+        return o["scale_min"], o["scale_max"], ""
+    if name not in RATING_SCALES:
+        raise ValueError(f"{w}.scale = {name!r} is not a scale dtitool knows; "
+                         f"choose one of {', '.join(RATING_SCALES)} or give "
+                         "scale_min and scale_max")
+    lo, hi = RATING_SCALES[name].range
+    for k, v in (("scale_min", lo), ("scale_max", hi)):
+        if k in o and o[k] != v:
+            raise ValueError(f"{w}.{k} = {o[k]!r} contradicts {w}.scale = {name!r}, "
+                             f"whose range is {lo}-{hi}")
+    return lo, hi, name
 
 
 def _matrix(where: str, value: Any, names: Sequence[str]) -> tuple:
@@ -163,9 +237,19 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
             merged["name"] = f"{base} (modified)"
         return design_from_dict(merged)
     _check_keys("", d, _TOP_KEYS, {"name", "trial", "rois", "outcomes", "correlations"})
+    schema = d.get("schema", 1)
+    if schema not in (1, SCHEMA) or isinstance(schema, bool):
+        raise ValueError(f"schema = {schema!r} is not a design file format this "
+                         f"dtitool reads (1 or {SCHEMA}); a newer dtitool may have "
+                         "written it")
     tr = d["trial"]
-    _check_keys("trial", tr, _TRIAL_KEYS, _TRIAL_KEYS)
-    allocation = _per_arm("trial.allocation", tr["allocation"], cast=int)
+    _check_keys("trial", tr, _TRIAL_KEYS, _TRIAL_REQUIRED)
+    arms = _arms(tr, schema)
+    allocation = _per_arm("trial.allocation", tr["allocation"], arms, cast=int)
+    if "visits" in d and schema == 1:
+        raise ValueError("[[visits]] needs schema = 2 (a version 1 design file's "
+                         "visits are baseline and 24h)")
+    visits = _visits(d["visits"]) if "visits" in d else DEFAULT_VISITS
 
     rois_d = d["rois"]
     if not isinstance(rois_d, Mapping) or not rois_d:
@@ -180,8 +264,8 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
                 md_mean=r["md_mean"],
                 md_sd=r["md_sd"],
                 cv=r["cv"],
-                change_mean=_per_arm(f"{w}.change_mean", r["change_mean"]),
-                change_sd=_per_arm(f"{w}.change_sd", r["change_sd"]),
+                change_mean=_per_arm(f"{w}.change_mean", r["change_mean"], arms),
+                change_sd=_per_arm(f"{w}.change_sd", r["change_sd"], arms),
             )
         )
     out_d = d["outcomes"]
@@ -191,16 +275,18 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     for name, o in out_d.items():
         w = f"outcomes.{name}"
         _check_keys(w, o, _OUTCOME_KEYS, _OUTCOME_KEYS - _OUTCOME_OPTIONAL)
+        lo, hi, scale = _scale_range(w, o)
         outcomes.append(
             OutcomeSpec(
                 name=name,
-                scale_min=o["scale_min"],
-                scale_max=o["scale_max"],
+                scale=scale,
+                scale_min=lo,
+                scale_max=hi,
                 baseline_mean=o["baseline_mean"],
                 baseline_sd=o["baseline_sd"],
                 inclusion_min=o["inclusion_min"],
-                change_mean=_per_arm(f"{w}.change_mean", o["change_mean"]),
-                change_sd=_per_arm(f"{w}.change_sd", o["change_sd"]),
+                change_mean=_per_arm(f"{w}.change_mean", o["change_mean"], arms),
+                change_sd=_per_arm(f"{w}.change_sd", o["change_sd"], arms),
                 reliability=o.get("reliability", 1.0),
                 # absent in design files of earlier releases, whose model it was
                 change_model=o.get("change_model", "additive"),
@@ -218,9 +304,9 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         {"roi_baseline", "outcome_baseline", "roi_change", "outcome_change"},
     )
     ro = c.get("roi_outcome", {})
-    _check_keys("correlations.roi_outcome", ro, set(GROUPS))
+    _check_keys("correlations.roi_outcome", ro, set(arms))
     roi_outcome = {}
-    for arm in GROUPS:
+    for arm in arms:
         per_out = ro.get(arm, {})
         _check_keys(f"correlations.roi_outcome.{arm}", per_out, set(out_names))
         m = np.zeros((len(roi_names), len(out_names)))
@@ -254,7 +340,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         _check_keys("ranges", rg, _RANGE_KEYS)
         if "change_sd_fraction" in rg:
             _check_keys("ranges.change_sd_fraction", rg["change_sd_fraction"],
-                        set(GROUPS))
+                        set(arms))
         ranges = RangeSpec(**rg)
     sources = d.get("sources", {})
     if not isinstance(sources, Mapping) or not all(
@@ -278,6 +364,8 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         reference=d.get("reference", ""),
         sources=dict(sources),
         ranges=ranges,
+        control=tr.get("control", "" if schema == 2 else "saline"),
+        visits=visits,
     )
 
 
@@ -299,8 +387,8 @@ def _merge(base: dict, over: Mapping) -> dict:
 
 def design_to_dict(design: StudyDesign) -> dict[str, Any]:
     """Return the nested dict that :func:`design_from_dict` reads back as ``design``."""
-    arm = lambda p: {g: p[g] for g in GROUPS}  # noqa: E731
-    d: dict[str, Any] = {"name": design.name}
+    arm = lambda p: {g: p[g] for g in design.arms}  # noqa: E731
+    d: dict[str, Any] = {"schema": SCHEMA, "name": design.name}
     if design.description:
         d["description"] = design.description
     if design.reference:
@@ -308,8 +396,15 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
     d["trial"] = {
         "n": design.n,
         "allocation": arm(design.allocation),
+        "control": design.control,
         "block_size": design.block_size,
     }
+    d["visits"] = [
+        {"name": v.name, "hours": v.hours,
+         **({} if v.dose is None else {"dose": v.dose}),
+         **({"primary": True} if v.primary else {})}
+        for v in design.visits
+    ]
     d["rois"] = {
         r.name: {
             "md_mean": r.md_mean,
@@ -322,6 +417,7 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
     }
     d["outcomes"] = {
         o.name: {
+            **({"scale": o.scale} if o.scale else {}),
             "scale_min": o.scale_min,
             "scale_max": o.scale_max,
             "baseline_mean": o.baseline_mean,
@@ -350,7 +446,7 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
                 }
                 for j, o in enumerate(design.outcome_names)
             }
-            for g in GROUPS
+            for g in design.arms
         },
     }
     if design.covariates is not None:

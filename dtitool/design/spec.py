@@ -15,6 +15,8 @@ Examples
 >>> from dtitool.design import PerArm
 >>> PerArm(ketamine=2, saline=1).as_tuple()
 (2, 1)
+>>> PerArm({"ect": 1.5, "sham": 0.0})["sham"]
+0.0
 """
 
 from __future__ import annotations
@@ -28,10 +30,24 @@ from typing import Any
 
 import numpy as np
 
-from dtitool._constants import GROUPS, TREATMENT
+from dtitool._validation import and_list as _and
+from dtitool._validation import check_int as _check_int
+from dtitool._validation import check_name as _check_name
+from dtitool._validation import check_range as _check_range
+from dtitool._validation import check_real as _check_real
+from dtitool._validation import err as _err
+from dtitool.design.layout import (
+    DEFAULT_VISITS,
+    PerArm,
+    TrialNames,
+    VisitSpec,
+    check_visits,
+)
+from dtitool.design.layout import check_arms as _check_arms
 
 __all__ = [
     "CHANGE_MODELS",
+    "SCHEMA",
     "CorrelationSpec",
     "CovariateSpec",
     "MissingSpec",
@@ -40,38 +56,20 @@ __all__ = [
     "ROISpec",
     "RangeSpec",
     "StudyDesign",
+    "VisitSpec",
 ]
+
+SCHEMA = 2
+"""Version of the design file format this dtitool writes (``schema = 2``).
+
+Version 1 files (written before arms and visits were declared; no ``schema``
+key) still load: their arms are ``ketamine`` and ``saline`` (control), their
+visits ``baseline`` and ``24h``."""
 
 CHANGE_MODELS = ("logit", "additive")
 """How an outcome's 24 h score follows from its baseline (see :class:`OutcomeSpec`)."""
 
 _MD_RANGE = (1e-4, 5e-3)  # mm^2/s; brain tissue MD lies well inside (CSF ~3e-3)
-
-
-def _err(where: str, rule: str, value: Any) -> ValueError:
-    return ValueError(f"{where} {rule}; got {value!r}")
-
-
-def _check_real(where: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating):
-        raise TypeError(
-            f"{where} must be a number; got {type(value).__name__} {value!r}"
-        )
-    if not math.isfinite(value):
-        raise _err(where, "must be finite", value)
-    return float(value)
-
-
-def _check_range(where, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
-    v = _check_real(where, value)
-    bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
-    bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
-    if bad_lo or bad_hi:
-        lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
-        hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
-        rule = " and ".join(s for s in (lo_s, hi_s) if s)
-        raise _err(where, f"must be {rule}", value)
-    return v
 
 
 def _ndtr(x: float) -> float:
@@ -91,44 +89,7 @@ def _truncated_exp_moment(t: float, v: float, a: float, b: float) -> float:
     return math.exp(t * t * v / 2) * num / den
 
 
-def _check_int(where: str, value: Any, lo: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(
-            f"{where} must be an integer; got {type(value).__name__} {value!r}"
-        )
-    if lo is not None and value < lo:
-        raise _err(where, f"must be >= {lo}", value)
-    if abs(value) >= 2**62:  # beyond any study, and beyond numpy's integers
-        raise ValueError(f"{where} must be below 2**62; got {float(value):.3g}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True, slots=True)
-class PerArm:
-    """A value given separately for each arm.
-
-    Parameters
-    ----------
-    ketamine : float
-        Value in the treatment arm.
-    saline : float
-        Value in the control arm.
-    """
-
-    ketamine: float
-    saline: float
-
-    def __getitem__(self, arm: str) -> float:
-        if arm not in GROUPS:
-            raise KeyError(f"unknown arm {arm!r}; expected one of {GROUPS}")
-        return getattr(self, arm)
-
-    def as_tuple(self) -> tuple[float, float]:
-        """Return ``(ketamine, saline)``."""
-        return (self.ketamine, self.saline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +125,7 @@ class ROISpec:
 
     def __post_init__(self):
         where = f"rois.{self.name}"
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise _err("ROI name", "must be a non-empty identifier", self.name)
+        _check_name("ROI name", self.name)
         lo, hi = _MD_RANGE
         v = _check_real(f"{where}.md_mean", self.md_mean)
         if not lo <= v <= hi:
@@ -177,7 +137,8 @@ class ROISpec:
             )
         _check_range(f"{where}.md_sd", self.md_sd, 0.0, 0.5 * v)
         _check_range(f"{where}.cv", self.cv, 0.0, 0.5, hi_open=True)
-        for arm in GROUPS:
+        _check_arms(f"{where}.change_sd", self.change_sd, self.change_mean.arms)
+        for arm in self.change_mean:
             m = _check_real(f"{where}.change_mean.{arm}", self.change_mean[arm])
             if abs(m) > 0.5 * v:
                 raise _err(
@@ -192,14 +153,14 @@ class ROISpec:
         """SD of the measurement error of one scan, mm^2/s."""
         return self.cv * self.md_mean
 
-    def reliability(self, arm: str = TREATMENT) -> float:
-        """Reliability of observed MD change in ``arm``.
+    def reliability(self, arm: str | None = None) -> float:
+        """Reliability of observed MD change in ``arm`` (default: the first arm).
 
         ``var(true dMD) / (var(true dMD) + 2 var(noise))``: the fraction of observed
         MD-change variance that is true change. Observed correlations with dMD are
         attenuated by its square root.
         """
-        vt = self.change_sd[arm] ** 2
+        vt = self.change_sd[self.change_sd.arms[0] if arm is None else arm] ** 2
         tot = vt + 2 * self.noise_sd**2
         return vt / tot if tot > 0 else float("nan")
 
@@ -233,8 +194,12 @@ class OutcomeSpec:
         score on its scale without piling any up at either end; ``"additive"``
         is the simpler clipped-normal model.
     remission_max : int or None
-        A 24 h score at or below this counts as remission in summaries (not used
-        by the generative model).
+        A follow-up score at or below this counts as remission in summaries (not
+        used by the generative model).
+    scale : str
+        The rating scale this outcome uses, if it is one of
+        :data:`dtitool.design.ratings.RATING_SCALES` (``"HAM-D17"``); its range
+        must then be the scale's. ``""``: a scale of the user's own.
 
     Notes
     -----
@@ -274,11 +239,21 @@ class OutcomeSpec:
     reliability: float = 1.0
     change_model: str = "logit"
     remission_max: int | None = None
+    scale: str = ""
 
     def __post_init__(self):
         where = f"outcomes.{self.name}"
-        if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise _err("outcome name", "must be a non-empty identifier", self.name)
+        _check_name("outcome name", self.name)
+        if self.scale:
+            from dtitool.design.ratings import RATING_SCALES
+
+            known = RATING_SCALES.get(self.scale)
+            if known is None:
+                raise _err(f"{where}.scale", "must be one of "
+                           f"{', '.join(RATING_SCALES)} (or empty)", self.scale)
+            if (self.scale_min, self.scale_max) != known.range:
+                raise _err(f"{where}.scale_min / scale_max", f"must be {known.range} "
+                           f"for {self.scale}", (self.scale_min, self.scale_max))
         lo = _check_int(f"{where}.scale_min", self.scale_min)
         hi = _check_int(f"{where}.scale_max", self.scale_max)
         if hi <= lo:
@@ -290,7 +265,8 @@ class OutcomeSpec:
         inc = _check_int(f"{where}.inclusion_min", self.inclusion_min)
         if not lo <= inc <= hi:
             raise _err(f"{where}.inclusion_min", f"must be within [{lo}, {hi}]", inc)
-        for arm in GROUPS:
+        _check_arms(f"{where}.change_sd", self.change_sd, self.change_mean.arms)
+        for arm in self.change_mean:
             _check_range(
                 f"{where}.change_mean.{arm}", self.change_mean[arm], lo - hi, hi - lo
             )
@@ -315,7 +291,7 @@ class OutcomeSpec:
                 self.latent_scale()
             except ValueError as e:
                 raise ValueError(f"{where}.baseline_mean / baseline_sd: {e}") from None
-            for arm in GROUPS:
+            for arm in self.change_mean:
                 self.change_parameters(arm)  # raises on an impossible mean / SD
 
     # -- the logit model -------------------------------------------------------
@@ -434,13 +410,10 @@ class CorrelationSpec:
             off = m[~np.eye(len(m), dtype=bool)]
             if np.any(np.abs(off) >= 1):
                 raise _err(where, "off-diagonal entries must be in (-1, 1)", m.tolist())
-        if set(self.roi_outcome) != set(GROUPS):
-            raise _err(
-                "correlations.roi_outcome",
-                f"must have arms {GROUPS}",
-                sorted(self.roi_outcome),
-            )
-        for arm in GROUPS:
+        if not isinstance(self.roi_outcome, Mapping) or not self.roi_outcome:
+            raise _err("correlations.roi_outcome", "must be a table per arm",
+                       self.roi_outcome)
+        for arm in self.roi_outcome:
             c = np.asarray(self.roi_outcome[arm], dtype=float)
             if np.any(~np.isfinite(c)) or np.any(np.abs(c) >= 1):
                 raise _err(
@@ -497,7 +470,7 @@ class MissingSpec:
     rate : float
         Missing probability (for MNAR: of a subject with the arm's mean change).
     outcome : str
-        Outcome the MNAR mechanism depends on.
+        Outcome the MNAR mechanism depends on (``""``: the design's first).
     strength : float
         Log-odds per SD of the outcome change (MNAR only).
     scores : bool
@@ -510,7 +483,7 @@ class MissingSpec:
 
     mechanism: str = "none"
     rate: float = 0.0
-    outcome: str = "madrs"
+    outcome: str = ""
     strength: float = 1.0
     scores: bool = False
 
@@ -582,10 +555,9 @@ class RangeSpec:
                 object.__setattr__(self, name,
                                    _check_interval(f"ranges.{name}", v, 0.0, hi))
         if self.change_sd_fraction is not None:
-            if not isinstance(self.change_sd_fraction, Mapping) or not set(
-                    self.change_sd_fraction) <= set(GROUPS):
+            if not isinstance(self.change_sd_fraction, Mapping):
                 raise _err("ranges.change_sd_fraction",
-                           f"must be a table with keys among {GROUPS}",
+                           "must be a table with a range per arm",
                            self.change_sd_fraction)
             object.__setattr__(self, "change_sd_fraction", {
                 arm: _check_interval(f"ranges.change_sd_fraction.{arm}", v, 0.0, 0.5)
@@ -601,7 +573,7 @@ class RangeSpec:
 
 @dataclass(frozen=True, slots=True)
 class StudyDesign:
-    """A two-arm randomised DTI-MD trial.
+    """A randomised DTI-MD trial: its arms, visits, ROIs and outcomes, all by name.
 
     Parameters
     ----------
@@ -610,7 +582,8 @@ class StudyDesign:
     n : int
         Number of randomised participants.
     allocation : PerArm
-        Allocation ratio as integers, e.g. ``PerArm(ketamine=2, saline=1)``.
+        Allocation ratio as integers, e.g. ``PerArm(ketamine=2, saline=1)``; its
+        keys are the design's arms.
     block_size : int
         Size of the permuted randomisation blocks; a multiple of the ratio's sum.
     rois : tuple of ROISpec
@@ -633,6 +606,12 @@ class StudyDesign:
     ranges : RangeSpec or None
         The ranges the parameters are meant to stay inside (calibration keeps to
         them; :meth:`range_violations` lists what leaves them).
+    control : str
+        The reference (control) arm, against which interactions are taken;
+        ``""`` (default) is the last arm of ``allocation``.
+    visits : tuple of VisitSpec
+        The visits, baseline first; one is the primary endpoint (default the
+        last). Default: ``baseline`` and ``24h`` (24 h later, primary).
 
     Notes
     -----
@@ -654,18 +633,22 @@ class StudyDesign:
     reference: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
     ranges: RangeSpec | None = None
+    control: str = ""
+    visits: tuple[VisitSpec, ...] = DEFAULT_VISITS
 
     def __post_init__(self):
         _check_int("trial.n", self.n, 1)
+        self._check_arms_and_visits()
         a = tuple(
-            _check_int(f"trial.allocation.{g}", self.allocation[g], 1) for g in GROUPS
+            _check_int(f"trial.allocation.{g}", self.allocation[g], 1)
+            for g in self.arms
         )
         bs = _check_int("trial.block_size", self.block_size, 1)
         if bs % sum(a):
             raise _err(
                 "trial.block_size",
                 f"must be a multiple of the allocation "
-                f"ratio's sum ({a[0]}:{a[1]} sums to {sum(a)}) so that every "
+                f"ratio's sum ({':'.join(map(str, a))} sums to {sum(a)}) so that every "
                 "block keeps the ratio",
                 bs,
             )
@@ -673,8 +656,9 @@ class StudyDesign:
         if min(sizes) < 2:
             raise ValueError(
                 f"trial.n = {self.n} is too small for the arms: allocation "
-                f"{a[0]}:{a[1]} gives {sizes[0]} ketamine and {sizes[1]} saline; "
-                "each arm needs at least 2 participants"
+                f"{':'.join(map(str, a))} gives "
+                + _and([f"{k} {g}" for k, g in zip(sizes, self.arms, strict=True)])
+                + "; each arm needs at least 2 participants"
             )
         if not self.rois:
             raise ValueError("rois: a design needs at least one ROI")
@@ -699,13 +683,30 @@ class StudyDesign:
                 f"must be {no} x {no}",
                 np.shape(c.outcome_change),
             )
-        for arm in GROUPS:
+        for x in self.rois:
+            _check_arms(f"rois.{x.name}.change_mean", x.change_mean, self.arms)
+        for x in self.outcomes:
+            _check_arms(f"outcomes.{x.name}.change_mean", x.change_mean, self.arms)
+        lacking = [g for g in self.arms if g not in c.roi_outcome]
+        extra = sorted(set(c.roi_outcome) - set(self.arms))
+        if lacking or extra:
+            raise _err("correlations.roi_outcome", "must have a table for each arm "
+                       f"({', '.join(self.arms)})", sorted(c.roi_outcome))
+        if self.ranges is not None and self.ranges.change_sd_fraction:
+            extra = sorted(set(self.ranges.change_sd_fraction) - set(self.arms))
+            if extra:
+                raise _err("ranges.change_sd_fraction", "must name arms of the "
+                           f"design ({', '.join(self.arms)})", extra[0])
+        for arm in self.arms:
             if np.shape(c.roi_outcome[arm]) != (nr, no):
                 raise _err(
                     f"correlations.roi_outcome.{arm}",
                     f"must be {nr} x {no} (ROIs x outcomes)",
                     np.shape(c.roi_outcome[arm]),
                 )
+        if self.missing.outcome == "":
+            object.__setattr__(self, "missing", dataclasses.replace(
+                self.missing, outcome=self.outcome_names[0]))
         if self.missing.mechanism == "mnar" and self.missing.outcome not in (
             self.outcome_names
         ):
@@ -714,7 +715,7 @@ class StudyDesign:
                 f"must be one of {self.outcome_names}",
                 self.missing.outcome,
             )
-        for arm in GROUPS:
+        for arm in self.arms:
             _check_positive_definite(self.change_correlation(arm), self._labels(), arm)
         if nr > 1:
             cs = np.full((nr, nr), c.roi_baseline)
@@ -727,7 +728,58 @@ class StudyDesign:
                     c.roi_baseline,
                 )
 
+    def _check_arms_and_visits(self) -> None:
+        if not isinstance(self.allocation, PerArm):
+            raise TypeError("trial.allocation must be a PerArm; got "
+                            f"{type(self.allocation).__name__}")
+        given = self.allocation.arms
+        if len(given) != 2:
+            raise ValueError(
+                f"trial.allocation names {len(given)} arm(s) ({', '.join(given)}); "
+                "dtitool simulates and analyses two-arm trials (a treatment and a "
+                "control arm) so far"
+            )
+        control = self.control or given[-1]
+        if control not in given:
+            raise _err("trial.control", f"must be one of the arms "
+                       f"({', '.join(given)})", control)
+        object.__setattr__(self, "control", control)
+        visits = check_visits(self.visits)
+        object.__setattr__(self, "visits", visits)
+
     # -- derived quantities ---------------------------------------------------
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """Arm names: the treatment arm(s) first, the control arm last."""
+        given = self.allocation.arms
+        return (*(g for g in given if g != self.control), self.control)
+
+    @property
+    def names(self) -> TrialNames:
+        """The design's arms, control arm and visits (what tables are keyed on)."""
+        return TrialNames(arms=self.arms, control=self.control,
+                          visits=self.visit_names, primary=self.primary_visit)
+
+    @property
+    def treatment(self) -> str:
+        """The (one) treatment arm of a two-arm design."""
+        return self.arms[0]
+
+    @property
+    def visit_names(self) -> tuple[str, ...]:
+        """Visit names in time order, baseline first."""
+        return tuple(v.name for v in self.visits)
+
+    @property
+    def baseline_visit(self) -> str:
+        """Name of the baseline visit."""
+        return self.visits[0].name
+
+    @property
+    def primary_visit(self) -> str:
+        """Name of the primary endpoint's visit."""
+        return next(v.name for v in self.visits if v.primary)
+
     @property
     def roi_names(self) -> tuple[str, ...]:
         """ROI names in order."""
@@ -743,20 +795,20 @@ class StudyDesign:
             f"d{o}" for o in self.outcome_names
         ]
 
-    def arm_sizes(self) -> tuple[int, int]:
-        """Exact arm sizes ``(n_ketamine, n_saline)`` of the randomisation.
+    def arm_sizes(self) -> tuple[int, ...]:
+        """Exact arm sizes of the randomisation, in :attr:`arms` order.
 
         The ratio is kept exactly where ``n`` allows; otherwise the largest
         remainder goes to the arm with the larger fractional share (65/33 for
         n = 98 at 2:1).
         """
-        a = np.array(self.allocation.as_tuple(), dtype=float)
+        a = np.array(self.allocation.as_tuple(self.arms), dtype=float)
         share = self.n * a / a.sum()
         base = np.floor(share).astype(int)
         rem = self.n - base.sum()
         order = np.argsort(-(share - base), kind="stable")
         base[order[:rem]] += 1
-        return int(base[0]), int(base[1])
+        return tuple(int(b) for b in base)
 
     def change_correlation(self, arm: str) -> np.ndarray:
         """Return the joint correlation of (true dMD per ROI, score change per outcome).
@@ -773,11 +825,15 @@ class StudyDesign:
         m[nr:, :nr] = m[:nr, nr:].T
         return m
 
-    def reliability(self, arm: str = TREATMENT) -> dict[str, float]:
-        """Reliability of observed dMD per ROI in ``arm`` (see ROISpec.reliability)."""
+    def reliability(self, arm: str | None = None) -> dict[str, float]:
+        """Reliability of observed dMD per ROI in ``arm`` (default: treatment).
+
+        See :meth:`ROISpec.reliability`.
+        """
+        arm = self.treatment if arm is None else arm
         return {r.name: r.reliability(arm) for r in self.rois}
 
-    def r_squared(self, arm: str = TREATMENT) -> dict[str, float]:
+    def r_squared(self, arm: str | None = None) -> dict[str, float]:
         """Share of each outcome's change explained by the true dMD of all ROIs.
 
         ``c' R^-1 c`` with ``c`` the ROI-outcome correlations of ``arm`` and ``R``
@@ -788,7 +844,7 @@ class StudyDesign:
         """
         c = self.correlations
         r = np.asarray(c.roi_change, dtype=float)
-        m = c.roi_outcome_array(arm)
+        m = c.roi_outcome_array(self.treatment if arm is None else arm)
         sol = np.linalg.solve(r, m)
         return {o: float(m[:, k] @ sol[:, k])
                 for k, o in enumerate(self.outcome_names)}
@@ -824,7 +880,7 @@ class StudyDesign:
         rows = []
         for r in self.rois:
             b2, e2 = r.md_sd**2, r.noise_sd**2
-            for arm in GROUPS:
+            for arm in self.arms:
                 c2 = r.change_sd[arm] ** 2
                 den = math.sqrt((b2 + e2) * (b2 + c2 + e2))
                 rows.append({
@@ -855,14 +911,14 @@ class StudyDesign:
             if outside(r.cv, rg.cv):
                 out.append(f"rois.{r.name}.cv = {r.cv:g} is outside its range "
                            f"[{rg.cv[0]:g}, {rg.cv[1]:g}]")
-            for arm in GROUPS:
+            for arm in self.arms:
                 frac = r.change_sd[arm] / r.md_mean
                 bounds = rg.change_sd(arm)
                 if outside(frac, bounds):
                     out.append(
                         f"rois.{r.name}.change_sd.{arm} is {100 * frac:.2g} % of MD, "
                         f"outside its range {100 * bounds[0]:g}-{100 * bounds[1]:g} %")
-        for arm in GROUPS:
+        for arm in self.arms:
             m = self.correlations.roi_outcome_array(arm)
             for i, roi in enumerate(self.roi_names):
                 for k, o in enumerate(self.outcome_names):

@@ -28,11 +28,11 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
     ----------
     design : StudyDesign
     parameter : {"n", "ratio", "effect", "reliability", "cv"}
-        ``n``: total sample size. ``ratio``: allocation ketamine:saline as a
+        ``n``: total sample size. ``ratio``: allocation treatment:control as a
         number (2 means 2:1, 1.5 means 3:2). ``effect``: multiply every ROI-outcome
         correlation of true change (both arms) by ``value`` (1 = the design).
         ``reliability``: set each ROI's scan-rescan CV so that the reliability of
-        observed dMD in the ketamine arm equals ``value``. ``cv``: set every ROI's
+        observed dMD in the treatment arm equals ``value``. ``cv``: set every ROI's
         scan-rescan CV to ``value`` (fraction).
     value : float
 
@@ -51,8 +51,8 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
         if not v > 0:
             raise ValueError(f"ratio must be > 0, got {value!r}")
         fr = Fraction(v).limit_denominator(12)
-        a = PerArm(ketamine=fr.numerator, saline=fr.denominator)
-        s = a.ketamine + a.saline
+        a = PerArm({design.treatment: fr.numerator, design.control: fr.denominator})
+        s = sum(a.values())
         return dataclasses.replace(design, allocation=a,
                                    block_size=s * max(1, math.ceil(6 / s)))
     if parameter == "effect":
@@ -66,7 +66,7 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
             raise ValueError(f"reliability must be in (0, 1], got {value!r}")
         rois = []
         for r in design.rois:
-            vt = r.change_sd.ketamine ** 2
+            vt = r.change_sd[design.treatment] ** 2
             cv = math.sqrt(vt * (1 - v) / v / 2) / r.md_mean
             rois.append(dataclasses.replace(r, cv=cv))
         return dataclasses.replace(design, rois=tuple(rois))
@@ -81,16 +81,17 @@ def design_parameter(design: StudyDesign, parameter: str) -> float:
     """Return the design's own value of a curve parameter (:func:`vary_design`).
 
     ``effect`` is 1 (the design's correlations); ``reliability`` is the median
-    over ROIs of the ketamine-arm dMD reliability; ``cv`` the median CV.
+    over ROIs of the treatment arm's dMD reliability; ``cv`` the median CV.
     """
     if parameter == "n":
         return float(design.n)
     if parameter == "ratio":
-        return design.allocation.ketamine / design.allocation.saline
+        return (design.allocation[design.treatment]
+                / design.allocation[design.control])
     if parameter == "effect":
         return 1.0
     if parameter == "reliability":
-        return float(np.median(list(design.reliability("ketamine").values())))
+        return float(np.median(list(design.reliability(design.treatment).values())))
     if parameter == "cv":
         return float(np.median([r.cv for r in design.rois]))
     raise ValueError(f"unknown curve parameter {parameter!r}; expected one of "

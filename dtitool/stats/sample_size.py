@@ -95,7 +95,7 @@ def sample_size(
     any_families = {finding_family_name(t): [t] for t in tests
                     if t[1] == ANY_OUTCOME}
     a = design.allocation
-    smallest = math.ceil(4 * (a.ketamine + a.saline) / min(a.ketamine, a.saline))
+    smallest = math.ceil(4 * sum(a.values()) / min(a.values()))
     n_min = max(smallest, 8) if n_min is None else _check_int("n_min", n_min, 6)
     n_max = _check_int("n_max", n_max, n_min)
     ss = as_seed_sequence(rng)

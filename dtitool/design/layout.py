@@ -1,0 +1,280 @@
+"""The names of a trial: its arms (with the control arm) and its visits.
+
+A design declares them (:class:`~dtitool.design.StudyDesign` ``allocation``,
+``control`` and ``visits``); tables carry them (the ``group`` and ``session``
+columns, ``<outcome>_<visit>`` score columns) with a ``visits.tsv`` stating the
+schedule. Everything downstream takes the names from here, never from
+constants: :class:`TrialNames` is what a table reader or a model needs to know.
+
+Examples
+--------
+>>> from dtitool.design.layout import PerArm, TrialNames
+>>> names = TrialNames(arms=("high", "placebo"), control="placebo",
+...                    visits=("baseline", "week1"))
+>>> names.treatment, names.baseline, names.primary
+('high', 'baseline', 'week1')
+>>> names.score_column("hamd", "week1")
+'hamd_week1'
+>>> names.terms
+('interaction', 'slope_high', 'slope_placebo', 'slope_pooled')
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dtitool._validation import check_name, check_range, err
+
+__all__ = ["DEFAULT_VISITS", "PerArm", "TrialNames", "VisitSpec", "check_arms",
+           "check_visits"]
+
+
+class PerArm(Mapping):
+    """A value given separately for each arm, by arm name.
+
+    Parameters
+    ----------
+    values : mapping, optional
+        ``{arm: value}`` in the design's arm order.
+    **arms
+        The same as keywords: ``PerArm(ketamine=2, saline=1)``.
+
+    Notes
+    -----
+    A read-only mapping: ``per_arm[arm]``, iteration over arm names, ``len``.
+    Two are equal when they hold the same values for the same arms.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **arms: Any):
+        items = dict(values or {})
+        dup = sorted(set(items) & set(arms))
+        if dup:
+            raise ValueError(f"arm {dup[0]!r} given twice")
+        items.update(arms)
+        if not items:
+            raise ValueError("a per-arm value needs at least one arm")
+        for arm in items:
+            check_name("arm name", arm)
+        object.__setattr__(self, "_values", tuple(items.items()))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("PerArm is read-only")
+
+    def __getitem__(self, arm: str) -> Any:
+        for k, v in self._values:
+            if k == arm:
+                return v
+        raise KeyError(f"unknown arm {arm!r}; expected one of {self.arms}")
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, PerArm):
+            return NotImplemented
+        return dict(self._values) == dict(other._values)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._values))
+
+    def __repr__(self) -> str:
+        return "PerArm(" + ", ".join(f"{k}={v!r}" for k, v in self._values) + ")"
+
+    def __reduce__(self):
+        return (PerArm, (dict(self._values),))
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """Arm names, in the order given."""
+        return tuple(k for k, _ in self._values)
+
+    def as_tuple(self, arms: Sequence[str] | None = None) -> tuple:
+        """Return the values in the order of ``arms`` (default: as given)."""
+        return tuple(self[a] for a in (self.arms if arms is None else arms))
+
+
+@dataclass(frozen=True, slots=True)
+class VisitSpec:
+    """One scheduled visit (a scan and the ratings with it).
+
+    Parameters
+    ----------
+    name : str
+        Visit label, letters and digits only (it names table columns such as
+        ``madrs_24h`` and BIDS sessions such as ``ses-24h``).
+    hours : float
+        Time since the baseline visit, in hours (the baseline visit is 0).
+    dose : float or None
+        Treatment received by then (say, the number of ECT sessions), if the
+        design states one.
+    primary : bool
+        Whether this visit is the primary endpoint.
+    """
+
+    name: str
+    hours: float = 0.0
+    dose: float | None = None
+    primary: bool = False
+
+    def __post_init__(self):
+        if not (isinstance(self.name, str) and self.name.isascii()
+                and self.name.isalnum()):
+            raise err("visit name", "must be letters and digits only (it names "
+                       "BIDS sessions, ses-LABEL)", self.name)
+        check_range(f"visits.{self.name}.hours", self.hours, 0.0)
+        if self.dose is not None:
+            check_range(f"visits.{self.name}.dose", self.dose, 0.0)
+        if not isinstance(self.primary, bool | np.bool_):
+            raise TypeError(f"visits.{self.name}.primary must be true or false; got "
+                            f"{self.primary!r}")
+
+
+DEFAULT_VISITS = (VisitSpec("baseline", 0.0), VisitSpec("24h", 24.0, primary=True))
+"""The visits of a design that names none (and of every version 1 file)."""
+
+
+def check_arms(where: str, value: PerArm, arms: Sequence[str]) -> None:
+    """``value`` must give a value for exactly the design's ``arms``."""
+    if not isinstance(value, PerArm):
+        raise TypeError(f"{where} must be a PerArm; got {type(value).__name__}")
+    if set(value.arms) != set(arms):
+        extra = sorted(set(value.arms) - set(arms))
+        lacking = [a for a in arms if a not in value.arms]
+        what = (f"names arm {extra[0]!r}, which is not one of the design's arms"
+                if extra else f"has no value for arm {lacking[0]!r}")
+        raise ValueError(f"{where} {what}; the design's arms (trial.allocation) "
+                         f"are {', '.join(arms)}")
+
+
+def check_visits(visits: Sequence[VisitSpec]) -> tuple[VisitSpec, ...]:
+    """Check a schedule; return it with its primary visit marked.
+
+    The first visit is the baseline (0 hours), times increase, names are
+    unique, at most one visit is primary (default: the last) and it is not the
+    baseline. dtitool simulates and analyses a baseline and one follow-up so
+    far, so a schedule has two visits.
+    """
+    visits = tuple(visits)
+    if not all(isinstance(v, VisitSpec) for v in visits):
+        raise TypeError("visits must be VisitSpec values")
+    names = [v.name for v in visits]
+    dup = sorted({x for x in names if names.count(x) > 1})
+    if dup:
+        raise ValueError(f"visits: visit {dup[0]!r} is listed twice")
+    if len(visits) != 2:
+        raise ValueError(
+            f"visits: the schedule lists {len(visits)} visit(s) "
+            f"({', '.join(names)}); dtitool simulates and analyses a baseline and "
+            "one follow-up visit so far"
+        )
+    if visits[0].hours != 0:
+        raise err(f"visits.{names[0]}.hours", "must be 0: the first visit is the "
+                  "baseline", visits[0].hours)
+    hours = [v.hours for v in visits]
+    if any(b <= a for a, b in itertools.pairwise(hours)):
+        raise err("visits", "must be in time order (hours increasing)", hours)
+    primary = [v.name for v in visits if v.primary]
+    if len(primary) > 1:
+        raise err("visits", "must have one primary visit", primary)
+    if primary == [names[0]]:
+        raise err("visits", "primary must be a follow-up visit, not the baseline",
+                  primary[0])
+    if not primary:
+        last = visits[-1]
+        visits = (*visits[:-1], VisitSpec(last.name, last.hours, last.dose, True))
+    return visits
+
+
+@dataclass(frozen=True, slots=True)
+class TrialNames:
+    """The names tables and models are keyed on: arms, control arm and visits.
+
+    Parameters
+    ----------
+    arms : tuple of str
+        Arm names as the ``group`` column holds them; reordered so that the
+        control arm comes last.
+    control : str
+        The reference arm, against which interactions are taken.
+    visits : tuple of str
+        Visit names as the ``session`` column holds them, baseline first.
+    primary : str
+        The primary endpoint's visit (default: the last).
+    """
+
+    arms: tuple[str, ...]
+    control: str
+    visits: tuple[str, ...]
+    primary: str = ""
+
+    def __post_init__(self):
+        arms = tuple(self.arms)
+        for a in arms:
+            check_name("arm name", a)
+        if len(set(arms)) != len(arms):
+            raise ValueError(f"arms: an arm is named twice in {list(arms)}")
+        if self.control not in arms:
+            raise err("control", f"must be one of the arms ({', '.join(arms)})",
+                      self.control)
+        object.__setattr__(self, "arms", (*(a for a in arms if a != self.control),
+                                          self.control))
+        visits = tuple(self.visits)
+        if len(visits) < 2 or len(set(visits)) != len(visits):
+            raise err("visits", "must be two or more distinct visit names",
+                      list(visits))
+        object.__setattr__(self, "visits", visits)
+        primary = self.primary or visits[-1]
+        if primary not in visits[1:]:
+            raise err("primary", f"must be a follow-up visit ({', '.join(visits[1:])})",
+                      primary)
+        object.__setattr__(self, "primary", primary)
+
+    @property
+    def treatment(self) -> str:
+        """The first treatment arm (the only one in a two-arm trial)."""
+        return self.arms[0]
+
+    @property
+    def baseline(self) -> str:
+        """The baseline visit."""
+        return self.visits[0]
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        """Model terms reported per ROI and outcome, in table order.
+
+        ``interaction`` (the treatment arm's dMD slope minus the control arm's),
+        ``slope_<arm>`` for each arm (treatment first), and ``slope_pooled`` (the
+        dMD slope of the additive model).
+        """
+        return ("interaction", *(f"slope_{a}" for a in self.arms), "slope_pooled")
+
+    def score_column(self, outcome: str, visit: str) -> str:
+        """Name of the participants column of ``outcome`` at ``visit``."""
+        return f"{outcome}_{visit}"
+
+    def outcomes_in(self, columns) -> tuple[str, ...]:
+        """Outcomes with a score column for the baseline and the primary visit.
+
+        An outcome is the stem of a ``<outcome>_<baseline>`` column that has its
+        ``<outcome>_<primary>`` partner, in column order.
+        """
+        cols = [str(c) for c in columns]
+        suffix = f"_{self.baseline}"
+        out = []
+        for c in cols:
+            if c.endswith(suffix) and len(c) > len(suffix):
+                stem = c[: -len(suffix)]
+                if self.score_column(stem, self.primary) in cols and stem not in out:
+                    out.append(stem)
+        return tuple(out)
