@@ -50,13 +50,31 @@ def _is_module(root: Path, name: str) -> bool:
     return p.with_suffix(".py").is_file() or (p / "__init__.py").is_file()
 
 
-def imports_of(path: Path, root: Path) -> set[str]:
-    """Absolute names of every module ``path`` imports (anywhere in the file)."""
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """Ids of the nodes under ``if TYPE_CHECKING:`` (never run)."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in (
+                "TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return skip
+
+
+def imports_of(path: Path, root: Path, *, run_only: bool = False) -> set[str]:
+    """Absolute names of every module ``path`` imports (anywhere in the file).
+
+    ``run_only``: leave out imports under ``if TYPE_CHECKING:``, which never
+    run (the layering counts them: a type named across the layers is a
+    dependency too).
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     me = module_name(path, root)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    skip = _type_checking_only(tree) if run_only else set()
     out = set()
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -211,10 +229,11 @@ def import_graph(root: Path) -> dict[str, list[str]]:
 
     A package is its ``__init__``; importing a submodule is not counted as
     importing its parent packages (that is how a package imports its own
-    modules).
+    modules). Imports under ``if TYPE_CHECKING:`` never run and are left out.
     """
     files = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
-    return {me: sorted(m for m in imports_of(path, root) if m in files and m != me)
+    return {me: sorted(m for m in imports_of(path, root, run_only=True)
+                       if m in files and m != me)
             for me, path in files.items()}
 
 
@@ -317,6 +336,22 @@ def test_cycle_checker_catches_a_planted_cycle(tmp_path, files, expect):
     for rel, text in files.items():
         _write(root, rel, text)
     assert import_cycles(root) == [expect]
+
+
+def test_a_type_checking_import_back_is_not_a_cycle(tmp_path):
+    # power_results' summary() calls power_summary, which names the result
+    # classes in its annotations only
+    root = tmp_path / "dtitool"
+    _write(root, "__init__.py", "")
+    _write(root, "stats/__init__.py", "")
+    _write(root, "stats/results.py",
+           "def summary():\n    from dtitool.stats.text import f\n")
+    _write(root, "stats/text.py", "from typing import TYPE_CHECKING\n\n"
+           "if TYPE_CHECKING:\n    from dtitool.stats.results import R\n")
+    assert import_cycles(root) == []
+    _write(root, "stats/text.py", "from dtitool.stats.results import R\n")
+    assert import_cycles(root) == [
+        "dtitool.stats.results -> dtitool.stats.text -> dtitool.stats.results"]
 
 
 # -------------------------------------------------------- outside references

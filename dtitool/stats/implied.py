@@ -97,6 +97,10 @@ class ImpliedEffect:
     replication_n80: int | None
     message: str
 
+    def summary(self) -> str:
+        """Return :attr:`message`, the one sentence that states the result."""
+        return self.message
+
 
 def n_for_power(
     *, f2: float, n_predictors: int, target_power: float = 0.8, alpha: float = 0.05,

@@ -114,9 +114,12 @@ _DMD_RE = re.compile(r"\bd_md\b")
 _GROUP_RE = re.compile(r"\bgroup\b")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class AnalysisResults:
     """Results of the per-ROI x outcome models.
+
+    Equality is identity, as for statsmodels results: the fields hold
+    DataFrames and fitted models, whose ``==`` is not one truth value.
 
     Parameters
     ----------
@@ -183,12 +186,12 @@ class AnalysisResults:
     families: tuple[str, ...]
     dmd_scale: float = DMD_SCALE
     dmd_unit: str = DMD_UNIT
-    elapsed: float = field(default=0.0, compare=False)
+    elapsed: float = 0.0
     inference: str = "ols"
     arm_fits: Mapping = field(default_factory=dict, repr=False)
     permutations: int = 0
     seed: int | None = None
-    not_estimable: Mapping = field(default_factory=dict, repr=False, compare=False)
+    not_estimable: Mapping = field(default_factory=dict, repr=False)
     missing: str = "complete-case"
     imputations: int = 0
     missing_summary: str = ""

@@ -50,7 +50,7 @@ DEFAULT_CHUNK = 1024
 """Replicates per chunk in :func:`ols_batch` when ``chunk_size`` is not given."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ContrastResult:
     """Per-replicate inference on one linear contrast ``c'b``.
 
@@ -74,7 +74,7 @@ class ContrastResult:
     ci_high: np.ndarray
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class OLSBatch:
     """OLS fits of one model to ``R`` replicate datasets.
 

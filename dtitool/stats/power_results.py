@@ -150,6 +150,17 @@ class PowerResult:
             )
         return row.iloc[0]
 
+    def summary(self, tests=None, size: SampleSizeResult | None = None) -> str:
+        """Return the printed summary of the run (what ``dtitool power`` prints).
+
+        Same as :func:`dtitool.stats.power_summary.power_summary` (``tests``:
+        the tests to list, default every interaction; ``size``: a sample-size
+        answer to append).
+        """
+        from dtitool.stats.power_summary import power_summary
+
+        return power_summary(self, tests, None, size)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PowerCurve:
@@ -174,6 +185,15 @@ class PowerCurve:
     familywise: pd.DataFrame
     seed: int
     replicates: int
+
+    def summary(self, terms=("interaction",)) -> str:
+        """Return power (with its 95 % interval) per value and test of ``terms``."""
+        t = self.table[self.table["term"].isin(list(terms))]
+        cols = ["value", "roi", "outcome", "term", "power", "power_ci_low",
+                "power_ci_high"]
+        head = (f"power curve over {self.parameter}: {t['value'].nunique()} "
+                f"values, {self.replicates} replicates each, seed {self.seed}")
+        return head + "\n" + t[cols].to_string(index=False, float_format="%.4g")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -210,6 +230,21 @@ class PowerGrid:
     inference: str
     design_name: str
     base: Mapping[str, float]
+
+    def summary(self, terms=("interaction",)) -> str:
+        """Return power and its 95 % interval per grid point and test of ``terms``."""
+        names = [name for name, _ in self.axes]
+        t = self.table[self.table["term"].isin(list(terms))]
+        cols = [*names, "roi", "outcome", "term", "power", "power_ci_low",
+                "power_ci_high"]
+        head = (f"power grid of {self.design_name!r} over "
+                + " x ".join(f"{n} ({len(v)} values)" for n, v in self.axes)
+                + f": {self.replicates} replicates per point, seed {self.seed}, "
+                f"alpha {self.alpha:g}, inference {self.inference}"
+                + (f"; {len(self.impossible)} point(s) not possible"
+                   if self.impossible else ""))
+        return head + "\n" + t[cols].to_string(index=False, float_format="%.4g",
+                                                na_rep="-")
 
 
 @dataclass(frozen=True, slots=True, eq=False)

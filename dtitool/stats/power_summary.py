@@ -7,10 +7,14 @@ the line saying how each trial's missing data were handled.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from dtitool.stats.binomial import SIZE_LEVEL
-from dtitool.stats.power_results import PowerCurve, PowerResult, SampleSizeResult
+
+if TYPE_CHECKING:  # PowerResult.summary() calls power_summary: no runtime import
+    from dtitool.stats.power_results import PowerCurve, PowerResult, SampleSizeResult
 
 __all__ = ["missing_line", "power_summary", "size_warning"]
 
