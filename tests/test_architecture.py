@@ -105,7 +105,7 @@ def _stage(module: str) -> str:
 # fails test_every_module_has_a_row, so a new module must state its place.
 # "__version__" is ``from dtitool import __version__`` (the root package's
 # version string, not its lazily loaded API).
-_LOW = {"_constants", "_memory", "_workers", "columns"}
+_LOW = {"_constants", "_memory", "_workers", "_validation", "columns"}
 _EXECUTION = {"_executor", "_dask", "_progress", "_gzip"}
 ALLOWED = {
     # the root: lazy re-exports only (PEP 562), never the CLI
@@ -114,8 +114,9 @@ ALLOWED = {
     "__main__": {"cli"},
     "__version__": set(),
     # the lowest layer: shared names, memory estimates, process lifetime,
-    # the data dictionary of the written columns
+    # argument checks, the data dictionary of the written columns
     "_constants": set(),
+    "_validation": set(),
     "_memory": set(),
     "_workers": set(),
     "columns": {"_constants"},
@@ -125,7 +126,7 @@ ALLOWED = {
     # where tasks run, progress, gzip: itself, _workers and the version only
     **{m: (_EXECUTION - {m}) | {"_workers", "__version__"} for m in _EXECUTION},
     # the stages, bottom up
-    "design": {"_constants"},
+    "design": {"_constants", "_validation"},
     "simulate": {"design", "_constants", "_io", "_memory"},
     "tables": {"design", "_constants", "_io", "_memory"},
     "imaging": _LOW | _EXECUTION | {"_io", "__version__"},
