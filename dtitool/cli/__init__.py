@@ -94,8 +94,22 @@ def _options(args: argparse.Namespace) -> dict:
             if not k.startswith("_") and k != "command"}
 
 
+_NUMPY_SCALAR = None
+
+
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    """Return the message on one line, numpy scalars shown as plain numbers.
+
+    ``1``, not ``np.int64(1)``: what a message that formats a value with ``!r``
+    would show.
+    """
+    global _NUMPY_SCALAR
+    if _NUMPY_SCALAR is None:
+        import re
+
+        _NUMPY_SCALAR = re.compile(r"np\.(?:u?int|float|bool_?|str_)\d*\(([^()]*)\)")
+    text = " ".join(str(e).split()) or type(e).__name__
+    return _NUMPY_SCALAR.sub(r"\1", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                   warnings.catch_warnings(record=True) as caught):
                 warnings.simplefilter("default")
                 code = int(args._run(args) or 0)
+    except RecursionError:
+        # a structure nested past Python's recursion limit: only hostile input
+        # gets there (design files and manifests say which file themselves)
+        print(f"dtitool {name}: error: an input is nested too deeply to read "
+              "(arrays or tables inside each other thousands of levels deep)",
+              file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError, MemoryError) as e:
         msg = _one_line(e)
         if isinstance(e, MemoryError) and not isinstance(e, ValueError):
