@@ -4,7 +4,8 @@ import pytest
 from _analysis_tables import make_tables
 
 from dtitool.report.plots import (
-    ARM_COLORS,
+    ARM_PALETTE,
+    arm_colors,
     plot_forest,
     plot_md_sessions,
     plot_scatter_grid,
@@ -33,10 +34,11 @@ def test_scatter_grid_shape_and_lines(results):
     assert "MADRS" in ax.get_title()
     # one line per arm, with the model's simple slope
     lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2
-             and ln.get_color() in ARM_COLORS.values()]  # fmt: skip
+             and ln.get_color() in ARM_PALETTE]  # fmt: skip
     assert len(lines) == 2
+    colors = arm_colors(("ketamine", "saline"))  # the results' arms, in order
     for ln in lines:
-        arm = next(g for g, c in ARM_COLORS.items() if c == ln.get_color())
+        arm = next(g for g, c in colors.items() if c == ln.get_color())
         x, y = ln.get_xdata(), ln.get_ydata()
         slope = (y[1] - y[0]) / (x[1] - x[0])
         want = results.term("L_BA10", "madrs", f"slope_{arm}")["estimate"]
@@ -77,7 +79,7 @@ def test_md_sessions(small):
     ket = ket[ket["participant_id"].isin(p.loc[p["group"] == "ketamine",
                                                 "participant_id"])]  # fmt: skip
     assert means[0].get_ydata()[0] == pytest.approx(ket["md"].mean() / 1e-3)
-    assert means[0].get_color() == ARM_COLORS["ketamine"]
+    assert means[0].get_color() == ARM_PALETTE[0]  # the first arm's colour
     ax2 = plot_md_sessions(r, p, rois=["vACC"])
     assert ax2.figure is not fig
 

@@ -2,25 +2,30 @@
 
 Following statsmodels and nilearn: a function draws into the axes or figure it
 is given and creates a figure only when none is; nothing here opens a window.
-Each arm has one colour everywhere (:data:`ARM_COLORS`).
+Each arm has one colour everywhere, by its role (:data:`ARM_PALETTE`: the
+treatment arm first, the control arm second). Arms, visits and outcomes are
+named as the results and tables name them; nothing here knows a trial's names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from dtitool._constants import DMD_SCALE, GROUPS, SESSIONS
+from dtitool._constants import DMD_SCALE
 from dtitool.stats.analysis import AnalysisResults, fit_changes
 from dtitool.tables import _roi_order, check_tables
 
 __all__ = [
     "ANALYSIS_FIGURES",
-    "ARM_COLORS",
+    "ARM_PALETTE",
+    "arm_colors",
     "curve_marks",
+    "outcome_label",
     "plot_forest",
     "plot_md_sessions",
     "plot_power_curve",
@@ -29,15 +34,96 @@ __all__ = [
     "plot_scatter_grid",
     "save_analysis_figures",
     "save_power_curve",
+    "visit_label",
 ]
 
 ANALYSIS_FIGURES = ("scatter_grid.png", "md_sessions.png", "forest.png")
 """PNG files of :func:`save_analysis_figures` (``dtitool analyze --figures``)."""
 
-ARM_COLORS = {"ketamine": "#d95f02", "saline": "#1b9e77"}
-"""Colour of each arm in every dtitool figure (ColorBrewer Dark2)."""
+ARM_PALETTE = ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
+"""Colours of the arms in every dtitool figure (ColorBrewer Dark2), in the
+design's arm order: the treatment arm first, the control arm second."""
 
-_OUTCOME_LABELS = {"madrs": "MADRS", "qids": "QIDS-SR16"}
+
+def arm_colors(arms: Sequence[str]) -> dict[str, str]:
+    """Colour of each arm, by its place in ``arms`` (treatment first).
+
+    Examples
+    --------
+    >>> arm_colors(("high", "placebo"))
+    {'high': '#d95f02', 'placebo': '#1b9e77'}
+    """
+    return {a: ARM_PALETTE[i % len(ARM_PALETTE)] for i, a in enumerate(arms)}
+
+
+def outcome_label(name: str, scale: str = "") -> str:
+    """Return how a figure names an outcome: its scale, else the one it abbreviates.
+
+    Parameters
+    ----------
+    name : str
+        Outcome name (a column stem such as ``hamd``).
+    scale : str
+        The outcome's ``OutcomeSpec.scale`` when a design is at hand.
+
+    Returns
+    -------
+    str
+        ``scale`` when given; else the one scale of
+        :data:`dtitool.design.ratings.RATING_SCALES` whose abbreviation (letters
+        and digits) starts with the name, upper-cased; else ``name``.
+
+    Examples
+    --------
+    >>> outcome_label("qids"), outcome_label("hamd"), outcome_label("pain")
+    ('QIDS-SR16', 'HAM-D17', 'pain')
+    >>> outcome_label("hamd", "HAM-D17")
+    'HAM-D17'
+    """
+    if scale:
+        return scale
+    from dtitool.design.ratings import RATING_SCALES
+
+    key = name.upper()
+    hits = [s for s in RATING_SCALES
+            if re.sub(r"[^A-Z0-9]", "", s.upper()).startswith(key)]
+    return hits[0] if key and len(hits) == 1 else name
+
+
+def _outcome_labels(outcomes, labels: Mapping[str, str] | None) -> dict[str, str]:
+    labels = labels or {}
+    return {o: labels.get(o) or outcome_label(o) for o in outcomes}
+
+
+def visit_label(name: str) -> str:
+    """Return a visit name as prose: ``24h`` -> ``24 h``, ``week1`` as it is.
+
+    Examples
+    --------
+    >>> visit_label("24h"), visit_label("baseline")
+    ('24 h', 'baseline')
+    """
+    m = re.fullmatch(r"(\d+)([a-z]+)", name)
+    return f"{m[1]} {m[2]}" if m else name
+
+
+def _results_arms(res) -> tuple[str, ...]:
+    """Arms of fitted results, treatment first: from their names or their terms."""
+    names = getattr(res, "names", None)
+    if names is not None:
+        return tuple(names.arms)
+    table = getattr(res, "table", res)
+    return tuple(t[len("slope_"):] for t in pd.unique(table["term"])
+                 if t.startswith("slope_") and t != "slope_pooled")
+
+
+def _results_visits(res) -> tuple[str, ...]:
+    """Baseline and primary visit of fitted results: their names or changes table."""
+    names = getattr(res, "names", None)
+    if names is not None:
+        return (names.baseline, names.primary)
+    return tuple(c[len("md_"):] for c in res.changes.columns
+                 if c.startswith("md_"))[:2]
 
 
 def _sci(scale: float) -> str:
@@ -47,13 +133,17 @@ def _sci(scale: float) -> str:
         return f"{scale:g} x"
     return f"10$^{{{e}}}$"
 
-_CURVE_AXIS_LABELS = {
-    "n": "total sample size n",
-    "ratio": "allocation ratio ketamine:saline",
-    "effect": "effect scale (x ROI-outcome correlations)",
-    "reliability": "dMD reliability (ketamine arm)",
-    "cv": "scan-rescan CV of MD",
-}
+def _curve_axis_label(parameter: str, arms: Sequence[str] = ()) -> str:
+    """Axis label of a power curve's parameter, naming the arms when known."""
+    ratio = ":".join(arms[:2]) if len(arms) >= 2 else "treatment:control"
+    treated = f"{arms[0]} arm" if arms else "treatment arm"
+    return {
+        "n": "total sample size n",
+        "ratio": f"allocation ratio {ratio}",
+        "effect": "effect scale (x ROI-outcome correlations)",
+        "reliability": f"dMD reliability ({treated})",
+        "cv": "scan-rescan CV of MD",
+    }.get(parameter, parameter)
 
 
 def _as_results(data) -> AnalysisResults:
@@ -85,6 +175,7 @@ def plot_scatter_grid(
     *,
     rois: Sequence[str] | None = None,
     outcomes: Sequence[str] | None = None,
+    outcome_labels: Mapping[str, str] | None = None,
     fig=None,
 ):
     """Score change against MD change per arm, one panel per ROI x outcome.
@@ -101,17 +192,29 @@ def plot_scatter_grid(
         :func:`dtitool.tables.compute_changes` (fitted with the default model).
     rois, outcomes : sequence of str, optional
         Subsets to draw (rows and columns of the grid); default all.
+    outcome_labels : mapping, optional
+        ``{outcome: label}`` for panel titles (a design's rating scales);
+        default :func:`outcome_label` of each name.
     fig : matplotlib Figure, optional
         Figure to draw into (it should be empty); a new one is created if None.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Notes
+    -----
+    The arms (and their colours, :func:`arm_colors`) are those of the results'
+    ``slope_<arm>`` terms, treatment first; the visits those of the changes
+    table's ``md_<visit>`` columns.
     """
     res = _as_results(data)
     table = res.table
     rois = _pick(rois, _roi_order(table["roi"]), "roi")
     outcomes = _pick(outcomes, list(pd.unique(table["outcome"])), "outcome")
+    labels = _outcome_labels(outcomes, outcome_labels)
+    arms = _results_arms(res)
+    colors = arm_colors(arms)
     if fig is None:
         fig = plt.figure(figsize=(3.3 * len(outcomes), 2.4 * len(rois)))
     axes = fig.subplots(len(rois), len(outcomes), squeeze=False)
@@ -122,18 +225,18 @@ def plot_scatter_grid(
             sub = ch.loc[res.rows[(roi, outcome)]]
             x = sub["d_md"].to_numpy() / res.dmd_scale
             y = sub[f"d_{outcome}"].to_numpy(dtype=float)
-            for g in GROUPS:
+            for g in arms:
                 m = sub["group"].to_numpy() == g
                 if not m.any():
                     continue
-                c = ARM_COLORS[g]
+                c = colors[g]
                 ax.scatter(x[m], y[m], s=10, color=c, alpha=0.6, lw=0, label=g)
                 slope = res.term(roi, outcome, f"slope_{g}")["estimate"]
                 xs = np.array([x[m].min(), x[m].max()])
                 ax.plot(xs, y[m].mean() + slope * (xs - x[m].mean()), color=c, lw=2)
             p = res.term(roi, outcome, "interaction")["p"]
             ax.set_title(
-                f"{roi}, {_OUTCOME_LABELS.get(outcome, outcome)}: "
+                f"{roi}, {labels[outcome]}: "
                 f"interaction p = {p:.3g}",
                 fontsize=8,
             )
@@ -144,10 +247,11 @@ def plot_scatter_grid(
                 ax.set_xlabel(f"dMD ({_sci(res.dmd_scale)} mm$^2$/s)", fontsize=8)
             if j == 0:
                 ax.set_ylabel("score change", fontsize=8)
-    handles = [plt.Line2D([], [], color=ARM_COLORS[g], marker="o", lw=2, ms=4)
-               for g in GROUPS]
+    handles = [plt.Line2D([], [], color=colors[g], marker="o", lw=2, ms=4)
+               for g in arms]
+    base, post = (visit_label(v) for v in _results_visits(res))
     fig.suptitle(
-        "Score change vs MD change (24 h - baseline); positive slope: MD decrease "
+        f"Score change vs MD change ({post} - {base}); positive slope: MD decrease "
         "goes with improvement",
         fontsize=9,
     )
@@ -155,16 +259,17 @@ def plot_scatter_grid(
     top = 1 - 0.75 / max(height, 1.0)
     # The arm legend sits above the panels, outside every data area.
     fig.legend(handles, [f"{g} (points: subjects; line: fitted slope)"
-                         for g in GROUPS],
+                         for g in arms],
                loc="upper center", bbox_to_anchor=(0.5, top + 0.3 / max(height, 1.0)),
-               ncol=len(GROUPS), fontsize=7, frameon=False)
+               ncol=len(arms), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, top))
     return fig
 
 
 def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
-                     ax=None):  # fmt: skip
-    """Baseline and 24 h MD per ROI and arm, each subject a paired line.
+                     arms: Sequence[str] | None = None,
+                     visits: Sequence[str] | None = None, ax=None):  # fmt: skip
+    """MD at the baseline and primary visit per ROI and arm, each subject a line.
 
     Parameters
     ----------
@@ -172,6 +277,13 @@ def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
         Input tables (checked with :func:`dtitool.tables.check_tables`).
     rois : sequence of str, optional
         ROIs to draw; default all in ``roi_md``.
+    arms : sequence of str, optional
+        Arms in the design's order (treatment first: it sets the colours and
+        the order of the pairs); default the ``group`` levels in the order
+        they first appear.
+    visits : sequence of str, optional
+        The two visits to pair (baseline first); default the first two
+        ``session`` levels in the order they first appear.
     ax : matplotlib Axes, optional
         Axes to draw into; a new figure is created if None.
 
@@ -181,42 +293,51 @@ def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
 
     Notes
     -----
-    Per ROI the ketamine pair (baseline, 24 h) is drawn left of the saline
-    pair; thin lines are subjects, the thick line the arm mean. MD is shown in
-    1e-3 mm^2/s.
+    Per ROI the first arm's pair (baseline, follow-up) is drawn left of the
+    next arm's pair; thin lines are subjects, the thick line the arm mean. MD
+    is shown in 1e-3 mm^2/s.
     """
     participants, roi_md = check_tables(participants, roi_md)
     rois = _pick(rois, _roi_order(roi_md["roi"]), "roi")
+    arms = list(pd.unique(participants["group"]) if arms is None else arms)
+    visits = list(pd.unique(roi_md["session"])[:2] if visits is None else visits)
     if ax is None:
         _, ax = plt.subplots(figsize=(1.3 * len(rois) + 1.5, 4))
     wide = roi_md.pivot(index=["participant_id", "roi"], columns="session", values="md")
-    wide = wide.reindex(columns=list(SESSIONS)).reset_index()
+    wide = wide.reindex(columns=visits).reset_index()
     wide = wide.merge(participants[["participant_id", "group"]], on="participant_id")
-    offsets = {GROUPS[0]: (-0.35, -0.05), GROUPS[1]: (0.05, 0.35)}
+    colors = arm_colors(arms)
+    # The arms' pairs share 0.7 of each ROI's slot, 0.1 apart
+    width = (0.7 - 0.1 * (len(arms) - 1)) / len(arms)
+    offsets = {g: (round(-0.35 + k * (width + 0.1), 10),
+                   round(-0.35 + k * (width + 0.1) + width, 10))
+               for k, g in enumerate(arms)}
     for i, roi in enumerate(rois):
         for g, (x0, x1) in offsets.items():
             sub = wide.loc[(wide["roi"] == roi) & (wide["group"] == g)]
-            v = sub[list(SESSIONS)].to_numpy() / 1e-3
+            v = sub[visits].to_numpy() / 1e-3
             paired = ~np.isnan(v).any(axis=1)
             xs = np.array([i + x0, i + x1])
             if paired.any():
                 ax.plot(
                     np.broadcast_to(xs[:, None], (2, paired.sum())), v[paired].T,
-                    color=ARM_COLORS[g], lw=0.5, alpha=0.25,
+                    color=colors[g], lw=0.5, alpha=0.25,
                 )  # fmt: skip
             ax.plot(
-                xs, np.nanmean(v, axis=0), color=ARM_COLORS[g], lw=2.5, marker="o",
+                xs, np.nanmean(v, axis=0), color=colors[g], lw=2.5, marker="o",
                 ms=4, label=g if i == 0 else None,
             )  # fmt: skip
     ax.set_xticks(range(len(rois)))
     ax.set_xticklabels(rois, rotation=30, ha="right")
     ax.set_ylabel(f"MD ({_sci(1e-3)} mm$^2$/s)")
-    ax.set_title("MD at baseline and 24 h (left and right point of each pair)")
+    base, post = (visit_label(v) for v in visits)
+    ax.set_title(f"MD at {base} and {post} (left and right point of each pair)")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 
-def plot_forest(results, *, term: str = "interaction", ax=None):
+def plot_forest(results, *, term: str = "interaction",
+                outcome_labels: Mapping[str, str] | None = None, ax=None):
     """Forest plot of one term's estimates with confidence intervals.
 
     Parameters
@@ -225,8 +346,11 @@ def plot_forest(results, *, term: str = "interaction", ax=None):
         Results or their table (columns ``roi, outcome, term, estimate,
         ci_low, ci_high, p``).
     term : str
-        Term to show (``interaction``, ``slope_ketamine``, ``slope_saline``,
-        ``slope_pooled``).
+        Term to show, one of the table's ``term`` values (``interaction``,
+        ``slope_<arm>``, ``slope_pooled``).
+    outcome_labels : mapping, optional
+        ``{outcome: label}`` (a design's rating scales); default
+        :func:`outcome_label` of each name.
     ax : matplotlib Axes, optional
         Axes to draw into; a new figure is created if None.
 
@@ -247,19 +371,22 @@ def plot_forest(results, *, term: str = "interaction", ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 0.32 * len(t) + 1.2))
     y = np.arange(len(t))[::-1]
-    markers = {"madrs": "o", "qids": "s"}
-    for k in pd.unique(t["outcome"]):
+    shapes = ("o", "s", "D", "^", "v", "P", "X")
+    outcomes = list(pd.unique(t["outcome"]))
+    markers = {k: shapes[i % len(shapes)] for i, k in enumerate(outcomes)}
+    labels = _outcome_labels(outcomes, outcome_labels)
+    for k in outcomes:
         m = (t["outcome"] == k).to_numpy()
         est = t.loc[m, "estimate"].to_numpy()
         err = np.vstack([est - t.loc[m, "ci_low"], t.loc[m, "ci_high"] - est])
         ax.errorbar(
             est, y[m], xerr=err, fmt=markers.get(k, "D"), color="0.2", ms=4,
-            capsize=2, lw=1, label=_OUTCOME_LABELS.get(k, k),
+            capsize=2, lw=1, label=labels[k],
         )  # fmt: skip
     ax.axvline(0, color="0.6", lw=0.8, ls="--")
     ax.set_yticks(y)
     ax.set_yticklabels(
-        [f"{r} {_OUTCOME_LABELS.get(k, k)}  p={p:.3g}"
+        [f"{r} {labels[k]}  p={p:.3g}"
          for r, k, p in zip(t["roi"], t["outcome"], t["p"], strict=True)],
         fontsize=8,
     )  # fmt: skip
@@ -447,7 +574,7 @@ def _mark_curve(ax, curve, *, target_power=None, marks=()):
                    label=f"target power {target_power:g}")
     for value, text in marks:
         ax.axvline(value, color="0.35", ls=":", lw=1.2, label=text)
-    ax.set_xlabel(_CURVE_AXIS_LABELS.get(curve.parameter, curve.parameter))
+    ax.set_xlabel(_curve_axis_label(curve.parameter, _results_arms(curve)))
     ax.set_ylim(0, 1)
 
 
@@ -488,7 +615,7 @@ def plot_power_curve(curve, tests: Sequence[tuple[str, str, str]] | None = None,
     for i, ((roi, outcome, term), d) in enumerate(_curve_rows(curve, tests)):
         line, = ax.plot(d["value"], d["power"], marker=markers[i % len(markers)],
                         ms=4, ls=styles[i % len(styles)], color=cmap(i % 10),
-                        label=f"{roi} {_OUTCOME_LABELS.get(outcome, outcome)} {term}")
+                        label=f"{roi} {outcome_label(outcome)} {term}")
         ax.fill_between(d["value"], d["power_ci_low"], d["power_ci_high"],
                         color=line.get_color(), alpha=0.12, lw=0)
     _mark_curve(ax, curve, target_power=target_power, marks=marks)
@@ -521,7 +648,12 @@ def plot_power_curves(curve, tests: Sequence[tuple[str, str, str]] | None = None
     -------
     matplotlib.figure.Figure
     """
+    from dtitool.stats.reference import ANY
+
     rows = _curve_rows(curve, tests)
+    # A finding on "any" outcome: significant on at least one of them
+    any_label = " or ".join(outcome_label(o) for o in pd.unique(curve.table["outcome"])
+                            if o != ANY)
     ncols = max(1, min(ncols, len(rows)))
     nrows = -(-len(rows) // ncols)
     if fig is None:
@@ -534,8 +666,7 @@ def plot_power_curves(curve, tests: Sequence[tuple[str, str, str]] | None = None
         ax.plot(d["value"], d["power"], marker="o", ms=3, color="#0b5cad",
                 label="power (95% interval)")
         _mark_curve(ax, curve, target_power=target_power, marks=marks)
-        label = ("MADRS or QIDS-SR16" if outcome == "any"
-                 else _OUTCOME_LABELS.get(outcome, outcome))
+        label = (any_label if outcome == ANY else outcome_label(outcome))
         ax.set_title(f"{roi} {label}\n{term}", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.xaxis.label.set_fontsize(8)
@@ -551,11 +682,15 @@ def plot_power_curves(curve, tests: Sequence[tuple[str, str, str]] | None = None
     return fig
 
 
-def save_analysis_figures(results, participants, roi_md, folder) -> tuple[str, ...]:
+def save_analysis_figures(results, participants, roi_md, folder, *,
+                          outcome_labels: Mapping[str, str] | None = None,
+                          ) -> tuple[str, ...]:
     """Write the analysis figures (:data:`ANALYSIS_FIGURES`) into ``folder``.
 
     Built without pyplot, so no display backend is needed and nothing stays
-    registered. Returns the file names written.
+    registered. Arms and visits are those of ``results`` (their terms and
+    changes table); ``outcome_labels`` as in :func:`plot_scatter_grid`.
+    Returns the file names written.
     """
     from pathlib import Path
 
@@ -565,16 +700,17 @@ def save_analysis_figures(results, participants, roi_md, folder) -> tuple[str, .
     n_roi = results.table["roi"].nunique()
     n_out = results.table["outcome"].nunique()
     fig = Figure(figsize=(3.3 * n_out, 2.4 * n_roi))
-    plot_scatter_grid(results, fig=fig)
+    plot_scatter_grid(results, outcome_labels=outcome_labels, fig=fig)
     fig.savefig(folder / ANALYSIS_FIGURES[0], dpi=120)
 
     fig = Figure(figsize=(1.3 * n_roi + 1.5, 4), layout="constrained")
-    plot_md_sessions(roi_md, participants, ax=fig.subplots())
+    plot_md_sessions(roi_md, participants, arms=_results_arms(results),
+                     visits=_results_visits(results), ax=fig.subplots())
     fig.savefig(folder / ANALYSIS_FIGURES[1], dpi=120)
 
     n_rows = int((results.table["term"] == "interaction").sum())
     fig = Figure(figsize=(6.5, 0.32 * n_rows + 1.2), layout="constrained")
-    plot_forest(results, ax=fig.subplots())
+    plot_forest(results, outcome_labels=outcome_labels, ax=fig.subplots())
     fig.savefig(folder / ANALYSIS_FIGURES[2], dpi=120)
     return ANALYSIS_FIGURES
 
