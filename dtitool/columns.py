@@ -22,9 +22,12 @@ Examples
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 
-__all__ = ["COLUMNS", "FORMATS", "TABLE_COLUMNS", "column_format", "sidecar"]
+__all__ = ["COLUMNS", "FORMATS", "TABLE_COLUMNS", "column_format", "sidecar",
+           "sidecar_text", "trial_columns"]
 
 FORMATS = {
     "text": None,  # strings, booleans and integers are written as they are
@@ -38,30 +41,14 @@ FORMATS = {
 
 _P = "two-sided p-value"
 _UNIT_EST = "score points per 1e-5 mm^2/s of MD change"
-_TERM_LEVELS = {
-    "interaction": "group x dMD interaction: ketamine slope minus saline slope",
-    "slope_ketamine": "dMD slope in the ketamine arm",
-    "slope_saline": "dMD slope in the saline arm",
-    "slope_pooled": "dMD slope common to both arms (model without the interaction)",
-}
-_ROI = {"Description": "region of interest (see the atlas lookup table)",
-        "Levels": {"L_BA10": "left Brodmann area 10 (frontal pole)",
-                   "R_BA10": "right Brodmann area 10 (frontal pole)",
-                   "L_amygdala": "left amygdala", "R_amygdala": "right amygdala",
-                   "L_hippocampus": "left hippocampus",
-                   "R_hippocampus": "right hippocampus",
-                   "vACC": "ventral anterior cingulate cortex"},
-        "kind": "text"}
-_OUTCOME = {"Description": "depression outcome scale",
-            "Levels": {"madrs": "MADRS (clinician-rated, 0-60)",
-                       "qids": "QIDS-SR16 (self-report, 0-27)",
-                       "any": "either outcome: the finding is found when its test "
-                              "is significant with the reported sign on at least "
-                              "one outcome (docs/model.md)"},
-            "kind": "text"}
-_SESSION = {"Description": "scan session",
-            "Levels": {"baseline": "before the infusion",
-                       "24h": "24 hours after the infusion"}, "kind": "text"}
+_ANY = ("either outcome: the finding is found when its test is significant with "
+        "the reported sign on at least one outcome (docs/model.md)")
+_RATERS = {"clinician": "clinician-rated", "self-report": "self-report"}
+# Words that stand for the design's names in the generic entries below: each
+# becomes the design's name when a sidecar is written with the design, and
+# stays a generic word otherwise.
+_GENERIC = {"treatment": "treatment", "control": "control",
+            "baseline": "baseline", "primary": "follow-up"}
 _INFERENCE = {"Description": "how standard errors and degrees of freedom were "
                              "computed (docs/model.md, Inference)",
               "Levels": {"ols": "classical pooled-variance OLS (as reported)",
@@ -84,26 +71,23 @@ COLUMNS: dict[str, dict] = {
     # identifiers and labels
     "participant_id": _c("participant label (BIDS sub-<label>)", "text"),
     "replicate": _c("index of the simulated trial (1-based)", "text"),
-    "group": _c("randomised arm", "text", levels={
-        "ketamine": "one infusion of ketamine 0.5 mg/kg",
-        "saline": "one infusion of saline (vehicle)"}),
-    "session": _SESSION,
-    "roi": _ROI,
-    "outcome": _OUTCOME,
-    "term": _c("model term (docs/model.md, Analysis models)", "text",
-               levels=_TERM_LEVELS),
+    # group, session, visit, roi, outcome and term: levels from the design or
+    # from the values of the table (see sidecar)
+    "group": _c("randomised arm", "text"),
+    "session": _c("scan session: the visit at which the scan was made", "text"),
+    "visit": _c("visit name (the session label of its scans)", "text"),
+    "roi": _c("region of interest (see the atlas lookup table)", "text"),
+    "outcome": _c("depression outcome scale", "text"),
+    "term": _c("model term (docs/model.md, Analysis models)", "text"),
     "inference": _INFERENCE,
     "sex": _c("sex", "text", levels={"F": "female", "M": "male"}),
     "age": _c("age", "text", "years"),
-    # participants
-    "madrs_baseline": _c("MADRS total score before the infusion (0-60)", "text",
-                         "score points"),
-    "madrs_24h": _c("MADRS total score 24 h after the infusion (0-60; empty if "
-                    "missing)", "text", "score points"),
-    "qids_baseline": _c("QIDS-SR16 total score before the infusion (0-27)", "text",
-                        "score points"),
-    "qids_24h": _c("QIDS-SR16 total score 24 h after the infusion (0-27; empty if "
-                   "missing)", "text", "score points"),
+    # visits (the schedule); <outcome>_<visit> score columns come from the design
+    "hours": _c("time since the baseline visit", "exact", "hours"),
+    "dose": _c("treatment received by this visit, as the design states it (empty: "
+               "none stated)", "exact"),
+    "primary": _c("whether this visit is the primary endpoint", "text", levels={
+        "true": "the primary endpoint", "false": "not the primary endpoint"}),
     # ROI MD
     "md": _c("mean diffusivity of the ROI: the mean over its voxels (a simulated "
              "cohort: the observed value, with scan noise)", "md", "mm^2/s"),
@@ -136,25 +120,25 @@ COLUMNS: dict[str, dict] = {
             "text", "participants"),
     "n_dropped": _c("participants dropped from the model", "text", "participants"),
     # missing data (docs/model.md, Missing data)
-    "missing": _c("how missing 24 h data were handled", "text", levels={
+    "missing": _c("how missing follow-up data were handled", "text", levels={
         "complete-case": "a participant enters a model only with all its "
                          "variables observed",
         "mi": "multiple imputation within each arm, pooled by Rubin's rules with "
               "Barnard-Rubin df"}),
-    "n_imputed": _c("participants in the model with imputed 24 h data", "text",
+    "n_imputed": _c("participants in the model with imputed follow-up data", "text",
                     "participants"),
     "missing_reasons": _c("participants per reason for a missing value (one may "
                           "have several): left out, or imputed", "text"),
     "fmi": _c("fraction of missing information of the pooled estimate", "stat"),
-    "delta": _c("tipping point: score points added to every imputed 24 h score of "
+    "delta": _c("tipping point: score points added to every imputed follow-up score of "
                 "the outcome (positive: worse than missing at random predicts)",
                 "exact", "score points"),
-    "n_imputed_scores": _c("participants whose 24 h score of the outcome was "
+    "n_imputed_scores": _c("participants whose follow-up score of the outcome was "
                            "imputed (and shifted by delta)", "text", "participants"),
     "mean_n": _c("participants per simulated trial in the models, on average "
                  "(multiple imputation: imputed ones included)", "mc",
                  "participants"),
-    "mean_imputed": _c("participants per simulated trial with imputed 24 h data, "
+    "mean_imputed": _c("participants per simulated trial with imputed follow-up data, "
                        "on average", "mc", "participants"),
     "p_holm": _c("Holm-adjusted p within the term's family", "stat"),
     "p_fdr": _c("Benjamini-Hochberg adjusted p within the term's family", "stat"),
@@ -174,9 +158,6 @@ COLUMNS: dict[str, dict] = {
     "found_direction": _c("sign of the estimate in this dataset", "text"),
     "significant": _c("p <= alpha", "text"),
     "in_reported_range": _c("p within the reported range", "text"),
-    "slope_ketamine": _c("ketamine-arm dMD slope of the same model, for context",
-                         "stat", _UNIT_EST),
-    "p_slope_ketamine": _c(f"{_P} of the ketamine-arm slope", "stat"),
     "agrees": _c("this dataset agrees with the report (verdict replicated or "
                  "null, as reported)", "text"),
     "verdict": _c("how the result compares with the report (docs/model.md, the "
@@ -210,9 +191,9 @@ COLUMNS: dict[str, dict] = {
     "exaggeration": _c("type M error: mean |estimate| of significant trials over "
                        "|true_value| (Gelman and Carlin 2014)", "mc"),
     "parameter": _c("design parameter varied along the curve", "text", levels={
-        "n": "total sample size", "ratio": "allocation ratio ketamine:saline",
+        "n": "total sample size", "ratio": "allocation ratio {treatment}:{control}",
         "effect": "multiplier of every ROI-outcome correlation",
-        "reliability": "dMD reliability in the ketamine arm (via the CV)",
+        "reliability": "dMD reliability in the {treatment} arm (via the CV)",
         "cv": "test-retest coefficient of variation of MD"}),
     "value": _c("value of the varied parameter", "exact"),
     # family-wise
@@ -263,13 +244,11 @@ COLUMNS: dict[str, dict] = {
     "needed_factor": _c("factor by which the test's t must grow", "mc"),
     "needed_r_true": _c("true ROI-outcome correlation that alone would reach the "
                         "target", "mc"),
-    "needed_change_sd_pct": _c("ketamine-arm true MD-change SD that alone would "
+    "needed_change_sd_pct": _c("{treatment}-arm true MD-change SD that alone would "
                                "reach the target", "mc", "% of MD"),
-    "needed_reliability": _c("dMD reliability (ketamine arm) at that SD", "mc"),
+    "needed_reliability": _c("dMD reliability ({treatment} arm) at that SD", "mc"),
     "needed_cv_pct": _c("test-retest CV that alone would reach the target", "mc",
                         "% of MD"),
-    "needed_saline_change_sd_pct": _c("saline-arm true MD-change SD that alone "
-                                      "would reach the target", "mc", "% of MD"),
     "leaves_range": _c("parameters that would leave their sourced range, and by "
                        "how much", "text"),
     "needed": _c("what the reported p needs, in words", "text"),
@@ -312,11 +291,12 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
     },
     "power_grid": {
         "n": _c("total sample size at the grid point", "text", "participants"),
-        "ratio": _c("allocation ratio ketamine:saline at the grid point (2 = 2:1)",
+        "ratio": _c("allocation ratio {treatment}:{control} at the grid point (2 = "
+                    "2:1)",
                     "exact"),
         "effect": _c("multiplier of every ROI-outcome correlation of true change "
                      "at the grid point (1 = the design)", "exact"),
-        "reliability": _c("dMD reliability in the ketamine arm at the grid point "
+        "reliability": _c("dMD reliability in the {treatment} arm at the grid point "
                           "(set through each ROI's test-retest CV)", "exact"),
         "cv": _c("test-retest coefficient of variation of MD at the grid point "
                  "(every ROI)", "exact"),
@@ -349,30 +329,247 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
 """Table name -> columns whose meaning differs in that table."""
 
 
-def _entry(column: str, table: str | None) -> dict:
-    spec = TABLE_COLUMNS.get(table or "", {}).get(column) or COLUMNS.get(column)
+_PATTERNS = (
+    # columns named after an arm; group 1 is the arm
+    (re.compile(r"p_slope_(\w+)"), lambda arm: _c(
+        f"{_P} of the {arm}-arm slope", "stat")),
+    (re.compile(r"slope_(\w+)"), lambda arm: _c(
+        f"{arm}-arm dMD slope of the same model, for context", "stat", _UNIT_EST)),
+    (re.compile(r"needed_(\w+)_change_sd_pct"), lambda arm: _c(
+        f"{arm}-arm true MD-change SD that alone would reach the target", "mc",
+        "% of MD")),
+)
+
+
+def _words(names) -> dict[str, str]:
+    if names is None:
+        return dict(_GENERIC)
+    return {"treatment": names.treatment, "control": names.control,
+            "baseline": names.baseline, "primary": names.primary}
+
+
+def _fill(spec: dict, words: Mapping[str, str]) -> dict:
+    """``spec`` with the design's names in place of ``{treatment}`` etc."""
+    def sub(text):
+        for k, v in words.items():
+            text = text.replace("{" + k + "}", v)
+        return text
+
+    out = {k: sub(v) if isinstance(v, str) else v for k, v in spec.items()}
+    if "Levels" in out:
+        out["Levels"] = {k: sub(v) for k, v in out["Levels"].items()}
+    return out
+
+
+def _as_names(design):
+    """``(design or None, TrialNames or None)`` from a design, names or None."""
+    from dtitool.design import StudyDesign, TrialNames
+
+    if design is None:
+        return None, None
+    if isinstance(design, StudyDesign):
+        return design, design.names
+    if isinstance(design, TrialNames):
+        return None, design
+    raise TypeError("design must be a StudyDesign, a TrialNames or None; got "
+                    f"{type(design).__name__}")
+
+
+def _scale_label(o) -> str:
+    """``"MADRS (clinician-rated, 0-60)"`` for an outcome of a known scale."""
+    from dtitool.design.ratings import RATING_SCALES
+
+    rng = f"{o.scale_min}-{o.scale_max}"
+    known = RATING_SCALES.get(o.scale)
+    if known is None:
+        return f"{o.name} (a scale of the design's own, {rng})"
+    return f"{known.name} ({_RATERS.get(known.rater, known.rater)}, {rng})"
+
+
+def _visit_text(v, baseline: str) -> str:
+    if v.name == baseline:
+        text = "the baseline visit"
+    else:
+        text = f"{v.hours:g} hours after the baseline visit"
+    if v.dose is not None:
+        text += f", treatment received by then: {v.dose:g}"
+    if v.primary:
+        text += ", the primary endpoint"
+    return text
+
+
+def trial_columns(design) -> dict[str, dict]:
+    """Data-dictionary entries a trial's own names give.
+
+    Parameters
+    ----------
+    design : StudyDesign or TrialNames
+        The trial. A design gives every entry; names alone give the arm, visit
+        and term levels (no scale names, ranges or ROIs).
+
+    Returns
+    -------
+    dict
+        Column name -> entry: ``group`` (the arms), ``session`` and ``visit``
+        (the visits), ``term`` (``names.terms``), ``roi`` and ``outcome`` (a
+        design's ROIs and outcomes), one ``<outcome>_<visit>`` score column per
+        outcome and visit with the scale's name and range, ``d_<outcome>``,
+        ``md_<visit>``.
+
+    Examples
+    --------
+    >>> from dtitool.design import load_preset
+    >>> cols = trial_columns(load_preset("ketamine-rct"))
+    >>> cols["madrs_24h"]["Description"]
+    'MADRS total score at visit 24h, 24 hours after the baseline visit, the primary endpoint (0-60; empty if missing)'
+    >>> cols["group"]["Levels"]["saline"]
+    'control arm (the reference of the group x dMD interaction)'
+    """  # noqa: E501
+    design, names = _as_names(design)
+    if names is None:
+        raise TypeError("design must be a StudyDesign or a TrialNames; got None")
+    w = _words(names)
+    out = {}
+    levels = dict.fromkeys(names.arms, "treatment arm")
+    levels[names.control] = "control arm (the reference of the group x dMD " \
+        "interaction)"
+    out["group"] = {**COLUMNS["group"], "Levels": levels}
+    if design is not None:
+        visits = {v.name: _visit_text(v, names.baseline) for v in design.visits}
+    else:
+        visits = {v: ("the baseline visit" if v == names.baseline else
+                      "a follow-up visit" + (" (the primary endpoint)"
+                                             if v == names.primary else ""))
+                  for v in names.visits}
+    out["session"] = {**COLUMNS["session"], "Levels": visits}
+    out["visit"] = {**COLUMNS["visit"], "Levels": visits}
+    terms = {"interaction": f"group x dMD interaction: {w['treatment']} slope "
+                            f"minus {w['control']} slope"}
+    terms.update({f"slope_{a}": f"dMD slope in the {a} arm" for a in names.arms})
+    terms["slope_pooled"] = ("dMD slope common to both arms (model without the "
+                             "interaction)")
+    out["term"] = {**COLUMNS["term"], "Levels": terms}
+    out[f"md_{names.baseline}"] = _c(f"ROI MD at the baseline visit "
+                                     f"({names.baseline})", "md", "mm^2/s")
+    out[f"md_{names.primary}"] = _c(f"ROI MD at the primary visit "
+                                    f"({names.primary})", "md", "mm^2/s")
+    if design is None:
+        return out
+    rois = design.roi_names
+    out["roi"] = {**COLUMNS["roi"], "Levels": {
+        r: f"region of interest {i} of the design's {len(rois)}"
+        for i, r in enumerate(rois, 1)}}
+    out["outcome"] = {**COLUMNS["outcome"], "Levels": {
+        **{o.name: _scale_label(o) for o in design.outcomes}, "any": _ANY}}
+    for o in design.outcomes:
+        label = o.scale or f"{o.name} ({o.scale_min}-{o.scale_max})"
+        for v in design.visits:
+            when = _visit_text(v, names.baseline)
+            tail = "" if v.name == names.baseline else "; empty if missing"
+            at = (f"at the baseline visit ({v.name})" if v.name == names.baseline
+                  else f"at visit {v.name}, {when}")
+            out[names.score_column(o.name, v.name)] = _c(
+                f"{label} total score {at} "
+                f"({o.scale_min}-{o.scale_max}{tail})", "text", "score points")
+        out[f"d_{o.name}"] = _c(f"{label} change from the baseline visit to the "
+                                f"primary visit ({names.primary} minus "
+                                f"{names.baseline}; negative: improvement)",
+                                "stat", "score points")
+    return out
+
+
+def _levels_of(df, column: str, describe) -> dict[str, str]:
+    import pandas as pd
+
+    values = pd.unique(df[column].dropna().astype(str))
+    return {v: describe(v) for v in values}
+
+
+def _value_levels(df, column: str) -> dict[str, str] | None:
+    """Levels of a label column taken from its values (no design given)."""
+    if column not in {"group", "session", "visit", "roi", "outcome", "term"}:
+        return None
+    generic = {
+        "group": lambda v: f"arm {v}",
+        "session": lambda v: f"visit {v}",
+        "visit": lambda v: f"visit {v}",
+        "roi": lambda v: f"region of interest {v}",
+        "outcome": lambda v: _ANY if v == "any" else f"outcome {v}",
+        "term": lambda v: (
+            "dMD slope common to both arms (model without the interaction)"
+            if v == "slope_pooled" else
+            f"dMD slope in the {v[len('slope_'):]} arm" if v.startswith("slope_")
+            else "group x dMD interaction: treatment slope minus control slope"
+            if v == "interaction" else f"model term {v}"),
+    }[column]
+    return _levels_of(df, column, generic)
+
+
+def _entry(column: str, table: str | None, trial: Mapping[str, dict] | None = None,
+           words: Mapping[str, str] | None = None) -> dict:
+    spec = (TABLE_COLUMNS.get(table or "", {}).get(column)
+            or (trial or {}).get(column) or COLUMNS.get(column))
+    if spec is None:
+        for pattern, make in _PATTERNS:
+            m = pattern.fullmatch(column)
+            if m:
+                spec = make(m.group(1))
+                break
     if spec is None:
         raise ValueError(
             f"column {column!r} of table {table!r} has no entry in dtitool's data "
-            "dictionary (dtitool/columns.py); every written column needs one")
-    return spec
+            "dictionary (dtitool/columns.py); every written column needs one (score "
+            "columns <outcome>_<visit> need the design: pass design=)")
+    return _fill(spec, words or _GENERIC)
 
 
-def column_format(column: str, table: str | None = None) -> str | None:
-    """Return the printf format of a column (None: write it as it is)."""
-    return FORMATS[_entry(column, table)["kind"]]
+def column_format(column: str, table: str | None = None, *,
+                  design=None) -> str | None:
+    """Return the printf format of a column (None: write it as it is).
+
+    ``design`` (a StudyDesign or TrialNames, optional) documents the columns
+    named after the trial's outcomes and visits.
+    """
+    trial = trial_columns(design) if design is not None else None
+    return FORMATS[_entry(column, table, trial)["kind"]]
 
 
-def sidecar(df, table: str | None = None) -> dict:
+def sidecar(df, table: str | None = None, *, design=None) -> dict:
     """Return the BIDS-style JSON sidecar of a table: one entry per column.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table.
+    table : str, optional
+        Its name, for columns whose meaning differs between tables.
+    design : StudyDesign or TrialNames, optional
+        The trial: its arms, visits, ROIs and outcomes give the ``Levels`` of
+        ``group``, ``session``, ``roi``, ``outcome`` and ``term`` and the
+        entries of ``<outcome>_<visit>`` score columns (:func:`trial_columns`).
+        Without it, those levels are the values in ``df``.
 
     Raises
     ------
     ValueError
         If a column has no dictionary entry (the message names it).
     """
+    design, names = _as_names(design)
+    trial = trial_columns(design or names) if names is not None else {}
+    words = _words(names)
     out = {}
     for col in df.columns:
-        spec = _entry(str(col), table)
-        out[str(col)] = {k: v for k, v in spec.items() if k != "kind"}
+        col = str(col)
+        spec = _entry(col, table, trial, words)
+        if "Levels" not in spec and col not in trial:
+            levels = _value_levels(df, col)
+            if levels:
+                spec = {**spec, "Levels": levels}
+        out[col] = {k: v for k, v in spec.items() if k != "kind"}
     return out
+
+
+def sidecar_text(df, table: str | None = None, *, design=None) -> str:
+    """Return the sidecar of :func:`sidecar` as the JSON text dtitool writes."""
+    return json.dumps(sidecar(df, table, design=design), indent=2,
+                      ensure_ascii=False) + "\n"

@@ -3,16 +3,18 @@
 The generative model (``docs/model.md``), per replicate trial:
 
 1. **Randomisation** by permuted blocks that keep the allocation exactly
-   (65 ketamine / 33 saline for n = 98 at 2:1); a final partial block holds the
-   remainder, so the arm sizes are always :meth:`StudyDesign.arm_sizes`.
+   (65 / 33 for n = 98 at 2:1, as in the ``ketamine-rct`` preset); a final
+   partial block holds the remainder, so the arm sizes are always
+   :meth:`StudyDesign.arm_sizes`.
 2. **Change**: per subject, a multivariate normal vector of (true MD change per
    ROI, latent score change per outcome) with the arm's means, SDs and joint
    correlation matrix :meth:`StudyDesign.change_correlation`.
 3. **Baseline MD**: multivariate normal per ROI (``md_mean``, ``md_sd``, common
-   ROI-ROI correlation ``roi_baseline``); true 24 h MD = baseline + true change.
+   ROI-ROI correlation ``roi_baseline``); true follow-up MD = baseline + true
+   change.
 4. **Measurement**: each scan adds independent normal noise with SD
    ``cv * md_mean`` (the test-retest CV: measurement and day-to-day physiology),
-   so observed dMD = true dMD + (e_24h - e_baseline) and its reliability is
+   so observed dMD = true dMD + (e_follow-up - e_baseline) and its reliability is
    ``var(true dMD) / (var(true dMD) + 2 cv^2 md_mean^2)``
    (:meth:`StudyDesign.md_summary` states it per ROI and arm).
 5. **Scores** (:class:`~dtitool.design.OutcomeSpec`): baselines joined by a
@@ -22,7 +24,7 @@ The generative model (``docs/model.md``), per replicate trial:
    ``"additive"`` is baseline + change, rounded and clipped. A ``reliability``
    below 1 adds occasion error to both ratings, so both arms regress to the mean
    (:func:`score_summary` states the result per outcome and arm).
-6. **Missing 24 h scans** (MCAR or MNAR, see :class:`~dtitool.design.MissingSpec`)
+6. **Missing follow-up scans** (MCAR or MNAR, see :class:`~dtitool.design.MissingSpec`)
    and covariates (age, sex), when the design asks for them.
 
 Reproducibility: replicates are drawn in fixed blocks of :data:`BLOCK_SIZE`, block
@@ -42,7 +44,6 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from dtitool._constants import CONTROL, GROUPS, SESSIONS, TREATMENT
 from dtitool._memory import check_memory
 from dtitool.design import StudyDesign, load_preset
 
@@ -63,7 +64,8 @@ __all__ = [
 BLOCK_SIZE = 64
 """Replicates drawn from one random stream; the unit of reproducibility."""
 
-COHORT_FILES = ("participants.tsv", "roi_md.tsv", "true_md.tsv", "design.toml")
+COHORT_FILES = ("participants.tsv", "roi_md.tsv", "true_md.tsv", "visits.tsv",
+                "design.toml")
 """Files :meth:`Cohort.write` writes (``dtitool simulate``, the demo's cohort)."""
 
 _DEFAULT_CHUNK = 4096  # replicates per chunk: ~0.4 GB of working arrays at n = 98
@@ -107,7 +109,8 @@ class CohortArrays:
     """Simulated replicate trials as arrays (the power engine's input).
 
     Axis conventions: ``R`` replicates, ``N`` subjects, ``J`` ROIs (design order),
-    ``K`` outcomes (design order), session axis ``(baseline, 24h)``.
+    ``K`` outcomes (design order), visit axis ``(baseline, primary visit)``
+    (:attr:`StudyDesign.visit_names`).
 
     Attributes
     ----------
@@ -117,20 +120,23 @@ class CohortArrays:
     start : int
         Index of the first replicate held.
     treated : ndarray of bool, shape (R, N)
-        True for the ketamine arm.
+        True for the treatment arm (:attr:`StudyDesign.treatment`), False for
+        the control arm.
     md : ndarray, shape (R, N, J, 2)
-        Observed MD, mm^2/s; NaN at 24 h where the scan is missing.
+        Observed MD, mm^2/s; NaN at the follow-up visit where the scan is
+        missing.
     md_true : ndarray, shape (R, N, J, 2)
         Latent true MD (no measurement noise), mm^2/s.
     scores : ndarray, shape (R, N, K, 2)
-        Integer-valued scores at baseline and 24 h.
+        Integer-valued scores at baseline and the follow-up visit.
     observed_24h : ndarray of bool, shape (R, N)
-        False where the 24 h scan is missing.
+        False where the follow-up scan is missing (the name is historical: the
+        follow-up visit is the design's primary visit, whatever its name).
     age : ndarray of float, shape (R, N), or None
     female : ndarray of bool, shape (R, N), or None
     scored_24h : ndarray of bool, shape (R, N), or None
-        False where the 24 h ratings are missing (``missing.scores``: with the
-        scan); None when every 24 h rating is observed. ``scores`` always holds
+        False where the follow-up ratings are missing (``missing.scores``: with
+        the scan); None when every follow-up rating is observed. ``scores`` always holds
         the values, observed or not (as ``md_true`` does for MD).
     """
 
@@ -163,12 +169,12 @@ class CohortArrays:
 
     @property
     def d_md(self) -> np.ndarray:
-        """Observed MD change (24 h minus baseline), shape (R, N, J); NaN if missing."""
+        """Observed MD change (follow-up minus baseline), shape (R, N, J)."""
         return self.md[..., 1] - self.md[..., 0]
 
     @property
     def d_score(self) -> np.ndarray:
-        """Score change (24 h minus baseline), shape (R, N, K)."""
+        """Score change (follow-up minus baseline), shape (R, N, K)."""
         return self.scores[..., 1] - self.scores[..., 0]
 
 
@@ -187,7 +193,7 @@ class _Model:
         self.nr = len(d.rois)
         self.no = len(d.outcomes)
         # Randomisation slots: full blocks of the exact ratio, then the remainder.
-        a = d.allocation.as_tuple()
+        a = d.allocation.as_tuple(d.arms)  # treatment first, control last
         per_block = d.block_size // sum(a)
         block = np.repeat([True, False], [a[0] * per_block, a[1] * per_block])
         n_full = d.n // d.block_size
@@ -201,7 +207,7 @@ class _Model:
         # Change: mean and Cholesky factor per arm, treatment first.
         self.chg_mean = []
         self.chg_chol_t = []
-        for arm in GROUPS:
+        for arm in d.arms:
             # outcome change on its generative scale (latent for logit scales)
             latent = [o.change_parameters(arm) for o in d.outcomes]
             mean = [r.change_mean[arm] for r in d.rois] + [x[0] for x in latent]
@@ -286,7 +292,7 @@ def _to_score(z: np.ndarray, width: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray,
                  change: np.ndarray) -> np.ndarray:
-    """Integer scores at baseline and 24 h, shape (R, N, K, 2).
+    """Integer scores at baseline and the follow-up visit, shape (R, N, K, 2).
 
     ``z_copula``: correlated standard normals of the baselines (R, N, K);
     ``change``: each subject's outcome change on its generative scale (R, N, K).
@@ -299,7 +305,7 @@ def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarr
     lg = sm.logit
     base_cont = post_cont = None
     if not lg.all():
-        # additive: truncated-normal baseline rating, 24 h = baseline + change
+        # additive: truncated-normal baseline rating, follow-up = baseline + change
         p = sm.base_p_lo + u * (sm.base_p_hi - sm.base_p_lo)
         add_base = sm.base_mean + sm.base_sd * special.ndtri(p)
         add_post = np.clip(np.rint(add_base), sm.inc, sm.hi) + change
@@ -408,7 +414,7 @@ def _simulate_range(
     d_md_true = chg[..., : m.nr]
     d_score = chg[..., m.nr :]
 
-    # 3-4. MD: true baseline, true 24 h, observed with scan noise
+    # 3-4. MD: true baseline, true follow-up, observed with scan noise
     base = np.matmul(raw["z_md0"], m.md0_chol_t)
     base += m.md_mean
     e = raw["e"]  # the raw noise draws are not needed after this
@@ -429,7 +435,7 @@ def _simulate_range(
     # 5. scores: baselines through a Gaussian copula, admitted at the threshold
     scores = _draw_scores(m.scores, raw, raw["z_base"] @ m.base_chol_t, d_score)
 
-    # 6. missing 24 h scans
+    # 6. missing follow-up scans
     miss = m.missing
     if miss.mechanism == "none":
         observed = np.ones(treated.shape, dtype=bool)
@@ -571,10 +577,11 @@ def score_summary(
         baseline_mean, baseline_sd`` (observed, admitted), ``true_change_mean,
         true_change_sd`` (the design's), ``observed_change_mean,
         observed_change_sd``, ``regression_to_mean`` (expected change of an
-        untreated participant, closed form), ``response`` (24 h score at most
-        half the baseline), ``remission`` (24 h score <= ``remission_max``; NaN
-        when the outcome has none), ``at_floor`` (24 h score at the scale
-        minimum), ``at_ceiling``.
+        untreated participant, closed form), ``response`` (primary-visit score
+        at most half the baseline), ``remission`` (primary-visit score <=
+        ``remission_max``; NaN when the outcome has none), ``at_floor``
+        (primary-visit score at the scale minimum), ``at_ceiling``. Arms are
+        the design's (:attr:`StudyDesign.arms`, treatment first).
     """
     design = _check_design(design)
     if isinstance(participants, bool) or not isinstance(
@@ -586,7 +593,8 @@ def score_summary(
     rows = []
     for k, o in enumerate(design.outcomes):
         b, post = a.scores[..., k, 0], a.scores[..., k, 1]
-        for arm, mask in ((TREATMENT, a.treated), (CONTROL, ~a.treated)):
+        for arm, mask in ((design.treatment, a.treated),
+                          (design.control, ~a.treated)):
             bk, pk = b[mask], post[mask]
             d = pk - bk
             rows.append({
@@ -612,10 +620,11 @@ def md_summary_wide(design: StudyDesign) -> pd.DataFrame:
 
     Columns: ``roi``, ``MD (1e-3 mm^2/s)``, ``between-subject SD (%)`` and
     ``test-retest CV (%)`` (both as % of MD), then per arm ``true change SD (% MD)``,
-    ``session r`` (observed baseline vs 24 h MD) and ``dMD reliability``.
+    ``session r`` (observed MD at the baseline and the primary visit) and ``dMD
+    reliability``, per arm of the design (:attr:`StudyDesign.arms`).
     """
     m = design.md_summary()
-    first = m[m["arm"] == TREATMENT].set_index("roi")
+    first = m[m["arm"] == design.treatment].set_index("roi")
     out = pd.DataFrame({
         "MD (1e-3 mm^2/s)": first["md_mean"] * 1e3,
         "between-subject SD (%)": 100 * first["md_sd"] / first["md_mean"],
@@ -624,9 +633,15 @@ def md_summary_wide(design: StudyDesign) -> pd.DataFrame:
     for col, name in (("change_sd_pct_md", "true change SD (% MD)"),
                       ("session_correlation", "session r"),
                       ("dmd_reliability", "dMD reliability")):
-        for arm in GROUPS:
+        for arm in design.arms:
             out[f"{name} {arm}"] = m[m["arm"] == arm].set_index("roi")[col]
     return out.reset_index()
+
+
+def _short_names(arms) -> list[str]:
+    """Arm names cut to three characters for column headers, unless that clashes."""
+    short = [a[:3] for a in arms]
+    return short if len(set(short)) == len(short) else list(arms)
 
 
 def describe_design(design: StudyDesign, *, participants: int = 20_000,
@@ -637,13 +652,15 @@ def describe_design(design: StudyDesign, *, participants: int = 20_000,
     from :func:`score_summary` (``participants`` simulated with seed ``rng``).
     Parameters outside the design's ranges are listed last.
     """
+    base, primary = design.baseline_visit, design.primary_visit
     lines = [f"MD model of {design.name!r} per ROI and arm (MD in 1e-3 mm^2/s; SD, "
              "CV and true change SD in % of MD; r: correlation of observed "
-             "baseline and 24 h MD; rel: reliability of observed dMD, the share of "
-             "its variance that is true change):"]
+             f"MD at visits {base} and {primary}; rel: reliability of observed dMD, "
+             "the share of its variance that is true change):"]
     wide = md_summary_wide(design)
     short = ["roi", "MD", "between SD", "CV"] + [
-        f"{a} {arm[:3]}" for a in ("change SD", "r", "rel") for arm in GROUPS]
+        f"{a} {arm}" for a in ("change SD", "r", "rel")
+        for arm in _short_names(design.arms)]
     wide.columns = short
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         lines.append(wide.to_string(index=False, float_format="%.3g"))
@@ -653,10 +670,10 @@ def describe_design(design: StudyDesign, *, participants: int = 20_000,
             "remission": "remission", "at_floor": "at floor"}
     t = s[["outcome", "arm", "reliability", *cols]].rename(columns=cols)
     n_sim = int(s["n"].sum() // len(design.outcomes))
-    lines.append(f"Scores at 24 h ({n_sim} simulated participants; change = 24 h "
-                 "minus baseline, observed; RTM = expected change without "
-                 "treatment, from regression to the mean; response = 24 h score at "
-                 "most half the baseline):")
+    lines.append(f"Scores at visit {primary} ({n_sim} simulated participants; "
+                 f"change = {primary} minus {base}, observed; RTM = expected change "
+                 "without treatment, from regression to the mean; response = "
+                 f"{primary} score at most half the {base} score):")
     with pd.option_context("display.width", 160):
         lines.append(t.to_string(index=False, float_format="%.3g"))
     v = design.range_violations()
@@ -676,13 +693,18 @@ class Cohort:
     arrays : CohortArrays
         The simulated values as arrays.
     participants : pandas.DataFrame
-        ``participant_id, group, <outcome>_baseline, <outcome>_24h, [age, sex]``
+        ``participant_id, group`` (the design's arm names), one
+        ``<outcome>_<visit>`` column per outcome and visit, ``[age, sex]``
         (a leading ``replicate`` column when there are several replicates).
     roi_md : pandas.DataFrame
-        Observed MD in long form: ``participant_id, session, roi, md`` (mm^2/s);
-        a missing 24 h scan is a missing row.
+        Observed MD in long form: ``participant_id, session, roi, md`` (mm^2/s;
+        ``session`` holds the design's visit names, ``roi`` its ROI names); a
+        missing follow-up scan is a missing row.
     true_md : pandas.DataFrame
         Latent true MD, ``participant_id, session, roi, md_true``, every row.
+    visits : pandas.DataFrame
+        The schedule: ``visit, hours, dose, primary`` (``dose`` empty where the
+        design states none; ``primary`` ``"true"`` or ``"false"``).
     """
 
     def __init__(self, arrays: CohortArrays):
@@ -691,11 +713,12 @@ class Cohort:
 
     def __repr__(self) -> str:
         a = self.arrays
-        n_t, n_c = a.design.arm_sizes()
+        d = a.design
+        arms = ", ".join(f"{k} {arm}" for k, arm in
+                         zip(d.arm_sizes(), d.arms, strict=True))
         return (
-            f"<Cohort design={a.design.name!r} replicates={a.replicates} "
-            f"n={a.design.n} ({n_t} {TREATMENT}, {n_c} {CONTROL}) "
-            f"seed={a.seed.entropy}>"
+            f"<Cohort design={d.name!r} replicates={a.replicates} "
+            f"n={d.n} ({arms}) seed={a.seed.entropy}>"
         )
 
     @property
@@ -730,16 +753,19 @@ class Cohort:
         """Participants table (see class docstring)."""
         if "participants" not in self._cache:
             a = self.arrays
+            d = a.design
+            names = d.names
             cols = self._lead(1)
-            cols["group"] = np.where(a.treated.ravel(), TREATMENT, CONTROL)
+            arm = np.array([d.control, d.treatment], dtype=object)
+            cols["group"] = arm[a.treated.ravel().astype(np.intp)]
             for k, name in enumerate(a.outcome_names):
-                for s, sess in enumerate(SESSIONS):
+                for s, visit in enumerate(d.visit_names):
                     values = a.scores[..., k, s].ravel().astype(np.int64)
                     if s == 1 and a.scored_24h is not None:
-                        # a missed 24 h rating is an empty cell
+                        # a missed follow-up rating is an empty cell
                         values = pd.array(values, dtype="Int64")
                         values[~a.scored_24h.ravel()] = pd.NA
-                    cols[f"{name}_{sess}"] = values
+                    cols[names.score_column(name, visit)] = values
             if a.age is not None:
                 cols["age"] = a.age.ravel().astype(np.int64)
                 cols["sex"] = np.where(a.female.ravel(), "F", "M")
@@ -751,7 +777,7 @@ class Cohort:
         nr = len(a.roi_names)
         cols = self._lead(2 * nr)
         cols["session"] = np.tile(
-            np.repeat(np.array(SESSIONS, dtype=object), nr),
+            np.repeat(np.array(a.design.visit_names, dtype=object), nr),
             values.shape[0] * values.shape[1],
         )
         cols["roi"] = np.tile(
@@ -776,8 +802,25 @@ class Cohort:
             self._cache["true_md"] = self._long(self.arrays.md_true, "md_true")
         return self._cache["true_md"]
 
+    @property
+    def visits(self) -> pd.DataFrame:
+        """The design's schedule (see class docstring)."""
+        if "visits" not in self._cache:
+            v = self.design.visits
+            self._cache["visits"] = pd.DataFrame({
+                "visit": [x.name for x in v],
+                "hours": np.array([x.hours for x in v], dtype=float),
+                "dose": np.array([np.nan if x.dose is None else x.dose for x in v],
+                                 dtype=float),
+                "primary": ["true" if x.primary else "false" for x in v],
+            })
+        return self._cache["visits"]
+
     def write(self, folder, *, run=None, header: str = "") -> tuple[str, ...]:
         """Write the tables and the design into ``folder`` (:data:`COHORT_FILES`).
+
+        Each table gets its JSON sidecar, with the design's arms, visits,
+        outcomes and ROIs as levels (:func:`dtitool.columns.sidecar`).
 
         Parameters
         ----------
@@ -797,12 +840,19 @@ class Cohort:
         from pathlib import Path
 
         from dtitool._io import write_tsv
+        from dtitool.columns import sidecar_text
         from dtitool.design import design_to_toml
 
         folder = Path(folder)
-        write_tsv(self.participants, folder / "participants.tsv")
-        write_tsv(self.roi_md, folder / "roi_md.tsv")
-        write_tsv(self.true_md, folder / "true_md.tsv")
+        for name in COHORT_FILES:
+            if name.endswith(".tsv"):
+                path = folder / name
+                df = getattr(self, path.stem)
+                # the sidecar documents the design's own names (arms, visits,
+                # outcomes, ROIs), so it is written here with the design
+                write_tsv(df, path, sidecar=False)
+                path.with_suffix(".json").write_text(
+                    sidecar_text(df, path.stem, design=self.design), encoding="utf-8")
         (folder / "design.toml").write_text(
             design_to_toml(self.design, run=run, header=header), encoding="utf-8"
         )

@@ -3,7 +3,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dtitool._constants import ROI_NAMES, SESSIONS
 from dtitool.design import design_from_dict, design_to_dict, load_preset
 from dtitool.simulate import BLOCK_SIZE, simulate_arrays, simulate_cohort
 
@@ -164,8 +163,8 @@ def test_tables_layout(preset):
     r = c.roi_md
     assert list(r.columns) == ["participant_id", "session", "roi", "md"]
     assert len(r) == 98 * 2 * 7
-    assert tuple(r["roi"].iloc[:7]) == ROI_NAMES
-    assert tuple(r["session"].unique()) == SESSIONS
+    assert tuple(r["roi"].iloc[:7]) == preset.roi_names
+    assert tuple(r["session"].unique()) == preset.visit_names
     assert r["md"].between(5e-4, 1.2e-3).all()
     # long table agrees with the arrays
     a = c.arrays
@@ -258,10 +257,10 @@ def test_score_reliability_regression_to_the_mean_additive():
     lo = (inc - 0.5 - o.baseline_mean) / o.baseline_sd
     hi = (o.scale_max + 0.5 - o.baseline_mean) / o.baseline_sd
     excess = o.baseline_sd * truncnorm.mean(lo, hi)
-    expected = o.change_mean.saline - (1 - rel) * excess
+    expected = o.change_mean["saline"] - (1 - rel) * excess
     ch = a.d_score[..., 0][~a.treated]
     assert abs(ch.mean() - expected) < Z * ch.std() / np.sqrt(ch.size)
-    assert ch.mean() < o.change_mean.saline - 1  # a visible regression to the mean
+    assert ch.mean() < o.change_mean["saline"] - 1  # a visible regression to the mean
     # the observed change regresses on baseline with slope -(1 - rel)
     b = a.scores[..., 0, 0][~a.treated]
     slope = np.polyfit(b, ch, 1)[0]
@@ -301,7 +300,7 @@ def test_must_reach_realistic_default(twenty_thousand, preset):
     sal = ~a.treated
     for j, roi in enumerate(preset.rois):
         # the design's value and the simulated one (SD of 6,700 draws: +-1.2 %)
-        assert roi.change_sd.saline <= 0.01 * roi.md_mean
+        assert roi.change_sd["saline"] <= 0.01 * roi.md_mean
         assert d_true[..., j][sal].std(ddof=1) <= 0.01 * roi.md_mean
     k = preset.outcome_names.index("madrs")
     at_zero = np.mean(a.scores[..., k, 1][a.treated] == 0)
@@ -399,12 +398,12 @@ def test_logit_model_solves_its_inputs_exactly():
     icc = np.corrcoef(y, y2)[0, 1]
     assert abs(icc - o.reliability) < Z * (1 - icc**2) / np.sqrt(n)
     admitted = np.rint(y) >= o.inclusion_min - o.scale_min
-    mu, sigma = logit_change(sc, o.change_mean.ketamine, o.change_sd.ketamine)
+    mu, sigma = logit_change(sc, o.change_mean["ketamine"], o.change_sd["ketamine"])
     change = (true_score(z + mu + sigma * rng.standard_normal(n), sc)
               - true_score(z, sc))[admitted]
-    se = o.change_sd.ketamine / np.sqrt(admitted.sum())
-    assert abs(change.mean() - o.change_mean.ketamine) < Z * se
-    assert abs(change.std() - o.change_sd.ketamine) < Z * se * np.sqrt(2)
+    se = o.change_sd["ketamine"] / np.sqrt(admitted.sum())
+    assert abs(change.mean() - o.change_mean["ketamine"]) < Z * se
+    assert abs(change.std() - o.change_sd["ketamine"]) < Z * se * np.sqrt(2)
 
 
 def test_face_value_world_is_the_first_release_bit_for_bit():

@@ -24,7 +24,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="simulate a cohort and write its tables",
         description="Simulate a cohort of a study design and write participants.tsv, "
         "roi_md.tsv (observed MD, long form), true_md.tsv (latent true MD, for "
-        "teaching) and design.toml (the full design and seed, to repeat the run). "
+        "teaching), visits.tsv (the schedule) and design.toml (the full design and "
+        "seed, to repeat the run). "
         "Prints the design's MD model per ROI (session correlation, dMD "
         "reliability and true change SD per arm) and its scores per arm (observed "
         "change, regression to the mean, response, share at the scale floor).",
@@ -127,11 +128,12 @@ def run(args) -> int:
                 )
     if args.quiet:
         return 0
-    n_t, n_c = design.arm_sizes()
+    arms = ", ".join(f"{k} {arm}" for k, arm in
+                     zip(design.arm_sizes(), design.arms, strict=True))
     print(
         f"simulated {args.replicates} replicate(s) of {design.name!r}: n = "
-        f"{design.n} ({n_t} ketamine, {n_c} saline), {len(design.rois)} ROIs, "
-        f"seed {seed}"
+        f"{design.n} ({arms}), visits {', '.join(design.visit_names)}, "
+        f"{len(design.rois)} ROIs, seed {seed}"
     )
     print(describe_design(design))
     print(f"wrote {', '.join(outputs)} to {args.out}")
