@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     ids = sorted(cohort.participants["participant_id"])[: args.subjects]
     table = cohort.roi_md[cohort.roi_md["participant_id"].isin(ids)]
 
-    phantom = make_phantom(resolution=args.resolution)
+    phantom = make_phantom(roi_names=design.roi_names, resolution=args.resolution)
     bvals, bvecs = default_protocol(n_b0=5, n_directions=30)
     head = phantom.tissue > 0
     # One independent noise stream per scan (NEP 19: spawn, never seed + i).

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dtitool._constants import ROI_NAMES
 from dtitool.cli import main
+from dtitool.design import load_preset
 from dtitool.imaging.extract import extract_roi_md
 from dtitool.imaging.phantom import ATLAS_FILENAME, LUT_FILENAME, make_phantom
 from dtitool.imaging.synthetic import (
@@ -19,11 +19,14 @@ from dtitool.imaging.synthetic import (
     write_cohort_images,
 )
 
+# The default preset's ROIs: the phantom places them as it always has.
+ROI_NAMES = load_preset("ketamine-rct").roi_names
+
 
 @pytest.fixture(scope="module")
 def phantom():
     # 4 mm grid: 46 x 55 x 46, fast enough for many maps.
-    return make_phantom(resolution=4.0)
+    return make_phantom(roi_names=ROI_NAMES, resolution=4.0)
 
 
 def make_table(n=3, *, seed=0, drop_24h=()):
@@ -77,7 +80,7 @@ def test_background_md_by_tissue(phantom):
 
 
 def test_noise_is_smooth_with_requested_sd():
-    ph = make_phantom(resolution=2.0)
+    ph = make_phantom(roi_names=ROI_NAMES, resolution=2.0)
     table = make_table(1)
     wm = ph.tissue == 3
     # Interior WM voxels with a WM neighbour along x.
@@ -119,13 +122,37 @@ def test_same_seed_same_maps_and_streams_per_scan(phantom):
 
 
 def test_row_order_does_not_matter(phantom):
+    # With the schedule given, the maps do not depend on the table's row order;
+    # without it, the sessions are in the order the table first lists them.
     table = make_table(2)
+    visits = ["baseline", "24h"]
     a = list(simulate_md_maps(table, phantom=phantom, rng=9))
-    b = list(
-        simulate_md_maps(table.sample(frac=1, random_state=1), phantom=phantom, rng=9)
-    )
+    shuffled = table.sample(frac=1, random_state=1)
+    assert shuffled["session"].iloc[0] == "24h"
+    b = list(simulate_md_maps(shuffled, phantom=phantom, sessions=visits, rng=9))
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.md, y.md)
+    c = list(simulate_md_maps(shuffled, phantom=phantom, rng=9))
+    assert [s.session for s in c[:2]] == ["24h", "baseline"]
+    ordered = table.assign(session=pd.Categorical(table["session"], visits))
+    d = list(simulate_md_maps(ordered.sample(frac=1, random_state=1),
+                              phantom=phantom, rng=9))
+    for x, y in zip(a, d, strict=True):
+        np.testing.assert_array_equal(x.md, y.md)
+
+
+def test_sessions_and_rois_are_the_tables(tmp_path):
+    """Any visit and ROI names: the phantom is the table's, its LUT beside it."""
+    table = pd.DataFrame(
+        [("sub-01", ses, roi, md) for ses in ("pre", "week1")
+         for roi, md in (("thalamus", 0.75e-3), ("putamen", 0.8e-3))],
+        columns=["participant_id", "session", "roi", "md"])
+    index = write_cohort_images(None, table, tmp_path / "d", rng=3)
+    assert index["session"].tolist() == ["pre", "week1"]
+    lut = pd.read_csv(tmp_path / "d" / LUT_FILENAME, sep="\t")
+    assert lut.to_dict("list") == {"index": [1, 2], "name": ["thalamus", "putamen"]}
+    with pytest.raises(ValueError, match=r"session\(s\) \['week1'\]; valid: \['pre'\]"):
+        simulate_md_maps(table, sessions=["pre"])
 
 
 @pytest.mark.parametrize(
@@ -133,12 +160,13 @@ def test_row_order_does_not_matter(phantom):
     [
         (lambda t: t.drop(columns="md"), "lacks column"),
         (lambda t: t.assign(roi=t.roi.replace("vACC", "sgACC")), r"sgACC.*valid"),
-        (lambda t: t.assign(session=t.session.replace("24h", "post")), "session"),
         (lambda t: t.assign(md=t.md.where(t.index != 3, -1.0)), "<= 0"),
         (lambda t: t.assign(md=t.md.where(t.index != 3, np.nan)), "missing row"),
         (lambda t: pd.concat([t, t.iloc[:1]]), "duplicated"),
         (lambda t: t.drop(index=4), r"no row for ROI.*L_hippocampus.*sub-001"),
         (lambda t: t.assign(replicate=np.arange(len(t)) % 2), "replicates"),
+        (lambda t: t.assign(roi=t.roi.where(t.index != 0, "thalamus")),
+         r"ROI name\(s\) \['thalamus'\] not in the atlas"),
     ],
 )
 def test_bad_table(phantom, edit, match):

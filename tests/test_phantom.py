@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dtitool._constants import ROI_NAMES
+from dtitool.design import load_preset
 from dtitool.imaging.phantom import (
     ATLAS_FILENAME,
     LUT_FILENAME,
@@ -17,10 +17,13 @@ MNI_2MM_AFFINE = np.array(
     [[-2, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]], dtype=float
 )
 
+# The default preset's ROIs: the phantom places them as it always has.
+ROI_NAMES = load_preset("ketamine-rct").roi_names
+
 
 @pytest.fixture(scope="module")
 def phantom():
-    return make_phantom()
+    return make_phantom(roi_names=ROI_NAMES)
 
 
 def test_grid_is_mni152_2mm(phantom):
@@ -32,14 +35,14 @@ def test_grid_is_mni152_2mm(phantom):
 
 
 def test_coarse_grid_covers_same_field_of_view():
-    ph = make_phantom(resolution=4.0)
+    ph = make_phantom(roi_names=ROI_NAMES, resolution=4.0)
     assert ph.shape == (46, 55, 46)
     np.testing.assert_allclose(ph.affine[:3, 3], [90, -126, -72])
     np.testing.assert_allclose(np.diag(ph.affine)[:3], [-4, 4, 4])
 
 
 def test_deterministic(phantom):
-    again = make_phantom()
+    again = make_phantom(roi_names=ROI_NAMES)
     np.testing.assert_array_equal(again.tissue, phantom.tissue)
     np.testing.assert_array_equal(again.labels, phantom.labels)
     pd.testing.assert_frame_equal(again.lut, phantom.lut)
@@ -54,7 +57,7 @@ def test_lut_matches_roi_names(phantom):
     assert list(phantom.lut.columns) == ["index", "name"]
     assert phantom.lut["name"].tolist() == list(ROI_NAMES)
     assert phantom.lut["index"].tolist() == list(range(1, 8))
-    pd.testing.assert_frame_equal(make_lut(), phantom.lut)
+    pd.testing.assert_frame_equal(make_lut(ROI_NAMES), phantom.lut)
     assert set(np.unique(phantom.labels)) == set(range(8))
 
 
@@ -146,7 +149,7 @@ def test_write_atlas_round_trip(tmp_path, phantom):
 
 
 def test_write_atlas_refuses_overwrite(tmp_path):
-    ph = make_phantom(resolution=8.0)
+    ph = make_phantom(roi_names=ROI_NAMES, resolution=8.0)
     write_atlas(tmp_path, phantom=ph)
     with pytest.raises(ValueError, match="already exists"):
         write_atlas(tmp_path, phantom=ph)
@@ -156,7 +159,7 @@ def test_write_atlas_refuses_overwrite(tmp_path):
 @pytest.mark.parametrize("bad", [0.1, 20, "2mm", None, True])
 def test_bad_resolution(bad):
     with pytest.raises(ValueError, match="resolution"):
-        make_phantom(resolution=bad)
+        make_phantom(roi_names=ROI_NAMES, resolution=bad)
 
 
 @pytest.mark.parametrize("resolution", [2.0, 3.3, 4.0])
@@ -185,3 +188,43 @@ def test_distances_in_the_brains_box_are_the_whole_grids(resolution):
     near = full <= ph._CSF_SHELL_MM
     np.testing.assert_array_equal(out[near], full[near])
     assert np.all(out[~near] > ph._CSF_SHELL_MM)
+
+
+def test_other_roi_names_are_placed_by_rule():
+    """Known structures at their MNI place, unknown names as cortical blobs."""
+    names = ["thalamus", "L_putamen", "Right-Caudate", "dlPFC", "L_precuneus",
+             "foo"]
+    ph = make_phantom(roi_names=names, resolution=4.0)
+    assert ph.lut.to_dict("list") == {"index": [1, 2, 3, 4, 5, 6], "name": names}
+    assert set(np.unique(ph.labels)) == set(range(7))
+    assert (ph.tissue[ph.labels > 0] == 2).all()
+    xyz = ph.roi_centroids()
+    # the bilateral thalamus straddles the midline, one ellipsoid per side
+    assert abs(xyz.loc["thalamus", "x"]) < 1
+    lab = ph.labels == 1
+    ijk = np.argwhere(lab)
+    x = ijk[:, 0] * ph.affine[0, 0] + ph.affine[0, 3]
+    assert 6 < np.abs(x).mean() < 16 and (x < 0).any() and (x > 0).any()
+    assert xyz.loc["L_putamen", "x"] < -18 and xyz.loc["Right-Caudate", "x"] > 8
+    assert xyz.loc["L_precuneus", "x"] < 0
+    # same names, same atlas
+    again = make_phantom(roi_names=names, resolution=4.0)
+    np.testing.assert_array_equal(again.labels, ph.labels)
+    # the default preset's names are placed as they always were (the centroids
+    # the tests above check), whatever else is in the atlas
+    mixed = make_phantom(roi_names=["thalamus", "L_amygdala"], resolution=4.0)
+    np.testing.assert_array_equal(
+        mixed.labels == 2,
+        make_phantom(roi_names=ROI_NAMES, resolution=4.0).labels == 3)
+
+
+@pytest.mark.parametrize(("names", "err", "match"), [
+    (["a", "a"], ValueError, r"repeats \['a'\]"),
+    ([], ValueError, "empty"),
+    ("thalamus", TypeError, "sequence of ROI names"),
+    (["L_thalamus", "thalamus_L"], ValueError, r"\[.L_thalamus.\] lost every voxel"),
+    (["x\ty"], ValueError, "tabs"),
+])
+def test_bad_roi_names(names, err, match):
+    with pytest.raises(err, match=match):
+        make_phantom(roi_names=names, resolution=4.0)

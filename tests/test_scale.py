@@ -262,7 +262,8 @@ def bids(tmp_path_factory):
          for i in (1, 2) for ses in ("baseline", "24h") for roi in ROI_NAMES],
         columns=["participant_id", "session", "roi", "md"])
     src = tmp_path_factory.mktemp("bids") / "src"
-    write_cohort_images(None, table, src, rng=4, phantom=make_phantom(resolution=4.0),
+    write_cohort_images(None, table, src, rng=4,
+                        phantom=make_phantom(roi_names=ROI_NAMES, resolution=4.0),
                         dwi_subjects=2)
     root = src.parent / "study"
     for dwi in sorted(src.rglob("*_dwi.nii")):

@@ -3,19 +3,21 @@
 The phantom is a stand-in for a standard-space brain (MNI152, 2 mm): an
 ellipsoidal brain with a cortical gray-matter (GM) shell, white matter (WM)
 inside, cerebrospinal fluid (CSF) in a thin subarachnoid layer, the lateral
-ventricles and an interhemispheric fissure, and the seven ROIs of the reference
-study (:data:`dtitool._constants.ROI_NAMES`) at plausible MNI coordinates and
-sizes. Coordinates are world millimetres in RAS+ orientation, so **left is
+ventricles and an interhemispheric fissure, and the ROIs of a design at
+plausible MNI coordinates and sizes (:func:`roi_placement` states the rule).
+Coordinates are world millimetres in RAS+ orientation, so **left is
 negative x**, as in MNI space; the voxel axes follow FSL's MNI152 templates
 (first voxel axis runs right to left).
 
 Two label images come with it:
 
 - ``tissue``: 0 background, 1 CSF, 2 GM, 3 WM (:data:`TISSUE_NAMES`).
-- ``labels``: 0 none, 1..7 the ROIs in ``ROI_NAMES`` order, described by the
-  lookup table ``lut`` (columns ``index``, ``name``; BIDS ``_dseg.tsv`` layout).
+- ``labels``: 0 none, 1..k the ROIs in the order given, described by the
+  lookup table ``lut`` (columns ``index``, ``name``; BIDS ``_dseg.tsv`` layout),
+  written beside the atlas so that the atlas names its own labels.
 
-Nothing here is random: the phantom depends only on ``resolution``.
+Nothing here is random: the phantom depends only on the ROI names and
+``resolution``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from dtitool._constants import ROI_NAMES
 from dtitool._io import atomic_outputs, write_tsv
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "bounding_box",
     "make_lut",
     "make_phantom",
+    "roi_placement",
     "save_phantom_files",
     "write_atlas",
 ]
@@ -93,6 +95,45 @@ _BA10 = {"y_min": 58.0, "z_range": (-2.0, 26.0), "abs_x_range": (2.0, 30.0)}
 _ROI_DEPTH_MM = 3.0
 # Lateral ventricles: one ellipsoid per hemisphere beside the midline.
 _VENTRICLE = {"centre": (12.0, -12.0, 16.0), "axes": (6.0, 26.0, 9.0)}
+
+# Known structures, by the name a design may give them (lower case; see
+# roi_placement for hemisphere prefixes and aliases). "lateral" structures have
+# one copy per hemisphere (centre x mirrored); "order" decides which of two
+# touching structures wins their shared voxels (the higher is painted later).
+# Deep GM centres and sizes are approximate Harvard-Oxford subcortical atlas
+# centroids (MNI mm) with ellipsoid semi-axes that give adult volumes of the
+# right order (per side: thalamus ~4 cm^3, putamen ~3 cm^3, caudate ~2 cm^3,
+# pallidum ~0.6 cm^3, against manual volumetry's ~7, 5, 4 and 1.5 cm^3: the
+# ellipsoids are kept clear of each other and of the ventricles).
+_STRUCTURES = {
+    "ba10": {"kind": "cortex", "lateral": True, "order": 0, **_BA10},
+    "insula": {"kind": "ellipsoid", "lateral": True, "order": 1,
+               "centre": (38.0, 4.0, 2.0), "axes": (5.0, 16.0, 12.0)},
+    "hippocampus": {"kind": "ellipsoid", "lateral": True, "order": 2,
+                    **_HIPPOCAMPUS},
+    "amygdala": {"kind": "ellipsoid", "lateral": True, "order": 3, **_AMYGDALA},
+    "thalamus": {"kind": "ellipsoid", "lateral": True, "order": 4,
+                 "centre": (11.0, -18.0, 7.0), "axes": (7.0, 15.0, 9.0)},
+    "caudate": {"kind": "ellipsoid", "lateral": True, "order": 4,
+                "centre": (13.0, 12.0, 10.0), "axes": (4.5, 13.0, 9.0)},
+    "putamen": {"kind": "ellipsoid", "lateral": True, "order": 4,
+                "centre": (25.0, 2.0, 0.0), "axes": (5.5, 15.0, 9.0)},
+    "pallidum": {"kind": "ellipsoid", "lateral": True, "order": 5,
+                 "centre": (19.0, -3.0, -1.0), "axes": (3.5, 8.0, 5.0)},
+    "vacc": {"kind": "ellipsoid", "lateral": False, "order": 6, **_VACC},
+}
+_ALIASES = {
+    "frontal_pole": "ba10", "frontopolar": "ba10", "hippo": "hippocampus",
+    "thalamus_proper": "thalamus", "caudate_nucleus": "caudate",
+    "globus_pallidus": "pallidum", "sgacc": "vacc", "subgenual_acc": "vacc",
+    "subgenual_cingulate": "vacc",
+}
+_LEFT = ("l", "left", "lh")
+_RIGHT = ("r", "right", "rh")
+# Names of no known structure: a sphere of this radius in cortical GM, at the
+# first free site of _blob_sites() (order fixed by the golden-angle spiral).
+_BLOB_RADIUS_MM = 6.0
+_BLOB_SITES = 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +197,90 @@ class Phantom:
         return _label_nifti(self.tissue, self.affine)
 
 
-def make_lut() -> pd.DataFrame:
-    """Lookup table of the dtitool atlas: ``index`` 1..7, ``name`` ROI_NAMES."""
-    return pd.DataFrame(
-        {"index": np.arange(1, len(ROI_NAMES) + 1), "name": list(ROI_NAMES)}
-    )
+def make_lut(roi_names) -> pd.DataFrame:
+    """Lookup table of an atlas of ``roi_names``: ``index`` 1..k, ``name``.
+
+    Examples
+    --------
+    >>> make_lut(["thalamus", "putamen"]).to_dict("list")
+    {'index': [1, 2], 'name': ['thalamus', 'putamen']}
+    """
+    names = _check_roi_names(roi_names)
+    return pd.DataFrame({"index": np.arange(1, len(names) + 1), "name": names})
+
+
+def _check_roi_names(roi_names) -> list[str]:
+    if isinstance(roi_names, str) or not hasattr(roi_names, "__iter__"):
+        raise TypeError(
+            f"roi_names must be a sequence of ROI names, got {roi_names!r}")
+    names = list(roi_names)
+    if not names:
+        raise ValueError("roi_names is empty; an atlas needs at least one ROI")
+    for n in names:
+        if not isinstance(n, str) or not n.strip() or n != n.strip() or any(
+                c in n for c in "\t\n\r"):
+            raise ValueError(
+                f"ROI name {n!r} must be a non-empty string without tabs, line "
+                "breaks or surrounding spaces")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"roi_names repeats {dup}")
+    if len(names) > np.iinfo(np.int16).max:
+        raise ValueError(f"{len(names)} ROIs do not fit an int16 label image")
+    return names
+
+
+def roi_placement(name: str) -> tuple[str | None, str]:
+    """Known structure and hemisphere of an ROI name: the placement rule.
+
+    An ROI is placed by its name: an optional hemisphere prefix or suffix
+    (``L_``, ``left_``, ``lh_``, ``R_``, ``right_``, ``rh_``, ``_L``, ``_R``...;
+    case, ``-`` and spaces do not matter) and a structure. Known structures
+    (``BA10``/``frontal_pole``, ``insula``, ``hippocampus``, ``amygdala``,
+    ``thalamus``, ``caudate``, ``putamen``, ``pallidum``, ``vACC``/``sgACC``)
+    sit at their approximate MNI place and size, in one hemisphere when the
+    name gives one, else in both (as one ROI). Any other name is a 6 mm sphere
+    of cortical gray matter at the first free site of a fixed sequence (a
+    golden-angle spiral over the cortex, in that hemisphere if given), so that
+    the same names always give the same atlas and no two ROIs overlap.
+
+    Returns
+    -------
+    (structure, side) : tuple
+        The known structure's key (None when unknown) and ``"L"``, ``"R"`` or
+        ``""`` (both, or the midline).
+
+    Examples
+    --------
+    >>> roi_placement("L_amygdala"), roi_placement("Right-Thalamus-Proper")
+    (('amygdala', 'L'), ('thalamus', 'R'))
+    >>> roi_placement("putamen"), roi_placement("dlPFC_R")
+    (('putamen', ''), (None, 'R'))
+    """
+    parts = [p for p in name.replace("-", "_").replace(" ", "_").lower().split("_")
+             if p]
+    side = ""
+    if len(parts) > 1 and parts[0] in _LEFT + _RIGHT:
+        side = "L" if parts.pop(0) in _LEFT else "R"
+    elif len(parts) > 1 and parts[-1] in _LEFT + _RIGHT:
+        side = "L" if parts.pop() in _LEFT else "R"
+    key = "_".join(parts)
+    key = _ALIASES.get(key, key)
+    return (key if key in _STRUCTURES else None), side
+
+
+def _blob_sites(n: int) -> np.ndarray:
+    """Return the directions of the sites of unknown ROIs, in a fixed order.
+
+    A golden-angle (Fibonacci) spiral from the vertex down to z = -0.3 of the
+    brain ellipsoid (above the skull base), so neighbouring sites are ~25 mm
+    apart on the cortex, more than a blob's diameter.
+    """
+    k = np.arange(n) + 0.5
+    z = 1.0 - 1.3 * k / n
+    r = np.sqrt(1.0 - z**2)
+    phi = k * np.pi * (3.0 - np.sqrt(5.0))
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
 
 
 def _grid(resolution: float) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -210,11 +330,14 @@ def bounding_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def make_phantom(*, resolution: float = 2.0) -> Phantom:
+def make_phantom(*, roi_names, resolution: float = 2.0) -> Phantom:
     """Build the synthetic head on an MNI152-like grid.
 
     Parameters
     ----------
+    roi_names : sequence of str
+        The ROIs of the atlas, labelled 1..k in this order (a design's
+        ``roi_names``); each is placed by its name (:func:`roi_placement`).
     resolution : float
         Isotropic voxel size in mm. The field of view is that of FSL's MNI152
         templates, so ``resolution=2`` gives the 91 x 109 x 91 grid with affine
@@ -229,7 +352,8 @@ def make_phantom(*, resolution: float = 2.0) -> Phantom:
     Raises
     ------
     ValueError
-        If ``resolution`` is not a number in [0.5, 8] mm.
+        If ``resolution`` is not a number in [0.5, 8] mm, a name repeats, or
+        one ROI covers another entirely (two names of one structure).
 
     Notes
     -----
@@ -239,18 +363,22 @@ def make_phantom(*, resolution: float = 2.0) -> Phantom:
     ventricles are ellipsoids either side of the midline and a 2 mm-wide CSF
     interhemispheric fissure lined by cortex splits the frontal and superior
     brain. Amygdala, hippocampus (tilted ellipsoid) and the subgenual / ventral
-    anterior cingulate (vACC) are GM ellipsoids; BA10 is the frontopolar part of
-    the cortical shell below its outermost voxel layer (the layer next to CSF).
-    Left ROIs are at negative x.
+    anterior cingulate (vACC) and the other known deep structures are GM
+    ellipsoids; BA10 is the frontopolar part of the cortical shell below its
+    outermost voxel layer (the layer next to CSF); other names are spheres of
+    cortex (:func:`roi_placement`). Left ROIs are at negative x.
 
     Examples
     --------
-    >>> ph = make_phantom()
+    >>> ph = make_phantom(roi_names=["L_amygdala", "R_amygdala", "thalamus"])
     >>> ph.shape
     (91, 109, 91)
     >>> bool(ph.roi_centroids().loc["L_amygdala", "x"] < 0)
     True
+    >>> ph.lut["index"].tolist()
+    [1, 2, 3]
     """
+    names = _check_roi_names(roi_names)
     if isinstance(resolution, bool) or not isinstance(
         resolution, (int, float, np.integer, np.floating)
     ):
@@ -297,40 +425,98 @@ def make_phantom(*, resolution: float = 2.0) -> Phantom:
         c = _VENTRICLE["centre"]
         tissue[_ellipsoid(x, y, z, (sign * c[0], c[1], c[2]), _VENTRICLE["axes"])] = 1
 
-    labels = np.zeros(shape, dtype=np.int16)
-    code = {name: n for n, name in enumerate(ROI_NAMES, start=1)}
-
-    # BA10: frontopolar cortex, split by hemisphere.
-    lo, hi = _BA10["abs_x_range"]
-    zlo, zhi = _BA10["z_range"]
-    frontal = (tissue == 2) & (y >= _BA10["y_min"]) & (z >= zlo) & (z <= zhi)
-    frontal &= (np.abs(x) >= lo) & (np.abs(x) <= hi) & (depth >= _ROI_DEPTH_MM)
-    labels[frontal & (x < 0)] = code["L_BA10"]
-    labels[frontal & (x > 0)] = code["R_BA10"]
-
-    # Deep GM: hippocampus first, so the amygdala wins where they touch
-    # (the amygdala sits just anterior-superior to the hippocampal head).
-    t = np.deg2rad(_HIPPOCAMPUS["tilt_deg"])
-    for side, sign in (("L", -1.0), ("R", 1.0)):
-        cx, cy, cz = _HIPPOCAMPUS["centre"]
-        dx, dy, dz = x - sign * cx, y - cy, z - cz
-        # Rotate about the x axis so the long (y') axis rises posteriorly.
-        yr = dy * np.cos(t) - dz * np.sin(t)
-        zr = dy * np.sin(t) + dz * np.cos(t)
-        ax = _HIPPOCAMPUS["axes"]
-        hippo = (dx / ax[0]) ** 2 + (yr / ax[1]) ** 2 + (zr / ax[2]) ** 2 <= 1.0
-        labels[hippo & brain_wo] = code[f"{side}_hippocampus"]
-        ac = _AMYGDALA["centre"]
-        amy = _ellipsoid(x, y, z, (sign * ac[0], ac[1], ac[2]), _AMYGDALA["axes"])
-        labels[amy & brain_wo] = code[f"{side}_amygdala"]
-    vacc = _ellipsoid(x, y, z, _VACC["centre"], _VACC["axes"]) & brain_wo
-    labels[vacc] = code["vACC"]
+    labels = _paint_rois(names, tissue, depth, brain_wo, x, y, z)
     # Every ROI is gray matter.
     tissue[labels > 0] = 2
 
     for a in (tissue, labels, affine):
         a.setflags(write=False)
-    return Phantom(tissue=tissue, labels=labels, affine=affine, lut=make_lut())
+    return Phantom(tissue=tissue, labels=labels, affine=affine, lut=make_lut(names))
+
+
+def _structure_mask(struct: dict, sign: float, tissue, depth, brain_wo, x, y, z):
+    """Voxels of one known structure in the hemisphere of ``sign`` (+1 right)."""
+    if struct["kind"] == "cortex":
+        lo, hi = struct["abs_x_range"]
+        zlo, zhi = struct["z_range"]
+        m = (tissue == 2) & (y >= struct["y_min"]) & (z >= zlo) & (z <= zhi)
+        m &= (np.abs(x) >= lo) & (np.abs(x) <= hi) & (depth >= _ROI_DEPTH_MM)
+        return m & (x * sign > 0)
+    cx, cy, cz = struct["centre"]
+    if "tilt_deg" not in struct:
+        return _ellipsoid(x, y, z, (sign * cx, cy, cz), struct["axes"]) & brain_wo
+    # Rotated about the x axis so the long (y') axis rises posteriorly.
+    t = np.deg2rad(struct["tilt_deg"])
+    dx, dy, dz = x - sign * cx, y - cy, z - cz
+    yr = dy * np.cos(t) - dz * np.sin(t)
+    zr = dy * np.sin(t) + dz * np.cos(t)
+    ax = struct["axes"]
+    return ((dx / ax[0]) ** 2 + (yr / ax[1]) ** 2 + (zr / ax[2]) ** 2 <= 1.0) & brain_wo
+
+
+def _paint_rois(names, tissue, depth, brain_wo, x, y, z) -> np.ndarray:
+    """Label image of ``names`` (1..k), placed as :func:`roi_placement` says."""
+    labels = np.zeros(tissue.shape, dtype=np.int16)
+    known, unknown, drawn = [], [], []
+    for code, name in enumerate(names, start=1):
+        struct, side = roi_placement(name)
+        (known if struct else unknown).append((code, name, struct, side))
+    # Known structures by their order (a later one wins shared voxels; the
+    # amygdala sits just anterior-superior to the hippocampal head), left
+    # before right, then design order.
+    for code, _, struct, side in sorted(
+            known, key=lambda t: (_STRUCTURES[t[2]]["order"], t[0])):
+        spec = _STRUCTURES[struct]
+        if not spec["lateral"]:
+            signs = (0.0,)  # on the midline
+        elif side:
+            signs = (-1.0,) if side == "L" else (1.0,)
+        else:
+            signs = (-1.0, 1.0)  # both hemispheres, one ROI
+        painted = False
+        for sign in signs:
+            mask = _structure_mask(spec, sign, tissue, depth, brain_wo, x, y, z)
+            labels[mask] = code
+            painted |= bool(mask.any())
+        if painted:
+            drawn.append(code)
+    if unknown:
+        _paint_blobs(labels, unknown, tissue, depth, x, y, z)
+    # A structure painted over by another (two names of one structure) would
+    # be an ROI without voxels. (A coarse grid may have none for a thin one,
+    # such as BA10 at 8 mm: that is for the caller to decide.)
+    counts = np.bincount(labels.ravel(), minlength=len(names) + 1)
+    lost = [names[c - 1] for c in drawn if counts[c] == 0]
+    if lost:
+        raise ValueError(
+            f"ROI(s) {lost} lost every voxel to other ROIs in the phantom: two "
+            "names of one structure? Rename one (roi_placement gives the rule)")
+    return labels
+
+
+def _paint_blobs(labels, unknown, tissue, depth, x, y, z) -> None:
+    """Spheres of cortex for names of no known structure, at free sites."""
+    axes = np.asarray(_BRAIN_AXES) - _CORTEX_MM / 2.0
+    sites = _blob_sites(_BLOB_SITES) * axes + np.asarray(_BRAIN_CENTRE)
+    gm = (tissue == 2) & (depth > 0)
+    taken = np.zeros(len(sites), dtype=bool)
+    for code, name, _, side in unknown:
+        for n, (cx, cy, cz) in enumerate(sites):
+            if taken[n] or (side == "L" and cx >= 0) or (side == "R" and cx <= 0):
+                continue
+            ball = _ellipsoid(x, y, z, (cx, cy, cz), (_BLOB_RADIUS_MM,) * 3)
+            if (labels[ball] != 0).any():
+                taken[n] = True  # a known structure is there
+                continue
+            blob = ball & gm
+            taken[n] = True
+            if blob.any():
+                labels[blob] = code
+                break
+        else:
+            raise ValueError(
+                f"no free place left in the phantom's cortex for ROI {name!r} "
+                f"({_BLOB_SITES} sites for ROIs of no known structure)")
 
 
 def _label_nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:

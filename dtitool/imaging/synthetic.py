@@ -21,8 +21,8 @@ Output layout (``write_cohort_images``)::
 
     OUT/
       dataset_description.json
-      atlas-dtitool_dseg.nii.gz        ROI labels 1..7
-      atlas-dtitool_dseg.tsv           lookup table (index, name)
+      atlas-dtitool_dseg.nii.gz        ROI labels 1..k (the table's ROIs)
+      atlas-dtitool_dseg.tsv           lookup table (index, name): their names
       atlas-dtitool_label-tissue_dseg.nii.gz   0 bg, 1 CSF, 2 GM, 3 WM
       sub-001/ses-baseline/dwi/sub-001_ses-baseline_model-DTI_param-MD_dwimap.nii.gz
       sub-001/ses-baseline/dwi/sub-001_ses-baseline_dwi.nii   (+ .bval, .bvec)
@@ -46,7 +46,7 @@ import pandas as pd
 from scipy import ndimage
 
 from dtitool import __version__, _progress
-from dtitool._constants import MD_UNIT, SESSIONS
+from dtitool._constants import MD_UNIT
 from dtitool._executor import Shared, Task, open_executor
 from dtitool._gzip import backend as gzip_backend
 from dtitool._gzip import compress
@@ -101,9 +101,6 @@ MD_MAP_RTOL = 1e-6
 DEFAULT_SMOOTHNESS_MM = 6.0
 DEFAULT_NOISE_SD = 0.05e-3
 
-_SES_INDEX = {s: n for n, s in enumerate(SESSIONS)}
-
-
 @dataclass(frozen=True, slots=True)
 class SimulatedScan:
     """One simulated scan.
@@ -113,7 +110,7 @@ class SimulatedScan:
     participant_id : str
         e.g. ``"sub-001"``.
     session : str
-        ``"baseline"`` or ``"24h"``.
+        The visit, e.g. ``"baseline"``.
     md : ndarray of float32, shape (X, Y, Z)
         MD map in mm^2/s on the phantom grid (0 outside the head).
     """
@@ -161,10 +158,15 @@ def _check_positive(name: str, value, *, allow_zero: bool = False) -> float:
     return value
 
 
-def _roi_md_matrix(
-    roi_md: pd.DataFrame, phantom: Phantom
-) -> tuple[list[tuple[str, str]], np.ndarray]:
-    """Check the ROI table; return scans (pid, session) and md (n_scans, R)."""
+def _levels(column: pd.Series) -> list[str]:
+    """Levels of a column: its categories if categorical, else first-seen order."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        present = set(column.astype(str))
+        return [str(c) for c in column.cat.categories if str(c) in present]
+    return list(dict.fromkeys(column.astype(str)))
+
+
+def _check_table(roi_md) -> None:
     if not isinstance(roi_md, pd.DataFrame):
         raise TypeError(
             f"roi_md must be a pandas DataFrame, got {type(roi_md).__name__}"
@@ -175,6 +177,30 @@ def _roi_md_matrix(
             f"roi_md lacks column(s) {missing}; expected participant_id, session, "
             "roi, md"
         )
+
+
+def _session_order(roi_md: pd.DataFrame, sessions) -> list[str]:
+    """Visit names in schedule order: ``sessions``, else as the table has them."""
+    present = _levels(roi_md["session"])
+    if sessions is None:
+        return present
+    if isinstance(sessions, str) or not hasattr(sessions, "__iter__"):
+        raise TypeError(
+            f"sessions must be a sequence of visit names, got {sessions!r}")
+    order = [str(v) for v in sessions]
+    if len(set(order)) != len(order):
+        raise ValueError(f"sessions repeats a visit: {order}")
+    bad = [v for v in present if v not in order]
+    if bad:
+        raise ValueError(f"roi_md has session(s) {bad}; valid: {order}")
+    return order
+
+
+def _roi_md_matrix(
+    roi_md: pd.DataFrame, phantom: Phantom, sessions: list[str]
+) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """Check the ROI table; return scans (pid, session) and md (n_scans, R)."""
+    _check_table(roi_md)
     if "replicate" in roi_md and roi_md["replicate"].nunique() > 1:
         raise ValueError(
             f"roi_md holds {roi_md['replicate'].nunique()} replicates; select one "
@@ -186,9 +212,6 @@ def _roi_md_matrix(
         raise ValueError(
             f"roi_md has ROI name(s) {bad_roi} not in the atlas; valid: {names}"
         )
-    bad_ses = sorted(set(roi_md["session"].astype(str)) - set(SESSIONS))
-    if bad_ses:
-        raise ValueError(f"roi_md has session(s) {bad_ses}; valid: {list(SESSIONS)}")
     md = pd.to_numeric(roi_md["md"], errors="coerce").to_numpy(float)
     if not np.all(np.isfinite(md) & (md > 0)):
         n = int(np.sum(~(np.isfinite(md) & (md > 0))))
@@ -217,28 +240,31 @@ def _roi_md_matrix(
             f"roi_md has no row for ROI(s) {absent} of {pid} session {ses}; each "
             "scan needs every ROI (drop the whole scan if it is missing)"
         )
-    # Deterministic order: participants sorted, sessions in SESSIONS order.
-    order = sorted(wide.index, key=lambda t: (t[0], _SES_INDEX[t[1]]))
+    # Deterministic order: participants sorted, sessions in schedule order.
+    ses_index = {v: n for n, v in enumerate(sessions)}
+    order = sorted(wide.index, key=lambda t: (t[0], ses_index[t[1]]))
     wide = wide.loc[order]
     return list(wide.index), wide.to_numpy(float)
 
 
 def _scan_generators(
-    scans: list[tuple[str, str]], rng
+    scans: list[tuple[str, str]], rng, sessions: list[str]
 ) -> dict[tuple[str, str], tuple[np.random.Generator, np.random.Generator]]:
     """Independent (md-noise, dwi-noise) streams per scan, by SeedSequence spawn.
 
     A participant's stream depends only on the seed and the participant's rank
-    among the sorted participant ids; a session's on its position in SESSIONS,
-    so a missing 24 h scan leaves every other scan unchanged.
+    among the sorted participant ids; a session's on its position in the
+    schedule (``sessions``), so a missing follow-up scan leaves every other
+    scan unchanged.
     """
     rng = np.random.default_rng(rng)
     pids = sorted({p for p, _ in scans})
     subj = dict(zip(pids, rng.spawn(len(pids)), strict=True))
     out = {}
-    per_subject = {p: g.spawn(len(SESSIONS)) for p, g in subj.items()}
+    ses_index = {v: n for n, v in enumerate(sessions)}
+    per_subject = {p: g.spawn(len(sessions)) for p, g in subj.items()}
     for pid, ses in scans:
-        md_gen, dwi_gen = per_subject[pid][_SES_INDEX[ses]].spawn(2)
+        md_gen, dwi_gen = per_subject[pid][ses_index[ses]].spawn(2)
         out[(pid, ses)] = (md_gen, dwi_gen)
     return out
 
@@ -331,6 +357,7 @@ def simulate_md_maps(
     roi_md: pd.DataFrame,
     *,
     phantom: Phantom | None = None,
+    sessions=None,
     rng=None,
     smoothness_mm: float = DEFAULT_SMOOTHNESS_MM,
     noise_sd: float = DEFAULT_NOISE_SD,
@@ -344,7 +371,16 @@ def simulate_md_maps(
         (mm^2/s), one row per scan x ROI; every scan must have every atlas ROI. A
         ``replicate`` column, if present, must hold a single value.
     phantom : Phantom, optional
-        Grid, tissue classes and atlas; defaults to ``make_phantom()`` (2 mm).
+        Grid, tissue classes and atlas; defaults to
+        ``make_phantom(roi_names=...)`` (2 mm) of the table's ROIs, labelled
+        1..k in the order they first appear (a design's ``roi_names`` order
+        in a simulated table; the categories' order for a categorical column).
+    sessions : sequence of str, optional
+        The visits in schedule order (a design's ``visit_names``): the order
+        of the scans and of their noise streams. Default: the order in which
+        the table's sessions first appear (the categories' order for a
+        categorical column); give it for maps that do not depend on the
+        table's row order.
     rng : Generator, int or None
         Randomness. Each participant gets a child stream
         (``SeedSequence.spawn``, by rank of the sorted participant id) and each
@@ -360,8 +396,8 @@ def simulate_md_maps(
     Yields
     ------
     SimulatedScan
-        One per scan, participants in sorted order, sessions in
-        ``SESSIONS`` order. Maps are generated lazily, so memory stays at one
+        One per scan, participants in sorted order, sessions in schedule
+        order. Maps are generated lazily, so memory stays at one
         map whatever the cohort size.
 
     Raises
@@ -385,14 +421,14 @@ def simulate_md_maps(
     --------
     >>> import pandas as pd
     >>> from dtitool.imaging.phantom import make_phantom
-    >>> ph = make_phantom(resolution=4.0)
-    >>> table = pd.DataFrame({"participant_id": "sub-001", "session": "baseline",
+    >>> ph = make_phantom(roi_names=["thalamus", "putamen"], resolution=4.0)
+    >>> table = pd.DataFrame({"participant_id": "sub-001", "session": "pre",
     ...                       "roi": ph.lut["name"], "md": 0.8e-3})
     >>> scan = next(simulate_md_maps(table, phantom=ph, rng=0))
     >>> round(float(scan.md[ph.labels == 1].mean()), 9)
     0.0008
     """
-    plan = _plan(roi_md, phantom, rng, smoothness_mm, noise_sd)
+    plan = _plan(roi_md, phantom, sessions, rng, smoothness_mm, noise_sd)
     return _iter_maps(plan)
 
 
@@ -405,15 +441,18 @@ class _Plan:
     maker: _MapMaker
 
 
-def _plan(roi_md, phantom, rng, smoothness_mm, noise_sd) -> _Plan:
+def _plan(roi_md, phantom, sessions, rng, smoothness_mm, noise_sd) -> _Plan:
     """Validate everything up front (before any output), then build the streams."""
-    phantom = make_phantom() if phantom is None else phantom
+    _check_table(roi_md)
+    if phantom is None:
+        phantom = make_phantom(roi_names=_levels(roi_md["roi"]))
     if not isinstance(phantom, Phantom):
         raise TypeError(f"phantom must be a Phantom, got {type(phantom).__name__}")
     smoothness_mm = _check_positive("smoothness_mm", smoothness_mm, allow_zero=True)
     noise_sd = _check_positive("noise_sd", noise_sd, allow_zero=True)
-    scans, md = _roi_md_matrix(roi_md, phantom)
-    gens = _scan_generators(scans, rng)
+    sessions = _session_order(roi_md, sessions)
+    scans, md = _roi_md_matrix(roi_md, phantom, sessions)
+    gens = _scan_generators(scans, rng, sessions)
     maker = _MapMaker(phantom, smoothness_mm, noise_sd)
     return _Plan(phantom, scans, md, gens, maker)
 
@@ -694,6 +733,7 @@ def write_cohort_images(
     *,
     rng=None,
     phantom: Phantom | None = None,
+    sessions=None,
     dwi_subjects: int = 0,
     snr: float = 30.0,
     smoothness_mm: float = DEFAULT_SMOOTHNESS_MM,
@@ -721,7 +761,11 @@ def write_cohort_images(
         Randomness; an int seed (or a SeedSequence's entropy and spawn key) is
         recorded in ``dataset_description.json``.
     phantom : Phantom, optional
-        Defaults to ``make_phantom()``.
+        Grid and atlas; default: the phantom of the table's ROIs (see
+        :func:`simulate_md_maps`). Its lookup table is written beside the
+        atlas, so the atlas names its labels (``dtitool extract`` reads it).
+    sessions : sequence of str, optional
+        The visits in schedule order (see :func:`simulate_md_maps`).
     dwi_subjects : int
         Also write 4D DWI (``*_dwi.nii``, uncompressed, ``.bval``, ``.bvec``;
         protocol
@@ -778,7 +822,7 @@ def write_cohort_images(
         seed = {"entropy": rng.entropy, "spawn_key": list(rng.spawn_key)}
     else:
         seed = None
-    plan = _plan(roi_md, phantom, rng, smoothness_mm, noise_sd)
+    plan = _plan(roi_md, phantom, sessions, rng, smoothness_mm, noise_sd)
     phantom, scans = plan.phantom, plan.scans
     pids_table = sorted({p for p, _ in scans})
     if participants is None:

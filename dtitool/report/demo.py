@@ -355,7 +355,7 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
                 "  dtitool simulate --design design.toml --out DIR")
 
         try:
-            phantom = make_phantom()
+            phantom = make_phantom(roi_names=design.roi_names)
             images = tmp / "images"
             with prog.step(f"writing MD maps for {2 * design.n} scans and DWI for "
                            f"{s.dwi_subjects} participant(s)", unit="scan") as bar:
