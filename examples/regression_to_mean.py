@@ -74,7 +74,8 @@ def with_madrs(design, **changes):
 def untreated(design, threshold: int, reliability: float):
     """No true change in either arm: every observed change is RTM or error."""
     return with_madrs(design, inclusion_min=int(threshold), reliability=reliability,
-                      change_mean=PerArm(0.0, 0.0), change_sd=PerArm(0.5, 0.5))
+                      change_mean=PerArm(dict.fromkeys(design.arms, 0.0)),
+                      change_sd=PerArm(dict.fromkeys(design.arms, 0.5)))
 
 
 def main(argv=None) -> int:

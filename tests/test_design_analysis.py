@@ -89,8 +89,8 @@ def _normal_design(rho_k=0.35, rho_s=0.1, n=None):
     d = load_preset("null")
     outs = list(d.outcomes)
     outs[0] = dataclasses.replace(outs[0], change_model="additive",
-                                  change_mean=PerArm(0.0, 0.0),
-                                  change_sd=PerArm(6.0, 5.0))
+                                  change_mean=PerArm(ketamine=0.0, saline=0.0),
+                                  change_sd=PerArm(ketamine=6.0, saline=5.0))
     c = d.correlations
     ro = {}
     for arm, rho in (("ketamine", rho_k), ("saline", rho_s)):

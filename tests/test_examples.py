@@ -91,7 +91,7 @@ def test_reliability_attenuation(tmp_path):
     from dtitool import load_preset
 
     roi = load_preset("ketamine-rct").rois[0]
-    c2 = roi.change_sd.ketamine ** 2
+    c2 = roi.change_sd["ketamine"] ** 2
     rel = r"reliability of dMD falls from " + NUM + " to " + NUM
     for group, cv in ((1, 0.01), (2, 0.074)):
         expected = c2 / (c2 + 2 * (cv * roi.md_mean) ** 2)

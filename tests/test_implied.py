@@ -10,7 +10,7 @@ def test_design_feasibility_note():
     # docs/model.md feasibility check: interaction p ~0.03 in 65 vs 33 needs
     # r_obs ~0.44.
     e = implied_effect(0.03, n=98, allocation=(2, 1), reliability=0.8)
-    assert (e.n_ketamine, e.n_saline) == (65, 33)
+    assert e.n_arms == (65, 33) and e.arms == ("treatment", "control")
     assert e.r_observed == pytest.approx(0.44, abs=0.01)
     assert e.r_true == pytest.approx(e.r_observed / np.sqrt(0.8))
     assert e.possible

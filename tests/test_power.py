@@ -42,10 +42,10 @@ def _null_design(design):
     zero = {arm: tuple(tuple(0.0 for _ in row) for row in m)
             for arm, m in c.roi_outcome.items()}
     outs = tuple(
-        dataclasses.replace(o, change_sd=PerArm(o.change_sd.saline,
-                                                o.change_sd.saline),
-                            change_mean=PerArm(o.change_mean.saline,
-                                               o.change_mean.saline))
+        dataclasses.replace(o, change_sd=PerArm(ketamine=o.change_sd["saline"],
+                                                saline=o.change_sd["saline"]),
+                            change_mean=PerArm(ketamine=o.change_mean["saline"],
+                                               saline=o.change_mean["saline"]))
         for o in design.outcomes
     )
     return dataclasses.replace(
@@ -228,7 +228,7 @@ def test_vary_design(preset):
     d = vary_design(preset, "reliability", 0.8)
     assert all(v == pytest.approx(0.8) for v in d.reliability("ketamine").values())
     d = vary_design(preset, "ratio", 1.5)
-    assert d.allocation == PerArm(3, 2)
+    assert d.allocation == PerArm(ketamine=3, saline=2)
     assert d.block_size % 5 == 0
     d = vary_design(preset, "effect", 0.0)
     assert not np.any(d.correlations.roi_outcome_array("ketamine"))

@@ -52,7 +52,7 @@ def test_verdicts():
     )
     c = compare_to_reported(t).set_index(["roi", "outcome", "term"])
     assert c.loc[("L_BA10", "madrs", "interaction"), "verdict"] == "replicated"
-    assert c.loc[("L_BA10", "madrs", "interaction"), "slope_ketamine"] == 1.1
+    assert c.loc[("L_BA10", "madrs", "interaction"), "slope_treatment"] == 1.1
     assert c.loc[("L_BA10", "qids", "interaction"), "verdict"] == (
         "same sign, not significant")
     assert c.loc[("L_amygdala", "madrs", "interaction"), "verdict"] == "opposite sign"

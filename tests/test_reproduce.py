@@ -114,8 +114,8 @@ def test_needed_values_reach_the_reported_p_in_the_power_engine(table):
     # "any": worked out on its decisive outcome)
     r = rows.loc[("R_BA10", "any", "slope_pooled")]
     roi = design.rois[1]
-    new = dataclasses.replace(roi, change_sd=dataclasses.replace(
-        roi.change_sd, ketamine=r["needed_change_sd_pct"] / 100 * roi.md_mean))
+    new = dataclasses.replace(roi, change_sd=roi.change_sd.replace(
+        ketamine=r["needed_change_sd_pct"] / 100 * roi.md_mean))
     d2 = design.replace(rois=(design.rois[0], new, *design.rois[2:]))
     res = power(d2, replicates=R, rng=7)
     lo, hi = _median_ci(res, "R_BA10", r["decisive_outcome"], "slope_pooled")

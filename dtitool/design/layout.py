@@ -98,6 +98,19 @@ class PerArm(Mapping):
         """Arm names, in the order given."""
         return tuple(k for k, _ in self._values)
 
+    def replace(self, **arms: Any) -> PerArm:
+        """Return a copy with the values of the named arms replaced.
+
+        Raises
+        ------
+        KeyError
+            If an arm is not one of this value's arms.
+        """
+        unknown = sorted(set(arms) - set(self.arms))
+        if unknown:
+            raise KeyError(f"unknown arm {unknown[0]!r}; expected one of {self.arms}")
+        return PerArm({k: arms.get(k, v) for k, v in self._values})
+
     def as_tuple(self, arms: Sequence[str] | None = None) -> tuple:
         """Return the values in the order of ``arms`` (default: as given)."""
         return tuple(self[a] for a in (self.arms if arms is None else arms))

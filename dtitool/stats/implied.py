@@ -5,8 +5,8 @@ the allocation and the reliability of observed dMD, :func:`implied_effect` solve
 for the effect size that p implies *if taken at face value* (the observed effect
 is the true effect), expressed as
 
-- the observed correlation of dMD with the outcome change (within the ketamine
-  arm for the interaction and the ketamine-arm slope; the partial correlation for
+- the observed correlation of dMD with the outcome change (within the treatment
+  arm for the interaction and the arm slopes; the partial correlation for
   the pooled slope),
 - the true correlation behind it, ``r_true = r_observed / sqrt(reliability)``
   (Spearman's correction for attenuation: measurement noise in dMD shrinks every
@@ -30,13 +30,13 @@ from dataclasses import dataclass
 
 from scipy import special
 
-from dtitool._constants import TERMS
 from dtitool.stats.analytic import analytic_power
 
 __all__ = ["ImpliedEffect", "implied_effect", "n_for_power"]
 
-_N_PREDICTORS = {"interaction": 4, "slope_ketamine": 4, "slope_saline": 4,
-                 "slope_pooled": 3}
+# predictors of the model that carries each kind of term: the interaction
+# model (group, dMD, group x dMD, baseline) or the additive model
+_N_PREDICTORS = {"interaction": 4, "arm": 4, "slope_pooled": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +48,13 @@ class ImpliedEffect:
     p : float
         Reported two-sided p.
     term : str
-        Model term (:data:`dtitool._constants.TERMS`).
-    n, n_ketamine, n_saline : int
-        Total and per-arm sample sizes.
+        Model term: ``interaction``, ``slope_<arm>`` or ``slope_pooled``.
+    n : int
+        Total sample size.
+    arms : (str, str)
+        Names of the treatment and the control arm.
+    n_arms : (int, int)
+        Sizes of the treatment and the control arm.
     reliability : float
         Reliability of observed dMD.
     df : int
@@ -82,8 +86,8 @@ class ImpliedEffect:
     p: float
     term: str
     n: int
-    n_ketamine: int
-    n_saline: int
+    arms: tuple[str, str]
+    n_arms: tuple[int, int]
     reliability: float
     df: int
     t: float
@@ -153,6 +157,7 @@ def implied_effect(
     reliability: float = 1.0,
     term: str = "interaction",
     alpha: float = 0.05,
+    arms: tuple[str, str] = ("treatment", "control"),
 ) -> ImpliedEffect:
     """Solve for the effect size a reported p implies, and a replication's power.
 
@@ -163,14 +168,18 @@ def implied_effect(
     n : int
         Total sample size of the study.
     allocation : (int, int)
-        Allocation ratio ketamine:saline (arm sizes follow as in the trial:
+        Allocation ratio treatment:control (arm sizes follow as in the trial:
         ``(2, 1)`` with n = 98 gives 65 and 33).
     reliability : float
         Reliability of observed dMD, in (0, 1] (``StudyDesign.reliability()``).
     term : str
-        ``interaction``, ``slope_ketamine``, ``slope_saline`` or ``slope_pooled``.
+        ``interaction``, ``slope_<arm>`` (one arm's dMD slope) or
+        ``slope_pooled``.
     alpha : float
         Level of the replication.
+    arms : (str, str)
+        Names of the treatment and the control arm (``design.arms``), for the
+        ``slope_<arm>`` terms and the message.
 
     Returns
     -------
@@ -189,10 +198,11 @@ def implied_effect(
     SDs in the arms and (for the interaction and one-arm slopes) no dMD-outcome
     association in the other arm, with arm sizes ``n_k``, ``n_s``:
 
-    - interaction: ketamine-arm correlation ``rho^2 = c n / (1 + c n_k)`` with
+    - interaction: treatment-arm correlation ``rho^2 = c n / (1 + c n_k)`` with
       ``c = t^2 (1/n_k + 1/n_s) / n`` (from ``t = rho / sqrt(((n_k (1 - rho^2) +
       n_s) / n) (1/n_k + 1/n_s))``, the slope difference over its pooled SE);
-    - slope_ketamine: ``rho^2 = t^2 n / (n_k (n + t^2))`` (slope_saline: ``n_s``);
+    - treatment-arm slope: ``rho^2 = t^2 n / (n_k (n + t^2))`` (control arm:
+      ``n_s``);
     - slope_pooled: the partial correlation ``t / sqrt(t^2 + df)``.
 
     These are large-sample approximations; the feasibility check in
@@ -215,7 +225,7 @@ def implied_effect(
         a_k, a_s = (int(x) for x in allocation)
     except (TypeError, ValueError):
         raise ValueError(
-            f"allocation must be two positive integers (ketamine, saline), got "
+            f"allocation must be two positive integers (treatment, control), got "
             f"{allocation!r}"
         ) from None
     if a_k < 1 or a_s < 1:
@@ -226,13 +236,19 @@ def implied_effect(
         not 0 < reliability <= 1
     ):
         raise ValueError(f"reliability must be in (0, 1], got {reliability!r}")
-    if term not in TERMS:
-        raise ValueError(f"unknown term {term!r}; expected one of {list(TERMS)}")
+    if (not isinstance(arms, tuple | list) or len(arms) != 2
+            or not all(isinstance(a, str) and a for a in arms) or arms[0] == arms[1]):
+        raise ValueError(f"arms must be two different arm names (treatment, "
+                         f"control), got {arms!r}")
+    at, ac = arms
+    terms = ("interaction", f"slope_{at}", f"slope_{ac}", "slope_pooled")
+    if term not in terms:
+        raise ValueError(f"unknown term {term!r}; expected one of {list(terms)}")
     share = n * a_k / (a_k + a_s)
     n_k = math.floor(share) + (1 if share - math.floor(share) >= 0.5 else 0)
     n_k = min(max(n_k, 2), n - 2)
     n_s = n - n_k
-    k = _N_PREDICTORS[term]
+    k = _N_PREDICTORS[term if term in _N_PREDICTORS else "arm"]
     df = n - k - 1
     t = float(special.stdtrit(df, 1 - p / 2))
     partial_r2 = t * t / (t * t + df)
@@ -240,9 +256,9 @@ def implied_effect(
     if term == "interaction":
         c = t * t * (1 / n_k + 1 / n_s) / n
         rho2 = c * n / (1 + c * n_k)
-    elif term == "slope_ketamine":
+    elif term == f"slope_{at}":
         rho2 = t * t * n / (n_k * (n + t * t))
-    elif term == "slope_saline":
+    elif term == f"slope_{ac}":
         rho2 = t * t * n / (n_s * (n + t * t))
     else:
         rho2 = partial_r2
@@ -251,13 +267,13 @@ def implied_effect(
     possible = r_true < 1
     rep = float(analytic_power(f2=f2, n=n, n_predictors=k, alpha=alpha))
     n80 = n_for_power(f2=f2, n_predictors=k, alpha=alpha)
-    what = {"interaction": "ketamine-arm correlation (saline slope 0)",
-            "slope_ketamine": "ketamine-arm correlation",
-            "slope_saline": "saline-arm correlation",
+    what = {"interaction": f"{at}-arm correlation ({ac} slope 0)",
+            f"slope_{at}": f"{at}-arm correlation",
+            f"slope_{ac}": f"{ac}-arm correlation",
             "slope_pooled": "partial correlation"}[term]
     if possible:
         msg = (
-            f"p = {p:g} ({term}, n = {n}: {n_k} ketamine, {n_s} saline) implies an "
+            f"p = {p:g} ({term}, n = {n}: {n_k} {at}, {n_s} {ac}) implies an "
             f"observed {what} of {r_obs:.2f}, {r_true:.2f} with true dMD at "
             f"reliability {reliability:g}; a same-size replication would have power "
             f"{rep:.2f} at face value (n = {n80} for 80%)"
@@ -270,7 +286,7 @@ def implied_effect(
             f"of at least {r_obs**2:.2f}"
         )
     return ImpliedEffect(
-        p=float(p), term=term, n=n, n_ketamine=n_k, n_saline=n_s,
+        p=float(p), term=term, n=n, arms=(at, ac), n_arms=(n_k, n_s),
         reliability=float(reliability), df=df, t=t, partial_r2=partial_r2, f2=f2,
         r_observed=r_obs, r_true=r_true, possible=possible,
         min_reliability=min(r_obs**2, float("inf")), replication_power=rep,

@@ -315,8 +315,10 @@ def fit_terms(st: ArmStatistics, inference: str):
     Returns
     -------
     estimate, se, df : ndarray, shape (R, J, K, 4)
-        Terms in the order ``interaction, slope_ketamine, slope_saline,
-        slope_pooled``. ``df`` is float (Welch-Satterthwaite df are not integers).
+        Terms in the order of :attr:`TrialNames.terms
+        <dtitool.design.layout.TrialNames.terms>`: ``interaction``, the treatment
+        arm's slope, the control arm's slope, ``slope_pooled``. ``df`` is float
+        (Welch-Satterthwaite df are not integers).
         NaN where a model is rank deficient or has no residual df.
     """
     check_inference(inference)
@@ -474,8 +476,9 @@ def _quad(m, wx, wb):
 class BatchModels:
     """Every model of every replicate: arrays of shape (R, J, K, T).
 
-    Axes: replicates, ROIs, outcomes, terms (``interaction, slope_ketamine,
-    slope_saline, slope_pooled``).
+    Axes: replicates, ROIs, outcomes, terms (``interaction``, treatment-arm
+    slope, control-arm slope, ``slope_pooled``: :attr:`TrialNames.terms
+    <dtitool.design.layout.TrialNames.terms>`).
 
     Parameters
     ----------

@@ -79,7 +79,8 @@ class PermutationModel:
     subjects : ndarray of int, shape (n,)
         Index of each row's subject in the list the permutations are drawn over.
     contrasts : ndarray, shape (3, p)
-        ``interaction``, ``slope_ketamine``, ``slope_saline`` over ``X``.
+        ``interaction``, the treatment-arm slope and the control-arm slope over
+        ``X``.
     additive : ndarray of bool, shape (p,)
         Columns of the additive model (no group x dMD term).
     pooled : ndarray, shape (p_add,)
@@ -282,7 +283,8 @@ def permutation_p(models: Sequence[PermutationModel], *, inference: str,
         p of each test on the data (the same numbers as the statsmodels analysis).
     permuted : ndarray, shape (B, 4 * len(models))
         p of each test in each permutation; tests in the order model, then term
-        (``interaction, slope_ketamine, slope_saline, slope_pooled``).
+        (``interaction``, treatment-arm slope, control-arm slope,
+        ``slope_pooled``).
     """
     check_inference(inference)
     B = keys.shape[0]

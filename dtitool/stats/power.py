@@ -5,13 +5,14 @@
 ``i``), fits every model of the analysis (``docs/model.md``, "Analysis models"; per
 ROI ``r`` and outcome ``k``)::
 
-    d_score_k ~ ketamine + x_r + ketamine:x_r + <k>_baseline     (interaction model)
-    d_score_k ~ ketamine + x_r + <k>_baseline                     (additive model)
+    d_score_k ~ treated + x_r + treated:x_r + <k>_baseline     (interaction model)
+    d_score_k ~ treated + x_r + <k>_baseline                    (additive model)
 
 with ``x_r = dMD_r / DMD_SCALE`` (score points per 1e-5 mm^2/s), under one of the
 inference options ``ols``, ``hc3`` or ``welch`` (:mod:`dtitool.stats.inference`),
-and counts rejections of the four reported terms: ``interaction``,
-``slope_ketamine``, ``slope_saline``, ``slope_pooled``.
+and counts rejections of the four reported terms: ``interaction``, the dMD slope
+in each arm (``slope_<arm>``, e.g. ``slope_ketamine`` and ``slope_saline`` in the
+default preset) and ``slope_pooled`` (:attr:`StudyDesign.names.terms`).
 
 Beside each test's power it reports:
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtitool._constants import TERMS
 from dtitool.design import StudyDesign
 from dtitool.simulate import BLOCK_SIZE, as_seed_sequence, simulate_arrays
 from dtitool.stats.inference import (
@@ -218,11 +217,10 @@ def _family_minp_of_t(est, se, df, spec: _Spec) -> np.ndarray:
     for that term, instead of one p per test. Where a term's df differs
     between the family's tests (Welch), its tests' p are all computed.
     """
-    R = est.shape[0]
+    R, T = est.shape[0], est.shape[-1]  # replicates, terms (last axis)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = (est / se).reshape(R, -1)
     df = df.reshape(R, -1)
-    T = len(TERMS)
     common = [_series_df(df[:, i::T]) for i in range(T)]  # as _p_values decides
     out = np.full((R, len(spec.families)), np.inf, dtype=np.float32)
     for f, (_, idx, _direction, _group) in enumerate(spec.families):
@@ -284,16 +282,17 @@ def _direction_code(d, where: str) -> int:
 def _normalise_families(
     design: StudyDesign, families: Mapping[str, Iterable] | None
 ) -> tuple[tuple[str, np.ndarray, np.ndarray, np.ndarray], ...]:
-    J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
+    terms = design.names.terms
+    J, K, T = len(design.rois), len(design.outcomes), len(terms)
     out = []
-    for t, term in enumerate(TERMS):
+    for t, term in enumerate(terms):
         idx = (np.arange(J)[:, None] * K + np.arange(K)[None, :]) * T + t
         out.append((term, idx.ravel(), np.zeros(J * K, int), np.arange(J * K)))
     for name, tests in (families or {}).items():
-        if not isinstance(name, str) or name in TERMS:
+        if not isinstance(name, str) or name in terms:
             raise ValueError(
                 f"family name {name!r} must be a string other than the built-in "
-                f"term families {list(TERMS)}"
+                f"term families {list(terms)}"
             )
         idx, dirs, groups = [], [], []
         for g, test in enumerate(tests):
@@ -310,7 +309,7 @@ def _normalise_families(
             j = design.roi_names.index(roi)
             for o in outcomes:
                 k = design.outcome_names.index(o)
-                idx.append((j * K + k) * T + TERMS.index(term))
+                idx.append((j * K + k) * T + terms.index(term))
                 dirs.append(d)
                 groups.append(g)
         if not idx:
@@ -326,6 +325,7 @@ def _check_test(design, roi, outcome, term, *, where="test"):
     if outcome not in design.outcome_names:
         raise ValueError(f"{where}: unknown outcome {outcome!r}; expected one of "
                          f"{list(design.outcome_names)}")
-    if term not in TERMS:
+    terms = design.names.terms
+    if term not in terms:
         raise ValueError(f"{where}: unknown term {term!r}; expected one of "
-                         f"{list(TERMS)}")
+                         f"{list(terms)}")

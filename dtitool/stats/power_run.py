@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from dtitool import _progress
-from dtitool._constants import TERMS
 from dtitool._executor import Task, check_n_jobs, open_executor
 from dtitool._memory import check_memory
 from dtitool.design import StudyDesign
@@ -296,7 +295,7 @@ class _PowerRun(_Waitable):
                      hint="use fewer replicates or a smaller n")
         ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
         super().__init__(len(ranges))
-        J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
+        J, K, T = len(design.rois), len(design.outcomes), len(design.names.terms)
         m = J * K * T
         F = len(spec.families)
         self.signed_p = np.empty((replicates, m), dtype=np.float32)
@@ -379,7 +378,7 @@ class _PowerRun(_Waitable):
         design, replicates, spec = self.design, self.replicates, self.spec
         inference, ss, null = self.inference, self.ss, self.null
         totals, signed_p = self.totals, self.signed_p
-        J, K, T = len(design.rois), len(design.outcomes), len(TERMS)
+        J, K, T = len(design.rois), len(design.outcomes), len(design.names.terms)
         m = J * K * T
         # Medians a few columns at a time: bounded temporaries at 1e6 replicates.
         median_p = np.empty(m)
@@ -393,7 +392,7 @@ class _PowerRun(_Waitable):
         n_valid = totals["valid"]
         lo, hi = wilson_interval(totals["reject"], n_valid)
         names = pd.MultiIndex.from_product(
-            [design.roi_names, design.outcome_names, TERMS],
+            [design.roi_names, design.outcome_names, design.names.terms],
             names=["roi", "outcome", "term"],
         ).to_frame(index=False)
         with np.errstate(invalid="ignore", divide="ignore"):

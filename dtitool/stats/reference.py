@@ -23,7 +23,7 @@ with one row per test:
     What the abstract says.
 
 The interaction rows compare ``interaction`` (ketamine slope minus saline
-slope); "driven by the ketamine arm" is visible in the ``slope_ketamine``
+slope); "driven by the ketamine arm" is visible in the treatment arm's slope
 columns of :func:`compare_to_reported`.
 """
 
@@ -103,6 +103,29 @@ def reported_family(design) -> list[tuple]:
     return tests
 
 
+def reference_mismatch(design) -> str | None:
+    """Say why the reported findings do not belong to ``design``, or None.
+
+    The reported tests name the reference study's ROIs and outcomes and compare
+    a treatment arm with a control arm; a design that lacks one of those ROIs or
+    outcomes, or has another number of arms, is another study.
+    """
+    f = reported_findings()
+    rois = list(dict.fromkeys(f["roi"]))
+    outs = [o for o in dict.fromkeys(f["outcome"]) if o != ANY]
+    lack_r = [r for r in rois if r not in design.roi_names]
+    lack_o = [o for o in outs if o not in design.outcome_names]
+    if not (lack_r or lack_o or len(design.arms) != 2):
+        return None
+    return (f"the reported findings (the reference study: ROIs {', '.join(rois)}; "
+            f"outcomes {', '.join(outs)}; a treatment and a control arm) belong to "
+            f"another design than {design.name!r} (ROIs "
+            f"{', '.join(design.roi_names)}; outcomes "
+            f"{', '.join(design.outcome_names)}; arms {', '.join(design.arms)}): "
+            "reproduce rehearses the reference study only; use power or demo for "
+            "this design")
+
+
 def finding_family_name(test) -> str:
     """Name of the one-finding family of an ``"any"``-outcome finding."""
     return f"finding {test[0]} {test[1]} {test[2]}"
@@ -165,7 +188,8 @@ def compare_to_reported(
         the reported sign if there is one, else the one with the smaller p),
         ``estimate``, ``p``, ``found_direction`` (sign of the estimate),
         ``significant`` (``p <= alpha``), ``in_reported_range`` (``p_low <= p
-        <= p_high``), ``slope_ketamine`` and ``p_slope_ketamine`` (for context),
+        <= p_high``), ``slope_treatment`` and ``p_slope_treatment`` (the
+        treatment arm's dMD slope on the same ROI and outcome, for context),
         ``agrees`` (bool) and ``verdict``, by the one rule of ``docs/model.md``
         (a finding is replicated when its test is significant at ``alpha`` with
         the reported sign; an ``"any"`` finding on at least one outcome):
@@ -191,6 +215,10 @@ def compare_to_reported(
     findings = reported_findings() if findings is None else findings.copy()
     keyed = table.set_index(["roi", "outcome", "term"])
     keyed = keyed[~keyed.index.duplicated()]
+    # the treatment arm's slope: the first arm slope in the results' term order
+    # (interaction, slope_<treatment>, slope_<control>, slope_pooled)
+    treated_slope = next((t for t in dict.fromkeys(table["term"])
+                          if t.startswith("slope_") and t != "slope_pooled"), None)
     out = []
     for f in findings.itertuples(index=False):
         outcomes = (
@@ -202,8 +230,8 @@ def compare_to_reported(
         if not cands:
             rec.update(
                 outcome_used=None, estimate=np.nan, p=np.nan, found_direction=0,
-                significant=False, in_reported_range=False, slope_ketamine=np.nan,
-                p_slope_ketamine=np.nan, agrees=False, verdict="not analysed",
+                significant=False, in_reported_range=False, slope_treatment=np.nan,
+                p_slope_treatment=np.nan, agrees=False, verdict="not analysed",
             )  # fmt: skip
             out.append(rec)
             continue
@@ -218,13 +246,13 @@ def compare_to_reported(
         if not (np.isfinite(est) and np.isfinite(p)):
             rec.update(
                 outcome_used=best[1], estimate=np.nan, p=np.nan, found_direction=0,
-                significant=False, in_reported_range=False, slope_ketamine=np.nan,
-                p_slope_ketamine=np.nan, agrees=False, verdict="not estimable",
+                significant=False, in_reported_range=False, slope_treatment=np.nan,
+                p_slope_treatment=np.nan, agrees=False, verdict="not estimable",
             )  # fmt: skip
             out.append(rec)
             continue
         found = int(np.sign(est))
-        ket_key = (best[0], best[1], "slope_ketamine")
+        ket_key = (best[0], best[1], treated_slope)
         ket = keyed.loc[ket_key] if ket_key in keyed.index else None
         if f.direction == 0:
             agrees = p > alpha
@@ -242,8 +270,8 @@ def compare_to_reported(
             found_direction=found,
             significant=p <= alpha,
             in_reported_range=bool(f.direction != 0 and f.p_low <= p <= f.p_high),
-            slope_ketamine=np.nan if ket is None else float(ket["estimate"]),
-            p_slope_ketamine=np.nan if ket is None else float(ket["p"]),
+            slope_treatment=np.nan if ket is None else float(ket["estimate"]),
+            p_slope_treatment=np.nan if ket is None else float(ket["p"]),
             agrees=agrees,
             verdict=verdict,
         )

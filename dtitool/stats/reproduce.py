@@ -28,11 +28,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from dtitool._constants import CONTROL, TERMS, TREATMENT
 from dtitool.stats.design_analysis import retrodesign
 from dtitool.stats.implied import implied_effect
 from dtitool.stats.power import finding_p, finding_power, finding_size
-from dtitool.stats.reference import ANY, reported_findings
+from dtitool.stats.reference import ANY, reference_mismatch, reported_findings
 
 __all__ = [
     "FACE_VALUE_WORLD",
@@ -76,18 +75,13 @@ NULL_MEDIAN_P = 0.2
 def reproduce_table(res) -> pd.DataFrame:
     """Set reported beside simulated for every row of the reported findings."""
     design = res.design
+    why = reference_mismatch(design)
+    if why is not None:
+        raise ValueError(why)
     t = res.table.set_index(["roi", "outcome", "term"])
     rows = []
     for f in reported_findings().itertuples(index=False):
-        if f.roi not in design.roi_names:
-            raise ValueError(f"the design has no ROI {f.roi!r}, which the reported "
-                             "findings need; reproduce needs the reference study's "
-                             f"ROIs {list(design.roi_names)}")
         outs = list(design.outcome_names) if f.outcome == ANY else [f.outcome]
-        missing = [o for o in outs if o not in design.outcome_names]
-        if missing:
-            raise ValueError(f"the design has no outcome {missing[0]!r}, which the "
-                             "reported findings need")
         direction = {1: "positive", -1: "negative", 0: None}[int(f.direction)]
         test = (f.roi, f.outcome, f.term, direction)
         if f.outcome == ANY and f.direction != 0:
@@ -131,13 +125,13 @@ def reproduce_table(res) -> pd.DataFrame:
                 verdict = "weaker than reported"
             else:
                 verdict = "in range"
-            rel = design.reliability("ketamine")[f.roi]
+            rel = design.reliability(design.treatment)[f.roi]
             if f.term == "slope_pooled":
-                rel = 0.5 * (rel + design.reliability("saline")[f.roi])
+                rel = 0.5 * (rel + design.reliability(design.control)[f.roi])
             e = implied_effect(
                 math.sqrt(f.p_low * f.p_high), n=design.n,
-                allocation=design.allocation.as_tuple(), reliability=rel,
-                term=f.term, alpha=res.alpha)
+                allocation=design.allocation.as_tuple(design.arms), reliability=rel,
+                term=f.term, alpha=res.alpha, arms=design.arms)
             half = retrodesign(HALF_EFFECT * e.t, 1.0, alpha=res.alpha, df=e.df)
             implied = {"implied_r_observed": e.r_observed, "implied_r_true": e.r_true,
                        "implied_possible": e.possible,
@@ -237,16 +231,24 @@ def compare_worlds(table: pd.DataFrame, other: pd.DataFrame,
     return out
 
 
+def _visit_words(design) -> str:
+    """Return the follow-up visit in words: ``"24 h"`` (its hours), or its name."""
+    hours = design.visits[1].hours
+    if hours < 72:
+        return f"{hours:g} h"
+    return f"{hours / 24:g}-day" if hours % 24 == 0 else design.primary_visit
+
+
 NEEDED_COLUMNS = ("target_p", "needed_factor", "needed_r_true",
                   "needed_change_sd_pct", "needed_reliability", "needed_cv_pct",
-                  "needed_saline_change_sd_pct", "leaves_range", "needed")
+                  "needed_control_change_sd_pct", "leaves_range", "needed")
 """Columns :func:`add_needed` appends to the reproduce table."""
 
 _GRID = 400  # points of each one-parameter scan
 
 
 def _test_statistic(term, n, r_true, rel, v, sy):
-    """Return the expected t of a term from the arms' moments (ketamine first).
+    """Return the expected t of a term from the arms' moments (treatment first).
 
     ``r_true``, ``rel``, ``v``, ``sy``: per arm (arrays may carry a leading scan
     axis) the true dMD-score correlation, the dMD reliability, the observed dMD
@@ -284,9 +286,10 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
     j = design.outcome_names.index(f.outcome)
     roi = design.rois[i]
     n = design.arm_sizes()
+    arm_t, arm_c = design.treatment, design.control
     corr = [float(design.correlations.roi_outcome_array(arm)[i, j]) * f.direction
-            for arm in (TREATMENT, CONTROL)]
-    cs = [roi.change_sd[TREATMENT], roi.change_sd[CONTROL]]
+            for arm in (arm_t, arm_c)]
+    cs = [roi.change_sd[arm_t], roi.change_sd[arm_c]]
 
     def stat(r_k=None, r_s=None, cs_k=None, cs_s=None, cv=None):
         e2 = ((roi.cv if cv is None else cv) * roi.md_mean) ** 2
@@ -317,7 +320,7 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
     # (1) the true correlation (both arms alike for the pooled slope)
     g_r = np.linspace(abs(corr[0]), 0.999, _GRID)
     need_r = first(g_r, stat(r_k=g_r, r_s=g_r if pooled else None))
-    # (2) the ketamine arm's true MD-change SD
+    # (2) the treatment arm's true MD-change SD
     g_sd = np.geomspace(cs[0], 0.5 * roi.md_mean, _GRID)
     t_sd = stat(cs_k=g_sd)
     need_sd = first(g_sd, t_sd)
@@ -325,7 +328,7 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
     g_cv = np.geomspace(roi.cv, 1e-3, _GRID)
     t_cv = stat(cv=g_cv)
     need_cv = first(g_cv, t_cv)
-    # (4) pooled slope: the saline arm's true MD-change SD
+    # (4) pooled slope: the control arm's true MD-change SD
     need_ssd = math.nan
     if pooled:
         g_s = np.geomspace(max(cs[1], 1e-9), 0.5 * roi.md_mean, _GRID)
@@ -341,11 +344,11 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
         cannot.append("the true correlation (not even at 1)")
         leaves.append("true correlation (not enough even at 1)")
     else:
-        c = design.correlations.roi_outcome_array(TREATMENT)[:, j].copy()
+        c = design.correlations.roi_outcome_array(arm_t)[:, j].copy()
         c[i] = math.copysign(need_r, f.direction)
         r2 = float(c @ np.linalg.solve(np.asarray(design.correlations.roi_change), c))
         r2_max = rg.r_squared[1] if rg is not None and rg.r_squared else 1.0
-        joint = design.change_correlation(TREATMENT)
+        joint = design.change_correlation(arm_t)
         joint[i, len(design.rois) + j] = joint[len(design.rois) + j, i] = c[i]
         possible = np.linalg.eigvalsh(joint)[0] > 1e-10
         txt = f"a true correlation of {need_r:.2f} (now {abs(corr[0]):.2f}"
@@ -372,16 +375,16 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
             leaves.append(f"{arm} MD-change SD x{x:.2f}")
         parts.append(txt + ")")
 
-    sd_rng = rg.change_sd(TREATMENT) if rg is not None else None
+    sd_rng = rg.change_sd(arm_t) if rg is not None else None
     if need_sd != need_sd:
         p_best, at = best(g_sd, t_sd)
-        why = ("the saline arm's slope, fitted to a dMD that is nearly all noise, "
+        why = (f"the {arm_c} arm's slope, fitted to a dMD that is nearly all noise, "
                "caps the test" if corr[0] else "there is no association to show")
-        cannot.append(f"the ketamine arm's MD-change SD (best p {p_best:.3g}, at "
+        cannot.append(f"the {arm_t} arm's MD-change SD (best p {p_best:.3g}, at "
                       f"{pct(at):.2g} % of MD: {why})")
-        leaves.append("ketamine MD-change SD (not enough at any value)")
+        leaves.append(f"{arm_t} MD-change SD (not enough at any value)")
     else:
-        sd_path("ketamine", need_sd, cs[0], sd_rng, "range",
+        sd_path(arm_t, need_sd, cs[0], sd_rng, "range",
                 f"; dMD reliability {need_rel:.2f}")
     if need_cv != need_cv:
         p_best, at = best(g_cv, t_cv)
@@ -398,11 +401,11 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
                     "the sourced value")
         parts.append(txt + ")")
     if pooled:
-        s_rng = rg.change_sd(CONTROL) if rg is not None else None
+        s_rng = rg.change_sd(arm_c) if rg is not None else None
         if need_ssd != need_ssd:
-            cannot.append("the saline arm's MD-change SD (up to 50 % of MD)")
+            cannot.append(f"the {arm_c} arm's MD-change SD (up to 50 % of MD)")
         else:
-            sd_path("saline", need_ssd, cs[1], s_rng, "rule")
+            sd_path(arm_c, need_ssd, cs[1], s_rng, "rule")
     text = (f"{f.roi} {f.outcome} {f.term}: median p {f.median_p:.3g} > {hi:.3g}, "
             f"its t must grow {t_target / t_engine:.2f}x. ")
     no = (f"{cannot[0]} cannot" if len(cannot) == 1 else
@@ -415,7 +418,7 @@ def _needed_row(f, design, sy, alpha: float) -> dict:
     return {"target_p": hi, "needed_factor": t_target / t_engine,
             "needed_r_true": need_r, "needed_change_sd_pct": pct(need_sd),
             "needed_reliability": need_rel, "needed_cv_pct": 100 * need_cv,
-            "needed_saline_change_sd_pct": pct(need_ssd),
+            "needed_control_change_sd_pct": pct(need_ssd),
             "leaves_range": "; ".join(leaves), "needed": text}
 
 
@@ -470,7 +473,7 @@ def add_needed(table: pd.DataFrame, design, *, alpha: float = 0.05,
         if do:
             # an "any" finding: worked out on its decisive outcome (reproduce_table)
             f = f._replace(outcome=f.decisive_outcome, median_p=f.decisive_median_p)
-            s = (sy[(f.outcome, TREATMENT)], sy[(f.outcome, CONTROL)])
+            s = (sy[(f.outcome, design.treatment)], sy[(f.outcome, design.control)])
             rows.append(_needed_row(f, design, s, alpha))
         else:
             rows.append({c: (math.nan if c not in ("leaves_range", "needed") else "")
@@ -491,13 +494,15 @@ def world_summary(design) -> dict:
     """
     md = design.md_summary()
     out = {"world": design.name}
-    for arm in (TREATMENT, CONTROL):
+    out["arms"] = design.arms
+    out["follow_up"] = _visit_words(design)
+    for arm in design.arms:
         m = md[md["arm"] == arm]
         out[f"reliability_{arm}"] = (float(m["dmd_reliability"].min()),
                                      float(m["dmd_reliability"].max()))
         out[f"change_sd_pct_{arm}"] = (float(m["change_sd_pct_md"].min()),
                                        float(m["change_sd_pct_md"].max()))
-    for o, r2 in design.r_squared(TREATMENT).items():
+    for o, r2 in design.r_squared(design.treatment).items():
         out[f"r_squared_{o}"] = r2
     out["violations"] = design.range_violations()
     return out
@@ -529,11 +534,13 @@ def _world_line(w: dict) -> str:
     r2 = ", ".join(f"{k[len('r_squared_'):]} {v:.2f}" for k, v in w.items()
                    if k.startswith("r_squared_"))
     v = w["violations"]
-    return (f"{w['world']}: dMD reliability {_span(w['reliability_ketamine'])} "
-            f"(ketamine arm), {_span(w['reliability_saline'])} (saline arm); true "
-            f"24 h MD-change SD {_span(w['change_sd_pct_ketamine'], '{:.2g}')} % of "
-            f"MD (ketamine), {_span(w['change_sd_pct_saline'], '{:.2g}')} % "
-            f"(saline); R^2 of score change on the true dMD of all ROIs (ketamine "
+    at, ac = w["arms"]
+    return (f"{w['world']}: dMD reliability {_span(w[f'reliability_{at}'])} "
+            f"({at} arm), {_span(w[f'reliability_{ac}'])} ({ac} arm); true "
+            f"{w['follow_up']} MD-change SD "
+            f"{_span(w[f'change_sd_pct_{at}'], '{:.2g}')} % of "
+            f"MD ({at}), {_span(w[f'change_sd_pct_{ac}'], '{:.2g}')} % "
+            f"({ac}); R^2 of score change on the true dMD of all ROIs ({at} "
             f"arm): {r2}; "
             + (f"outside their ranges: {_violation_kinds(v)}" if v
                else "every parameter inside its range"))
@@ -560,8 +567,10 @@ def interpretation_notes(table: pd.DataFrame, res) -> list[str]:
     d = res.design
     sp = np.abs(res.signed_p.astype(float))
     sign = np.sign(res.signed_p)
-    tk, ts, ti = (TERMS.index(t) for t in ("slope_ketamine", "slope_saline",
-                                           "interaction"))
+    terms = d.names.terms
+    st, sc = (f"slope_{a}" for a in d.arms)
+    at, ac = d.arms
+    tk, ts, ti = (terms.index(t) for t in (st, sc, "interaction"))
     t = res.table.set_index(["roi", "outcome", "term"])
     for f in table.itertuples(index=False):
         if f.term != "interaction" or f.direction == 0:
@@ -573,11 +582,11 @@ def interpretation_notes(table: pd.DataFrame, res) -> list[str]:
         inter = (p[:, ti] <= alpha) & (sign[:, j, k, ti] == f.direction)
         share = float(pattern.mean())
         both = float(inter[pattern].mean()) if pattern.any() else math.nan
-        rk = t.loc[(f.roi, f.outcome, "slope_ketamine")]
-        rs = t.loc[(f.roi, f.outcome, "slope_saline")]
+        rk = t.loc[(f.roi, f.outcome, st)]
+        rs = t.loc[(f.roi, f.outcome, sc)]
         notes.append(
-            f"{f.roi} {f.outcome}: 'driven by the ketamine arm' (ketamine-arm slope "
-            f"significant, median p {rk['median_p']:.3g}; saline-arm slope not, "
+            f"{f.roi} {f.outcome}: 'driven by the {at} arm' ({at}-arm slope "
+            f"significant, median p {rk['median_p']:.3g}; {ac}-arm slope not, "
             f"median p {rs['median_p']:.3g}) appears in {share:.0%} of trials, but "
             "a slope significant in one arm and not in the other is not itself a "
             "test of a difference (Gelman and Stern 2006). The test is the "
