@@ -329,6 +329,7 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
 """Table name -> columns whose meaning differs in that table."""
 
 
+_SCORE = re.compile(r"(\w+)_([A-Za-z0-9]+)")
 _PATTERNS = (
     # columns named after an arm; group 1 is the arm
     (re.compile(r"p_slope_(\w+)"), lambda arm: _c(
@@ -509,6 +510,13 @@ def _entry(column: str, table: str | None, trial: Mapping[str, dict] | None = No
            words: Mapping[str, str] | None = None) -> dict:
     spec = (TABLE_COLUMNS.get(table or "", {}).get(column)
             or (trial or {}).get(column) or COLUMNS.get(column))
+    if spec is None and table == "participants":
+        # <outcome>_<visit>: visit names are letters and digits only, so the
+        # last underscore splits the two
+        m = _SCORE.fullmatch(column)
+        if m:
+            spec = _c(f"score of outcome {m.group(1)} at visit {m.group(2)} (empty "
+                      "if missing)", "text", "score points")
     if spec is None:
         for pattern, make in _PATTERNS:
             m = pattern.fullmatch(column)
@@ -518,8 +526,7 @@ def _entry(column: str, table: str | None, trial: Mapping[str, dict] | None = No
     if spec is None:
         raise ValueError(
             f"column {column!r} of table {table!r} has no entry in dtitool's data "
-            "dictionary (dtitool/columns.py); every written column needs one (score "
-            "columns <outcome>_<visit> need the design: pass design=)")
+            "dictionary (dtitool/columns.py); every written column needs one")
     return _fill(spec, words or _GENERIC)
 
 

@@ -3,21 +3,34 @@
 The same code reads simulated cohorts and a researcher's real data, so every
 input is treated as untrusted: :func:`check_tables` names each problem it finds
 (missing columns, unknown labels, duplicated rows, implausible units, subjects in
-one table only, out-of-range scores) in a :class:`ValueError` sentence.
+one table only, out-of-range scores) in a :class:`ValueError` sentence, and warns
+about every column it cannot use (nothing is dropped silently).
+
+The names of the trial (its arms, control arm and visits,
+:class:`~dtitool.design.TrialNames`) come from a design, from the tables and
+from a ``visits.tsv``, never from the code: arms are the levels of ``group``,
+checked against the design's when one is given; the control arm comes from the
+design or ``control=``; the visits from ``visits.tsv`` (:func:`read_visits`),
+the design, or ``visits=``. What cannot be determined is an error that says how
+to give it (:func:`resolve_names`).
 
 Table formats (tab-separated, these column names):
 
 ``participants``
-    ``participant_id``, ``group`` (``"ketamine"`` or ``"saline"``), and for each
-    outcome present ``<outcome>_baseline`` and ``<outcome>_24h`` (integer scores;
-    ``*_24h`` may be empty). Optional covariates such as ``age`` and ``sex``.
+    ``participant_id``, ``group`` (the arm names), and for each outcome present
+    ``<outcome>_<baseline visit>`` and ``<outcome>_<primary visit>`` (integer
+    scores; the primary visit's may be empty). Optional covariates such as
+    ``age`` and ``sex``.
 ``roi_md``
     Long form, one row per participant x session x ROI: ``participant_id``,
-    ``session`` (``"baseline"`` or ``"24h"``), ``roi``, ``md`` (mm^2/s). A missing
-    scan is a missing row.
+    ``session`` (a visit name), ``roi``, ``md`` (mm^2/s). A missing scan is a
+    missing row.
+``visits``
+    The schedule: ``visit``, ``hours`` (since baseline), ``dose`` (empty if
+    none), ``primary`` (``true`` / ``false``), baseline first.
 
-Either table may carry a leading ``replicate`` column (simulated cohorts with
-several replicates); one replicate is analysed at a time.
+Either of the first two may carry a leading ``replicate`` column (simulated
+cohorts with several replicates); one replicate is analysed at a time.
 """
 
 from __future__ import annotations
@@ -29,24 +42,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dtitool._constants import (
-    GROUPS,
-    OUTCOMES,
-    ROI_NAMES,
-    SCALE_RANGES,
-    SESSIONS,
-)
 from dtitool._io import read_tsv
+from dtitool.design import StudyDesign, TrialNames, VisitSpec
+from dtitool.design.layout import check_visits
 
 __all__ = [
     "MD_UNITS",
     "MIN_PER_ARM",
-    "RESERVED_COLUMNS",
     "check_tables",
     "compute_changes",
     "outcomes_in",
     "read_tables",
+    "read_visits",
+    "reserved_columns",
+    "resolve_names",
 ]
+
+NAMES_ATTR = "trial_names"
+"""Key of ``DataFrame.attrs`` under which checked tables and the changes table
+carry their :class:`~dtitool.design.TrialNames`."""
 
 MD_UNITS = {"mm^2/s": 1.0, "1e-3 mm^2/s": 1e-3, "um^2/s": 1e-6, "m^2/s": 1e6}
 """Units an input ``md`` column may be declared in, with the factor to mm^2/s.
@@ -71,12 +85,28 @@ _TEXT = {"participant_id": str, "group": str, "session": str, "roi": str}
 # Identifiers are text as written: "NA", "nan", "NULL", "None", "n/a", "#N/A" are
 # IDs like any other (only an empty cell is missing).
 _IDS = ("participant_id",)
-RESERVED_COLUMNS = (
-    "roi", "md_baseline", "md_24h", "d_md", "d_md_pct", "d_score",
-    "baseline_score", "baseline_md", *(f"d_{k}" for k in OUTCOMES),
-)
-"""Names dtitool computes itself (:func:`compute_changes`, the model frame); a
-participants column of the same name would be ambiguous, so it is an error."""
+
+
+def reserved_columns(names: TrialNames, outcomes=()) -> tuple[str, ...]:
+    """Names dtitool computes itself for a trial; participants may not use them.
+
+    ``roi``, ``md_<baseline>``, ``md_<primary>``, ``d_md``, ``d_md_pct``,
+    ``d_score``, ``baseline_score``, ``baseline_md`` and ``d_<outcome>`` per
+    outcome (:func:`compute_changes`, the model frame): a participants column of
+    the same name would be ambiguous, so it is an error.
+
+    Examples
+    --------
+    >>> from dtitool.design import TrialNames
+    >>> reserved_columns(TrialNames(("drug", "placebo"), "placebo",
+    ...                             ("pre", "week1")), ["hamd"])[:3]
+    ('roi', 'md_pre', 'md_week1')
+    """
+    return ("roi", f"md_{names.baseline}", f"md_{names.primary}", "d_md",
+            "d_md_pct", "d_score", "baseline_score", "baseline_md",
+            *(f"d_{k}" for k in outcomes))
+
+
 _ROI_MD_COLUMNS = ("participant_id", "session", "roi", "md")
 
 
@@ -88,12 +118,238 @@ COVARIATES = {
 }
 """Named covariates; any other numeric or text participants column works too."""
 
-def outcomes_in(participants: pd.DataFrame) -> tuple[str, ...]:
-    """Outcomes (``madrs``, ``qids``) with both score columns in ``participants``."""
-    cols = set(participants.columns)
-    return tuple(
-        k for k in OUTCOMES if f"{k}_baseline" in cols and f"{k}_24h" in cols
-    )
+_HOW = {
+    "control": "give control=ARM (--control ARM on the command line) or a design "
+               "(design=, or a design.toml beside the tables)",
+    "visits": "give visits=(BASELINE, FOLLOW_UP) (--visits on the command line), "
+              "a visits.tsv beside the tables, or a design (design=, or a "
+              "design.toml beside the tables)",
+}
+
+
+def _names_of(names) -> TrialNames | None:
+    if names is None or isinstance(names, TrialNames):
+        return names
+    if isinstance(names, StudyDesign):
+        return names.names
+    raise TypeError("names must be a TrialNames or a StudyDesign; got "
+                    f"{type(names).__name__}")
+
+
+def outcomes_in(participants: pd.DataFrame, names=None) -> tuple[str, ...]:
+    """Outcomes with both score columns in ``participants``, in column order.
+
+    Parameters
+    ----------
+    participants : DataFrame
+        A participants table.
+    names : TrialNames or StudyDesign, optional
+        The trial's names; default the names a checked table carries
+        (``participants.attrs["trial_names"]``, set by :func:`check_tables`).
+
+    Returns
+    -------
+    tuple of str
+        Every stem ``k`` with a ``k_<baseline>`` and a ``k_<primary>`` column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from dtitool.design import TrialNames
+    >>> names = TrialNames(("drug", "placebo"), "placebo", ("pre", "week1"))
+    >>> p = pd.DataFrame(columns=["participant_id", "group", "hamd_pre",
+    ...                           "hamd_week1", "bdi_pre", "bdi_week1", "age"])
+    >>> outcomes_in(p, names)
+    ('hamd', 'bdi')
+    """
+    names = _names_of(names) or participants.attrs.get(NAMES_ATTR)
+    if names is None:
+        raise ValueError("outcomes_in needs the trial's visits to know the score "
+                         "columns: pass names= (a TrialNames or design), or a "
+                         "table checked by check_tables")
+    return names.outcomes_in(participants.columns)
+
+
+def read_visits(path: str | os.PathLike) -> tuple[VisitSpec, ...]:
+    """Read a ``visits.tsv`` (the schedule ``dtitool simulate`` writes).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Tab-separated, columns ``visit``, ``hours`` (since baseline), ``dose``
+        (empty if none) and ``primary`` (``true`` / ``false``; empty: false),
+        one row per visit in time order.
+
+    Returns
+    -------
+    tuple of VisitSpec
+        The visits, checked as a design's are (baseline first at 0 hours,
+        times increasing, one primary visit: the last if none is marked).
+
+    Raises
+    ------
+    ValueError
+        A missing file or column, or a value that is not a valid schedule
+        (the message names the visit and the field).
+    """
+    what = f"visits table {str(path)!r}"
+    df = read_tsv(path, what=what, dtype={"visit": str, "primary": str},
+                  text=("visit",))
+    _require_columns(df, ("visit", "hours"), what)
+    extra = [str(c) for c in df.columns
+             if str(c) not in ("visit", "hours", "dose", "primary")]
+    if extra:
+        raise ValueError(f"{what} has unknown column(s) {', '.join(map(repr, extra))}"
+                         "; expected visit, hours, dose, primary")
+    visits = []
+    for i, row in enumerate(df.itertuples(index=False), 1):
+        r = row._asdict()
+        name = "" if pd.isna(r["visit"]) else str(r["visit"]).strip()
+        hours = pd.to_numeric(pd.Series([r["hours"]]), errors="coerce").iloc[0]
+        if pd.isna(hours):
+            raise ValueError(f"{what} row {i} ({name!r}): hours must be a number; "
+                             f"got {r['hours']!r}")
+        dose = r.get("dose")
+        if dose is not None and not pd.isna(dose):
+            dose = pd.to_numeric(pd.Series([dose]), errors="coerce").iloc[0]
+            if pd.isna(dose):
+                raise ValueError(f"{what} row {i} ({name!r}): dose must be a number "
+                                 f"or empty; got {r['dose']!r}")
+            dose = float(dose)
+        else:
+            dose = None
+        flag = r.get("primary")
+        flag = "" if flag is None or pd.isna(flag) else str(flag).strip().lower()
+        if flag not in ("", "true", "false"):
+            raise ValueError(f"{what} row {i} ({name!r}): primary must be true or "
+                             f"false; got {r['primary']!r}")
+        try:
+            visits.append(VisitSpec(name, float(hours), dose, flag == "true"))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{what} row {i}: {e}") from None
+    try:
+        return check_visits(visits)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: {e}") from None
+
+
+def _visit_names(visits) -> tuple[tuple[str, ...], str]:
+    """``(names, primary)`` of visits given as names or VisitSpecs."""
+    if isinstance(visits, str) or not hasattr(visits, "__iter__"):
+        raise TypeError("visits must be a sequence of visit names or VisitSpecs "
+                        f"(baseline first); got {visits!r}")
+    visits = tuple(visits)
+    if visits and all(isinstance(v, VisitSpec) for v in visits):
+        visits = check_visits(visits)
+        return (tuple(v.name for v in visits),
+                next(v.name for v in visits if v.primary))
+    if not all(isinstance(v, str) for v in visits):
+        raise TypeError("visits must be visit names or VisitSpecs; got "
+                        f"{list(visits)!r}")
+    return visits, ""
+
+
+def resolve_names(
+    participants: pd.DataFrame | None = None,
+    *,
+    names=None,
+    design: StudyDesign | None = None,
+    control: str | None = None,
+    visits=None,
+    directory: str | os.PathLike | None = None,
+) -> tuple[TrialNames, StudyDesign | None]:
+    """Determine the trial's arms, control arm and visits, and its design.
+
+    Parameters
+    ----------
+    participants : DataFrame, optional
+        A participants table: without a design, its ``group`` levels are the arms.
+    names : TrialNames or StudyDesign, optional
+        The names, given outright.
+    design : StudyDesign, optional
+        The design: its names, and its outcomes' score ranges for the checks.
+    control : str, optional
+        The control (reference) arm.
+    visits : sequence of str or VisitSpec, optional
+        The visits, baseline first (the primary visit is the last, or the one
+        a VisitSpec marks).
+    directory : path-like, optional
+        A folder of tables: its ``visits.tsv`` gives the visits and its
+        ``design.toml`` the design, where not given above.
+
+    Returns
+    -------
+    names : TrialNames
+    design : StudyDesign or None
+
+    Raises
+    ------
+    ValueError
+        If the control arm or the visits cannot be determined (the message
+        says how to give them), if sources disagree (naming both), or if
+        ``group`` does not hold two arms.
+    """
+    if isinstance(names, StudyDesign) and design is None:
+        names, design = None, names
+    names = _names_of(names)
+    if names is not None and design is not None:
+        if names != design.names:
+            raise ValueError(f"names= ({names}) and design= ({design.names}) "
+                             "disagree; give one of them")
+        names = None
+    folder_visits = None
+    if directory is not None:
+        directory = Path(directory)
+        if (directory / "visits.tsv").is_file():
+            folder_visits = read_visits(directory / "visits.tsv")
+        if names is None and design is None and (directory / "design.toml").is_file():
+            from dtitool.design import read_design
+
+            design, _ = read_design(directory / "design.toml")
+    if design is not None and not isinstance(design, StudyDesign):
+        raise TypeError(f"design must be a StudyDesign; got {type(design).__name__}")
+    if design is not None:
+        names = design.names
+    if names is not None:
+        if control is not None and control != names.control:
+            raise ValueError(f"control={control!r} disagrees with the design, whose "
+                             f"control arm is {names.control!r}")
+        for given, where in ((visits, "visits="), (folder_visits, "visits.tsv")):
+            if given is None:
+                continue
+            v, primary = _visit_names(given)
+            if v != names.visits or (primary and primary != names.primary):
+                raise ValueError(
+                    f"the visits of {where} ({', '.join(v)}) disagree with the "
+                    f"design's ({', '.join(names.visits)}, primary "
+                    f"{names.primary})")
+        return names, design
+    # no design: arms from the table, control and visits as given
+    if visits is None:
+        visits = folder_visits
+    lacking = [k for k, v in (("control", control), ("visits", visits)) if v is None]
+    if lacking:
+        k = lacking[0]
+        what = ("the control arm" if k == "control"
+                else "the visits (which is the baseline, which the follow-up)")
+        raise ValueError(f"{what} of these tables cannot be determined: {_HOW[k]}")
+    v, primary = _visit_names(visits)
+    if participants is None or "group" not in participants.columns:
+        raise ValueError("the arms of these tables cannot be determined without a "
+                         "participants table with a group column: give names= or "
+                         "design=")
+    arms = [str(a).strip() for a in pd.unique(participants["group"].dropna())]
+    arms = list(dict.fromkeys(a for a in arms if a))
+    if control not in arms:
+        raise ValueError(f"control arm {control!r} is not a level of the "
+                         f"participants table's group column ({', '.join(arms)})")
+    if len(arms) != 2:
+        raise ValueError(
+            f"the participants table's group column holds {len(arms)} arm(s) "
+            f"({', '.join(arms)}); dtitool analyses two-arm trials (a treatment "
+            "and a control arm) so far")
+    return TrialNames(arms=tuple(arms), control=control, visits=v,
+                      primary=primary), None
 
 
 def read_tables(
@@ -101,30 +357,40 @@ def read_tables(
     *,
     replicate: int | None = None,
     md_unit: str = "mm^2/s",
+    names=None,
+    design: StudyDesign | None = None,
+    control: str | None = None,
+    visits=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and check ``participants.tsv`` and ``roi_md.tsv`` from a folder.
 
     Parameters
     ----------
     directory : str or path-like
-        Folder holding ``participants.tsv`` and ``roi_md.tsv``.
+        Folder holding ``participants.tsv`` and ``roi_md.tsv``, and optionally
+        ``visits.tsv`` (the schedule) and ``design.toml`` (the design), which
+        give the trial's names where the arguments do not.
     replicate : int, optional
         Which replicate to keep when the tables hold several (a ``replicate``
         column). Required in that case.
     md_unit : str
         Unit of the ``md`` column, one of :data:`MD_UNITS`; values are converted
         to mm^2/s.
+    names, design, control, visits
+        The trial's names, as in :func:`resolve_names` (which reads the
+        folder's ``visits.tsv`` and ``design.toml`` for what these leave open).
 
     Returns
     -------
     participants, roi_md : DataFrame
-        Checked copies, as returned by :func:`check_tables`.
+        Checked copies, as returned by :func:`check_tables` (carrying their
+        names in ``attrs["trial_names"]``).
 
     Raises
     ------
     ValueError
-        If a file is missing or unreadable, or any check of
-        :func:`check_tables` fails.
+        If a file is missing or unreadable, the names cannot be determined, or
+        any check of :func:`check_tables` fails.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -135,7 +401,11 @@ def read_tables(
     )
     roi_md = read_tsv(directory / "roi_md.tsv", what="ROI MD table", dtype=_TEXT,
                       text=_IDS)
-    return check_tables(participants, roi_md, replicate=replicate, md_unit=md_unit)
+    names, design = resolve_names(participants, names=names, design=design,
+                                  control=control, visits=visits,
+                                  directory=directory)
+    return check_tables(participants, roi_md, replicate=replicate, md_unit=md_unit,
+                        names=names, design=design)
 
 
 def _as_frame(table, what: str) -> pd.DataFrame:
@@ -233,14 +503,64 @@ def _check_labels(df: pd.DataFrame, col: str, allowed, what: str, *,
     return values.astype(object)
 
 
-def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
+def _score_ranges(design: StudyDesign | None) -> dict[str, tuple[int, int]]:
+    if design is None:
+        return {}
+    return {o.name: (o.scale_min, o.scale_max) for o in design.outcomes}
+
+
+def _warn_unused_scores(participants: pd.DataFrame, names: TrialNames,
+                        design: StudyDesign | None, outcomes, what: str) -> None:
+    """Warn about every column that looks like a score the analysis cannot use."""
+    cols = [str(c) for c in participants.columns]
+    known = list(dict.fromkeys([*outcomes, *(design.outcome_names if design
+                                            else ())]))
+    used = {names.score_column(k, v) for k in outcomes
+            for v in (names.baseline, names.primary)}
+    pair = (names.baseline, names.primary)
+    for c in cols:
+        if c in used:
+            continue
+        for v in pair:
+            stem = c[: -len(v) - 1]
+            if c.endswith(f"_{v}") and stem:
+                other = names.score_column(stem, pair[1] if v == pair[0] else pair[0])
+                warnings.warn(
+                    f"{what} has {c!r} but not {other!r}; outcome {stem!r} needs "
+                    "both and is not analysed", stacklevel=4)
+                break
+        else:
+            for k in known:
+                if c.startswith(f"{k}_"):
+                    visit = c[len(k) + 1:]
+                    warnings.warn(
+                        f"{what} column {c!r} looks like a score of outcome {k!r} "
+                        f"at visit {visit!r}, which is not a visit of the trial "
+                        f"({', '.join(names.visits)}); it is not analysed as a "
+                        "score", stacklevel=4)
+                    break
+    if design is not None:
+        absent = [k for k in design.outcome_names if k not in outcomes
+                  and not any(c.startswith(f"{k}_") for c in cols)]
+        if absent:
+            warnings.warn(
+                f"{what} has no score columns for the design's outcome(s) "
+                f"{', '.join(absent)} (expected "
+                f"{names.score_column(absent[0], names.baseline)!r} and "
+                f"{names.score_column(absent[0], names.primary)!r})", stacklevel=4)
+
+
+def _check_participants(participants: pd.DataFrame, names: TrialNames,
+                        design: StudyDesign | None) -> pd.DataFrame:
     what = "participants table"
     _require_columns(participants, _PARTICIPANT_COLUMNS, what)
-    clash = [c for c in participants.columns if str(c) in RESERVED_COLUMNS]
+    outcomes = names.outcomes_in(participants.columns)
+    reserved = reserved_columns(names, outcomes)
+    clash = [c for c in participants.columns if str(c) in reserved]
     if clash:
         raise ValueError(
             f"{what} has column(s) {', '.join(map(repr, clash))}, a name dtitool "
-            f"computes itself (reserved: {', '.join(RESERVED_COLUMNS)}); rename "
+            f"computes itself (reserved: {', '.join(reserved)}); rename "
             "the column"
         )
     participants["participant_id"] = _check_ids(participants, what)
@@ -250,37 +570,34 @@ def _check_participants(participants: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(
             f"{what} lists participant(s) more than once: {_preview(ids)}"
         )
+    source = "the design's arms" if design is not None else "the trial's arms"
     participants["group"] = _check_labels(
-        participants, "group", GROUPS, what,
-        expected=f"one of {', '.join(map(repr, GROUPS))}",
+        participants, "group", names.arms, what,
+        expected=f"one of {', '.join(map(repr, names.arms))} ({source})",
     )  # fmt: skip
-
-    # Outcomes: a half-present pair is almost certainly a typo.
-    for k in OUTCOMES:
-        have = [c for c in (f"{k}_baseline", f"{k}_24h") if c in participants]
-        if len(have) == 1:
-            other = ({f"{k}_baseline", f"{k}_24h"} - set(have)).pop()
-            raise ValueError(
-                f"{what} has {have[0]!r} but not {other!r}; both are needed for "
-                f"the {k} outcome"
-            )
-    outcomes = outcomes_in(participants)
+    # A score column the analysis cannot use is a warning that names it.
+    _warn_unused_scores(participants, names, design, outcomes, what)
     if not outcomes:
         raise ValueError(
-            f"{what} has no outcome scores; expected columns "
-            + " or ".join(f"'{k}_baseline' and '{k}_24h'" for k in OUTCOMES)
+            f"{what} has no outcome scores; expected, for each outcome, columns "
+            f"'<outcome>_{names.baseline}' and '<outcome>_{names.primary}'"
+            + (" (the design's: " + ", ".join(
+                f"{names.score_column(k, names.baseline)!r} and "
+                f"{names.score_column(k, names.primary)!r}"
+                for k in design.outcome_names) + ")" if design is not None else "")
         )
+    ranges = _score_ranges(design)
     for k in outcomes:
-        lo, hi = SCALE_RANGES[k]
-        for col in (f"{k}_baseline", f"{k}_24h"):
+        lo, hi = ranges.get(k, (None, None))
+        base = names.score_column(k, names.baseline)
+        for col in (base, names.score_column(k, names.primary)):
             participants[col] = _check_scores(participants, col, lo, hi, what)
-        if participants[f"{k}_baseline"].isna().any():
-            ids = participants.loc[
-                participants[f"{k}_baseline"].isna(), "participant_id"
-            ]
+        if participants[base].isna().any():
+            ids = participants.loc[participants[base].isna(), "participant_id"]
             raise ValueError(
-                f"{what} has no {k}_baseline score for {_preview(ids)}; baseline "
-                "scores are required (only *_24h may be missing)"
+                f"{what} has no {base} score for {_preview(ids)}; baseline "
+                f"scores are required (only the {names.primary} visit's may be "
+                "missing)"
             )
     if "age" in participants.columns:
         participants["age"] = _numeric(participants, "age", what)
@@ -310,7 +627,8 @@ def _numeric(df: pd.DataFrame, col: str, what: str) -> pd.Series:
     return values.astype(float)
 
 
-def _check_scores(df, col: str, lo: int, hi: int, what: str) -> pd.Series:
+def _check_scores(df, col: str, lo: int | None, hi: int | None,
+                  what: str) -> pd.Series:
     values = _numeric(df, col, what)
     finite = values.notna()
     frac = finite & (values != np.round(values))
@@ -321,6 +639,8 @@ def _check_scores(df, col: str, lo: int, hi: int, what: str) -> pd.Series:
             f"(participant {df['participant_id'].iloc[i]}); scores are whole "
             "points"
         )
+    if lo is None:  # a scale the design does not state: no range to check
+        return values
     out = finite & ((values < lo) | (values > hi))
     if out.any():
         i = int(np.flatnonzero(out.to_numpy())[0])
@@ -332,14 +652,15 @@ def _check_scores(df, col: str, lo: int, hi: int, what: str) -> pd.Series:
     return values
 
 
-def _check_roi_md(roi_md: pd.DataFrame, md_unit: str) -> pd.DataFrame:
+def _check_roi_md(roi_md: pd.DataFrame, md_unit: str,
+                  names: TrialNames) -> pd.DataFrame:
     what = "ROI MD table"
     _require_columns(roi_md, _ROI_MD_COLUMNS, what)
     roi_md = roi_md.loc[:, list(_ROI_MD_COLUMNS)].copy()
     roi_md["participant_id"] = _check_ids(roi_md, what)
     roi_md["session"] = _check_labels(
-        roi_md, "session", SESSIONS, what,
-        expected=" or ".join(map(repr, SESSIONS)),
+        roi_md, "session", names.visits, what,
+        expected=" or ".join(map(repr, names.visits)) + " (the trial's visits)",
     )  # fmt: skip
     if roi_md["roi"].isna().any():
         i = int(np.flatnonzero(roi_md["roi"].isna().to_numpy())[0])
@@ -433,6 +754,10 @@ def check_tables(
     replicate: int | None = None,
     md_unit: str = "mm^2/s",
     min_per_arm: int = MIN_PER_ARM,
+    names=None,
+    design: StudyDesign | None = None,
+    control: str | None = None,
+    visits=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check a participants table and an ROI MD table; return cleaned copies.
 
@@ -440,7 +765,8 @@ def check_tables(
     ----------
     participants, roi_md : DataFrame or path-like
         The two tables (see the module docstring), or paths to their ``.tsv``
-        files.
+        files (then the folder of ``participants`` is searched for a
+        ``visits.tsv`` and a ``design.toml``, as :func:`read_tables` does).
     replicate : int, optional
         Replicate to keep when the tables have a ``replicate`` column with
         several values (then required). The column is dropped from the copies.
@@ -451,33 +777,59 @@ def check_tables(
         a median outside 2e-4..5e-3 (brain tissue) is a warning.
     min_per_arm : int
         Fewest participants each arm must have.
+    names : TrialNames or StudyDesign, optional
+        The trial's arms, control arm and visits.
+    design : StudyDesign, optional
+        The design: its names, and its outcomes' score ranges.
+    control : str, optional
+        Without a design, the control arm (the arms are ``group``'s levels).
+    visits : sequence of str or VisitSpec, optional
+        Without a design, the visits, baseline first.
 
     Returns
     -------
     participants : DataFrame
-        One row per participant; scores as floats (NaN where a 24 h score is
-        missing), ``group`` and ``participant_id`` as str.
+        One row per participant; scores as floats (NaN where a follow-up score
+        is missing), ``group`` and ``participant_id`` as str.
     roi_md : DataFrame
         Columns ``participant_id, session, roi, md`` with ``md`` in mm^2/s.
+
+    Both carry the trial's :class:`~dtitool.design.TrialNames` in
+    ``attrs["trial_names"]`` (:func:`compute_changes` and :func:`outcomes_in`
+    read it there).
+
+    Warns
+    -----
+    UserWarning
+        For every participants column that looks like a score the analysis
+        cannot use (an outcome with one of its two columns, a score at a visit
+        that is not the trial's), a design outcome without score columns, and
+        follow-up scans without a baseline scan.
 
     Raises
     ------
     ValueError
-        Missing columns (named); unknown group or session labels (the expected
-        ones listed); duplicated participants or participant/session/ROI rows
+        Names that cannot be determined (:func:`resolve_names`); missing
+        columns (named); unknown group or session labels (the expected ones
+        listed); duplicated participants or participant/session/ROI rows
         (named); non-numeric, empty or non-positive MD; MD in an implausible
-        unit or mixed units; non-integer or out-of-range scores
-        (:data:`dtitool._constants.SCALE_RANGES`); a missing baseline score;
-        participants in one table and not the other; an arm with fewer than
-        ``min_per_arm`` participants.
+        unit or mixed units; non-integer scores, or scores outside the range
+        of the design's scale; a missing baseline score; participants in one
+        table and not the other; an arm with fewer than ``min_per_arm``
+        participants.
     TypeError
         If a table is neither a DataFrame nor a path.
     """
+    directory = (Path(participants).parent
+                 if isinstance(participants, (str, os.PathLike)) else None)
     participants = _as_frame(participants, "participants table")
     roi_md = _as_frame(roi_md, "ROI MD table")
     participants, roi_md = _select_replicate(participants, roi_md, replicate)
-    participants = _check_participants(participants)
-    roi_md = _check_roi_md(roi_md, md_unit)
+    names, design = resolve_names(participants, names=names, design=design,
+                                  control=control, visits=visits,
+                                  directory=directory)
+    participants = _check_participants(participants, names, design)
+    roi_md = _check_roi_md(roi_md, md_unit, names)
 
     in_p = set(participants["participant_id"])
     in_r = set(roi_md["participant_id"])
@@ -492,15 +844,15 @@ def check_tables(
             f"table: {_preview(sorted(in_p - in_r))}"
         )
     counts = participants["group"].value_counts()
-    for g in GROUPS:
+    for g in names.arms:
         if counts.get(g, 0) < min_per_arm:
             raise ValueError(
                 f"the {g} arm has {counts.get(g, 0)} participant(s); at least "
                 f"{min_per_arm} per arm are needed to fit an arm-specific slope"
             )
-    late = roi_md.loc[roi_md["session"] == SESSIONS[1]]
+    late = roi_md.loc[roi_md["session"] == names.primary]
     paired = late.merge(
-        roi_md.loc[roi_md["session"] == SESSIONS[0], ["participant_id", "roi"]],
+        roi_md.loc[roi_md["session"] == names.baseline, ["participant_id", "roi"]],
         how="left",
         on=["participant_id", "roi"],
         indicator=True,
@@ -509,17 +861,25 @@ def check_tables(
     if len(orphans):
         named = (orphans["participant_id"] + " " + orphans["roi"]).tolist()
         warnings.warn(
-            f"ROI MD table has {len(orphans)} 24h scan(s) without a baseline scan "
-            f"({_preview(named, 3)}); they are left out of the models",
+            f"ROI MD table has {len(orphans)} {names.primary} scan(s) without a "
+            f"{names.baseline} scan ({_preview(named, 3)}); they are left out of "
+            "the models",
             stacklevel=2,
         )
-    return participants.reset_index(drop=True), roi_md.reset_index(drop=True)
+    participants = participants.reset_index(drop=True)
+    roi_md = roi_md.reset_index(drop=True)
+    participants.attrs[NAMES_ATTR] = names
+    roi_md.attrs[NAMES_ATTR] = names
+    if design is not None:
+        roi_md.attrs["roi_order"] = design.roi_names
+    return participants, roi_md
 
 
-def _roi_order(rois) -> list[str]:
+def _roi_order(rois, order=()) -> list[str]:
+    """ROIs present, those of ``order`` (a design's) first, in that order."""
     present = list(pd.unique(pd.Series(rois)))
-    canon = [r for r in ROI_NAMES if r in present]
-    return canon + [r for r in present if r not in ROI_NAMES]
+    canon = [r for r in order if r in present]
+    return canon + [r for r in present if r not in canon]
 
 
 def compute_changes(
@@ -528,6 +888,10 @@ def compute_changes(
     *,
     replicate: int | None = None,
     md_unit: str = "mm^2/s",
+    names=None,
+    design: StudyDesign | None = None,
+    control: str | None = None,
+    visits=None,
 ) -> pd.DataFrame:
     """Per-subject MD change per ROI and score change per outcome.
 
@@ -535,67 +899,81 @@ def compute_changes(
     ----------
     participants, roi_md : DataFrame or path-like
         The two tables; checked with :func:`check_tables`.
-    replicate, md_unit
+    replicate, md_unit, names, design, control, visits
         As in :func:`check_tables`.
 
     Returns
     -------
     DataFrame
-        One row per participant x ROI (every ROI in ``roi_md``, canonical order
-        first), with columns ``participant_id, group, roi, md_baseline, md_24h,
-        d_md, d_md_pct``, then for each outcome ``k``: ``k_baseline, k_24h,
-        d_k``, then any other participant columns (covariates such as ``age``,
-        ``sex``). ``d_md = md_24h - md_baseline`` in mm^2/s and
-        ``d_md_pct = 100 * d_md / md_baseline``; ``d_k = k_24h - k_baseline``
-        (negative = improvement). A missing scan or score gives NaN changes.
+        One row per participant x ROI (every ROI in ``roi_md``, the design's
+        order first), with columns ``participant_id, group, roi,
+        md_<baseline>, md_<primary>, d_md, d_md_pct``, then for each outcome
+        ``k``: ``k_<baseline>, k_<primary>, d_k``, then any other participant
+        columns (covariates such as ``age``, ``sex``). ``d_md = md_<primary> -
+        md_<baseline>`` in mm^2/s and ``d_md_pct = 100 * d_md /
+        md_<baseline>``; ``d_k = k_<primary> - k_<baseline>`` (negative =
+        improvement). A missing scan or score gives NaN changes. The names are
+        in ``attrs["trial_names"]``.
 
     Examples
     --------
     >>> import pandas as pd
     >>> p = pd.DataFrame({"participant_id": ["a", "b", "c", "d", "e", "f"],
-    ...                   "group": ["ketamine"] * 3 + ["saline"] * 3,
-    ...                   "madrs_baseline": [30] * 6, "madrs_24h": [20] * 6})
+    ...                   "group": ["drug"] * 3 + ["placebo"] * 3,
+    ...                   "hamd_pre": [30] * 6, "hamd_week1": [20] * 6})
     >>> r = pd.DataFrame({"participant_id": list("abcdef") * 2,
-    ...                   "session": ["baseline"] * 6 + ["24h"] * 6,
-    ...                   "roi": "L_BA10", "md": [0.8e-3] * 6 + [0.79e-3] * 6})
-    >>> ch = compute_changes(p, r)
-    >>> float(ch["d_md"].iloc[0].round(8)), float(ch["d_madrs"].iloc[0])
+    ...                   "session": ["pre"] * 6 + ["week1"] * 6,
+    ...                   "roi": "thalamus", "md": [0.8e-3] * 6 + [0.79e-3] * 6})
+    >>> ch = compute_changes(p, r, control="placebo", visits=("pre", "week1"))
+    >>> list(ch.columns[3:5])
+    ['md_pre', 'md_week1']
+    >>> float(ch["d_md"].iloc[0].round(8)), float(ch["d_hamd"].iloc[0])
     (-1e-05, -10.0)
     """
     participants, roi_md = check_tables(
-        participants, roi_md, replicate=replicate, md_unit=md_unit
+        participants, roi_md, replicate=replicate, md_unit=md_unit, names=names,
+        design=design, control=control, visits=visits,
     )
     return _changes(participants, roi_md)
 
 
-def _changes(participants: pd.DataFrame, roi_md: pd.DataFrame) -> pd.DataFrame:
-    """compute_changes on tables already checked."""
-    rois = _roi_order(roi_md["roi"])
+def _changes(participants: pd.DataFrame, roi_md: pd.DataFrame,
+             names: TrialNames | None = None) -> pd.DataFrame:
+    """compute_changes on tables already checked (which carry their names)."""
+    names = _names_of(names) or participants.attrs.get(NAMES_ATTR)
+    if names is None:
+        raise ValueError("the changes need the trial's names: check the tables "
+                         "with check_tables first, or pass names=")
+    rois = _roi_order(roi_md["roi"], roi_md.attrs.get("roi_order", ()))
+    visits = (names.baseline, names.primary)
+    md_cols = [f"md_{v}" for v in visits]
     wide = roi_md.pivot(
         index=["participant_id", "roi"], columns="session", values="md"
     )
-    wide = wide.reindex(columns=list(SESSIONS))
-    wide.columns = [f"md_{s}" for s in SESSIONS]
+    wide = wide.reindex(columns=list(visits))
+    wide.columns = md_cols
     grid = pd.MultiIndex.from_product(
         [participants["participant_id"], rois], names=["participant_id", "roi"]
     )
     wide = wide.reindex(grid).reset_index()
-    wide["d_md"] = wide["md_24h"] - wide["md_baseline"]
-    wide["d_md_pct"] = 100.0 * wide["d_md"] / wide["md_baseline"]
-    outcomes = outcomes_in(participants)
+    wide["d_md"] = wide[md_cols[1]] - wide[md_cols[0]]
+    wide["d_md_pct"] = 100.0 * wide["d_md"] / wide[md_cols[0]]
+    outcomes = names.outcomes_in(participants.columns)
     p = participants.copy()
+    score_cols = []
     for k in outcomes:
-        p[f"d_{k}"] = p[f"{k}_24h"] - p[f"{k}_baseline"]
-    score_cols = [
-        c for k in outcomes for c in (f"{k}_baseline", f"{k}_24h", f"d_{k}")
-    ]
+        b, f = (names.score_column(k, v) for v in visits)
+        p[f"d_{k}"] = p[f] - p[b]
+        score_cols += [b, f, f"d_{k}"]
     extra = [
         c for c in p.columns if c not in {"participant_id", "group", *score_cols}
     ]
     p = p[["participant_id", "group", *score_cols, *extra]]
     out = wide.merge(p, on="participant_id", how="left", validate="many_to_one")
     cols = [
-        "participant_id", "group", "roi", "md_baseline", "md_24h", "d_md",
+        "participant_id", "group", "roi", *md_cols, "d_md",
         "d_md_pct", *score_cols, *extra,
     ]
-    return out[cols]
+    out = out[cols]
+    out.attrs = {NAMES_ATTR: names}
+    return out

@@ -4,7 +4,21 @@ import pytest
 from _analysis_tables import make_tables
 
 from dtitool._io import write_tsv
-from dtitool.tables import check_tables, compute_changes, outcomes_in, read_tables
+from dtitool.design import load_preset, write_design
+from dtitool.tables import check_tables as _check_tables
+from dtitool.tables import compute_changes as _compute_changes
+from dtitool.tables import outcomes_in, read_tables
+
+# make_tables builds tables of the ketamine-rct preset; the design names them.
+KET = load_preset("ketamine-rct")
+
+
+def check_tables(p, r, **kw):
+    return _check_tables(p, r, design=KET, **kw)
+
+
+def compute_changes(p, r, **kw):
+    return _compute_changes(p, r, design=KET, **kw)
 
 
 @pytest.fixture
@@ -55,6 +69,16 @@ def test_read_tables_from_folder(tmp_path, tables):
     p, r = tables
     write_tsv(p, tmp_path / "participants.tsv")
     write_tsv(r, tmp_path / "roi_md.tsv")
+    # without a design, a visits.tsv or control=, the names are unknown
+    with pytest.raises(ValueError, match=r"control arm of these tables cannot be "
+                       r"determined: give control=ARM \(--control ARM"):
+        read_tables(tmp_path)
+    with pytest.raises(ValueError, match=r"the visits .*cannot be determined: give "
+                       r"visits=.*visits.tsv beside the tables"):
+        read_tables(tmp_path, control="saline")
+    p2, r2 = read_tables(tmp_path, control="saline", visits=("baseline", "24h"))
+    assert p2.attrs["trial_names"] == KET.names
+    write_design(KET, tmp_path / "design.toml")
     p2, r2 = read_tables(tmp_path)
     assert len(p2) == len(p)
     np.testing.assert_allclose(r2["md"], r["md"], rtol=1e-9)
@@ -83,8 +107,10 @@ def test_missing_columns(tables):
         check_tables(p.drop(columns="group"), r)
     with pytest.raises(ValueError, match=r"ROI MD table is missing .*'md'"):
         check_tables(p, r.drop(columns="md"))
-    with pytest.raises(ValueError, match=r"has 'qids_baseline' but not 'qids_24h'"):
-        check_tables(p.drop(columns="qids_24h"), r)
+    with pytest.warns(UserWarning, match=r"has 'qids_baseline' but not 'qids_24h'; "
+                      r"outcome 'qids' needs both and is not analysed"):
+        p2, _ = check_tables(p.drop(columns="qids_24h"), r)
+    assert outcomes_in(p2) == ("madrs",)
     no_scores = p.drop(columns=["madrs_baseline", "madrs_24h", "qids_baseline",
                                 "qids_24h"])  # fmt: skip
     with pytest.raises(ValueError, match=r"no outcome scores"):
