@@ -5,13 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dtitool._constants import ROI_NAMES
 from dtitool.cli import main
+from dtitool.design import load_preset
 from dtitool.imaging.extract import extract_roi_md, ids_from_path, read_lut
 
 AFFINE = np.diag([-3.0, 3.0, 3.0, 1.0])
 AFFINE[:3, 3] = [10, -20, -10]
 SHAPE = (8, 7, 6)
+# The default preset's seven ROIs name the test atlas's labels 1..7.
+ROI_NAMES = load_preset("ketamine-rct").roi_names
 
 
 @pytest.fixture
@@ -27,6 +29,9 @@ def atlas_array():
 def atlas(tmp_path, atlas_array):
     path = tmp_path / "atlas.nii.gz"
     nib.save(nib.Nifti1Image(atlas_array, AFFINE), path)
+    # its names, in the BIDS sidecar extract reads by default
+    pd.DataFrame({"index": range(1, 8), "name": ROI_NAMES}).to_csv(
+        tmp_path / "atlas.tsv", sep="\t", index=False)
     return path
 
 
@@ -114,8 +119,12 @@ def test_fsl_and_dipy_layouts_and_4d_singleton(tmp_path, atlas, atlas_array):
 
 def test_ids_sequence_mapping_and_images(tmp_path, atlas, atlas_array):
     imgs = [nib.Nifti1Image(md_map(i), AFFINE) for i in (1, 2)]
+    with pytest.raises(ValueError, match=r"<in-memory image>.*nothing names"):
+        extract_roi_md(imgs, nib.load(atlas), ids=[("sub-9", "24h")] * 2)
     df = extract_roi_md(
-        imgs, nib.load(atlas), ids=[("sub-9", "24h"), ("sub-9", "baseline")]
+        imgs, nib.load(atlas), lut=atlas.with_suffix("").with_suffix(".tsv"),
+        ids=[("sub-9", "24h"), ("sub-9", "baseline")],
+        sessions=["baseline", "24h"],
     )
     assert df["session"].tolist()[::7] == ["baseline", "24h"]
     np.testing.assert_allclose(df["md"][:7], direct_means(md_map(2), atlas_array))
@@ -211,7 +220,7 @@ def test_4d_and_non_nifti_inputs(tmp_path, atlas):
         extract_roi_md([], atlas)
 
 
-def test_bad_atlas(tmp_path, atlas_array):
+def test_bad_atlas(tmp_path, atlas, atlas_array):
     p = save(tmp_path, "sub-01_ses-baseline_MD.nii.gz", md_map(1))
     frac = save(tmp_path, "frac.nii.gz", atlas_array.astype(np.float32) + 0.5)
     with pytest.raises(ValueError, match="non-integer"):
@@ -219,15 +228,20 @@ def test_bad_atlas(tmp_path, atlas_array):
     extra = atlas_array.copy()
     extra[-1, -1, -1] = 9
     big = save(tmp_path, "big.nii.gz", extra)
-    with pytest.raises(ValueError, match=r"label\(s\) \[9\] that the lookup table"):
+    with pytest.raises(ValueError, match=r"nothing names them .*'big.tsv'.*--lut"):
         extract_roi_md([p], big)
+    with pytest.raises(ValueError, match=r"label\(s\) \[9\] that the lookup table"):
+        extract_roi_md([p], big, lut=tmp_path / "atlas.tsv")
 
 
 def test_lut_checks(tmp_path, atlas, atlas_array):
     p = save(tmp_path, "sub-01_ses-baseline_MD.nii.gz", md_map(1))
     lut = pd.DataFrame({"index": range(1, 8), "name": list(ROI_NAMES)})
-    bad = lut.assign(name=lut.name.replace("vACC", "sgACC"))
-    with pytest.raises(ValueError, match=r"\['sgACC'\].*valid names"):
+    # any names are ROI names; a name must be one, though
+    other = lut.assign(name=lut.name.replace("vACC", "sgACC"))
+    assert extract_roi_md([p], atlas, lut=other)["roi"].iloc[-1] == "sgACC"
+    bad = lut.assign(name=lut.name.replace("vACC", "v\tACC"))
+    with pytest.raises(ValueError, match=r"\['v\\tACC'\].*tabs"):
         extract_roi_md([p], atlas, lut=bad)
     with pytest.raises(ValueError, match="lacks column"):
         extract_roi_md([p], atlas, lut=lut.rename(columns={"name": "label"}))
@@ -267,8 +281,10 @@ def test_duplicate_and_bad_session(tmp_path, atlas):
     with pytest.raises(ValueError, match="both sub-01 session baseline"):
         extract_roi_md([p, q], atlas)
     r = save(tmp_path, "sub-01_ses-post_MD.nii.gz", md_map(2))
-    with pytest.raises(ValueError, match=r"session 'post'; valid sessions"):
-        extract_roi_md([r], atlas)
+    with pytest.raises(ValueError,
+                       match=r"session 'post'; the visits are \['baseline', '24h'\]"):
+        extract_roi_md([r], atlas, sessions=["baseline", "24h"])
+    assert extract_roi_md([r], atlas)["session"].unique().tolist() == ["post"]
 
 
 def test_cli_extract(tmp_path, atlas, atlas_array, capsys):
@@ -302,6 +318,10 @@ def test_cli_extract_mapping_and_lut(tmp_path, atlas, capsys):
             "session": ["24h", "baseline"],
         }
     ).to_csv(mapping, sep="\t", index=False)
+    # the schedule: visits.tsv beside the output table
+    pd.DataFrame({"visit": ["baseline", "24h"], "hours": [0, 24], "dose": ["", ""],
+                  "primary": ["false", "true"]}).to_csv(
+        tmp_path / "visits.tsv", sep="\t", index=False)
     lut = tmp_path / "lut.tsv"
     pd.DataFrame({"index": range(1, 8), "name": list(ROI_NAMES)}).to_csv(
         lut, sep="\t", index=False
@@ -352,7 +372,7 @@ def test_cli_extract_failure_writes_nothing(tmp_path, atlas, capsys, kind):
         )
     elif kind == "unknown-lut":
         lut = tmp_path / "lut.tsv"
-        pd.DataFrame({"index": range(1, 8), "name": list("abcdefg")}).to_csv(
+        pd.DataFrame({"index": range(1, 7), "name": list("abcdef")}).to_csv(
             lut, sep="\t", index=False
         )
         args += ["--lut", str(lut)]

@@ -1,9 +1,11 @@
-"""ROI-mean MD from MD maps and a label atlas (FSL, DIPY or dtitool maps).
+"""ROI means of parameter maps (MD, FA, ...) and a label atlas (FSL, DIPY, dtitool).
 
-Real scans enter dtitool here: MD maps in NIfTI (FSL dtifit ``*_MD.nii.gz``,
-DIPY ``md.nii.gz``, dtitool's ``*_model-DTI_param-MD_dwimap.nii.gz``) on the same
-grid as a label atlas (e.g. after registration to MNI space) are reduced to one
-mean MD per ROI, in the ``roi_md.tsv`` format with voxel counts.
+Real scans enter dtitool here: maps in NIfTI (FSL dtifit ``*_MD.nii.gz``,
+DIPY ``md.nii.gz``, dtitool's ``*_model-DTI_param-MD_dwimap.nii.gz``, or FA and
+any other voxel-wise measure) on the same grid as a label atlas (e.g. after
+registration to MNI space) are reduced to one mean per ROI, in the
+``roi_<measure>.tsv`` format (``roi_md.tsv`` for MD) with voxel counts. The
+ROI names are the atlas's lookup table's, the sessions the maps' own.
 
 Each map is reduced in one vectorised pass: the voxels inside any ROI are
 gathered once (their flat indices precomputed from the atlas) and summed per
@@ -28,12 +30,29 @@ import numpy as np
 import pandas as pd
 
 from dtitool import _progress
-from dtitool._constants import MD_UNIT, ROI_NAMES, SESSIONS
+from dtitool._constants import MD_UNIT
 from dtitool._executor import Shared, Task, open_executor
 from dtitool._io import read_tsv
 from dtitool.imaging.nifti import check_header, has_scaling, load_nifti, read_data
 
-__all__ = ["extract_roi_md", "ids_from_path", "read_lut"]
+__all__ = [
+    "LUT_FORMAT",
+    "check_measure",
+    "extract_roi_md",
+    "extract_roi_means",
+    "ids_from_path",
+    "read_lut",
+    "sidecar_lut",
+]
+
+LUT_FORMAT = ("a TSV with columns index and name, one row per label (BIDS "
+              "_dseg.tsv layout), e.g. the lines 'index<TAB>name', "
+              "'1<TAB>thalamus', '2<TAB>putamen'")
+"""The lookup-table format, as error messages state it."""
+
+_MEASURE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# Columns of the output table that a measure may not be named as.
+_RESERVED = ("participant_id", "session", "roi", "n_voxels", "n_excluded")
 
 _SUB_RE = re.compile(r"(?:^|[_/\\])sub-([A-Za-z0-9]+)")
 _SES_RE = re.compile(r"(?:^|[_/\\])ses-([A-Za-z0-9]+)")
@@ -95,7 +114,16 @@ def read_lut(lut: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     ------
     ValueError
         If columns are missing, indices are not positive integers or repeat,
-        or names repeat or are not dtitool ROI names.
+        or names are empty, repeat, or hold tabs or line breaks. Any other
+        name is an ROI name (the atlas's own, e.g. ``thalamus`` or
+        ``Left-Putamen``).
+
+    Examples
+    --------
+    >>> read_lut(pd.DataFrame({"index": [2, 1], "name": ["putamen", "thalamus"]}))
+       index      name
+    0      1  thalamus
+    1      2   putamen
     """
     what = "lookup table"
     if isinstance(lut, pd.DataFrame):
@@ -120,13 +148,52 @@ def read_lut(lut: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
             first = dup.iloc[0]
             first = first.item() if hasattr(first, "item") else first
             raise ValueError(f"{what} repeats {col} {first!r}")
-    unknown = sorted(set(df["name"]) - set(ROI_NAMES))
-    if unknown:
+    bad = [n for n in df["name"] if not n.strip() or n != n.strip()
+           or any(c in n for c in "\t\r\n") or n.lower() == "nan"]
+    if bad:
         raise ValueError(
-            f"{what} has ROI name(s) {unknown} that dtitool does not know; valid "
-            f"names: {list(ROI_NAMES)}"
-        )
+            f"{what} has ROI name(s) {bad[:5]} that are empty or hold spaces "
+            "at either end, tabs or line breaks; give every label a name")
     return df.sort_values("index", ignore_index=True)
+
+
+def sidecar_lut(atlas: str | os.PathLike) -> Path:
+    """Return the lookup table naming an atlas's labels: ``<stem>.tsv`` beside it.
+
+    BIDS keeps a ``_dseg.nii.gz``'s label names in the ``_dseg.tsv`` of the
+    same stem; dtitool writes its atlases so (``atlas-dtitool_dseg.tsv``). The
+    path is returned whether or not the file exists.
+
+    Examples
+    --------
+    >>> sidecar_lut("derivs/atlas-dtitool_dseg.nii.gz").as_posix()
+    'derivs/atlas-dtitool_dseg.tsv'
+    """
+    return Path(re.sub(r"\.nii(\.gz)?$", "", str(atlas)) + ".tsv")
+
+
+def check_measure(measure) -> str:
+    """Return ``measure`` if it can name a measure (and its table's column).
+
+    A letter, then letters, digits and underscores (``md``, ``fa``,
+    ``volume``, ``naa_cr``); not a name the table uses for another column.
+    """
+    if not isinstance(measure, str):
+        raise TypeError(f"measure must be a str, got {type(measure).__name__}")
+    if not _MEASURE_RE.fullmatch(measure) or not measure.isascii():
+        raise ValueError(
+            f"measure must be a name of letters, digits and underscores starting "
+            f"with a letter (e.g. md, fa, volume); got {measure!r}")
+    if measure in _RESERVED:
+        raise ValueError(
+            f"measure may not be {measure!r}: the table has a column of that "
+            f"name already ({', '.join(_RESERVED)})")
+    return measure
+
+
+def _map_kind(measure: str) -> str:
+    """How messages call a map of ``measure`` ("MD map", "FA map", "volume map")."""
+    return f"{measure.upper() if measure in ('md', 'fa') else measure} map"
 
 
 def _load_nifti(path, what: str):
@@ -142,7 +209,7 @@ def _as_3d_shape(img, name: str, what: str) -> tuple[int, ...]:
         return shape[:3]
     if len(shape) != 3:
         raise ValueError(
-            f"{what} {name!r} has shape {shape}; expected a 3D image (one MD value "
+            f"{what} {name!r} has shape {shape}; expected a 3D image (one value "
             "per voxel). Is it a 4D DWI series? Fit the tensor first "
             "(dtitool fit-tensor)"
         )
@@ -212,6 +279,7 @@ class _Geometry:
     roi_code: np.ndarray  # its ROI (0 .. n_roi - 1)
     n_roi: int
     names: tuple
+    kind: str = "MD map"  # how messages call a map
 
 
 def _reduce_maps(geo: _Geometry, maps) -> list[tuple]:
@@ -220,23 +288,23 @@ def _reduce_maps(geo: _Geometry, maps) -> list[tuple]:
 
 
 def _reduce_map(geo: _Geometry, m) -> tuple:
-    img, name = _load_nifti(m, "MD map")
-    shape = _as_3d_shape(img, name, "MD map")
+    img, name = _load_nifti(m, geo.kind)
+    shape = _as_3d_shape(img, name, geo.kind)
     if shape != geo.shape:
         raise ValueError(
-            f"MD map {name!r} has grid shape {shape} but atlas {geo.name!r} "
+            f"{geo.kind} {name!r} has grid shape {shape} but atlas {geo.name!r} "
             f"has {geo.shape}; resample the map (or atlas) onto the other's "
             "grid"
         )
     if not np.allclose(img.affine, geo.affine, rtol=0, atol=1e-3):
         raise ValueError(
-            f"MD map {name!r} has affine {np.round(img.affine, 4).tolist()} but "
+            f"{geo.kind} {name!r} has affine {np.round(img.affine, 4).tolist()} but "
             f"atlas {geo.name!r} has {np.round(geo.affine, 4).tolist()}; "
             "they are not on the same grid"
         )
     # Stored values as they are (float32 maps: exact in float64 below); scaled
     # ones in float64, as nibabel scales them.
-    arr = read_data(img, name, "MD map",
+    arr = read_data(img, name, geo.kind,
                     dtype=np.float64 if has_scaling(img) else None)
     vals = arr.reshape(-1, order="F")[geo.roi_f].astype(np.float64)
     n_roi, code = geo.n_roi, geo.roi_code
@@ -258,70 +326,24 @@ def _reduce_map(geo: _Geometry, m) -> tuple:
     if np.any(counts == 0):
         empty = np.asarray(geo.names)[counts == 0].tolist()
         raise ValueError(
-            f"MD map {name!r} has no usable (finite, > 0) voxels in ROI(s) {empty}"
+            f"{geo.kind} {name!r} has no usable (finite, > 0) voxels in ROI(s) {empty}"
         )
     return sums, counts, excl, excl_roi, float(np.median(sums / counts))
 
 
-def extract_roi_md(
-    maps: Sequence,
-    labels,
-    *,
-    lut: str | os.PathLike | pd.DataFrame | None = None,
-    ids=None,
-    n_jobs: int = 1,
-    dask=None,
-    progress=None,
-) -> pd.DataFrame:
-    """Mean MD per ROI of each map, in the ``roi_md.tsv`` format.
+def extract_roi_md(maps: Sequence, labels, **kwargs) -> pd.DataFrame:
+    """Mean MD per ROI of each map: :func:`extract_roi_means` of ``md``.
 
     Parameters
     ----------
-    maps : sequence of path or nibabel image
-        3D MD maps in mm^2/s, on the atlas grid.
-    labels : path or nibabel image
-        Integer label atlas (0 = no ROI).
-    lut : path, DataFrame or None
-        Lookup table (``index``, ``name``). ``None``: the ``.tsv`` beside the
-        atlas with the same stem (BIDS ``_dseg.tsv``) if there is one, else the
-        dtitool atlas table (1..7 = ``ROI_NAMES``).
-    ids : DataFrame, sequence or mapping, optional
-        Participant and session of each map: a mapping table (columns ``path``,
-        ``participant_id``, ``session``; relative paths are tried against the
-        working folder and ``ids.attrs["base_dir"]``), a sequence of
-        ``(participant_id, session)`` pairs in map order, or a dict from map to
-        pair. ``None``: BIDS entities ``sub-`` and ``ses-`` in the file paths.
-    n_jobs : int
-        Worker processes (-1: all CPUs) reducing map files in batches; the table
-        does not depend on it (in-memory images are reduced here).
-    dask : None, "local", str or distributed.Client
-        Reduce the map files on Dask instead (its workers must see the files:
-        a shared file system); see :func:`dtitool._executor.open_executor`.
-    progress : None, bool or bar
-        Progress over the maps (:mod:`dtitool._progress`).
+    maps, labels, **kwargs
+        As :func:`extract_roi_means` (``measure`` is ``"md"``).
 
     Returns
     -------
     DataFrame
-        One row per map x ROI: ``participant_id``, ``session``, ``roi``, ``md``
-        (mean over included voxels, mm^2/s), ``n_voxels`` (included) and
-        ``n_excluded`` (non-finite, i.e. NaN or infinite, zero or negative
-        voxels). Rows sorted by participant, session (``SESSIONS`` order) and
-        LUT order.
-
-    Raises
-    ------
-    ValueError
-        If a map is not a 3D NIfTI, its grid shape or affine differ from the
-        atlas, an ROI has no usable voxels, the LUT and atlas disagree, names
-        carry no ids, a (participant, session) pair repeats, or a map's ROI
-        means look like a unit other than mm^2/s (um^2/s, 1e-3 mm^2/s, m^2/s).
-
-    Warns
-    -----
-    UserWarning
-        When non-finite, zero or negative voxels inside ROIs were excluded (with
-        counts).
+        The ``roi_md.tsv`` table: ``participant_id``, ``session``, ``roi``,
+        ``md`` (mm^2/s), ``n_voxels``, ``n_excluded``.
 
     Examples
     --------
@@ -335,14 +357,110 @@ def extract_roi_md(
     >>> df[["roi", "n_voxels"]].values.tolist()
     [['L_BA10', 32], ['vACC', 32]]
     """
+    if "measure" in kwargs:
+        raise TypeError("extract_roi_md() measures md; use extract_roi_means "
+                        "for another measure")
+    return extract_roi_means(maps, labels, measure="md", **kwargs)
+
+
+def extract_roi_means(
+    maps: Sequence,
+    labels,
+    *,
+    measure: str = "md",
+    lut: str | os.PathLike | pd.DataFrame | None = None,
+    ids=None,
+    sessions: Sequence[str] | None = None,
+    n_jobs: int = 1,
+    dask=None,
+    progress=None,
+) -> pd.DataFrame:
+    """Mean of a measure per ROI of each map, in the ``roi_<measure>.tsv`` format.
+
+    Parameters
+    ----------
+    maps : sequence of path or nibabel image
+        3D maps of the measure (MD in mm^2/s), on the atlas grid.
+    labels : path or nibabel image
+        Integer label atlas (0 = no ROI).
+    measure : str
+        What the maps hold, and the name of the table's value column: ``md``
+        (mean diffusivity in mm^2/s: ROI means in another unit are an error),
+        ``fa`` (ROI means above 1 are an error) or any other name of letters,
+        digits and underscores (no unit check).
+    lut : path, DataFrame or None
+        Lookup table (``index``, ``name``; :data:`LUT_FORMAT`) that names the
+        atlas's labels: any names. ``None``: the ``.tsv`` beside the atlas with
+        the same stem (BIDS ``_dseg.tsv``; dtitool writes one beside each atlas
+        it makes, :func:`sidecar_lut`); without one, an error.
+    ids : DataFrame, sequence or mapping, optional
+        Participant and session of each map: a mapping table (columns ``path``,
+        ``participant_id``, ``session``; relative paths are tried against the
+        working folder and ``ids.attrs["base_dir"]``), a sequence of
+        ``(participant_id, session)`` pairs in map order, or a dict from map to
+        pair. ``None``: BIDS entities ``sub-`` and ``ses-`` in the file paths.
+        Sessions are the study's visit names, whatever they are.
+    sessions : sequence of str, optional
+        The visits in schedule order (a design's ``visit_names``, the ``visit``
+        column of ``visits.tsv``): the rows follow it, and a map of another
+        session is an error. ``None``: sessions in the order the maps first
+        show them.
+    n_jobs : int
+        Worker processes (-1: all CPUs) reducing map files in batches; the table
+        does not depend on it (in-memory images are reduced here).
+    dask : None, "local", str or distributed.Client
+        Reduce the map files on Dask instead (its workers must see the files:
+        a shared file system); see :func:`dtitool._executor.open_executor`.
+    progress : None, bool or bar
+        Progress over the maps (:mod:`dtitool._progress`).
+
+    Returns
+    -------
+    DataFrame
+        One row per map x ROI: ``participant_id``, ``session``, ``roi``,
+        ``<measure>`` (mean over included voxels), ``n_voxels`` (included) and
+        ``n_excluded`` (non-finite, i.e. NaN or infinite, zero or negative
+        voxels: the background of a parameter map). Rows sorted by participant,
+        session (schedule order) and LUT order.
+
+    Raises
+    ------
+    ValueError
+        If a map is not a 3D NIfTI, its grid shape or affine differ from the
+        atlas, an ROI has no usable voxels, the atlas's labels have no names
+        (no ``lut`` and no sidecar table), the LUT and atlas disagree, names
+        carry no ids, a (participant, session) pair repeats, a session is not
+        in ``sessions``, or the ROI means look like another unit (MD: um^2/s,
+        1e-3 mm^2/s, m^2/s; FA: percent or x1000).
+
+    Warns
+    -----
+    UserWarning
+        When non-finite, zero or negative voxels inside ROIs were excluded (with
+        counts).
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib
+    >>> lab = np.zeros((4, 4, 4), np.int16); lab[:2] = 1; lab[2:] = 2
+    >>> fa = np.where(lab == 1, 0.3, 0.2).astype(np.float32)
+    >>> atlas, img = nib.Nifti1Image(lab, np.eye(4)), nib.Nifti1Image(fa, np.eye(4))
+    >>> lut = pd.DataFrame({"index": [1, 2], "name": ["thalamus", "putamen"]})
+    >>> df = extract_roi_means([img], atlas, measure="fa", lut=lut,
+    ...                        ids=[("sub-01", "pre")])
+    >>> df[["session", "roi", "fa"]].round(3).values.tolist()
+    [['pre', 'thalamus', 0.3], ['pre', 'putamen', 0.2]]
+    """
+    measure = check_measure(measure)
+    kind = _map_kind(measure)
     if isinstance(maps, (str, os.PathLike)) or isinstance(maps, _NIFTI_TYPES):
         maps = [maps]
     maps = list(maps)
     if not maps:
-        raise ValueError("no MD maps given")
+        raise ValueError(f"no {kind}s given")
     for m in maps:
         if not isinstance(m, _NIFTI_TYPES) and not Path(m).is_file():
-            raise ValueError(f"MD map {str(m)!r} does not exist or is not a file")
+            raise ValueError(f"{kind} {str(m)!r} does not exist or is not a file")
     atlas_img, atlas_name = _load_nifti(labels, "atlas")
     atlas_shape = _as_3d_shape(atlas_img, atlas_name, "atlas")
     lab = read_data(atlas_img, atlas_name, "atlas").reshape(atlas_shape)
@@ -360,20 +478,19 @@ def extract_roi_md(
             f"integers a label image can hold exactly (2**53); is it a label image?"
         )
     lab = lab.astype(np.int64, copy=False)
+    present = np.unique(lab[lab > 0])
     if lut is None:
-        side = None
-        if atlas_name != "<in-memory image>":
-            stem = re.sub(r"\.nii(\.gz)?$", "", atlas_name)
-            side = Path(stem + ".tsv")
-        if side is not None and side.is_file():
-            lut_df = read_lut(side)
-        else:
-            lut_df = pd.DataFrame(
-                {"index": np.arange(1, len(ROI_NAMES) + 1), "name": list(ROI_NAMES)}
-            )
+        side = None if atlas_name == "<in-memory image>" else sidecar_lut(atlas_name)
+        if side is None or not side.is_file():
+            where = ("" if side is None
+                     else f" (no lookup table {side.name!r} beside it)")
+            raise ValueError(
+                f"atlas {atlas_name!r} has labels {present[:10].tolist()} but "
+                f"nothing names them{where}; give the lookup table (--lut, "
+                f"lut=): {LUT_FORMAT}")
+        lut_df = read_lut(side)
     else:
         lut_df = read_lut(lut)
-    present = np.unique(lab[lab > 0])
     not_in_lut = sorted(set(present.tolist()) - set(lut_df["index"].tolist()))
     if not_in_lut:
         raise ValueError(
@@ -389,6 +506,13 @@ def extract_roi_md(
             f"{atlas_name!r}"
         )
     pairs = _resolve_ids(maps, ids)
+    if sessions is None:
+        schedule = list(dict.fromkeys(s for _, s in pairs))
+    else:
+        if isinstance(sessions, str) or not hasattr(sessions, "__iter__"):
+            raise TypeError(
+                f"sessions must be a sequence of visit names, got {sessions!r}")
+        schedule = [str(v) for v in sessions]
     seen: dict[tuple[str, str], object] = {}
     for m, pair in zip(maps, pairs, strict=True):
         if pair in seen:
@@ -397,10 +521,10 @@ def extract_roi_md(
                 f"session {pair[1]}"
             )
         seen[pair] = m
-        if pair[1] not in SESSIONS:
+        if pair[1] not in schedule:
             raise ValueError(
-                f"map {str(m)!r} has session {pair[1]!r}; valid sessions: "
-                f"{list(SESSIONS)} (rename, or give a mapping table)"
+                f"map {str(m)!r} has session {pair[1]!r}; the visits are "
+                f"{schedule} (rename, or give a mapping table)"
             )
 
     # Precompute, once, the flat indices of ROI voxels and their compact codes
@@ -415,7 +539,7 @@ def extract_roi_md(
                                  atlas_shape, order="F")
     n_roi = len(lut_df)
     geometry = _Geometry(atlas_shape, np.asarray(atlas_img.affine), atlas_name,
-                         roi_f, roi_code, n_roi, tuple(lut_df["name"]))
+                         roi_f, roi_code, n_roi, tuple(lut_df["name"]), kind)
 
     sums = np.empty((len(maps), n_roi))
     counts = np.empty((len(maps), n_roi), dtype=np.int64)
@@ -450,6 +574,43 @@ def extract_roi_md(
             f"{str(maps[worst])!r}: {int(excl[worst].sum())})",
             stacklevel=2,
         )
+    _check_unit(measure, medians, maps)
+
+    n_maps = len(maps)
+    df = pd.DataFrame(
+        {
+            "participant_id": np.repeat([p for p, _ in pairs], n_roi),
+            "session": np.repeat([s for _, s in pairs], n_roi),
+            "roi": np.tile(lut_df["name"].to_numpy(), n_maps),
+            measure: (sums / counts).reshape(-1),
+            "n_voxels": counts.reshape(-1),
+            "n_excluded": excl_roi.reshape(-1),
+        }
+    )
+    order = np.lexsort(
+        (
+            np.tile(np.arange(n_roi), n_maps),
+            df["session"].map({s: i for i, s in enumerate(schedule)}).to_numpy(),
+            df["participant_id"].to_numpy(),
+        )
+    )
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _check_unit(measure: str, medians: np.ndarray, maps) -> None:
+    """Refuse ROI means that look like another unit (MD) or scale (FA)."""
+    if measure == "fa":
+        odd = medians > 1.0
+        if odd.any():
+            first = str(maps[int(np.flatnonzero(odd)[0])])
+            raise ValueError(
+                f"{int(odd.sum())} of {len(maps)} FA map(s) (the first {first!r}) "
+                f"have ROI means around {float(np.median(medians[odd])):.3g}; FA "
+                "lies in [0, 1], so these look like percent or x1000; rescale "
+                "the maps (e.g. fslmaths FA -div 1000)")
+        return
+    if measure != "md":
+        return
     lo, hi = _MD_PLAUSIBLE
     odd = (medians < lo) | (medians > hi)
     if odd.any():
@@ -468,23 +629,3 @@ def extract_roi_md(
             f"dtitool assumes {MD_UNIT}, and these look like {hint}; rescale the "
             "maps to mm^2/s (e.g. fslmaths MD -div 1e6)"
         )
-
-    n_maps = len(maps)
-    df = pd.DataFrame(
-        {
-            "participant_id": np.repeat([p for p, _ in pairs], n_roi),
-            "session": np.repeat([s for _, s in pairs], n_roi),
-            "roi": np.tile(lut_df["name"].to_numpy(), n_maps),
-            "md": (sums / counts).reshape(-1),
-            "n_voxels": counts.reshape(-1),
-            "n_excluded": excl_roi.reshape(-1),
-        }
-    )
-    order = np.lexsort(
-        (
-            np.tile(np.arange(n_roi), n_maps),
-            df["session"].map({s: i for i, s in enumerate(SESSIONS)}).to_numpy(),
-            df["participant_id"].to_numpy(),
-        )
-    )
-    return df.iloc[order].reset_index(drop=True)
