@@ -103,8 +103,8 @@ _VENTRICLE = {"centre": (12.0, -12.0, 16.0), "axes": (6.0, 26.0, 9.0)}
 # Deep GM centres and sizes are approximate Harvard-Oxford subcortical atlas
 # centroids (MNI mm) with ellipsoid semi-axes that give adult volumes of the
 # right order (per side: thalamus ~4 cm^3, putamen ~3 cm^3, caudate ~2 cm^3,
-# pallidum ~0.6 cm^3, against manual volumetry's ~7, 5, 4 and 1.5 cm^3: the
-# ellipsoids are kept clear of each other and of the ventricles).
+# pallidum ~0.6 cm^3, against manual volumetry's ~7, 5, 4 and 1.5 cm^3:
+# smaller, so that neighbours barely touch; where they do, "order" decides).
 _STRUCTURES = {
     "ba10": {"kind": "cortex", "lateral": True, "order": 0, **_BA10},
     "insula": {"kind": "ellipsoid", "lateral": True, "order": 1,
