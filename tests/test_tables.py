@@ -113,7 +113,9 @@ def test_missing_columns(tables):
     assert outcomes_in(p2) == ("madrs",)
     no_scores = p.drop(columns=["madrs_baseline", "madrs_24h", "qids_baseline",
                                 "qids_24h"])  # fmt: skip
-    with pytest.raises(ValueError, match=r"no outcome scores"):
+    with (pytest.warns(UserWarning, match=r"no score columns for the design's "
+                       r"outcome\(s\) madrs, qids"),
+          pytest.raises(ValueError, match=r"no outcome scores")):
         check_tables(no_scores, r)
 
 
