@@ -10,8 +10,12 @@ from dtitool.report.plots import (
     plot_md_sessions,
     plot_scatter_grid,
 )
+from dtitool.design.layout import TrialNames
 from dtitool.stats.analysis import fit_models
 from dtitool.tables import compute_changes
+
+NAMES = TrialNames(arms=("ketamine", "saline"), control="saline",
+                   visits=("baseline", "24h"))
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +26,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def results(small):
-    return fit_models(*small)
+    return fit_models(*small, names=NAMES)
 
 
 def test_scatter_grid_shape_and_lines(results):
@@ -59,7 +63,7 @@ def test_scatter_grid_subsets_into_given_figure(results):
 
 def test_scatter_grid_from_changes_table(small):
     n_before = len(plt.get_fignums())
-    fig = plot_scatter_grid(compute_changes(*small))
+    fig = plot_scatter_grid(compute_changes(*small, names=NAMES))
     assert len(fig.axes) == 14
     assert len(plt.get_fignums()) == n_before + 1
     with pytest.raises(TypeError, match=r"expected AnalysisResults"):
@@ -69,7 +73,7 @@ def test_scatter_grid_from_changes_table(small):
 def test_md_sessions(small):
     p, r = small
     fig, ax = plt.subplots()
-    out = plot_md_sessions(r, p, ax=ax)
+    out = plot_md_sessions(r, p, names=NAMES, ax=ax)
     assert out is ax
     assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["L_BA10", "R_BA10"]
     # arm means (thick lines) are drawn in the arm colours, in 1e-3 mm^2/s
@@ -80,7 +84,7 @@ def test_md_sessions(small):
                                                 "participant_id"])]  # fmt: skip
     assert means[0].get_ydata()[0] == pytest.approx(ket["md"].mean() / 1e-3)
     assert means[0].get_color() == ARM_PALETTE[0]  # the first arm's colour
-    ax2 = plot_md_sessions(r, p, rois=["vACC"])
+    ax2 = plot_md_sessions(r, p, rois=["vACC"], names=NAMES)
     assert ax2.figure is not fig
 
 
@@ -138,3 +142,35 @@ def test_plot_power_curve_draws_each_test_with_its_band():
             & (t["term"] == "interaction")]
     assert list(line.get_ydata()) == list(sel["power"])
     assert any(list(ln.get_ydata()) == [0.8, 0.8] for ln in ax.get_lines())
+
+
+def _renamed(small):
+    """The small tables as a trial of other names: arms high/placebo, visits
+    pre/week1, outcome hamd (for madrs)."""
+    p, r = (t.copy() for t in small)
+    p["group"] = p["group"].map({"ketamine": "high", "saline": "placebo"})
+    p = p.rename(columns=lambda c: c.replace("madrs", "hamd").replace(
+        "baseline", "pre").replace("24h", "week1"))
+    r["session"] = r["session"].map({"baseline": "pre", "24h": "week1"})
+    names = TrialNames(arms=("high", "placebo"), control="placebo",
+                       visits=("pre", "week1"))
+    return p, r, names
+
+
+def test_figures_take_names_from_the_results(small):
+    p, r, names = _renamed(small)
+    res = fit_models(p, r, names=names)
+    fig = plot_scatter_grid(res)
+    assert "HAM-D17" in fig.axes[0].get_title()  # the scale "hamd" abbreviates
+    assert "(week1 - pre)" in fig.texts[0].get_text()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert [t.split()[0] for t in legend] == ["high", "placebo"]
+    ax = plot_md_sessions(r, p, names=names)
+    assert ax.get_title().startswith("MD at pre and week1")
+    means = [ln for ln in ax.get_lines() if ln.get_linewidth() == 2.5]
+    assert [ln.get_label() for ln in means[:2]] == ["high", "placebo"]
+    assert means[0].get_color() == arm_colors(names.arms)["high"]
+    ax = plot_forest(res, outcome_labels={"hamd": "HAM-D"})
+    assert ax.get_yticklabels()[0].get_text().startswith("L_BA10 HAM-D ")
+    for text in ([t.get_text() for t in ax.get_yticklabels()] + legend):
+        assert not any(k in text for k in ("ketamine", "saline", "MADRS", "24 h"))

@@ -34,13 +34,14 @@ import numpy as np
 import pandas as pd
 
 from dtitool import __version__
-from dtitool._constants import DMD_UNIT, GROUPS, SESSIONS
+from dtitool._constants import DMD_UNIT
 from dtitool._executor import open_executor
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._memory import format_bytes
 from dtitool._progress import Progress
 from dtitool._workers import process_pool
 from dtitool.design import StudyDesign, load_preset
+from dtitool.report.plots import outcome_label, visit_label
 from dtitool.simulate import (
     BLOCK_SIZE,
     md_summary_wide,
@@ -113,6 +114,47 @@ class DemoSettings:
                              f"{self.dwi_subjects!r}")
 
 
+_COUNTS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight",
+           "nine", "ten", "eleven", "twelve")
+
+
+def _count(k: int) -> str:
+    """Return a count as prose: seven, or 15."""
+    return _COUNTS[k] if 0 <= k < len(_COUNTS) else str(k)
+
+
+def _visit_text(visit) -> str:
+    """Return a visit as prose: its time since baseline (``24 h``), else its name."""
+    if visit.hours == 0:
+        return visit.name
+    if visit.hours < 72:
+        return f"{visit.hours:g} h"
+    return f"{visit_label(visit.name)} ({visit.hours / 24:g} days)"
+
+
+def _visits(design: StudyDesign) -> tuple:
+    """Return the baseline and primary visit (:class:`VisitSpec`) of a design."""
+    by = {v.name: v for v in design.visits}
+    return by[design.baseline_visit], by[design.primary_visit]
+
+
+def _outcome_text(spec) -> str:
+    """Return an outcome as prose: its name in capitals, with its scale if any."""
+    name = spec.name.upper()
+    return name if spec.scale in ("", name) else f"{name} ({spec.scale})"
+
+
+def _and_list(items) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else (
+        ", ".join(items[:-1]) + " and " + items[-1])
+
+
+def _ratio(design: StudyDesign) -> str:
+    """Return the allocation ratio in the design's arm order (``2:1``)."""
+    return ":".join(f"{design.allocation[a]}" for a in design.arms)
+
+
 def _save(fig, path: Path) -> bytes:
     png = _figure_bytes(fig)
     path.write_bytes(png)
@@ -121,13 +163,15 @@ def _save(fig, path: Path) -> bytes:
 
 def _cohort_summary(cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
     p = cohort.participants
+    d = cohort.design
+    v0, v1 = _visits(d)
     rows = []
-    for arm in GROUPS:
+    for arm in d.arms:
         q = p[p["group"] == arm]
         row = {"arm": arm, "n": len(q)}
-        for o in cohort.design.outcome_names:
-            b, post = q[f"{o}_baseline"], q[f"{o}_24h"]
-            row[f"{o} baseline"] = f"{b.mean():.1f} ({b.std():.1f})"
+        for o in d.outcome_names:
+            b, post = q[f"{o}_{v0.name}"], q[f"{o}_{v1.name}"]
+            row[f"{o} {v0.name}"] = f"{b.mean():.1f} ({b.std():.1f})"
             row[f"{o} change"] = f"{(post - b).mean():+.1f} ({(post - b).std():.1f})"
         if "age" in q:
             row["age"] = f"{q['age'].mean():.0f} ({q['age'].std():.0f})"
@@ -136,12 +180,13 @@ def _cohort_summary(cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
     arms = pd.DataFrame(rows)
     md = cohort.roi_md.merge(p[["participant_id", "group"]], on="participant_id")
     wide = md.pivot_table(index=["roi", "group"], columns="session", values="md")
-    wide = wide[list(SESSIONS)].reset_index()
-    wide["dMD (1e-5 mm^2/s)"] = (wide["24h"] - wide["baseline"]) / 1e-5
-    wide["baseline"] *= 1e3
-    wide["24h"] *= 1e3
-    wide = wide.rename(columns={"baseline": "baseline MD (1e-3 mm^2/s)",
-                                "24h": "24 h MD (1e-3 mm^2/s)", "group": "arm"})
+    wide = wide[[v0.name, v1.name]].reset_index()
+    wide["dMD (1e-5 mm^2/s)"] = (wide[v1.name] - wide[v0.name]) / 1e-5
+    wide[v0.name] *= 1e3
+    wide[v1.name] *= 1e3
+    wide = wide.rename(columns={v0.name: f"{_visit_text(v0)} MD (1e-3 mm^2/s)",
+                                v1.name: f"{_visit_text(v1)} MD (1e-3 mm^2/s)",
+                                "group": "arm"})
     order = {r: i for i, r in enumerate(cohort.design.roi_names)}
     wide = wide.sort_values(["roi", "arm"], key=lambda s: s.map(order) if (
         s.name == "roi") else s).reset_index(drop=True)
@@ -150,8 +195,9 @@ def _cohort_summary(cohort) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _design_tables(design: StudyDesign) -> tuple[pd.DataFrame, pd.DataFrame]:
     rois = md_summary_wide(design)
-    for arm in GROUPS:
-        rois[f"corr(true dMD, dMADRS) {arm}"] = (
+    first = design.outcomes[0]
+    for arm in design.arms:
+        rois[f"corr(true dMD, d{outcome_label(first.name, first.scale)}) {arm}"] = (
             design.correlations.roi_outcome_array(arm)[:, 0])
     sources = pd.DataFrame(sorted(design.sources.items()),
                            columns=["parameter", "source"])
@@ -175,12 +221,10 @@ def _worlds_table(*designs: StudyDesign) -> pd.DataFrame:
         w = world_summary(d)
         rows.append({
             "world": w["world"],
-            "dMD reliability, ketamine": "{:.2f}-{:.2f}".format(
-                *w["reliability_ketamine"]),
-            "dMD reliability, saline": "{:.2f}-{:.2f}".format(
-                *w["reliability_saline"]),
-            "true change SD % MD, saline": "{:.2g}-{:.2g}".format(
-                *w["change_sd_pct_saline"]),
+            **{f"dMD reliability, {arm}": "{:.2f}-{:.2f}".format(
+                *w[f"reliability_{arm}"]) for arm in d.arms},
+            f"true change SD % MD, {d.control}": "{:.2g}-{:.2g}".format(
+                *w[f"change_sd_pct_{d.control}"]),
             **{f"R^2 {o}": w[f"r_squared_{o}"] for o in d.outcome_names},
             "parameters outside their ranges": len(w["violations"]),
         })
@@ -225,31 +269,34 @@ def _tensor_step(scans: pd.DataFrame, images: Path, tensor_dir: Path, phantom):
 
 
 def _reliability_note(design: StudyDesign) -> str:
-    rel = design.reliability("ketamine")
-    ro = design.correlations.roi_outcome_array("ketamine")
-    j = design.roi_names.index("L_BA10") if "L_BA10" in design.roi_names else 0
+    t, c = design.treatment, design.control
+    rel = design.reliability(t)
+    ro = design.correlations.roi_outcome_array(t)
+    j = 0  # the design's first ROI
     r_true = ro[j, 0]
     r_obs = r_true * np.sqrt(rel[design.roi_names[j]])
     roi = design.rois[j]
+    sd_t, sd_c = roi.change_sd[t], roi.change_sd[c]
+    when = _visit_text(_visits(design)[1])
     lines = [
         f"Every MD-change effect in this rehearsal is seen through test-retest noise. "
-        f"In {roi.name} the true 24 h MD change in the ketamine arm has SD "
-        f"{roi.change_sd.ketamine:.2g} mm^2/s, and each scan adds noise with SD "
+        f"In {roi.name} the true {when} MD change in the {t} arm has SD "
+        f"{sd_t:.2g} mm^2/s, and each scan adds noise with SD "
         f"{roi.noise_sd:.2g} mm^2/s (a test-retest CV of {roi.cv:.1%}, which holds "
         "day-to-day physiology as well as measurement). MD change is the difference "
         "of two "
         f"noisy scans, so its noise variance doubles: the reliability of observed dMD "
-        f"is {roi.change_sd.ketamine**2:.3g} / ({roi.change_sd.ketamine**2:.3g} + 2 x "
+        f"is {sd_t**2:.3g} / ({sd_t**2:.3g} + 2 x "
         f"{roi.noise_sd**2:.3g}) = {rel[roi.name]:.2f}.",
         f"A correlation with depression change is attenuated by the square root of "
-        f"that reliability: the true correlation of {r_true:.2f} in the ketamine arm "
+        f"that reliability: the true correlation of {r_true:.2f} in the {t} arm "
         f"is observed as about {r_obs:.2f}. Reliability is what power depends on "
         "most; the table below shows the power of the reported tests as the "
-        "reliability changes (by changing the test-retest CV). In the saline arm "
-        f"the true change SD is {roi.change_sd.saline:.2g} mm^2/s (reliability "
-        f"{roi.reliability('saline'):.2f}): its observed dMD is nearly all noise, "
-        "and the group x dMD interaction inherits that noise through the saline "
-        "arm's slope.",
+        f"reliability changes (by changing the test-retest CV). In the {c} arm "
+        f"the true change SD is {sd_c:.2g} mm^2/s (reliability "
+        f"{roi.reliability(c):.2f}): its observed dMD is nearly all noise, "
+        "and the group x dMD interaction inherits that noise through the "
+        f"{c} arm's slope.",
     ]
     return "\n\n".join(lines)
 
@@ -357,7 +404,8 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
         try:
             phantom = make_phantom(roi_names=design.roi_names)
             images = tmp / "images"
-            with prog.step(f"writing MD maps for {2 * design.n} scans and DWI for "
+            with prog.step(f"writing MD maps for {len(design.visits) * design.n} "
+                           f"scans and DWI for "
                            f"{s.dwi_subjects} participant(s)", unit="scan") as bar:
                 scans = write_cohort_images(cohort.participants, cohort.roi_md,
                                             images, rng=s.seed, phantom=phantom,
@@ -384,8 +432,9 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
                 write_tsv(agree, tables / "image_agreement.tsv")
                 md_rows = roi_img[["participant_id", "session", "roi", "md"]]
 
-            with prog.step("fitting the 14 group x dMD models (statsmodels OLS) "
-                           "and drawing the figures"):
+            n_models = len(design.rois) * len(design.outcomes)
+            with prog.step(f"fitting the {n_models} group x dMD models (statsmodels "
+                           "OLS) and drawing the figures"):
                 # Figures are drawn by worker processes (the same drawing
                 # functions, run with the data), while this process goes on.
                 first = scans.iloc[0]
@@ -393,16 +442,18 @@ def run_demo(out, *, design: StudyDesign | str | None = None,
                 drawn = {"slices": fig_pool.submit(
                     _png, "slices", md_map, phantom.labels,
                     list(phantom.lut["name"]), phantom.affine)}
-                results = fit_models(cohort.participants, md_rows)
+                results = fit_models(cohort.participants, md_rows, design=design)
                 write_tsv(results.table, tables / "results.tsv")
                 comparison = None
                 if reported_families(design):
                     comparison = compare_to_reported(results)
                     write_tsv(comparison, tables / "comparison.tsv")
-                drawn["scatter"] = fig_pool.submit(_png, "scatter", results)
-                drawn["sessions"] = fig_pool.submit(_png, "sessions", md_rows,
-                                                    cohort.participants)
-                drawn["forest"] = fig_pool.submit(_png, "forest", results)
+                labels = {o.name: outcome_label(o.name, o.scale)
+                          for o in design.outcomes}
+                drawn["scatter"] = fig_pool.submit(_png, "scatter", results, labels)
+                drawn["sessions"] = fig_pool.submit(
+                    _png, "sessions", md_rows, cohort.participants, design.names)
+                drawn["forest"] = fig_pool.submit(_png, "forest", results, labels)
                 for name, fut in drawn.items():
                     pngs[name] = fut.result()
                     (figs / _FIGURE_FILES[name]).write_bytes(pngs[name])
@@ -454,13 +505,13 @@ def _png(kind: str, *data) -> bytes:
         md_map, labels, names, affine = data
         fig = plot_roi_slices(md_map, labels, roi_names=names, affine=affine)
     elif kind == "scatter":
-        fig = plot_scatter_grid(data[0])
+        fig = plot_scatter_grid(data[0], outcome_labels=data[1])
     elif kind == "sessions":
         fig = Figure(figsize=(10, 4.5), layout="constrained")
-        plot_md_sessions(data[0], data[1], ax=fig.subplots())
+        plot_md_sessions(data[0], data[1], names=data[2], ax=fig.subplots())
     elif kind == "forest":
         fig = Figure(figsize=(7, 6), layout="constrained")
-        plot_forest(data[0], ax=fig.subplots())
+        plot_forest(data[0], outcome_labels=data[1], ax=fig.subplots())
     else:  # pragma: no cover - internal
         raise ValueError(f"unknown figure {kind!r}")
     return _figure_bytes(fig)
@@ -554,7 +605,9 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
             tensor_agreement, pngs, other, origin) -> str:
     from dtitool.report.html import HTMLReport
 
-    n_t, n_c = design.arm_sizes()
+    sizes = design.arm_sizes()
+    v0, v1 = (_visit_text(v) for v in _visits(design))
+    treated, control = design.treatment, design.control
     label = f"{design.name!r} ({origin})"
     rep = HTMLReport(
         title=f"dtitool rehearsal of the {design.name!r} design",
@@ -568,23 +621,24 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
         "The design and its sources",
         text=f"Design {label}: {design.description or 'no description.'}"
         f"{reference}\n\n"
-        f"{design.n} participants randomised {design.allocation.ketamine}:"
-        f"{design.allocation.saline} in permuted blocks of {design.block_size} "
-        f"({n_t} ketamine, {n_c} saline); DTI at baseline and 24 h; MD in "
+        f"{design.n} participants randomised {_ratio(design)} in permuted blocks "
+        f"of {design.block_size} ("
+        + ", ".join(f"{k} {a}" for k, a in zip(sizes, design.arms, strict=True))
+        + f"); DTI at {v0} and {v1}; MD in "
         f"{len(design.rois)} gray-matter ROIs; outcomes "
-        f"{', '.join(o.upper() for o in design.outcome_names)} (change = 24 h minus "
-        "baseline, negative = improvement). Each subject's true MD change and score "
-        "change are drawn jointly (multivariate normal per arm); each scan adds "
-        "noise with the ROI's test-retest CV. Per ROI and arm the table states the "
-        "true 24 h MD-change SD (% of MD), the correlation of the observed baseline "
-        "and 24 h MD (session r) and the reliability of observed dMD (rel).",
+        f"{', '.join(_outcome_text(o) for o in design.outcomes)} (change = {v1} "
+        f"minus {v0}, negative = improvement). Each subject's true MD change and "
+        "score change are drawn jointly (multivariate normal per arm); each scan "
+        "adds noise with the ROI's test-retest CV. Per ROI and arm the table states "
+        f"the true {v1} MD-change SD (% of MD), the correlation of the observed "
+        f"{v0} and {v1} MD (session r) and the reliability of observed dMD (rel).",
         table=rois_t,
     )
     rep.add_table(_score_table(design), float_format="{:.3g}",
                   caption="Scores per outcome and arm (20,000 simulated "
-                  "participants): the true and the observed 24 h change (observed = "
-                  "true + regression to the mean + rating error), response (24 h "
-                  "score at most half the baseline), remission and the share at the "
+                  f"participants): the true and the observed {v1} change (observed "
+                  f"= true + regression to the mean + rating error), response ({v1} "
+                  f"score at most half the {v0}), remission and the share at the "
                   "scale's floor and maximum.")
     violations = design.range_violations()
     if violations:
@@ -598,9 +652,10 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                     text="Mean (SD) per arm. Scores are integers on their scales; "
                     "baselines are above the inclusion thresholds.", table=arms)
     rep.add_table(md_table, float_format="{:.3f}", caption="MD per ROI and arm")
-    rep.add_figure(pngs["sessions"], caption="Baseline and 24 h MD per ROI and arm; "
-                   "thin lines are subjects, thick lines arm means.",
-                   alt="Paired baseline and 24-hour MD per ROI and arm, one thin "
+    rep.add_figure(pngs["sessions"], caption=f"{v0[:1].upper()}{v0[1:]} and {v1} "
+                   "MD per ROI and arm; thin lines are subjects, thick lines arm "
+                   "means.",
+                   alt=f"Paired {v0} and {v1} MD per ROI and arm, one thin "
                    "line per subject and a thick line for each arm's mean.")
 
     max_rel = float(agree["relative_difference"].abs().max())
@@ -612,10 +667,11 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
             f"ROI-level table is {max_rel:.1e}, so the image path and the table "
             "path give the same analysis.")
     rep.add_section("Imaging path", text=text)
-    rep.add_figure(pngs["slices"], caption="A simulated MD map with the seven atlas "
-                   "ROIs (radiological view: the subject's left on the right, "
+    n_rois = _count(len(design.rois))
+    rep.add_figure(pngs["slices"], caption=f"A simulated MD map with the {n_rois} "
+                   "atlas ROIs (radiological view: the subject's left on the right, "
                    "marked R and L; grey scale in 1e-3 mm^2/s with CSF saturated).",
-                   alt="Axial slices of a simulated MD map with the seven atlas "
+                   alt=f"Axial slices of a simulated MD map with the {n_rois} atlas "
                    "ROIs as coloured overlays, a colour bar of MD and R/L markers.")
     if len(tensor_agreement):
         rep.add_text(
@@ -639,7 +695,8 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
         text=f"Per ROI and outcome: score change ~ group * dMD + baseline score "
         f"(statsmodels OLS, n = {int(t['n'].max())}). Each cell is the estimate, "
         f"in score points {DMD_UNIT}, with its p; a positive slope means MD "
-        "decrease goes with improvement. Interaction = ketamine slope minus saline "
+        f"decrease goes with improvement. Interaction = {treated} slope minus "
+        f"{control} "
         "slope; the pooled slope comes from the model without the interaction. "
         "SEs, CIs, and Holm and BH adjusted p are in tables/results.tsv.\n\n"
         f"{results.missing_summary[:1].upper()}{results.missing_summary[1:]}.",
@@ -651,8 +708,8 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
         rep.add_table(comp, caption="This dataset beside the reported findings "
                       "(Kopelman et al. 2023). A finding is replicated when its "
                       "test is significant at alpha = 0.05 with the reported sign; "
-                      "R BA10 (outcome 'any': the report does not say which) on "
-                      "the MADRS or the QIDS-SR16.")
+                      f"{_any_rois(design)} (outcome 'any': the report does not say "
+                      f"which) on {_any_outcomes(design)}.")
     rep.add_figure(pngs["forest"], caption="Interaction estimates with 95% CIs.",
                    alt="Forest plot of the group x dMD interaction estimate with its "
                    "95% confidence interval for every ROI and outcome.")
@@ -673,7 +730,7 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                                ["roi", "outcome", "power", "median_p", "size"]])
     rep.add_figure(pngs["curve"], caption=f"Power over the total sample size "
                    f"({pc.replicates} replicates per point; "
-                   f"{design.allocation.ketamine}:{design.allocation.saline} "
+                   f"{_ratio(design)} "
                    f"allocation), with the design's n = {design.n}"
                    + (f" and the n = {ss.n} for 80% power marked." if ss.n
                       is not None else " marked."),
@@ -701,8 +758,24 @@ def _report(design, cohort, s, results, comparison, pw, repro, pc, rc, ss, agree
                       f"{pw.replicates} power replicates.{cite}")
 
 
-_TERM_HEADERS = {"interaction": "interaction", "slope_ketamine": "slope, ketamine",
-                 "slope_saline": "slope, saline", "slope_pooled": "slope, pooled"}
+def _any_rois(design) -> str:
+    """Return the reported findings' ROIs whose outcome the report leaves open."""
+    from dtitool.stats.reference import ANY
+
+    rois = [r[0] for r in reported_families(design).get("reported", [])
+            if r[1] == ANY]
+    return _and_list([r.replace("_", " ") for r in dict.fromkeys(rois)] or ["none"])
+
+
+def _any_outcomes(design) -> str:
+    """Return ``the MADRS or the QIDS-SR16``: any one of the design's outcomes."""
+    return " or ".join(f"the {outcome_label(o.name, o.scale)}"
+                       for o in design.outcomes)
+
+
+def _term_header(term: str) -> str:
+    """Column header of a model term: ``slope_<arm>`` -> ``slope, <arm>``."""
+    return term.replace("_", ", ", 1) if term.startswith("slope_") else term
 
 
 def _results_wide(t: pd.DataFrame) -> pd.DataFrame:
@@ -714,14 +787,15 @@ def _results_wide(t: pd.DataFrame) -> pd.DataFrame:
         for e, p in zip(t["estimate"], t["p"], strict=True)])
     wide = cell.pivot_table(index=["roi", "outcome"], columns="term", values="text",
                             aggfunc="first", sort=False)
-    wide = wide[[c for c in _TERM_HEADERS if c in wide.columns]]
-    return wide.rename(columns=_TERM_HEADERS).reset_index()
+    wide = wide[list(pd.unique(t["term"]))]  # the results' own term order
+    return wide.rename(columns=_term_header).reset_index()
 
 
 def _sample_size_sentence(ss, design, reported: bool) -> str:
     """Return the one statement of the n for the target (as in sample_size.tsv)."""
-    what = ("every reported finding (each with its reported sign; R BA10 on "
-            "either outcome)" if reported else "every interaction")
+    what = ("every reported finding (each with its reported sign; "
+            f"{_any_rois(design)} on either outcome)" if reported
+            else "every interaction")
     if ss.n is None:
         return (f"{ss.target_power:.0%} power on {what} is not reached by n = "
                 f"{ss.n_max} ({ss.replicates} replicates per n; weakest: "
@@ -749,8 +823,9 @@ def _reported_sections(rep, design, pw, repro, other) -> None:
         "batched least-squares engine (the same estimates and p-values as "
         "statsmodels). Median p is the typical p-value a trial of a world gives; "
         "power is the chance that a finding is found, i.e. its test is significant "
-        "at alpha = 0.05 with the reported sign (R BA10, whose outcome the report "
-        "does not name: on the MADRS or the QIDS-SR16, its p the smaller of the "
+        f"at alpha = 0.05 with the reported sign ({_any_rois(design)}, whose "
+        f"outcome the report does not name: on {_any_outcomes(design)}, its p the "
+        "smaller of the "
         "two); size is the same test's rejection rate in the design's null "
         "counterpart (every MD-outcome correlation 0), its actual level under "
         f"{pw.inference} inference.\n\nA median p inside a reported range means "
@@ -764,10 +839,11 @@ def _reported_sections(rep, design, pw, repro, other) -> None:
         table=rtab,
     )
     rep.add_table(_worlds_table(design, other), float_format="{:.2f}",
-                  caption="What each world needs: dMD reliability and true 24 h "
+                  caption="What each world needs: dMD reliability and true "
+                  f"{_visit_text(_visits(design)[1])} "
                   "MD-change SD per arm, the share of each score change explained "
-                  "by the true MD change of all ROIs (R^2, ketamine arm), and how "
-                  "many parameters leave their ranges.")
+                  f"by the true MD change of all ROIs (R^2, {design.treatment} arm), "
+                  "and how many parameters leave their ranges.")
     need = [x for x in repro["needed"] if x]
     if need:
         rep.add_heading("What the reported p-values need")

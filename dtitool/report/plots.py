@@ -267,8 +267,7 @@ def plot_scatter_grid(
 
 
 def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
-                     arms: Sequence[str] | None = None,
-                     visits: Sequence[str] | None = None, ax=None):  # fmt: skip
+                     names=None, ax=None):  # fmt: skip
     """MD at the baseline and primary visit per ROI and arm, each subject a line.
 
     Parameters
@@ -277,13 +276,12 @@ def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
         Input tables (checked with :func:`dtitool.tables.check_tables`).
     rois : sequence of str, optional
         ROIs to draw; default all in ``roi_md``.
-    arms : sequence of str, optional
-        Arms in the design's order (treatment first: it sets the colours and
-        the order of the pairs); default the ``group`` levels in the order
-        they first appear.
-    visits : sequence of str, optional
-        The two visits to pair (baseline first); default the first two
-        ``session`` levels in the order they first appear.
+    names : TrialNames or StudyDesign, optional
+        The trial's arms (treatment first: they set the colours and the order
+        of the pairs) and visits (the baseline and primary visit are paired);
+        default as :func:`dtitool.tables.resolve_names` finds them from the
+        tables (a ``design.toml`` or ``visits.tsv`` beside tables read from
+        a folder).
     ax : matplotlib Axes, optional
         Axes to draw into; a new figure is created if None.
 
@@ -297,10 +295,19 @@ def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
     next arm's pair; thin lines are subjects, the thick line the arm mean. MD
     is shown in 1e-3 mm^2/s.
     """
-    participants, roi_md = check_tables(participants, roi_md)
-    rois = _pick(rois, _roi_order(roi_md["roi"]), "roi")
-    arms = list(pd.unique(participants["group"]) if arms is None else arms)
-    visits = list(pd.unique(roi_md["session"])[:2] if visits is None else visits)
+    from dtitool.tables import resolve_names
+
+    directory = None
+    if not isinstance(participants, pd.DataFrame):
+        from pathlib import Path
+
+        directory = Path(participants).parent
+    participants, roi_md = check_tables(participants, roi_md, names=names)
+    names, _ = resolve_names(participants, names=names, directory=directory)
+    rois = _pick(rois, _roi_order(roi_md["roi"], roi_md.attrs.get("roi_order", ())),
+                 "roi")
+    arms = list(names.arms)  # control last
+    visits = [names.baseline, names.primary]
     if ax is None:
         _, ax = plt.subplots(figsize=(1.3 * len(rois) + 1.5, 4))
     wide = roi_md.pivot(index=["participant_id", "roi"], columns="session", values="md")
@@ -704,8 +711,8 @@ def save_analysis_figures(results, participants, roi_md, folder, *,
     fig.savefig(folder / ANALYSIS_FIGURES[0], dpi=120)
 
     fig = Figure(figsize=(1.3 * n_roi + 1.5, 4), layout="constrained")
-    plot_md_sessions(roi_md, participants, arms=_results_arms(results),
-                     visits=_results_visits(results), ax=fig.subplots())
+    plot_md_sessions(roi_md, participants, names=getattr(results, "names", None),
+                     ax=fig.subplots())
     fig.savefig(folder / ANALYSIS_FIGURES[1], dpi=120)
 
     n_rows = int((results.table["term"] == "interaction").sum())
