@@ -13,10 +13,16 @@ from dtitool.stats.analysis import RESULT_COLUMNS, fit_models
 SYNTHETIC = Path(__file__).resolve().parents[1] / "synthetic_data"
 
 
-def _write(folder, p, r):
+def _write(folder, p, r, *, design=True):
+    """Write the tables, with the default preset's design.toml beside them."""
+    from dtitool.design import design_to_toml, load_preset
+
     folder.mkdir(parents=True, exist_ok=True)
     write_tsv(p, folder / "participants.tsv")
     write_tsv(r, folder / "roi_md.tsv")
+    if design:
+        (folder / "design.toml").write_text(
+            design_to_toml(load_preset("ketamine-rct")), encoding="utf-8")
     return folder
 
 
@@ -230,3 +236,23 @@ def test_inference_and_maxt_options(data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--robust means --inference hc3" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_analyze_without_a_design_needs_the_control_arm(tmp_path, capsys):
+    folder = _write(tmp_path / "bare", *make_tables(n_ketamine=20, n_saline=10,
+                                                    seed=5), design=False)
+    (folder / "visits.tsv").write_text(
+        "visit\thours\tdose\tprimary\nbaseline\t0\t\tfalse\n24h\t24\t\ttrue\n",
+        encoding="utf-8")
+    out = tmp_path / "res.tsv"
+    rc = main(["analyze", str(folder), "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "control arm" in err and "--control ARM" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert main(["analyze", str(folder), "--out", str(out), "--control",
+                 "saline"]) == 0
+    got = pd.read_csv(out, sep="\t")
+    assert set(got["term"]) == {"interaction", "slope_ketamine", "slope_saline",
+                                "slope_pooled"}

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from _analysis_tables import make_tables
 
+from dtitool.design.layout import TrialNames
 from dtitool.report.plots import (
     ARM_PALETTE,
     arm_colors,
@@ -10,7 +11,6 @@ from dtitool.report.plots import (
     plot_md_sessions,
     plot_scatter_grid,
 )
-from dtitool.design.layout import TrialNames
 from dtitool.stats.analysis import fit_models
 from dtitool.tables import compute_changes
 

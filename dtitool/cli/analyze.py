@@ -1,6 +1,9 @@
 """``dtitool analyze``: fit the group x dMD models to a folder of tables.
 
 Reads ``DIR/participants.tsv`` and ``DIR/roi_md.tsv`` (simulated or real),
+with the trial's names (arms, control arm, visits) from ``--design``, else
+``DIR/design.toml``, else the tables' ``group`` levels, ``--control`` and
+``DIR/visits.tsv`` (:func:`dtitool.tables.resolve_names`);
 writes the tidy results table and optionally PNG figures, all through
 :func:`dtitool._io.output_transaction` (nothing is written when anything fails), and
 prints a readable summary with the dMD unit.
@@ -18,7 +21,7 @@ import os
 from pathlib import Path
 
 from dtitool._io import output_transaction, write_tsv
-from dtitool.tables import COVARIATES, MD_UNITS, read_tables
+from dtitool.tables import COVARIATES, MD_UNITS, read_tables, resolve_names
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,19 +29,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "analyze",
         help="fit the group x MD-change models to participants.tsv and roi_md.tsv",
-        description="For every ROI and outcome (MADRS, QIDS) fit by OLS "
-        "d_score ~ C(group, Treatment('saline')) * d_md + covariates, and write "
-        "the interaction, the dMD slope in each arm (contrasts of that fit) and "
-        "the pooled slope of the additive model, with SE, t, df, p, 95% CI, n "
-        "and Holm / Benjamini-Hochberg adjusted p. Estimates are score points "
-        "per 1e-5 mm^2/s of MD change (24 h minus baseline). Tables holding "
-        "several replicates need --replicate K.",
+        description="For every ROI and outcome (each <outcome>_<visit> pair of "
+        "participants columns) fit by OLS d_score ~ C(group, "
+        "Treatment(CONTROL)) * d_md + covariates, and write the interaction, "
+        "the dMD slope in each arm (slope_ARM, contrasts of that fit) and the "
+        "pooled slope of the additive model, with SE, t, df, p, 95% CI, n and "
+        "Holm / Benjamini-Hochberg adjusted p. Estimates are score points per "
+        "1e-5 mm^2/s of MD change (primary visit minus baseline). The arms, "
+        "the control arm and the visits come from --design, else DIR/design.toml; "
+        "without a design the arms are the group levels, --control names the "
+        "control arm and DIR/visits.tsv the visits. Tables holding several "
+        "replicates need --replicate K.",
     )
     p.add_argument(
         "dir", metavar="DIR", help="folder with participants.tsv and roi_md.tsv"
     )
     p.add_argument(
         "--out", required=True, metavar="FILE.tsv", help="results table to write"
+    )
+    p.add_argument(
+        "--design",
+        metavar="FILE.toml",
+        help="the trial's design (arms, control arm, visits, outcomes' scales); "
+        "default DIR/design.toml when there is one",
+    )
+    p.add_argument(
+        "--control",
+        metavar="ARM",
+        help="the control (reference) arm, a group level, when no design names "
+        "it (no --design and no DIR/design.toml)",
     )
     p.add_argument(
         "--figures",
@@ -87,8 +106,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default="complete-case",
         help="complete-case: a participant enters a model only with all its "
         "variables observed (default; the reported analysis); mi: multiple "
-        "imputation of missing 24 h scans and scores within each arm from the "
-        "baseline and observed 24 h data, pooled by Rubin's rules with "
+        "imputation of missing follow-up scans and scores within each arm from "
+        "the baseline and observed follow-up data, pooled by Rubin's rules with "
         "Barnard-Rubin df (see docs/model.md, Missing data)",
     )
     p.add_argument(
@@ -102,7 +121,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--tipping-point",
         metavar="FILE.tsv",
         help="with --missing mi: also write the delta-adjusted MNAR sensitivity "
-        "analysis (every imputed 24 h score shifted by delta score points): per "
+        "analysis (every imputed follow-up score shifted by delta score points): "
+        "per "
         "ROI, outcome, term and delta the pooled estimate and p",
     )
     p.add_argument(
@@ -185,7 +205,7 @@ def run(args) -> int:
         raise ValueError(f"--out must name a file (results.tsv), not the folder "
                          f"{args.out!r}")
     if args.tipping_point and args.missing != "mi":
-        raise ValueError("--tipping-point shifts imputed 24 h scores; it needs "
+        raise ValueError("--tipping-point shifts imputed follow-up scores; it needs "
                          "--missing mi")
     deltas = None
     if args.tipping_point:
@@ -198,7 +218,13 @@ def run(args) -> int:
                             or tip.is_dir()):
         raise ValueError(f"--tipping-point must name a file (tip.tsv), not the "
                          f"folder {args.tipping_point!r}")
-    inputs = [Path(args.dir) / "participants.tsv", Path(args.dir) / "roi_md.tsv"]
+    design = None
+    if args.design:
+        from dtitool.design import read_design
+
+        design, _ = read_design(args.design)
+    inputs = [Path(args.dir) / "participants.tsv", Path(args.dir) / "roi_md.tsv",
+              *([args.design] if args.design else [])]
     # One transaction: the table and the figures are committed together.
     with output_transaction(force=args.force, inputs=inputs) as tx:
         tmp = tx.destination(out.parent, [out.name], label="--out")
@@ -209,14 +235,18 @@ def run(args) -> int:
             figtmp = tx.destination(args.figures, list(ANALYSIS_FIGURES),
                                     label="--figures")
         participants, roi_md = read_tables(
-            args.dir, replicate=args.replicate, md_unit=args.md_unit
+            args.dir, replicate=args.replicate, md_unit=args.md_unit,
+            design=design, control=args.control,
         )
+        names, design = resolve_names(participants, design=design,
+                                      control=args.control, directory=args.dir)
         if args.robust and args.inference not in (None, "hc3"):
             raise ValueError(f"--robust means --inference hc3; it cannot be used "
                              f"with --inference {args.inference}")
         results = fit_models(
             participants,
             roi_md,
+            names=names,
             covariates=tuple(args.covariates),
             inference="hc3" if args.robust else (args.inference or "ols"),
             families=tuple(args.families),
@@ -233,12 +263,19 @@ def run(args) -> int:
                 columns.append(extra)
         write_tsv(results.table.loc[:, columns], tmp / out.name)
         if figtmp is not None:
-            save_analysis_figures(results, participants, roi_md, figtmp)
+            labels = None
+            if design is not None:
+                from dtitool.report.plots import outcome_label
+
+                labels = {o.name: outcome_label(o.name, o.scale)
+                          for o in design.outcomes}
+            save_analysis_figures(results, participants, roi_md, figtmp,
+                                  outcome_labels=labels)
         tp = None
         if tip is not None:
             tiptmp = tx.destination(tip.parent, [tip.name], label="--tipping-point")
             # the same seed: the same imputations, so delta 0 is the analysis above
-            tp = tipping_point(participants, roi_md, deltas=deltas,
+            tp = tipping_point(participants, roi_md, names=names, deltas=deltas,
                                covariates=tuple(args.covariates),
                                inference=results.inference,
                                imputations=results.imputations, rng=results.seed,

@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from dtitool._constants import CURVE_PARAMETERS, TERMS
+from dtitool._constants import CURVE_PARAMETERS
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._progress import Progress
 from dtitool.cli._common import (
@@ -62,15 +62,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--test", action="append", default=None,
                    metavar="ROI:OUTCOME:TERM[:+|-]",
                    help="a target test for --target-power (repeatable); terms: "
-                   f"{', '.join(TERMS)}; a trailing :+ or :- counts only "
+                   "interaction, slope_ARM (ARM an arm of the design), "
+                   "slope_pooled; a trailing :+ or :- counts only "
                    "rejections of that sign (default: the reported tests, each "
                    "with its reported sign)")
     p.add_argument("--n-max", type=int, default=1000,
                    help="largest n searched by --target-power (default 1000)")
     p.add_argument("--missing", choices=["complete-case", "mi"],
                    default="complete-case",
-                   help="how each simulated trial handles the design's missing 24 h "
-                   "data ([missing] in the design): complete-case (default) or mi, "
+                   help="how each simulated trial handles the design's missing "
+                   "follow-up data ([missing] in the design): complete-case "
+                   "(default) or mi, "
                    "multiple imputation pooled by Rubin's rules (see docs/model.md, "
                    "Missing data)")
     p.add_argument("--imputations", type=int, default=None, metavar="M",

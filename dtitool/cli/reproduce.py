@@ -39,7 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "exaggeration, and half_effect_*: what a significant estimate would "
         "exaggerate if the true effect were half the face-value one). Prints both "
         "worlds side by side with notes on reading the results. --inference "
-        "defaults to ols, the analysis the study reported.",
+        "defaults to ols, the analysis the study reported. A design without the "
+        "reported study's ROIs, outcomes or two arms is an error (exit 2, one "
+        "line, nothing written): the reported findings belong to another design; "
+        "use dtitool power or dtitool demo for it.",
     )
     add_design_arguments(p)
     p.add_argument("--compare", metavar="PRESET", default=None,
@@ -53,7 +56,7 @@ def run(args) -> int:
     """Run ``dtitool reproduce``."""
     from dtitool.design import load_preset
     from dtitool.stats.power import power, size_warning
-    from dtitool.stats.reference import reported_families
+    from dtitool.stats.reference import reference_mismatch, reported_families
     from dtitool.stats.reproduce import (
         add_needed,
         compare_worlds,
@@ -63,6 +66,9 @@ def run(args) -> int:
     )
 
     design, seed = resolve(args)
+    mismatch = reference_mismatch(design)
+    if mismatch:  # before any work: nothing to compare, nothing written
+        raise ValueError(mismatch)
     other = None
     if args.compare != "none":
         other = load_preset(args.compare or other_world(design))

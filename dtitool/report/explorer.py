@@ -86,11 +86,6 @@ def explorer_data(grid, *, target_power: float = 0.8, tests=None) -> dict:
     }
 
 
-_LABELS = {"n": "total sample size n", "ratio": "allocation ratio ketamine:saline",
-           "effect": "effect (multiplier of every ROI-outcome correlation)",
-           "reliability": "dMD reliability (ketamine arm)",
-           "cv": "test-retest CV of MD"}
-
 _CSS = """
 :root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --accent: #0b5cad;
         --size: #b35900; --bg-soft: #f6f8fa; }
