@@ -97,8 +97,9 @@ def main(argv=None) -> int:
     # MD change (24 h - baseline) from both paths: the quantity the models use.
     wide = comp.pivot_table(index=["participant_id", "roi"], columns="session",
                             values=["md_table", "md_image"])
-    d_table = wide[("md_table", "24h")] - wide[("md_table", "baseline")]
-    d_image = wide[("md_image", "24h")] - wide[("md_image", "baseline")]
+    v0, v1 = design.baseline_visit, design.primary_visit
+    d_table = wide[("md_table", v1)] - wide[("md_table", v0)]
+    d_image = wide[("md_image", v1)] - wide[("md_image", v0)]
     dmd_err = (d_image - d_table).abs()
     rois = {r.name: r for r in design.rois}
     scan_noise = pd.Series({name: np.sqrt(2) * r.cv * r.md_mean
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
     left.suptitle(f"{keys[0][0]} {keys[0][1]}: MD fitted from the simulated DWI, "
                   "ROIs outlined (radiological view)", fontsize=10)
     ax2 = right.subplots()
-    for ses, marker in (("baseline", "o"), ("24h", "s")):
+    for ses, marker in ((v0, "o"), (v1, "s")):
         c = comp[comp["session"] == ses]
         ax2.plot(c["md_table"] * 1e3, c["md_image"] * 1e3, marker, ms=5,
                  mfc="none", label=ses)
