@@ -30,7 +30,6 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _EXPORTS = {
     "dtitool._constants": (
         "DMD_SCALE", "GROUPS", "MD_UNIT", "OUTCOMES", "ROI_NAMES", "SESSIONS",
-        "TERMS",
     ),
     "dtitool.design": (
         "StudyDesign", "available_presets", "load_preset", "read_design",

@@ -769,7 +769,11 @@ class Cohort:
             if a.age is not None:
                 cols["age"] = a.age.ravel().astype(np.int64)
                 cols["sex"] = np.where(a.female.ravel(), "F", "M")
-            self._cache["participants"] = pd.DataFrame(cols)
+            df = pd.DataFrame(cols)
+            # the table carries the design's names: analyses of it in memory
+            # need no design= (dtitool.tables.resolve_names)
+            df.attrs["trial_names"] = names
+            self._cache["participants"] = df
         return self._cache["participants"]
 
     def _long(self, values: np.ndarray, column: str) -> pd.DataFrame:

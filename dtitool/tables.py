@@ -310,6 +310,9 @@ def resolve_names(
         raise TypeError(f"design must be a StudyDesign; got {type(design).__name__}")
     if design is not None:
         names = design.names
+    elif names is None and participants is not None:
+        # a table checked before (or built with its names) carries them
+        names = _names_of(getattr(participants, "attrs", {}).get(NAMES_ATTR))
     if names is not None:
         if control is not None and control != names.control:
             raise ValueError(f"control={control!r} disagrees with the design, whose "

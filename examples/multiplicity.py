@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dtitool import load_preset
-from dtitool.stats.power import TERMS, power
+from dtitool.stats.power import power
 
 NAME = "multiplicity"
 ALPHA = 0.05
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     design = load_preset("null")
     every = [(r, o, t) for r in design.roi_names for o in design.outcome_names
-             for t in TERMS]
+             for t in design.names.terms]
     res = power(design, replicates=args.replicates, alpha=ALPHA, rng=args.seed,
                 families={"all_terms": every})
     fw = res.familywise
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     per_test = res.table.loc[res.table["term"] == "interaction", "power"]
 
     # Number of unadjusted "significant" interactions in each null trial.
-    p_int = np.abs(res.signed_p[..., TERMS.index("interaction")])
+    p_int = np.abs(res.signed_p[..., res.design.names.terms.index("interaction")])
     hits = (p_int.reshape(args.replicates, -1) <= ALPHA).sum(axis=1)
     counts = np.bincount(hits, minlength=4)
 

@@ -42,7 +42,7 @@ from dtitool import (
     simulate_cohort,
 )
 from dtitool.report.plots import plot_forest
-from dtitool.stats.power import TERMS, power
+from dtitool.stats.power import power
 
 NAME = "reproduce_trial"
 
@@ -71,7 +71,8 @@ def simulated_vs_reported(res) -> pd.DataFrame:
         best = None
         for o in outs:
             j, k = design.roi_names.index(f.roi), design.outcome_names.index(o)
-            p = np.abs(res.signed_p[:, j, k, TERMS.index(f.term)]).astype(float)
+            t = res.design.names.terms.index(f.term)
+            p = np.abs(res.signed_p[:, j, k, t]).astype(float)
             if best is None or np.median(p) < np.median(best[1]):
                 best = (o, p)
         o, p = best

@@ -7,7 +7,14 @@ test_reference.py and test_cmd_analyze.py.
 import numpy as np
 import pandas as pd
 
-from dtitool._constants import ROI_NAMES
+from dtitool.design.layout import TrialNames
+from dtitool.tables import NAMES_ATTR
+
+ROI_NAMES = ("L_BA10", "R_BA10", "L_amygdala", "R_amygdala", "L_hippocampus",
+             "R_hippocampus", "vACC")
+NAMES = TrialNames(arms=("ketamine", "saline"), control="saline",
+                   visits=("baseline", "24h"))
+"""The names of the planted tables (those of the default preset)."""
 
 # Planted slopes (score points per 1e-5 mm^2/s dMD) per ROI, outcome and arm.
 PLANTED = {
@@ -95,4 +102,5 @@ def make_tables(
     ]
     if drop:
         roi_md = roi_md.loc[~np.logical_or.reduce(drop)].reset_index(drop=True)
+    participants.attrs[NAMES_ATTR] = NAMES  # the tables carry their names
     return participants, roi_md

@@ -18,8 +18,11 @@ from dtitool.simulate import simulate_arrays
 from dtitool.stats.design_analysis import REFERENCE_N, retrodesign, true_values
 from dtitool.stats.implied import implied_effect
 from dtitool.stats.inference import batch_models
-from dtitool.stats.power import TERMS, power
+from dtitool.stats.power import power
 from dtitool.stats.reproduce import HALF_EFFECT, reproduce_table
+
+# the default preset's terms (a design's are design.names.terms)
+TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
 
 
 def _lu_closed_form(A, s, alpha=0.05):

@@ -21,13 +21,15 @@ from dtitool.stats.analysis import fit_models
 from dtitool.stats.inference import INFERENCE, batch_models, check_inference
 from dtitool.stats.power import (
     NULL_STREAM,
-    TERMS,
     child_seed,
     null_counterpart,
     power,
     size_band,
     size_warning,
 )
+
+# the default preset's terms (a design's are design.names.terms)
+TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
 
 GROUP = "C(group, Treatment('saline'))"
 INTER = f"{GROUP}[T.ketamine]:x"

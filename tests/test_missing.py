@@ -265,7 +265,8 @@ def _completed_tables(participants, roi_md, imputations, seed):
     from dtitool.tables import compute_changes
 
     ch = compute_changes(participants, roi_md)
-    prep = _prepare(ch, None, ["madrs", "qids"], ("baseline",))
+    prep = _prepare(ch, None, ["madrs", "qids"], ("baseline",),
+                    ch.attrs["trial_names"])
     x, y, _ = impute(prep.data, imputations=imputations,
                      seed=np.random.SeedSequence(seed))
     return [_completed(ch, prep, x[0, m], y[0, m]) for m in range(imputations)]
@@ -318,7 +319,7 @@ def test_every_analysis_says_who_was_left_out_and_why(visit_cohort):
     assert f"{n_lost} of 98 participants left out" in cc.summary()
     mi = fit_models(p, r, missing="mi", imputations=3, rng=1)
     assert (mi.table["n_imputed"] == n_lost).all() and (mi.table["n"] == 98).all()
-    assert f"24 h data of {n_lost} of 98 participants imputed" in mi.summary()
+    assert f"24h data of {n_lost} of 98 participants imputed" in mi.summary()
     # a participant without a baseline scan is left out of every MI model
     r2 = r[~((r["participant_id"] == "sub-001") & (r["session"] == "baseline")
              & (r["roi"] == "vACC"))]
@@ -520,10 +521,13 @@ def test_cli_analyze_mi_and_tipping_point(visit_cohort, tmp_path, capsys):
     data.mkdir()
     p.to_csv(data / "participants.tsv", sep="\t", index=False)
     r.to_csv(data / "roi_md.tsv", sep="\t", index=False)
+    # real data: the schedule in visits.tsv, the control arm on the command line
+    (data / "visits.tsv").write_text("visit\thours\tdose\tprimary\n"
+                                     "baseline\t0\t\tfalse\n24h\t24\t\ttrue\n")
     out, tip = tmp_path / "res.tsv", tmp_path / "tip.tsv"
     rc = main(["analyze", str(data), "--out", str(out), "--missing", "mi",
                "--imputations", "4", "--seed", "3", "--tipping-point", str(tip),
-               "--delta=-4,0,4"])
+               "--delta=-4,0,4", "--control", "saline"])
     assert rc == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "missing data: multiple imputation, 4 imputations (seed 3)" in text
@@ -535,7 +539,7 @@ def test_cli_analyze_mi_and_tipping_point(visit_cohort, tmp_path, capsys):
     zero = t[t["delta"] == 0].reset_index(drop=True)
     np.testing.assert_allclose(zero["p"], got["p"], rtol=1e-9)
     rc = main(["analyze", str(data), "--out", str(tmp_path / "x.tsv"),
-               "--tipping-point", str(tmp_path / "t.tsv")])
+               "--tipping-point", str(tmp_path / "t.tsv"), "--control", "saline"])
     assert rc == 2
     assert "needs --missing mi" in capsys.readouterr().err
 

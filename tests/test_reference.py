@@ -4,8 +4,11 @@ import pytest
 from _analysis_tables import make_tables
 
 from dtitool._constants import ROI_NAMES
-from dtitool.stats.analysis import TERMS, fit_models
+from dtitool.stats.analysis import fit_models
 from dtitool.stats.reference import compare_to_reported, reported_findings
+
+# the default preset's terms (a design's are design.names.terms)
+TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
 
 
 def test_reported_findings_content():

@@ -26,7 +26,6 @@ from dtitool.stats.models import (
     FMI_COLUMN,
     MAXT_COLUMN,
     RESULT_COLUMNS,
-    TERMS,
     AnalysisResults,
     _check_changes,
     _check_inference_options,
@@ -44,7 +43,6 @@ __all__ = [
     "FMI_COLUMN",
     "MAXT_COLUMN",
     "RESULT_COLUMNS",
-    "TERMS",
     "AnalysisResults",
     "default_formula",
     "fit_changes",
@@ -70,6 +68,10 @@ def fit_models(
     md_unit: str = "mm^2/s",
     missing: str = "complete-case",
     imputations: int | None = None,
+    names=None,
+    design=None,
+    control: str | None = None,
+    visits=None,
 ) -> AnalysisResults:
     """Fit the group x dMD interaction model for every ROI and outcome.
 
@@ -77,9 +79,9 @@ def fit_models(
     ----------
     participants, roi_md : DataFrame or path-like
         The two input tables (see :mod:`dtitool.tables`), checked with
-        :func:`dtitool.tables.check_tables`. Outcomes are those of ``madrs`` and
-        ``qids`` with ``*_baseline`` and ``*_24h`` columns; ROIs are whatever
-        ``roi_md`` holds.
+        :func:`dtitool.tables.check_tables`. Outcomes are those with a score
+        column at the baseline and at the primary visit
+        (``<outcome>_<visit>``); ROIs are whatever ``roi_md`` holds.
     covariates : sequence of str
         Covariates added to ``group * d_md``: ``"baseline"`` (the outcome's
         baseline score), ``"baseline_md"`` (baseline MD of that ROI), ``"age"``,
@@ -145,6 +147,13 @@ def fit_models(
     imputations : int, optional
         Imputations for ``mi`` (default
         :data:`dtitool.stats.missing.DEFAULT_IMPUTATIONS`, 20).
+    names, design, control, visits : optional
+        The trial's arms, control arm and visits, as
+        :func:`dtitool.tables.resolve_names` takes them: ``design`` (or its
+        ``names``) gives all of them; otherwise the arms are the ``group``
+        levels, ``control`` names the control arm and ``visits`` the visits,
+        baseline first. Tables read from a folder find them in its
+        ``design.toml`` or ``visits.tsv``.
 
     Returns
     -------
@@ -191,13 +200,14 @@ def fit_models(
     ...                   "session": ["baseline"] * n + ["24h"] * n,
     ...                   "roi": "L_BA10",
     ...                   "md": np.r_[md0, md0 + rng.normal(0, 2e-5, n)]})
-    >>> res = fit_models(p, r)
+    >>> res = fit_models(p, r, control="saline", visits=("baseline", "24h"))
     >>> row = res.term("L_BA10", "madrs", "interaction")
     >>> row["n"], row["df"]
     (np.int64(30), np.float64(25.0))
     """
     participants, roi_md = check_tables(
-        participants, roi_md, replicate=replicate, md_unit=md_unit
+        participants, roi_md, replicate=replicate, md_unit=md_unit, names=names,
+        design=design, control=control, visits=visits,
     )
     changes = _changes(participants, roi_md)
     return fit_changes(
@@ -231,29 +241,32 @@ def fit_changes(
     alpha: float = 0.05,
     missing: str = "complete-case",
     imputations: int | None = None,
+    names=None,
 ) -> AnalysisResults:
     """Fit the models to a per-subject changes table.
 
     Same as :func:`fit_models` but starting from the output of
-    :func:`dtitool.tables.compute_changes` (already checked).
+    :func:`dtitool.tables.compute_changes` (already checked, and carrying the
+    trial's names; ``names`` gives them for a changes table built otherwise).
     """
     missing, imputations = check_missing(missing, imputations)
+    _, names = _check_changes(changes, names)
     if missing == "mi":
-        _check_changes(changes)
         inference = _check_inference_options(robust, inference, familywise,
                                              permutations)
         covariates, _, families = _check_options(covariates, None, robust, families,
-                                                 alpha, changes)
+                                                 alpha, changes, names)
         return fit_imputed(changes, covariates=covariates, formula=formula,
                            inference=inference, families=families, alpha=alpha,
-                           imputations=imputations, rng=rng, familywise=familywise)
+                           imputations=imputations, rng=rng, familywise=familywise,
+                           names=names)
     res = fit_complete_data(changes, covariates=covariates, formula=formula,
                             robust=robust, inference=inference, families=families,
                             familywise=familywise, permutations=permutations,
-                            rng=rng, alpha=alpha)
+                            rng=rng, alpha=alpha, names=names)
     t0 = time.perf_counter()
     table, missing_summary = complete_case_columns(res.table, changes,
-                                                   res.covariates)
+                                                   res.covariates, names=names)
     return dataclasses.replace(
         res, table=table, missing_summary=missing_summary,
         elapsed=res.elapsed + time.perf_counter() - t0)

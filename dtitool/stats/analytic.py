@@ -31,7 +31,7 @@ def analytic_power(
         Total sample size.
     n_predictors : int
         Predictors in the full model (4 for the interaction model:
-        ketamine, dMD, ketamine x dMD, baseline).
+        treated, dMD, treated x dMD, baseline).
     df1 : int
         Predictors tested (1 for a single coefficient).
     alpha : float

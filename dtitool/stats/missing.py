@@ -91,7 +91,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dtitool._constants import DMD_SCALE, GROUPS, TREATMENT
+from dtitool._constants import DMD_SCALE
 from dtitool.simulate import BLOCK_SIZE, as_seed_sequence
 from dtitool.stats.inference import (
     BatchModels,
@@ -681,8 +681,19 @@ def _reason_text(counts: dict, empty: str = "") -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or empty
 
 
+def _names(changes: pd.DataFrame, names=None):
+    """Return the trial's names: ``names``, or those the changes table carries."""
+    from dtitool.tables import NAMES_ATTR
+
+    names = names if names is not None else changes.attrs.get(NAMES_ATTR)
+    if names is None:
+        raise ValueError("the changes table does not say which arms and visits it "
+                         "holds; build it with compute_changes, or pass names=")
+    return names
+
+
 def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
-                          covariates) -> tuple[pd.DataFrame, str]:
+                          covariates, *, names=None) -> tuple[pd.DataFrame, str]:
     """Add ``missing``, ``n_dropped``, ``n_imputed``, ``missing_reasons`` columns.
 
     Parameters
@@ -693,6 +704,8 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
         The changes table the models were fitted to.
     covariates : sequence of str
         The analysis' covariates (their missing values are a reason).
+    names : TrialNames, optional
+        The arms and visits (default: those the changes table carries).
 
     Returns
     -------
@@ -703,6 +716,8 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
         The one printed line: participants left out of at least one model, why,
         and the range of n.
     """
+    nm = _names(changes, names)
+    md0, md1, later = f"md_{nm.baseline}", f"md_{nm.primary}", nm.primary
     total = changes["participant_id"].nunique()
     n_of = dict(zip(zip(table["roi"], table["outcome"], strict=True), table["n"],
                     strict=True))
@@ -711,12 +726,13 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
             if c not in ("baseline", "baseline_md") and c in changes.columns]
     ids = changes["participant_id"].to_numpy()
     base = {
-        "no baseline scan": changes["md_baseline"].isna().to_numpy(),
-        "no 24h scan": (changes["md_24h"].isna() & changes["md_baseline"].notna()
-                        ).to_numpy(),
+        f"no {nm.baseline} scan": changes[md0].isna().to_numpy(),
+        f"no {later} scan": (changes[md1].isna() & changes[md0].notna()
+                             ).to_numpy(),
         **{f"no {c}": changes[c].isna().to_numpy() for c in covs},
     }
-    score = {k: changes[f"{k}_24h"].isna().to_numpy() for k in outcomes}
+    score = {k: changes[nm.score_column(k, later)].isna().to_numpy()
+             for k in outcomes}
     roi_of = changes["roi"].to_numpy()
     info, anyone, overall = {}, set(), {}
     for roi in pd.unique(table["roi"]):
@@ -725,7 +741,7 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
             if (roi, k) not in n_of:
                 continue
             reasons = {r: m[at] for r, m in base.items()}
-            reasons[f"no 24h {k}"] = score[k][at]
+            reasons[f"no {later} {k}"] = score[k][at]
             counts = {r: int(m.sum()) for r, m in reasons.items()}
             known = np.logical_or.reduce(list(reasons.values()))
             dropped = total - int(n_of[(roi, k)])
@@ -769,9 +785,11 @@ class _Prepared:
     dropped: dict  # reason -> participant ids left out of every model
     imputed: dict  # reason -> count of participants with that value imputed
     row_index: np.ndarray  # (N, J) index label of changes per participant x ROI
+    names: object = None  # the trial's TrialNames
 
 
-def _prepare(changes: pd.DataFrame, rois, outcomes, covariates) -> _Prepared:
+def _prepare(changes: pd.DataFrame, rois, outcomes, covariates,
+             names) -> _Prepared:
     from dtitool.tables import _roi_order
 
     rois = list(rois) if rois is not None else _roi_order(changes["roi"])
@@ -786,16 +804,17 @@ def _prepare(changes: pd.DataFrame, rois, outcomes, covariates) -> _Prepared:
     row_index[i[keep], j[keep]] = changes.index.to_numpy()[keep]
     md0 = np.full((N, J), np.nan)
     md1 = np.full((N, J), np.nan)
-    md0[i[keep], j[keep]] = changes["md_baseline"].to_numpy(float)[keep]
-    md1[i[keep], j[keep]] = changes["md_24h"].to_numpy(float)[keep]
+    md0[i[keep], j[keep]] = changes[f"md_{names.baseline}"].to_numpy(float)[keep]
+    md1[i[keep], j[keep]] = changes[f"md_{names.primary}"].to_numpy(float)[keep]
     person = changes.drop_duplicates("participant_id").set_index(
         "participant_id").loc[ids]
-    b = np.stack([person[f"{k}_baseline"].to_numpy(float) for k in outcomes], -1)
+    b = np.stack([person[names.score_column(k, names.baseline)].to_numpy(float)
+                  for k in outcomes], -1)
     y = np.stack([person[f"d_{k}"].to_numpy(float) for k in outcomes], -1)
-    treated = person["group"].to_numpy() == TREATMENT
+    treated = person["group"].to_numpy() == names.treatment
     dropped = {}
     no_base = np.isnan(md0).any(axis=1)
-    dropped["no baseline scan"] = set(ids[no_base])
+    dropped[f"no {names.baseline} scan"] = set(ids[no_base])
     cov_cols = []
     for c in covariates:
         if c in ("baseline", "baseline_md"):
@@ -817,16 +836,17 @@ def _prepare(changes: pd.DataFrame, rois, outcomes, covariates) -> _Prepared:
     if cov is not None:
         cov = np.where(use[:, None], np.nan_to_num(cov), 0.0)
     x = (md1 - md0) / DMD_SCALE
-    imputed = {"24h scan": int((np.isnan(md1).any(axis=1) & use).sum())}
+    later = names.primary
+    imputed = {f"{later} scan": int((np.isnan(md1).any(axis=1) & use).sum())}
     for kk, k in enumerate(outcomes):
-        imputed[f"24h {k}"] = int((np.isnan(y[:, kk]) & use).sum())
+        imputed[f"{later} {k}"] = int((np.isnan(y[:, kk]) & use).sum())
     data = ImputationData(
         x=x[None], y=y[None], b=b[None], md0=np.where(use[:, None], md0, 0.0)[None] /
         DMD_SCALE, treated=treated[None], use=use[None],
         cov=None if cov is None else cov[None])
     return _Prepared(data=data, ids=ids, rois=rois, outcomes=list(outcomes),
                      dropped={k: v for k, v in dropped.items() if v},
-                     imputed=imputed, row_index=row_index)
+                     imputed=imputed, row_index=row_index, names=names)
 
 
 def _completed(changes: pd.DataFrame, prep: _Prepared, X, Y, shift=None):
@@ -844,21 +864,25 @@ def _completed(changes: pd.DataFrame, prep: _Prepared, X, Y, shift=None):
     d_md = out["d_md"].to_numpy(float).copy()
     fill = np.isnan(d_md[pos])  # observed values stay exactly as they were
     d_md[pos[fill]] = (X * DMD_SCALE)[have][fill]
+    nm = prep.names
+    md0 = f"md_{nm.baseline}"
     out["d_md"] = d_md
-    out["md_24h"] = out["md_baseline"] + out["d_md"]
-    out["d_md_pct"] = 100.0 * out["d_md"] / out["md_baseline"]
+    out[f"md_{nm.primary}"] = out[md0] + out["d_md"]
+    out["d_md_pct"] = 100.0 * out["d_md"] / out[md0]
     for kk, k in enumerate(prep.outcomes):
         yk = Y[..., kk] if shift is None else Y[..., kk] + shift[:, kk, None]
         col = out[f"d_{k}"].to_numpy(float).copy()
         fill = np.isnan(col[pos]) | (shift is not None)
         col[pos[fill]] = yk[have][fill]
         out[f"d_{k}"] = col
-        out[f"{k}_24h"] = out[f"{k}_baseline"] + out[f"d_{k}"]
+        out[nm.score_column(k, nm.primary)] = (
+            out[nm.score_column(k, nm.baseline)] + out[f"d_{k}"])
     return out
 
 
 def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, families,
-                alpha, imputations, rng, familywise="holm-bh", shifts=None):
+                alpha, imputations, rng, familywise="holm-bh", shifts=None,
+                names=None):
     """Multiple-imputation analysis of one changes table (see :func:`fit_models`).
 
     Returns the :class:`~dtitool.stats.models.AnalysisResults` of the pooled
@@ -881,10 +905,9 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
             "complete cases")
     _, imputations = check_missing("mi", imputations)
     t0 = time.perf_counter()
-    outcomes = [k for k in ("madrs", "qids")
-                if {f"d_{k}", f"{k}_baseline"} <= set(changes.columns)]
+    outcomes, names = models._check_changes(changes, names)
     covariates = (covariates,) if isinstance(covariates, str) else tuple(covariates)
-    prep = _prepare(changes, None, outcomes, covariates)
+    prep = _prepare(changes, None, outcomes, covariates, names)
     _check_imputable(prep)
     ss = as_seed_sequence(rng)
     X, Y, ok = impute(prep.data, imputations=imputations, seed=ss)
@@ -904,7 +927,7 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
             _blank_dropped(done, prep)
             res = models.fit_complete_data(
                 done, covariates=covariates, inference=inference,
-                families=families, alpha=alpha)
+                families=families, alpha=alpha, names=names)
             tables.append(res.table)
             if first is None:
                 first = res
@@ -922,7 +945,7 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
         formula=first.formula, covariates=first.covariates, robust=first.robust,
         families=first.families, elapsed=time.perf_counter() - t0,
         inference=first.inference, seed=int(ss.entropy), missing="mi",
-        imputations=imputations, missing_summary=line)
+        imputations=imputations, missing_summary=line, names=names)
 
 
 def _check_imputable(prep: _Prepared) -> None:
@@ -936,7 +959,7 @@ def _check_imputable(prep: _Prepared) -> None:
         names = [f"dMD of {roi}"] + [f"{k} change" for k in prep.outcomes]
         for v, name in enumerate(names):
             miss = ~np.isfinite(V[j, :, v]) & use
-            for arm, member in zip(GROUPS, (d.treated[0], ~d.treated[0]),
+            for arm, member in zip(prep.names.arms, (d.treated[0], ~d.treated[0]),
                                    strict=True):
                 if not (miss & member).any():
                     continue
@@ -992,8 +1015,9 @@ def _mi_counts(prep: _Prepared):
     per = {}
     for j, roi in enumerate(prep.rois):
         for kk, k in enumerate(prep.outcomes):
-            counts = {"24h scan imputed": int(x_mis[:, j].sum()),
-                      f"24h {k} imputed": int(y_mis[:, kk].sum())}
+            later = prep.names.primary
+            counts = {f"{later} scan imputed": int(x_mis[:, j].sum()),
+                      f"{later} {k} imputed": int(y_mis[:, kk].sum())}
             counts.update({f"left out: {r}": len(s) for r, s in prep.dropped.items()})
             per[(roi, k)] = (int((x_mis[:, j] | y_mis[:, kk]).sum()),
                              _reason_text(counts, "none"))
@@ -1014,7 +1038,8 @@ def _mi_line(prep: _Prepared, imputations: int, seed: int) -> str:
     what = _reason_text(prep.imputed) or "nothing missing"
     line = (f"missing data: multiple imputation, {imputations} imputations (seed "
             f"{seed}), Bayesian normal regressions within each arm and ROI, Rubin's "
-            f"rules with Barnard-Rubin df; 24 h data of {n_imp} of {len(prep.ids)} "
+            f"rules with Barnard-Rubin df; {prep.names.primary} data of {n_imp} of "
+            f"{len(prep.ids)} "
             f"participants imputed ({what})")
     if prep.dropped:
         gone = set().union(*prep.dropped.values())
@@ -1096,7 +1121,8 @@ def tipping_point(participants, roi_md, *, deltas: Sequence[float] = DEFAULT_DEL
                   covariates: Sequence[str] = ("baseline",), inference: str = "ols",
                   imputations: int = DEFAULT_IMPUTATIONS, rng=None,
                   alpha: float = 0.05, families=("term",), replicate=None,
-                  md_unit: str = "mm^2/s") -> TippingPoint:
+                  md_unit: str = "mm^2/s", names=None, design=None,
+                  control: str | None = None, visits=None) -> TippingPoint:
     """Delta-adjusted tipping-point analysis of the interaction models.
 
     The missing 24 h data are imputed under MAR (as ``fit_models(...,
@@ -1115,6 +1141,9 @@ def tipping_point(participants, roi_md, *, deltas: Sequence[float] = DEFAULT_DEL
         score did worse than MAR predicts).
     covariates, inference, imputations, rng, alpha, families, replicate, md_unit
         As in :func:`dtitool.stats.analysis.fit_models`.
+    names, design, control, visits
+        The trial's arms and visits, as in
+        :func:`dtitool.stats.analysis.fit_models`.
 
     Returns
     -------
@@ -1141,7 +1170,8 @@ def tipping_point(participants, roi_md, *, deltas: Sequence[float] = DEFAULT_DEL
                          f"{deltas!r}")
     t0 = time.perf_counter()
     changes = compute_changes(participants, roi_md, replicate=replicate,
-                              md_unit=md_unit)
+                              md_unit=md_unit, names=names, design=design,
+                              control=control, visits=visits)
     tables, prep, ss = fit_imputed(changes, covariates=covariates, formula=None,
                                    inference=inference, families=families,
                                    alpha=alpha, imputations=imputations, rng=rng,

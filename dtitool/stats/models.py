@@ -8,26 +8,29 @@ every completed dataset of a multiple imputation (:mod:`dtitool.stats.missing`).
 It knows nothing of missing data: ``analysis`` and ``missing`` import it, it
 imports neither.
 
-Per ROI ``r`` and outcome ``k`` (14 models for 7 ROIs x 2 outcomes) the default
-model is
+Per ROI ``r`` and outcome ``k`` (14 models for the default preset's 7 ROIs x 2
+outcomes) the default model is
 
 .. math::
 
-    \Delta score_k = b_0 + b_1 \, ket + b_2 \, x + b_3 \, ket \cdot x
+    \Delta score_k = b_0 + b_1 \, trt + b_2 \, x + b_3 \, trt \cdot x
                      + b_4 \, score_{k,baseline} + e,
 
-with ``x = dMD_r / DMD_SCALE`` (24 h minus baseline, per 1e-5 mm^2/s) and
-``ket`` the ketamine indicator (saline is the reference arm). In patsy terms:
-``d_score ~ C(group, Treatment('saline')) * d_md + baseline_score``.
+with ``x = dMD_r / DMD_SCALE`` (primary visit minus baseline, per 1e-5 mm^2/s)
+and ``trt`` the indicator of the treatment arm against the control arm (the
+design's ``control``). In patsy terms, for the default preset:
+``d_score ~ C(group, Treatment('saline')) * d_md + baseline_score``. Arms,
+visits and outcomes are the table's (:class:`~dtitool.design.TrialNames`, carried
+by the changes table).
 
 Reported terms, all from the one fitted model except the pooled slope:
 
 ``interaction``
     ``b_3``, the difference of the two arms' dMD slopes.
-``slope_ketamine``
-    ``b_2 + b_3``, the dMD slope in the ketamine arm (a contrast, ``t_test``).
-``slope_saline``
-    ``b_2``, the dMD slope in the saline arm.
+``slope_<treatment arm>``
+    ``b_2 + b_3``, the dMD slope in the treatment arm (a contrast, ``t_test``).
+``slope_<control arm>``
+    ``b_2``, the dMD slope in the control arm.
 ``slope_pooled``
     The dMD coefficient of the additive model (the same formula without the
     group x dMD interaction), a slope common to both arms.
@@ -62,12 +65,13 @@ from scipy import special
 # 0.43 s with multitest)
 from statsmodels.regression.linear_model import OLS, WLS
 
-from dtitool._constants import CONTROL, DMD_SCALE, DMD_UNIT, GROUPS, TERMS, TREATMENT
+from dtitool._constants import DMD_SCALE, DMD_UNIT
+from dtitool.design.layout import TrialNames
 from dtitool.simulate import as_seed_sequence
 from dtitool.stats.inference import check_inference, welch_df
 from dtitool.stats.multiplicity import adjust_within_families
 from dtitool.stats.permutation import PermutationModel, maxt_adjust, permutation_p
-from dtitool.tables import COVARIATES, MIN_PER_ARM, _roi_order
+from dtitool.tables import COVARIATES, MIN_PER_ARM, NAMES_ATTR, _roi_order
 
 __all__ = [
     "COVARIATES",
@@ -76,7 +80,6 @@ __all__ = [
     "FMI_COLUMN",
     "MAXT_COLUMN",
     "RESULT_COLUMNS",
-    "TERMS",
     "AnalysisResults",
     "default_formula",
     "fit_complete_data",
@@ -156,8 +159,8 @@ class AnalysisResults:
     inference : str
         ``ols``, ``hc3`` or ``welch`` (also a column of :attr:`table`).
     arm_fits : mapping
-        ``welch`` only: ``(roi, outcome) -> {"ketamine": res, "saline": res}``,
-        the per-arm statsmodels fits.
+        ``welch`` only: ``(roi, outcome) -> {arm: res}``, the per-arm
+        statsmodels fits.
     permutations : int
         Permutations behind ``p_maxt`` (0 without max-T).
     seed : int or None
@@ -173,6 +176,8 @@ class AnalysisResults:
         Imputations behind a ``mi`` analysis (0 for complete case).
     missing_summary : str
         One line: how many participants were left out or imputed, and why.
+    names : TrialNames or None
+        The arms, control arm and visits of the data (and so the terms).
     """
 
     table: pd.DataFrame
@@ -195,6 +200,7 @@ class AnalysisResults:
     missing: str = "complete-case"
     imputations: int = 0
     missing_summary: str = ""
+    names: TrialNames | None = None
 
     def term(self, roi: str, outcome: str, term: str) -> pd.Series:
         """Return the table row of one ROI, outcome and term."""
@@ -206,29 +212,34 @@ class AnalysisResults:
             )
         return row.iloc[0]
 
-    def summary(self, *, terms: Sequence[str] = TERMS) -> str:
-        """Return a readable text table of the results, with units stated."""
+    def summary(self, *, terms: Sequence[str] | None = None) -> str:
+        """Return a readable text table of the results (every term by default)."""
         return format_summary(self, terms=terms)
 
 
-def default_formula(covariates: Sequence[str] = ("baseline",), *, types=None) -> str:
+def default_formula(covariates: Sequence[str] = ("baseline",), *, control: str,
+                    types=None) -> str:
     """Return the interaction model's patsy formula for the given covariates.
 
     Parameters
     ----------
     covariates : sequence of str
         Names from :data:`COVARIATES` or participants columns.
+    control : str
+        The control arm (the reference level of ``group``).
     types : mapping, optional
         ``name -> "numeric" | "categorical"``; names not given are numeric
         except ``sex``.
 
     Examples
     --------
-    >>> default_formula(("baseline", "age", "sex"))
+    >>> default_formula(("baseline", "age", "sex"), control="saline")
     "d_score ~ C(group, Treatment('saline')) * d_md + baseline_score + age + C(sex)"
     """
+    if not isinstance(control, str) or not control:
+        raise TypeError(f"control must be an arm name; got {control!r}")
     types = dict(types or {})
-    rhs = [f"C(group, Treatment({CONTROL!r})) * d_md"]
+    rhs = [f"C(group, Treatment({control!r})) * d_md"]
     for c in covariates:
         name = "baseline_score" if c == "baseline" else c
         plain = _NAME_RE.match(name) and not keyword.iskeyword(name)
@@ -238,7 +249,8 @@ def default_formula(covariates: Sequence[str] = ("baseline",), *, types=None) ->
     return "d_score ~ " + " + ".join(rhs)
 
 
-def _check_options(covariates, formula, robust, families, alpha, changes):
+def _check_options(covariates, formula, robust, families, alpha, changes,
+                   names: TrialNames):
     if robust not in (None, "HC3"):
         raise ValueError(f"robust must be None or 'HC3', got {robust!r}")
     if families is None:
@@ -272,7 +284,7 @@ def _check_options(covariates, formula, robust, families, alpha, changes):
             others = sorted(
                 set(changes.columns)
                 - taken
-                - {"md_baseline", "md_24h", "d_md_pct"}
+                - {f"md_{v}" for v in names.visits} - {"d_md_pct"}
                 - {c for c in changes.columns if c.startswith("d_")}
             )
             raise ValueError(
@@ -284,13 +296,15 @@ def _check_options(covariates, formula, robust, families, alpha, changes):
             types[c] = "categorical"
     if len(set(covariates)) != len(covariates):
         raise ValueError(f"covariates are repeated: {covariates}")
-    return covariates, default_formula(covariates, types=types), families
+    return (covariates,
+            default_formula(covariates, control=names.control, types=types),
+            families)
 
 
 _FRAME_COLUMNS = ("participant_id", "group", "roi", "d_md_pct")
 
 
-def _model_frame(changes: pd.DataFrame, outcome: str,
+def _model_frame(changes: pd.DataFrame, outcome: str, names: TrialNames,
                  columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Return the data a formula sees: every changes column, or only ``columns``.
 
@@ -301,9 +315,9 @@ def _model_frame(changes: pd.DataFrame, outcome: str,
         :, [c for c in dict.fromkeys([*_FRAME_COLUMNS, *columns])
             if c in changes.columns]].copy()
     frame["d_score"] = changes[f"d_{outcome}"]
-    frame["baseline_score"] = changes[f"{outcome}_baseline"]
+    frame["baseline_score"] = changes[names.score_column(outcome, names.baseline)]
     frame["d_md"] = changes["d_md"] / DMD_SCALE
-    frame["baseline_md"] = changes["md_baseline"] / DMD_SCALE
+    frame["baseline_md"] = changes[f"md_{names.baseline}"] / DMD_SCALE
     return frame
 
 
@@ -311,10 +325,11 @@ def _term_factor_codes(term) -> list[str]:
     return [f.name() for f in term.factors]
 
 
-def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str) -> np.ndarray:
-    """Rows d(design row)/d(d_md) for a ketamine and a saline subject.
+def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str,
+                     names: TrialNames) -> np.ndarray:
+    """Rows d(design row)/d(d_md) for a treatment-arm and a control-arm subject.
 
-    Returns an array (2, p): [ketamine, saline]. Raises if the model is not
+    Returns an array (2, p): [treatment, control]. Raises if the model is not
     linear in d_md, lacks the required terms, or lets the slope depend on
     another variable.
     """
@@ -332,10 +347,10 @@ def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str) -> np.ndarr
         raise ValueError(
             f"formula {formula!r} must contain the main effects of group and "
             "d_md and their interaction (e.g. 'd_score ~ C(group, "
-            "Treatment(\"saline\")) * d_md + baseline_score')"
+            f"Treatment({names.control!r})) * d_md + baseline_score')"
         )
     row = frame.iloc[[0] * 6].copy()
-    row["group"] = [TREATMENT] * 3 + [CONTROL] * 3
+    row["group"] = [names.treatment] * 3 + [names.control] * 3
     row["d_md"] = [0.0, 1.0, 2.0] * 2
     (X,) = patsy.build_design_matrices([design_info], row, NA_action="raise")
     X = np.asarray(X)
@@ -406,7 +421,7 @@ def _estimable(X: np.ndarray, L: np.ndarray) -> np.ndarray:
 
 
 def _estimable_terms(X, ket, L3, keep, l_add, within, inference) -> np.ndarray:
-    """Estimability of the four reported terms (TERMS order) of one model."""
+    """Estimability of the four reported terms (``names.terms`` order)."""
     pooled = _estimable(X[:, keep], l_add)[0]
     if inference != "welch":
         return np.r_[_estimable(X, L3), pooled]
@@ -415,38 +430,59 @@ def _estimable_terms(X, ket, L3, keep, l_add, within, inference) -> np.ndarray:
     return np.array([k and c, k, c, pooled])
 
 
-def _why_not_estimable(used: pd.DataFrame) -> str:
+def _why_not_estimable(used: pd.DataFrame, names: TrialNames) -> str:
     d = used["d_md"].to_numpy()
     if d.size and np.ptp(d) == 0:
         return f"d_md does not vary: every subject has {d[0]:g}"
-    for g in GROUPS:
+    for g in names.arms:
         dg = d[used["group"].to_numpy() == g]
         if dg.size and np.ptp(dg) == 0:
             return f"d_md does not vary within the {g} arm"
     return "the model's columns are collinear (a covariate duplicates another term)"
 
 
-def _check_changes(changes) -> list[str]:
-    """Raise unless ``changes`` is a changes table; return its outcomes."""
+def changes_names(changes: pd.DataFrame, names=None) -> TrialNames:
+    """Return the arms and visits of a changes table: ``names``, or its own.
+
+    :func:`dtitool.tables.compute_changes` records them in
+    ``changes.attrs["trial_names"]``; a changes table built otherwise needs
+    ``names`` (``design.names``).
+    """
+    if names is None:
+        names = getattr(changes, "attrs", {}).get(NAMES_ATTR)
+    if names is None:
+        raise ValueError(
+            "the changes table does not say which arms and visits it holds; build "
+            "it with dtitool.tables.compute_changes, or pass names=design.names")
+    if not isinstance(names, TrialNames):
+        raise TypeError(f"names must be a TrialNames (design.names); got "
+                        f"{type(names).__name__}")
+    return names
+
+
+def _check_changes(changes, names=None) -> tuple[list[str], TrialNames]:
+    """Raise unless ``changes`` is a changes table; return its outcomes and names."""
     if not isinstance(changes, pd.DataFrame):
         raise TypeError(
             f"changes must be a DataFrame from compute_changes, got "
             f"{type(changes).__name__}"
         )
-    need = ["participant_id", "group", "roi", "d_md", "md_baseline"]
+    names = changes_names(changes, names)
+    need = ["participant_id", "group", "roi", "d_md", f"md_{names.baseline}"]
     missing = [c for c in need if c not in changes.columns]
     if missing:
         raise ValueError(
             f"changes table is missing column(s) {missing}; build it with "
             "compute_changes"
         )
-    outcomes = [
-        k for k in ("madrs", "qids")
-        if {f"d_{k}", f"{k}_baseline"} <= set(changes.columns)
-    ]  # fmt: skip
+    # md_<visit> are the changes table's own MD columns, not an outcome
+    outcomes = [k for k in names.outcomes_in(changes.columns)
+                if k != "md" and f"d_{k}" in changes.columns]
     if not outcomes:
-        raise ValueError("changes table has no outcome change columns (d_madrs...)")
-    return outcomes
+        raise ValueError(
+            "changes table has no outcome change columns: an outcome needs "
+            f"<outcome>_{names.baseline}, <outcome>_{names.primary} and d_<outcome>")
+    return outcomes, names
 
 
 
@@ -462,6 +498,7 @@ def fit_complete_data(
     permutations: int = DEFAULT_PERMUTATIONS,
     rng=None,
     alpha: float = 0.05,
+    names: TrialNames | None = None,
 ) -> AnalysisResults:
     """Fit every ROI x outcome model to a changes table: the complete-data analysis.
 
@@ -480,10 +517,11 @@ def fit_complete_data(
         saying how many participants were left out, and why, is the caller's
         (``fit_changes`` adds those columns and ``missing_summary``).
     """
-    outcomes = _check_changes(changes)
+    outcomes, names = _check_changes(changes, names)
+    terms = names.terms
     user_formula = formula is not None
     covariates, formula, families = _check_options(
-        covariates, formula, robust, families, alpha, changes
+        covariates, formula, robust, families, alpha, changes, names
     )
     inference = _check_inference_options(robust, inference, familywise, permutations)
     not_estimable: dict[tuple[str, str], str] = {}
@@ -493,7 +531,7 @@ def fit_complete_data(
     fits, additive_fits, used_rows, arm_fits, perm_models = {}, {}, {}, {}, []
     subject_index = {s: i for i, s in enumerate(pd.unique(changes["participant_id"]))}
     for outcome in outcomes:
-        frame = _model_frame(changes, outcome,
+        frame = _model_frame(changes, outcome, names,
                              None if user_formula else ("group", *covariates))
         _check_shadowed_names(formula, frame)
         try:
@@ -511,13 +549,13 @@ def fit_complete_data(
                 f"{outcome} scores, both scans of an ROI and every covariate)"
             )
         info = X_df.design_info
-        L = _slope_contrasts(info, frame.loc[y_df.index], formula)
+        L = _slope_contrasts(info, frame.loc[y_df.index], formula, names)
         L3 = np.vstack([L[0] - L[1], L[0], L[1]])
         keep = ~_interaction_columns(info)
         L_add = L[0, keep][None, :]
         if not np.any(L_add):
             raise ValueError(f"formula {formula!r} has no d_md main effect")
-        names = np.asarray(info.column_names)
+        columns = np.asarray(info.column_names)
         within = ~_group_columns(info)
         used = frame.loc[y_df.index]
         y_all = y_df.to_numpy()[:, 0]
@@ -528,7 +566,7 @@ def fit_complete_data(
         for roi in rois:
             rows = roi_used == roi
             n = int(rows.sum())
-            counts = {g: int((group_used[rows] == g).sum()) for g in GROUPS}
+            counts = {g: int((group_used[rows] == g).sum()) for g in names.arms}
             if min(counts.values()) < MIN_PER_ARM or n - X_all.shape[1] < 1:
                 raise ValueError(
                     f"too few subjects to fit {roi} / {outcome}: "
@@ -537,9 +575,9 @@ def fit_complete_data(
                     f"and more than {X_all.shape[1]} in all)"
                 )
             y, X = y_all[rows], X_all[rows]
-            ket = group_used[rows] == TREATMENT
-            inf = _infer(y, X, names, ket, L3, keep, L_add[0], within, inference,
-                         alpha)
+            ket = group_used[rows] == names.treatment
+            inf = _infer(y, X, columns, ket, L3, keep, L_add[0], within,
+                         inference, alpha, names)
             fits[(roi, outcome)] = inf.full
             additive_fits[(roi, outcome)] = inf.additive
             if inf.arms:
@@ -547,8 +585,8 @@ def fit_complete_data(
             used_rows[(roi, outcome)] = index_used[rows]
             ok = _estimable_terms(X, ket, L3, keep, L_add[0], within, inference)
             if not ok.all():
-                not_estimable[(roi, outcome)] = _why_not_estimable(used[rows])
-            for term, row, fine in zip(TERMS, inf.rows, ok, strict=True):
+                not_estimable[(roi, outcome)] = _why_not_estimable(used[rows], names)
+            for term, row, fine in zip(terms, inf.rows, ok, strict=True):
                 if not fine:  # NaN with a reason, never SE 0 and p 1
                     row = (np.nan, np.nan, np.nan, row[3], np.nan, np.nan, np.nan)
                 records.append((roi, outcome, term, *row, n))
@@ -567,7 +605,7 @@ def fit_complete_data(
     if familywise == "maxt":
         seed, table[MAXT_COLUMN] = _maxt_column(table, families, perm_models,
                                                 inference, permutations, rng)
-    table = _sort(table, rois, outcomes)
+    table = _sort(table, rois, outcomes, terms)
     if not_estimable:
         by_reason: dict[str, list[str]] = {}
         for (r, o), why in not_estimable.items():
@@ -595,6 +633,7 @@ def fit_complete_data(
         permutations=permutations if familywise == "maxt" else 0,
         seed=seed,
         not_estimable=not_estimable,
+        names=names,
     )
 
 # ------------------------------------------------------------ inference options
@@ -664,8 +703,12 @@ def _contrast_rows(res, L, alpha):
             for e, s, t, p, (lo, hi) in zip(*cols, ci, strict=True)]
 
 
-def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Inferred:
-    """Return the four terms of one model under one inference option."""
+def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha,
+           trial: TrialNames) -> _Inferred:
+    """Return the four terms of one model under one inference option.
+
+    ``names``: the design matrix's column names; ``trial``: the arms.
+    """
     if inference != "welch":
         kw = {"cov_type": "HC3", "use_t": True} if inference == "hc3" else {}
         res = _ols(y, X, names, **kw)
@@ -675,15 +718,16 @@ def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Infe
         return _Inferred(rows, res, res_add, {})
     # Welch: each arm on its own, the formula without its group terms.
     arms, slope = {}, {}
-    for arm, rows_a in ((TREATMENT, ket), (CONTROL, ~ket)):
+    treatment, control = trial.treatment, trial.control
+    for arm, rows_a in ((treatment, ket), (control, ~ket)):
         Xa = X[rows_a][:, within]
         res_a = _ols(y[rows_a], Xa, names[within])
         arms[arm] = res_a
-        la = L3[1 if arm == TREATMENT else 2][within]
+        la = L3[1 if arm == treatment else 2][within]
         df_a = res_a.df_resid
         var = float(la @ res_a.cov_params() @ la) if df_a > 0 else np.nan
         slope[arm] = (float(la @ res_a.params), var, df_a)
-    (ek, vk, dk), (es, vs, ds) = slope[TREATMENT], slope[CONTROL]
+    (ek, vk, dk), (es, vs, ds) = slope[treatment], slope[control]
     inter = _row(ek - es, np.sqrt(vk + vs), welch_df(vk, dk, vs, ds), alpha)
     out = [inter, _row(ek, np.sqrt(vk), dk, alpha), _row(es, np.sqrt(vs), ds, alpha)]
     # Pooled slope: feasible GLS of the additive model, weights 1 / s_a^2.
@@ -693,7 +737,7 @@ def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Infe
         nan = (np.nan,) * 7
         return _Inferred([*out, nan], _ols(y, X, names), None, arms)
     s2 = {arm: float(arms[arm].scale) for arm in arms}
-    w = np.where(ket, 1.0 / s2[TREATMENT], 1.0 / s2[CONTROL])
+    w = np.where(ket, 1.0 / s2[treatment], 1.0 / s2[control])
     model = WLS(y, Xa, weights=w)
     model.data.xnames = list(names[keep])
     model.data.ynames = "d_score"
@@ -701,7 +745,7 @@ def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha) -> _Infe
     Phi = np.asarray(res_w.normalized_cov_params)
     m = Phi @ l_add
     var, v = float(l_add @ m), []
-    for arm, rows_a in ((TREATMENT, ket), (CONTROL, ~ket)):
+    for arm, rows_a in ((treatment, ket), (control, ~ket)):
         Hm = (Xa[rows_a].T @ (Xa[rows_a] @ m)) / s2[arm]
         va = float(m @ Hm)
         # Kenward-Roger adjustment for the estimated weights.
@@ -731,36 +775,42 @@ def _maxt_column(table, families, models, inference, permutations, rng):
     return int(ss.entropy), out
 
 
-def _sort(table, rois, outcomes):
+def _sort(table, rois, outcomes, terms):
     order = (
         table["roi"].map({r: i for i, r in enumerate(rois)}) * 1000
         + table["outcome"].map({k: i for i, k in enumerate(outcomes)}) * 10
-        + table["term"].map({t: i for i, t in enumerate(TERMS)})
+        + table["term"].map({t: i for i, t in enumerate(terms)})
     )
     return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(
         drop=True
     )
 
 
-def format_summary(results: AnalysisResults, *, terms: Sequence[str] = TERMS) -> str:
+def format_summary(results: AnalysisResults, *,
+                   terms: Sequence[str] | None = None) -> str:
     """Format ``results`` as a readable text table.
 
     Parameters
     ----------
     results : AnalysisResults
-    terms : sequence of str
-        Terms to show.
+    terms : sequence of str, optional
+        Terms to show (default: every term of the results).
 
     Returns
     -------
     str
     """
+    if terms is None:
+        terms = list(dict.fromkeys(results.table["term"]))
     t = results.table.loc[results.table["term"].isin(list(terms))]
+    nm = results.names
+    span = (f"{nm.primary} minus {nm.baseline}" if nm is not None
+            else "follow-up minus baseline")
     maxt = MAXT_COLUMN in t.columns
     lines = [
         f"Model: {results.formula}; inference {results.inference}"
         + (f" ({_INFERENCE_TEXT[results.inference]})"),
-        f"Estimates: score points {results.dmd_unit} (24 h minus baseline); "
+        f"Estimates: score points {results.dmd_unit} ({span}); "
         "negative score change = improvement, so a positive slope means MD "
         "decrease goes with improvement.",
         "Adjusted p (Holm, BH-FDR"

@@ -123,8 +123,8 @@ class OLSBatch:
         Parameters
         ----------
         c : sequence of float, length p
-            Contrast weights, e.g. ``[0, 0, 1, 1, 0]`` for the ketamine-arm slope
-            of ``[1, ketamine, x, ketamine*x, baseline]``.
+            Contrast weights, e.g. ``[0, 0, 1, 1, 0]`` for the treatment arm's
+            slope of ``[1, treated, x, treated*x, baseline]``.
         alpha : float
             One minus the confidence level of the interval.
 

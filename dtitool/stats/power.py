@@ -59,7 +59,7 @@ dtitool.stats.power import X`` keeps working for every name):
 from __future__ import annotations
 
 # The public API of Monte Carlo power, from the modules that define it.
-from dtitool._constants import CURVE_PARAMETERS, TERMS
+from dtitool._constants import CURVE_PARAMETERS
 from dtitool.stats import multiplicity as _multiplicity
 from dtitool.stats import power_engine as _engine
 from dtitool.stats import power_run as _run
@@ -115,7 +115,6 @@ __all__ = [
     "PERMUTATION_STREAM",
     "POWER_COLUMNS",
     "SIZE_LEVEL",
-    "TERMS",
     "TRUTH_STREAM",
     "BatchModels",
     "PowerCurve",

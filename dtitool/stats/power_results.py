@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dtitool._constants import TERMS
 from dtitool.design import StudyDesign
 from dtitool.stats.binomial import wilson_interval
 
@@ -146,7 +145,8 @@ class PowerResult:
         if len(row) != 1:
             raise ValueError(
                 f"no test {roi}/{outcome}/{term}; ROIs {list(self.design.roi_names)}, "
-                f"outcomes {list(self.design.outcome_names)}, terms {list(TERMS)}"
+                f"outcomes {list(self.design.outcome_names)}, terms "
+                f"{list(self.design.names.terms)}"
             )
         return row.iloc[0]
 
@@ -400,7 +400,7 @@ def finding_size(res: PowerResult, test) -> tuple[float, object]:
 def _outcome_p(res: PowerResult, test) -> np.ndarray:
     roi, outcome, term = tuple(test)[:3]
     d = res.design
-    j, t = d.roi_names.index(roi), TERMS.index(term)
+    j, t = d.roi_names.index(roi), d.names.terms.index(term)
     ks = (list(range(len(d.outcome_names))) if outcome == ANY_OUTCOME
           else [d.outcome_names.index(outcome)])
     return res.signed_p[:, j, ks, t]
