@@ -425,8 +425,9 @@ class OutputTransaction:
         no file name; the user needs to know which output could not be
         written, and that nothing of it was kept.
         """
-        if e.filename is not None and os.path.isabs(os.fspath(e.filename)):
-            return e
+        if e.errno is None or (e.filename is not None
+                               and os.path.isabs(os.fspath(e.filename))):
+            return e  # not a failed write (a worker died), or it names its file
         where = ", ".join(repr(v) for v in dict.fromkeys(self.shown.values()))
         return OSError(e.errno, f"{e.strerror or e} while writing the outputs to "
                        f"{where or 'the output folder'}; nothing was written there")

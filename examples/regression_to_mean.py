@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     sal0 = ~a0.treated
     d0 = a0.d_score[..., 0]
     sal_obs = d0[sal0].mean()
-    sal_true = madrs.change_mean.saline
+    sal_true = madrs.change_mean[base.control]
     rtm_default = madrs.regression_to_mean()
 
     # (2) Untreated patients at each threshold and two reliabilities.
@@ -106,8 +106,8 @@ def main(argv=None) -> int:
     # (3) Trials admitted at --threshold: estimators of the ketamine effect.
     design = with_madrs(base, inclusion_min=args.threshold)
     rtm = design.outcomes[0].regression_to_mean()
-    effect = (design.outcomes[0].change_mean.ketamine
-              - design.outcomes[0].change_mean.saline)
+    effect = (design.outcomes[0].change_mean[design.treatment]
+              - design.outcomes[0].change_mean[design.control])
     a = simulate_arrays(design, seed=args.seed, stop=args.replicates)
     b_, f_ = a.scores[..., 0, 0], a.scores[..., 0, 1]
     ket = a.treated.astype(float)
@@ -124,8 +124,9 @@ def main(argv=None) -> int:
         fit = ols_batch(X, y)
         est[label] = (fit.coef[:, 1], fit.bse[:, 1])
     # What each estimator should estimate if there were no regression to the mean.
-    targets = {"saline pre-post change": design.outcomes[0].change_mean.saline,
-               "ketamine pre-post change": design.outcomes[0].change_mean.ketamine}
+    cm = design.outcomes[0].change_mean
+    targets = {"saline pre-post change": cm[design.control],
+               "ketamine pre-post change": cm[design.treatment]}
     rows = [{"estimator": k, "target": targets.get(k, effect),
              "mean_estimate": v.mean(), "sd_over_trials": v.std(ddof=1),
              "mean_model_se": np.nan if se is None else se.mean()}

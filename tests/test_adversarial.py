@@ -53,6 +53,8 @@ def tables(w: Path, edit, name="t") -> Path:
     d.mkdir(parents=True, exist_ok=True)
     p.to_csv(d / "participants.tsv", sep="\t", index=False)
     r.to_csv(d / "roi_md.tsv", sep="\t", index=False)
+    for f in ("design.toml", "visits.tsv"):  # the trial's names travel along
+        (d / f).write_bytes((w / "cohort" / f).read_bytes())
     return d
 
 
@@ -264,7 +266,8 @@ cases("analyze", lambda w, spec: analyze(w, tables(w, spec[0]), *spec[1]), {
     "score-text": (set_col("qids_24h", "ten", slice(0, 1)), ()),
     "score-inf": (set_col("qids_24h", "inf", slice(0, 1)), ()),
     "baseline-missing": (set_col("madrs_baseline", np.nan, slice(0, 1)), ()),
-    "half-outcome": (lambda p, r: (p.drop(columns="qids_24h"), r), ()),
+    # (an outcome with one of its two columns is a warning naming it, and the
+    # other outcomes are analysed: tests/test_names.py)
     "no-outcome": (lambda p, r: (p.drop(columns=["qids_24h", "qids_baseline",
                                                  "madrs_24h", "madrs_baseline"]),
                                  r), ()),
@@ -573,10 +576,8 @@ def _(w):
 
 # --- extract
 cases("extract", lambda w, f: f(w), {
-    "out-existing-folder-force": lambda w: extract_args(
-        w, out=w / "existing", extra=["--force"]),
+    # (--out may name a folder: roi_md.tsv is written into it)
     "out-existing-folder": lambda w: extract_args(w, out=w / "existing"),
-    "out-trailing-slash": lambda w: extract_args(w, out=str(w / "new") + "/"),
     "out-fifo-force": lambda w: extract_args(w, out=fifo(w, "o.tsv"),
                                              extra=["--force"]),
     "out-is-a-map-force": lambda w: extract_args(
@@ -616,9 +617,9 @@ cases("extract", lambda w, f: f(w), {
         w / "bad" / "a.nii.gz", np.where(atlas_array() == 7, 9, atlas_array()))),
     "lut-missing-column": lambda w: extract_args(w, lut=text_file(
         w, "l.tsv", "label\tname\n1\tL_BA10\n")),
-    "lut-unknown-roi": lambda w: extract_args(w, lut=text_file(
+    "lut-name-padded": lambda w: extract_args(w, lut=text_file(
         w, "l.tsv", "index\tname\n" + "".join(
-            f"{i}\tROI{i}\n" for i in range(1, 8)))),
+            f"{i}\t roi{i} \n" for i in range(1, 8)))),
     "lut-duplicate-index": lambda w: extract_args(w, lut=text_file(
         w, "l.tsv", "index\tname\n1\tL_BA10\n1\tR_BA10\n")),
     "lut-fraction-index": lambda w: extract_args(w, lut=text_file(
@@ -653,8 +654,9 @@ cases("extract", lambda w, f: f(w), {
             atlas_array() == 2, np.inf, md_map(3)).astype(np.float32))),
     "map-no-ids": lambda w: extract_args(w, save_nifti(w / "bad" / "md.nii.gz",
                                                       md_map(3))),
-    "map-bad-session": lambda w: extract_args(w, save_nifti(
-        w / "bad" / "sub-02_ses-week1_MD.nii.gz", md_map(3))),
+    "map-session-off-schedule": lambda w: extract_args(w, save_nifti(
+        w / "bad" / "sub-02_ses-week1_MD.nii.gz", md_map(3)),
+        extra=["--visits", w / "cohort" / "visits.tsv"]),
     "map-duplicate": lambda w: extract_args(
         w, w / "img" / "sub-01_ses-24h_MD.nii.gz", save_nifti(
             w / "bad" / "sub-01" / "sub-01_ses-24h_MD.nii.gz", md_map(3))),

@@ -36,6 +36,8 @@ def _tables(w, edit):
     p, r = edit(p, r)
     p.to_csv(d / "participants.tsv", sep="\t", index=False)
     r.to_csv(d / "roi_md.tsv", sep="\t", index=False)
+    for f in ("design.toml", "visits.tsv"):  # the trial's names travel along
+        (d / f).write_bytes((w / "cohort" / f).read_bytes())
     return d
 
 

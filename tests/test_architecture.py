@@ -119,7 +119,9 @@ ALLOWED = {
     "_validation": set(),
     "_memory": set(),
     "_workers": set(),
-    "columns": {"_constants"},
+    # the data dictionary describes a design's own names (its arms, visits,
+    # outcome scales): it reads the design, which imports nothing above it
+    "columns": {"_constants", "design"},
     # the output protocol
     "_staging": {"_workers"},
     "_io": {"_workers", "_staging", "columns", "__version__"},
@@ -127,8 +129,8 @@ ALLOWED = {
     **{m: (_EXECUTION - {m}) | {"_workers", "__version__"} for m in _EXECUTION},
     # the stages, bottom up
     "design": {"_constants", "_validation"},
-    "simulate": {"design", "_constants", "_io", "_memory"},
-    "tables": {"design", "_constants", "_io", "_memory"},
+    "simulate": {"design", "_constants", "_io", "_memory", "columns"},
+    "tables": {"design", "_constants", "_io", "_memory", "columns"},
     "imaging": _LOW | _EXECUTION | {"_io", "__version__"},
     "stats": _LOW | _EXECUTION | {"design", "simulate", "tables"},
     "report": _LOW | _EXECUTION | {"_io", "__version__", "design", "simulate",

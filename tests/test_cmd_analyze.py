@@ -135,7 +135,9 @@ def _bad_inputs():
     grp = p.copy()
     grp.loc[0, "group"] = "Ketamine"
     return {
-        "missing column": (p.drop(columns="madrs_baseline"), r, "madrs_baseline"),
+        # (one missing score column is a warning naming it: test_names.py)
+        "no outcome": (p.drop(columns=["madrs_baseline", "qids_baseline"]), r,
+                       "outcome"),
         "unknown group": (grp, r, "unknown group label"),
         "duplicate rows": (p, dup, "duplicated participant/session/ROI"),
         "nan md": (p, nan_md, "md is empty"),

@@ -254,6 +254,7 @@ def test_ids_that_look_missing_are_text(world):
     d.mkdir()
     p.to_csv(d / "participants.tsv", sep="\t", index=False)
     r.to_csv(d / "roi_md.tsv", sep="\t", index=False)
+    (d / "design.toml").write_bytes((world / "cohort" / "design.toml").read_bytes())
     parts, roi = read_tables(d)
     assert set(LOOKS_MISSING) <= set(parts["participant_id"])
     assert set(LOOKS_MISSING) <= set(roi["participant_id"])
@@ -272,6 +273,7 @@ def test_empty_id_is_still_an_error(world, empty):
     d.mkdir()
     p.to_csv(d / "participants.tsv", sep="\t", index=False)
     (d / "roi_md.tsv").write_bytes((world / "cohort" / "roi_md.tsv").read_bytes())
+    (d / "design.toml").write_bytes((world / "cohort" / "design.toml").read_bytes())
     code, _, err = quiet_main(["analyze", d, "--out", world / "res" / "r.tsv"])
     line = one_error(code, err)
     assert "empty participant_id (row 3)" in line, line

@@ -1,4 +1,4 @@
-"""The data layer with names of a design's own (issue 20).
+"""The data layer with names of a design's own.
 
 A design with arms drug/placebo (control placebo), visits pre/week1, outcomes
 hamd (HAM-D17) and bdi (BDI-II) and ROIs thalamus/putamen is simulated, written

@@ -259,7 +259,8 @@ def test_force_keeps_user_files_and_replaces_only_listed_ones(tmp_path, capsys):
                     "derivatives/dtitool/notes.txt", "design.toml",
                     MANIFEST_NAME, "figures", "figures/my_plot.png",
                     "participants.json", "participants.tsv", "roi_md.json",
-                    "roi_md.tsv", "true_md.json", "true_md.tsv"]
+                    "roi_md.tsv", "true_md.json", "true_md.tsv", "visits.json",
+                    "visits.tsv"]
 
 
 @pytest.mark.parametrize("kind", ["user_file", "changed", "fifo", "symlink",

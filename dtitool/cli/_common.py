@@ -123,14 +123,16 @@ def apply_run_record(args: argparse.Namespace, run: Mapping, source: str):
     if not run:
         return None
     parsers = getattr(args, "_parsers", {})
+    # commands whose --design repeats a design's run (analyze's --design only
+    # describes the data it reads: it records no run)
+    repeatable = {c for c, p in parsers.items()
+                  if "design" in {a.dest for a in p._actions} and c != "analyze"}
     cmd = run.get("command")
     if cmd is None:  # written before runs recorded their command
         allowed = set(_LEGACY_KEYS)
     else:
-        if not isinstance(cmd, str) or cmd not in parsers or "design" not in {
-                a.dest for a in parsers[cmd]._actions}:
-            known = sorted(c for c, p in parsers.items()
-                           if "design" in {a.dest for a in p._actions})
+        if not isinstance(cmd, str) or cmd not in repeatable:
+            known = sorted(repeatable)
             raise ValueError(f"{source}: run.command must be one of "
                              f"{', '.join(known)}; got {cmd!r}")
         allowed = set(RUN_META) | set(_recordable(parsers[cmd]))
