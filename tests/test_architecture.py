@@ -122,9 +122,10 @@ ALLOWED = {
     # the data dictionary describes a design's own names (its arms, visits,
     # outcome scales): it reads the design, which imports nothing above it
     "columns": {"_constants", "design"},
-    # the output protocol
+    # tables with their sidecars, and the output protocol
+    "_tsv": {"columns"},
     "_staging": {"_workers"},
-    "_io": {"_workers", "_staging", "columns", "__version__"},
+    "_io": {"_workers", "_staging", "_tsv", "columns", "__version__"},
     # where tasks run, progress, gzip: itself, _workers and the version only
     **{m: (_EXECUTION - {m}) | {"_workers", "__version__"} for m in _EXECUTION},
     # the stages, bottom up
