@@ -28,9 +28,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 # public name -> module that defines it
 _EXPORTS = {
-    "dtitool._constants": (
-        "DMD_SCALE", "GROUPS", "MD_UNIT", "OUTCOMES", "ROI_NAMES", "SESSIONS",
-    ),
+    "dtitool._constants": ("DMD_SCALE", "MD_UNIT"),
     "dtitool.design": (
         "StudyDesign", "available_presets", "load_preset", "read_design",
         "write_design",
@@ -55,7 +53,8 @@ _EXPORTS = {
     "dtitool.imaging.extract": ("extract_roi_md", "read_lut"),
     "dtitool.stats.models": ("RESULT_COLUMNS", "AnalysisResults", "default_formula"),
     "dtitool.stats.analysis": ("fit_changes", "fit_models"),
-    "dtitool.stats.missing": ("TippingPoint", "impute", "rubin", "tipping_point"),
+    "dtitool.stats.imputation": ("impute", "rubin"),
+    "dtitool.stats.missing": ("TippingPoint", "tipping_point"),
     "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
     "dtitool.stats.power": (
         "PowerCurve", "PowerGrid", "PowerResult", "SampleSizeResult",

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from _analysis_tables import PLANTED, make_tables
+from _analysis_tables import PLANTED, ROI_NAMES, make_tables
 from statsmodels.stats.multitest import multipletests
 
-from dtitool._constants import DMD_UNIT, ROI_NAMES
+from dtitool._constants import DMD_UNIT
 from dtitool.stats.analysis import (
     RESULT_COLUMNS,
     AnalysisResults,

@@ -4,7 +4,6 @@ import tomllib
 import numpy as np
 import pytest
 
-from dtitool._constants import ROI_NAMES
 from dtitool.design import (
     PerArm,
     available_presets,
@@ -15,6 +14,8 @@ from dtitool.design import (
     read_design,
     write_design,
 )
+
+ROI_NAMES = load_preset("ketamine-rct").roi_names  # the default preset's ROIs
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,11 @@ import pandas as pd
 import pytest
 from _analysis_tables import make_tables
 
-from dtitool._constants import ROI_NAMES
+from dtitool.design import load_preset
 from dtitool.stats.analysis import fit_models
 from dtitool.stats.reference import compare_to_reported, reported_findings
+
+ROI_NAMES = load_preset("ketamine-rct").roi_names  # the default preset's ROIs
 
 # the default preset's terms (a design's are design.names.terms)
 TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")

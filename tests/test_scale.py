@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dtitool._constants import ROI_NAMES
 from dtitool.cli import main
 from dtitool.design import load_preset
+
+ROI_NAMES = load_preset("ketamine-rct").roi_names  # the default preset's ROIs
 
 distributed = pytest.importorskip("distributed")
 

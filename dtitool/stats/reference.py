@@ -10,7 +10,7 @@ a beta. The table lives in ``dtitool/data/reported_findings.tsv`` (package data)
 with one row per test:
 
 ``roi``, ``outcome``, ``term``
-    As in the analysis results (:data:`dtitool.stats.analysis.TERMS`). ``outcome`` is
+    As in the analysis results (``design.names.terms``). ``outcome`` is
     ``"any"`` where the abstract does not say which outcome (R BA10: "at least
     one"); the comparison then uses the outcome with the smaller p.
 ``direction``

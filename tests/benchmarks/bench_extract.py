@@ -48,7 +48,10 @@ def make_maps(folder: Path) -> tuple[list[Path], Path]:
 def _numpy_table(n: int):
     import pandas as pd
 
-    from dtitool._constants import ROI_NAMES, SESSIONS
+    from dtitool.design import load_preset
+
+    ROI_NAMES = load_preset("ketamine-rct").roi_names
+    SESSIONS = load_preset("ketamine-rct").visit_names
 
     rng = np.random.default_rng(0)
     pid = np.repeat([f"sub-{i:03d}" for i in range(1, n + 1)], 14)
