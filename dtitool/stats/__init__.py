@@ -7,8 +7,11 @@
 - :mod:`~dtitool.stats.models`: the per-ROI x outcome models of one dataset
   (statsmodels), under the same inference options: the complete-data analysis,
   its results and summary.
-- :mod:`~dtitool.stats.missing`: missing data, multiple imputation (Rubin's
-  rules) and the tipping-point analysis; imports ``models``.
+- :mod:`~dtitool.stats.imputation`: the multiple-imputation engine (Bayesian
+  normal regressions within arm), Rubin's rules, power's imputed trials.
+- :mod:`~dtitool.stats.missing`: missing data in one dataset: complete case,
+  multiple imputation, the tipping-point analysis; imports ``imputation`` and
+  ``models``.
 - :mod:`~dtitool.stats.analysis`: ``fit_models`` and ``fit_changes``, the entry
   points, complete case or multiple imputation; imports both.
 - :mod:`~dtitool.stats.permutation`: max-T family-wise p by Freedman-Lane

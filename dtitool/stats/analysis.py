@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from dtitool.stats.missing import check_missing, complete_case_columns, fit_imputed
+from dtitool.stats.imputation import check_missing
+from dtitool.stats.missing import complete_case_columns, fit_imputed
 from dtitool.stats.models import (
     COVARIATES,
     DEFAULT_PERMUTATIONS,
@@ -137,7 +138,7 @@ def fit_models(
         variables observed. ``mi``: missing 24 h scans and scores are imputed
         ``imputations`` times within each arm from the group, the baseline
         scores and MD and the observed 24 h data (chained Bayesian normal
-        regressions, :mod:`dtitool.stats.missing`), every completed dataset is
+        regressions, :mod:`dtitool.stats.imputation`), every completed dataset is
         analysed under ``inference`` and the results pooled by Rubin's rules
         with Barnard-Rubin df (adds the ``fmi`` column). ``mi`` takes its
         covariates from ``covariates`` (no ``formula``), does not support
@@ -146,7 +147,7 @@ def fit_models(
         participants were left out or imputed, and why.
     imputations : int, optional
         Imputations for ``mi`` (default
-        :data:`dtitool.stats.missing.DEFAULT_IMPUTATIONS`, 20).
+        :data:`dtitool.stats.imputation.DEFAULT_IMPUTATIONS`, 20).
     names, design, control, visits : optional
         The trial's arms, control arm and visits, as
         :func:`dtitool.tables.resolve_names` takes them: ``design`` (or its

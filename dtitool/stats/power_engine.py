@@ -8,7 +8,7 @@ replicate (float32), block sums of the estimates, family-wise counts unadjusted,
 Holm and BH (:mod:`dtitool.stats.multiplicity`); in the null counterpart also
 each family's smallest p per trial and per within-arm permutation of dMD, the
 null draws of max-T. Under ``missing="mi"`` each trial is imputed and pooled
-first (:func:`dtitool.stats.missing.batch_models_imputed`).
+first (:func:`dtitool.stats.imputation.batch_models_imputed`).
 
 Reproducibility: per-replicate values depend only on the seed and the replicate
 index (the simulator's blocks, and :data:`PERMUTATION_STREAM` blocks for the
@@ -93,11 +93,11 @@ def _chunk_imputed(arrays, seed, spec: _Spec) -> dict:
 
     Each replicate is imputed ``spec.imputations`` times, every (replicate x
     imputation) model fitted by the batched engine at once and pooled by Rubin's
-    rules (:func:`dtitool.stats.missing.batch_models_imputed`). The imputation
+    rules (:func:`dtitool.stats.imputation.batch_models_imputed`). The imputation
     draws come from the chunk's stream (``seed``: the run's, or the null
     counterpart's), block by block.
     """
-    from dtitool.stats.missing import batch_models_imputed
+    from dtitool.stats.imputation import batch_models_imputed
 
     infs = (spec.inference, *spec.alternatives) if spec.null else (spec.inference,)
     bms, imputed = batch_models_imputed(arrays, infs, imputations=spec.imputations,

@@ -154,7 +154,7 @@ def power(
         How each simulated trial handles the design's missing 24 h data
         (``design.missing``): ``complete-case`` drops the subjects, ``mi``
         imputes every trial ``imputations`` times (Bayesian normal regressions
-        within arm, :mod:`dtitool.stats.missing`), fits all (trial x imputation)
+        within arm, :mod:`dtitool.stats.imputation`), fits all (trial x imputation)
         models with the batched engine and pools them by Rubin's rules with
         Barnard-Rubin df. The null counterpart is analysed the same way, so
         ``size`` is the size of the pooled test; its max-T critical values come
@@ -164,7 +164,7 @@ def power(
         bias of the missing-data method.
     imputations : int, optional
         Imputations per trial for ``mi`` (default
-        :data:`~dtitool.stats.missing.DEFAULT_IMPUTATIONS`, 20).
+        :data:`~dtitool.stats.imputation.DEFAULT_IMPUTATIONS`, 20).
 
     Returns
     -------
@@ -494,7 +494,7 @@ def _points_work(designs, replicates: int, size: bool) -> int:
 
 
 def _check_missing(missing, imputations):
-    from dtitool.stats.missing import check_missing
+    from dtitool.stats.imputation import check_missing
 
     return check_missing(missing, imputations)
 
