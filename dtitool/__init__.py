@@ -10,7 +10,8 @@ The package follows the data flow (``docs/architecture.md``)::
     simulate   cohort simulation at ROI level;  tables: tidy tables, read and checked
     imaging/   phantom, synthetic images, gradients, tensor fit, ROI extraction
     stats/     batched OLS engine, the models, power, implied effects, reported results
-    report/    figures, the HTML report, the demo pipeline
+    pipeline   the demo: every step run, one results object
+    report/    figures, the HTML report (the demo's rendered from its results)
     cli/       the ``dtitool`` command line
 
 The public API is re-exported here (see ``__all__``). Names are loaded on first
@@ -72,7 +73,7 @@ _EXPORTS = {
         "plot_forest", "plot_md_sessions", "plot_power_curve", "plot_roi_slices",
         "plot_scatter_grid",
     ),
-    "dtitool.report.demo": ("DemoSettings", "run_demo"),
+    "dtitool.pipeline": ("DemoSettings", "run_demo"),
     "dtitool.report.explorer": ("explorer_html",),
 }  # fmt: skip
 _MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}

@@ -8,6 +8,8 @@
   ``stats/`` or ``report/``; ``stats/`` never imports ``imaging/`` or
   ``report/``; the lower layers (``design/``, ``simulate``, ``tables``, the
   output protocol, the execution layer) import none of the stages above them;
+  ``report/`` renders and does not orchestrate: it never imports the demo
+  ``pipeline``, the execution layer, ``_workers`` or ``_io``;
   only ``report/`` imports matplotlib.
 - No import cycle among the package's modules (imports inside functions count).
 - Nothing in the repository points to a document outside it, and every
@@ -110,7 +112,7 @@ _EXECUTION = {"_executor", "_dask", "_progress", "_gzip"}
 ALLOWED = {
     # the root: lazy re-exports only (PEP 562), never the CLI
     "": {"_constants", "design", "simulate", "tables", "imaging", "stats",
-         "report", "columns"},
+         "report", "pipeline", "columns"},
     "__main__": {"cli"},
     "__version__": set(),
     # the lowest layer: shared names, memory estimates, process lifetime,
@@ -134,10 +136,17 @@ ALLOWED = {
     "tables": {"design", "_constants", "_io", "_memory", "columns"},
     "imaging": _LOW | _EXECUTION | {"_io", "__version__"},
     "stats": _LOW | _EXECUTION | {"design", "simulate", "tables"},
-    "report": _LOW | _EXECUTION | {"_io", "__version__", "design", "simulate",
-                                   "tables", "imaging", "stats"},
+    # report/ renders (figures, pages) from results it is given: it runs no
+    # step, starts no process and commits no output, so it imports neither the
+    # execution layer, _workers, _io nor the pipeline
+    "report": (_LOW - {"_workers"}) | {"__version__", "design", "simulate",
+                                       "tables", "imaging", "stats"},
+    # the demo pipeline runs the steps, then has report/ render its results
+    "pipeline": _LOW | _EXECUTION | {"_io", "__version__", "design", "simulate",
+                                     "tables", "imaging", "stats", "report"},
     "cli": _LOW | _EXECUTION | {"_io", "__version__", "design", "simulate",
-                                "tables", "imaging", "stats", "report"},
+                                "tables", "imaging", "stats", "report",
+                                "pipeline"},
 }
 
 
@@ -204,6 +213,10 @@ def _write(root: Path, rel: str, text: str) -> None:
     ("stats/x.py", "import matplotlib.pyplot as plt\n", "only report/ may import"),
     ("cli/x.py", "from matplotlib.figure import Figure\n", "only report/ may import"),
     ("report/x.py", "from dtitool.cli import main\n", "report may not import cli"),
+    ("report/x.py", "def f():\n    from dtitool.pipeline import run_demo\n",
+     "report may not import pipeline"),
+    ("report/x.py", "from dtitool._executor import open_executor\n",
+     "report may not import _executor"),
     ("stats/y.py", "from ..report import plots\n", "stats may not import report"),
     ("design/spec.py", "from dtitool import simulate\n",
      "design may not import simulate"),

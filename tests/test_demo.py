@@ -7,22 +7,32 @@ import pytest
 from _browser import find_chromium, render_page
 
 from dtitool.cli import main
-from dtitool.report.demo import OUTPUTS, DemoSettings
+from dtitool.pipeline import OUTPUTS, DemoSettings
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """One demo run: its folder and what it printed (progress lines)."""
+    """One demo run: its folder, what it printed (progress lines) and the
+    results object its report was rendered from."""
     import contextlib
     import io
 
+    import dtitool.report.demo as renderer
+
+    render, seen = renderer.render_demo_report, []
+
+    def keep(results, out, **kwargs):
+        seen.append(results)
+        return render(results, out, **kwargs)
+
     out = tmp_path_factory.mktemp("demo") / "out"
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.setattr(renderer, "render_demo_report", keep)
         code = main(["demo", "--out", str(out), "--replicates", "400",
                      "--curve-replicates", "200"])
-    assert code == 0
-    return out, printed.getvalue()
+    assert code == 0 and len(seen) == 1
+    return out, printed.getvalue(), seen[0]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +43,7 @@ def demo_dir(demo_run):
 def test_progress_lines_and_closing_line(demo_run):
     """One line per step (7, numbered; the Monte Carlo lane's reported when it
     ends), then the total time and the disk space the outputs take."""
-    out, printed = demo_run
+    out, printed, _ = demo_run
     lines = printed.splitlines()
     steps = [re.fullmatch(r"step (\d+)/7 .+ \.\.\. done in \d+\.\d s", ln)
              for ln in lines if ln.startswith("step ")]
@@ -149,6 +159,32 @@ def test_demo_bad_arguments(tmp_path, capsys, args, match):
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_report_renders_from_the_results_object(demo_run, tmp_path):
+    """report/ renders, the pipeline orchestrates: the one results object the
+    pipeline returned gives the demo's page and figures again, byte for byte
+    (figures drawn anew here, in this process)."""
+    from dtitool.pipeline import DemoResults
+    from dtitool.report.demo import DEMO_FIGURES, render_demo_report
+
+    out, _, results = demo_run
+    assert isinstance(results, DemoResults)
+    assert results.report_path == out / "report.html"
+    assert set(results.figure_data) == set(DEMO_FIGURES)
+    assert set(results.timings) == {"imaging", "monte_carlo"}
+    path = render_demo_report(results, tmp_path)
+    assert path.read_bytes() == (out / "report.html").read_bytes()
+    for file in DEMO_FIGURES.values():
+        assert (tmp_path / "figures" / file).read_bytes() == (
+            out / "figures" / file).read_bytes(), file
+
+
+def test_draw_demo_figure_names_the_figures():
+    from dtitool.report.demo import draw_demo_figure
+
+    with pytest.raises(ValueError, match=r"name must be one of slices, .*; got 'pie'"):
+        draw_demo_figure("pie")
 
 
 def test_settings_validate():

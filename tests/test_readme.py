@@ -47,7 +47,7 @@ def test_extract_glob_matches_dtitools_own_maps(tmp_path, capsys):
 def test_readme_quotes_the_demos_n_for_80_percent_power():
     """The README's n for 80 % power is the default demo's (same search, seed 7)."""
     from dtitool.design import load_preset
-    from dtitool.report.demo import DemoSettings
+    from dtitool.pipeline import DemoSettings
     from dtitool.stats.power import sample_size
     from dtitool.stats.reference import reported_families
 

@@ -53,7 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``dtitool demo``."""
     from dtitool.design import load_preset, read_design
-    from dtitool.report.demo import DemoSettings, run_demo
+    from dtitool.pipeline import DemoSettings, run_demo
 
     if args.design:
         design, run_table = read_design(args.design)
