@@ -58,7 +58,7 @@ _EXPORTS = {
     "dtitool.stats.missing": ("TippingPoint", "tipping_point"),
     "dtitool.stats.ols": ("ContrastResult", "OLSBatch", "ols_batch"),
     "dtitool.stats.power": (
-        "PowerCurve", "PowerGrid", "PowerResult", "SampleSizeResult",
+        "MonteCarlo", "PowerCurve", "PowerGrid", "PowerResult", "SampleSizeResult",
         "analytic_power", "null_counterpart", "power", "power_curve", "power_grid",
         "sample_size", "vary_design", "wilson_interval",
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 
@@ -13,6 +14,7 @@ from dtitool.cli._common import (
     add_design_options,
     add_execution_options,
     executor,
+    n_jobs,
     resolve_design,
     run_record,
 )
@@ -214,6 +216,7 @@ def run(args) -> int:
     """Run ``dtitool power``."""
     from dtitool.stats.power import (
         POWER_COLUMNS,
+        MonteCarlo,
         power,
         power_curve,
         power_grid,
@@ -254,7 +257,11 @@ def run(args) -> int:
     if args.target_power is not None and args.missing != "complete-case":
         raise ValueError("--target-power searches n with complete-case analyses "
                          "only; run it without --missing mi")
-    missing = {"missing": args.missing, "imputations": args.imputations}
+    # checked before anything is written; n_jobs becomes the executor's workers
+    settings = MonteCarlo(replicates=args.replicates, alpha=args.alpha,
+                          inference=args.inference, rng=seed, n_jobs=n_jobs(args),
+                          chunk_size=args.chunk_size, missing=args.missing,
+                          imputations=args.imputations)
 
     names = ["power.tsv", "familywise.tsv", "design.toml"]
     if curve:
@@ -270,13 +277,11 @@ def run(args) -> int:
     with (atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
                          seed=seed) as tmp,
           executor(args) as ex):
-        common = {"alpha": args.alpha, "inference": args.inference, "n_jobs":
-                  ex.workers, "chunk_size": args.chunk_size, "dask": ex,
-                  "replicates": R, "rng": seed}
+        common = {"settings": dataclasses.replace(settings, n_jobs=ex.workers),
+                  "dask": ex}
         with prog.step(f"power of {design.name!r}: {R} trials and {R} of its null "
                        "counterpart", unit="rep") as bar:
-            res = power(design, families=families, progress=bar, **common,
-                        **missing)
+            res = power(design, families=families, progress=bar, **common)
         write_tsv(res.table[list(POWER_COLUMNS)], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
         (tmp / "design.toml").write_text(
@@ -289,7 +294,7 @@ def run(args) -> int:
             with prog.step(f"power curve over {curve[0]}: {len(curve[1])} points",
                            unit="rep") as bar:
                 pc = power_curve(design, parameter=curve[0], values=curve[1],
-                                 families=families, progress=bar, **common, **missing)
+                                 families=families, progress=bar, **common)
             write_tsv(pc.table, tmp / "power_curve.tsv")
         ss = None
         if args.target_power is not None:
@@ -305,7 +310,7 @@ def run(args) -> int:
             points = math.prod(len(v) for _, v in grid)
             with prog.step(f"power grid: {points} points x {R} trials",
                            unit="rep") as bar:
-                pg = power_grid(design, axes=grid, progress=bar, **common, **missing)
+                pg = power_grid(design, axes=grid, progress=bar, **common)
             write_tsv(pg.table, tmp / "power_grid.tsv")
         if curve or grid:
             with prog.step("writing " + " and ".join(

@@ -12,11 +12,12 @@ design misses would need, and notes on reading the results
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._progress import Progress
-from dtitool.cli._common import executor
+from dtitool.cli._common import executor, n_jobs
 from dtitool.cli.power import add_design_arguments, resolve
 
 
@@ -55,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``dtitool reproduce``."""
     from dtitool.design import load_preset
-    from dtitool.stats.power import power, size_warning
+    from dtitool.stats.power import MonteCarlo, power, size_warning
     from dtitool.stats.reference import reference_mismatch, reported_families
     from dtitool.stats.reproduce import (
         add_needed,
@@ -75,12 +76,14 @@ def run(args) -> int:
     families = reported_families(design) or None
     prog = Progress(1 + (other is not None), quiet=args.quiet)
     R = args.replicates
+    # checked before anything is written; n_jobs becomes the executor's workers
+    settings = MonteCarlo(replicates=R, alpha=args.alpha, inference=args.inference,
+                          rng=seed, n_jobs=n_jobs(args), chunk_size=args.chunk_size)
     with (atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
                          inputs=[args.design], seed=seed) as tmp,
           executor(args) as ex):
-        kw = {"replicates": R, "rng": seed, "alpha": args.alpha,
-              "inference": args.inference, "n_jobs": ex.workers,
-              "chunk_size": args.chunk_size, "dask": ex}
+        kw = {"settings": dataclasses.replace(settings, n_jobs=ex.workers),
+              "dask": ex}
         with prog.step(f"power of {design.name!r}: {R} trials and {R} of its null "
                        "counterpart", unit="rep") as bar:
             res = power(design, families=families, progress=bar, **kw)

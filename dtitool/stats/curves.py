@@ -10,6 +10,7 @@ equals a :func:`~dtitool.stats.power_run.power` run of its design with that seed
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import warnings
@@ -26,7 +27,8 @@ from dtitool.simulate import as_seed_sequence
 from dtitool.stats.design_variants import design_parameter, vary_design
 from dtitool.stats.power_engine import _normalise_families
 from dtitool.stats.power_results import GRID_COLUMNS, PowerCurve, PowerGrid
-from dtitool.stats.power_run import _check_int, _check_run, _points_work, _run_points
+from dtitool.stats.power_run import _points_work, _run_points
+from dtitool.stats.settings import MonteCarlo, _resolve
 
 __all__ = ["MAX_GRID_POINTS", "check_grid_axes", "power_curve", "power_grid"]
 
@@ -36,6 +38,7 @@ def power_curve(
     *,
     parameter: str,
     values: Sequence[float],
+    settings: MonteCarlo | None = None,
     replicates: int = 1000,
     alpha: float = 0.05,
     inference: str = "ols",
@@ -54,8 +57,9 @@ def power_curve(
 
     Every point uses the same seed (common random numbers), so points that share
     a null counterpart (an ``effect`` curve) or a reference sample (an ``n``
-    curve) simulate it once. Other arguments as in :func:`power`; ``parameter``
-    as in :func:`vary_design`. The table holds every column of
+    curve) simulate it once. Other arguments (``settings``, a
+    :class:`~dtitool.stats.settings.MonteCarlo`, included) as in :func:`power`;
+    ``parameter`` as in :func:`vary_design`. The table holds every column of
     :attr:`PowerResult.table` per point, size and design analysis included.
     The chunks of all points are handed to the workers together (``n_jobs``,
     ``dask``), so a curve keeps a cluster busy; each point is the same as a
@@ -67,7 +71,11 @@ def power_curve(
     values = list(values)
     if not values:
         raise ValueError("values must not be empty")
-    ss = as_seed_sequence(rng)
+    settings = _resolve(power_curve, settings, replicates=replicates, alpha=alpha,
+                        inference=inference, rng=rng, n_jobs=n_jobs,
+                        chunk_size=chunk_size, missing=missing,
+                        imputations=imputations)
+    settings = dataclasses.replace(settings, rng=as_seed_sequence(settings.rng))
     designs = [vary_design(design, parameter, v) for v in values]
     tabs, fams = [None] * len(values), [None] * len(values)
 
@@ -75,11 +83,9 @@ def power_curve(
         tabs[i] = res.table.assign(parameter=parameter, value=values[i])
         fams[i] = res.familywise.assign(parameter=parameter, value=values[i])
 
-    _run_designs(designs, keep=keep, desc=f"power curve over {parameter}",
-                 replicates=replicates, alpha=alpha, inference=inference, ss=ss,
-                 n_jobs=n_jobs, chunk_size=chunk_size, families=families, size=size,
-                 design_analysis=design_analysis, progress=progress, dask=dask,
-                 missing=missing, imputations=imputations)
+    _run_designs(designs, settings, keep=keep, desc=f"power curve over {parameter}",
+                 families=families, size=size, design_analysis=design_analysis,
+                 progress=progress, dask=dask)
     lead = ["parameter", "value"]
     tab = pd.concat(tabs, ignore_index=True)
     fam = pd.concat(fams, ignore_index=True)
@@ -87,33 +93,27 @@ def power_curve(
         parameter=parameter,
         table=tab[lead + [c for c in tab.columns if c not in lead]],
         familywise=fam[lead + [c for c in fam.columns if c not in lead]],
-        seed=int(ss.entropy),
-        replicates=replicates,
+        seed=int(settings.rng.entropy),
+        replicates=settings.replicates,
     )
 
 
-def _run_designs(designs, *, keep, desc, replicates, alpha, inference, ss, n_jobs,
-                 chunk_size, families, size, design_analysis, progress, dask,
-                 missing="complete-case", imputations=None) -> None:
-    """Validate once, then stream every point's tasks (:func:`_run_points`).
+def _run_designs(designs, settings: MonteCarlo, *, keep, desc, families, size,
+                 design_analysis, progress, dask) -> None:
+    """Stream every point's tasks (:func:`_run_points`) through one executor.
 
     ``designs`` is not empty: :func:`power_curve` and :func:`power_grid` check
-    their values first.
+    their values first. ``settings`` were checked when made; its ``rng`` is the
+    SeedSequence every point uses.
     """
-    replicates, alpha, inference, workers, missing, imputations = _check_run(
-        replicates, alpha, inference, n_jobs, missing, imputations)
-    if chunk_size is not None:
-        _check_int("chunk_size", chunk_size, 1)
     for d in designs[:1]:
         _normalise_families(d, families)  # bad families fail before any work
-    with (open_executor(n_jobs, dask) as ex,
-          _progress.bar(progress, _points_work(designs, replicates, size), desc,
-                        unit="rep") as bar):
-        _run_points(designs, keep=keep, ex=ex, bar=bar, replicates=replicates,
-                    alpha=float(alpha), inference=inference, ss=ss,
-                    chunk_size=chunk_size, families=families, size=size,
-                    design_analysis=design_analysis, workers=workers,
-                    missing=missing, imputations=imputations)
+    with (open_executor(settings.n_jobs, dask) as ex,
+          _progress.bar(progress, _points_work(designs, settings.replicates, size),
+                        desc, unit="rep") as bar):
+        _run_points(designs, settings, keep=keep, ex=ex, bar=bar,
+                    families=families, size=size,
+                    design_analysis=design_analysis)
 
 
 MAX_GRID_POINTS = 100_000
@@ -185,6 +185,7 @@ def power_grid(
     design: StudyDesign,
     *,
     axes,
+    settings: MonteCarlo | None = None,
     replicates: int = 1000,
     alpha: float = 0.05,
     inference: str = "ols",
@@ -208,6 +209,10 @@ def power_grid(
         each with its values, e.g. ``{"n": range(40, 401, 20), "effect": [0.5,
         1], "reliability": [0.4, 0.6, 0.8]}``. A point sets each parameter in
         axis order (:func:`vary_design`).
+    settings : MonteCarlo, optional
+        ``replicates``, ``alpha``, ``inference``, ``rng``, ``n_jobs``,
+        ``chunk_size``, ``missing`` and ``imputations`` at once
+        (:class:`~dtitool.stats.settings.MonteCarlo`), as in :func:`power`.
     replicates, alpha, inference, rng, n_jobs, chunk_size, size, design_analysis,
     progress, dask, missing, imputations
         As in :func:`power`. Every point uses the same seed (common random
@@ -229,6 +234,11 @@ def power_grid(
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
     axes = check_grid_axes(axes)
+    settings = _resolve(power_grid, settings, replicates=replicates, alpha=alpha,
+                        inference=inference, rng=rng, n_jobs=n_jobs,
+                        chunk_size=chunk_size, missing=missing,
+                        imputations=imputations)
+    settings = dataclasses.replace(settings, rng=as_seed_sequence(settings.rng))
     names = [a for a, _ in axes]
     points = list(itertools.product(*(v for _, v in axes)))
     designs, where, impossible = [], [], {}
@@ -244,18 +254,15 @@ def power_grid(
             continue
         designs.append(d)
         where.append(i)
-    ss = as_seed_sequence(rng)
     tables: list = [None] * len(points)
 
     def keep(j, res):
         tables[where[j]] = res.table[list(GRID_COLUMNS)]
 
     if designs:
-        _run_designs(designs, keep=keep, desc="power grid", replicates=replicates,
-                     alpha=alpha, inference=inference, ss=ss, n_jobs=n_jobs,
-                     chunk_size=chunk_size, families=None, size=size,
-                     design_analysis=design_analysis, progress=progress, dask=dask,
-                     missing=missing, imputations=imputations)
+        _run_designs(designs, settings, keep=keep, desc="power grid",
+                     families=None, size=size, design_analysis=design_analysis,
+                     progress=progress, dask=dask)
     template = None
     for t in tables:
         if t is not None:
@@ -281,7 +288,8 @@ def power_grid(
                       "possible designs (their rows are empty); first: "
                       f"{first}", stacklevel=2)
     return PowerGrid(axes=axes, table=table, impossible=tuple(impossible.values()),
-                     seed=int(ss.entropy), replicates=int(replicates),
-                     alpha=float(alpha), inference=inference,
+                     seed=int(settings.rng.entropy),
+                     replicates=settings.replicates, alpha=settings.alpha,
+                     inference=settings.inference,
                      design_name=design.name,
                      base={name: design_parameter(design, name) for name in names})

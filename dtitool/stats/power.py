@@ -42,6 +42,9 @@ dtitool.stats.power import X`` keeps working for every name):
 
 - :mod:`dtitool.stats.power_run`: :func:`power`, a run cut into tasks and
   folded into a :class:`PowerResult` (size, design analysis, max-T);
+- :mod:`dtitool.stats.settings`: :class:`MonteCarlo`, the settings every
+  function here takes as one ``settings=`` (replicates, alpha, inference, rng,
+  workers, chunks, missing-data handling);
 - :mod:`dtitool.stats.power_engine`: what one chunk of trials computes;
 - :mod:`dtitool.stats.power_results`: :class:`PowerResult`,
   :class:`PowerCurve`, :class:`PowerGrid`, :class:`SampleSizeResult` and the
@@ -101,6 +104,7 @@ from dtitool.stats.power_run import (
 )
 from dtitool.stats.power_summary import missing_line, power_summary, size_warning
 from dtitool.stats.sample_size import sample_size
+from dtitool.stats.settings import MonteCarlo
 
 __all__ = [
     "ANY_OUTCOME",
@@ -117,6 +121,7 @@ __all__ = [
     "SIZE_LEVEL",
     "TRUTH_STREAM",
     "BatchModels",
+    "MonteCarlo",
     "PowerCurve",
     "PowerGrid",
     "PowerResult",

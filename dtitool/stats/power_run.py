@@ -37,7 +37,6 @@ from dtitool.simulate import BLOCK_SIZE, as_seed_sequence, simulation_bytes
 from dtitool.stats.binomial import size_band, wilson_interval
 from dtitool.stats.design_analysis import ZERO_SE, true_values
 from dtitool.stats.design_variants import null_counterpart
-from dtitool.stats.inference import check_inference
 from dtitool.stats.power_engine import (
     _by_finding,
     _chunk,
@@ -45,6 +44,7 @@ from dtitool.stats.power_engine import (
     _Spec,
 )
 from dtitool.stats.power_results import METHODS, PowerResult
+from dtitool.stats.settings import MonteCarlo, _resolve
 
 __all__ = ["power"]
 
@@ -82,15 +82,10 @@ def child_seed(ss: np.random.SeedSequence, key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, key))
 
 
-def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
 def power(
     design: StudyDesign,
     *,
+    settings: MonteCarlo | None = None,
     replicates: int = 2000,
     alpha: float = 0.05,
     inference: str = "ols",
@@ -112,6 +107,11 @@ def power(
     ----------
     design : StudyDesign
         Design to simulate (e.g. ``load_preset("ketamine-rct")``).
+    settings : MonteCarlo, optional
+        All of ``replicates``, ``alpha``, ``inference``, ``rng``, ``n_jobs``,
+        ``chunk_size``, ``missing`` and ``imputations`` at once
+        (:class:`~dtitool.stats.settings.MonteCarlo`); then those keywords may
+        be left out, and one given with another value is a TypeError.
     replicates : int
         Number of simulated trials.
     alpha : float
@@ -172,6 +172,9 @@ def power(
 
     Raises
     ------
+    TypeError
+        On an argument of the wrong type, or a keyword that contradicts
+        ``settings`` (the message names it).
     ValueError
         On a bad argument (the message names it).
 
@@ -185,43 +188,29 @@ def power(
     """
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
-    replicates, alpha, inference, n_jobs, missing, imputations = _check_run(
-        replicates, alpha, inference, n_jobs, missing, imputations)
-    chunk = _chunk_replicates(design, chunk_size, missing, imputations)
-    run = _PowerRun(design, replicates=replicates, alpha=float(alpha),
-                    inference=inference, ss=as_seed_sequence(rng), chunk=chunk,
-                    families=families, size=size, design_analysis=design_analysis,
-                    cache={} if _cache is None else _cache, workers=n_jobs,
-                    missing=missing, imputations=imputations)
-    with (open_executor(n_jobs, dask) as ex,
+    settings = _resolve(power, settings, replicates=replicates, alpha=alpha,
+                        inference=inference, rng=rng, n_jobs=n_jobs,
+                        chunk_size=chunk_size, missing=missing,
+                        imputations=imputations)
+    settings = dataclasses.replace(settings, rng=as_seed_sequence(settings.rng))
+    run = _PowerRun(design, settings, families=families, size=size,
+                    design_analysis=design_analysis,
+                    cache={} if _cache is None else _cache)
+    with (open_executor(settings.n_jobs, dask) as ex,
           _progress.bar(progress, run.work, f"power {design.name}",
                         unit="rep") as bar):
         ex.run(run.tasks, progress=bar)
     return run.result(stacklevel=3)
 
 
-def _check_run(replicates, alpha, inference, n_jobs, missing, imputations):
-    """Validate the arguments every power run shares; return them normalised."""
-    replicates = _check_int("replicates", replicates, 1)
-    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not (
-        0 < alpha < 1
-    ):
-        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
-    missing, imputations = _check_missing(missing, imputations)
-    return (replicates, float(alpha), check_inference(inference),
-            check_n_jobs(n_jobs), missing, imputations)
-
-
-def _chunk_replicates(design: StudyDesign, chunk_size, missing="complete-case",
-                      imputations=0) -> int:
+def _chunk_replicates(design: StudyDesign, settings: MonteCarlo) -> int:
     """Replicates per chunk: a multiple of BLOCK_SIZE (default scaled by n)."""
-    if chunk_size is None:
+    chunk = settings.chunk_size
+    if chunk is None:
         # Keep the working set of a chunk (~100 kB per replicate at n = 98) the
         # same for larger trials (and for the datasets of multiple imputation).
         chunk = max(BLOCK_SIZE, DEFAULT_CHUNK * 98 // max(design.n, 1)
-                    // (imputations if missing == "mi" else 1))
-    else:
-        chunk = _check_int("chunk_size", chunk_size, 1)
+                    // (settings.imputations if settings.missing == "mi" else 1))
     return -(-chunk // BLOCK_SIZE) * BLOCK_SIZE
 
 
@@ -272,15 +261,22 @@ class _PowerRun(_Waitable):
     already. Chunk results are folded in as they arrive, in any order
     (:meth:`_collect`); :meth:`when_ready` calls back once everything this run
     needs has reported.
+
+    ``settings.rng`` is the run's root SeedSequence (points of one curve or
+    grid share it).
     """
 
-    def __init__(self, design, *, replicates, alpha, inference, ss, chunk, families,
-                 size, design_analysis, cache, workers=1, missing="complete-case",
-                 imputations=0):
+    def __init__(self, design, settings: MonteCarlo, *, families, size,
+                 design_analysis, cache):
+        replicates, alpha = settings.replicates, settings.alpha
+        inference, missing = settings.inference, settings.missing
+        ss = as_seed_sequence(settings.rng)
+        chunk = _chunk_replicates(design, settings)
+        workers = check_n_jobs(settings.n_jobs)
         self.design, self.replicates, self.alpha = design, replicates, alpha
         self.inference, self.ss = inference, ss
         self.missing = missing
-        self.imputations = imputations if missing == "mi" else 0
+        self.imputations = settings.imputations if missing == "mi" else 0
         spec = _Spec(alpha=alpha, families=_normalise_families(design, families),
                      inference=inference, missing=missing,
                      imputations=self.imputations)
@@ -454,29 +450,23 @@ class _PowerRun(_Waitable):
         )
 
 
-def _run_points(designs, *, keep, ex, bar, replicates, alpha, inference, ss,
-                chunk_size, families, size, design_analysis, workers,
-                missing="complete-case", imputations=0) -> None:
+def _run_points(designs, settings: MonteCarlo, *, keep, ex, bar, families, size,
+                design_analysis) -> None:
     """Power at every design of ``designs``, all points' tasks streamed at once.
 
     Each point is planned when the executor asks for more work and handed to
     ``keep(i, result)`` as soon as everything it needs has reported, so a grid
     of thousands of points keeps only the points in flight in memory. Points
     share one cache (common random numbers: a null counterpart or a reference
-    sample shared by several points is simulated once).
+    sample shared by several points is simulated once). ``settings.rng`` is
+    the SeedSequence every point uses.
     """
     cache: dict = {}
 
     def tasks():
         for i, d in enumerate(designs):
-            run = _PowerRun(d, replicates=replicates, alpha=alpha,
-                            inference=inference, ss=ss,
-                            chunk=_chunk_replicates(d, chunk_size, missing,
-                                                    imputations),
-                            families=families, size=size,
-                            design_analysis=design_analysis, cache=cache,
-                            workers=workers, missing=missing,
-                            imputations=imputations)
+            run = _PowerRun(d, settings, families=families, size=size,
+                            design_analysis=design_analysis, cache=cache)
             run.when_ready(functools.partial(_keep_result, keep, i, run))
             yield from run.tasks
 
@@ -491,12 +481,6 @@ def _points_work(designs, replicates: int, size: bool) -> int:
     """Replicates a streamed run of ``designs`` simulates (for a progress total)."""
     nulls = {repr(null_counterpart(d)) for d in designs} if size else ()
     return replicates * (len(designs) + len(nulls))
-
-
-def _check_missing(missing, imputations):
-    from dtitool.stats.imputation import check_missing
-
-    return check_missing(missing, imputations)
 
 
 def _full_data(design: StudyDesign) -> StudyDesign:

@@ -10,6 +10,7 @@ the n with its Monte Carlo interval
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -18,13 +19,14 @@ import pandas as pd
 
 from dtitool import _progress
 from dtitool._executor import open_executor
+from dtitool._validation import check_int
 from dtitool.design import StudyDesign
 from dtitool.simulate import as_seed_sequence
 from dtitool.stats.design_variants import vary_design
-from dtitool.stats.inference import check_inference
 from dtitool.stats.power_engine import _check_test
 from dtitool.stats.power_results import ANY_OUTCOME, SampleSizeResult, finding_power
-from dtitool.stats.power_run import _check_int, power
+from dtitool.stats.power_run import power
+from dtitool.stats.settings import MonteCarlo, _resolve
 
 __all__ = ["sample_size"]
 
@@ -36,6 +38,7 @@ def sample_size(
     tests: Sequence[tuple] | None = None,
     n_min: int | None = None,
     n_max: int = 1000,
+    settings: MonteCarlo | None = None,
     replicates: int = 1000,
     alpha: float = 0.05,
     inference: str = "ols",
@@ -63,6 +66,10 @@ def sample_size(
         of a reported finding needs); without, rejections of either sign.
     n_min, n_max : int
         Search range (default from the smallest n with 4 per arm up to 1000).
+    settings : MonteCarlo, optional
+        ``replicates``, ``alpha``, ``inference``, ``rng``, ``n_jobs`` and
+        ``chunk_size`` at once (:class:`~dtitool.stats.settings.MonteCarlo`), as
+        in :func:`power`; its ``missing`` must be ``"complete-case"``.
     replicates, alpha, inference, rng, n_jobs, chunk_size, progress, dask
         As in :func:`power` (the search counts power only: no null counterpart
         and no design analysis at each n; one set of workers serves every n).
@@ -70,8 +77,22 @@ def sample_size(
     Returns
     -------
     SampleSizeResult
+
+    Raises
+    ------
+    TypeError
+        On an argument of the wrong type, or a keyword that contradicts
+        ``settings``.
+    ValueError
+        On a bad argument, or ``settings`` with ``missing="mi"`` (the search
+        runs complete-case analyses only).
     """
-    check_inference(inference)
+    settings = _resolve(sample_size, settings, replicates=replicates, alpha=alpha,
+                        inference=inference, rng=rng, n_jobs=n_jobs,
+                        chunk_size=chunk_size)
+    if settings.missing != "complete-case":
+        raise ValueError("sample_size searches n with complete-case analyses only; "
+                         f"got settings with missing={settings.missing!r}")
     if isinstance(target_power, bool) or not isinstance(target_power, float | int) or (
         not 0 < target_power < 1
     ):
@@ -96,21 +117,22 @@ def sample_size(
                     if t[1] == ANY_OUTCOME}
     a = design.allocation
     smallest = math.ceil(4 * sum(a.values()) / min(a.values()))
-    n_min = max(smallest, 8) if n_min is None else _check_int("n_min", n_min, 6)
-    n_max = _check_int("n_max", n_max, n_min)
-    ss = as_seed_sequence(rng)
+    n_min = max(smallest, 8) if n_min is None else check_int("n_min", n_min, 6)
+    n_max = check_int("n_max", n_max, n_min)
+    ss = as_seed_sequence(settings.rng)
+    # common random numbers: the same root SeedSequence at every n
+    settings = dataclasses.replace(settings, rng=ss)
     cache: dict[int, tuple] = {}
     stack = contextlib.ExitStack()
-    ex = stack.enter_context(open_executor(n_jobs, dask))
+    ex = stack.enter_context(open_executor(settings.n_jobs, dask))
     bar = stack.enter_context(_progress.bar(progress, None, "sample size",
                                             unit="rep"))
 
     def evaluate(n):
         if n not in cache:
-            res = power(vary_design(design, "n", n), replicates=replicates,
-                        alpha=alpha, inference=inference, rng=ss, n_jobs=n_jobs,
-                        chunk_size=chunk_size, size=False, design_analysis=False,
-                        families=any_families or None, progress=bar, dask=ex)
+            res = power(vary_design(design, "n", n), settings=settings, size=False,
+                        design_analysis=False, families=any_families or None,
+                        progress=bar, dask=ex)
             rows = np.array([finding_power(res, t) for t in tests])
             worst = int(np.argmin(rows[:, 0]))
             label = "/".join(str(x) for x in tests[worst] if x is not None)
@@ -154,5 +176,5 @@ def sample_size(
     return SampleSizeResult(
         n=found, target_power=float(target_power), power=pw, power_ci_low=lo_ci,
         power_ci_high=hi_ci, n_plausible=plaus, tests=tuple(tests), evaluated=ev,
-        seed=int(ss.entropy), replicates=replicates, n_max=n_max,
+        seed=int(ss.entropy), replicates=settings.replicates, n_max=n_max,
     )

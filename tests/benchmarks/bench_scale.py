@@ -138,6 +138,7 @@ def projection(replicates: int = 10_000) -> None:
     from dtitool.design import load_preset
     from dtitool.stats.design_analysis import true_values
     from dtitool.stats.power import (
+        MonteCarlo,
         _chunk_replicates,
         check_grid_axes,
         null_counterpart,
@@ -202,8 +203,8 @@ def projection(replicates: int = 10_000) -> None:
         nulls.add(key)
         work += replicates * (cost(d.n) + (cost(d.n, null_rate) if new_null else 0))
         for c in tasks:
-            tasks[c] += math.ceil(replicates / _chunk_replicates(d, c)) * (
-                1 + new_null)
+            chunk = _chunk_replicates(d, MonteCarlo(chunk_size=c))
+            tasks[c] += math.ceil(replicates / chunk) * (1 + new_null)
         truths.add(point[1:])  # the reference sample depends on effect, reliability
     work += len(truths) * truth
     for c in tasks:
