@@ -113,7 +113,7 @@ def bench_cli(replicates: int) -> dict:
     for jobs in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "dtitool.cli", "power",
+            subprocess.run([sys.executable, "-m", "dtitool", "power",
                             "--replicates", str(replicates), "--seed", "1", "--out",
                             tmp, "--quiet", "--n-jobs", str(jobs)], check=True)
             out[f"dtitool power CLI, --n-jobs {jobs}"] = time.perf_counter() - t
