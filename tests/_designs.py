@@ -31,7 +31,8 @@ def drug_placebo_dict(*, n: int = 60, missing: dict | None = None) -> dict:
     return {
         "schema": 2,
         "name": "drug-placebo",
-        "description": "two-arm trial of a drug against placebo, one week apart, with names of its own (estimates for teaching)",
+        "description": ("two-arm trial of a drug against placebo, one week apart, "
+                        "with names of its own (estimates for teaching)"),
         "trial": {"n": n, "allocation": {"drug": 1, "placebo": 1},
                   "control": "placebo", "block_size": 4},
         "visits": [{"name": "pre", "hours": 0},
