@@ -414,3 +414,119 @@ def test_design_files_of_earlier_releases_keep_their_score_model():
     assert [(o.change_model, o.reliability) for o in old.outcomes] == [
         ("additive", 1.0), ("additive", 1.0)]
     assert old == load_preset("ketamine-rct-face-value")
+
+
+# ------------------------------------------------------------------ names, schema
+
+
+def _v2(**changes):
+    from dtitool.design import design_to_dict
+
+    d = design_to_dict(load_preset("ketamine-rct"))
+    d.update(changes)
+    return d
+
+
+def test_a_design_names_its_arms_control_and_visits():
+    from dtitool.design import design_from_dict
+
+    d = _v2()
+    d["trial"]["allocation"] = {"placebo": 1, "low": 1}
+    d["trial"]["control"] = "placebo"
+    for table in ("rois", "outcomes"):
+        for spec in d[table].values():
+            for k in ("change_mean", "change_sd"):
+                spec[k] = {"low": spec[k]["ketamine"], "placebo": spec[k]["saline"]}
+    d["correlations"]["roi_outcome"] = {
+        "low": d["correlations"]["roi_outcome"]["ketamine"],
+        "placebo": d["correlations"]["roi_outcome"]["saline"]}
+    del d["ranges"]
+    d["visits"] = [{"name": "pre", "hours": 0}, {"name": "day7", "days": 7}]
+    design = design_from_dict(d)
+    assert design.arms == ("low", "placebo")  # control last, whatever the order
+    assert design.treatment == "low" and design.control == "placebo"
+    assert design.visit_names == ("pre", "day7") and design.primary_visit == "day7"
+    assert design.visits[1].hours == 168.0
+    assert design.names.terms == ("interaction", "slope_low", "slope_placebo",
+                                  "slope_pooled")
+    assert design.arm_sizes() == (49, 49)
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"visits": None}, r"missing \[\[visits\]\]"),
+    ({"visits": [{"name": "pre", "hours": 0}]}, "lists 1 visit"),
+    ({"visits": [{"name": "pre", "hours": 0}, {"name": "a", "hours": 24},
+                 {"name": "b", "hours": 48}]}, "lists 3 visit"),
+    ({"visits": [{"name": "pre", "hours": 5}, {"name": "a", "hours": 24}]},
+     "must be 0"),
+    ({"visits": [{"name": "pre", "hours": 0}, {"name": "pre", "hours": 24}]},
+     "listed twice"),
+    ({"visits": [{"name": "ses 1", "hours": 0}, {"name": "a", "hours": 24}]},
+     "letters and digits"),
+    ({"schema": 3}, "schema = 3"),
+])
+def test_bad_schedules_and_schemas_are_named(change, match):
+    from dtitool.design import design_from_dict
+
+    d = _v2(**change)
+    if change.get("visits", 0) is None:
+        del d["visits"]
+    with pytest.raises(ValueError, match=match):
+        design_from_dict(d)
+
+
+def test_three_arms_are_refused_with_a_sentence():
+    from dtitool.design import design_from_dict
+
+    d = _v2()
+    d["trial"]["allocation"] = {"ketamine": 1, "saline": 1, "other": 1}
+    with pytest.raises(ValueError, match=r"names 3 arm.*two-arm trials"):
+        design_from_dict(d)
+
+
+def test_version_1_files_load_as_the_ketamine_trial(tmp_path):
+    from dtitool.design import design_to_dict, read_design
+
+    d = design_to_dict(load_preset("ketamine-rct"))
+    text = (tmp_path / "v2.toml")
+    from dtitool.design import write_design
+
+    write_design(load_preset("ketamine-rct"), text)
+    lines = [ln for ln in text.read_text().splitlines()
+             if not ln.startswith(("schema", "control"))]
+    # drop the visits array (written inline) and the outcome scale names
+    body = "\n".join(lines)
+    start = body.index("visits = [")
+    body = body[:start] + body[body.index("]\n", start) + 2:]
+    body = "\n".join(ln for ln in body.splitlines() if not ln.startswith("scale ="))
+    (tmp_path / "v1.toml").write_text(body)
+    v1, _ = read_design(tmp_path / "v1.toml")
+    assert v1 == load_preset("ketamine-rct").replace(
+        outcomes=tuple(dataclasses.replace(o, scale="") for o in v1.outcomes))
+    assert v1.arms == ("ketamine", "saline") and v1.visit_names == ("baseline", "24h")
+    assert d["schema"] == 2
+
+
+def test_a_rating_scale_by_name_gives_its_range():
+    from dtitool.design import design_from_dict
+
+    d = _v2()
+    o = d["outcomes"].pop("madrs")
+    del o["scale_min"], o["scale_max"]
+    o["scale"] = "HAM-D17"
+    o["baseline_mean"], o["baseline_sd"], o["inclusion_min"] = 22.0, 4.0, 18
+    d["outcomes"] = {"hamd": o, **d["outcomes"]}
+    d["correlations"]["roi_outcome"] = {
+        arm: {("hamd" if k == "madrs" else k): v for k, v in per.items()}
+        for arm, per in d["correlations"]["roi_outcome"].items()}
+    design = design_from_dict(d)
+    hamd = design.outcomes[0]
+    assert (hamd.name, hamd.scale, hamd.scale_min, hamd.scale_max) == (
+        "hamd", "HAM-D17", 0, 52)
+    o2 = dict(o, scale="HAM-D17", scale_max=60)
+    d["outcomes"]["hamd"] = o2
+    with pytest.raises(ValueError, match="contradicts"):
+        design_from_dict(d)
+    d["outcomes"]["hamd"] = dict(o, scale="HADS")
+    with pytest.raises(ValueError, match="not a scale dtitool knows"):
+        design_from_dict(d)

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from dtitool.design.layout import check_arm_count
 from dtitool.design.spec import (
-    DEFAULT_VISITS,
     SCHEMA,
     CorrelationSpec,
     CovariateSpec,
@@ -77,7 +77,10 @@ _TOP_KEYS = {
 _TRIAL_KEYS = {"n", "allocation", "block_size", "control"}
 _TRIAL_REQUIRED = {"n", "allocation", "block_size"}
 _VISIT_KEYS = {"name", "hours", "days", "dose", "primary"}
-_V1_ARMS = ("ketamine", "saline")  # the arms of every version 1 design file
+# A version 1 design file (no schema key) described the ketamine trial and named
+# neither arms nor visits: these were its arms and visits, read as such.
+_V1_ARMS = ("ketamine", "saline")
+_V1_VISITS = (VisitSpec("baseline", 0.0), VisitSpec("24h", 24.0, primary=True))
 _ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd"}
 _OUTCOME_KEYS = {
     "scale",
@@ -142,6 +145,7 @@ def _arms(tr: Mapping, schema: int) -> tuple[str, ...]:
     if not isinstance(alloc, Mapping) or not alloc:
         raise TypeError("trial.allocation must be a table {arm = ratio, ...} naming "
                         f"every arm; got {alloc!r}")
+    check_arm_count(tuple(alloc))
     return tuple(alloc)
 
 
@@ -249,7 +253,13 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     if "visits" in d and schema == 1:
         raise ValueError("[[visits]] needs schema = 2 (a version 1 design file's "
                          "visits are baseline and 24h)")
-    visits = _visits(d["visits"]) if "visits" in d else DEFAULT_VISITS
+    if "visits" in d:
+        visits = _visits(d["visits"])
+    elif schema == 1:
+        visits = _V1_VISITS
+    else:
+        raise ValueError("missing [[visits]]: a schema 2 design lists its visits "
+                         "(name, hours or days, primary), baseline first")
 
     rois_d = d["rois"]
     if not isinstance(rois_d, Mapping) or not rois_d:

@@ -30,7 +30,7 @@ import numpy as np
 
 from dtitool._validation import check_name, check_range, err
 
-__all__ = ["DEFAULT_VISITS", "PerArm", "TrialNames", "VisitSpec", "check_arms",
+__all__ = ["PerArm", "TrialNames", "VisitSpec", "check_arm_count", "check_arms",
            "check_visits"]
 
 
@@ -152,10 +152,6 @@ class VisitSpec:
                             f"{self.primary!r}")
 
 
-DEFAULT_VISITS = (VisitSpec("baseline", 0.0), VisitSpec("24h", 24.0, primary=True))
-"""The visits of a design that names none (and of every version 1 file)."""
-
-
 def check_arms(where: str, value: PerArm, arms: Sequence[str]) -> None:
     """``value`` must give a value for exactly the design's ``arms``."""
     if not isinstance(value, PerArm):
@@ -169,6 +165,20 @@ def check_arms(where: str, value: PerArm, arms: Sequence[str]) -> None:
                          f"are {', '.join(arms)}")
 
 
+def check_arm_count(arms: Sequence[str]) -> None:
+    """Refuse a design without exactly two arms, in one sentence.
+
+    dtitool simulates and analyses a treatment arm against a control arm so
+    far; more arms (two doses and placebo) are planned.
+    """
+    if len(arms) != 2:
+        raise ValueError(
+            f"trial.allocation names {len(arms)} arm(s) ({', '.join(arms)}); "
+            "dtitool simulates and analyses two-arm trials (a treatment and a "
+            "control arm) so far"
+        )
+
+
 def check_visits(visits: Sequence[VisitSpec]) -> tuple[VisitSpec, ...]:
     """Check a schedule; return it with its primary visit marked.
 
@@ -180,6 +190,10 @@ def check_visits(visits: Sequence[VisitSpec]) -> tuple[VisitSpec, ...]:
     visits = tuple(visits)
     if not all(isinstance(v, VisitSpec) for v in visits):
         raise TypeError("visits must be VisitSpec values")
+    if not visits:
+        raise ValueError("visits: the design lists no visits; give its schedule "
+                         "([[visits]]: a baseline and a follow-up, with name and "
+                         "hours or days)")
     names = [v.name for v in visits]
     dup = sorted({x for x in names if names.count(x) > 1})
     if dup:

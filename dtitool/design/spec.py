@@ -37,10 +37,10 @@ from dtitool._validation import check_range as _check_range
 from dtitool._validation import check_real as _check_real
 from dtitool._validation import err as _err
 from dtitool.design.layout import (
-    DEFAULT_VISITS,
     PerArm,
     TrialNames,
     VisitSpec,
+    check_arm_count,
     check_visits,
 )
 from dtitool.design.layout import check_arms as _check_arms
@@ -611,7 +611,7 @@ class StudyDesign:
         ``""`` (default) is the last arm of ``allocation``.
     visits : tuple of VisitSpec
         The visits, baseline first; one is the primary endpoint (default the
-        last). Default: ``baseline`` and ``24h`` (24 h later, primary).
+        last). Required: a design states its own schedule.
 
     Notes
     -----
@@ -634,7 +634,7 @@ class StudyDesign:
     sources: Mapping[str, str] = field(default_factory=dict)
     ranges: RangeSpec | None = None
     control: str = ""
-    visits: tuple[VisitSpec, ...] = DEFAULT_VISITS
+    visits: tuple[VisitSpec, ...] = ()
 
     def __post_init__(self):
         _check_int("trial.n", self.n, 1)
@@ -733,12 +733,7 @@ class StudyDesign:
             raise TypeError("trial.allocation must be a PerArm; got "
                             f"{type(self.allocation).__name__}")
         given = self.allocation.arms
-        if len(given) != 2:
-            raise ValueError(
-                f"trial.allocation names {len(given)} arm(s) ({', '.join(given)}); "
-                "dtitool simulates and analyses two-arm trials (a treatment and a "
-                "control arm) so far"
-            )
+        check_arm_count(given)
         control = self.control or given[-1]
         if control not in given:
             raise _err("trial.control", f"must be one of the arms "
