@@ -66,21 +66,34 @@ class WorkerDiedError(ChildProcessError):
     """
 
 
-def _worker_died(ex) -> WorkerDiedError:
-    """Return the error for a pool whose worker died, naming how if known."""
+def _worker_died(ex, seen=()) -> WorkerDiedError:
+    """Return the error for a pool whose worker died, naming how if known.
+
+    ``seen``: the worker processes noted while tasks were handed out (the
+    pool may have forgotten its processes by the time it reports the death).
+    """
     import signal
 
-    how = ""
-    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+    procs = {id(p): p for p in (*seen, *(getattr(ex, "_processes", None) or {}
+                                         ).values())}
+    codes = []
+    for proc in procs.values():
+        with contextlib.suppress(Exception):
+            proc.join(timeout=1)  # reap it: its exit code is known once joined
         code = getattr(proc, "exitcode", None)
-        if code is not None and code < 0:
-            try:
-                how = f" (killed by {signal.Signals(-code).name})"
-            except ValueError:
-                how = f" (killed by signal {-code})"
-            break
         if code:
-            how = f" (exit code {code})"
+            codes.append(code)
+    # The pool ends the survivors with SIGTERM once one has died: the telling
+    # death is the other one (SIGKILL from the OOM killer, a crash, an exit).
+    codes.sort(key=lambda c: c == -signal.SIGTERM)
+    how = ""
+    if codes and codes[0] < 0:
+        try:
+            how = f" (killed by {signal.Signals(-codes[0]).name})"
+        except ValueError:
+            how = f" (killed by signal {-codes[0]})"
+    elif codes:
+        how = f" (exit code {codes[0]})"
     return WorkerDiedError(
         f"a worker process died in the middle of its task{how}: most often the "
         "system ran out of memory and killed it, or someone killed it (kill -9); "
@@ -248,11 +261,17 @@ class Executor:
         cm, own = self._pool_for(shared)
         try:
             with cm as ex:
+                seen: dict = {}
+
+                def submit(t):
+                    f = ex.submit(_call_in_pool, t.fn, t.args)
+                    seen.update(getattr(ex, "_processes", None) or {})
+                    return f
+
                 try:
-                    _drain(ex, tasks, progress, 2 * self.workers,
-                           lambda t: ex.submit(_call_in_pool, t.fn, t.args))
+                    _drain(ex, tasks, progress, 2 * self.workers, submit)
                 except cf.BrokenExecutor:  # BrokenProcessPool: a worker died
-                    raise _worker_died(ex) from None
+                    raise _worker_died(ex, seen.values()) from None
         except BaseException:
             if not own and self._pool is not None:
                 self._close_pool(*sys.exc_info())
