@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["and_list", "check_int", "check_name", "check_range", "check_real", "err"]
+__all__ = ["and_list", "check_int", "check_name", "check_range", "check_real", "err",
+           "rng_argument"]
 
 
 def err(where: str, rule: str, value: Any) -> ValueError:
@@ -82,3 +83,25 @@ def check_name(where: str, value: Any) -> str:
         raise err(where, "must be a name of letters, digits and underscores that "
                    "does not start with a digit", value)
     return value
+
+
+_NOT_GIVEN = object()
+
+
+def rng_argument(rng, seed=_NOT_GIVEN, *, where: str):
+    """Return the randomness argument of ``where``, given as ``rng=`` (or ``seed=``).
+
+    ``rng=`` is the one name for randomness in dtitool's API (a Generator, a
+    SeedSequence, an int or None); ``seed=`` is the older name of a few
+    functions, still accepted with a FutureWarning. Both given is a TypeError.
+    """
+    if seed is _NOT_GIVEN:
+        return rng
+    if rng is not None:
+        raise TypeError(f"{where}: give rng= only (seed= is its older name)")
+    import warnings
+
+    warnings.warn(f"{where}(seed=...) is now {where}(rng=...); seed= will be "
+                  "removed", FutureWarning, stacklevel=3)
+    return seed
+

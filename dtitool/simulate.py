@@ -45,6 +45,7 @@ import pandas as pd
 from scipy import special
 
 from dtitool._memory import check_memory
+from dtitool._validation import _NOT_GIVEN, rng_argument
 from dtitool.design import StudyDesign, load_preset
 
 __all__ = [
@@ -496,11 +497,12 @@ def _check_design(design) -> StudyDesign:
 def simulate_arrays(
     design: StudyDesign | str | None = None,
     *,
-    seed=None,
+    rng=None,
     start: int = 0,
     stop: int | None = None,
     chunk_size: int | None = None,
     lean: bool = False,
+    seed=_NOT_GIVEN,
 ) -> CohortArrays:
     """Simulate replicate trials ``start .. stop - 1`` as arrays.
 
@@ -508,7 +510,7 @@ def simulate_arrays(
     ----------
     design : StudyDesign or str, optional
         Design or preset name; default the ``ketamine-rct`` preset.
-    seed : None, int, SeedSequence or Generator
+    rng : None, int, SeedSequence or Generator
         Root of the random streams (see :func:`as_seed_sequence`).
     start, stop : int
         Replicate range; ``stop`` defaults to ``start + 1``.
@@ -517,13 +519,16 @@ def simulate_arrays(
     lean : bool
         Only what the models use: ``md_true``, ``age`` and ``female`` are None
         (the power engine's setting); every other value is the same.
+    seed
+        Older name of ``rng`` (deprecated).
 
     Returns
     -------
     CohortArrays
     """
+    rng = rng_argument(rng, seed, where="simulate_arrays")
     design = _check_design(design)
-    ss = as_seed_sequence(seed)
+    ss = as_seed_sequence(rng)
     if isinstance(start, bool) or not isinstance(start, int | np.integer) or start < 0:
         raise ValueError(f"start must be a non-negative integer; got {start!r}")
     stop = start + 1 if stop is None else stop
@@ -589,7 +594,7 @@ def score_summary(
         raise ValueError(f"participants must be a positive integer; got "
                          f"{participants!r}")
     reps = -(-int(participants) // design.n)
-    a = simulate_arrays(design, seed=rng, stop=reps)
+    a = simulate_arrays(design, rng=rng, stop=reps)
     rows = []
     for k, o in enumerate(design.outcomes):
         b, post = a.scores[..., k, 0], a.scores[..., k, 1]
@@ -903,6 +908,6 @@ def simulate_cohort(
     ):
         raise ValueError(f"replicates must be a positive integer; got {replicates!r}")
     arrays = simulate_arrays(
-        design, seed=rng, start=0, stop=int(replicates), chunk_size=chunk_size
+        design, rng=rng, start=0, stop=int(replicates), chunk_size=chunk_size
     )
     return Cohort(arrays)

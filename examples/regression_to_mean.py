@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     madrs = base.outcomes[0]
 
     # (1) The default world's saline arm: observed change = true change + RTM.
-    a0 = simulate_arrays(base, seed=args.seed, stop=args.replicates)
+    a0 = simulate_arrays(base, rng=args.seed, stop=args.replicates)
     sal0 = ~a0.treated
     d0 = a0.d_score[..., 0]
     sal_obs = d0[sal0].mean()
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     for rel in (madrs.reliability, LOW_RELIABILITY):
         for c in THRESHOLDS:
             d = untreated(base, int(c), rel)
-            a = simulate_arrays(d, seed=args.seed, stop=300)
+            a = simulate_arrays(d, rng=args.seed, stop=300)
             sweep.append({"reliability": rel, "threshold": int(c),
                           "expected": d.outcomes[0].regression_to_mean(),
                           "simulated": a.d_score[..., 0].mean()})
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     rtm = design.outcomes[0].regression_to_mean()
     effect = (design.outcomes[0].change_mean[design.treatment]
               - design.outcomes[0].change_mean[design.control])
-    a = simulate_arrays(design, seed=args.seed, stop=args.replicates)
+    a = simulate_arrays(design, rng=args.seed, stop=args.replicates)
     b_, f_ = a.scores[..., 0, 0], a.scores[..., 0, 1]
     ket = a.treated.astype(float)
     sal = 1 - ket

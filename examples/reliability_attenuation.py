@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def arm_statistics(design, *, seed, replicates) -> dict[str, float]:
     """Pooled ketamine-arm correlations and slopes of dMADRS on true/observed dMD."""
-    a = simulate_arrays(design, seed=seed, stop=replicates)
+    a = simulate_arrays(design, rng=seed, stop=replicates)
     j = design.roi_names.index(ROI)
     k = design.outcome_names.index(OUTCOME)
     ket = a.treated

@@ -126,7 +126,7 @@ def _closed_form_slopes(design):
 
 def test_true_values_match_the_closed_form():
     design = _normal_design()
-    value, se = true_values(design, inference="ols", seed=3)
+    value, se = true_values(design, inference="ols", rng=3)
     ref = design.with_n(math.ceil(REFERENCE_N / 64))
     want = _closed_form_slopes(ref)
     got, got_se = value[0, 0], se[0, 0]  # L_BA10 x MADRS
@@ -137,7 +137,7 @@ def test_true_values_match_the_closed_form():
     z = value[others] / se[others]
     assert np.abs(z).max() < 4.5
     # welch targets the same arm slopes and interaction
-    wv, wse = true_values(design, inference="welch", seed=3)
+    wv, wse = true_values(design, inference="welch", rng=3)
     assert np.all(np.abs(wv[0, 0, :3] - want[:3]) < 3.5 * wse[0, 0, :3])
 
 
@@ -146,9 +146,9 @@ def test_power_design_analysis_bookkeeping():
     design = _normal_design(rho_k=0.3, rho_s=0.0)
     R = 640
     res = power(design, replicates=R, rng=7, inference="welch", size=False)
-    bm = batch_models(simulate_arrays(design, seed=7, stop=R), "welch")
+    bm = batch_models(simulate_arrays(design, rng=7, stop=R), "welch")
     value, _ = true_values(design, inference="welch",
-                           seed=np.random.SeedSequence(7, spawn_key=(0x74727565,)))
+                           rng=np.random.SeedSequence(7, spawn_key=(0x74727565,)))
     t = res.table.set_index(["roi", "outcome", "term"])
     for i, term in enumerate(TERMS[:2]):
         row = t.loc[("L_BA10", "madrs", term)]
@@ -174,7 +174,7 @@ def test_engine_type_s_and_exaggeration_match_retrodesign():
     the ketamine-arm SE pools the smaller saline variance and is biased low)."""
     design = _normal_design(rho_k=0.1, rho_s=0.0, n=600)
     R = 4000
-    bm = batch_models(simulate_arrays(design, seed=5, stop=R), "welch")
+    bm = batch_models(simulate_arrays(design, rng=5, stop=R), "welch")
     A = _closed_form_slopes(design)[1]  # ketamine-arm slope
     est, se, p = (v[:, 0, 0, 1] for v in (bm.estimate, bm.se, bm.p))
     s = math.sqrt(np.mean(se**2))

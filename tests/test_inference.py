@@ -94,7 +94,7 @@ def _reference(df, inference):
 def test_engine_matches_statsmodels_with_missing_scans(inference):
     design = dataclasses.replace(load_preset("ketamine-rct"),
                                  missing=MissingSpec("mcar", 0.15))
-    arrays = simulate_arrays(design, seed=11, stop=4)
+    arrays = simulate_arrays(design, rng=11, stop=4)
     bm = batch_models(arrays, inference)
     assert bm.inference == inference
     rng = np.random.default_rng(0)

@@ -95,7 +95,7 @@ def test_within_arm_permutations():
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_permutation_refit_matches_statsmodels(inference):
     """Observed p = the analysis; one permuted data set = a fresh statsmodels fit."""
-    arrays = simulate_arrays(load_preset("null"), seed=2, stop=1)
+    arrays = simulate_arrays(load_preset("null"), rng=2, stop=1)
     models = _models(arrays, 0)[:3]
     keys = np.random.default_rng(3).uniform(size=(4, 98))
     obs, perm = permutation_p(models, inference=inference, keys=keys)
@@ -154,7 +154,7 @@ def test_analyze_maxt_column_reproducible_and_not_below_p():
 
 
 def _fl_fwer(inference, datasets, permutations, seed):
-    arrays = simulate_arrays(load_preset("null"), seed=seed, stop=datasets)
+    arrays = simulate_arrays(load_preset("null"), rng=seed, stop=datasets)
     rng = np.random.default_rng(seed)
     errors = np.zeros(4)
     for r in range(datasets):
@@ -293,7 +293,7 @@ def test_fast_permutation_minima_equal_the_full_refit(inference, mechanism):
         ("R_BA10", "any", "interaction", "negative"),
         ("vACC", "qids", "slope_pooled"), ("L_amygdala", "madrs", "slope_saline")]})
     spec = pw._Spec(alpha=0.05, families=fams, inference=inference)
-    arrays = simulate_arrays(design, seed=3, stop=640, lean=True)
+    arrays = simulate_arrays(design, rng=3, stop=640, lean=True)
     st = arm_statistics(*model_arrays(arrays), keep_values=True)
     keys = pw._permutation_keys(np.random.SeedSequence(4), 0, 640, 1,
                                 arrays.treated.shape[1])
@@ -315,8 +315,8 @@ def test_lean_simulation_has_the_same_model_inputs():
     for mech in ("none", "mcar"):
         design = dataclasses.replace(load_preset("ketamine-rct"), missing=MissingSpec(
             mech, 0.0 if mech == "none" else 0.3))
-        full = simulate_arrays(design, seed=9, start=70, stop=200)
-        lean = simulate_arrays(design, seed=9, start=70, stop=200, lean=True)
+        full = simulate_arrays(design, rng=9, start=70, stop=200)
+        lean = simulate_arrays(design, rng=9, start=70, stop=200, lean=True)
         for f in ("treated", "md", "scores", "observed_24h"):
             np.testing.assert_array_equal(getattr(lean, f), getattr(full, f))
         assert lean.md_true is None and lean.age is None and lean.female is None

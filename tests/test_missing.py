@@ -146,7 +146,7 @@ def test_engine_equals_literal_mice_norm(pattern, iterations):
     data = _toy(1, **pattern)
     _, _, monotone = _plan(~np.isfinite(_blocks(data)[0]))
     assert monotone == (iterations == 1)
-    x, y, ok = impute(data, imputations=4, seed=11, iterations=iterations)
+    x, y, ok = impute(data, imputations=4, rng=11, iterations=iterations)
     assert ok.all()
     ref = _reference_impute(data, 4, 11, iterations)
     np.testing.assert_allclose(x, np.moveaxis(ref[..., 0], 1, -1), rtol=1e-9,
@@ -164,7 +164,7 @@ def test_imputations_are_draws_from_the_student_t_posterior_predictive():
     many imputations match (bands from the number of imputations)."""
     data = _toy(3, D=1, N=45, J=1, K=1, scan=0.2)
     M = 20_000
-    x, _, ok = impute(data, imputations=M, seed=5)
+    x, _, ok = impute(data, imputations=M, rng=5)
     assert ok.all()
     _, P = _blocks(data)
     treated = data.treated[0]
@@ -196,11 +196,11 @@ def test_imputations_are_draws_from_the_student_t_posterior_predictive():
 
 def test_same_seed_same_imputations_and_chunk_invariance():
     d = _design(mechanism="mnar", rate=0.25, strength=1.0, scores=True)
-    a = simulate_arrays(d, seed=3, stop=128)
-    b = simulate_arrays(d, seed=3, start=64, stop=128)
-    full, _ = batch_models_imputed(a, ("ols",), imputations=5, seed=9)
-    part, _ = batch_models_imputed(b, ("ols",), imputations=5, seed=9)
-    again, _ = batch_models_imputed(a, ("ols",), imputations=5, seed=9)
+    a = simulate_arrays(d, rng=3, stop=128)
+    b = simulate_arrays(d, rng=3, start=64, stop=128)
+    full, _ = batch_models_imputed(a, ("ols",), imputations=5, rng=9)
+    part, _ = batch_models_imputed(b, ("ols",), imputations=5, rng=9)
+    again, _ = batch_models_imputed(a, ("ols",), imputations=5, rng=9)
     assert np.array_equal(full["ols"].p, again["ols"].p, equal_nan=True)
     # replicates 64..127 alone give the same bytes as inside the whole run
     np.testing.assert_array_equal(full["ols"].estimate[64:], part["ols"].estimate)
@@ -208,7 +208,7 @@ def test_same_seed_same_imputations_and_chunk_invariance():
 
 def test_unimputable_arm_is_flagged():
     data = _toy(4, D=2, N=12, J=1, K=2, scan=0.5)
-    _, _, ok = impute(data, imputations=3, seed=1)
+    _, _, ok = impute(data, imputations=3, rng=1)
     assert not ok.all()  # 4 saline patients cannot fit 6 coefficients
 
 
@@ -268,7 +268,7 @@ def _completed_tables(participants, roi_md, imputations, seed):
     prep = _prepare(ch, None, ["madrs", "qids"], ("baseline",),
                     ch.attrs["trial_names"])
     x, y, _ = impute(prep.data, imputations=imputations,
-                     seed=np.random.SeedSequence(seed))
+                     rng=np.random.SeedSequence(seed))
     return [_completed(ch, prep, x[0, m], y[0, m]) for m in range(imputations)]
 
 
@@ -395,17 +395,17 @@ def test_tipping_point_under_mnar_moves_toward_the_full_data():
     data. Over 256 trials, band from the replicate count."""
     d = _design("ketamine-rct-face-value", mechanism="mnar", rate=0.3, strength=2.0)
     R, M = 256, 10
-    a = simulate_arrays(d, seed=17, stop=R)
+    a = simulate_arrays(d, rng=17, stop=R)
     from dtitool.stats.inference import model_arrays
 
     x, b, y, treated, observed = model_arrays(a)
-    full = model_arrays(simulate_arrays(_design("ketamine-rct-face-value"), seed=17,
+    full = model_arrays(simulate_arrays(_design("ketamine-rct-face-value"), rng=17,
                                         stop=R))
     x = full[0]  # every scan kept; the ratings of the MNAR subjects lost
     y_lost = np.where(observed[..., None], y, np.nan)
     data = ImputationData(x=x, y=y_lost, b=b, md0=a.md[..., 0] / 1e-5,
                           treated=treated, use=np.ones(treated.shape, bool))
-    _, Y, ok = impute(data, imputations=M, seed=2)
+    _, Y, ok = impute(data, imputations=M, rng=2)
     assert ok.all()
 
     def slope(yy):  # ketamine slope of MADRS change on L_BA10 dMD, adjusting baseline
@@ -433,9 +433,9 @@ def test_tipping_point_under_mnar_moves_toward_the_full_data():
 
 
 def _paired_bias_check(design, full_design, R, seed, tests):
-    a = simulate_arrays(design, seed=seed, stop=R)
-    f = batch_models(simulate_arrays(full_design, seed=seed, stop=R), "ols")
-    mi, _ = batch_models_imputed(a, ("ols",), imputations=20, seed=seed + 1)
+    a = simulate_arrays(design, rng=seed, stop=R)
+    f = batch_models(simulate_arrays(full_design, rng=seed, stop=R), "ols")
+    mi, _ = batch_models_imputed(a, ("ols",), imputations=20, rng=seed + 1)
     diff = (mi["ols"].estimate - f.estimate)[..., :2]  # interaction, ketamine slope
     mean = diff.mean(axis=0)
     se = diff.std(axis=0, ddof=1) / np.sqrt(R)

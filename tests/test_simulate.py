@@ -17,7 +17,7 @@ def preset():
 @pytest.fixture(scope="module")
 def big(preset):
     """2,000 replicate trials: 130,000 ketamine and 66,000 saline subjects."""
-    return simulate_arrays(preset, seed=2024, stop=2000)
+    return simulate_arrays(preset, rng=2024, stop=2000)
 
 
 def _design(preset, **over):
@@ -39,7 +39,7 @@ def test_allocation_exact_every_replicate(big):
 
 @pytest.mark.parametrize("n", [10, 11, 37, 98, 100])
 def test_allocation_permuted_blocks(preset, n):
-    a = simulate_arrays(preset.with_n(n), seed=1, stop=300)
+    a = simulate_arrays(preset.with_n(n), rng=1, stop=300)
     n_t, _ = preset.with_n(n).arm_sizes()
     assert np.all(a.treated.sum(axis=1) == n_t)
     # every full block of 6 holds exactly 4 ketamine, 2 saline
@@ -142,9 +142,9 @@ def test_same_seed_same_bytes_different_seed_differs(preset):
 
 
 def test_chunk_and_range_invariance(preset):
-    whole = simulate_arrays(preset, seed=3, stop=3 * BLOCK_SIZE + 5)
-    chunked = simulate_arrays(preset, seed=3, stop=3 * BLOCK_SIZE + 5, chunk_size=7)
-    part = simulate_arrays(preset, seed=3, start=70, stop=130)
+    whole = simulate_arrays(preset, rng=3, stop=3 * BLOCK_SIZE + 5)
+    chunked = simulate_arrays(preset, rng=3, stop=3 * BLOCK_SIZE + 5, chunk_size=7)
+    part = simulate_arrays(preset, rng=3, start=70, stop=130)
     for name in ("treated", "md", "md_true", "scores", "age", "female"):
         np.testing.assert_array_equal(getattr(whole, name), getattr(chunked, name))
         np.testing.assert_array_equal(getattr(whole, name)[70:130], getattr(part, name))
@@ -188,7 +188,7 @@ def test_replicates_column(preset):
 
 def test_mcar_missing_rows(preset):
     d = _design(preset, missing__mechanism="mcar", missing__rate=0.2)
-    a = simulate_arrays(d, seed=9, stop=500)
+    a = simulate_arrays(d, rng=9, stop=500)
     frac = 1 - a.observed_24h.mean()
     n = a.observed_24h.size
     assert abs(frac - 0.2) < Z * np.sqrt(0.2 * 0.8 / n)
@@ -199,14 +199,14 @@ def test_mcar_missing_rows(preset):
     assert len(c.roi_md) == (2 * 98 - n_missing) * 7
     assert c.roi_md["md"].notna().all()
     # other values do not depend on the missing mechanism
-    base = simulate_arrays(preset, seed=9, stop=500)
+    base = simulate_arrays(preset, rng=9, stop=500)
     np.testing.assert_array_equal(base.md[..., 0], a.md[..., 0])
 
 
 def test_mnar_missing_tied_to_outcome(preset):
     d = _design(preset, missing__mechanism="mnar", missing__rate=0.1,
                 missing__strength=1.5)
-    a = simulate_arrays(d, seed=4, stop=500)
+    a = simulate_arrays(d, rng=4, stop=500)
     ds = a.d_score[..., 0]
     miss = ~a.observed_24h
     # non-responders (less improvement than their arm's median) miss more scans
@@ -250,7 +250,7 @@ def test_score_reliability_regression_to_the_mean_additive():
     d = _design(load_preset("ketamine-rct-face-value"),
                 outcomes__madrs__reliability=rel, outcomes__madrs__inclusion_min=inc)
     assert d.outcomes[0].change_model == "additive"
-    a = simulate_arrays(d, seed=8, stop=1000)
+    a = simulate_arrays(d, rng=8, stop=1000)
     o = d.outcomes[0]
     # baseline B is truncated at inc - 0.5; E[e1 | B] = (1 - rel) (B - mu), so the
     # saline arm improves by (1 - rel) E[B - mu | B >= inc - 0.5] beyond its change
@@ -272,8 +272,8 @@ def test_score_reliability_regression_to_the_mean_additive():
 def test_score_reliability_changes_nothing_else(name):
     preset = load_preset(name)
     d = _design(preset, outcomes__madrs__reliability=0.8)
-    base = simulate_arrays(preset, seed=6, stop=200)
-    rtm = simulate_arrays(d, seed=6, stop=200)
+    base = simulate_arrays(preset, rng=6, stop=200)
+    rtm = simulate_arrays(d, rng=6, stop=200)
     for name in ("treated", "md", "md_true", "age", "female"):
         np.testing.assert_array_equal(getattr(base, name), getattr(rtm, name))
     np.testing.assert_array_equal(base.scores[..., 0], rtm.scores[..., 0])
@@ -287,7 +287,7 @@ def test_score_reliability_changes_nothing_else(name):
 @pytest.fixture(scope="module")
 def twenty_thousand(preset):
     """The default preset with at least 20,000 simulated participants."""
-    return simulate_arrays(preset, seed=20_000, stop=-(-20_000 // preset.n))
+    return simulate_arrays(preset, rng=20_000, stop=-(-20_000 // preset.n))
 
 
 def test_must_reach_realistic_default(twenty_thousand, preset):
@@ -311,7 +311,7 @@ def test_must_reach_realistic_default(twenty_thousand, preset):
 
 def test_face_value_world_piles_up_at_the_floor():
     """The additive model the realistic world replaces: ~9 % at MADRS 0."""
-    a = simulate_arrays("ketamine-rct-face-value", seed=20_000, stop=205)
+    a = simulate_arrays("ketamine-rct-face-value", rng=20_000, stop=205)
     assert np.mean(a.scores[..., 0, 1][a.treated] == 0) > 0.05
 
 
@@ -370,7 +370,7 @@ def test_logit_scores_regress_to_the_mean_in_closed_form(preset):
                 outcomes__madrs__change_mean={"ketamine": 0.0, "saline": 0.0},
                 outcomes__madrs__change_sd={"ketamine": 0.5, "saline": 0.5})
     o = d.outcomes[0]
-    a = simulate_arrays(d, seed=8, stop=1000)
+    a = simulate_arrays(d, rng=8, stop=1000)
     ch = a.d_score[..., 0].ravel()
     rtm = o.regression_to_mean()
     assert rtm < -1.5
@@ -410,7 +410,7 @@ def test_face_value_world_is_the_first_release_bit_for_bit():
     """The face-value world's model draws exactly what the first release's did.
 
     The hash was taken from the first release's ``simulate_arrays("ketamine-rct",
-    seed=7, stop=70)``: the new score model and MD summary changed no stream. The
+    rng=7, stop=70)``: the new score model and MD summary changed no stream. The
     preset differs from that design only in its R BA10 correlations (0.315, was
     0.36), recalibrated for the one rule of the R BA10 finding; with them set
     back, every draw is the first release's.
@@ -427,7 +427,22 @@ def test_face_value_world_is_the_first_release_bit_for_bit():
         ro[arm] = tuple(map(tuple, m.tolist()))
     first = dataclasses.replace(
         fv, correlations=dataclasses.replace(fv.correlations, roi_outcome=ro))
-    a = simulate_arrays(first, seed=7, stop=70)
+    a = simulate_arrays(first, rng=7, stop=70)
     h = hashlib.sha256(a.md.tobytes() + a.md_true.tobytes() + a.scores.tobytes()
                        + a.treated.tobytes()).hexdigest()
     assert h == "84c23bc0c99cabff7ef47cc09517106071fdab721554281fda679703e61a0a29"
+
+
+def test_rng_is_the_one_name_for_randomness():
+    """simulate_arrays(rng=) as everywhere; seed= still works, with a warning."""
+    from dtitool.stats.design_analysis import true_values
+
+    a = simulate_arrays("ketamine-rct", rng=5, stop=2)
+    with pytest.warns(FutureWarning, match=r"simulate_arrays\(rng=\.\.\.\)"):
+        b = simulate_arrays("ketamine-rct", seed=5, stop=2)
+    np.testing.assert_array_equal(a.md, b.md)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    with pytest.raises(TypeError, match="give rng= only"):
+        simulate_arrays("ketamine-rct", rng=5, seed=5)
+    with pytest.raises(TypeError, match="give rng= only"):
+        true_values(load_preset("null"), rng=1, seed=1)

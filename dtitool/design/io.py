@@ -374,7 +374,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         reference=d.get("reference", ""),
         sources=dict(sources),
         ranges=ranges,
-        control=tr.get("control", "" if schema == 2 else "saline"),
+        control=tr.get("control", "" if schema == 2 else _V1_ARMS[-1]),
         visits=visits,
     )
 

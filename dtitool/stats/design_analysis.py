@@ -39,6 +39,7 @@ import math
 import numpy as np
 from scipy import special
 
+from dtitool._validation import _NOT_GIVEN, rng_argument
 from dtitool.simulate import BLOCK_SIZE, simulate_arrays
 from dtitool.stats.inference import batch_models, check_inference
 
@@ -60,7 +61,8 @@ type S and exaggeration are NaN for it (a null term has a 0.00006 chance per tes
 of being read as non-zero)."""
 
 
-def true_values(design, *, inference: str = "ols", seed=None, n: int = REFERENCE_N):
+def true_values(design, *, inference: str = "ols", rng=None, n: int = REFERENCE_N,
+                seed=_NOT_GIVEN):
     """Return the population value of every term's estimand in ``design``.
 
     Parameters
@@ -70,7 +72,7 @@ def true_values(design, *, inference: str = "ols", seed=None, n: int = REFERENCE
         The estimator whose estimand is wanted (only the pooled slope differs:
         OLS weighting for ``ols`` and ``hc3``, per-arm inverse-variance weighting
         for ``welch``).
-    seed : SeedSequence, int or None
+    rng : SeedSequence, int or None
         Random stream of the reference sample.
     n : int
         Subjects in the reference sample (drawn as one block of
@@ -83,9 +85,10 @@ def true_values(design, *, inference: str = "ols", seed=None, n: int = REFERENCE
         Estimates from the reference sample and their standard errors (the Monte
         Carlo uncertainty of the true values).
     """
+    rng = rng_argument(rng, seed, where="true_values")
     check_inference(inference)
     per = max(design.n, math.ceil(n / BLOCK_SIZE))
-    arrays = simulate_arrays(design.with_n(per), seed=seed, stop=BLOCK_SIZE,
+    arrays = simulate_arrays(design.with_n(per), rng=rng, stop=BLOCK_SIZE,
                              chunk_size=BLOCK_SIZE, lean=True)
     pooled = _Pooled(arrays)
     bm = batch_models(pooled, inference)

@@ -75,6 +75,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtitool._constants import DMD_SCALE
+from dtitool._validation import _NOT_GIVEN, rng_argument
 from dtitool.simulate import BLOCK_SIZE, as_seed_sequence
 from dtitool.stats.inference import (
     BatchModels,
@@ -295,7 +296,8 @@ def _plan(mis: np.ndarray):
 
 
 def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
-           seed=None, start: int = 0, iterations: int | None = None):
+           rng=None, start: int = 0, iterations: int | None = None,
+           seed=_NOT_GIVEN):
     """Impute every missing dMD and score change ``imputations`` times.
 
     Each ROI's block ``(dMD_j, score changes)`` is imputed on its own, within
@@ -308,7 +310,7 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
     data : ImputationData
     imputations : int
         ``M``, completed datasets per dataset.
-    seed : None, int or SeedSequence
+    rng : None, int or SeedSequence
         Root of the draws; dataset ``d`` is replicate ``start + d`` of its streams.
     start : int
         Replicate index of the first dataset (a multiple of ``BLOCK_SIZE``).
@@ -336,6 +338,7 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
     imputations, and predictions are made only for subjects with something
     missing.
     """
+    rng = rng_argument(rng, seed, where="impute")
     V, P = _blocks(data)
     D, J, N, q = V.shape
     M = int(imputations)
@@ -375,7 +378,7 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
         df[..., v] = (np.einsum("ean,en->ea", arms, obs[..., v].astype(float))
                       - Z.shape[-1])
         fixed[v] = (G, g, vv, obs[..., v] & ~w_fix)
-    draws = _draw(seed, start, D, J, M, N, q, pmax, iterations,
+    draws = _draw(rng, start, D, J, M, N, q, pmax, iterations,
                   df.reshape(D, J, 2, q))
 
     def flat(a):  # (D, J, M, ...) -> (E, M, ...)
@@ -575,7 +578,8 @@ def rubin(estimate, se, df_com, *, axis: int = 0) -> Pooled:
 
 
 def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUTATIONS,
-                         seed=None) -> tuple[dict[str, BatchModels], np.ndarray]:
+                         rng=None, seed=_NOT_GIVEN
+                         ) -> tuple[dict[str, BatchModels], np.ndarray]:
     """Impute every replicate ``imputations`` times, fit all, pool by Rubin's rules.
 
     Parameters
@@ -586,7 +590,7 @@ def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUT
     inferences : sequence of str
         Inference options to pool (:data:`~dtitool.stats.inference.INFERENCE`).
     imputations : int
-    seed : SeedSequence or int
+    rng : SeedSequence or int
         Root of the imputation draws (the run's stream: replicate ``i`` is
         imputed from block ``i // BLOCK_SIZE`` of ``(..., IMPUTATION_STREAM)``).
 
@@ -604,6 +608,7 @@ def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUT
     (:func:`dtitool.stats.inference.arm_statistics` and ``fit_terms``); no loop
     over replicates or imputations.
     """
+    rng = rng_argument(rng, seed, where="batch_models_imputed")
     x, b, y, treated, mask = model_arrays(arrays)
     R, N, J = x.shape
     K = y.shape[-1]
@@ -616,7 +621,7 @@ def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUT
     M = int(imputations)
     # Simulated trials lose scans, or whole visits: a monotone pattern, drawn in
     # one pass whatever the chunk holds.
-    X, Y, ok = impute(data, imputations=M, seed=seed, start=arrays.start)
+    X, Y, ok = impute(data, imputations=M, rng=rng, start=arrays.start)
     imputed = (~np.isfinite(np.concatenate([x, y], axis=-1))).any(axis=-1).sum(axis=1)
     X = X.reshape(R * M, N, J)
     bb = np.repeat(b, M, axis=0)

@@ -324,7 +324,7 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
     prep = _prepare(changes, None, outcomes, covariates, names)
     _check_imputable(prep)
     ss = as_seed_sequence(rng)
-    X, Y, ok = impute(prep.data, imputations=imputations, seed=ss)
+    X, Y, ok = impute(prep.data, imputations=imputations, rng=ss)
     if not ok[0]:
         raise ValueError("cannot impute: an arm has collinear predictors in the "
                          "imputation model (e.g. a covariate constant within an arm)")

@@ -66,7 +66,7 @@ class _Spec:
 
 
 def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dict:
-    arrays = simulate_arrays(design, seed=seed, start=start, stop=stop,
+    arrays = simulate_arrays(design, rng=seed, start=start, stop=stop,
                              chunk_size=stop - start, lean=True)
     if spec.missing == "mi":
         return _chunk_imputed(arrays, seed, spec)
@@ -101,7 +101,7 @@ def _chunk_imputed(arrays, seed, spec: _Spec) -> dict:
 
     infs = (spec.inference, *spec.alternatives) if spec.null else (spec.inference,)
     bms, imputed = batch_models_imputed(arrays, infs, imputations=spec.imputations,
-                                        seed=seed)
+                                        rng=seed)
     if spec.null:
         return _summarise_null(bms, spec)
     out = _summarise(bms[spec.inference], spec)

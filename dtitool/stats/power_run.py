@@ -249,7 +249,7 @@ class _Truth(_Waitable):
 
 
 def _true_values(design, inference, seed):
-    return true_values(design, inference=inference, seed=seed)
+    return true_values(design, inference=inference, rng=seed)
 
 
 class _PowerRun(_Waitable):

@@ -103,7 +103,7 @@ def bench_cli_cost(replicates: int, rounds: int) -> None:
 
 def bench_engine(R_loop: int, R_batch: int) -> None:
     design = load_preset("ketamine-rct")
-    arr = simulate_arrays(design, seed=7, stop=R_batch, chunk_size=R_batch)
+    arr = simulate_arrays(design, rng=7, stop=R_batch, chunk_size=R_batch)
     frames = []
     for r in range(R_loop):
         frames.append(pd.DataFrame({

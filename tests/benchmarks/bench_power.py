@@ -64,7 +64,7 @@ def _timeit(fn, min_time=1.0):
 
 def bench_models(R_loop: int, R_batch: int) -> dict:
     design = load_preset("ketamine-rct")
-    arr = simulate_arrays(design, seed=7, stop=R_batch, chunk_size=R_batch)
+    arr = simulate_arrays(design, rng=7, stop=R_batch, chunk_size=R_batch)
     j, k = 0, 0  # L_BA10, MADRS
     g = arr.treated.astype(float)
     x = arr.d_md[..., j] / 1e-5
@@ -128,7 +128,7 @@ def bench_cli(replicates: int) -> dict:
         out[f"power() in-process, n_jobs={jobs}"] = time.perf_counter() - t
     t = time.perf_counter()
     for a in range(0, replicates, 1024):
-        simulate_arrays(d, seed=1, start=a, stop=min(a + 1024, replicates))
+        simulate_arrays(d, rng=1, start=a, stop=min(a + 1024, replicates))
     out["of which: simulate_arrays alone, 1 core"] = time.perf_counter() - t
     return out
 

@@ -163,7 +163,7 @@ def projection(replicates: int = 10_000) -> None:
               f"({rate[n] * 1e3:.3f} ms per trial; its null counterpart's trial, "
               f"max-T draws included, {null_rate[n] * 1e3:.3f} ms)")
     t = time.perf_counter()
-    true_values(base, seed=1)
+    true_values(base, rng=1)
     truth = time.perf_counter() - t
     print(f"   one reference sample (true values of a point): {truth:.2f} s")
     over = {k: per_task_overhead(k, 2000 if k == "dask" else 4000)

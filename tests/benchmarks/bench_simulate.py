@@ -22,7 +22,7 @@ design = load_preset("ketamine-rct")
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 if mode == "arrays":
-    a = simulate_arrays(design, seed=1, stop=reps)
+    a = simulate_arrays(design, rng=1, stop=reps)
     n_values = a.md.size + a.scores.size
 else:
     c = simulate_cohort(design, rng=1, replicates=reps)
