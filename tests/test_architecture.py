@@ -132,8 +132,8 @@ ALLOWED = {
     **{m: (_EXECUTION - {m}) | {"_workers", "__version__"} for m in _EXECUTION},
     # the stages, bottom up
     "design": {"_constants", "_validation"},
-    "simulate": {"design", "_constants", "_io", "_memory", "columns"},
-    "tables": {"design", "_constants", "_io", "_memory", "columns"},
+    "simulate": {"design", "_constants", "_io", "_memory", "columns", "_validation"},
+    "tables": {"design", "_constants", "_io", "_memory", "columns", "_validation"},
     "imaging": _LOW | _EXECUTION | {"_io", "__version__"},
     "stats": _LOW | _EXECUTION | {"design", "simulate", "tables"},
     # report/ renders (figures, pages) from results it is given: it runs no
