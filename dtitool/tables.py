@@ -49,6 +49,7 @@ from dtitool.design.layout import check_visits
 __all__ = [
     "MD_UNITS",
     "MIN_PER_ARM",
+    "changes_names",
     "check_tables",
     "compute_changes",
     "outcomes_in",
@@ -938,6 +939,23 @@ def compute_changes(
         design=design, control=control, visits=visits,
     )
     return _changes(participants, roi_md)
+
+
+def changes_names(changes: pd.DataFrame, names=None) -> TrialNames:
+    """Return the arms and visits of a changes table: ``names``, or its own.
+
+    :func:`compute_changes` records them in ``changes.attrs["trial_names"]``;
+    a changes table built otherwise needs ``names`` (``design.names``, or the
+    design itself).
+    """
+    names = _names_of(names)
+    if names is None:
+        names = getattr(changes, "attrs", {}).get(NAMES_ATTR)
+    if names is None:
+        raise ValueError(
+            "the changes table does not say which arms and visits it holds; build "
+            "it with dtitool.tables.compute_changes, or pass names=design.names")
+    return _names_of(names)
 
 
 def _changes(participants: pd.DataFrame, roi_md: pd.DataFrame,

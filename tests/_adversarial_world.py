@@ -43,6 +43,17 @@ FIELDS = {
 }
 
 
+def child_pids(pid: int) -> set[int]:
+    """Process ids of the children of ``pid`` (Linux: /proc/PID/task/*/children)."""
+    out = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(x) for x in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
 def quiet_main(argv) -> tuple[int, str, str]:
     """Run the command line; return (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()

@@ -22,6 +22,7 @@ import pytest
 from _adversarial_world import (
     AFFINE,
     DWI_SHAPE,
+    child_pids,
     dwi_data,
     extract_args,
     fit_args,
@@ -349,16 +350,6 @@ def test_duplicate_lut_index_prints_a_plain_number(world):
 # ------------------------------------------------------ workers that never answer
 
 
-def _children(pid: int) -> set[int]:
-    out = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out |= {int(x) for x in (task / "children").read_text().split()}
-        except OSError:
-            pass
-    return out
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(),
                     reason="reads /proc for worker processes")
 def test_killed_worker_exits_2_and_writes_nothing(tmp_path):
@@ -378,10 +369,10 @@ def test_killed_worker_exits_2_and_writes_nothing(tmp_path):
             env=env, stdout=subprocess.DEVNULL, stderr=fh)
         try:
             t = time.monotonic()
-            while len(_children(p.pid)) < 2 and time.monotonic() - t < 60:
+            while len(child_pids(p.pid)) < 2 and time.monotonic() - t < 60:
                 time.sleep(0.02)
             time.sleep(0.3)  # inside their first tasks
-            kids = sorted(_children(p.pid))
+            kids = sorted(child_pids(p.pid))
             assert len(kids) >= 2, "the pool's workers never started"
             os.kill(kids[-1], signal.SIGKILL)
             p.wait(timeout=60)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _adversarial_world import child_pids
 from _trees import manifest_consistent, tree, without
 
 MANIFEST_NAME = "dtitool-run.json"
@@ -63,16 +64,6 @@ class _Run:
 
 def _dtitool(*argv) -> _Run:
     return _Run(*argv)
-
-
-def _children(pid: int) -> set[int]:
-    out = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out |= {int(x) for x in (task / "children").read_text().split()}
-        except OSError:
-            pass
-    return out
 
 
 def _alive(pid: int) -> bool:
@@ -155,11 +146,11 @@ def test_workers_die_with_their_parent(tmp_path, sig):
     workers: set[int] = set()
     deadline = time.time() + 30
     while len(workers) < 2 and time.time() < deadline:
-        workers = _children(p.pid)
+        workers = child_pids(p.pid)
         time.sleep(0.05)
     assert len(workers) == 2, "the run never started its workers"
     time.sleep(DELAYS.uniform(0.2, 1.5))
-    workers |= _children(p.pid)
+    workers |= child_pids(p.pid)
     p.send_signal(sig)
     err = p.wait(timeout=30)
     time.sleep(2)

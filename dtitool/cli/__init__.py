@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import signal
 import sys
 import warnings
@@ -94,7 +95,7 @@ def _options(args: argparse.Namespace) -> dict:
             if not k.startswith("_") and k != "command"}
 
 
-_NUMPY_SCALAR = None
+_NUMPY_SCALAR = re.compile(r"np\.(?:u?int|float|bool_?|str_)\d*\(([^()]*)\)")
 
 
 def _one_line(e: BaseException) -> str:
@@ -103,11 +104,6 @@ def _one_line(e: BaseException) -> str:
     ``1``, not ``np.int64(1)``: what a message that formats a value with ``!r``
     would show.
     """
-    global _NUMPY_SCALAR
-    if _NUMPY_SCALAR is None:
-        import re
-
-        _NUMPY_SCALAR = re.compile(r"np\.(?:u?int|float|bool_?|str_)\d*\(([^()]*)\)")
     text = " ".join(str(e).split()) or type(e).__name__
     return _NUMPY_SCALAR.sub(r"\1", text)
 

@@ -95,17 +95,6 @@ def _reason_text(counts: dict, empty: str = "") -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or empty
 
 
-def _names(changes: pd.DataFrame, names=None):
-    """Return the trial's names: ``names``, or those the changes table carries."""
-    from dtitool.tables import NAMES_ATTR
-
-    names = names if names is not None else changes.attrs.get(NAMES_ATTR)
-    if names is None:
-        raise ValueError("the changes table does not say which arms and visits it "
-                         "holds; build it with compute_changes, or pass names=")
-    return names
-
-
 def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
                           covariates, *, names=None) -> tuple[pd.DataFrame, str]:
     """Add ``missing``, ``n_dropped``, ``n_imputed``, ``missing_reasons`` columns.
@@ -130,7 +119,9 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
         The one printed line: participants left out of at least one model, why,
         and the range of n.
     """
-    nm = _names(changes, names)
+    from dtitool.tables import changes_names
+
+    nm = changes_names(changes, names)
     md0, md1, later = f"md_{nm.baseline}", f"md_{nm.primary}", nm.primary
     total = changes["participant_id"].nunique()
     n_of = dict(zip(zip(table["roi"], table["outcome"], strict=True), table["n"],

@@ -71,7 +71,7 @@ from dtitool.simulate import as_seed_sequence
 from dtitool.stats.inference import check_inference, welch_df
 from dtitool.stats.multiplicity import adjust_within_families
 from dtitool.stats.permutation import PermutationModel, maxt_adjust, permutation_p
-from dtitool.tables import COVARIATES, MIN_PER_ARM, NAMES_ATTR, _roi_order
+from dtitool.tables import COVARIATES, MIN_PER_ARM, _roi_order, changes_names
 
 __all__ = [
     "COVARIATES",
@@ -439,25 +439,6 @@ def _why_not_estimable(used: pd.DataFrame, names: TrialNames) -> str:
         if dg.size and np.ptp(dg) == 0:
             return f"d_md does not vary within the {g} arm"
     return "the model's columns are collinear (a covariate duplicates another term)"
-
-
-def changes_names(changes: pd.DataFrame, names=None) -> TrialNames:
-    """Return the arms and visits of a changes table: ``names``, or its own.
-
-    :func:`dtitool.tables.compute_changes` records them in
-    ``changes.attrs["trial_names"]``; a changes table built otherwise needs
-    ``names`` (``design.names``).
-    """
-    if names is None:
-        names = getattr(changes, "attrs", {}).get(NAMES_ATTR)
-    if names is None:
-        raise ValueError(
-            "the changes table does not say which arms and visits it holds; build "
-            "it with dtitool.tables.compute_changes, or pass names=design.names")
-    if not isinstance(names, TrialNames):
-        raise TypeError(f"names must be a TrialNames (design.names); got "
-                        f"{type(names).__name__}")
-    return names
 
 
 def _check_changes(changes, names=None) -> tuple[list[str], TrialNames]:
