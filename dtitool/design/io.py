@@ -76,7 +76,7 @@ _TOP_KEYS = {
 }
 _TRIAL_KEYS = {"n", "allocation", "block_size", "control"}
 _TRIAL_REQUIRED = {"n", "allocation", "block_size"}
-_VISIT_KEYS = {"name", "hours", "days", "dose", "primary"}
+_VISIT_KEYS = {"name", "hours", "days", "dose", "primary", "fraction"}
 # A version 1 design file (no schema key) described the ketamine trial and named
 # neither arms nor visits: these were its arms and visits, read as such.
 _V1_ARMS = ("ketamine", "saline")
@@ -153,7 +153,7 @@ def _visits(d: Any) -> tuple[VisitSpec, ...]:
     """``[[visits]]``: name, hours (or days), dose and primary of each visit."""
     if not isinstance(d, list) or not all(isinstance(v, Mapping) for v in d):
         raise TypeError("visits must be an array of tables ([[visits]] with name, "
-                        f"hours or days, dose, primary); got {d!r}")
+                        f"hours or days, dose, primary, fraction); got {d!r}")
     out = []
     for i, v in enumerate(d):
         w = f"visits[{i}]"
@@ -165,7 +165,8 @@ def _visits(d: Any) -> tuple[VisitSpec, ...]:
         if not isinstance(v["name"], str):
             raise TypeError(f"{w}.name must be a string; got {v['name']!r}")
         out.append(VisitSpec(name=v["name"], hours=hours, dose=v.get("dose"),
-                             primary=v.get("primary", False)))
+                             primary=v.get("primary", False),
+                             fraction=v.get("fraction")))
     return tuple(out)
 
 
@@ -412,7 +413,10 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
     d["visits"] = [
         {"name": v.name, "hours": v.hours,
          **({} if v.dose is None else {"dose": v.dose}),
-         **({"primary": True} if v.primary else {})}
+         **({"primary": True} if v.primary else {}),
+         **({} if v.fraction is None else {"fraction": (
+             dict(v.fraction) if isinstance(v.fraction, Mapping)
+             else v.fraction)})}
         for v in design.visits
     ]
     d["rois"] = {

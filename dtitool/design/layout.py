@@ -17,6 +17,10 @@ Examples
 'hamd_week1'
 >>> names.terms
 ('interaction', 'slope_high', 'slope_placebo', 'slope_pooled')
+>>> TrialNames(arms=("high", "low", "placebo"), control="placebo",
+...            visits=("baseline", "day1", "week1")).terms  # doctest: +NORMALIZE_WHITESPACE
+('interaction_high', 'interaction_low', 'slope_high', 'slope_low',
+ 'slope_placebo', 'slope_pooled', 'omnibus')
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 from dtitool._validation import check_name, check_range, err
 
 __all__ = ["PerArm", "TrialNames", "VisitSpec", "check_arm_count", "check_arms",
-           "check_visits"]
+           "check_visits", "visit_fractions"]
 
 
 class PerArm(Mapping):
@@ -132,12 +136,19 @@ class VisitSpec:
         design states one.
     primary : bool
         Whether this visit is the primary endpoint.
+    fraction : float, mapping or None
+        Share of the primary visit's change (MD and scores, each subject's own)
+        reached by this visit: one number for every arm, or ``{arm: number}``.
+        None: ``dose / primary dose`` when both visits state a dose, else 1 (the
+        change is reached by the first follow-up visit and held). The primary
+        visit's is 1 and the baseline's 0 (:meth:`StudyDesign.visit_fractions`).
     """
 
     name: str
     hours: float = 0.0
     dose: float | None = None
     primary: bool = False
+    fraction: Any = None
 
     def __post_init__(self):
         if not (isinstance(self.name, str) and self.name.isascii()
@@ -150,6 +161,16 @@ class VisitSpec:
         if not isinstance(self.primary, bool | np.bool_):
             raise TypeError(f"visits.{self.name}.primary must be true or false; got "
                             f"{self.primary!r}")
+        f = self.fraction
+        if f is not None and not isinstance(f, Mapping):
+            check_range(f"visits.{self.name}.fraction", f, -5.0, 5.0)
+        elif f is not None:
+            if not f:
+                raise err(f"visits.{self.name}.fraction", "must name arms", dict(f))
+            for arm, v in f.items():
+                check_name("arm name", arm)
+                check_range(f"visits.{self.name}.fraction.{arm}", v, -5.0, 5.0)
+            object.__setattr__(self, "fraction", PerArm(dict(f)))
 
 
 def check_arms(where: str, value: PerArm, arms: Sequence[str]) -> None:
@@ -166,16 +187,17 @@ def check_arms(where: str, value: PerArm, arms: Sequence[str]) -> None:
 
 
 def check_arm_count(arms: Sequence[str]) -> None:
-    """Refuse a design without exactly two arms, in one sentence.
+    """Refuse a design with fewer than two arms, in one sentence.
 
-    dtitool simulates and analyses a treatment arm against a control arm so
-    far; more arms (two doses and placebo) are planned.
+    The models compare every arm's dMD slope with the control arm's; a
+    single-arm course has nothing to compare with, and is not simulated or
+    analysed yet.
     """
-    if len(arms) != 2:
+    if len(arms) < 2:
         raise ValueError(
-            f"trial.allocation names {len(arms)} arm(s) ({', '.join(arms)}); "
-            "dtitool simulates and analyses two-arm trials (a treatment and a "
-            "control arm) so far"
+            f"trial.allocation names {len(arms)} arm ({', '.join(arms)}); "
+            "dtitool simulates and analyses trials of two or more arms (a "
+            "control arm and at least one other) so far"
         )
 
 
@@ -198,11 +220,10 @@ def check_visits(visits: Sequence[VisitSpec]) -> tuple[VisitSpec, ...]:
     dup = sorted({x for x in names if names.count(x) > 1})
     if dup:
         raise ValueError(f"visits: visit {dup[0]!r} is listed twice")
-    if len(visits) != 2:
+    if len(visits) < 2:
         raise ValueError(
-            f"visits: the schedule lists {len(visits)} visit(s) "
-            f"({', '.join(names)}); dtitool simulates and analyses a baseline and "
-            "one follow-up visit so far"
+            f"visits: the schedule lists {len(visits)} visit ({', '.join(names)}); "
+            "a trial needs a baseline and at least one follow-up visit"
         )
     if visits[0].hours != 0:
         raise err(f"visits.{names[0]}.hours", "must be 0: the first visit is the "
@@ -218,7 +239,8 @@ def check_visits(visits: Sequence[VisitSpec]) -> tuple[VisitSpec, ...]:
                   primary[0])
     if not primary:
         last = visits[-1]
-        visits = (*visits[:-1], VisitSpec(last.name, last.hours, last.dose, True))
+        visits = (*visits[:-1],
+                  VisitSpec(last.name, last.hours, last.dose, True, last.fraction))
     return visits
 
 
@@ -280,11 +302,25 @@ class TrialNames:
     def terms(self) -> tuple[str, ...]:
         """Model terms reported per ROI and outcome, in table order.
 
-        ``interaction`` (the treatment arm's dMD slope minus the control arm's),
-        ``slope_<arm>`` for each arm (treatment first), and ``slope_pooled`` (the
-        dMD slope of the additive model).
+        With two arms: ``interaction`` (the treatment arm's dMD slope minus the
+        control arm's), ``slope_<arm>`` for each arm (treatment first), and
+        ``slope_pooled`` (the dMD slope of the additive model). With three or
+        more: ``interaction_<arm>`` for each arm but the control (its slope
+        minus the control arm's), the slopes, ``slope_pooled``, and
+        ``omnibus``, the F test that every arm has the control arm's slope.
         """
-        return ("interaction", *(f"slope_{a}" for a in self.arms), "slope_pooled")
+        slopes = (*(f"slope_{a}" for a in self.arms), "slope_pooled")
+        if len(self.arms) == 2:
+            return ("interaction", *slopes)
+        return (*self.interactions, *slopes, "omnibus")
+
+    @property
+    def interactions(self) -> tuple[str, ...]:
+        """The interaction terms: ``interaction``, or ``interaction_<arm>`` per
+        arm but the control when there are three or more arms."""
+        if len(self.arms) == 2:
+            return ("interaction",)
+        return tuple(f"interaction_{a}" for a in self.arms[:-1])
 
     def score_column(self, outcome: str, visit: str) -> str:
         """Name of the participants column of ``outcome`` at ``visit``."""
@@ -305,3 +341,48 @@ class TrialNames:
                 if self.score_column(stem, self.primary) in cols and stem not in out:
                     out.append(stem)
         return tuple(out)
+
+
+def visit_fractions(visits: Sequence[VisitSpec], arms: Sequence[str]) -> np.ndarray:
+    """Share of the primary visit's change reached by each visit, per arm.
+
+    Parameters
+    ----------
+    visits : sequence of VisitSpec
+        The checked schedule (:func:`check_visits`), baseline first.
+    arms : sequence of str
+        The design's arms, in the order of the rows returned.
+
+    Returns
+    -------
+    ndarray, shape (arms, visits)
+        0 at the baseline, 1 at the primary visit; another visit's
+        :attr:`VisitSpec.fraction` (its arm's, if it names arms), else
+        ``dose / primary dose`` when both visits state a positive dose, else 1.
+
+    Raises
+    ------
+    ValueError
+        If the primary visit states a fraction other than 1, or a visit's
+        fractions name an arm the design does not have or leave one out.
+    """
+    primary = next(v for v in visits if v.primary)
+    out = np.ones((len(arms), len(visits)))
+    out[:, 0] = 0.0
+    for i, v in enumerate(visits[1:], start=1):
+        f = v.fraction
+        if isinstance(f, PerArm):
+            check_arms(f"visits.{v.name}.fraction", f, arms)
+            out[:, i] = [float(f[a]) for a in arms]
+        elif f is not None:
+            out[:, i] = float(f)
+        elif (v.dose is not None and primary.dose is not None and primary.dose > 0):
+            out[:, i] = v.dose / primary.dose
+        if v.primary and not np.all(out[:, i] == 1.0):
+            raise err(f"visits.{v.name}.fraction", "must be 1 (or left out): the "
+                      "primary visit's change is what the ROIs' and outcomes' "
+                      "change_mean and change_sd state", f)
+    if visits[0].fraction is not None:
+        raise err(f"visits.{visits[0].name}.fraction", "must be left out: nothing "
+                  "has changed at the baseline", visits[0].fraction)
+    return out

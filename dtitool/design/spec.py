@@ -42,6 +42,7 @@ from dtitool.design.layout import (
     VisitSpec,
     check_arm_count,
     check_visits,
+    visit_fractions,
 )
 from dtitool.design.layout import check_arms as _check_arms
 
@@ -741,6 +742,7 @@ class StudyDesign:
         object.__setattr__(self, "control", control)
         visits = check_visits(self.visits)
         object.__setattr__(self, "visits", visits)
+        visit_fractions(visits, self.arms)  # checks the fractions' arms
 
     # -- derived quantities ---------------------------------------------------
     @property
@@ -774,6 +776,13 @@ class StudyDesign:
     def primary_visit(self) -> str:
         """Name of the primary endpoint's visit."""
         return next(v.name for v in self.visits if v.primary)
+
+    def visit_fractions(self) -> np.ndarray:
+        """Share of the primary visit's change reached by each visit, (arms, visits).
+
+        Rows in :attr:`arms` order (see :func:`dtitool.design.layout.visit_fractions`).
+        """
+        return visit_fractions(self.visits, self.arms)
 
     @property
     def roi_names(self) -> tuple[str, ...]:
