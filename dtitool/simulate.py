@@ -80,7 +80,9 @@ def simulation_bytes(design: StudyDesign, replicates: int) -> float:
     temporaries; a float, so that absurd requests do not overflow.
     """
     nr, no = len(design.rois), len(design.outcomes)
-    return 8.0 * float(replicates) * float(design.n) * (16 + 12 * nr + 8 * no)
+    nv = len(design.visits) - 2  # visits besides the baseline and the primary
+    return 8.0 * float(replicates) * float(design.n) * (
+        16 + 12 * nr + 8 * no + nv * (4 * nr + 3 * no))
 
 
 def as_seed_sequence(rng=None) -> np.random.SeedSequence:
@@ -110,8 +112,8 @@ class CohortArrays:
     """Simulated replicate trials as arrays (the power engine's input).
 
     Axis conventions: ``R`` replicates, ``N`` subjects, ``J`` ROIs (design order),
-    ``K`` outcomes (design order), visit axis ``(baseline, primary visit)``
-    (:attr:`StudyDesign.visit_names`).
+    ``K`` outcomes (design order), ``V`` visits (:attr:`StudyDesign.visit_names`,
+    baseline first; :attr:`primary` indexes the primary visit).
 
     Attributes
     ----------
@@ -120,43 +122,62 @@ class CohortArrays:
         Root of the streams; replicate ``i`` depends only on it and ``i``.
     start : int
         Index of the first replicate held.
-    treated : ndarray of bool, shape (R, N)
-        True for the treatment arm (:attr:`StudyDesign.treatment`), False for
-        the control arm.
-    md : ndarray, shape (R, N, J, 2)
-        Observed MD, mm^2/s; NaN at the follow-up visit where the scan is
+    arm : ndarray of int8, shape (R, N)
+        Each subject's arm, as an index into :attr:`StudyDesign.arms` (the
+        control arm, last, is ``len(arms) - 1``).
+    md : ndarray, shape (R, N, J, V)
+        Observed MD, mm^2/s; NaN at the primary visit where the scan is
         missing.
-    md_true : ndarray, shape (R, N, J, 2)
+    md_true : ndarray, shape (R, N, J, V)
         Latent true MD (no measurement noise), mm^2/s.
-    scores : ndarray, shape (R, N, K, 2)
-        Integer-valued scores at baseline and the follow-up visit.
-    observed_24h : ndarray of bool, shape (R, N)
-        False where the follow-up scan is missing (the name is historical: the
-        follow-up visit is the design's primary visit, whatever its name).
+    scores : ndarray, shape (R, N, K, V)
+        Integer-valued scores at every visit.
+    observed : ndarray of bool, shape (R, N)
+        False where the primary visit's scan is missing.
     age : ndarray of float, shape (R, N), or None
     female : ndarray of bool, shape (R, N), or None
-    scored_24h : ndarray of bool, shape (R, N), or None
-        False where the follow-up ratings are missing (``missing.scores``: with
-        the scan); None when every follow-up rating is observed. ``scores`` always holds
-        the values, observed or not (as ``md_true`` does for MD).
+    scored : ndarray of bool, shape (R, N), or None
+        False where the primary visit's ratings are missing (``missing.scores``:
+        with the scan); None when every rating is observed. ``scores`` always
+        holds the values, observed or not (as ``md_true`` does for MD).
     """
 
     design: StudyDesign
     seed: np.random.SeedSequence
     start: int
-    treated: np.ndarray
+    arm: np.ndarray
     md: np.ndarray
     md_true: np.ndarray
     scores: np.ndarray
-    observed_24h: np.ndarray
+    observed: np.ndarray
     age: np.ndarray | None
     female: np.ndarray | None
-    scored_24h: np.ndarray | None = None
+    scored: np.ndarray | None = None
 
     @property
     def replicates(self) -> int:
         """Number of replicates held."""
-        return self.treated.shape[0]
+        return self.arm.shape[0]
+
+    @property
+    def primary(self) -> int:
+        """Index of the primary visit on the visit axis."""
+        return self.design.visit_names.index(self.design.primary_visit)
+
+    @property
+    def treated(self) -> np.ndarray:
+        """True outside the control arm, shape (R, N)."""
+        return self.arm != len(self.design.arms) - 1
+
+    @property
+    def observed_24h(self) -> np.ndarray:
+        """Older name of :attr:`observed`."""
+        return self.observed
+
+    @property
+    def scored_24h(self) -> np.ndarray | None:
+        """Older name of :attr:`scored`."""
+        return self.scored
 
     @property
     def roi_names(self) -> tuple[str, ...]:
@@ -170,13 +191,13 @@ class CohortArrays:
 
     @property
     def d_md(self) -> np.ndarray:
-        """Observed MD change (follow-up minus baseline), shape (R, N, J)."""
-        return self.md[..., 1] - self.md[..., 0]
+        """Observed MD change (primary visit minus baseline), shape (R, N, J)."""
+        return self.md[..., self.primary] - self.md[..., 0]
 
     @property
     def d_score(self) -> np.ndarray:
-        """Score change (follow-up minus baseline), shape (R, N, K)."""
-        return self.scores[..., 1] - self.scores[..., 0]
+        """Score change (primary visit minus baseline), shape (R, N, K)."""
+        return self.scores[..., self.primary] - self.scores[..., 0]
 
 
 def _compound(k: int, rho: float) -> np.ndarray:
@@ -193,19 +214,23 @@ class _Model:
         self.n = d.n
         self.nr = len(d.rois)
         self.no = len(d.outcomes)
-        # Randomisation slots: full blocks of the exact ratio, then the remainder.
-        a = d.allocation.as_tuple(d.arms)  # treatment first, control last
-        per_block = d.block_size // sum(a)
-        block = np.repeat([True, False], [a[0] * per_block, a[1] * per_block])
+        # Randomisation slots (arm codes): full blocks of the exact ratio, then
+        # the remainder.
+        a = np.array(d.allocation.as_tuple(d.arms))  # control last
+        codes = np.arange(len(a), dtype=np.int8)
+        per_block = d.block_size // int(a.sum())
+        block = np.repeat(codes, a * per_block)
         n_full = d.n // d.block_size
-        n_treat, n_ctrl = d.arm_sizes()
-        rem_t = n_treat - n_full * a[0] * per_block
-        rem_c = n_ctrl - n_full * a[1] * per_block
-        self.slots = np.concatenate(
-            [np.tile(block, n_full), np.repeat([True, False], [rem_t, rem_c])]
-        )
+        rem = np.array(d.arm_sizes()) - n_full * a * per_block
+        self.slots = np.concatenate([np.tile(block, n_full), np.repeat(codes, rem)])
+        # Visits: follow-ups other than the primary, and each arm's share of the
+        # primary change reached by every visit.
+        self.nv = len(d.visits)
+        self.primary = d.visit_names.index(d.primary_visit)
+        self.others = [v for v in range(1, self.nv) if v != self.primary]
+        self.fractions = d.visit_fractions()
         self.segment = np.minimum(np.arange(d.n) // d.block_size, n_full).astype(float)
-        # Change: mean and Cholesky factor per arm, treatment first.
+        # Change: mean and Cholesky factor per arm, control last.
         self.chg_mean = []
         self.chg_chol_t = []
         for arm in d.arms:
@@ -292,16 +317,21 @@ def _to_score(z: np.ndarray, width: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray,
-                 change: np.ndarray) -> np.ndarray:
-    """Integer scores at baseline and the follow-up visit, shape (R, N, K, 2).
+                 change: np.ndarray, visits=(2, 1, (), None)) -> np.ndarray:
+    """Integer scores at every visit, shape (R, N, K, V).
 
     ``z_copula``: correlated standard normals of the baselines (R, N, K);
-    ``change``: each subject's outcome change on its generative scale (R, N, K).
-    Uses ``raw["z_e1"]``, ``raw["z_e2"]`` when a scale's reliability is below 1
-    (and overwrites them, as it does ``z_copula``). The arithmetic is done in
-    place, each operation in the order the formulas give it (the same values as
-    forming every temporary, a third faster).
+    ``change``: each subject's outcome change by the primary visit on its
+    generative scale (R, N, K). ``visits``: ``(V, primary index, other
+    follow-up indices, fractions (R, N, others) of the change reached there)``.
+    Uses ``raw["z_e1"]``, ``raw["z_e2"]`` (and ``raw["z_ev"]`` at the other
+    follow-ups) when a scale's reliability is below 1, and overwrites them, as
+    it does ``z_copula``. The arithmetic is done in place, each operation in
+    the order the formulas give it (the same values as forming every
+    temporary, a third faster).
     """
+    nv, primary, others, fr = visits
+    extra = [None] * len(others)
     u = special.ndtr(z_copula, out=z_copula)
     lg = sm.logit
     base_cont = post_cont = None
@@ -309,12 +339,16 @@ def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarr
         # additive: truncated-normal baseline rating, follow-up = baseline + change
         p = sm.base_p_lo + u * (sm.base_p_hi - sm.base_p_lo)
         add_base = sm.base_mean + sm.base_sd * special.ndtri(p)
-        add_post = np.clip(np.rint(add_base), sm.inc, sm.hi) + change
+        start = np.clip(np.rint(add_base), sm.inc, sm.hi)
+        add_post = start + change
+        extra = [start + change * fr[..., i, None] for i in range(len(others))]
         if sm.rtm:
-            # occasion errors of the two ratings; e1 given the observed baseline
+            # occasion errors of the ratings; e1 given the observed baseline
             e1 = (sm.e1_slope * (add_base - sm.base_mean)
                   + sm.e1_sd * raw["z_e1"])
             add_post = add_post - e1 + sm.err_sd * raw["z_e2"]
+            extra = [v - e1 + sm.err_sd * raw["z_ev"][..., i]
+                     for i, v in enumerate(extra)]
         base_cont, post_cont = add_base, add_post
     if lg.any():
         # logit: the latent baseline rating is normal, truncated at admission;
@@ -331,32 +365,45 @@ def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarr
             e = raw["z_e1"]
             e *= sm.resid_sd
             z_post += e
+            pre = z_post.copy() if others else None  # latent baseline severity
             z_post += change
             e = raw["z_e2"]
             e *= sm.tau
             z_post += e
+            lg_extra = [pre + change * fr[..., i, None]
+                        + sm.tau * raw["z_ev"][..., i] for i in range(len(others))]
             x += sm.m  # the baseline's latent value m + x
         else:
             x += sm.m
             z_post = x + change
+            lg_extra = [x + change * fr[..., i, None] for i in range(len(others))]
         lg_base = _to_score(x, sm.width, sm.lo)
         lg_post = _to_score(z_post, sm.width, sm.lo)
+        lg_extra = [_to_score(v, sm.width, sm.lo) for v in lg_extra]
         if base_cont is None:
-            base_cont, post_cont = lg_base, lg_post
+            base_cont, post_cont, extra = lg_base, lg_post, lg_extra
         else:
             base_cont = np.where(lg, lg_base, base_cont)
             post_cont = np.where(lg, lg_post, post_cont)
-    out = np.empty((*base_cont.shape, 2))
+            extra = [np.where(lg, a, b) for a, b in zip(lg_extra, extra, strict=True)]
+    out = np.empty((*base_cont.shape, nv))
     np.clip(np.rint(base_cont, out=base_cont), sm.inc, sm.hi, out=out[..., 0])
-    np.clip(np.rint(post_cont, out=post_cont), sm.lo, sm.hi, out=out[..., 1])
+    np.clip(np.rint(post_cont, out=post_cont), sm.lo, sm.hi, out=out[..., primary])
+    for v, values in zip(others, extra, strict=True):
+        np.clip(np.rint(values, out=values), sm.lo, sm.hi, out=out[..., v])
     return out
 
 
 def _draw_blocks(
     ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int, no: int,
-    *, score_error: bool = False,
+    *, score_error: bool = False, extra_visits: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order."""
+    """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order.
+
+    ``extra_visits``: follow-up visits besides the primary one; their scan
+    noise (and rating errors) are drawn last, so a two-visit design's draws
+    are what they always were.
+    """
     r = (b1 - b0) * BLOCK_SIZE
     out = {
         "u_rand": np.empty((r, n)),
@@ -371,6 +418,10 @@ def _draw_blocks(
     if score_error:  # drawn last: switching it on changes no other value
         out["z_e1"] = np.empty((r, n, no))
         out["z_e2"] = np.empty((r, n, no))
+    if extra_visits:
+        out["e_ev"] = np.empty((r, n, nr, extra_visits))
+        if score_error:
+            out["z_ev"] = np.empty((r, n, no, extra_visits))
     for i, b in enumerate(range(b0, b1)):
         child = np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, b))
         g = np.random.Generator(np.random.PCG64(child))
@@ -386,6 +437,10 @@ def _draw_blocks(
         if score_error:
             g.standard_normal(out=out["z_e1"][s])
             g.standard_normal(out=out["z_e2"][s])
+        if extra_visits:
+            g.standard_normal(out=out["e_ev"][s])
+            if score_error:
+                g.standard_normal(out=out["z_ev"][s])
     return out
 
 
@@ -395,68 +450,80 @@ def _simulate_range(
 ) -> dict[str, np.ndarray]:
     b0 = start // BLOCK_SIZE
     b1 = -(-stop // BLOCK_SIZE)
-    raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no, score_error=m.score_rtm)
+    raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no, score_error=m.score_rtm,
+                       extra_visits=len(m.others))
     keep = slice(start - b0 * BLOCK_SIZE, stop - b0 * BLOCK_SIZE)
     raw = {k: v[keep] for k, v in raw.items()}
 
     # 1. permuted blocks: sort uniform keys within each block segment
     order = np.argsort(raw["u_rand"] + m.segment, axis=1, kind="stable")
-    treated = m.slots[order]
+    arm = m.slots[order]
 
     # 2. joint change per arm, selected by arm (in place: the same arithmetic
-    # as forming both arms' values and choosing, without the temporaries)
+    # as forming every arm's values and choosing, without the temporaries)
     z = raw["z_chg"]
     chg = np.matmul(z, m.chg_chol_t[0])
     chg += m.chg_mean[0]
-    other = np.matmul(z, m.chg_chol_t[1])
-    other += m.chg_mean[1]
-    np.copyto(chg, other, where=~treated[..., None])
-    del other
+    for a in range(1, len(m.chg_mean)):
+        other = np.matmul(z, m.chg_chol_t[a])
+        other += m.chg_mean[a]
+        np.copyto(chg, other, where=(arm == a)[..., None])
+        del other
     d_md_true = chg[..., : m.nr]
     d_score = chg[..., m.nr :]
+    # each subject's share of the primary change at the other follow-ups
+    fr = m.fractions[:, m.others][arm] if m.others else None  # (R, N, others)
 
-    # 3-4. MD: true baseline, true follow-up, observed with scan noise
+    # 3-4. MD: true baseline, true follow-ups, observed with scan noise
     base = np.matmul(raw["z_md0"], m.md0_chol_t)
     base += m.md_mean
     e = raw["e"]  # the raw noise draws are not needed after this
     e *= m.noise_sd[:, None]
-    if lean:  # observed MD only, in the noise array: the same sums, one pass less
+    p = m.primary
+    if m.others:
+        md_true = np.empty((*arm.shape, m.nr, m.nv))
+        md_true[..., 0] = base
+        np.add(base, d_md_true, out=md_true[..., p])
+        noise = np.empty_like(md_true)
+        noise[..., 0], noise[..., p] = e[..., 0], e[..., 1]
+        for i, v in enumerate(m.others):
+            md_true[..., v] = base + d_md_true * fr[..., i, None]
+            noise[..., v] = raw["e_ev"][..., i] * m.noise_sd
+        md = np.add(md_true, noise)
+        del noise
+        if lean:
+            md_true = None
+    elif lean:  # observed MD only, in the noise array: the same sums, one pass less
         md_true = None
         md = e
         md[..., 0] += base
         base += d_md_true
         md[..., 1] += base
     else:
-        md_true = np.empty((*treated.shape, m.nr, 2))
+        md_true = np.empty((*arm.shape, m.nr, 2))
         md_true[..., 0] = base
         np.add(base, d_md_true, out=md_true[..., 1])
         md = np.add(md_true, e)
     del base
 
     # 5. scores: baselines through a Gaussian copula, admitted at the threshold
-    scores = _draw_scores(m.scores, raw, raw["z_base"] @ m.base_chol_t, d_score)
+    scores = _draw_scores(m.scores, raw, raw["z_base"] @ m.base_chol_t, d_score,
+                          (m.nv, p, m.others, fr))
 
-    # 6. missing follow-up scans
+    # 6. missing primary-visit scans
     miss = m.missing
     if miss.mechanism == "none":
-        observed = np.ones(treated.shape, dtype=bool)
+        observed = np.ones(arm.shape, dtype=bool)
     else:
         logit = math.log(miss.rate / (1 - miss.rate))
         if miss.mechanism == "mnar":
             k = m.mnar_k
-            mean = np.where(treated, m.chg_mean[0][k], m.chg_mean[1][k])
-            sd = (
-                np.where(
-                    treated,
-                    m.chg_chol_t[0][:, k] @ m.chg_chol_t[0][:, k],
-                    m.chg_chol_t[1][:, k] @ m.chg_chol_t[1][:, k],
-                )
-                ** 0.5
-            )
+            mean = np.array([mu[k] for mu in m.chg_mean])[arm]
+            sd = np.array([c[:, k] @ c[:, k] for c in m.chg_chol_t])[arm] ** 0.5
             logit = logit + miss.strength * (chg[..., k] - mean) / sd
         observed = raw["u_miss"] >= special.expit(logit)
     if miss.mechanism != "none":
-        md[..., 1] = np.where(observed[..., None], md[..., 1], np.nan)
+        md[..., p] = np.where(observed[..., None], md[..., p], np.nan)
 
     age = female = None
     cov = m.covariates
@@ -469,15 +536,15 @@ def _simulate_range(
         age = np.clip(np.rint(age), cov.age_min, cov.age_max)
         female = raw["u_sex"] < cov.female
     return {
-        "treated": treated,
+        "arm": arm,
         "md": md,
         "md_true": md_true,
         "scores": scores,
-        "observed_24h": observed,
+        "observed": observed,
         "age": age,
         "female": female,
         # a missed visit loses the ratings with the scan (no extra draws)
-        "scored_24h": observed if miss.scores else None,
+        "scored": observed if miss.scores else None,
     }
 
 
@@ -586,7 +653,7 @@ def score_summary(
         at most half the baseline), ``remission`` (primary-visit score <=
         ``remission_max``; NaN when the outcome has none), ``at_floor``
         (primary-visit score at the scale minimum), ``at_ceiling``. Arms are
-        the design's (:attr:`StudyDesign.arms`, treatment first).
+        the design's (:attr:`StudyDesign.arms`, control last).
     """
     design = _check_design(design)
     if isinstance(participants, bool) or not isinstance(
@@ -597,9 +664,9 @@ def score_summary(
     a = simulate_arrays(design, rng=rng, stop=reps)
     rows = []
     for k, o in enumerate(design.outcomes):
-        b, post = a.scores[..., k, 0], a.scores[..., k, 1]
-        for arm, mask in ((design.treatment, a.treated),
-                          (design.control, ~a.treated)):
+        b, post = a.scores[..., k, 0], a.scores[..., k, a.primary]
+        for code, arm in enumerate(design.arms):
+            mask = a.arm == code
             bk, pk = b[mask], post[mask]
             d = pk - bk
             rows.append({
@@ -744,7 +811,7 @@ class Cohort:
     def _lead(self, per_row: int) -> dict[str, np.ndarray]:
         """Return replicate and participant columns, ``per_row`` rows per subject."""
         a = self.arrays
-        r, n = a.treated.shape
+        r, n = a.arm.shape
         cols = {}
         if r > 1:
             cols["replicate"] = np.repeat(
@@ -761,15 +828,15 @@ class Cohort:
             d = a.design
             names = d.names
             cols = self._lead(1)
-            arm = np.array([d.control, d.treatment], dtype=object)
-            cols["group"] = arm[a.treated.ravel().astype(np.intp)]
+            arm = np.array(d.arms, dtype=object)
+            cols["group"] = arm[a.arm.ravel().astype(np.intp)]
             for k, name in enumerate(a.outcome_names):
                 for s, visit in enumerate(d.visit_names):
                     values = a.scores[..., k, s].ravel().astype(np.int64)
-                    if s == 1 and a.scored_24h is not None:
-                        # a missed follow-up rating is an empty cell
+                    if s == a.primary and a.scored is not None:
+                        # a missed primary-visit rating is an empty cell
                         values = pd.array(values, dtype="Int64")
-                        values[~a.scored_24h.ravel()] = pd.NA
+                        values[~a.scored.ravel()] = pd.NA
                     cols[names.score_column(name, visit)] = values
             if a.age is not None:
                 cols["age"] = a.age.ravel().astype(np.int64)
@@ -783,16 +850,16 @@ class Cohort:
 
     def _long(self, values: np.ndarray, column: str) -> pd.DataFrame:
         a = self.arrays
-        nr = len(a.roi_names)
-        cols = self._lead(2 * nr)
+        nr, nv = len(a.roi_names), len(a.design.visits)
+        cols = self._lead(nv * nr)
         cols["session"] = np.tile(
             np.repeat(np.array(a.design.visit_names, dtype=object), nr),
             values.shape[0] * values.shape[1],
         )
         cols["roi"] = np.tile(
-            np.array(a.roi_names, dtype=object), values.shape[0] * values.shape[1] * 2
+            np.array(a.roi_names, dtype=object), values.shape[0] * values.shape[1] * nv
         )
-        # (R, N, J, 2) -> (R, N, 2, J): rows ordered subject, session, ROI
+        # (R, N, J, V) -> (R, N, V, J): rows ordered subject, session, ROI
         cols[column] = np.swapaxes(values, -1, -2).ravel()
         return pd.DataFrame(cols)
 

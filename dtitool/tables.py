@@ -347,11 +347,11 @@ def resolve_names(
     if control not in arms:
         raise ValueError(f"control arm {control!r} is not a level of the "
                          f"participants table's group column ({', '.join(arms)})")
-    if len(arms) != 2:
+    if len(arms) < 2:
         raise ValueError(
-            f"the participants table's group column holds {len(arms)} arm(s) "
-            f"({', '.join(arms)}); dtitool analyses two-arm trials (a treatment "
-            "and a control arm) so far")
+            f"the participants table's group column holds {len(arms)} arm "
+            f"({', '.join(arms)}); the models compare arms, so they need a "
+            "control arm and at least one other")
     return TrialNames(arms=tuple(arms), control=control, visits=v,
                       primary=primary), None
 
@@ -519,8 +519,8 @@ def _warn_unused_scores(participants: pd.DataFrame, names: TrialNames,
     cols = [str(c) for c in participants.columns]
     known = list(dict.fromkeys([*outcomes, *(design.outcome_names if design
                                             else ())]))
-    used = {names.score_column(k, v) for k in outcomes
-            for v in (names.baseline, names.primary)}
+    # scores at the trial's other visits are the trial's own: kept, not warned
+    used = {names.score_column(k, v) for k in outcomes for v in names.visits}
     pair = (names.baseline, names.primary)
     for c in cols:
         if c in used:

@@ -455,8 +455,17 @@ def test_a_design_names_its_arms_control_and_visits():
 @pytest.mark.parametrize(("change", "match"), [
     ({"visits": None}, r"missing \[\[visits\]\]"),
     ({"visits": [{"name": "pre", "hours": 0}]}, "lists 1 visit"),
-    ({"visits": [{"name": "pre", "hours": 0}, {"name": "a", "hours": 24},
-                 {"name": "b", "hours": 48}]}, "lists 3 visit"),
+    ({"visits": [{"name": "pre", "hours": 0}, {"name": "a", "hours": 24,
+                                                "primary": True, "fraction": 0.5},
+                 {"name": "b", "hours": 48}]}, "a.fraction must be 1"),
+    ({"visits": [{"name": "pre", "hours": 0, "fraction": 0.0},
+                 {"name": "a", "hours": 24}]}, "pre.fraction must be left out"),
+    ({"visits": [{"name": "pre", "hours": 0},
+                 {"name": "a", "hours": 24, "fraction": {"ketamine": 0.5}},
+                 {"name": "b", "hours": 48}]}, "has no value for arm 'saline'"),
+    ({"visits": [{"name": "pre", "hours": 0},
+                 {"name": "a", "hours": 24, "fraction": 9}, {"name": "b", "hours": 48}]},
+     r"a.fraction must be >= -5.0 and <= 5.0"),
     ({"visits": [{"name": "pre", "hours": 5}, {"name": "a", "hours": 24}]},
      "must be 0"),
     ({"visits": [{"name": "pre", "hours": 0}, {"name": "pre", "hours": 24}]},
@@ -475,13 +484,31 @@ def test_bad_schedules_and_schemas_are_named(change, match):
         design_from_dict(d)
 
 
-def test_three_arms_are_refused_with_a_sentence():
+def test_one_arm_is_refused_with_a_sentence():
     from dtitool.design import design_from_dict
 
     d = _v2()
-    d["trial"]["allocation"] = {"ketamine": 1, "saline": 1, "other": 1}
-    with pytest.raises(ValueError, match=r"names 3 arm.*two-arm trials"):
+    d["trial"]["allocation"] = {"saline": 1}
+    with pytest.raises(ValueError, match=r"names 1 arm \(saline\).*two or more"):
         design_from_dict(d)
+
+
+def test_visit_fractions_follow_the_schedule():
+    from dtitool.design import design_from_dict
+
+    d = _v2()
+    d["visits"] = [{"name": "pre", "hours": 0},
+                   {"name": "s3", "hours": 24, "dose": 3},
+                   {"name": "s6", "hours": 48, "dose": 6, "primary": True},
+                   {"name": "m1", "days": 30, "dose": 6,
+                    "fraction": {"ketamine": 0.5, "saline": 0.25}},
+                   {"name": "m2", "days": 60}]
+    design = design_from_dict(d)
+    # dose / primary dose where doses are stated, the arm's own where given,
+    # else 1; the rows are the arms in design order (control last)
+    assert design.arms == ("ketamine", "saline")
+    np.testing.assert_array_equal(design.visit_fractions(),
+                                  [[0, 0.5, 1, 0.5, 1], [0, 0.5, 1, 0.25, 1]])
 
 
 def test_version_1_files_load_as_the_ketamine_trial(tmp_path):

@@ -153,9 +153,18 @@ def test_unknown_group_level_is_an_error_naming_it(design, folder):
     with pytest.raises(ValueError, match=r"unknown group label\(s\) 'active'; "
                        r"expected one of 'drug', 'placebo' \(the design's arms\)"):
         check_tables(p, r, design=design)
-    # without a design, three levels are not a two-arm trial
-    with pytest.raises(ValueError, match=r"group column holds 3 arm\(s\) \(.*active"):
+    # without a design, three levels are a three-arm trial, control last
+    with pytest.raises(ValueError, match=r"the active arm has 1 participant"):
         check_tables(p, r, control="placebo", visits=VISITS)
+    p.loc[3:8, "group"] = "active"
+    got, _ = check_tables(p, r, control="placebo", visits=VISITS)
+    assert got.attrs["trial_names"].arms == ("drug", "active", "placebo")
+    assert got.attrs["trial_names"].interactions == ("interaction_drug",
+                                                     "interaction_active")
+    one = p[p["group"] == "placebo"]
+    with pytest.raises(ValueError, match=r"group column holds 1 arm \(placebo\)"):
+        check_tables(one, r[r["participant_id"].isin(one["participant_id"])],
+                     control="placebo", visits=VISITS)
     with pytest.raises(ValueError, match=r"control arm 'sham' is not a level"):
         check_tables(p, r, control="sham", visits=VISITS)
 

@@ -189,13 +189,13 @@ def test_replicates_column(preset):
 def test_mcar_missing_rows(preset):
     d = _design(preset, missing__mechanism="mcar", missing__rate=0.2)
     a = simulate_arrays(d, rng=9, stop=500)
-    frac = 1 - a.observed_24h.mean()
-    n = a.observed_24h.size
+    frac = 1 - a.observed.mean()
+    n = a.observed.size
     assert abs(frac - 0.2) < Z * np.sqrt(0.2 * 0.8 / n)
-    assert np.isnan(a.md[..., 1][~a.observed_24h]).all()
+    assert np.isnan(a.md[..., 1][~a.observed]).all()
     assert not np.isnan(a.md[..., 0]).any()
     c = simulate_cohort(d, rng=9)
-    n_missing = int((~c.arrays.observed_24h).sum())
+    n_missing = int((~c.arrays.observed).sum())
     assert len(c.roi_md) == (2 * 98 - n_missing) * 7
     assert c.roi_md["md"].notna().all()
     # other values do not depend on the missing mechanism
@@ -208,7 +208,7 @@ def test_mnar_missing_tied_to_outcome(preset):
                 missing__strength=1.5)
     a = simulate_arrays(d, rng=4, stop=500)
     ds = a.d_score[..., 0]
-    miss = ~a.observed_24h
+    miss = ~a.observed
     # non-responders (less improvement than their arm's median) miss more scans
     worse = np.zeros_like(miss)
     for arm_mask in (a.treated, ~a.treated):

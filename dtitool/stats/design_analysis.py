@@ -103,10 +103,13 @@ class _Pooled:
             a = np.asarray(a)
             return a.reshape(1, a.shape[0] * a.shape[1], *a.shape[2:])
 
+        self.arm = one(arrays.arm)
         self.treated = one(arrays.treated)
         self.md = one(arrays.md)
         self.scores = one(arrays.scores)
-        self.observed_24h = one(arrays.observed_24h)
+        self.observed = self.observed_24h = one(arrays.observed)
+        self.primary = arrays.primary
+        self.design = arrays.design
         self.roi_names = arrays.roi_names
         self.outcome_names = arrays.outcome_names
 
