@@ -444,11 +444,15 @@ def trial_columns(design) -> dict[str, dict]:
                   for v in names.visits}
     out["session"] = {**COLUMNS["session"], "Levels": visits}
     out["visit"] = {**COLUMNS["visit"], "Levels": visits}
-    terms = {"interaction": f"group x dMD interaction: {w['treatment']} slope "
-                            f"minus {w['control']} slope"}
+    terms = {t: f"group x dMD interaction: {a} slope minus {w['control']} slope"
+             for t, a in zip(names.interactions, names.arms, strict=False)}
     terms.update({f"slope_{a}": f"dMD slope in the {a} arm" for a in names.arms})
-    terms["slope_pooled"] = ("dMD slope common to both arms (model without the "
+    terms["slope_pooled"] = ("dMD slope common to all arms (model without the "
                              "interaction)")
+    if "omnibus" in names.terms:
+        terms["omnibus"] = (f"F test that every arm has the {w['control']} arm's "
+                            f"dMD slope ({len(names.arms) - 1} numerator df; its "
+                            "estimate is the F statistic)")
     out["term"] = {**COLUMNS["term"], "Levels": terms}
     out[f"md_{names.baseline}"] = _c(f"ROI MD at the baseline visit "
                                      f"({names.baseline})", "md", "mm^2/s")
@@ -497,11 +501,15 @@ def _value_levels(df, column: str) -> dict[str, str] | None:
         "roi": lambda v: f"region of interest {v}",
         "outcome": lambda v: _ANY if v == "any" else f"outcome {v}",
         "term": lambda v: (
-            "dMD slope common to both arms (model without the interaction)"
+            "dMD slope common to all arms (model without the interaction)"
             if v == "slope_pooled" else
             f"dMD slope in the {v[len('slope_'):]} arm" if v.startswith("slope_")
             else "group x dMD interaction: treatment slope minus control slope"
-            if v == "interaction" else f"model term {v}"),
+            if v == "interaction" else
+            f"group x dMD interaction: {v[len('interaction_'):]} slope minus "
+            "control slope" if v.startswith("interaction_") else
+            "F test that every arm has the control arm's dMD slope (estimate: "
+            "the F statistic)" if v == "omnibus" else f"model term {v}"),
     }[column]
     return _levels_of(df, column, generic)
 

@@ -315,6 +315,12 @@ class TrialNames:
         return (*self.interactions, *slopes, "omnibus")
 
     @property
+    def key_terms(self) -> tuple[str, ...]:
+        """The terms summaries show first: the interactions, and the omnibus
+        test when there are three or more arms."""
+        return self.interactions + (("omnibus",) if len(self.arms) > 2 else ())
+
+    @property
     def interactions(self) -> tuple[str, ...]:
         """The interaction terms: ``interaction``, or ``interaction_<arm>`` per
         arm but the control when there are three or more arms."""

@@ -406,8 +406,9 @@ def _report(r, pngs: Mapping[str, bytes]) -> str:
             "Power",
             text=f"{pw.replicates} replicate trials of the design (seed {pw.seed}). "
             "The design lacks the reference study's ROIs or outcomes, so there is "
-            "no reported-versus-simulated comparison; power of every interaction:",
-            table=pw.table.loc[pw.table["term"] == "interaction",
+            "no reported-versus-simulated comparison; power of every interaction"
+            + (" and omnibus test:" if len(design.arms) > 2 else ":"),
+            table=pw.table.loc[pw.table["term"].isin(design.names.key_terms),
                                ["roi", "outcome", "power", "median_p", "size"]])
     rep.add_figure(pngs["curve"], caption=f"Power over the total sample size "
                    f"({pc.replicates} replicates per point; "

@@ -234,10 +234,11 @@ def plot_scatter_grid(
                 slope = res.term(roi, outcome, f"slope_{g}")["estimate"]
                 xs = np.array([x[m].min(), x[m].max()])
                 ax.plot(xs, y[m].mean() + slope * (xs - x[m].mean()), color=c, lw=2)
-            p = res.term(roi, outcome, "interaction")["p"]
+            key = "omnibus" if len(arms) > 2 else "interaction"
+            p = res.term(roi, outcome, key)["p"]
             ax.set_title(
                 f"{roi}, {labels[outcome]}: "
-                f"interaction p = {p:.3g}",
+                f"{key} p = {p:.3g}",
                 fontsize=8,
             )
             ax.axhline(0, color="0.8", lw=0.6, zorder=0)
@@ -343,7 +344,7 @@ def plot_md_sessions(roi_md, participants, *, rois: Sequence[str] | None = None,
     return ax
 
 
-def plot_forest(results, *, term: str = "interaction",
+def plot_forest(results, *, term: str | Sequence[str] | None = None,
                 outcome_labels: Mapping[str, str] | None = None, ax=None):
     """Forest plot of one term's estimates with confidence intervals.
 
@@ -352,9 +353,10 @@ def plot_forest(results, *, term: str = "interaction",
     results : AnalysisResults or DataFrame
         Results or their table (columns ``roi, outcome, term, estimate,
         ci_low, ci_high, p``).
-    term : str
-        Term to show, one of the table's ``term`` values (``interaction``,
-        ``slope_<arm>``, ``slope_pooled``).
+    term : str or sequence of str, optional
+        Term(s) to show, among the table's ``term`` values (``interaction``,
+        ``interaction_<arm>``, ``slope_<arm>``, ``slope_pooled``); default every
+        interaction term (one per arm but the control).
     outcome_labels : mapping, optional
         ``{outcome: label}`` (a design's rating scales); default
         :func:`outcome_label` of each name.
@@ -372,9 +374,16 @@ def plot_forest(results, *, term: str = "interaction",
             f"{type(results).__name__}"
         )
     terms = list(pd.unique(table["term"]))
-    _pick([term], terms, "term")
+    if term is None:
+        shown = [x for x in terms if x == "interaction" or x.startswith("interaction_")]
+    else:
+        shown = [term] if isinstance(term, str) else list(term)
+    _pick(shown, terms, "term")
+    if "omnibus" in shown:
+        raise ValueError("the omnibus test is an F statistic, not an estimate with "
+                         "a confidence interval; plot the interaction terms")
     unit = getattr(results, "dmd_unit", f"per {DMD_SCALE:g} mm^2/s dMD")
-    t = table.loc[table["term"] == term].reset_index(drop=True)
+    t = table.loc[table["term"].isin(shown)].reset_index(drop=True)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 0.32 * len(t) + 1.2))
     y = np.arange(len(t))[::-1]
@@ -392,12 +401,15 @@ def plot_forest(results, *, term: str = "interaction",
         )  # fmt: skip
     ax.axvline(0, color="0.6", lw=0.8, ls="--")
     ax.set_yticks(y)
+    which = (lambda x: f" {x}") if len(shown) > 1 else (lambda x: "")
     ax.set_yticklabels(
-        [f"{r} {labels[k]}  p={p:.3g}"
-         for r, k, p in zip(t["roi"], t["outcome"], t["p"], strict=True)],
+        [f"{r} {labels[k]}{which(x)}  p={p:.3g}"
+         for r, k, x, p in zip(t["roi"], t["outcome"], t["term"], t["p"],
+                               strict=True)],
         fontsize=8,
     )  # fmt: skip
-    ax.set_xlabel(f"{term} estimate, score points {unit} (95% CI)")
+    what = shown[0] if len(shown) == 1 else "interaction"
+    ax.set_xlabel(f"{what} estimate, score points {unit} (95% CI)")
     ax.legend(frameon=False, fontsize=8, loc="lower left",
               bbox_to_anchor=(0.0, 1.0), ncol=2)
     return ax
@@ -546,7 +558,8 @@ def _curve_rows(curve, tests):
 
     t = curve.table
     if tests is None:
-        sel = t[t["term"] == "interaction"]
+        key = "omnibus" if "omnibus" in set(t["term"]) else "interaction"
+        sel = t[t["term"] == key]
         tests = list(sel[["roi", "outcome", "term"]].drop_duplicates()
                      .itertuples(index=False, name=None))
     rows = []
@@ -715,7 +728,8 @@ def save_analysis_figures(results, participants, roi_md, folder, *,
                      ax=fig.subplots())
     fig.savefig(folder / ANALYSIS_FIGURES[1], dpi=120)
 
-    n_rows = int((results.table["term"] == "interaction").sum())
+    term = results.table["term"].astype(str)
+    n_rows = int((term.eq("interaction") | term.str.startswith("interaction_")).sum())
     fig = Figure(figsize=(6.5, 0.32 * n_rows + 1.2), layout="constrained")
     plot_forest(results, outcome_labels=outcome_labels, ax=fig.subplots())
     fig.savefig(folder / ANALYSIS_FIGURES[2], dpi=120)

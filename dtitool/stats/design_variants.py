@@ -48,6 +48,7 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
             raise ValueError(f"n must be an integer, got {value!r}")
         return dataclasses.replace(design, n=int(v))
     if parameter == "ratio":
+        _two_arms(design)
         if not v > 0:
             raise ValueError(f"ratio must be > 0, got {value!r}")
         fr = Fraction(v).limit_denominator(12)
@@ -86,6 +87,7 @@ def design_parameter(design: StudyDesign, parameter: str) -> float:
     if parameter == "n":
         return float(design.n)
     if parameter == "ratio":
+        _two_arms(design)
         return (design.allocation[design.treatment]
                 / design.allocation[design.control])
     if parameter == "effect":
@@ -117,3 +119,11 @@ def null_counterpart(design: StudyDesign) -> StudyDesign:
     if not isinstance(design, StudyDesign):
         raise TypeError(f"design must be a StudyDesign, got {type(design).__name__}")
     return vary_design(design, "effect", 0.0)
+
+
+def _two_arms(design: StudyDesign) -> None:
+    if len(design.arms) != 2:
+        raise ValueError(
+            f"the ratio curve varies a treatment:control allocation; design "
+            f"{design.name!r} has {len(design.arms)} arms ({', '.join(design.arms)}): "
+            "vary n or effect instead")

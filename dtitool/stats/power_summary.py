@@ -27,7 +27,7 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
     ----------
     res : PowerResult
     tests : sequence of (roi, outcome, term[, direction]), optional
-        Tests to list; default every interaction.
+        Tests to list; default every interaction (and omnibus) test.
     curve : PowerCurve, optional
         Unused in the text (the curve is written as a table and a figure).
     size : SampleSizeResult, optional
@@ -43,7 +43,7 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
                             columns=["roi", "outcome", "term"])
         show = keys.merge(t, on=["roi", "outcome", "term"])
     else:
-        show = t[t["term"] == "interaction"]
+        show = t[t["term"].isin(res.design.names.key_terms)]
     cols = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
             "median_p", "size", "size_ok", "type_s", "exaggeration"]
     def flags(frame):
@@ -54,7 +54,7 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
         lines.append(flags(show[cols]).to_string(index=False, float_format="%.4g",
                                                  na_rep="-"))
         fw = res.familywise
-        fw = fw[fw["family"].isin(["reported", "interaction"])]
+        fw = fw[fw["family"].isin(["reported", *res.design.names.key_terms])]
         lines.append(flags(fw[["family", "method", "tests", "power_any",
                                "power_all", "mean_rejections", "size",
                                "size_ok"]]).to_string(index=False,

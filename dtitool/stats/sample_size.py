@@ -61,7 +61,7 @@ def sample_size(
         Power to reach, in (0, 1).
     tests : sequence of (roi, outcome, term[, direction]), optional
         Tests that must all reach the target; default the interaction term of
-        every model. With a direction (``"positive"`` or ``"negative"``) a test
+        every model (the ``omnibus`` test with three or more arms). With a direction (``"positive"`` or ``"negative"``) a test
         counts only rejections with an estimate of that sign (what a replication
         of a reported finding needs); without, rejections of either sign.
     n_min, n_max : int
@@ -98,8 +98,10 @@ def sample_size(
     ):
         raise ValueError(f"target_power must be in (0, 1), got {target_power!r}")
     if tests is None:
-        tests = [(r, o, "interaction") for r in design.roi_names
-                 for o in design.outcome_names]
+        # the one test of a group x dMD difference per model: the interaction,
+        # or with three or more arms the omnibus F test
+        key = design.names.key_terms[-1]
+        tests = [(r, o, key) for r in design.roi_names for o in design.outcome_names]
     tests = [tuple(t) for t in tests]
     if not tests:
         raise ValueError("tests must not be empty")
