@@ -158,8 +158,15 @@ COLUMNS: dict[str, dict] = {
     "found_direction": _c("sign of the estimate in this dataset", "text"),
     "significant": _c("p <= alpha", "text"),
     "in_reported_range": _c("p within the reported range", "text"),
-    "agrees": _c("this dataset agrees with the report (verdict replicated or "
-                 "null, as reported)", "text"),
+    "agrees": _c("the reported finding is replicated: significant with the "
+                 "reported sign (never true for an expected null)", "text"),
+    "implied_estimate": _c("smallest effect the reported p implies, on this "
+                           "analysis's scale (the reported p's t at the reference "
+                           "study's n, times this estimate's SE rescaled to that "
+                           "n; docs/model.md)", "stat", "score points per 1e-5 "
+                           "mm^2/s"),
+    "ci_excludes_implied": _c("the estimate's 95 % CI excludes implied_estimate",
+                              "text"),
     "verdict": _c("how the result compares with the report (docs/model.md, the "
                   "reported findings)", "text"),
     # power

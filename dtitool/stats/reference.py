@@ -33,6 +33,7 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 __all__ = [
     "ANY",
@@ -54,6 +55,9 @@ REFERENCE = (
 """Citation of the reference study."""
 
 _COLUMNS = ("roi", "outcome", "term", "direction", "p_low", "p_high", "description")
+
+REFERENCE_N = 98
+"""Participants in the reference study's models (65 ketamine, 33 saline)."""
 
 
 def reported_findings() -> pd.DataFrame:
@@ -190,15 +194,31 @@ def compare_to_reported(
         ``significant`` (``p <= alpha``), ``in_reported_range`` (``p_low <= p
         <= p_high``), ``slope_treatment`` and ``p_slope_treatment`` (the
         treatment arm's dMD slope on the same ROI and outcome, for context),
-        ``agrees`` (bool) and ``verdict``, by the one rule of ``docs/model.md``
-        (a finding is replicated when its test is significant at ``alpha`` with
-        the reported sign; an ``"any"`` finding on at least one outcome):
+        ``ci_low``, ``ci_high`` (the estimate's confidence interval, when the
+        results hold it), ``implied_estimate`` (the smallest effect the reported
+        p implies on this analysis's scale, see Notes) and
+        ``ci_excludes_implied``, ``agrees`` (bool: True only for a replicated
+        finding) and ``verdict``, by the one rule of ``docs/model.md`` (a
+        finding is replicated when its test is significant at ``alpha`` with the
+        reported sign; an ``"any"`` finding on at least one outcome):
 
-        - reported tests: ``"replicated"``, ``"same sign, not significant"``,
-          ``"opposite sign"``;
-        - null tests: ``"null, as reported"`` (``p > alpha``) or
-          ``"significant, not reported"``;
+        - reported tests: ``"replicated"``, ``"not significant"``,
+          ``"significant, opposite sign"``;
+        - expected nulls: ``"not significant (expected null)"`` or
+          ``"significant (expected null)"``: neither is a match, a
+          non-significant test being absence of evidence, not agreement;
         - ``"not analysed"`` when the results lack that ROI, outcome or term.
+
+    Notes
+    -----
+    The implied estimate: the reported p (the upper end of its range, so the
+    smallest effect it implies) is the two-sided p of a t statistic ``t_rep``
+    with the reference model's residual df (``REFERENCE_N`` minus 5, or minus
+    4 for the pooled slope). Had the reference study this analysis's standard
+    error per participant, its estimate would have been ``sign x t_rep x se x
+    sqrt(n / REFERENCE_N)`` (``se`` and ``n`` this analysis's). A confidence
+    interval that excludes it says the data are unlikely under the reported
+    effect, which a non-significant p alone does not say.
 
     Examples
     --------
@@ -231,7 +251,8 @@ def compare_to_reported(
             rec.update(
                 outcome_used=None, estimate=np.nan, p=np.nan, found_direction=0,
                 significant=False, in_reported_range=False, slope_treatment=np.nan,
-                p_slope_treatment=np.nan, agrees=False, verdict="not analysed",
+                p_slope_treatment=np.nan, **_NO_CI, agrees=False,
+                verdict="not analysed",
             )  # fmt: skip
             out.append(rec)
             continue
@@ -247,22 +268,22 @@ def compare_to_reported(
             rec.update(
                 outcome_used=best[1], estimate=np.nan, p=np.nan, found_direction=0,
                 significant=False, in_reported_range=False, slope_treatment=np.nan,
-                p_slope_treatment=np.nan, agrees=False, verdict="not estimable",
+                p_slope_treatment=np.nan, **_NO_CI, agrees=False,
+                verdict="not estimable",
             )  # fmt: skip
             out.append(rec)
             continue
         found = int(np.sign(est))
         ket_key = (best[0], best[1], treated_slope)
         ket = keyed.loc[ket_key] if ket_key in keyed.index else None
+        agrees = bool(f.direction != 0 and found == f.direction and p <= alpha)
         if f.direction == 0:
-            agrees = p > alpha
-            verdict = "null, as reported" if agrees else "significant, not reported"
-        elif found != f.direction:
-            agrees, verdict = False, "opposite sign"
-        elif p <= alpha:
-            agrees, verdict = True, "replicated"
+            verdict = ("significant (expected null)" if p <= alpha
+                       else "not significant (expected null)")
+        elif p > alpha:
+            verdict = "not significant"
         else:
-            agrees, verdict = False, "same sign, not significant"
+            verdict = "replicated" if agrees else "significant, opposite sign"
         rec.update(
             outcome_used=best[1],
             estimate=est,
@@ -272,11 +293,31 @@ def compare_to_reported(
             in_reported_range=bool(f.direction != 0 and f.p_low <= p <= f.p_high),
             slope_treatment=np.nan if ket is None else float(ket["estimate"]),
             p_slope_treatment=np.nan if ket is None else float(ket["p"]),
+            **_interval(row, f),
             agrees=agrees,
             verdict=verdict,
         )
         out.append(rec)
     return pd.DataFrame(out)
+
+
+_NO_CI = {"ci_low": np.nan, "ci_high": np.nan, "implied_estimate": np.nan,
+          "ci_excludes_implied": False}
+
+
+def _interval(row: pd.Series, finding) -> dict:
+    """The estimate's CI and whether it excludes the effect the report implies."""
+    get = lambda c: float(row[c]) if c in row.index else np.nan  # noqa: E731
+    lo, hi, se, n = get("ci_low"), get("ci_high"), get("se"), get("n")
+    implied = np.nan
+    if finding.direction != 0 and np.isfinite(se) and np.isfinite(n):
+        df = REFERENCE_N - (4 if finding.term == "slope_pooled" else 5)
+        t_rep = float(special.stdtrit(df, 1.0 - finding.p_high / 2.0))
+        implied = finding.direction * t_rep * se * np.sqrt(n / REFERENCE_N)
+    excludes = bool(np.isfinite(implied) and np.isfinite(lo) and np.isfinite(hi)
+                    and not lo <= implied <= hi)
+    return {"ci_low": lo, "ci_high": hi, "implied_estimate": implied,
+            "ci_excludes_implied": excludes}
 
 
 def format_comparison(comparison: pd.DataFrame) -> str:
@@ -285,7 +326,7 @@ def format_comparison(comparison: pd.DataFrame) -> str:
         "",
         "Comparison with Kopelman et al. 2023 (abstract):",
         f"{'roi':<14}{'outcome':<11}{'term':<14}{'reported':>16}"
-        f"{'found est':>11}{'p':>9}  verdict",
+        f"{'found est':>11}{'95% CI':>18}{'p':>9}  verdict",
     ]
     for r in comparison.itertuples(index=False):
         sign = {1: "+", -1: "-", 0: "null"}[r.direction]
@@ -294,8 +335,23 @@ def format_comparison(comparison: pd.DataFrame) -> str:
         used = r.outcome if r.outcome_used in (None, r.outcome) else (
             f"{r.outcome}:{r.outcome_used}"
         )
+        ci = (f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low)
+              else "-")
+        note = ""
+        if r.verdict == "not significant" and np.isfinite(r.implied_estimate):
+            note = (f"; CI {'excludes' if r.ci_excludes_implied else 'holds'} "
+                    f"the reported effect ({r.implied_estimate:.2f})")
         lines.append(
             f"{r.roi:<14}{used:<11}{r.term:<14}{rep:>16}"
-            f"{r.estimate:>11.3f}{r.p:>9.4f}  {r.verdict}"
+            f"{r.estimate:>11.3f}{ci:>18}{r.p:>9.4f}  {r.verdict}{note}"
         )
+    rep_rows = comparison[comparison["direction"] != 0]
+    nulls = comparison[comparison["direction"] == 0]
+    lines.append(
+        f"{int(rep_rows['agrees'].sum())} of {len(rep_rows)} reported findings "
+        "replicated (significant with the reported sign); "
+        f"{int((nulls['verdict'] == 'significant (expected null)').sum())} of "
+        f"{len(nulls)} expected nulls significant. A test that is not significant "
+        "neither confirms nor refutes a finding: its CI says which effects the "
+        "data still allow.")
     return "\n".join(lines)
