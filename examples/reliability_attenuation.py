@@ -87,8 +87,12 @@ def main(argv=None) -> int:
         d = vary_design(base, "cv", cv)
         rel = d.reliability("ketamine")[ROI]
         st = arm_statistics(d, seed=args.seed, replicates=args.replicates)
+        roi = d.rois[j]
+        # the saline arm's observed dMD spread: true change and two scans' noise
+        sd_sal = np.sqrt(roi.change_sd["saline"] ** 2 + 2 * roi.noise_sd ** 2)
         rows.append({"cv": cv, "reliability": rel,
-                     "r_expected": st["r_true_dmd"] * np.sqrt(rel), **st})
+                     "r_expected": st["r_true_dmd"] * np.sqrt(rel),
+                     "dmd_sd_saline": sd_sal / 1e-5, **st})
     tab = pd.DataFrame(rows)
     curve = power_curve(base, parameter="cv", values=CVS,
                         replicates=args.replicates, rng=args.seed)
@@ -155,6 +159,16 @@ def main(argv=None) -> int:
           f"{tab['power_interaction'].max():.2f}): its saline-arm slope is fitted "
           "to a dMD that is almost all noise, so the slope difference is imprecise "
           "whatever the scanner.")
+    best = tab.loc[tab["power_interaction"].idxmax()]
+    print(f"Why the interaction need not gain from a better scanner: the saline "
+          f"arm's observed dMD SD falls from {hi['dmd_sd_saline']:.2f} to "
+          f"{lo['dmd_sd_saline']:.2f} (1e-5 mm^2/s) as the CV drops from 7.4% to "
+          "1%, nearly all of it noise; a slope's SE is the residual SD over the "
+          "spread of its regressor, so the saline slope, and the slope difference "
+          "with it, lose precision as that spread shrinks, while the ketamine "
+          "slope is attenuated less. Interaction power peaks at "
+          f"{best['power_interaction']:.2f} at CV {100 * best['cv']:.1f}% "
+          "instead of rising to the best scanner.")
     print(f"wrote {args.out / 'reliability_attenuation.png'} and "
           f"{args.out / 'reliability_attenuation.tsv'}")
     return 0

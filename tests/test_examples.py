@@ -106,6 +106,14 @@ def test_reliability_attenuation(tmp_path):
     assert diff.abs().max() < 0.03
     power = table["power_slope_ketamine"]
     assert power.iloc[0] > power.iloc[-1] + 0.4
+    # the saline arm's observed dMD SD, analytic, printed at both ends
+    s2 = roi.change_sd["saline"] ** 2
+    sd = r"saline arm's observed dMD SD falls from " + NUM + " to " + NUM
+    for group, cv in ((1, 0.074), (2, 0.01)):
+        want = (s2 + 2 * (cv * roi.md_mean) ** 2) ** 0.5 / 1e-5
+        assert number(sd, text, group) == pytest.approx(want, abs=0.006)
+    peak = number(r"Interaction power peaks at " + NUM, text)
+    assert peak == pytest.approx(table["power_interaction"].max(), abs=0.006)
 
 
 def test_multiplicity(tmp_path):
