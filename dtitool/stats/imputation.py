@@ -8,12 +8,12 @@ analysis of one dataset (complete case, multiple imputation of a changes table,
 who is missing and why, the tipping point) is :mod:`dtitool.stats.missing`,
 which re-exports these names.
 
-**Imputation model** (:func:`impute`). Each ROI's block of 24 h variables,
-``(dMD_j, score change of every outcome)``, is imputed on its own, **within
-each arm** (so every relation may differ between ketamine and saline, as the
-group x dMD analysis requires), from a joint normal linear model given the
-complete predictors ``[1, baseline scores, covariates, baseline MD of ROI j]``
-(the baseline MD carries the baseline scan's noise, part of dMD). Every
+**Imputation model** (:func:`impute`). Each ROI's block of primary-visit
+variables, ``(dMD_j, score change of every outcome)``, is imputed on its own,
+**within each arm** (so every relation may differ between the arms, as the
+group x dMD analysis requires; any number of arms), from a joint normal linear
+model given the complete predictors ``[1, baseline scores, covariates, baseline
+MD of ROI j]`` (the baseline MD carries the baseline scan's noise, part of dMD). Every
 variable of that ROI's analysis models (score change, dMD, group, baseline
 score) is in it, so the imputation is congenial with the analysis; other ROIs
 are left out, which loses nothing when a whole scan is lost and keeps the model
@@ -50,6 +50,19 @@ lambda^2``, ``nu_obs = (nu_com + 1) / (nu_com + 3) nu_com (1 - lambda)``,
 the mean over imputations of its Welch-Satterthwaite df). A model in which
 nothing was imputed has ``B = 0`` and is the complete-data analysis.
 
+The omnibus F test of a trial with three or more arms (``q = k - 1``
+interaction contrasts) is pooled by the D1 statistic of Li, Raghunathan and
+Rubin (1991) (:func:`d1`): with ``Q``, ``U`` the mean contrast vector and
+covariance and ``B`` the between-imputation covariance,
+``r = (1 + 1/M) tr(B U^{-1}) / q`` and ``D1 = Q' U^{-1} Q / (q (1 + r))`` on
+``(q, nu)`` df, ``nu`` Reiter's (2007) small-sample df from the complete-data
+df (as mitml's ``testModels(method="D1", df.com=)``, which ``mice::D1`` calls).
+Under ``welch`` the complete-data test is Welch's (1951), whose F is the Wald F
+of the contrasts (with the arms' separate variances) divided by ``1 + 2 (k - 2)
+/ (3 f)`` (``f`` its denominator df): D1 is divided by the mean of that factor
+over the imputations and takes the mean ``f`` as the complete-data df, so that,
+as for the t terms, a model with nothing imputed is the complete-data test.
+
 Randomness: the draws of replicate block ``b`` come from
 ``SeedSequence(entropy, spawn_key=(..., IMPUTATION_STREAM, b, s))`` (``s = 0``
 the normal and uniform draws, ``s = 1 + t`` the chi-square draws of round
@@ -61,6 +74,11 @@ References
 Rubin DB (1987). Multiple Imputation for Nonresponse in Surveys. Wiley.
 Barnard J, Rubin DB (1999). Small-sample degrees of freedom with multiple
 imputation. Biometrika 86:948.
+Li KH, Raghunathan TE, Rubin DB (1991). Large-sample significance levels from
+multiply imputed data using moment-based statistics and an F reference
+distribution. J Am Stat Assoc 86:1065.
+Reiter JP (2007). Small-sample degrees of freedom for multi-component
+significance tests with multiple imputation for missing data. Biometrika 94:502.
 van Buuren S (2018). Flexible Imputation of Missing Data, 2nd ed. CRC Press.
 von Hippel PT (2016). New confidence intervals and bias comparisons show that
 maximum likelihood can beat multiple imputation in small samples. Struct Equ
@@ -79,11 +97,15 @@ from dtitool._validation import _NOT_GIVEN, rng_argument
 from dtitool.simulate import BLOCK_SIZE, as_seed_sequence
 from dtitool.stats.inference import (
     BatchModels,
+    arm_codes,
+    arm_count,
     arm_statistics,
     fit_terms,
     model_arrays,
+    term_layout,
 )
 from dtitool.stats.ols import solve_gram, two_sided_p
+from dtitool.stats.omnibus import f_sf, wald_f
 
 __all__ = [
     "DEFAULT_IMPUTATIONS",
@@ -94,6 +116,7 @@ __all__ = [
     "Pooled",
     "batch_models_imputed",
     "check_missing",
+    "d1",
     "impute",
     "rubin",
 ]
@@ -152,12 +175,16 @@ class ImputationData:
         Baseline scores (complete where ``use``).
     md0 : ndarray, shape (D, N, J)
         Baseline MD per ``DMD_SCALE`` (complete where ``use``).
-    treated : ndarray of bool, shape (D, N)
-        True in the ketamine arm.
+    treated : ndarray of bool or int, shape (D, N)
+        Each subject's arm: for two arms a boolean, True in the treatment arm;
+        for any number, the arm codes ``0..k-1`` (control last), as
+        :func:`dtitool.stats.inference.arm_codes` reads them.
     use : ndarray of bool, shape (D, N)
         Subjects in the analysis (others are neither used nor imputed).
     cov : ndarray, shape (D, N, C), optional
         Further complete covariates (numeric; categories as 0/1 columns).
+    n_arms : int, optional
+        Number of arms ``k`` for arm codes (default: the largest code + 1).
     """
 
     x: np.ndarray
@@ -167,6 +194,7 @@ class ImputationData:
     treated: np.ndarray
     use: np.ndarray
     cov: np.ndarray | None = None
+    n_arms: int | None = None
 
 
 def _blocks(data: ImputationData):
@@ -195,9 +223,10 @@ class _Draws:
     """Random numbers of one imputation run, axes (D, J, M, ...).
 
     ``init`` (D, J, M, q, N) uniforms for the starting values (iterative runs
-    only); per round ``t``: ``z_beta[t]`` (D, J, M, 2, q, p) and ``z_eps[t]``
-    (D, J, M, q, N) standard normals, ``chi2[t]`` (D, J, M, 2, q) chi-square
-    variates with each regression's residual df (arm axis: ketamine, saline).
+    only); per round ``t``: ``z_beta[t]`` (D, J, M, k, q, p) and ``z_eps[t]``
+    (D, J, M, q, N) standard normals, ``chi2[t]`` (D, J, M, k, q) chi-square
+    variates with each regression's residual df (arm axis: the ``k`` arms in
+    code order).
     """
 
     init: np.ndarray | None
@@ -210,8 +239,8 @@ def _draw(seed, start: int, D: int, J: int, M: int, N: int, q: int, p: int,
           iterations: int, df: np.ndarray) -> _Draws:
     """Draw per replicate block of BLOCK_SIZE datasets (see the module docstring).
 
-    ``df`` (D, J, 2, q): residual df of each regression (the chi-square draws
-    depend on it).
+    ``df`` (D, J, k, q): residual df of each regression, per arm (the
+    chi-square draws depend on it).
     """
     if start % BLOCK_SIZE:
         raise ValueError(f"start must be a multiple of {BLOCK_SIZE} (a block "
@@ -219,13 +248,14 @@ def _draw(seed, start: int, D: int, J: int, M: int, N: int, q: int, p: int,
     ss = as_seed_sequence(seed)
     nb = -(-D // BLOCK_SIZE)
     B = nb * BLOCK_SIZE
+    k = df.shape[2]
     init = np.empty((B, J, M, q, N)) if iterations > 1 else None
-    z_beta = np.empty((iterations, B, J, M, 2, q, p))
+    z_beta = np.empty((iterations, B, J, M, k, q, p))
     z_eps = np.empty((iterations, B, J, M, q, N))
-    chi2 = np.empty((iterations, B, J, M, 2, q))
+    chi2 = np.empty((iterations, B, J, M, k, q))
     # Rows past the last dataset (the end of the last block) get a dummy df; they
     # come after every real row of their stream, so they change nothing before.
-    half = np.ones((B, J, 2, q))
+    half = np.ones((B, J, k, q))
     half[:D] = np.where(df >= 1, df, 1.0) / 2.0
     for i in range(nb):
         blk = start // BLOCK_SIZE + i
@@ -235,7 +265,7 @@ def _draw(seed, start: int, D: int, J: int, M: int, N: int, q: int, p: int,
             np.random.SeedSequence(ss.entropy, spawn_key=(*key, 0))))
         if init is not None:
             g.random(out=init[s])
-        shape = np.broadcast_to(half[s, :, None], (BLOCK_SIZE, J, M, 2, q))
+        shape = np.broadcast_to(half[s, :, None], (BLOCK_SIZE, J, M, k, q))
         for t in range(iterations):
             g.standard_normal(out=z_beta[t, s])
             g.standard_normal(out=z_eps[t, s])
@@ -250,15 +280,16 @@ def _draw(seed, start: int, D: int, J: int, M: int, N: int, q: int, p: int,
 def _arm_centred(P: np.ndarray, arms: np.ndarray) -> np.ndarray:
     """``P`` (E, N, c) minus its mean over each arm's used rows (0 for unused rows).
 
-    Centring changes no fitted value; it keeps ``X'X`` well conditioned (baseline
-    MD per 1e-5 mm^2/s is ~89 with SD ~4).
+    ``arms`` (E, k, N): 1 where a used subject is in the arm. Centring changes
+    no fitted value; it keeps ``X'X`` well conditioned (baseline MD per 1e-5
+    mm^2/s is ~89 with SD ~4).
     """
     used = arms.sum(axis=1) > 0  # (E, N)
     P = np.where(used[..., None], P, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.einsum("ean,enc->eac", arms, P) / arms.sum(axis=2)[..., None]
-    ket = arms[:, 0, :, None] > 0
-    out = P - np.where(ket, mean[:, 0, None, :], mean[:, 1, None, :])
+    own = np.argmax(arms, axis=1)  # each subject's arm (0 for unused rows)
+    out = P - np.take_along_axis(mean, own[..., None], axis=1)
     return np.where(used[..., None], out, 0.0)
 
 
@@ -332,7 +363,7 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
 
     Notes
     -----
-    Arrays are processed for all datasets, ROIs, imputations and both arms at
+    Arrays are processed for all datasets, ROIs, imputations and arms at
     once. A regression whose rows have no imputed predictor (every regression
     of a monotone pattern) is fitted once per dataset and shared by its
     imputations, and predictions are made only for subjects with something
@@ -343,10 +374,11 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
     D, J, N, q = V.shape
     M = int(imputations)
     use = np.broadcast_to(np.asarray(data.use, bool)[:, None], (D, J, N))
-    treated = np.broadcast_to(np.asarray(data.treated, bool)[:, None], (D, J, N))
+    codes, k = arm_codes(data.treated, data.n_arms, shape=(D, N))
+    codes = np.broadcast_to(codes[:, None], (D, J, N))
     E = D * J
     V, P = V.reshape(E, N, q), P.reshape(E, N, -1)
-    use, treated = use.reshape(E, N), treated.reshape(E, N)
+    use, codes = use.reshape(E, N), codes.reshape(E, N)
     obs = np.isfinite(V) & use[..., None]
     mis = ~np.isfinite(V) & use[..., None]
     order, preds, monotone = _plan(mis)
@@ -357,7 +389,8 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
     elif isinstance(iterations, bool) or not isinstance(
             iterations, int | np.integer) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer; got {iterations!r}")
-    arms = np.stack([treated & use, ~treated & use], axis=1).astype(float)  # (E,2,N)
+    member = codes[:, None, :] == np.arange(k)[None, :, None]  # (E, k, N)
+    arms = (member & use[:, None, :]).astype(float)
     P = _arm_centred(P, arms)
     P[..., 0] = np.where(use, 1.0, 0.0)
     pc = P.shape[-1]
@@ -365,7 +398,7 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
 
     # Fixed part of every regression: rows whose predictors are all observed.
     fixed = {}
-    df = np.zeros((E, 2, q))
+    df = np.zeros((E, k, q))
     for v in order:
         inc = preds[v]
         w_fix = obs[..., v] & obs[..., inc].all(axis=-1)
@@ -379,7 +412,7 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
                       - Z.shape[-1])
         fixed[v] = (G, g, vv, obs[..., v] & ~w_fix)
     draws = _draw(rng, start, D, J, M, N, q, pmax, iterations,
-                  df.reshape(D, J, 2, q))
+                  df.reshape(D, J, k, q))
 
     def flat(a):  # (D, J, M, ...) -> (E, M, ...)
         return None if a is None else a.reshape(E, *a.shape[2:])
@@ -391,13 +424,13 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
     live = np.take_along_axis(hole, rows, axis=1)
     mis_m = np.take_along_axis(mis, rows[..., None], axis=1) & live[..., None]
     P_m = np.take_along_axis(P, rows[..., None], axis=1)
-    ket_m = np.take_along_axis(treated, rows, axis=1)
+    arm_of = np.take_along_axis(codes, rows, axis=1)  # (E, Nm)
     full = np.where(obs, V, np.nan)
     cur = np.broadcast_to(np.take_along_axis(full, rows[..., None], axis=1)[:, None],
                           (E, M, Nm, q)).copy()
     if iterations > 1:
         u = np.take_along_axis(flat(draws.init), rows[:, None, None, :], axis=3)
-        _initial_values(cur, mis_m, obs, arms, ket_m, full, u)
+        _initial_values(cur, mis_m, obs, arms, arm_of, full, u)
     ok = np.ones(E, bool)
     for t in range(iterations):
         z_beta, chi2 = flat(draws.z_beta[t]), flat(draws.chi2[t])
@@ -416,7 +449,8 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
                                      cur[..., inc]], axis=-1)
                 Zv = np.where(w_m[:, None, :, None], Zv, 0.0)
                 yv = np.where(w_m[:, None], cur[..., v], 0.0)
-                arm_m = np.stack([ket_m, ~ket_m], axis=1).astype(float)
+                arm_m = (arm_of[:, None, :]
+                         == np.arange(k)[None, :, None]).astype(float)
                 G = G + np.einsum("ean,emnp,emnr->emapr", arm_m, Zv, Zv)
                 g = g + np.einsum("ean,emnp,emn->emap", arm_m, Zv, yv)
                 vv = vv + np.einsum("ean,emn->ema", arm_m, yv * yv)
@@ -425,13 +459,12 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
                                                 z_beta[..., v, :p])
             # an arm with nothing to impute may lack data without harm
             need = np.stack([(mis[..., v] & (arms[:, a] > 0)).any(axis=1)
-                             for a in range(2)], axis=-1)  # (E, 2)
+                             for a in range(k)], axis=-1)  # (E, k)
             ok &= (good | ~need[:, None]).all(axis=(1, 2))
             # each subject's own arm's parameters
-            b_sub = np.where(ket_m[:, None, :, None], beta[:, :, 0, None, :],
-                             beta[:, :, 1, None, :])  # (E, M, Nm, p)
-            s_sub = np.where(ket_m[:, None, :], sigma[:, :, 0, None],
-                             sigma[:, :, 1, None])  # (E, M, Nm)
+            b_sub = np.take_along_axis(beta, arm_of[:, None, :, None],
+                                       axis=2)  # (E, M, Nm, p)
+            s_sub = np.take_along_axis(sigma, arm_of[:, None, :], axis=2)  # (E,M,Nm)
             pred = np.einsum("enp,emnp->emn", P_m, b_sub[..., :pc])
             if inc:
                 pred += np.einsum("emnp,emnp->emn", cur[..., inc], b_sub[..., pc:])
@@ -451,9 +484,10 @@ def impute(data: ImputationData, *, imputations: int = DEFAULT_IMPUTATIONS,
 def _posterior_draw(G, g, vv, df, chi2, z):
     """Draw ``(beta, sigma)`` of mice's normal model from sufficient statistics.
 
-    Shapes: ``G`` (E, M', 2, p, p) with ``M'`` 1 or M, ``g`` (E, M', 2, p),
-    ``vv`` (E, M', 2), ``df`` (E, 2), ``chi2`` (E, M, 2), ``z`` (E, M, 2, p).
-    Returns ``beta`` (E, M, 2, p), ``sigma`` (E, M, 2) and ``ok`` (E, M', 2).
+    Shapes (``k`` arms): ``G`` (E, M', k, p, p) with ``M'`` 1 or M, ``g``
+    (E, M', k, p), ``vv`` (E, M', k), ``df`` (E, k), ``chi2`` (E, M, k), ``z``
+    (E, M, k, p). Returns ``beta`` (E, M, k, p), ``sigma`` (E, M, k) and ``ok``
+    (E, M', k).
     """
     bhat, V, ok = solve_gram(G, g)
     ok &= df[:, None] >= 1
@@ -468,19 +502,19 @@ def _posterior_draw(G, g, vv, df, chi2, z):
     return beta, sigma, ok
 
 
-def _initial_values(cur, mis_m, obs, arms, ket_m, full, u):
+def _initial_values(cur, mis_m, obs, arms, arm_of, full, u):
     """Start the chain: each missing value a random observed value of its arm.
 
     As mice's default start (a random draw from the observed values), within
-    the arm. ``cur`` (E, M, Nm, q) gathered subjects, ``u`` (E, M, q, Nm)
-    uniforms.
+    the arm. ``cur`` (E, M, Nm, q) gathered subjects, ``arm_of`` (E, Nm) their
+    arms, ``u`` (E, M, q, Nm) uniforms.
     """
     E, M, Nm, q = cur.shape
     for v in range(q):
         if not mis_m[..., v].any():
             continue
         fill = np.zeros((E, M, Nm))
-        for a in range(2):
+        for a in range(arms.shape[1]):
             o = obs[..., v] & (arms[:, a] > 0)
             n = o.sum(axis=1)  # (E,)
             order = np.argsort(~o, axis=1, kind="stable")  # observed rows first
@@ -488,8 +522,7 @@ def _initial_values(cur, mis_m, obs, arms, ket_m, full, u):
                            np.maximum(n - 1, 0)[:, None, None])
             src = np.take_along_axis(order, k.reshape(E, -1), axis=1)
             val = np.take_along_axis(full[..., v], src, axis=1).reshape(E, M, Nm)
-            member = ket_m if a == 0 else ~ket_m
-            fill = np.where(member[:, None], val, fill)
+            fill = np.where((arm_of == a)[:, None], val, fill)
         cur[..., v] = np.where(mis_m[:, None, :, v], fill, cur[..., v])
 
 
@@ -574,6 +607,96 @@ def rubin(estimate, se, df_com, *, axis: int = 0) -> Pooled:
                   within=ubar, between=b)
 
 
+def d1(estimate, cov, df_com, *, scale=None):
+    r"""Pool a Wald test of ``q`` contrasts over imputations: the D1 statistic.
+
+    Parameters
+    ----------
+    estimate : array_like, shape (M, ..., q)
+        Per imputation (first axis) the contrasts' estimates.
+    cov : array_like, shape (M, ..., q, q)
+        Their covariance matrices.
+    df_com : array_like, shape (M, ...)
+        Complete-data denominator df per imputation (their mean is used).
+    scale : array_like, shape (M, ...), optional
+        Per imputation the divisor of the complete-data F (Welch's correction;
+        module docstring); D1 is divided by its mean. Default 1.
+
+    Returns
+    -------
+    F, df1, df2 : ndarray, shape (...)
+        D1, ``q`` and Reiter's (2007) df; where the estimates are the same in
+        every imputation, ``B = 0`` and ``df2`` is the complete-data df.
+
+    Notes
+    -----
+    ``r = (1 + 1/M) tr(B \bar U^{-1}) / q``,
+    ``D1 = \bar Q' \bar U^{-1} \bar Q / (q (1 + r))``. With ``t = q (M - 1)``,
+    ``a = r t / (t - 2)`` and ``\nu^* = (\nu + 1) / (\nu + 3) \nu``,
+
+    .. math::
+
+        \nu_{D1} = 4 + \Big[\frac{1}{\nu^* - 4(1 + a)} + \frac{1}{t - 4}
+        \frac{a^2 (\nu^* - 2(1 + a))}{(1 + a)^2 (\nu^* - 4(1 + a))}\Big]^{-1}
+
+    (mitml ``testModels``); where that is undefined (``t <= 4`` or
+    ``\nu^* <= 4 (1 + a)``) the large-sample df of Li et al. (1991),
+    ``4 + (t - 4) (1 + (1 - 2/t) / r)^2`` (``t (1 + 1/q) (1 + 1/r)^2 / 2`` for
+    ``t <= 4``), capped at ``\nu^*``.
+
+    Examples
+    --------
+    >>> Q = [[1.0, 0.5], [1.2, 0.4], [0.8, 0.6], [1.1, 0.45]]
+    >>> U = [np.eye(2) * 0.25] * 4
+    >>> F, df1, df2 = d1(Q, U, [60.0] * 4)
+    >>> round(float(F), 3), float(df1), round(float(df2), 2)
+    (2.361, 2.0, 42.15)
+    """
+    Q = np.asarray(estimate, float)
+    U = np.asarray(cov, float)
+    nu = np.asarray(df_com, float).mean(axis=0)
+    M, q = Q.shape[0], Q.shape[-1]
+    if M < 2:
+        raise ValueError(f"d1 needs two or more imputations; got {M}")
+    qbar = Q.mean(axis=0)
+    ubar = U.mean(axis=0)
+    dev = Q - qbar
+    B = np.einsum("m...i,m...j->...ij", dev, dev) / (M - 1)
+    same = (Q == Q[0]).all(axis=(0, -1))
+    f = 1.0 + 1.0 / M
+    uinv = _inverse(ubar)
+    r = np.where(same, 0.0, f * np.einsum("...ij,...ji->...", uinv, B) / q)
+    s = 1.0 if scale is None else np.asarray(scale, float).mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        F = wald_f(qbar, (1.0 + r)[..., None, None] * ubar) / s
+        t = q * (M - 1)
+        a = r * t / (t - 2) if t > 2 else np.full_like(r, np.inf)
+        vstar = (nu + 1.0) / (nu + 3.0) * nu
+        gap = vstar - 4.0 * (1.0 + a)
+        reiter = 4.0 + 1.0 / (1.0 / gap + (1.0 / (t - 4) if t > 4 else np.nan)
+                              * a * a * (vstar - 2.0 * (1.0 + a))
+                              / ((1.0 + a) ** 2 * gap))
+        if t > 4:
+            li = 4.0 + (t - 4) * (1.0 + (1.0 - 2.0 / t) / r) ** 2
+        else:
+            li = t * (1.0 + 1.0 / q) * (1.0 + 1.0 / r) ** 2 / 2.0
+        df2 = np.where((t > 4) & (gap > 0), reiter, np.fmin(li, vstar))
+    df2 = np.where(same, nu, df2)
+    return F, np.full(np.shape(F), float(q)), df2
+
+
+def _inverse(A):
+    """Batched inverse of square matrices; NaN where singular or not finite."""
+    ok = np.all(np.isfinite(A), axis=(-2, -1))
+    safe = np.where(ok[..., None, None], A, np.eye(A.shape[-1]))
+    try:
+        inv = np.linalg.inv(safe)
+    except np.linalg.LinAlgError:
+        inv = np.linalg.pinv(safe)
+        ok = ok & (np.linalg.matrix_rank(safe) == A.shape[-1])
+    return np.where(ok[..., None, None], inv, np.nan)
+
+
 # ------------------------------------------------------------ power: every replicate
 
 
@@ -585,8 +708,9 @@ def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUT
     Parameters
     ----------
     arrays : CohortArrays
-        Simulated trials; a missing 24 h scan (and, with ``missing.scores``, the
-        24 h ratings) is imputed from the arm's observed data.
+        Simulated trials; a missing primary-visit scan (and, with
+        ``missing.scores``, the primary-visit ratings) is imputed from the arm's
+        observed data.
     inferences : sequence of str
         Inference options to pool (:data:`~dtitool.stats.inference.INFERENCE`).
     imputations : int
@@ -598,7 +722,9 @@ def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUT
     -------
     models : dict of str to BatchModels
         Pooled estimate, ``sqrt(T)``, Barnard-Rubin df, t and p per replicate,
-        model and term; ``n`` counts every subject (imputed ones included).
+        model and term; the omnibus term (three or more arms) pooled by
+        :func:`d1` (its F, NaN SE and t, its denominator df). ``n`` counts every
+        subject (imputed ones included).
     imputed : ndarray of int, shape (R,)
         Subjects with imputed values per replicate.
 
@@ -609,15 +735,17 @@ def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUT
     over replicates or imputations.
     """
     rng = rng_argument(rng, seed, where="batch_models_imputed")
-    x, b, y, treated, mask = model_arrays(arrays)
+    x, b, y, arm, mask = model_arrays(arrays)
+    k = arm_count(arrays, arm)
     R, N, J = x.shape
     K = y.shape[-1]
     x = np.where(mask[..., None], x, np.nan)
-    scored = getattr(arrays, "scored_24h", None)
+    scored = (arrays.scored if hasattr(arrays, "scored")
+              else getattr(arrays, "scored_24h", None))
     if scored is not None:
         y = np.where(np.asarray(scored, bool)[..., None], y, np.nan)
     data = ImputationData(x=x, y=y, b=b, md0=arrays.md[..., 0] / DMD_SCALE,
-                          treated=treated, use=np.ones((R, N), bool))
+                          treated=arm, use=np.ones((R, N), bool), n_arms=k)
     M = int(imputations)
     # Simulated trials lose scans, or whole visits: a monotone pattern, drawn in
     # one pass whatever the chunk holds.
@@ -625,30 +753,61 @@ def batch_models_imputed(arrays, inferences, *, imputations: int = DEFAULT_IMPUT
     imputed = (~np.isfinite(np.concatenate([x, y], axis=-1))).any(axis=-1).sum(axis=1)
     X = X.reshape(R * M, N, J)
     bb = np.repeat(b, M, axis=0)
-    tt = np.repeat(treated, M, axis=0)
+    tt = np.repeat(arm, M, axis=0)
     every = np.ones((R * M, N), bool)
     keep = "hc3" in inferences
     if scored is None:  # scores observed: the same in every ROI block, one pass
         parts = [arm_statistics(X, bb, Y[..., 0, :].reshape(R * M, N, K), tt, every,
-                                keep_values=keep)]
+                                keep_values=keep, n_arms=k)]
     else:  # each ROI's models with that ROI's imputed scores
         parts = [arm_statistics(X[..., j:j + 1], bb,
                                 Y[..., j, :].reshape(R * M, N, K), tt, every,
-                                keep_values=keep) for j in range(J)]
+                                keep_values=keep, n_arms=k) for j in range(J)]
     out = {}
     for inf in inferences:
-        fits = [fit_terms(st, inf) for st in parts]
-        est, se, df = (np.concatenate([f[i] for f in fits], axis=1)
-                       for i in range(3))
-        shape = (R, M, *est.shape[1:])
-        pooled = rubin(est.reshape(shape), se.reshape(shape), df.reshape(shape),
-                       axis=1)
+        e, s, t, p, df = _pooled_terms(parts, inf, R, M)
         bad = ~ok[:, None, None, None]
-        e = np.where(bad, np.nan, pooled.estimate)
-        s = np.where(bad, np.nan, pooled.se)
         out[inf] = BatchModels(
-            estimate=e, se=s, t=np.where(bad, np.nan, pooled.t),
-            p=np.where(bad, np.nan, pooled.p), df=np.where(bad, np.nan, pooled.df),
-            n=np.full(R, N), roi_names=tuple(arrays.roi_names),
-            outcome_names=tuple(arrays.outcome_names), inference=inf)
+            estimate=np.where(bad, np.nan, e), se=np.where(bad, np.nan, s),
+            t=np.where(bad, np.nan, t), p=np.where(bad, np.nan, p),
+            df=np.where(bad, np.nan, df), n=np.full(R, N),
+            roi_names=tuple(arrays.roi_names),
+            outcome_names=tuple(arrays.outcome_names), inference=inf, n_arms=k)
     return out, imputed
+
+
+def _pooled_terms(parts, inference: str, R: int, M: int):
+    """Estimate, SE, t, p and df of every term, pooled over the imputations.
+
+    ``parts``: the arm statistics of the ``R x M`` completed datasets (one per
+    ROI block, or one for all ROIs). The t terms by Rubin's rules, the omnibus
+    (three or more arms) by :func:`d1`.
+    """
+    lay = term_layout(parts[0].n_arms)
+    o = lay.omnibus
+    fits = [fit_terms(st, inference, contrast_cov=o is not None) for st in parts]
+    est, se, df = (np.concatenate([f[i] for f in fits], axis=1) for i in range(3))
+    shape = (R, M, *est.shape[1:])
+    est, se, df = est.reshape(shape), se.reshape(shape), df.reshape(shape)
+    if o is None:
+        pooled = rubin(est, se, df, axis=1)
+        return pooled.estimate, pooled.se, pooled.t, pooled.p, pooled.df
+    pooled = rubin(est[..., :o], se[..., :o], df[..., :o], axis=1)
+    cov = np.concatenate([f[3] for f in fits], axis=1)
+    cov = cov.reshape(R, M, *cov.shape[1:])
+    k, q = lay.n_arms, lay.n_arms - 1
+    nu = np.moveaxis(df[..., o], 1, 0)
+    # Welch's omnibus F is the Wald F over 1 + 2 (k - 2) / (3 f) (module docstring).
+    scale = 1.0 + 2.0 * (k - 2) / (3.0 * nu) if inference == "welch" else None
+    contrasts = np.moveaxis(est[..., lay.interactions], 1, 0)
+    F, _, dfF = d1(contrasts, np.moveaxis(cov, 1, 0), nu, scale=scale)
+    # Nothing imputed: the complete-data test itself (as rubin's B = 0).
+    same = (contrasts == contrasts[0]).all(axis=(0, -1))
+    F = np.where(same, est[:, 0, ..., o], F)
+    dfF = np.where(same, df[:, 0, ..., o], dfF)
+    nan = np.full((*F.shape, 1), np.nan)
+    return (np.concatenate([pooled.estimate, F[..., None]], axis=-1),
+            np.concatenate([pooled.se, nan], axis=-1),
+            np.concatenate([pooled.t, nan], axis=-1),
+            np.concatenate([pooled.p, f_sf(F, q, dfF)[..., None]], axis=-1),
+            np.concatenate([pooled.df, dfF[..., None]], axis=-1))

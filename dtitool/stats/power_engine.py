@@ -33,16 +33,17 @@ from dtitool.design import StudyDesign
 from dtitool.simulate import BLOCK_SIZE, as_seed_sequence, simulate_arrays
 from dtitool.stats.inference import (
     BatchModels,
+    TermLayout,
     _series_df,
-    arm_statistics,
+    _term_p,
     batch_models,
+    cohort_statistics,
     fit_terms,
-    model_arrays,
     models_from_statistics,
     permute_within_arms,
+    term_layout,
 )
 from dtitool.stats.multiplicity import rejections_by_method
-from dtitool.stats.ols import two_sided_p
 from dtitool.stats.power_results import ANY_OUTCOME, METHODS
 
 PERMUTATION_STREAM = 0x7065726D
@@ -72,17 +73,18 @@ def _chunk(design: StudyDesign, seed, start: int, stop: int, spec: _Spec) -> dic
         return _chunk_imputed(arrays, seed, spec)
     if not spec.null:
         return _summarise(batch_models(arrays, spec.inference), spec)
-    st = arm_statistics(*model_arrays(arrays), keep_values=True)
+    st = cohort_statistics(arrays, keep_values=True)
     bms = {inf: models_from_statistics(st, inf)
            for inf in (spec.inference, *spec.alternatives)}
     out = _summarise_null(bms, spec)
     if spec.extra_draws:
+        k = st.n_arms
         keys = _permutation_keys(seed, start, stop, spec.extra_draws,
-                                 arrays.treated.shape[1])
+                                 arrays.md.shape[1], arms=k)
         extra = [_family_minp_of_t(*fit_terms(
-                     permute_within_arms(st, (keys[:, c, 0], keys[:, c, 1]),
+                     permute_within_arms(st, tuple(keys[:, c, a] for a in range(k)),
                                          keep_values=spec.inference == "hc3"),
-                     spec.inference), spec)
+                     spec.inference), spec, n_arms=k)
                  for c in range(spec.extra_draws)]
         out["minp_extra"] = np.stack(extra, axis=1)  # (R, draws, F)
     return out
@@ -109,16 +111,18 @@ def _chunk_imputed(arrays, seed, spec: _Spec) -> dict:
     return out
 
 
-def _permutation_keys(seed, start: int, stop: int, copies: int, n: int):
-    """Uniform keys (R, copies, arm, n) for the null counterpart's permutations.
+def _permutation_keys(seed, start: int, stop: int, copies: int, n: int, *,
+                      arms: int = 2):
+    """Uniform keys (R, copies, arms, n) for the null counterpart's permutations.
 
     Drawn per block of ``BLOCK_SIZE`` replicates from the stream
     ``(..., PERMUTATION_STREAM, b)`` under the null counterpart's seed, so they
-    depend only on the seed and the replicate index.
+    depend only on the seed and the replicate index (and the number of arms,
+    which sets how many keys a block draws).
     """
     ss = as_seed_sequence(seed)
     b0, b1 = start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)
-    u = np.empty(((b1 - b0) * BLOCK_SIZE, copies, 2, n))
+    u = np.empty(((b1 - b0) * BLOCK_SIZE, copies, arms, n))
     for i, b in enumerate(range(b0, b1)):
         child = np.random.SeedSequence(
             ss.entropy, spawn_key=(*ss.spawn_key, PERMUTATION_STREAM, b))
@@ -208,35 +212,46 @@ def _family_minp(bm: BatchModels, spec: _Spec):
     return np.stack(minp, axis=1), np.stack(minp_dir, axis=1)
 
 
-def _family_minp_of_t(est, se, df, spec: _Spec) -> np.ndarray:
+def _family_minp_of_t(est, se, df, spec: _Spec, *, n_arms: int | None = None
+                      ) -> np.ndarray:  # fmt: skip
     """Return :func:`_family_minp`'s smallest p per replicate and family, from t.
 
-    The smallest p of tests that share one df is the p of the largest |t|; so
-    each family takes the largest |t| of each of its terms and computes one p
-    per replicate and term, by the same function that :func:`_p_values` uses
-    for that term, instead of one p per test. Where a term's df differs
-    between the family's tests (Welch), its tests' p are all computed.
+    The smallest p of tests that share one df is the p of the largest |t| (of
+    the largest F, for the omnibus term); so each family takes the largest
+    statistic of each of its terms and computes one p per replicate and term,
+    by the same function that
+    :func:`~dtitool.stats.inference.term_statistics` uses for that term,
+    instead of one p per test. Where a term's df differs between the family's
+    tests (Welch), its tests' p are all computed.
+
+    ``n_arms`` (the number of arms) says where the omnibus term is; by default
+    it is read from the number of terms (:meth:`TermLayout.of_size`).
     """
     R, T = est.shape[0], est.shape[-1]  # replicates, terms (last axis)
+    lay = TermLayout.of_size(T) if n_arms is None else term_layout(n_arms)
+    if lay.size != T:
+        raise ValueError(f"est has {T} terms but a trial of {lay.n_arms} arms has "
+                         f"{lay.size}")
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = (est / se).reshape(R, -1)
+        stat = np.abs(est / se).reshape(R, -1)
+    if lay.omnibus is not None:  # its statistic is F itself
+        stat[:, lay.omnibus::T] = est.reshape(R, -1)[:, lay.omnibus::T]
     df = df.reshape(R, -1)
-    common = [_series_df(df[:, i::T]) for i in range(T)]  # as _p_values decides
+    common = [_series_df(df[:, i::T]) for i in range(T)]  # as term_statistics does
     out = np.full((R, len(spec.families)), np.inf, dtype=np.float32)
     for f, (_, idx, _direction, _group) in enumerate(spec.families):
         for i in range(T):
             cols = idx[idx % T == i]
             if not cols.size:
                 continue
+            q = lay.n_arms - 1 if i == lay.omnibus else None
             dcols = df[:, cols]
             if common[i] is not None:
-                p = two_sided_p(np.fmax.reduce(np.abs(t[:, cols]), axis=1),
-                                common[i])
+                p = _term_p(np.fmax.reduce(stat[:, cols], axis=1), common[i], q)
             elif np.all(dcols == dcols[:, :1]):
-                p = two_sided_p(np.fmax.reduce(np.abs(t[:, cols]), axis=1),
-                                dcols[:, 0])
+                p = _term_p(np.fmax.reduce(stat[:, cols], axis=1), dcols[:, 0], q)
             else:
-                p = np.fmin.reduce(two_sided_p(t[:, cols], dcols), axis=1)
+                p = np.fmin.reduce(_term_p(stat[:, cols], dcols, q), axis=1)
             p32 = p.astype(np.float32)
             np.minimum(out[:, f], np.where(np.isnan(p32), np.float32(np.inf), p32),
                        out=out[:, f])
