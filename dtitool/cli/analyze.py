@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 import os
 from pathlib import Path
 
@@ -188,6 +189,15 @@ def parse_deltas(text: str) -> list[float]:
     return values
 
 
+POST_RANDOMISATION = (
+    "Note: dMD is measured after randomisation (it changes with treatment), so "
+    "the slopes and their interaction are associations within arms, not effects "
+    "of the randomised treatment: anything that drives both MD change and score "
+    "change (dose received, adverse effects, expectancy, head motion) can "
+    "produce or hide them.")
+"""What ``analyze`` prints under every analysis (docs/model.md, section 3)."""
+
+
 def run(args) -> int:
     """Run ``dtitool analyze``."""
     # statsmodels loads only when a model is fitted: keeps other commands fast
@@ -282,6 +292,13 @@ def run(args) -> int:
                                families=tuple(args.families))
             write_tsv(tp.table, tiptmp / tip.name)
     print(results.summary())
+    print("\n" + POST_RANDOMISATION)
+    if results.inference == "ols" and results.missing == "complete-case":
+        from dtitool.stats.level_check import level_warning
+
+        warning = level_warning(results)
+        if warning:
+            warnings.warn(warning, stacklevel=1)
     if args.compare:
         print(format_comparison(compare_to_reported(results)))
     if tp is not None:
