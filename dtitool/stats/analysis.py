@@ -76,6 +76,12 @@ def fit_models(
 ) -> AnalysisResults:
     """Fit the group x dMD interaction model for every ROI and outcome.
 
+    Any number of arms (two or more): the terms are those of
+    :attr:`dtitool.design.TrialNames.terms`, and with three or more arms each
+    ROI and outcome also gets an ``omnibus`` row, the F test that every arm
+    has the control arm's dMD slope (its F in ``estimate``, its denominator df
+    in ``df``; see :mod:`dtitool.stats.models`).
+
     Parameters
     ----------
     participants, roi_md : DataFrame or path-like
@@ -105,13 +111,16 @@ def fit_models(
     inference : {"ols", "hc3", "welch"}
         ``ols``: classical pooled-variance tests (as reported). ``hc3``: HC3
         standard errors, t reference with the residual df (statsmodels
-        ``cov_type="HC3", use_t=True``). ``welch``: each arm fitted on its own
-        (the formula without its group terms); a simple slope is that arm's dMD
-        slope, the interaction their difference with SE ``sqrt(se_k^2 + se_s^2)``
-        and Welch-Satterthwaite df; the pooled slope is the feasible-GLS slope of
-        the additive model with per-arm residual variances, its variance
-        adjusted for the estimated weights (Kenward-Roger) and Satterthwaite df.
-        See ``docs/model.md`` ("Inference") for when each is valid.
+        ``cov_type="HC3", use_t=True``; the omnibus F test with the same
+        covariance). ``welch``: each arm fitted on its own (the formula without
+        its group terms); a simple slope is that arm's dMD slope, an interaction
+        the difference of an arm's slope and the control arm's with SE
+        ``sqrt(se_a^2 + se_control^2)`` and Welch-Satterthwaite df, the omnibus
+        Welch's (1951) test of equal arm slopes; the pooled slope is the
+        feasible-GLS slope of the additive model with per-arm residual
+        variances, its variance adjusted for the estimated weights
+        (Kenward-Roger) and Satterthwaite df over the arms. See
+        ``docs/model.md`` ("Inference") for when each is valid.
     families : sequence of str, str or None
         Columns among ``roi``, ``outcome``, ``term`` that define the
         multiplicity families: Holm and Benjamini-Hochberg adjustment is done
@@ -123,7 +132,8 @@ def fit_models(
         ``maxt`` adds ``p_maxt``: Westfall-Young step-down max-T within each
         family, by Freedman-Lane permutation of the reduced model's residuals
         within arms, the same permutation for every model of a family
-        (:mod:`dtitool.stats.permutation`), under the chosen ``inference``.
+        (:mod:`dtitool.stats.permutation`), under the chosen ``inference`` (the
+        omnibus test by its p, its reduced model imposing every interaction).
     permutations : int
         Permutations for ``maxt``.
     rng : None, int, SeedSequence or Generator
@@ -140,7 +150,9 @@ def fit_models(
         scores and MD and the observed 24 h data (chained Bayesian normal
         regressions, :mod:`dtitool.stats.imputation`), every completed dataset is
         analysed under ``inference`` and the results pooled by Rubin's rules
-        with Barnard-Rubin df (adds the ``fmi`` column). ``mi`` takes its
+        with Barnard-Rubin df (adds the ``fmi`` column; the omnibus test by
+        the D1 statistic of the interaction contrasts, Li, Raghunathan and
+        Rubin 1991, with Reiter's 2007 df). ``mi`` takes its
         covariates from ``covariates`` (no ``formula``), does not support
         ``familywise="maxt"``, and leaves out participants without a baseline
         scan or a covariate. Either way the table says per model how many
@@ -184,8 +196,9 @@ def fit_models(
 
     The simple slopes are the contrasts ``L b`` of the one fitted model, with
     ``L`` the derivative of a design row with respect to ``d_md`` for a subject
-    in that arm; for the default formula that is ``b_2`` (saline) and
-    ``b_2 + b_3`` (ketamine).
+    in that arm; for the default formula that is ``b_2`` (the control arm) and
+    ``b_2 + b_3`` (the treatment arm; with more arms, ``b_2`` plus that arm's
+    group x dMD coefficient).
 
     Examples
     --------

@@ -11,8 +11,14 @@ why, and offers two ways to handle it (``missing=``, ``--missing``):
     "Missing data").
 ``mi``
     Multiple imputation (Rubin 1987) of the missing 24 h scans and scores under
-    missing at random (MAR), each completed dataset analysed as if complete and
-    the results pooled by Rubin's rules with the Barnard-Rubin degrees of freedom.
+    missing at random (MAR), within each arm (any number of arms), each
+    completed dataset analysed as if complete and the results pooled by Rubin's
+    rules with the Barnard-Rubin degrees of freedom. The ``omnibus`` test of a
+    trial with three or more arms is pooled by the D1 statistic (Li,
+    Raghunathan and Rubin 1991) of the ``k - 1`` interaction contrasts, with
+    Reiter's (2007) small-sample df (:func:`dtitool.stats.imputation.d1`): its
+    row holds D1 as ``estimate``, its denominator df as ``df``, and as
+    ``fmi`` the average fraction of missing information ``r / (1 + r)``.
 
 This module turns a changes table into the imputation engine's arrays and the
 completed datasets back into tables, fits and pools them, and counts who is
@@ -29,6 +35,11 @@ completed data are analysed again, with the same imputations for every delta.
 References
 ----------
 Rubin DB (1987). Multiple Imputation for Nonresponse in Surveys. Wiley.
+Li KH, Raghunathan TE, Rubin DB (1991). Large-sample significance levels from
+multiply imputed data using moment-based statistics and an F reference
+distribution. J Am Stat Assoc 86:1065.
+Reiter JP (2007). Small-sample degrees of freedom for multi-component
+significance tests with multiple imputation for missing data. Biometrika 94:502.
 van Buuren S (2018). Flexible Imputation of Missing Data, 2nd ed. CRC Press.
 Ratitch B, O'Kelly M, Tosiello R (2013). Missing data in clinical trials: from
 clinical assumptions to statistical analysis using pattern mixture models.
@@ -191,6 +202,7 @@ class _Prepared:
     imputed: dict  # reason -> count of participants with that value imputed
     row_index: np.ndarray  # (N, J) index label of changes per participant x ROI
     names: object = None  # the trial's TrialNames
+    arms: np.ndarray | None = None  # (N,) arm code per participant (names.arms)
 
 
 def _prepare(changes: pd.DataFrame, rois, outcomes, covariates,
@@ -216,7 +228,13 @@ def _prepare(changes: pd.DataFrame, rois, outcomes, covariates,
     b = np.stack([person[names.score_column(k, names.baseline)].to_numpy(float)
                   for k in outcomes], -1)
     y = np.stack([person[f"d_{k}"].to_numpy(float) for k in outcomes], -1)
-    treated = person["group"].to_numpy() == names.treatment
+    codes = pd.Index(names.arms).get_indexer(person["group"]).astype(np.intp)
+    if (codes < 0).any():
+        other = sorted({str(g) for g in person["group"].to_numpy()[codes < 0]})
+        raise ValueError(f"group {other[0]!r} is not one of the trial's arms "
+                         f"({', '.join(names.arms)}); pass names= with every arm")
+    # two arms: the engine's treatment indicator (as before); more: arm codes
+    treated = codes == 0 if len(names.arms) == 2 else codes
     dropped = {}
     no_base = np.isnan(md0).any(axis=1)
     dropped[f"no {names.baseline} scan"] = set(ids[no_base])
@@ -248,10 +266,12 @@ def _prepare(changes: pd.DataFrame, rois, outcomes, covariates,
     data = ImputationData(
         x=x[None], y=y[None], b=b[None], md0=np.where(use[:, None], md0, 0.0)[None] /
         DMD_SCALE, treated=treated[None], use=use[None],
-        cov=None if cov is None else cov[None])
+        cov=None if cov is None else cov[None],
+        **({} if len(names.arms) == 2 else {"n_arms": len(names.arms)}))
     return _Prepared(data=data, ids=ids, rois=rois, outcomes=list(outcomes),
                      dropped={k: v for k, v in dropped.items() if v},
-                     imputed=imputed, row_index=row_index, names=names)
+                     imputed=imputed, row_index=row_index, names=names,
+                     arms=codes)
 
 
 def _completed(changes: pd.DataFrame, prep: _Prepared, X, Y, shift=None):
@@ -326,7 +346,7 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
     first = None
     for delta in deltas:
         shift = np.where(y_missing, float(delta), 0.0)
-        tables = []
+        tables, contrasts = [], []
         for m in range(imputations):
             done = _completed(changes, prep, X[m], Y[m], shift)
             _blank_dropped(done, prep)
@@ -334,9 +354,11 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
                 done, covariates=covariates, inference=inference,
                 families=families, alpha=alpha, names=names)
             tables.append(res.table)
+            contrasts.append(res.interactions)
             if first is None:
                 first = res
-        tables_by_delta.append(_pool_tables(tables, alpha, families))
+        tables_by_delta.append(_pool_tables(tables, alpha, families, contrasts,
+                                            inference))
     counts = _mi_counts(prep)
     if shifts is not None:
         return [t.assign(**counts(t)) for t in tables_by_delta], prep, ss
@@ -364,8 +386,8 @@ def _check_imputable(prep: _Prepared) -> None:
         names = [f"dMD of {roi}"] + [f"{k} change" for k in prep.outcomes]
         for v, name in enumerate(names):
             miss = ~np.isfinite(V[j, :, v]) & use
-            for arm, member in zip(prep.names.arms, (d.treated[0], ~d.treated[0]),
-                                   strict=True):
+            for a, arm in enumerate(prep.names.arms):
+                member = prep.arms == a
                 if not (miss & member).any():
                     continue
                 n = int((np.isfinite(V[j, :, v]) & use & member).sum())
@@ -384,8 +406,14 @@ def _blank_dropped(done: pd.DataFrame, prep: _Prepared) -> None:
     done.loc[rows, "d_md"] = np.nan
 
 
-def _pool_tables(tables, alpha, families) -> pd.DataFrame:
-    """Rubin-pool per-imputation result tables (same rows, same order)."""
+def _pool_tables(tables, alpha, families, contrasts=None,
+                 inference="ols") -> pd.DataFrame:
+    """Rubin-pool per-imputation result tables (same rows, same order).
+
+    ``contrasts``: per imputation, :attr:`AnalysisResults.interactions` (the
+    interaction contrasts and their covariance per ROI and outcome), from
+    which an ``omnibus`` row is pooled by D1 (:func:`_pool_omnibus`).
+    """
     from scipy import special
 
     base = tables[0]
@@ -404,11 +432,63 @@ def _pool_tables(tables, alpha, families) -> pd.DataFrame:
     out["ci_low"] = r.estimate - q * r.se
     out["ci_high"] = r.estimate + q * r.se
     out["n"] = base["n"].to_numpy()
+    out["fmi"] = r.fmi
+    for i in np.flatnonzero(base["term"].to_numpy() == "omnibus"):
+        key = (base["roi"].iat[i], base["outcome"].iat[i])
+        row = _pool_omnibus([c[key] for c in contrasts], est[:, i], df[:, i],
+                            inference)
+        for col, value in row.items():
+            out.iloc[i, out.columns.get_loc(col)] = value
     fam = tuple(families) if families else ()
     out["p_holm"], out["p_fdr"] = adjust_within_families(out, fam)
     out["inference"] = base["inference"].to_numpy()
-    out["fmi"] = r.fmi
-    return out
+    return out[[*out.columns.drop("fmi"), "fmi"]]
+
+
+def _pool_omnibus(contrasts, F_com, df_com, inference: str) -> dict:
+    """Return the omnibus row of a pooled table: D1 of the interaction contrasts.
+
+    Parameters
+    ----------
+    contrasts : list of (ndarray (q,), ndarray (q, q))
+        Per imputation the ``q = k - 1`` interaction estimates and covariance.
+    F_com, df_com : ndarray, shape (M,)
+        Per imputation the complete-data omnibus F and its denominator df.
+    inference : str
+        Under ``welch`` the complete-data F is Welch's, the Wald F divided by
+        ``1 + 2 (k - 2) / (3 f)``; D1 is divided by that factor's mean
+        (:func:`dtitool.stats.imputation.d1`).
+
+    Returns
+    -------
+    dict
+        ``estimate`` (D1), ``se``, ``t``, ``ci_low``, ``ci_high`` (NaN), ``df``,
+        ``p`` and ``fmi`` (``r / (1 + r)``, ``r`` the average relative increase
+        in variance). Where nothing was imputed the complete-data test itself.
+    """
+    from dtitool.stats.imputation import d1
+    from dtitool.stats.omnibus import f_sf
+
+    Q = np.stack([c[0] for c in contrasts])
+    U = np.stack([c[1] for c in contrasts])
+    M, q = Q.shape
+    nan = np.nan
+    out = {"se": nan, "t": nan, "ci_low": nan, "ci_high": nan}
+    if not (np.isfinite(Q).all() and np.isfinite(U).all()
+            and np.isfinite(df_com).all()):
+        return {**out, "estimate": nan, "df": nan, "p": nan, "fmi": nan}
+    if (Q == Q[0]).all():  # nothing imputed moved the contrasts: B = 0
+        return {**out, "estimate": float(F_com[0]), "df": float(df_com[0]),
+                "p": float(f_sf(F_com[0], q, df_com[0])), "fmi": 0.0}
+    k = q + 1
+    scale = (1.0 + 2.0 * (k - 2) / (3.0 * df_com) if inference == "welch"
+             else None)
+    F, df1, df2 = d1(Q, U, df_com, scale=scale)
+    dev = Q - Q.mean(axis=0)
+    B = dev.T @ dev / (M - 1)
+    r = (1.0 + 1.0 / M) * np.trace(np.linalg.solve(U.mean(axis=0), B)) / q
+    return {**out, "estimate": float(F), "df": float(df2),
+            "p": float(f_sf(F, df1, df2)), "fmi": float(r / (1.0 + r))}
 
 
 def _mi_counts(prep: _Prepared):
@@ -492,8 +572,15 @@ class TippingPoint:
     seed: int
     elapsed: float = field(default=0.0, compare=False)
 
-    def summary(self, term: str = "interaction") -> str:
-        """Lines per ROI and outcome: p at delta 0 and where the conclusion flips."""
+    def summary(self, term: str | None = None) -> str:
+        """Lines per ROI and outcome: p at delta 0 and where the conclusion flips.
+
+        ``term`` defaults to the interaction (the first interaction term with
+        three or more arms).
+        """
+        if term is None:
+            term = next((x for x in pd.unique(self.table["term"])
+                         if str(x).startswith("interaction")), "interaction")
         t = self.table[self.table["term"] == term]
         lines = [f"tipping point ({term}): imputed 24 h scores shifted by delta "
                  f"score points after imputation under MAR; {self.imputations} "

@@ -9,7 +9,7 @@ It knows nothing of missing data: ``analysis`` and ``missing`` import it, it
 imports neither.
 
 Per ROI ``r`` and outcome ``k`` (14 models for the default preset's 7 ROIs x 2
-outcomes) the default model is
+outcomes) the default model of a two-arm trial is
 
 .. math::
 
@@ -19,11 +19,13 @@ outcomes) the default model is
 with ``x = dMD_r / DMD_SCALE`` (primary visit minus baseline, per 1e-5 mm^2/s)
 and ``trt`` the indicator of the treatment arm against the control arm (the
 design's ``control``). In patsy terms, for the default preset:
-``d_score ~ C(group, Treatment('saline')) * d_md + baseline_score``. Arms,
-visits and outcomes are the table's (:class:`~dtitool.design.TrialNames`, carried
-by the changes table).
+``d_score ~ C(group, Treatment('saline')) * d_md + baseline_score``. With
+``k >= 3`` arms the same formula has ``k - 1`` group indicators and ``k - 1``
+group x dMD terms. Arms, visits and outcomes are the table's
+(:class:`~dtitool.design.TrialNames`, carried by the changes table).
 
-Reported terms, all from the one fitted model except the pooled slope:
+Reported terms (:attr:`TrialNames.terms`, in that order), all from the one
+fitted model except the pooled slope. Two arms:
 
 ``interaction``
     ``b_3``, the difference of the two arms' dMD slopes.
@@ -33,15 +35,32 @@ Reported terms, all from the one fitted model except the pooled slope:
     ``b_2``, the dMD slope in the control arm.
 ``slope_pooled``
     The dMD coefficient of the additive model (the same formula without the
-    group x dMD interaction), a slope common to both arms.
+    group x dMD interaction), a slope common to every arm.
+
+Three or more arms: ``interaction_<arm>`` for each arm but the control (that
+arm's dMD slope minus the control arm's), ``slope_<arm>`` for every arm (control
+last), ``slope_pooled``, and
+
+``omnibus``
+    The F test that every arm has the control arm's dMD slope (all ``k - 1``
+    interactions zero; :mod:`dtitool.stats.omnibus`). Its row holds a test, not
+    an estimate: ``estimate`` is the F statistic, ``df`` its denominator df
+    (the numerator df is ``k - 1``), ``p`` its p; ``se``, ``t``, ``ci_low`` and
+    ``ci_high`` are NaN. Under ``ols`` and ``hc3`` it is statsmodels'
+    ``f_test`` of the interaction contrasts (with the HC3 covariance for
+    ``hc3``), on ``(k - 1, n - rank(X))`` df; under ``welch`` Welch's (1951)
+    heteroscedastic test of equal arm slopes; under multiple imputation the
+    ``D1`` statistic of the pooled interactions (:mod:`dtitool.stats.missing`).
+    It is NaN when an interaction is not estimable.
 
 Inference (``inference=``; ``docs/model.md``, "Inference"): ``ols`` (classical
 pooled-variance tests, as reported), ``hc3`` (HC3 standard errors, t reference
-with the residual df) or ``welch`` (each arm fitted on its own; the interaction
-as the difference of the arm slopes with Welch-Satterthwaite df; the pooled
-slope by feasible GLS with per-arm residual variances). ``familywise="maxt"``
-adds Westfall-Young max-T adjusted p by Freedman-Lane permutation within arms
-(:mod:`dtitool.stats.permutation`).
+with the residual df) or ``welch`` (each arm fitted on its own; an interaction
+as the difference of two arm slopes with Welch-Satterthwaite df; the pooled
+slope by feasible GLS with per-arm residual variances, its variance adjusted
+for the estimated weights (Kenward-Roger) and its df by Satterthwaite over the
+arms). ``familywise="maxt"`` adds Westfall-Young max-T adjusted p by
+Freedman-Lane permutation within arms (:mod:`dtitool.stats.permutation`).
 
 Sign convention: improvement is a negative score change, so "a larger MD
 decrease goes with more improvement" is a positive slope.
@@ -70,7 +89,13 @@ from dtitool.design.layout import TrialNames
 from dtitool.simulate import as_seed_sequence
 from dtitool.stats.inference import check_inference, welch_df
 from dtitool.stats.multiplicity import adjust_within_families
-from dtitool.stats.permutation import PermutationModel, maxt_adjust, permutation_p
+from dtitool.stats.omnibus import f_sf, welch_omnibus
+from dtitool.stats.permutation import (
+    PermutationModel,
+    maxt_adjust,
+    permutation_p,
+    satterthwaite_df,
+)
 from dtitool.tables import COVARIATES, MIN_PER_ARM, _roi_order, changes_names
 
 __all__ = [
@@ -178,6 +203,12 @@ class AnalysisResults:
         One line: how many participants were left out or imputed, and why.
     names : TrialNames or None
         The arms, control arm and visits of the data (and so the terms).
+    interactions : mapping
+        ``(roi, outcome) -> (estimate, covariance)`` of the interaction
+        contrasts under the inference option, shapes ``(k - 1,)`` and
+        ``(k - 1, k - 1)`` (NaN where not estimable): what the omnibus test
+        and its multiple-imputation pooling use (empty for the pooled
+        results of a multiple imputation).
     """
 
     table: pd.DataFrame
@@ -201,6 +232,7 @@ class AnalysisResults:
     imputations: int = 0
     missing_summary: str = ""
     names: TrialNames | None = None
+    interactions: Mapping = field(default_factory=dict, repr=False)
 
     def term(self, roi: str, outcome: str, term: str) -> pd.Series:
         """Return the table row of one ROI, outcome and term."""
@@ -327,11 +359,12 @@ def _term_factor_codes(term) -> list[str]:
 
 def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str,
                      names: TrialNames) -> np.ndarray:
-    """Rows d(design row)/d(d_md) for a treatment-arm and a control-arm subject.
+    """Rows d(design row)/d(d_md) for a subject of each arm.
 
-    Returns an array (2, p): [treatment, control]. Raises if the model is not
-    linear in d_md, lacks the required terms, or lets the slope depend on
-    another variable.
+    Returns an array (k, p), one row per arm in ``names.arms`` order (control
+    last; for two arms [treatment, control]). Raises if the model is not linear
+    in d_md, lacks the required terms, or lets the slope depend on another
+    variable.
     """
     terms = design_info.terms
     codes = [_term_factor_codes(t) for t in terms]
@@ -349,13 +382,14 @@ def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str,
             "d_md and their interaction (e.g. 'd_score ~ C(group, "
             f"Treatment({names.control!r})) * d_md + baseline_score')"
         )
-    row = frame.iloc[[0] * 6].copy()
-    row["group"] = [names.treatment] * 3 + [names.control] * 3
-    row["d_md"] = [0.0, 1.0, 2.0] * 2
+    k = len(names.arms)
+    row = frame.iloc[[0] * (3 * k)].copy()
+    row["group"] = [a for a in names.arms for _ in range(3)]
+    row["d_md"] = [0.0, 1.0, 2.0] * k
     (X,) = patsy.build_design_matrices([design_info], row, NA_action="raise")
     X = np.asarray(X)
-    d1 = X[[1, 4]] - X[[0, 3]]
-    d2 = X[[2, 5]] - X[[1, 4]]
+    d1 = X[1::3] - X[0::3]
+    d2 = X[2::3] - X[1::3]
     if not np.allclose(d1, d2, rtol=1e-9, atol=1e-12):
         raise ValueError(f"formula {formula!r} must be linear in d_md")
     for term, sl in design_info.term_slices.items():
@@ -372,6 +406,15 @@ def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str,
                 "numbers"
             )
     return d1
+
+
+def _arm_contrasts(L: np.ndarray) -> np.ndarray:
+    """Return the interactions (arm slope minus control slope), then the slopes.
+
+    ``L`` (k, p) from :func:`_slope_contrasts`; returns (2k - 1, p), for two
+    arms ``[L0 - L1, L0, L1]``.
+    """
+    return np.vstack([L[:-1] - L[-1], L])
 
 
 def _interaction_columns(design_info) -> np.ndarray:
@@ -420,14 +463,22 @@ def _estimable(X: np.ndarray, L: np.ndarray) -> np.ndarray:
     return np.linalg.norm(L @ null, axis=1) <= 1e-8 * np.maximum(norm, 1.0)
 
 
-def _estimable_terms(X, ket, L3, keep, l_add, within, inference) -> np.ndarray:
-    """Estimability of the four reported terms (``names.terms`` order)."""
+def _estimable_terms(X, arms, Lc, keep, l_add, within, inference) -> np.ndarray:
+    """Estimability of the reported terms (``names.terms`` order).
+
+    ``arms`` (n,) arm codes, ``Lc`` (2k - 1, p) from :func:`_arm_contrasts`.
+    The omnibus test (three or more arms) needs every interaction.
+    """
+    k = (len(Lc) + 1) // 2
     pooled = _estimable(X[:, keep], l_add)[0]
     if inference != "welch":
-        return np.r_[_estimable(X, L3), pooled]
-    k = _estimable(X[ket][:, within], L3[1][within])[0]
-    c = _estimable(X[~ket][:, within], L3[2][within])[0]
-    return np.array([k and c, k, c, pooled])
+        ok = _estimable(X, Lc)
+    else:
+        slope = np.array([_estimable(X[arms == a][:, within],
+                                     Lc[k - 1 + a][within])[0] for a in range(k)])
+        ok = np.r_[slope[:-1] & slope[-1], slope]
+    out = np.r_[ok, pooled]
+    return out if k == 2 else np.r_[out, ok[:k - 1].all()]
 
 
 def _why_not_estimable(used: pd.DataFrame, names: TrialNames) -> str:
@@ -465,6 +516,17 @@ def _check_changes(changes, names=None) -> tuple[list[str], TrialNames]:
             f"<outcome>_{names.baseline}, <outcome>_{names.primary} and d_<outcome>")
     return outcomes, names
 
+
+
+def _arm_codes(group: np.ndarray, names: TrialNames) -> np.ndarray:
+    """Arm code ``0 .. k - 1`` (``names.arms`` order) of every row's group."""
+    codes = pd.Index(names.arms).get_indexer(group)
+    if (codes < 0).any():
+        other = sorted({str(g) for g in np.asarray(group)[codes < 0]})
+        raise ValueError(
+            f"group {other[0]!r} is not one of the trial's arms "
+            f"({', '.join(names.arms)}); pass names= with every arm")
+    return codes.astype(np.intp)
 
 
 def fit_complete_data(
@@ -510,6 +572,7 @@ def fit_complete_data(
     rois = _roi_order(changes["roi"])
     records = []
     fits, additive_fits, used_rows, arm_fits, perm_models = {}, {}, {}, {}, []
+    interactions = {}
     subject_index = {s: i for i, s in enumerate(pd.unique(changes["participant_id"]))}
     for outcome in outcomes:
         frame = _model_frame(changes, outcome, names,
@@ -530,8 +593,14 @@ def fit_complete_data(
                 f"{outcome} scores, both scans of an ROI and every covariate)"
             )
         info = X_df.design_info
+        present = set(frame.loc[y_df.index, "group"])
+        absent = [a for a in names.arms if a not in present]
+        if absent:
+            raise ValueError(
+                f"no participant of the {', '.join(absent)} arm has complete data "
+                f"for the {outcome} models (need at least {MIN_PER_ARM} per arm)")
         L = _slope_contrasts(info, frame.loc[y_df.index], formula, names)
-        L3 = np.vstack([L[0] - L[1], L[0], L[1]])
+        Lc = _arm_contrasts(L)
         keep = ~_interaction_columns(info)
         L_add = L[0, keep][None, :]
         if not np.any(L_add):
@@ -544,6 +613,7 @@ def fit_complete_data(
         roi_used = used["roi"].to_numpy()
         index_used = used.index.to_numpy()
         group_used = used["group"].to_numpy()
+        code_used = _arm_codes(group_used, names)
         for roi in rois:
             rows = roi_used == roi
             n = int(rows.sum())
@@ -556,17 +626,21 @@ def fit_complete_data(
                     f"and more than {X_all.shape[1]} in all)"
                 )
             y, X = y_all[rows], X_all[rows]
-            ket = group_used[rows] == names.treatment
-            inf = _infer(y, X, columns, ket, L3, keep, L_add[0], within,
+            arms = code_used[rows]
+            inf = _infer(y, X, columns, arms, Lc, keep, L_add[0], within,
                          inference, alpha, names)
             fits[(roi, outcome)] = inf.full
             additive_fits[(roi, outcome)] = inf.additive
             if inf.arms:
                 arm_fits[(roi, outcome)] = inf.arms
             used_rows[(roi, outcome)] = index_used[rows]
-            ok = _estimable_terms(X, ket, L3, keep, L_add[0], within, inference)
+            ok = _estimable_terms(X, arms, Lc, keep, L_add[0], within, inference)
             if not ok.all():
                 not_estimable[(roi, outcome)] = _why_not_estimable(used[rows], names)
+            est_i, cov_i = inf.interactions
+            if not ok[:len(names.arms) - 1].all():
+                est_i, cov_i = np.full_like(est_i, np.nan), np.full_like(cov_i, np.nan)
+            interactions[(roi, outcome)] = (est_i, cov_i)
             for term, row, fine in zip(terms, inf.rows, ok, strict=True):
                 if not fine:  # NaN with a reason, never SE 0 and p 1
                     row = (np.nan, np.nan, np.nan, row[3], np.nan, np.nan, np.nan)
@@ -574,9 +648,9 @@ def fit_complete_data(
             if familywise == "maxt":
                 ids = used["participant_id"].to_numpy()[rows]
                 perm_models.append(PermutationModel(
-                    y=y, X=X, ketamine=ket,
+                    y=y, X=X, arms=arms,
                     subjects=np.array([subject_index[i] for i in ids]),
-                    contrasts=L3, additive=keep, pooled=L_add[0], within_arm=within))
+                    contrasts=Lc, additive=keep, pooled=L_add[0], within_arm=within))
     table = pd.DataFrame.from_records(records, columns=list(RESULT_COLUMNS[:11]))
     table["df"] = table["df"].astype(float)
     table["n"] = table["n"].astype(int)
@@ -615,6 +689,7 @@ def fit_complete_data(
         seed=seed,
         not_estimable=not_estimable,
         names=names,
+        interactions=interactions,
     )
 
 # ------------------------------------------------------------ inference options
@@ -654,6 +729,7 @@ class _Inferred:
     full: object
     additive: object
     arms: dict
+    interactions: tuple  # estimates (k - 1,) and covariance (k - 1, k - 1)
 
 
 def _ols(y, X, names, **fit_kw):
@@ -684,57 +760,92 @@ def _contrast_rows(res, L, alpha):
             for e, s, t, p, (lo, hi) in zip(*cols, ci, strict=True)]
 
 
-def _infer(y, X, names, ket, L3, keep, l_add, within, inference, alpha,
-           trial: TrialNames) -> _Inferred:
-    """Return the four terms of one model under one inference option.
+def _f_row(F, df2, p) -> tuple:
+    """Return an omnibus row: the F statistic as ``estimate``, its denominator df."""
+    nan = np.nan
+    return (float(F), nan, nan, float(df2), float(p), nan, nan)
 
-    ``names``: the design matrix's column names; ``trial``: the arms.
+
+def _f_test_row(res, L) -> tuple:
+    """Omnibus row of statsmodels' F test of ``L b = 0`` (the model's covariance)."""
+    try:
+        with warnings.catch_warnings():
+            # a non-estimable contrast is reported as NaN (and warned about) later
+            warnings.simplefilter("ignore")
+            ft = res.f_test(L)
+    except (ValueError, np.linalg.LinAlgError):
+        return _f_row(np.nan, np.nan, np.nan)
+    return _f_row(np.squeeze(ft.fvalue), ft.df_denom, np.squeeze(ft.pvalue))
+
+
+def _infer(y, X, names, arms, Lc, keep, l_add, within, inference, alpha,
+           trial: TrialNames) -> _Inferred:
+    """Return the terms of one model (``trial.terms``) under one inference option.
+
+    ``names``: the design matrix's column names; ``arms``: each row's arm code
+    (``trial.arms`` order); ``Lc``: :func:`_arm_contrasts`; ``trial``: the arms.
     """
+    k = len(trial.arms)
+    Li = Lc[:k - 1]
     if inference != "welch":
         kw = {"cov_type": "HC3", "use_t": True} if inference == "hc3" else {}
         res = _ols(y, X, names, **kw)
         res_add = _ols(y, X[:, keep], names[keep], **kw)
-        rows = _contrast_rows(res, L3, alpha) + _contrast_rows(res_add, l_add[None],
+        rows = _contrast_rows(res, Lc, alpha) + _contrast_rows(res_add, l_add[None],
                                                                alpha)
-        return _Inferred(rows, res, res_add, {})
+        if k > 2:
+            rows.append(_f_test_row(res, Li))
+        cov = np.asarray(res.cov_params())
+        inter = (Li @ np.asarray(res.params), Li @ cov @ Li.T)
+        return _Inferred(rows, res, res_add, {}, inter)
     # Welch: each arm on its own, the formula without its group terms.
-    arms, slope = {}, {}
-    treatment, control = trial.treatment, trial.control
-    for arm, rows_a in ((treatment, ket), (control, ~ket)):
-        Xa = X[rows_a][:, within]
-        res_a = _ols(y[rows_a], Xa, names[within])
-        arms[arm] = res_a
-        la = L3[1 if arm == treatment else 2][within]
+    fits, est, var, dfs = {}, [], [], []
+    for a, arm in enumerate(trial.arms):
+        rows_a = arms == a
+        res_a = _ols(y[rows_a], X[rows_a][:, within], names[within])
+        fits[arm] = res_a
+        la = Lc[k - 1 + a][within]
         df_a = res_a.df_resid
-        var = float(la @ res_a.cov_params() @ la) if df_a > 0 else np.nan
-        slope[arm] = (float(la @ res_a.params), var, df_a)
-    (ek, vk, dk), (es, vs, ds) = slope[treatment], slope[control]
-    inter = _row(ek - es, np.sqrt(vk + vs), welch_df(vk, dk, vs, ds), alpha)
-    out = [inter, _row(ek, np.sqrt(vk), dk, alpha), _row(es, np.sqrt(vs), ds, alpha)]
+        est.append(float(la @ res_a.params))
+        var.append(float(la @ res_a.cov_params() @ la) if df_a > 0 else np.nan)
+        dfs.append(df_a)
+    c = k - 1
+    out = [_row(est[a] - est[c], np.sqrt(var[a] + var[c]),
+                welch_df(var[a], dfs[a], var[c], dfs[c]), alpha) for a in range(c)]
+    out += [_row(est[a], np.sqrt(var[a]), dfs[a], alpha) for a in range(k)]
+    inter = (np.array(est[:c]) - est[c], np.diag(var[:c]) + var[c])
+    if k > 2:
+        F, _, df2 = welch_omnibus(est, var, dfs)
+        omnibus = [_f_row(F, df2, f_sf(F, k - 1, df2))]
+    else:
+        omnibus = []
     # Pooled slope: feasible GLS of the additive model, weights 1 / s_a^2.
     Xa = X[:, keep]
-    if min(res_a.df_resid for res_a in arms.values()) < 1:
+    if min(res_a.df_resid for res_a in fits.values()) < 1:
         # an arm without residual df has no variance estimate, so no weight
         nan = (np.nan,) * 7
-        return _Inferred([*out, nan], _ols(y, X, names), None, arms)
-    s2 = {arm: float(arms[arm].scale) for arm in arms}
-    w = np.where(ket, 1.0 / s2[treatment], 1.0 / s2[control])
+        return _Inferred([*out, nan, *omnibus], _ols(y, X, names), None, fits,
+                         inter)
+    s2 = np.array([float(fits[arm].scale) for arm in trial.arms])
+    w = (1.0 / s2)[arms]
     model = WLS(y, Xa, weights=w)
     model.data.xnames = list(names[keep])
     model.data.ynames = "d_score"
     res_w = model.fit(cov_type="fixed scale")  # Var = (X'WX)^{-1}: known weights
     Phi = np.asarray(res_w.normalized_cov_params)
     m = Phi @ l_add
-    var, v = float(l_add @ m), []
-    for arm, rows_a in ((treatment, ket), (control, ~ket)):
-        Hm = (Xa[rows_a].T @ (Xa[rows_a] @ m)) / s2[arm]
+    var_p, v, df_v = float(l_add @ m), [], []
+    for a, arm in enumerate(trial.arms):
+        rows_a = arms == a
+        Hm = (Xa[rows_a].T @ (Xa[rows_a] @ m)) / s2[a]
         va = float(m @ Hm)
         # Kenward-Roger adjustment for the estimated weights.
-        var += 4.0 * (va - float(Hm @ Phi @ Hm)) / arms[arm].df_resid
-        v.append((va, arms[arm].df_resid))
-    df_p = welch_df(v[0][0], v[0][1], v[1][0], v[1][1])
-    out.append(_row(float(l_add @ res_w.params), np.sqrt(var), float(df_p), alpha))
-    return _Inferred(out, _ols(y, X, names), res_w, arms)
+        var_p += 4.0 * (va - float(Hm @ Phi @ Hm)) / fits[arm].df_resid
+        v.append(va)
+        df_v.append(fits[arm].df_resid)
+    df_p = satterthwaite_df(v, df_v)
+    out.append(_row(float(l_add @ res_w.params), np.sqrt(var_p), float(df_p), alpha))
+    return _Inferred([*out, *omnibus], _ols(y, X, names), res_w, fits, inter)
 
 
 def _maxt_column(table, families, models, inference, permutations, rng):
@@ -807,16 +918,25 @@ def format_summary(results: AnalysisResults, *,
                      f"{results.seed}.")
     if results.missing_summary:
         lines.insert(len(lines) - 1, results.missing_summary + ".")
+    if (t["term"] == "omnibus").any() and nm is not None:
+        lines.insert(len(lines) - 1, (
+            f"omnibus: F test that every arm's dMD slope equals the {nm.control} "
+            f"arm's; its estimate is the F statistic, on {len(nm.arms) - 1} and "
+            "the row's df degrees of freedom."))
+    # wide enough for interaction_<arm>; 15 (the two-arm layout) at least
+    tw = max(15, 1 + max((len(x) for x in t["term"]), default=0))
     header = (
-        f"{'roi':<14}{'outcome':<8}{'term':<15}{'estimate':>9}"
+        f"{'roi':<14}{'outcome':<8}{'term':<{tw}}{'estimate':>9}"
         f"{'95% CI':>20}{'p':>9}{'p_holm':>9}{'p_fdr':>9}"
         + (f"{'p_maxt':>9}" if maxt else "") + f"{'n':>5}"
     )
     lines += [header, "-" * len(header)]
     for r in t.itertuples(index=False):
-        ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        # the omnibus row holds an F statistic, without an interval
+        ci = ("" if r.term == "omnibus"
+              else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]")
         lines.append(
-            f"{r.roi:<14}{r.outcome:<8}{r.term:<15}{r.estimate:>9.3f}{ci:>20}"
+            f"{r.roi:<14}{r.outcome:<8}{r.term:<{tw}}{r.estimate:>9.3f}{ci:>20}"
             f"{_fmt_p(r.p):>9}{_fmt_p(r.p_holm):>9}{_fmt_p(r.p_fdr):>9}"
             + (f"{_fmt_p(r.p_maxt):>9}" if maxt else "") + f"{r.n:>5d}"
         )

@@ -16,7 +16,15 @@ removed). Its fitted values ``y0`` and residuals ``e0`` give, for permutation
 ``P``, the data ``y* = y0 + P e0``; the full model is refitted to ``y*`` and the
 test's statistic recomputed exactly as for the data (same inference option).
 
-**Exchangeability.** With unequal score-change variances in the two arms the
+The ``omnibus`` test of a trial with three or more arms (every arm's dMD slope
+equals the control arm's) constrains ``k - 1`` contrasts at once: its reduced
+model imposes all of them (``N_C`` a basis of the complement of their span) and
+its statistic is the p of its F test, computed as the analysis computes it
+(the Wald F with the pooled-variance or HC3 covariance, or Welch's 1951 test of
+the per-arm slopes; :mod:`dtitool.stats.omnibus`). On the minP scale it weighs
+like any t test of the family.
+
+**Exchangeability.** With unequal score-change variances in the arms the
 residuals are not exchangeable across arms; permuting them across arms would
 give the permuted data the wrong variance structure. Subjects are therefore
 permuted **within their arm** (exchangeability blocks; Winkler et al. 2014),
@@ -55,11 +63,14 @@ import numpy as np
 from scipy import special
 
 from dtitool.stats.inference import check_inference, welch_df
+from dtitool.stats.omnibus import f_sf, wald_f, welch_omnibus
 
 __all__ = [
     "PermutationModel",
+    "arm_codes",
     "maxt_adjust",
     "permutation_p",
+    "satterthwaite_df",
     "within_arm_permutations",
 ]
 
@@ -74,33 +85,77 @@ class PermutationModel:
         Score change.
     X : ndarray, shape (n, p)
         Interaction-model design (intercept included).
-    ketamine : ndarray of bool, shape (n,)
-        Arm of each row.
+    arms : ndarray of int, shape (n,)
+        Arm of each row, ``0 .. k - 1`` in :attr:`TrialNames.arms` order (the
+        control arm ``k - 1``, last). A boolean array is a two-arm trial's
+        treatment indicator (True: arm 0, False: the control arm 1).
     subjects : ndarray of int, shape (n,)
         Index of each row's subject in the list the permutations are drawn over.
-    contrasts : ndarray, shape (3, p)
-        ``interaction``, the treatment-arm slope and the control-arm slope over
-        ``X``.
+    contrasts : ndarray, shape (2k - 1, p)
+        Over ``X``: the ``k - 1`` interactions (each arm's dMD slope but the
+        control's, minus the control arm's), then the ``k`` arms' slopes (for
+        two arms: ``interaction``, the treatment-arm and the control-arm slope).
     additive : ndarray of bool, shape (p,)
         Columns of the additive model (no group x dMD term).
     pooled : ndarray, shape (p_add,)
         The pooled slope's contrast over the additive columns.
     within_arm : ndarray of bool, shape (p,)
         Columns of a per-arm model (no term involving group).
+
+    Notes
+    -----
+    The model's tests, in the order of :attr:`TrialNames.terms`: the
+    interactions, the slopes, the pooled slope and (three or more arms) the
+    omnibus test.
     """
 
     y: np.ndarray
     X: np.ndarray
-    ketamine: np.ndarray
+    arms: np.ndarray
     subjects: np.ndarray
     contrasts: np.ndarray
     additive: np.ndarray
     pooled: np.ndarray
     within_arm: np.ndarray
 
+    def __post_init__(self):
+        object.__setattr__(self, "arms", arm_codes(self.arms))
+
+    @property
+    def n_arms(self) -> int:
+        """``k``, the number of arms (from the contrasts)."""
+        return (len(self.contrasts) + 1) // 2
+
+    @property
+    def n_terms(self) -> int:
+        """Tests of the model: 4 with two arms, ``2k + 1`` with ``k >= 3``."""
+        k = self.n_arms
+        return 4 if k == 2 else 2 * k + 1
+
+    @property
+    def ketamine(self) -> np.ndarray:
+        """Rows of the first treatment arm (a two-arm trial's treatment arm)."""
+        return self.arms == 0
+
+
+def arm_codes(arms) -> np.ndarray:
+    """Arm codes ``0 .. k - 1`` from codes, or from a two-arm treatment indicator.
+
+    A boolean array is a two-arm trial's treatment indicator: True is arm 0
+    (the treatment arm), False arm 1 (the control arm, last).
+    """
+    arms = np.asarray(arms)
+    if arms.dtype == bool:
+        return np.where(arms, 0, 1).astype(np.intp)
+    if not np.issubdtype(arms.dtype, np.integer) or (arms.size and arms.min() < 0):
+        raise ValueError(f"arms must be arm codes 0 .. k - 1 (integers) or a "
+                         f"boolean treatment indicator; got {arms.dtype} values "
+                         f"{np.unique(arms)[:5]}")
+    return arms.astype(np.intp)
+
 
 def within_arm_permutations(keys: np.ndarray, subjects: np.ndarray,
-                            ketamine: np.ndarray) -> np.ndarray:
+                            arms: np.ndarray) -> np.ndarray:
     """Row permutations of one model induced by per-subject random keys.
 
     Parameters
@@ -109,8 +164,8 @@ def within_arm_permutations(keys: np.ndarray, subjects: np.ndarray,
         Independent uniform keys, one per permutation and subject.
     subjects : ndarray of int, shape (n,)
         Subject of each row of the model.
-    ketamine : ndarray of bool, shape (n,)
-        Arm of each row.
+    arms : ndarray of int or bool, shape (n,)
+        Arm of each row (:func:`arm_codes`).
 
     Returns
     -------
@@ -120,23 +175,59 @@ def within_arm_permutations(keys: np.ndarray, subjects: np.ndarray,
         uniformly random permutation of the arm; two models with the same
         subjects get the same permutation.
     """
+    arms = arm_codes(arms)
     B = keys.shape[0]
     pos = np.empty((B, len(subjects)), dtype=np.intp)
-    for arm in (ketamine, ~ketamine):
-        rows = np.flatnonzero(arm)
+    for a in np.unique(arms):
+        rows = np.flatnonzero(arms == a)
         order = np.argsort(keys[:, subjects[rows]], axis=1, kind="stable")
         pos[:, rows] = rows[order]
     return pos
 
 
+def satterthwaite_df(v, df):
+    """Satterthwaite df of a sum of independent variance estimates.
+
+    ``(sum_a v_a)^2 / sum_a (v_a^2 / df_a)`` over the first axis of ``v`` and
+    ``df`` (sequences of arrays that broadcast); for two parts it is
+    :func:`~dtitool.stats.inference.welch_df`, operation for operation.
+    """
+    v = [np.asarray(x, float) for x in v]
+    tot, den = v[0], v[0] * v[0] / df[0]
+    for x, d in zip(v[1:], df[1:], strict=True):
+        tot, den = tot + x, den + x * x / d
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tot ** 2 / den
+
+
+def _term(m: PermutationModel, term: int) -> tuple[str, int | None]:
+    """Return which test ``term`` is: ``(kind, arm)``.
+
+    ``kind`` is ``interaction`` or ``slope`` (of arm ``arm``), ``pooled`` or
+    ``omnibus`` (arm None).
+    """
+    k = m.n_arms
+    if term < k - 1:
+        return "interaction", term
+    if term < 2 * k - 1:
+        return "slope", term - (k - 1)
+    return ("pooled" if term == 2 * k - 1 else "omnibus"), None
+
+
 def _null_basis(c: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the vectors orthogonal to ``c`` (p x (p - 1))."""
-    q, _ = np.linalg.qr(np.column_stack([c, np.eye(len(c))]))
-    return q[:, 1:len(c)]
+    """Orthonormal basis of the vectors orthogonal to the rows of ``c``.
+
+    ``c`` is one contrast (p,) or ``r`` of them (r, p), linearly independent;
+    the basis is p x (p - r).
+    """
+    C = np.atleast_2d(c)
+    r, p = C.shape
+    q, _ = np.linalg.qr(np.column_stack([C.T, np.eye(p)]))
+    return q[:, r:p]
 
 
 def _reduced_fit(y: np.ndarray, D: np.ndarray, c: np.ndarray):
-    """Fitted values and residuals of ``y`` on ``D`` with ``c'b = 0`` imposed."""
+    """Fitted values and residuals of ``y`` on ``D`` with ``c b = 0`` imposed."""
     D0 = D @ _null_basis(c)
     coef, *_ = np.linalg.lstsq(D0, y, rcond=None)
     fit = D0 @ coef
@@ -165,6 +256,29 @@ def _ols_like(ystar, D, c, hc3: bool):
     return _t_p(est, var, n - q)
 
 
+def _ols_f(ystar, D, C, hc3: bool):
+    """Return p of the Wald F test of ``C b = 0`` (r rows) for every row of ``ystar``.
+
+    As statsmodels ``f_test``: the pooled-variance or HC3 covariance of ``C b``,
+    ``F = (C b)' V^{-1} (C b) / r`` on ``(r, n - p)`` df.
+    """
+    n, q = D.shape
+    r = C.shape[0]
+    A = np.linalg.inv(D.T @ D)
+    coef = (ystar @ D) @ A
+    E = ystar - coef @ D.T
+    est = coef @ C.T  # (B, r)
+    if hc3:
+        W = D @ (A @ C.T)  # (n, r)
+        h = np.einsum("ij,jk,ik->i", D, A, D)
+        omega = E * E / (1.0 - h) ** 2
+        cov = np.einsum("bi,ir,is->brs", omega, W, W)
+    else:
+        s2 = np.einsum("bi,bi->b", E, E) / (n - q)
+        cov = s2[:, None, None] * (C @ A @ C.T)[None]
+    return f_sf(wald_f(est, cov), r, n - q)
+
+
 def _arm_fits(ystar, D_arms, rows):
     """Per-arm OLS of every row of ``ystar``: coefficients and residual variance."""
     out = []
@@ -178,24 +292,42 @@ def _arm_fits(ystar, D_arms, rows):
     return out
 
 
-def _welch_slopes(ystar, m: PermutationModel, term: int):
-    rows = (np.flatnonzero(m.ketamine), np.flatnonzero(~m.ketamine))
-    need = {0: (0, 1), 1: (0,), 2: (1,)}[term]
+def _arm_slopes(ystar, m: PermutationModel, arms):
+    """Slope, its variance and df of each of ``arms``, fitted on its own."""
+    k = m.n_arms
     est, var, df = {}, {}, {}
-    for a in need:
-        D = m.X[rows[a]][:, m.within_arm]
-        la = m.contrasts[1 + a][m.within_arm]
-        ((coef, s2, A, df[a]),) = _arm_fits(ystar, [D], [rows[a]])
+    for a in arms:
+        r = np.flatnonzero(m.arms == a)
+        D = m.X[r][:, m.within_arm]
+        la = m.contrasts[k - 1 + a][m.within_arm]
+        ((coef, s2, A, df[a]),) = _arm_fits(ystar, [D], [r])
         est[a], var[a] = coef @ la, s2 * (la @ A @ la)
-    if term == 0:
-        return _t_p(est[0] - est[1], var[0] + var[1],
-                    welch_df(var[0], df[0], var[1], df[1]))
-    a = need[0]
+    return est, var, df
+
+
+def _welch_slopes(ystar, m: PermutationModel, term: int):
+    kind, a = _term(m, term)
+    c = m.n_arms - 1
+    if kind == "interaction":
+        est, var, df = _arm_slopes(ystar, m, (a, c))
+        return _t_p(est[a] - est[c], var[a] + var[c],
+                    welch_df(var[a], df[a], var[c], df[c]))
+    est, var, df = _arm_slopes(ystar, m, (a,))
     return _t_p(est[a], var[a], df[a])
 
 
+def _welch_omnibus(ystar, m: PermutationModel):
+    """Return the p of Welch's (1951) test that every arm's slope is the same."""
+    k = m.n_arms
+    est, var, df = _arm_slopes(ystar, m, range(k))
+    F, df1, df2 = welch_omnibus(np.stack([est[a] for a in range(k)], -1),
+                                np.stack([var[a] for a in range(k)], -1),
+                                np.array([df[a] for a in range(k)], float))
+    return f_sf(F, df1, df2)
+
+
 def _welch_pooled(ystar, m: PermutationModel):
-    rows = (np.flatnonzero(m.ketamine), np.flatnonzero(~m.ketamine))
+    rows = [np.flatnonzero(m.arms == a) for a in range(m.n_arms)]
     D_arms = [m.X[r][:, m.within_arm] for r in rows]
     fits = _arm_fits(ystar, D_arms, rows)
     Xa = m.X[:, m.additive]
@@ -203,7 +335,9 @@ def _welch_pooled(ystar, m: PermutationModel):
     H0 = [Xa[r].T @ Xa[r] for r in rows]
     with np.errstate(divide="ignore"):
         w = [1.0 / f[1] for f in fits]  # (B,) per arm
-    Gw = H0[0][None] * w[0][:, None, None] + H0[1][None] * w[1][:, None, None]
+    Gw = H0[0][None] * w[0][:, None, None]
+    for Ha, wa in zip(H0[1:], w[1:], strict=True):
+        Gw = Gw + Ha[None] * wa[:, None, None]
     gw = sum((ystar[:, r] @ Xa[r]) * wa[:, None]
              for r, wa in zip(rows, w, strict=True))
     Phi = np.linalg.inv(Gw)
@@ -216,35 +350,51 @@ def _welch_pooled(ystar, m: PermutationModel):
         quad = np.einsum("bi,bij,bj->b", Hm, Phi, Hm)
         var = var + 4.0 * (va - quad) / dfa
         v.append((va, dfa))
-    df = welch_df(v[0][0], v[0][1], v[1][0], v[1][1])
+    df = satterthwaite_df([x for x, _ in v], [d for _, d in v])
     return _t_p(est, var, df)
 
 
 def _statistic_p(ystar, m: PermutationModel, term: int, inference: str):
-    if term == 3:
-        if inference == "welch":
+    kind, _ = _term(m, term)
+    welch = inference == "welch"
+    hc3 = inference == "hc3"
+    if kind == "pooled":
+        if welch:
             return _welch_pooled(ystar, m)
-        return _ols_like(ystar, m.X[:, m.additive], m.pooled, inference == "hc3")
-    if inference == "welch":
+        return _ols_like(ystar, m.X[:, m.additive], m.pooled, hc3)
+    if kind == "omnibus":
+        if welch:
+            return _welch_omnibus(ystar, m)
+        return _ols_f(ystar, m.X, m.contrasts[:m.n_arms - 1], hc3)
+    if welch:
         return _welch_slopes(ystar, m, term)
-    return _ols_like(ystar, m.X, m.contrasts[term], inference == "hc3")
+    return _ols_like(ystar, m.X, m.contrasts[term], hc3)
 
 
 def _test_design(m: PermutationModel, term: int, inference: str):
-    """Design and contrast whose reduced model gives the Freedman-Lane residuals."""
-    if term == 3:
+    """Design and contrast(s) whose reduced model gives the Freedman-Lane residuals."""
+    kind, a = _term(m, term)
+    k = m.n_arms
+    if kind == "pooled":
         return m.X[:, m.additive], m.pooled
     if inference != "welch":
+        if kind == "omnibus":
+            return m.X, m.contrasts[:k - 1]
         return m.X, m.contrasts[term]
-    # Welch: the two per-arm models side by side (block-diagonal design).
+    # Welch: the k per-arm models side by side (block-diagonal design).
     W = m.X[:, m.within_arm]
     p = W.shape[1]
-    D = np.zeros((len(m.y), 2 * p))
-    D[m.ketamine, :p] = W[m.ketamine]
-    D[~m.ketamine, p:] = W[~m.ketamine]
-    lk, ls = m.contrasts[1][m.within_arm], m.contrasts[2][m.within_arm]
-    c = {0: np.r_[lk, -ls], 1: np.r_[lk, 0 * ls], 2: np.r_[0 * lk, ls]}[term]
-    return D, c
+    D = np.zeros((len(m.y), k * p))
+    for b in range(k):
+        rows = m.arms == b
+        D[rows, b * p:(b + 1) * p] = W[rows]
+    slope = np.zeros((k, k * p))
+    for b in range(k):
+        slope[b, b * p:(b + 1) * p] = m.contrasts[k - 1 + b][m.within_arm]
+    inter = slope[:k - 1] - slope[k - 1]
+    if kind == "omnibus":
+        return D, inter
+    return D, (inter[a] if kind == "interaction" else slope[a])
 
 
 def _full_rank(D: np.ndarray) -> bool:
@@ -257,17 +407,19 @@ def _testable(m: PermutationModel, term: int, inference: str) -> bool:
 
     If not, its p is NaN, as in the analysis, and it is left out of its family.
     """
+    kind, a = _term(m, term)
     if inference == "welch":
-        arms = [m.X[r][:, m.within_arm] for r in (m.ketamine, ~m.ketamine)]
-        need = {1: arms[:1], 2: arms[1:]}.get(term, arms)
-        return (all(_full_rank(D) for D in need)
-                and (term != 3 or _full_rank(m.X[:, m.additive])))
-    return _full_rank(m.X[:, m.additive] if term == 3 else m.X)
+        k = m.n_arms
+        need = {"interaction": (a, k - 1), "slope": (a,)}.get(kind, range(k))
+        arms = [m.X[m.arms == b][:, m.within_arm] for b in need]
+        return (all(_full_rank(D) for D in arms)
+                and (kind != "pooled" or _full_rank(m.X[:, m.additive])))
+    return _full_rank(m.X[:, m.additive] if kind == "pooled" else m.X)
 
 
 def permutation_p(models: Sequence[PermutationModel], *, inference: str,
                   keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Observed and Freedman-Lane permuted p of the four terms of every model.
+    """Observed and Freedman-Lane permuted p of every test of every model.
 
     Parameters
     ----------
@@ -279,33 +431,36 @@ def permutation_p(models: Sequence[PermutationModel], *, inference: str,
 
     Returns
     -------
-    observed : ndarray, shape (4 * len(models),)
-        p of each test on the data (the same numbers as the statsmodels analysis).
-    permuted : ndarray, shape (B, 4 * len(models))
+    observed : ndarray, shape (T,)
+        p of each test on the data (the same numbers as the statsmodels
+        analysis); ``T`` is the sum of the models' :attr:`~PermutationModel.n_terms`.
+    permuted : ndarray, shape (B, T)
         p of each test in each permutation; tests in the order model, then term
-        (``interaction``, treatment-arm slope, control-arm slope,
-        ``slope_pooled``).
+        (:attr:`TrialNames.terms` order: for two arms ``interaction``,
+        treatment-arm slope, control-arm slope, ``slope_pooled``; for three or
+        more the interactions, the slopes, ``slope_pooled`` and ``omnibus``).
     """
     check_inference(inference)
     B = keys.shape[0]
-    observed = np.empty(4 * len(models))
-    permuted = np.empty((B, 4 * len(models)))
+    start = np.cumsum([0, *(m.n_terms for m in models)])
+    observed = np.empty(start[-1])
+    permuted = np.empty((B, start[-1]))
     cache: dict[bytes, np.ndarray] = {}
     for i, m in enumerate(models):
-        key = m.subjects.tobytes() + m.ketamine.tobytes()
+        key = m.subjects.tobytes() + m.arms.tobytes()
         if key not in cache:
-            cache[key] = within_arm_permutations(keys, m.subjects, m.ketamine)
+            cache[key] = within_arm_permutations(keys, m.subjects, m.arms)
         pos = cache[key]
-        for term in range(4):
+        for term in range(m.n_terms):
+            col = start[i] + term
             if not _testable(m, term, inference):
-                observed[4 * i + term] = np.nan
-                permuted[:, 4 * i + term] = np.nan
+                observed[col] = np.nan
+                permuted[:, col] = np.nan
                 continue
             D, c = _test_design(m, term, inference)
             fit, resid = _reduced_fit(m.y, D, c)
-            observed[4 * i + term] = _statistic_p(m.y[None, :], m, term, inference)[0]
-            permuted[:, 4 * i + term] = _statistic_p(fit + resid[pos], m, term,
-                                                     inference)
+            observed[col] = _statistic_p(m.y[None, :], m, term, inference)[0]
+            permuted[:, col] = _statistic_p(fit + resid[pos], m, term, inference)
     return observed, permuted
 
 
