@@ -563,6 +563,8 @@ class TippingPoint:
     alpha : float
     imputations : int
     seed : int
+    visit : str
+        The visit whose imputed scores are shifted (the primary visit).
     """
 
     table: pd.DataFrame
@@ -571,6 +573,7 @@ class TippingPoint:
     imputations: int
     seed: int
     elapsed: float = field(default=0.0, compare=False)
+    visit: str = "follow-up"
 
     def summary(self, term: str | None = None) -> str:
         """Lines per ROI and outcome: p at delta 0 and where the conclusion flips.
@@ -582,14 +585,16 @@ class TippingPoint:
             term = next((x for x in pd.unique(self.table["term"])
                          if str(x).startswith("interaction")), "interaction")
         t = self.table[self.table["term"] == term]
-        lines = [f"tipping point ({term}): imputed 24 h scores shifted by delta "
+        lines = [f"tipping point ({term}): imputed {self.visit} scores shifted by "
+                 "delta "
                  f"score points after imputation under MAR; {self.imputations} "
                  f"imputations, seed {self.seed}, alpha {self.alpha:g}"]
         for (roi, outcome), g in t.groupby(["roi", "outcome"], sort=False):
             g = g.sort_values("delta")
             n_imp = int(g["n_imputed_scores"].iloc[0])
             if n_imp == 0:
-                lines.append(f"  {roi}/{outcome}: no 24 h {outcome} score imputed; "
+                lines.append(f"  {roi}/{outcome}: no {self.visit} {outcome} score "
+                             "imputed; "
                              "delta shifts nothing")
                 continue
             zero = g.loc[(g["delta"] - 0).abs().idxmin()]
@@ -682,4 +687,4 @@ def tipping_point(participants, roi_md, *, deltas: Sequence[float] = DEFAULT_DEL
     out = out.iloc[order].reset_index(drop=True)[cols]
     return TippingPoint(table=out, deltas=deltas, alpha=float(alpha),
                         imputations=int(imputations), seed=int(ss.entropy),
-                        elapsed=time.perf_counter() - t0)
+                        elapsed=time.perf_counter() - t0, visit=prep.names.primary)
