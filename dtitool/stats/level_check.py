@@ -78,7 +78,10 @@ def ols_level(results, *, alpha: float = 0.05) -> pd.DataFrame:
     ch = results.changes
     z = float(special.ndtri(1.0 - alpha / 2.0))
     rows = []
+    skip = set(getattr(results, "not_estimable", {}) or {})
     for (roi, outcome), idx in results.rows.items():
+        if (roi, outcome) in skip:  # a term the data cannot estimate: no level
+            continue
         used = ch.loc[idx]
         fits = {}
         for arm in names.arms:
@@ -92,11 +95,13 @@ def ols_level(results, *, alpha: float = 0.05) -> pd.DataFrame:
             s_t, nu_t, c_t = fits[arm]
             pooled = (nu_t * s_t + nu_c * s_c) / (nu_t + nu_c)
             with np.errstate(invalid="ignore", divide="ignore"):
-                ratio = (pooled * (c_t + c_c)) / (s_t * c_t + s_c * c_c)
+                ratio = np.float64(pooled * (c_t + c_c)) / (s_t * c_t + s_c * c_c)
                 level = float(2.0 * special.ndtr(-z * np.sqrt(ratio)))
+                var_ratio = float(np.float64(s_t) / s_c)
             rows.append({"roi": roi, "outcome": outcome, "arm": arm,
-                         "variance_ratio": s_t / s_c, "level": level,
-                         "off": bool(abs(level - alpha) > LEVEL_TOLERANCE * alpha)})
+                         "variance_ratio": var_ratio, "level": level,
+                         "off": bool(np.isfinite(level) and abs(level - alpha)
+                                     > LEVEL_TOLERANCE * alpha)})
     return pd.DataFrame(rows, columns=["roi", "outcome", "arm", "variance_ratio",
                                        "level", "off"])
 
