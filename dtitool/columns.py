@@ -193,6 +193,10 @@ COLUMNS: dict[str, dict] = {
                      "(fitted on one very large simulated sample)", "mc", _UNIT_EST),
     "true_value_se": _c("Monte Carlo standard error of true_value", "mc",
                         _UNIT_EST),
+    "n_significant": _c("simulated trials in which the test is significant: the "
+                        "trials behind type_s and exaggeration, which are left "
+                        "empty below 100 (or where the true value is not "
+                        "distinguishable from 0)", "text"),
     "type_s": _c("type S error: share of significant estimates with the wrong "
                  "sign (Gelman and Carlin 2014)", "prop"),
     "exaggeration": _c("type M error: mean |estimate| of significant trials over "

@@ -146,6 +146,10 @@ def test_power_design_analysis_bookkeeping():
     design = _normal_design(rho_k=0.3, rho_s=0.0)
     R = 640
     res = power(design, replicates=R, rng=7, inference="welch", size=False)
+    # both terms of L_BA10 x MADRS: one with >= 100 significant trials, one not
+    sig_counts = res.table.set_index(["roi", "outcome", "term"]).loc[
+        [("L_BA10", "madrs", x) for x in TERMS[:2]], "n_significant"]
+    assert sig_counts.min() < 100 <= sig_counts.max()
     bm = batch_models(simulate_arrays(design, rng=7, stop=R), "welch")
     value, _ = true_values(design, inference="welch",
                            rng=np.random.SeedSequence(7, spawn_key=(0x74727565,)))
@@ -155,6 +159,10 @@ def test_power_design_analysis_bookkeeping():
         assert row["true_value"] == value[0, 0, i]
         est, p = bm.estimate[:, 0, 0, i], bm.p[:, 0, 0, i]
         sig = p <= 0.05
+        assert row["n_significant"] == sig.sum()
+        if sig.sum() < 100:  # too few significant trials: left empty
+            assert np.isnan(row["type_s"]) and np.isnan(row["exaggeration"])
+            continue
         assert row["type_s"] == pytest.approx(np.mean(np.sign(est[sig])
                                                       != np.sign(value[0, 0, i])))
         assert row["exaggeration"] == pytest.approx(

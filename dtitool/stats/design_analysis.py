@@ -45,6 +45,7 @@ from dtitool.stats.inference import batch_models, check_inference
 
 __all__ = [
     "REFERENCE_N",
+    "MIN_SIGNIFICANT",
     "ZERO_SE",
     "retrodesign",
     "true_values",
@@ -56,6 +57,10 @@ a true value is then about ``sqrt(98 / 400000) = 1.6 %`` of the SE of the same
 estimate in a 98-patient trial."""
 
 ZERO_SE = 5.0
+
+MIN_SIGNIFICANT = 100
+"""Fewest significant trials behind a ``type_s`` or ``exaggeration``: below it
+both are left empty (a share of 48 trials has a binomial SE near 0.07)."""
 """A true value within this many of its Monte Carlo SEs of zero has no known sign:
 type S and exaggeration are NaN for it (a null term has a 0.00006 chance per test
 of being read as non-zero)."""

@@ -40,8 +40,8 @@ __all__ = [
 
 POWER_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
                  "power_ci_high", "median_p", "mean_estimate", "size", "size_ci_low",
-                 "size_ci_high", "size_ok", "true_value", "type_s", "exaggeration",
-                 "missing", "mean_n", "mean_imputed")
+                 "size_ci_high", "size_ok", "true_value", "n_significant", "type_s",
+                 "exaggeration", "missing", "mean_n", "mean_imputed")
 """Columns of ``power.tsv`` (a selection of :attr:`PowerResult.table`)."""
 
 
@@ -52,7 +52,7 @@ max-T (Westfall-Young, critical value from the null counterpart)."""
 
 GRID_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
                 "power_ci_high", "median_p", "size", "size_ci_low", "size_ci_high",
-                "size_ok", "true_value", "type_s", "exaggeration")
+                "size_ok", "true_value", "n_significant", "type_s", "exaggeration")
 """Columns of ``power_grid.tsv`` after the grid's axes (one column per axis)."""
 
 
@@ -89,8 +89,9 @@ class PowerResult:
         interval ``size_ci_low``, ``size_ci_high`` and ``size_ok`` (within the
         :func:`size_band`, Bonferroni over the table's tests); ``true_value`` (the
         estimand's population value) and ``true_value_se`` (its Monte Carlo SE),
-        ``type_s`` and ``exaggeration`` (Gelman and Carlin 2014; NaN where the
-        true value is not distinguishable from 0 or nothing was significant).
+        ``n_significant`` (trials with p <= alpha), ``type_s`` and
+        ``exaggeration`` (Gelman and Carlin 2014; NaN where the true value is
+        not distinguishable from 0 or fewer than 100 trials are significant).
     familywise : pandas.DataFrame
         One row per ``family, method`` (``none``, ``holm``, ``bh``, ``maxt``):
         ``tests``, ``power_any`` (at least one rejection), ``power_all`` (every

@@ -35,7 +35,7 @@ from dtitool._memory import check_memory
 from dtitool.design import StudyDesign
 from dtitool.simulate import BLOCK_SIZE, as_seed_sequence, simulation_bytes
 from dtitool.stats.binomial import size_band, wilson_interval
-from dtitool.stats.design_analysis import ZERO_SE, true_values
+from dtitool.stats.design_analysis import MIN_SIGNIFICANT, ZERO_SE, true_values
 from dtitool.stats.design_variants import null_counterpart
 from dtitool.stats.power_engine import (
     _by_finding,
@@ -411,6 +411,7 @@ class _PowerRun(_Waitable):
                 self.abs_sig_sums.sum(axis=0)))
         else:
             table = table.assign(true_value=np.nan, true_value_se=np.nan,
+                                 n_significant=totals["reject"].astype(np.int64),
                                  type_s=np.nan, exaggeration=np.nan)
         if (n_valid < replicates).any():
             warnings.warn(
@@ -539,13 +540,20 @@ def _size_columns(null, spec: _Spec, reject: str, valid: str) -> dict:
 
 
 def _design_analysis_columns(value, value_se, totals, abs_sig_sum) -> dict:
-    known = np.abs(value) > ZERO_SE * value_se
+    """True values, and type S and exaggeration over the significant trials.
+
+    Both are NaN where the true value is not distinguishable from 0 or fewer
+    than :data:`MIN_SIGNIFICANT` trials are significant (``n_significant``
+    says how many are).
+    """
     k = totals["reject"]
+    known = (np.abs(value) > ZERO_SE * value_se) & (k >= MIN_SIGNIFICANT)
     wrong = np.where(value > 0, totals["reject_neg"], totals["reject_pos"])
     with np.errstate(invalid="ignore", divide="ignore"):
         type_s = np.where(known & (k > 0), wrong / k, np.nan)
         exag = np.where(known & (k > 0), abs_sig_sum / k / np.abs(value), np.nan)
-    return {"true_value": value, "true_value_se": value_se, "type_s": type_s,
+    return {"true_value": value, "true_value_se": value_se,
+            "n_significant": k.astype(np.int64), "type_s": type_s,
             "exaggeration": exag}
 
 

@@ -45,7 +45,8 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
     else:
         show = t[t["term"].isin(res.design.names.key_terms)]
     cols = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
-            "median_p", "size", "size_ok", "type_s", "exaggeration"]
+            "median_p", "size", "size_ok", "n_significant", "type_s",
+            "exaggeration"]
     def flags(frame):
         ok = frame["size_ok"].map({True: "yes", False: "NO"})
         return frame.assign(size_ok=ok.where(frame["size_ok"].notna(), "-"))
