@@ -238,18 +238,89 @@ def test_zero_and_negative_signal_stays_finite(method):
     assert np.all((fit.fa >= 0) & (fit.fa <= 1))
 
 
-def test_zero_voxel_gives_fa_0_and_fa_is_clipped():
+def _with_negative_eigenvalue():
     data = np.zeros((3, BVALS.size))
     data[1] = predict_signal([1.7e-3, 0.3e-3, 0.3e-3, 0, 0, 0], BVALS, BVECS,
                              s0=1000.0)
     # a noise voxel whose fitted tensor has a negative eigenvalue: FA > 1 raw
     data[2] = predict_signal([2e-3, -0.6e-3, 0.1e-3, 0, 0, 0], BVALS, BVECS,
                              s0=1000.0)
-    fit = fit_tensor(data, BVALS, BVECS)
+    return data
+
+
+def test_negative_eigenvalue_raised_to_the_minimum_diffusivity():
+    fit = fit_tensor(_with_negative_eigenvalue(), BVALS, BVECS)
+    # DIPY's: 1e-6 / the largest b-matrix element (b g_i g_j, 2 b g_i g_j)
+    floor = 1e-6 / -design_matrix(BVALS, BVECS)[:, :6].min()
+    assert fit.min_diffusivity == floor and 0.99e-9 < floor < 1.01e-9
+    np.testing.assert_allclose(fit.evals[2], [2e-3, 0.1e-3, floor], rtol=1e-9)
+    assert fit.md[2] == pytest.approx((2e-3 + 0.1e-3 + floor) / 3, rel=1e-9)
+    assert fit.ad[2] == pytest.approx(2e-3, rel=1e-9)
+    assert fit.rd[2] == pytest.approx((0.1e-3 + floor) / 2, rel=1e-9)
+    assert fit.fa[2] == pytest.approx(fractional_anisotropy(fit.evals[2]))
+    assert 0.9 < fit.fa[2] < 1 and fit.n_fa_clipped == 0
+    assert fit.n_clipped == 1
+    # the tensor as fitted is kept; the maps describe the clipped one
+    np.testing.assert_allclose(fit.tensor[2], [2e-3, -0.6e-3, 0.1e-3, 0, 0, 0],
+                               atol=1e-12)
+    assert fit.fa[0] == 0 and fit.md[0] == 0 and fit.n_no_signal == 1
+    assert np.all(fit.evals[0] == 0)  # not fitted: 0, not the floor
+
+
+def test_min_diffusivity_none_keeps_eigenvalues_as_fitted():
+    fit = fit_tensor(_with_negative_eigenvalue(), BVALS, BVECS, min_diffusivity=None)
     assert fit.fa[0] == 0 and fit.md[0] == 0 and fit.n_no_signal == 1
     assert 0 < fit.fa[1] < 1
-    assert fit.fa[2] == 1.0 and fit.n_fa_clipped == 1
+    assert fit.fa[2] == 1.0 and fit.n_fa_clipped == 1 and fit.n_clipped == 0
     assert fractional_anisotropy(fit.evals[2]) > 1
+    assert fit.evals[2, 2] == pytest.approx(-0.6e-3, rel=1e-9)
+    t = fit.tensor
+    np.testing.assert_array_equal(fit.md, (t[:, 0] + t[:, 1] + t[:, 2]) / 3.0)
+
+
+def test_min_diffusivity_given_in_mm2_per_s():
+    fit = fit_tensor(_with_negative_eigenvalue(), BVALS, BVECS, min_diffusivity=1e-4)
+    np.testing.assert_allclose(fit.evals[2], [2e-3, 1e-4, 1e-4], rtol=1e-9)
+    np.testing.assert_allclose(fit.evals[1], [1.7e-3, 3e-4, 3e-4], rtol=1e-9)
+    zero = fit_tensor(_with_negative_eigenvalue(), BVALS, BVECS, min_diffusivity=0)
+    assert zero.evals[2, 2] == 0.0 and zero.n_clipped == 1
+
+
+def test_sse_is_the_sum_of_squared_errors_of_the_prediction():
+    rng = np.random.default_rng(14)
+    t = random_tensors(40, rng).reshape(5, 8, 6)
+    data = rician(predict_signal(t, BVALS, BVECS, s0=800.0), 25.0, rng)
+    mask = np.ones((5, 8), bool)
+    mask[0, :3] = False
+    fit = fit_tensor(data, BVALS, BVECS, mask=mask)
+    sse = fit.sse(data)
+    expected = ((data - fit.predict(BVALS, BVECS)) ** 2).sum(axis=-1)
+    np.testing.assert_allclose(sse[mask], expected[mask], rtol=1e-12)
+    assert np.all(sse[~mask] == 0)
+    # Rician noise of sigma 25 over 70 volumes: about 70 * 25^2 per voxel
+    assert 0.5 < np.median(sse[mask]) / (70 * 25.0**2) < 1.5
+    np.testing.assert_array_equal(fit.sse(data.astype(np.float32), step=7),
+                                  fit.sse(data.astype(np.float32)))
+    noiseless = predict_signal(t, BVALS, BVECS, s0=800.0)
+    assert fit_tensor(noiseless, BVALS, BVECS).sse(noiseless).max() < 1e-12
+
+
+def test_sse_of_a_clipped_voxel_uses_the_reported_tensor():
+    data = _with_negative_eigenvalue()
+    fit = fit_tensor(data, BVALS, BVECS)
+    raw = fit_tensor(data, BVALS, BVECS, min_diffusivity=None)
+    # the fitted tensor reproduces the signal; the clipped one cannot
+    assert raw.sse(data)[2] < 1e-12 < fit.sse(data)[2]
+    np.testing.assert_allclose(fit.sse(data)[1], raw.sse(data)[1], atol=1e-12)
+
+
+def test_sse_refuses_other_data():
+    fit = fit_tensor(_with_negative_eigenvalue(), BVALS, BVECS)
+    with pytest.raises(ValueError, match=r"data has shape \(2, 70\) but the fit "
+                       r"has voxel shape \(3,\) and 70 volumes"):
+        fit.sse(np.ones((2, 70)))
+    with pytest.raises(ValueError, match="no design matrix"):
+        TensorFit(fit.tensor, fit.s0, fit.mask, "wls").sse(np.ones((3, 70)))
 
 
 def test_nonfinite_voxels_left_out_and_counted():
@@ -365,6 +436,10 @@ def _good():
         ({"step": 0}, "step must be an integer >= 1"),
         ({"step": 10.5}, "step must be an integer >= 1"),
         ({"min_signal": 0}, "min_signal must be a finite number > 0"),
+        ({"min_diffusivity": -1e-9}, "min_diffusivity must be 'auto' .* got -1e-09"),
+        ({"min_diffusivity": "dipy"}, "min_diffusivity must be 'auto'"),
+        ({"min_diffusivity": np.inf}, "a finite number >= 0 in mm\\^2/s, got inf"),
+        ({"min_diffusivity": True}, "min_diffusivity must be 'auto'"),
     ],
 )
 def test_bad_input_raises(change, match):
@@ -429,14 +504,15 @@ def _dipy_fit(data, bvals, bvecs, method):
     return dti.TensorModel(gtab, fit_method=method.upper()).fit(data)
 
 
-def _assert_matches_dipy(ours, ref, brain):
-    # DIPY clips eigenvalues at ~1e-9 mm^2/s; compare where the fitted tensor is
-    # positive definite (no clipping), i.e. plausible brain tissue.
-    sel = brain & (ours.evals.min(axis=-1) > 1e-6)
-    assert sel.sum() > 0.9 * brain.sum()
-    np.testing.assert_allclose(ours.md[sel], ref.md[sel], rtol=1e-6)
-    np.testing.assert_allclose(ours.fa[sel], ref.fa[sel], rtol=1e-6)
-    np.testing.assert_allclose(ours.evals[sel], ref.evals[sel], rtol=1e-6)
+def _assert_matches_dipy(ours, ref, where=...):
+    # every voxel, those whose eigenvalues both fits raise to the minimum
+    # diffusivity included
+    np.testing.assert_allclose(ours.md[where], ref.md[where], rtol=1e-6)
+    np.testing.assert_allclose(ours.fa[where], ref.fa[where], rtol=1e-6,
+                               atol=1e-9)
+    np.testing.assert_allclose(ours.evals[where], ref.evals[where], rtol=1e-6)
+    np.testing.assert_allclose(ours.ad[where], ref.ad[where], rtol=1e-6)
+    np.testing.assert_allclose(ours.rd[where], ref.rd[where], rtol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["ols", "wls"])
@@ -450,27 +526,45 @@ def test_matches_dipy_on_noisy_simulated_dwi(method):
     data[:30, :8] = 0.0  # some zero signal, floored identically by both
     ours = fit_tensor(data, BVALS, BVECS, method=method)
     ref = _dipy_fit(data, BVALS, BVECS, method)
-    _assert_matches_dipy(ours, ref, np.ones(n, bool))
+    _assert_matches_dipy(ours, ref)
 
 
-@pytest.mark.parametrize("method", ["ols", "wls"])
-def test_matches_dipy_on_real_dwi(method):
-    # DIPY ships a small real DWI region (10 x 10 x 10, 64 directions, b ~ 1000
-    # varying per direction, scanner int16 data) inside its wheel: no download.
+def _dipy_dwi(name):
+    """DIPY's small real DWI regions, shipped inside its wheel (no download)."""
     pytest.importorskip("dipy")
     import nibabel as nib
     from dipy.data import get_fnames
 
     from dtitool.imaging.gradients import read_bvals_bvecs
 
-    fimg, fbval, fbvec = get_fnames(name="small_64D")
+    fimg, fbval, fbvec = get_fnames(name=name)
     data = np.asarray(nib.load(fimg).dataobj, dtype=float)
     bvals, bvecs = read_bvals_bvecs(fbval, fbvec)  # b0 direction is "nan" on disk
+    return data, bvals, bvecs
+
+
+@pytest.mark.parametrize("method", ["ols", "wls"])
+@pytest.mark.parametrize("name", ["small_64D", "small_101D"])
+def test_md_equals_dipy_in_every_voxel_of_its_real_dwi(method, name):
+    # small_64D: 10 x 10 x 10, 64 directions at b ~ 1000, scanner int16 data,
+    # 28 voxels with a negative fitted eigenvalue; small_101D: 6 x 10 x 10,
+    # 101 directions on shells up to b ~ 3000
+    from dipy.core.gradients import gradient_table
+    from dipy.reconst.dti import design_matrix as dipy_design_matrix
+
+    data, bvals, bvecs = _dipy_dwi(name)
     ours = fit_tensor(data, bvals, bvecs, method=method)
     ref = _dipy_fit(data, bvals, bvecs, method)
-    b0 = data[..., bvals == 0].mean(axis=-1)
-    brain = b0 > np.percentile(b0, 20)
-    _assert_matches_dipy(ours, ref, brain)
+    gtab = gradient_table(bvals, bvecs=bvecs)
+    assert ours.min_diffusivity == pytest.approx(
+        1e-6 / -dipy_design_matrix(gtab).min(), rel=1e-6)
+    _assert_matches_dipy(ours, ref)
+    assert np.max(np.abs(ours.md / ref.md - 1)) < 1e-6
+    if name == "small_64D":
+        assert ours.n_clipped > 20
+        # as fitted, the same voxels are off by up to 5e5 relative
+        raw = fit_tensor(data, bvals, bvecs, method=method, min_diffusivity=None)
+        assert np.max(np.abs(raw.md / ref.md - 1)) > 1e3
 
 
 @pytest.mark.parametrize("b0_bval", [5.0, 20.0, 50.0])
@@ -499,16 +593,9 @@ def test_matches_dipy_wls_with_b0_at_small_nonzero_b(b0_bval):
     ref = dti.TensorModel(gtab, fit_method="WLS").fit(data)
     b0_mean = data[..., b0].mean(axis=-1)
     brain = b0_mean > np.percentile(b0_mean, 20)
-    rel = np.abs(ours.md[brain] / ref.md[brain] - 1)
-    assert np.percentile(rel, 99) < 1e-6
-    # in every voxel of the median-Otsu brain mask (4 % of them noise-dominated,
-    # with a negative eigenvalue that DIPY raises to ~0 before its MD), the
-    # fits agree once our eigenvalues are clipped as DIPY's are
-    from dtitool.imaging.brainmask import median_otsu
-
-    otsu = median_otsu(b0_mean)
-    clipped = np.clip(ours.evals, ref.evals.min(), None).mean(axis=-1)
-    assert np.max(np.abs(clipped[otsu] / ref.md[otsu] - 1)) < 1e-9
+    # in every voxel, noise-dominated ones (a negative eigenvalue, raised to
+    # the minimum diffusivity by both) included
+    assert np.max(np.abs(ours.md / ref.md - 1)) < 1e-6
     # zeroing the small b (the old reading) is off by far more than that
     zeroed = fit_tensor(data, np.where(b0, 0.0, bvals), bvecs, method="wls")
     assert np.percentile(np.abs(zeroed.md[brain] / ref.md[brain] - 1), 99) > 1e-3

@@ -4,6 +4,12 @@ Axis conventions: a tensor is stored as its 6 unique elements in the order
 ``(Dxx, Dyy, Dzz, Dxy, Dxz, Dyz)`` along the last axis (mm^2/s); diffusion
 signals have the ``K`` volumes along the last axis; any leading shape (voxels,
 subjects, ...) is batched. b-values are in s/mm^2, ``bvecs`` has shape ``(K, 3)``.
+
+Eigenvalues below a minimum diffusivity are raised to it before MD, FA, AD and
+RD are computed, as DIPY's ``TensorModel`` does by default (``min_diffusivity=
+"auto"``: 1e-6 divided by the largest element of the b-matrix, about 1e-9
+mm^2/s at b = 1000 s/mm^2); ``min_diffusivity=None`` keeps every eigenvalue as
+fitted (MD = trace / 3, as FSL ``dtifit`` reports it).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 from dtitool.imaging.gradients import B0_THRESHOLD, check_bvals, clean_bvecs
 
 __all__ = [
+    "MIN_DIFFUSIVITY_TOL",
     "TENSOR_ORDER",
     "TensorFit",
     "design_matrix",
@@ -36,6 +43,10 @@ MIN_SIGNAL = 1e-4
 
 DEFAULT_STEP = 16384
 """Default number of voxels fitted per chunk (about 40 MB of temporaries at K=70)."""
+
+MIN_DIFFUSIVITY_TOL = 1e-6
+"""DIPY's ``tol``: the default minimum diffusivity is this divided by the largest
+element of the b-matrix (s/mm^2), so that ``b * D_min`` is at most 1e-6."""
 
 _BLOCK = 1024  # voxels per matrix product; chunks are whole multiples of it
 
@@ -343,51 +354,79 @@ class TensorFit:
         Voxels that were fitted.
     method : str
         ``"wls"`` or ``"ols"``.
+    min_diffusivity : float or None
+        Eigenvalues below this (mm^2/s) are raised to it; None keeps them as
+        fitted.
+    design : ndarray, shape (K, 7), optional
+        The design matrix of the fit (:func:`design_matrix`), for :meth:`sse`.
+    n_nonfinite, n_no_signal : int
+        As below.
 
     Attributes
     ----------
-    tensor, s0, mask, method
-        As given.
-    md : ndarray, shape (...)
-        Mean diffusivity, trace / 3 (mm^2/s).
+    tensor, s0, mask, method, min_diffusivity, design
+        As given. ``tensor`` is the least-squares solution; with a minimum
+        diffusivity, the maps describe ``V diag(evals) V^T`` instead (the same
+        tensor unless an eigenvalue was raised).
     evals : ndarray, shape (..., 3)
-        Eigenvalues, sorted in descending order (not clipped).
+        Eigenvalues in descending order (mm^2/s), raised to
+        ``min_diffusivity`` where below it (0 outside the mask).
     evecs : ndarray, shape (..., 3, 3)
         Eigenvectors as columns, ``evecs[..., :, j]`` for ``evals[..., j]``.
+    md : ndarray, shape (...)
+        Mean diffusivity, the mean of :attr:`evals` (trace / 3 without a
+        minimum diffusivity), mm^2/s.
+    ad, rd : ndarray, shape (...)
+        Axial (the largest eigenvalue) and radial (the mean of the other two)
+        diffusivity, mm^2/s.
     fa : ndarray, shape (...)
-        Fractional anisotropy from :attr:`evals`.
-
+        Fractional anisotropy from :attr:`evals`, in [0, 1].
     n_nonfinite : int
         Voxels (of the mask) left out because their signal had NaN or
         infinite values.
     n_no_signal : int
         Voxels (of the mask) left out because every volume's signal was <= 0
         (nothing to fit; their maps are 0).
+    n_clipped : int
+        Fitted voxels with an eigenvalue raised to ``min_diffusivity``
+        (noise-dominated fits, whose tensor is not positive definite).
     n_fa_clipped : int
         Fitted voxels whose FA came out above 1 (a tensor with a negative
-        eigenvalue) and was clipped to 1.
+        eigenvalue, kept with ``min_diffusivity=None``) and was clipped to 1.
 
     Notes
     -----
-    Eigenvalues are not clipped: a noisy fit can have a negative eigenvalue,
-    reported as fitted, and MD is always the trace / 3. (DIPY raises such
-    eigenvalues to ~1e-9 mm^2/s before computing MD and FA, so the two differ
-    only in voxels whose fitted tensor is not positive definite.) FA is
-    clipped to [0, 1] (:attr:`n_fa_clipped` counts the voxels).
+    A noisy fit can have a negative eigenvalue, which no tissue has. DIPY
+    raises every eigenvalue to a minimum diffusivity before computing MD and
+    FA (Garyfallidis et al. 2014, ``dipy.reconst.dti``); with the default
+    ``"auto"`` :func:`fit_tensor` does the same, so MD equals DIPY's in every
+    voxel. FSL ``dtifit`` keeps the eigenvalues as fitted: ``min_diffusivity
+    =None`` does too, MD is then trace / 3, FA is clipped to [0, 1] and
+    :attr:`n_fa_clipped` counts the voxels. The two differ only in voxels
+    whose fitted tensor is not positive definite (:attr:`n_clipped`).
+
+    References
+    ----------
+    Garyfallidis E, et al. Dipy, a library for the analysis of diffusion MRI
+    data. Front Neuroinform 2014;8:8.
     """
 
-    def __init__(self, tensor, s0, mask, method, *, n_nonfinite=0, n_no_signal=0):
+    def __init__(self, tensor, s0, mask, method, *, min_diffusivity=None,
+                 design=None, n_nonfinite=0, n_no_signal=0):
         self.tensor = tensor
         self.s0 = s0
         self.mask = mask
         self.method = method
+        self.min_diffusivity = min_diffusivity
+        self.design = design
         self.n_nonfinite = int(n_nonfinite)
         self.n_no_signal = int(n_no_signal)
 
     def __repr__(self) -> str:
         return (
             f"TensorFit(method={self.method!r}, shape={self.tensor.shape[:-1]}, "
-            f"n_fitted={int(self.mask.sum())})"
+            f"n_fitted={int(self.mask.sum())}, "
+            f"min_diffusivity={self.min_diffusivity!r})"
         )
 
     @property
@@ -397,18 +436,46 @@ class TensorFit:
 
     @cached_property
     def md(self) -> np.ndarray:
-        """Mean diffusivity, trace / 3, in mm^2/s (0 outside the mask)."""
-        t = self.tensor
-        return (t[..., 0] + t[..., 1] + t[..., 2]) / 3.0
+        """Mean diffusivity in mm^2/s (0 outside the mask)."""
+        if self.min_diffusivity is None:
+            t = self.tensor
+            return (t[..., 0] + t[..., 1] + t[..., 2]) / 3.0
+        return self.evals.mean(axis=-1)
 
     @cached_property
-    def evals(self) -> np.ndarray:
-        """Eigenvalues in descending order, shape (..., 3) (0 outside the mask)."""
+    def ad(self) -> np.ndarray:
+        """Axial diffusivity, the largest eigenvalue, in mm^2/s."""
+        return self.evals[..., 0].copy()
+
+    @cached_property
+    def rd(self) -> np.ndarray:
+        """Radial diffusivity, the mean of the two smaller eigenvalues, mm^2/s."""
+        return (self.evals[..., 1] + self.evals[..., 2]) / 2.0
+
+    @cached_property
+    def _raw_evals(self) -> np.ndarray:
         if "_eig" in self.__dict__:
             return self._eig[0]
         evals = np.zeros((*self.shape, 3))
         evals[self.mask] = np.linalg.eigvalsh(self._matrices_in_mask())[:, ::-1]
         return evals
+
+    @cached_property
+    def evals(self) -> np.ndarray:
+        """Eigenvalues in descending order, shape (..., 3) (0 outside the mask)."""
+        if self.min_diffusivity is None:
+            return self._raw_evals
+        evals = self._raw_evals.copy()
+        evals[self.mask] = np.maximum(evals[self.mask], self.min_diffusivity)
+        return evals
+
+    @cached_property
+    def n_clipped(self) -> int:
+        """Number of fitted voxels with an eigenvalue raised to the minimum."""
+        if self.min_diffusivity is None:
+            return 0
+        low = self._raw_evals[self.mask] < self.min_diffusivity
+        return int(np.count_nonzero(low.any(axis=-1)))
 
     def _matrices_in_mask(self) -> np.ndarray:
         return tensor_to_matrix(self.tensor[self.mask])
@@ -435,9 +502,9 @@ class TensorFit:
     def fa(self) -> np.ndarray:
         """Fractional anisotropy in [0, 1] (0 outside the mask, for a zero tensor).
 
-        A tensor with a negative eigenvalue (noise-dominated voxel) has FA
-        above 1 by the formula; it is clipped to 1 and counted in
-        :attr:`n_fa_clipped`.
+        Without a minimum diffusivity, a tensor with a negative eigenvalue
+        (noise-dominated voxel) has FA above 1 by the formula; it is clipped
+        to 1 and counted in :attr:`n_fa_clipped`.
         """
         return np.clip(self._fa_raw, 0.0, 1.0)
 
@@ -447,9 +514,66 @@ class TensorFit:
         raw = self._fa_raw
         return int(np.count_nonzero((raw > 1.0) | (raw < 0.0)))
 
+    def _reported_tensor(self) -> np.ndarray:
+        """Return the tensor of :attr:`evals` and :attr:`evecs` (fitted if None)."""
+        if self.min_diffusivity is None or self.n_clipped == 0:
+            return self.tensor
+        return tensor_from_evals_evecs(self.evals, self.evecs)
+
     def predict(self, bvals, bvecs) -> np.ndarray:
-        """Return the signal the fitted tensors predict, shape (..., K)."""
-        return predict_signal(self.tensor, bvals, bvecs, s0=self.s0)
+        """Return the signal the reported tensors predict, shape (..., K).
+
+        The tensor is ``V diag(evals) V^T`` (eigenvalues raised to the minimum
+        diffusivity, if any) and the signal ``s0 * exp(-b g^T D g)``.
+        """
+        return predict_signal(self._reported_tensor(), bvals, bvecs, s0=self.s0)
+
+    def sse(self, data, *, step: int = DEFAULT_STEP) -> np.ndarray:
+        r"""Return the sum of squared errors of the fit, per voxel.
+
+        Parameters
+        ----------
+        data : array_like, shape (..., K)
+            The signal that was fitted (same shape as given to
+            :func:`fit_tensor`).
+        step : int
+            Voxels per chunk (bounds memory; the result does not depend on it).
+
+        Returns
+        -------
+        ndarray, shape (...)
+            :math:`\sum_k (S_k - \hat S_k)^2` in squared signal units, with
+            :math:`\hat S` the signal the reported tensor and ``s0`` predict
+            (:meth:`predict`), over every volume; 0 outside the mask. (FSL
+            ``dtifit --sse`` names its map of the sum of squared errors so.)
+
+        Raises
+        ------
+        ValueError
+            If the fit holds no design matrix or ``data`` has another shape.
+        """
+        if self.design is None:
+            raise ValueError("this TensorFit has no design matrix; sse needs a fit "
+                             "made by fit_tensor")
+        k = self.design.shape[0]
+        data = np.asarray(data)
+        if data.shape != (*self.shape, k):
+            raise ValueError(f"data has shape {data.shape} but the fit has voxel "
+                             f"shape {self.shape} and {k} volumes; expected "
+                             f"{(*self.shape, k)}")
+        out = np.zeros(self.shape)
+        idx = np.flatnonzero(self.mask.reshape(-1))
+        tensor = self._reported_tensor().reshape(-1, 6)
+        s0 = self.s0.reshape(-1)
+        flat = data.reshape(-1, k)
+        bmat_t = -self.design[:, :6].T  # (6, K): b g_i g_j, off-diagonals x2
+        sse = out.reshape(-1)
+        for start in range(0, idx.size, max(1, int(step))):
+            vox = idx[start:start + max(1, int(step))]
+            resid = flat[vox].astype(float)
+            resid -= s0[vox, None] * np.exp(-(tensor[vox] @ bmat_t))
+            sse[vox] = np.einsum("ij,ij->i", resid, resid)
+        return out
 
 
 def fit_tensor(
@@ -461,6 +585,7 @@ def fit_tensor(
     mask=None,
     b0_threshold: float = B0_THRESHOLD,
     min_signal: float = MIN_SIGNAL,
+    min_diffusivity: float | str | None = "auto",
     step: int = DEFAULT_STEP,
 ) -> TensorFit:
     r"""Fit the diffusion tensor by (weighted) linear least squares on log signal.
@@ -491,6 +616,13 @@ def fit_tensor(
     min_signal : float
         Signal below this (zero, negative) is raised to it before the log
         (DIPY's convention and default).
+    min_diffusivity : "auto", float or None
+        Eigenvalues below this (mm^2/s) are raised to it before MD, FA, AD and
+        RD. ``"auto"`` (default): DIPY's ``TensorModel`` default,
+        :data:`MIN_DIFFUSIVITY_TOL` divided by the largest element of the
+        b-matrix (about 1e-9 mm^2/s at b = 1000 s/mm^2). None: eigenvalues
+        as fitted, MD = trace / 3 (FSL ``dtifit``, and dtitool before this
+        option).
     step : int
         Number of voxels fitted per chunk, to bound memory (rounded up to a
         multiple of 1024). The result is bitwise independent of it.
@@ -498,8 +630,8 @@ def fit_tensor(
     Returns
     -------
     TensorFit
-        With ``tensor``, ``s0``, and on demand ``md``, ``fa``, ``evals``,
-        ``evecs``.
+        With ``tensor``, ``s0``, and on demand ``md``, ``fa``, ``ad``, ``rd``,
+        ``evals``, ``evecs`` and the sum of squared errors (``sse(data)``).
 
     Raises
     ------
@@ -524,6 +656,11 @@ def fit_tensor(
     voxels whose system is numerically singular fall back to the
     pseudo-inverse of :math:`W^{1/2} X`.
 
+    The default minimum diffusivity is DIPY's: :math:`10^{-6} / \max(1,
+    \max_{k,ij} B_{k,ij})` with :math:`B` the b-matrix columns of :math:`X`
+    (``tol / -design_matrix.min()`` in ``dipy.reconst.dti``), so that no
+    eigenvalue times any b-value falls below :math:`10^{-6}`.
+
     Examples
     --------
     >>> import numpy as np
@@ -544,6 +681,7 @@ def fit_tensor(
         raise ValueError(f"min_signal must be a number > 0, got {min_signal!r}")
     if not (math.isfinite(min_signal) and min_signal > 0):
         raise ValueError(f"min_signal must be a finite number > 0, got {min_signal!r}")
+    _check_min_diffusivity(min_diffusivity)
     bvals, g, is_b0 = _gradient_table(bvals, bvecs, b0_threshold)
     k = bvals.shape[0]
     data = np.asarray(data)
@@ -604,8 +742,30 @@ def fit_tensor(
     s0 = np.zeros(shape)
     tensor[mask_arr] = params[:, :6]
     s0[mask_arr] = np.exp(params[:, 6])
-    return TensorFit(tensor, s0, mask_arr, method, n_nonfinite=n_nonfinite,
-                     n_no_signal=n_no_signal)
+    return TensorFit(tensor, s0, mask_arr, method,
+                     min_diffusivity=_resolve_min_diffusivity(min_diffusivity, x),
+                     design=x, n_nonfinite=n_nonfinite, n_no_signal=n_no_signal)
+
+
+def _check_min_diffusivity(value) -> None:
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value < 0):
+        raise ValueError(
+            "min_diffusivity must be 'auto' (DIPY's default), None (eigenvalues "
+            f"as fitted) or a finite number >= 0 in mm^2/s, got {value!r}"
+        )
+
+
+def _resolve_min_diffusivity(value, x: np.ndarray) -> float | None:
+    """Return the eigenvalue floor (``"auto"``: as DIPY computes it from ``x``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        # DIPY's design matrix is -[B | 1]: -min() is the largest of B and 1
+        return MIN_DIFFUSIVITY_TOL / max(1.0, float(-x[:, :6].min()))
+    return float(value)
 
 
 class _Solver:
