@@ -47,6 +47,8 @@ from scipy import special
 from dtitool._memory import check_memory
 from dtitool._validation import _NOT_GIVEN, rng_argument
 from dtitool.design import StudyDesign, load_preset
+from dtitool.simulate_scores import ScoreModel as _ScoreModel
+from dtitool.simulate_scores import draw_scores as _draw_scores
 
 __all__ = [
     "BLOCK_SIZE",
@@ -81,8 +83,9 @@ def simulation_bytes(design: StudyDesign, replicates: int) -> float:
     """
     nr, no = len(design.rois), len(design.outcomes)
     nv = len(design.visits) - 2  # visits besides the baseline and the primary
+    nm = len(design.measures)
     return 8.0 * float(replicates) * float(design.n) * (
-        16 + 12 * nr + 8 * no + nv * (4 * nr + 3 * no))
+        16 + 12 * nr + 8 * no + nv * (4 * nr + 3 * no) + nm * (6 + 3 * nv))
 
 
 def as_seed_sequence(rng=None) -> np.random.SeedSequence:
@@ -140,6 +143,10 @@ class CohortArrays:
         False where the primary visit's ratings are missing (``missing.scores``:
         with the scan); None when every rating is observed. ``scores`` always
         holds the values, observed or not (as ``md_true`` does for MD).
+    extra, extra_true : ndarray, shape (R, N, M, V), or None
+        The ROIs' other measures (:attr:`StudyDesign.measures`, ``M`` of them),
+        observed (NaN where the primary visit's scan is missing) and true; None
+        when the design has none (``extra_true`` also in a lean run).
     """
 
     design: StudyDesign
@@ -153,6 +160,8 @@ class CohortArrays:
     age: np.ndarray | None
     female: np.ndarray | None
     scored: np.ndarray | None = None
+    extra: np.ndarray | None = None
+    extra_true: np.ndarray | None = None
 
     @property
     def replicates(self) -> int:
@@ -236,9 +245,11 @@ class _Model:
         for arm in d.arms:
             # outcome change on its generative scale (latent for logit scales)
             latent = [o.change_parameters(arm) for o in d.outcomes]
-            mean = [r.change_mean[arm] for r in d.rois] + [x[0] for x in latent]
+            mean = ([r.change_mean[arm] for r in d.rois] + [x[0] for x in latent]
+                    + [m.change_mean[arm] for m in d.measures])
             sd = np.array(
                 [r.change_sd[arm] for r in d.rois] + [x[1] for x in latent]
+                + [m.change_sd[arm] for m in d.measures]
             )
             chol = np.linalg.cholesky(d.change_correlation(arm)) * sd[:, None]
             self.chg_mean.append(np.array(mean))
@@ -260,149 +271,24 @@ class _Model:
             k = d.outcome_names.index(d.missing.outcome)
             self.mnar_k = self.nr + k
         self.covariates = d.covariates
-
-
-class _ScoreModel:
-    """Per-outcome constants of the score model (``OutcomeSpec``, Notes).
-
-    Arrays have one entry per outcome; ``logit`` says which outcomes use the
-    logit-scale model (:mod:`dtitool.design.scales`), the others the additive
-    one.
-    """
-
-    def __init__(self, outcomes):
-        o = outcomes
-        self.base_mean = np.array([x.baseline_mean for x in o])
-        self.base_sd = np.array([x.baseline_sd for x in o])
-        self.inc = np.array([x.inclusion_min for x in o], dtype=float)
-        self.lo = np.array([x.scale_min for x in o], dtype=float)
-        self.hi = np.array([x.scale_max for x in o], dtype=float)
-        rel = np.array([x.reliability for x in o])
-        self.rtm = bool(np.any(rel < 1))
-        self.logit = np.array([x.change_model == "logit" for x in o])
-        # additive: occasion error of one rating, and the part of it predicted by
-        # the baseline rating
-        self.err_sd = self.base_sd * np.sqrt(1 - rel)
-        self.e1_slope = 1 - rel
-        self.e1_sd = self.base_sd * np.sqrt(rel * (1 - rel))
-        self.base_p_lo = special.ndtr((self.inc - 0.5 - self.base_mean) / self.base_sd)
-        self.base_p_hi = special.ndtr((self.hi + 0.5 - self.base_mean) / self.base_sd)
-        # logit: latent constants (neutral values for additive outcomes)
-        sc = [x.latent_scale() if lg else None
-              for x, lg in zip(o, self.logit, strict=True)]
-        get = lambda f, default: np.array(  # noqa: E731
-            [default if c is None else float(f(c)) for c in sc])
-        self.width = get(lambda c: c.width, 1.0)
-        self.m = get(lambda c: c.m, 0.0)
-        self.sd_rating = get(lambda c: math.sqrt(c.v), 1.0)
-        self.beta = get(lambda c: c.beta, 1.0)
-        self.resid_sd = get(lambda c: c.resid_sd, 0.0)
-        self.tau = get(lambda c: math.sqrt(c.tau2), 0.0)
-        self.p_admit_lo = get(lambda c: 1 - c.p_admit, 0.0)
-
-
-def _to_score(z: np.ndarray, width: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """``lo + (width expit(z) - 1/2)``, overflow-free (see dtitool.design.scales).
-
-    Computed in place in ``z``. ``scipy.special.expit`` rather than
-    ``exp(-logaddexp(0, -z))``: the same function to a few ulps, seven times
-    faster (logaddexp was a quarter of a trial's simulation); scores are rounded
-    to integers after it.
-    """
-    special.expit(z, out=z)
-    z *= width
-    z -= 0.5
-    z += lo
-    return z
-
-
-def _draw_scores(sm: _ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray,
-                 change: np.ndarray, visits=(2, 1, (), None)) -> np.ndarray:
-    """Integer scores at every visit, shape (R, N, K, V).
-
-    ``z_copula``: correlated standard normals of the baselines (R, N, K);
-    ``change``: each subject's outcome change by the primary visit on its
-    generative scale (R, N, K). ``visits``: ``(V, primary index, other
-    follow-up indices, fractions (R, N, others) of the change reached there)``.
-    Uses ``raw["z_e1"]``, ``raw["z_e2"]`` (and ``raw["z_ev"]`` at the other
-    follow-ups) when a scale's reliability is below 1, and overwrites them, as
-    it does ``z_copula``. The arithmetic is done in place, each operation in
-    the order the formulas give it (the same values as forming every
-    temporary, a third faster).
-    """
-    nv, primary, others, fr = visits
-    extra = [None] * len(others)
-    u = special.ndtr(z_copula, out=z_copula)
-    lg = sm.logit
-    base_cont = post_cont = None
-    if not lg.all():
-        # additive: truncated-normal baseline rating, follow-up = baseline + change
-        p = sm.base_p_lo + u * (sm.base_p_hi - sm.base_p_lo)
-        add_base = sm.base_mean + sm.base_sd * special.ndtri(p)
-        start = np.clip(np.rint(add_base), sm.inc, sm.hi)
-        add_post = start + change
-        extra = [start + change * fr[..., i, None] for i in range(len(others))]
-        if sm.rtm:
-            # occasion errors of the ratings; e1 given the observed baseline
-            e1 = (sm.e1_slope * (add_base - sm.base_mean)
-                  + sm.e1_sd * raw["z_e1"])
-            add_post = add_post - e1 + sm.err_sd * raw["z_e2"]
-            extra = [v - e1 + sm.err_sd * raw["z_ev"][..., i]
-                     for i, v in enumerate(extra)]
-        base_cont, post_cont = add_base, add_post
-    if lg.any():
-        # logit: the latent baseline rating is normal, truncated at admission;
-        # latent severity given the rating is normal too.
-        # x = sd_rating ndtri(p_admit_lo + u (1 - p_admit_lo)), in u
-        u *= 1 - sm.p_admit_lo
-        u += sm.p_admit_lo
-        x = special.ndtri(u, out=u)
-        x *= sm.sd_rating  # latent rating minus its mean
-        if sm.rtm:
-            # z_post = (m + beta x + resid_sd e1) + change + tau e2
-            z_post = sm.beta * x
-            z_post += sm.m
-            e = raw["z_e1"]
-            e *= sm.resid_sd
-            z_post += e
-            pre = z_post.copy() if others else None  # latent baseline severity
-            z_post += change
-            e = raw["z_e2"]
-            e *= sm.tau
-            z_post += e
-            lg_extra = [pre + change * fr[..., i, None]
-                        + sm.tau * raw["z_ev"][..., i] for i in range(len(others))]
-            x += sm.m  # the baseline's latent value m + x
-        else:
-            x += sm.m
-            z_post = x + change
-            lg_extra = [x + change * fr[..., i, None] for i in range(len(others))]
-        lg_base = _to_score(x, sm.width, sm.lo)
-        lg_post = _to_score(z_post, sm.width, sm.lo)
-        lg_extra = [_to_score(v, sm.width, sm.lo) for v in lg_extra]
-        if base_cont is None:
-            base_cont, post_cont, extra = lg_base, lg_post, lg_extra
-        else:
-            base_cont = np.where(lg, lg_base, base_cont)
-            post_cont = np.where(lg, lg_post, post_cont)
-            extra = [np.where(lg, a, b) for a, b in zip(lg_extra, extra, strict=True)]
-    out = np.empty((*base_cont.shape, nv))
-    np.clip(np.rint(base_cont, out=base_cont), sm.inc, sm.hi, out=out[..., 0])
-    np.clip(np.rint(post_cont, out=post_cont), sm.lo, sm.hi, out=out[..., primary])
-    for v, values in zip(others, extra, strict=True):
-        np.clip(np.rint(values, out=values), sm.lo, sm.hi, out=out[..., v])
-    return out
+        # the ROIs' other measures (their change is at the end of chg_mean)
+        ms = d.measures
+        self.nm = len(ms)
+        self.m_mean = np.array([m.mean for m in ms])
+        self.m_sd = np.array([m.sd for m in ms])
+        self.m_noise = np.array([m.noise_sd for m in ms])
 
 
 def _draw_blocks(
     ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int, no: int,
-    *, score_error: bool = False, extra_visits: int = 0,
+    *, score_error: bool = False, extra_visits: int = 0, measures: int = 0,
 ) -> dict[str, np.ndarray]:
     """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order.
 
     ``extra_visits``: follow-up visits besides the primary one; their scan
     noise (and rating errors) are drawn last, so a two-visit design's draws
-    are what they always were.
+    are what they always were; ``measures`` (the ROIs' other measures: their
+    change, baseline and scan noise) after them.
     """
     r = (b1 - b0) * BLOCK_SIZE
     out = {
@@ -422,6 +308,10 @@ def _draw_blocks(
         out["e_ev"] = np.empty((r, n, nr, extra_visits))
         if score_error:
             out["z_ev"] = np.empty((r, n, no, extra_visits))
+    if measures:
+        out["z_chg_m"] = np.empty((r, n, measures))
+        out["z_m0"] = np.empty((r, n, measures))
+        out["e_m"] = np.empty((r, n, measures, 2 + extra_visits))
     for i, b in enumerate(range(b0, b1)):
         child = np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, b))
         g = np.random.Generator(np.random.PCG64(child))
@@ -441,6 +331,10 @@ def _draw_blocks(
             g.standard_normal(out=out["e_ev"][s])
             if score_error:
                 g.standard_normal(out=out["z_ev"][s])
+        if measures:
+            g.standard_normal(out=out["z_chg_m"][s])
+            g.standard_normal(out=out["z_m0"][s])
+            g.standard_normal(out=out["e_m"][s])
     return out
 
 
@@ -451,7 +345,7 @@ def _simulate_range(
     b0 = start // BLOCK_SIZE
     b1 = -(-stop // BLOCK_SIZE)
     raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no, score_error=m.score_rtm,
-                       extra_visits=len(m.others))
+                       extra_visits=len(m.others), measures=m.nm)
     keep = slice(start - b0 * BLOCK_SIZE, stop - b0 * BLOCK_SIZE)
     raw = {k: v[keep] for k, v in raw.items()}
 
@@ -462,6 +356,8 @@ def _simulate_range(
     # 2. joint change per arm, selected by arm (in place: the same arithmetic
     # as forming every arm's values and choosing, without the temporaries)
     z = raw["z_chg"]
+    if m.nm:  # the other measures' change draws come last in the vector
+        z = np.concatenate([z, raw["z_chg_m"]], axis=-1)
     chg = np.matmul(z, m.chg_chol_t[0])
     chg += m.chg_mean[0]
     for a in range(1, len(m.chg_mean)):
@@ -470,7 +366,7 @@ def _simulate_range(
         np.copyto(chg, other, where=(arm == a)[..., None])
         del other
     d_md_true = chg[..., : m.nr]
-    d_score = chg[..., m.nr :]
+    d_score = chg[..., m.nr : m.nr + m.no]
     # each subject's share of the primary change at the other follow-ups
     fr = m.fractions[:, m.others][arm] if m.others else None  # (R, N, others)
 
@@ -524,6 +420,11 @@ def _simulate_range(
         observed = raw["u_miss"] >= special.expit(logit)
     if miss.mechanism != "none":
         md[..., p] = np.where(observed[..., None], md[..., p], np.nan)
+    extra = extra_true = None
+    if m.nm:
+        extra_true, extra = _measures(m, raw, chg[..., m.nr + m.no :], fr, observed)
+        if lean:
+            extra_true = None
 
     age = female = None
     cov = m.covariates
@@ -545,7 +446,22 @@ def _simulate_range(
         "female": female,
         # a missed visit loses the ratings with the scan (no extra draws)
         "scored": observed if miss.scores else None,
+        "extra": extra,
+        "extra_true": extra_true,
     }
+
+
+def _measures(m: _Model, raw, change, fr, observed):
+    """Return the true and observed values of the other measures, (R, N, M, V)."""
+    base = m.m_mean + m.m_sd * raw["z_m0"]
+    true = np.empty((*base.shape, m.nv))
+    true[..., 0] = base
+    true[..., m.primary] = base + change
+    for i, v in enumerate(m.others):
+        true[..., v] = base + change * fr[..., i, None]
+    obs = true + m.m_noise[:, None] * raw["e_m"]
+    obs[..., m.primary] = np.where(observed[..., None], obs[..., m.primary], np.nan)
+    return true, obs
 
 
 def _check_design(design) -> StudyDesign:

@@ -132,7 +132,10 @@ ALLOWED = {
     **{m: (_EXECUTION - {m}) | {"_workers", "__version__"} for m in _EXECUTION},
     # the stages, bottom up
     "design": {"_constants", "_validation"},
-    "simulate": {"design", "_constants", "_io", "_memory", "columns", "_validation"},
+    "simulate": {"design", "_constants", "_io", "_memory", "columns", "_validation",
+                 "simulate_scores"},
+    # the simulator's score model: numbers in, numbers out
+    "simulate_scores": set(),
     "tables": {"design", "_constants", "_io", "_memory", "columns", "_validation"},
     "imaging": _LOW | _EXECUTION | {"_io", "__version__"},
     "stats": _LOW | _EXECUTION | {"design", "simulate", "tables"},

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from dtitool.design.layout import check_arm_count
+from dtitool.design.measures import MeasureSpec
 from dtitool.design.spec import (
     SCHEMA,
     CorrelationSpec,
@@ -81,7 +82,10 @@ _VISIT_KEYS = {"name", "hours", "days", "dose", "primary", "fraction"}
 # neither arms nor visits: these were its arms and visits, read as such.
 _V1_ARMS = ("ketamine", "saline")
 _V1_VISITS = (VisitSpec("baseline", 0.0), VisitSpec("24h", 24.0, primary=True))
-_ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd"}
+_ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd", "measures"}
+_MEASURE_KEYS = {"mean", "sd", "cv", "change_mean", "change_sd", "unit", "scale",
+                 "md_correlation", "outcome_correlation"}
+_MEASURE_REQUIRED = {"mean", "sd", "cv", "change_mean", "change_sd"}
 _OUTCOME_KEYS = {
     "scale",
     "scale_min",
@@ -131,6 +135,35 @@ def _per_arm(where: str, d: Any, arms: Sequence[str], cast=float) -> PerArm:
         return PerArm({a: cast(d) for a in arms})
     _check_keys(where, d, set(arms), set(arms))
     return PerArm({a: d[a] for a in arms})
+
+
+def _measures(w: str, roi: str, d: Any, arms) -> tuple[MeasureSpec, ...]:
+    """``[rois.NAME.measures.MEASURE]`` tables: an ROI's measures besides MD."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{w}.measures must be a table of [{w}.measures.NAME] "
+                        f"tables; got {d!r}")
+    out = []
+    for name, m in d.items():
+        wm = f"{w}.measures.{name}"
+        _check_keys(wm, m, _MEASURE_KEYS, _MEASURE_REQUIRED)
+        out.append(MeasureSpec(
+            name=name, roi=roi, mean=m["mean"], sd=m["sd"], cv=m["cv"],
+            change_mean=_per_arm(f"{wm}.change_mean", m["change_mean"], arms),
+            change_sd=_per_arm(f"{wm}.change_sd", m["change_sd"], arms),
+            unit=m.get("unit"), scale=m.get("scale"),
+            md_correlation=m.get("md_correlation", 0.0),
+            outcome_correlation=m.get("outcome_correlation", {})))
+    return tuple(out)
+
+
+def _measure_dict(m: MeasureSpec, arm) -> dict:
+    return {"mean": m.mean, "sd": m.sd, "cv": m.cv, "unit": m.unit,
+            "scale": m.scale, "change_mean": arm(m.change_mean),
+            "change_sd": arm(m.change_sd),
+            **({"md_correlation": m.md_correlation} if m.md_correlation else {}),
+            **({"outcome_correlation": {a: dict(v) for a, v in
+                                        m.outcome_correlation.items() if v}}
+               if any(m.outcome_correlation.values()) else {})}
 
 
 def _arms(tr: Mapping, schema: int) -> tuple[str, ...]:
@@ -268,7 +301,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     rois = []
     for name, r in rois_d.items():
         w = f"rois.{name}"
-        _check_keys(w, r, _ROI_KEYS, _ROI_KEYS)
+        _check_keys(w, r, _ROI_KEYS, _ROI_KEYS - {"measures"})
         rois.append(
             ROISpec(
                 name=name,
@@ -277,6 +310,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
                 cv=r["cv"],
                 change_mean=_per_arm(f"{w}.change_mean", r["change_mean"], arms),
                 change_sd=_per_arm(f"{w}.change_sd", r["change_sd"], arms),
+                measures=_measures(w, name, r.get("measures", {}), arms),
             )
         )
     out_d = d["outcomes"]
@@ -426,6 +460,8 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
             "cv": r.cv,
             "change_mean": arm(r.change_mean),
             "change_sd": arm(r.change_sd),
+            **({"measures": {m.name: _measure_dict(m, arm) for m in r.measures}}
+               if r.measures else {}),
         }
         for r in design.rois
     }

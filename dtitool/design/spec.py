@@ -22,9 +22,8 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +44,8 @@ from dtitool.design.layout import (
     visit_fractions,
 )
 from dtitool.design.layout import check_arms as _check_arms
+from dtitool.design.layout import check_positive_definite as _check_positive_definite
+from dtitool.design.measures import MeasureSpec
 
 __all__ = [
     "CHANGE_MODELS",
@@ -115,6 +116,8 @@ class ROISpec:
         SD of the true MD change per arm, mm^2/s: change beyond what the
         test-retest CV already holds (a control arm with no reason to change has
         an SD near 0; see :meth:`StudyDesign.md_summary`).
+    measures : tuple of MeasureSpec
+        The ROI's other measures (FA, volume, ...; :mod:`dtitool.design.measures`).
     """
 
     name: str
@@ -123,6 +126,7 @@ class ROISpec:
     cv: float
     change_mean: PerArm
     change_sd: PerArm
+    measures: tuple[MeasureSpec, ...] = ()
 
     def __post_init__(self):
         where = f"rois.{self.name}"
@@ -148,6 +152,15 @@ class ROISpec:
                     m,
                 )
             _check_range(f"{where}.change_sd.{arm}", self.change_sd[arm], 0.0, 0.5 * v)
+        measures = tuple(self.measures)
+        for m in measures:
+            if not isinstance(m, MeasureSpec) or m.roi != self.name:
+                raise TypeError(f"{where}.measures must be MeasureSpecs of ROI "
+                                f"{self.name!r}; got {m!r}")
+        names = [m.name for m in measures]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}.measures names a measure twice: {names}")
+        object.__setattr__(self, "measures", measures)
 
     @property
     def noise_sd(self) -> float:
@@ -686,6 +699,8 @@ class StudyDesign:
             )
         for x in self.rois:
             _check_arms(f"rois.{x.name}.change_mean", x.change_mean, self.arms)
+            for m in x.measures:
+                m.check_against(self.arms, self.outcome_names)
         for x in self.outcomes:
             _check_arms(f"outcomes.{x.name}.change_mean", x.change_mean, self.arms)
         lacking = [g for g in self.arms if g not in c.roi_outcome]
@@ -797,7 +812,17 @@ class StudyDesign:
     def _labels(self) -> list[str]:
         return [f"dMD[{r}]" for r in self.roi_names] + [
             f"d{o}" for o in self.outcome_names
-        ]
+        ] + [f"d{m.name}[{m.roi}]" for m in self.measures]
+
+    @property
+    def measures(self) -> tuple[MeasureSpec, ...]:
+        """Every ROI's measures besides MD, in ROI order."""
+        return tuple(m for r in self.rois for m in r.measures)
+
+    @property
+    def measure_names(self) -> tuple[str, ...]:
+        """``md`` and the other measures' names, in order of first appearance."""
+        return ("md", *dict.fromkeys(m.name for m in self.measures))
 
     def arm_sizes(self) -> tuple[int, ...]:
         """Exact arm sizes of the randomisation, in :attr:`arms` order.
@@ -817,16 +842,24 @@ class StudyDesign:
     def change_correlation(self, arm: str) -> np.ndarray:
         """Return the joint correlation of (true dMD per ROI, score change per outcome).
 
-        Rows and columns: ROIs then outcomes, in design order, for ``arm``.
+        Rows and columns: ROIs then outcomes, in design order, for ``arm``,
+        then the other measures (:attr:`measures`), if any.
         """
         c = self.correlations
         nr = len(self.rois)
         no = len(self.outcomes)
-        m = np.empty((nr + no, nr + no))
+        extra = self.measures
+        size = nr + no + len(extra)
+        m = np.eye(size)
         m[:nr, :nr] = c.roi_change
-        m[nr:, nr:] = c.outcome_change
-        m[:nr, nr:] = c.roi_outcome_array(arm)
-        m[nr:, :nr] = m[:nr, nr:].T
+        m[nr:nr + no, nr:nr + no] = c.outcome_change
+        m[:nr, nr:nr + no] = c.roi_outcome_array(arm)
+        m[nr:nr + no, :nr] = m[:nr, nr:nr + no].T
+        for i, x in enumerate(extra, start=nr + no):
+            j = self.roi_names.index(x.roi)
+            m[i, j] = m[j, i] = x.md_correlation
+            for k, o in enumerate(self.outcome_names):
+                m[i, nr + k] = m[nr + k, i] = x.outcome_r(arm, o)
         return m
 
     def reliability(self, arm: str | None = None) -> dict[str, float]:
@@ -944,31 +977,3 @@ class StudyDesign:
     def with_n(self, n: int) -> StudyDesign:
         """Return a copy with sample size ``n``."""
         return dataclasses.replace(self, n=n)
-
-
-def _check_positive_definite(m: np.ndarray, labels: Sequence[str], arm: str) -> None:
-    """Raise a ValueError naming the smallest set of conflicting correlations."""
-    if np.linalg.eigvalsh(m)[0] > 1e-10:
-        return
-    k = len(m)
-    for size in (3, 4):
-        for idx in itertools.combinations(range(k), size):
-            sub = m[np.ix_(idx, idx)]
-            if np.linalg.eigvalsh(sub)[0] <= 1e-10:
-                pairs = ", ".join(
-                    f"corr({labels[i]}, {labels[j]}) = {m[i, j]:.3g}"
-                    for i, j in itertools.combinations(idx, 2)
-                )
-                raise ValueError(
-                    f"correlations in arm {arm!r} are not jointly possible (not "
-                    f"positive definite): {pairs} conflict; weaken one of them"
-                )
-    raise ValueError(
-        f"correlations in arm {arm!r} are not jointly possible (not positive "
-        f"definite; smallest eigenvalue {np.linalg.eigvalsh(m)[0]:.3g}): the "
-        f"correlations of {', '.join(labels)} with each other taken together "
-        "conflict; weaken the ROI-outcome correlations or raise the ROI-ROI "
-        "correlation of change"
-    )
-
-
