@@ -471,6 +471,16 @@ def trial_columns(design) -> dict[str, dict]:
                                     f"({names.primary})", "md", "mm^2/s")
     if design is None:
         return out
+    from dtitool.design.measures import KNOWN_MEASURES
+
+    for m in design.measures:
+        what = KNOWN_MEASURES.get(m.name, (None, None, m.name))[2]
+        unit = m.unit or "1 (a ratio)"
+        out[m.name] = _c(f"{what} of the ROI, in {m.unit or 'ratio units'} (a "
+                         "missing scan is a missing row)", "md", unit)
+        out[f"{m.name}_true"] = _c(f"latent true {what} of the ROI (no "
+                                   "measurement noise; simulated data only)",
+                                   "md", unit)
     rois = design.roi_names
     out["roi"] = {**COLUMNS["roi"], "Levels": {
         r: f"region of interest {i} of the design's {len(rois)}"

@@ -56,6 +56,7 @@ __all__ = [
     "Cohort",
     "CohortArrays",
     "as_seed_sequence",
+    "cohort_files",
     "describe_design",
     "md_summary_wide",
     "score_summary",
@@ -464,6 +465,17 @@ def _measures(m: _Model, raw, change, fr, observed):
     return true, obs
 
 
+def cohort_files(design: StudyDesign) -> tuple[str, ...]:
+    """Return the files a cohort of ``design`` writes.
+
+    :data:`COHORT_FILES`, with ``roi_<measure>.tsv`` and ``true_<measure>.tsv``
+    per measure of the ROIs besides MD.
+    """
+    extra = [f"{kind}_{m}.tsv" for m in design.measure_names[1:]
+             for kind in ("roi", "true")]
+    return (*COHORT_FILES[:3], *extra, *COHORT_FILES[3:])
+
+
 def _check_design(design) -> StudyDesign:
     if design is None:
         return load_preset("ketamine-rct")
@@ -693,6 +705,10 @@ class Cohort:
     visits : pandas.DataFrame
         The schedule: ``visit, hours, dose, primary`` (``dose`` empty where the
         design states none; ``primary`` ``"true"`` or ``"false"``).
+    files : tuple of str
+        What :meth:`write` writes: :data:`COHORT_FILES`, and per measure of the
+        ROIs besides MD ``roi_<measure>.tsv`` and ``true_<measure>.tsv``
+        (:meth:`measure_table`).
     """
 
     def __init__(self, arrays: CohortArrays):
@@ -764,20 +780,51 @@ class Cohort:
             self._cache["participants"] = df
         return self._cache["participants"]
 
-    def _long(self, values: np.ndarray, column: str) -> pd.DataFrame:
+    def _long(self, values: np.ndarray, column: str, rois=None) -> pd.DataFrame:
         a = self.arrays
-        nr, nv = len(a.roi_names), len(a.design.visits)
+        rois = a.roi_names if rois is None else tuple(rois)
+        nr, nv = len(rois), len(a.design.visits)
         cols = self._lead(nv * nr)
         cols["session"] = np.tile(
             np.repeat(np.array(a.design.visit_names, dtype=object), nr),
             values.shape[0] * values.shape[1],
         )
         cols["roi"] = np.tile(
-            np.array(a.roi_names, dtype=object), values.shape[0] * values.shape[1] * nv
+            np.array(rois, dtype=object), values.shape[0] * values.shape[1] * nv
         )
         # (R, N, J, V) -> (R, N, V, J): rows ordered subject, session, ROI
         cols[column] = np.swapaxes(values, -1, -2).ravel()
         return pd.DataFrame(cols)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files :meth:`write` writes (see class docstring)."""
+        return cohort_files(self.design)
+
+    def measure_table(self, measure: str, *, true: bool = False) -> pd.DataFrame:
+        """A measure's long table: ``participant_id, session, roi, <measure>``.
+
+        One row per participant, visit and ROI that has the measure (a missing
+        scan is a missing row); ``true=True`` gives the latent true values in
+        ``<measure>_true``, every row. ``measure="md"`` is :attr:`roi_md`.
+        """
+        if measure == "md":
+            return self.true_md if true else self.roi_md
+        key = f"{'true' if true else 'roi'}_{measure}"
+        if key not in self._cache:
+            a, d = self.arrays, self.design
+            idx = [i for i, m in enumerate(d.measures) if m.name == measure]
+            if not idx:
+                raise ValueError(f"measure {measure!r} is not one of the design's "
+                                 f"({', '.join(d.measure_names)})")
+            values = (a.extra_true if true else a.extra)[:, :, idx]
+            rois = [d.measures[i].roi for i in idx]
+            col = f"{measure}_true" if true else measure
+            df = self._long(values, col, rois)
+            if not true:
+                df = df[df[col].notna()].reset_index(drop=True)
+            self._cache[key] = df
+        return self._cache[key]
 
     @property
     def roi_md(self) -> pd.DataFrame:
@@ -836,10 +883,12 @@ class Cohort:
         from dtitool.design import design_to_toml
 
         folder = Path(folder)
-        for name in COHORT_FILES:
+        for name in self.files:
             if name.endswith(".tsv"):
                 path = folder / name
-                df = getattr(self, path.stem)
+                kind, _, measure = path.stem.partition("_")
+                df = (getattr(self, path.stem) if name in COHORT_FILES else
+                      self.measure_table(measure, true=kind == "true"))
                 # the sidecar documents the design's own names (arms, visits,
                 # outcomes, ROIs), so it is written here with the design
                 write_tsv(df, path, sidecar=False)
@@ -848,7 +897,7 @@ class Cohort:
         (folder / "design.toml").write_text(
             design_to_toml(self.design, run=run, header=header), encoding="utf-8"
         )
-        return COHORT_FILES
+        return self.files
 
 
 def simulate_cohort(

@@ -71,3 +71,20 @@ def drug_placebo_dict(*, n: int = 60, missing: dict | None = None) -> dict:
 def drug_placebo(**kwargs):
     """:func:`drug_placebo_dict` as a StudyDesign."""
     return design_from_dict(drug_placebo_dict(**kwargs))
+
+
+def drug_placebo_measures_dict(*, n: int = 60) -> dict:
+    """:func:`drug_placebo_dict` with FA in the thalamus (its change going with
+    the thalamus's MD change and, in the drug arm, with HAM-D change) and volume
+    in the putamen (a change with no link to anything)."""
+    d = drug_placebo_dict(n=n)
+    d["rois"]["thalamus"]["measures"] = {"fa": {
+        "mean": 0.35, "sd": 0.03, "cv": 0.02,
+        "change_mean": {"drug": 0.005, "placebo": 0.0},
+        "change_sd": {"drug": 0.01, "placebo": 0.002},
+        "md_correlation": -0.4, "outcome_correlation": {"drug": {"hamd": -0.3}}}}
+    d["rois"]["putamen"]["measures"] = {"volume": {
+        "mean": 5000.0, "sd": 500.0, "cv": 0.01,
+        "change_mean": {"drug": 50.0, "placebo": 0.0},
+        "change_sd": {"drug": 40.0, "placebo": 5.0}}}
+    return d

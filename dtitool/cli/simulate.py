@@ -77,7 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``dtitool simulate``."""
     from dtitool.imaging.synthetic import image_seed_sequence, write_cohort_images
-    from dtitool.simulate import COHORT_FILES, describe_design, simulate_cohort
+    from dtitool.simulate import cohort_files, describe_design, simulate_cohort
 
     # First: a --design file's [run] table fills the options not given here.
     design, seed = resolve_design(args)
@@ -100,7 +100,8 @@ def run(args) -> int:
         "Design and seed of a dtitool simulate run; repeat it with\n"
         "  dtitool simulate --design design.toml --out DIR"
     )
-    outputs = (*COHORT_FILES, IMAGES_DIR) if args.images else COHORT_FILES
+    files = cohort_files(design)
+    outputs = (*files, IMAGES_DIR) if args.images else files
     prog = Progress(2 if args.images else 1, quiet=args.quiet)
     # Enter first: existing outputs are refused before the simulation.
     with atomic_outputs(args.out, outputs, force=args.force, inputs=[args.design],

@@ -1,0 +1,130 @@
+"""Measures of an ROI besides MD: the design, the simulator and the tables."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pandas as pd
+import pytest
+from _adversarial_world import quiet_main
+from _designs import drug_placebo_dict, drug_placebo_measures_dict
+
+from dtitool.design import design_from_dict, design_to_toml
+from dtitool.simulate import simulate_arrays, simulate_cohort
+
+
+@pytest.fixture(scope="module")
+def design():
+    return design_from_dict(drug_placebo_measures_dict())
+
+
+def test_design_reads_writes_and_names_its_measures(design):
+    assert design.measure_names == ("md", "fa", "volume")
+    fa, vol = design.measures
+    assert (fa.roi, fa.unit, fa.scale) == ("thalamus", "", 0.01)
+    assert (vol.roi, vol.unit, vol.scale) == ("putamen", "mm^3", 10.0)
+    assert design_from_dict(tomllib.loads(design_to_toml(design))) == design
+    # the joint correlation of change: MD per ROI, outcomes, then the measures
+    r = design.change_correlation("drug")
+    assert r.shape == (6, 6)
+    assert r[4, 0] == -0.4 and r[4, 2] == -0.3  # fa: thalamus MD, hamd
+    assert r[5, :5].tolist() == [0.0] * 5  # volume: no link
+    assert design.change_correlation("placebo")[4, 2] == 0.0
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda m: m.pop("sd"), r"missing key rois.thalamus.measures.fa.sd"),
+    (lambda m: m.update(cv=0.7), r"fa.cv must be >= 0.0 and < 0.5"),
+    (lambda m: m.update(speed=1), r"unknown key rois.thalamus.measures.fa.speed"),
+    (lambda m: m.update(outcome_correlation={"drug": {"madrs": 0.2}}),
+     r"outcome_correlation.drug must name outcomes of the design"),
+    (lambda m: m.update(md_correlation=-0.95,
+                        outcome_correlation={"drug": {"hamd": 0.9}}),
+     r"not jointly possible"),
+])
+def test_bad_measures_are_named(edit, match):
+    d = drug_placebo_measures_dict()
+    edit(d["rois"]["thalamus"]["measures"]["fa"])
+    with pytest.raises(ValueError, match=match):
+        design_from_dict(d)
+
+
+def test_an_unknown_quantity_states_its_unit_and_scale():
+    d = drug_placebo_dict()
+    gaba = {"mean": 2.5, "sd": 0.3, "cv": 0.07, "change_mean": 0.0,
+            "change_sd": 0.1}
+    d["rois"]["thalamus"]["measures"] = {"gaba": dict(gaba)}
+    with pytest.raises(ValueError, match=r"gaba.unit is missing"):
+        design_from_dict(d)
+    d["rois"]["thalamus"]["measures"] = {"gaba": {**gaba, "unit": "i.u."}}
+    with pytest.raises(ValueError, match=r"gaba.scale is missing"):
+        design_from_dict(d)
+    d["rois"]["thalamus"]["measures"] = {"gaba": {**gaba, "unit": "i.u.",
+                                                  "scale": 0.1}}
+    assert design_from_dict(d).measures[0].scale == 0.1
+    d["rois"]["thalamus"]["measures"] = {"md": dict(gaba)}
+    with pytest.raises(ValueError, match=r"must not be md"):
+        design_from_dict(d)
+
+
+def test_a_design_without_measures_keeps_its_draws():
+    # adding a measure appends draws: MD, scores and arms stay what they were
+    plain = design_from_dict(drug_placebo_dict())
+    more = design_from_dict(drug_placebo_measures_dict())
+    a = simulate_arrays(plain, rng=4, stop=70)
+    b = simulate_arrays(more, rng=4, stop=70)
+    assert a.extra is None and b.extra.shape == (70, 60, 2, 2)
+    np.testing.assert_array_equal(a.arm, b.arm)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_allclose(b.md, a.md, rtol=1e-12)
+
+
+def test_simulated_measures_follow_the_design(design):
+    a = simulate_arrays(design, rng=9, stop=3000)
+    fa, vol = design.measures
+    true_chg = a.extra_true[..., 1] - a.extra_true[..., 0]  # (R, N, 2)
+    for code, arm in enumerate(design.arms):
+        m = a.arm == code
+        for i, spec in enumerate((fa, vol)):
+            x = true_chg[..., i][m]
+            se = spec.change_sd[arm] / np.sqrt(x.size)
+            assert x.mean() == pytest.approx(spec.change_mean[arm], abs=4 * se)
+            assert x.std() == pytest.approx(spec.change_sd[arm], rel=0.03)
+    # baseline: mean, between-subject SD; one scan's noise cv x mean
+    base = a.extra_true[..., 0, 0]
+    assert base.mean() == pytest.approx(fa.mean, abs=4 * fa.sd / np.sqrt(base.size))
+    noise = a.extra[..., 0, 0] - base
+    assert noise.std() == pytest.approx(fa.noise_sd, rel=0.03)
+    # correlations in the drug arm: with the thalamus's MD change and HAM-D's
+    drug = a.arm == 0
+    md_chg = (a.md_true[..., 0, 1] - a.md_true[..., 0, 0])[drug]
+    r_md = np.corrcoef(true_chg[..., 0][drug], md_chg)[0, 1]
+    assert r_md == pytest.approx(-0.4, abs=0.03)
+    r_vol = np.corrcoef(true_chg[..., 1][drug], md_chg)[0, 1]
+    assert abs(r_vol) < 0.03
+
+
+def test_cohort_writes_a_table_per_measure(design, tmp_path):
+    out = tmp_path / "c"
+    code, _, err = quiet_main(["simulate", "--design", _write(design, tmp_path),
+                               "--seed", "2", "--out", out, "--quiet"])
+    assert code == 0, err
+    for m, roi, unit in (("fa", "thalamus", "1 (a ratio)"),
+                         ("volume", "putamen", "mm^3")):
+        t = pd.read_csv(out / f"roi_{m}.tsv", sep="\t")
+        assert t.columns.tolist() == ["participant_id", "session", "roi", m]
+        assert set(t["roi"]) == {roi} and len(t) == 60 * 2
+        side = pd.read_json(out / f"roi_{m}.json", typ="series")
+        assert side[m]["Units"] == unit
+        assert (out / f"true_{m}.tsv").is_file()
+    c = simulate_cohort(design, rng=2)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "roi_fa.tsv", sep="\t"),
+        c.measure_table("fa").astype({"fa": float}), check_exact=False, rtol=1e-9)
+
+
+def _write(design, folder):
+    path = folder / "measures.toml"
+    path.write_text(design_to_toml(design))
+    return path
