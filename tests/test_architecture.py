@@ -136,7 +136,10 @@ ALLOWED = {
                  "simulate_scores"},
     # the simulator's score model: numbers in, numbers out
     "simulate_scores": set(),
-    "tables": {"design", "_constants", "_io", "_memory", "columns", "_validation"},
+    "tables": {"design", "_constants", "_io", "_memory", "columns", "_validation",
+               "table_names"},
+    # the trial's names from its tables (re-exported by tables)
+    "table_names": {"design", "_io"},
     "imaging": _LOW | _EXECUTION | {"_io", "__version__"},
     "stats": _LOW | _EXECUTION | {"design", "simulate", "tables"},
     # report/ renders (figures, pages) from results it is given: it runs no
