@@ -325,10 +325,16 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
                                "signal", "text", "voxels"),
         "no_signal_voxels": _c("voxels of the mask left out: signal <= 0 in "
                                "every volume", "text", "voxels"),
+        "floored_eigenvalue_voxels": _c("fitted voxels with an eigenvalue raised "
+                                        "to the minimum diffusivity (a tensor "
+                                        "that is not positive definite), as "
+                                        "DIPY does", "text", "voxels"),
         "fa_clipped_voxels": _c("fitted voxels whose FA was clipped to 1 (a "
-                                "negative eigenvalue)", "text", "voxels"),
+                                "negative eigenvalue kept with "
+                                "--min-diffusivity none)", "text", "voxels"),
         "negative_md_voxels": _c("fitted voxels with negative MD (kept as "
-                                 "fitted)", "text", "voxels"),
+                                 "fitted with --min-diffusivity none)", "text",
+                                 "voxels"),
     },
     "familywise": {
         "size": _c("family-wise error in the null counterpart (at least one "

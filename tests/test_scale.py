@@ -289,11 +289,13 @@ def test_fit_tensor_bids_same_bytes_and_layout(bids, tmp_path, client,
         _same_files(one, tmp_path / name)
     prefixes = [f"sub-{s}/ses-{ses}/dwi/sub-{s}_ses-{ses}" for s in ("01", "02")
                 for ses in ("24h", "baseline")]
+    maps = ("MD", "FA", "AD", "RD", "L1", "L2", "L3", "V1", "V2", "V3", "S0",
+            "SSE")
     expected = {"dataset_description.json", "tensor_fits.tsv",
                 "tensor_fits.json"} | {
-        p + suffix for p in prefixes for suffix in (
-            "_model-DTI_param-MD_dwimap.nii.gz", "_model-DTI_param-FA_dwimap.nii.gz",
-            "_desc-brain_mask.nii.gz")}
+        p + suffix + ext for p in prefixes for ext in (".nii.gz", ".json")
+        for suffix in (*(f"_model-DTI_param-{m}_dwimap" for m in maps),
+                       "_desc-brain_mask")}
     assert set(_files(one)) == expected
     table = pd.read_csv(one / "tensor_fits.tsv", sep="\t", dtype={"session": str})
     assert list(zip(table["participant_id"], table["session"], strict=True)) == [
@@ -306,9 +308,9 @@ def test_fit_tensor_bids_same_bytes_and_layout(bids, tmp_path, client,
         single = tmp_path / "single" / Path(p).name
         assert main(["fit-tensor", f"{stem}.nii", "--bval", f"{stem}.bval",
                      "--bvec", f"{stem}.bvec", "--out", str(single), "--quiet"]) == 0
-        for mine, theirs in (("_MD.nii.gz", "_model-DTI_param-MD_dwimap.nii.gz"),
-                             ("_FA.nii.gz", "_model-DTI_param-FA_dwimap.nii.gz"),
-                             ("_mask.nii.gz", "_desc-brain_mask.nii.gz")):
+        pairs = [(f"_{'sse' if m == 'SSE' else m}.nii.gz",
+                  f"_model-DTI_param-{m}_dwimap.nii.gz") for m in maps]
+        for mine, theirs in (*pairs, ("_mask.nii.gz", "_desc-brain_mask.nii.gz")):
             a = nib.load(f"{single}{mine}")
             b = nib.load(one / (p + theirs))
             np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))

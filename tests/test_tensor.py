@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -707,6 +708,158 @@ def test_cli_without_mask_computes_and_writes_a_brain_mask(tmp_path, capsys):
     md = nib.load(tmp_path / "fit_MD.nii.gz").get_fdata()
     assert np.all(fa[~mask] == 0) and np.all(md[~mask] == 0)
     assert fa.max() <= 1 and md[mask].min() > 0
+
+
+MAPS = ("MD", "FA", "AD", "RD", "L1", "L2", "L3", "V1", "V2", "V3", "S0", "sse")
+
+
+def _noisy_dwi_files(d, seed=15):
+    """A 6 x 5 x 4 DWI of noisy tensors (some noise-dominated) with a mask."""
+    import nibabel as nib
+
+    from dtitool.imaging.gradients import write_bvals_bvecs
+
+    rng = np.random.default_rng(seed)
+    shape = (6, 5, 4)
+    t = random_tensors(int(np.prod(shape)), rng).reshape(*shape, 6)
+    s0 = np.where(rng.random(shape) < 0.3, 40.0, 1000.0)  # 30 % low signal
+    data = rician(predict_signal(t, BVALS, BVECS, s0=s0), 20.0, rng)
+    affine = np.diag([2.0, 2.0, 2.5, 1.0])
+    img = nib.Nifti1Image(data.astype(np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, d / "dwi.nii.gz")
+    write_bvals_bvecs(d / "dwi.bval", d / "dwi.bvec", BVALS, BVECS)
+    mask = np.ones(shape, np.uint8)
+    mask[0] = 0
+    nib.save(nib.Nifti1Image(mask, affine), d / "mask.nii.gz")
+    return data.astype(np.float32), mask.astype(bool), affine
+
+
+def test_cli_writes_every_map_as_fsl_names_it_with_sidecars(tmp_path, capsys):
+    import json
+
+    import nibabel as nib
+
+    from dtitool.cli import main
+
+    data, mask, affine = _noisy_dwi_files(tmp_path)
+    assert main(_cli_args(tmp_path, "--mask", str(tmp_path / "mask.nii.gz"))) == 0
+    out = capsys.readouterr().out
+    assert "with an eigenvalue raised to" in out
+    fit = fit_tensor(data, BVALS, BVECS, mask=mask)
+    assert fit.n_clipped > 0
+    expected = {
+        "MD": fit.md, "FA": fit.fa, "AD": fit.ad, "RD": fit.rd,
+        "L1": fit.evals[..., 0], "L2": fit.evals[..., 1], "L3": fit.evals[..., 2],
+        "V1": fit.evecs[..., 0], "V2": fit.evecs[..., 1], "V3": fit.evecs[..., 2],
+        "S0": fit.s0, "sse": fit.sse(data),
+    }
+    folder = tmp_path / "dti"
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == sorted(
+        [f"sub-01_{m}.{ext}" for m in MAPS for ext in ("nii.gz", "json")]
+        + ["dtitool-run.json"])
+    for m in MAPS:
+        img = nib.load(folder / f"sub-01_{m}.nii.gz")
+        assert img.get_data_dtype() == np.float32
+        np.testing.assert_allclose(img.affine, affine)
+        assert img.header.get_xyzt_units() == ("mm", "sec")
+        arr = img.get_fdata()
+        assert arr.shape == ((6, 5, 4, 3) if m.startswith("V") else (6, 5, 4))
+        np.testing.assert_allclose(arr, expected[m], rtol=2e-6,
+                                   atol=1e-12 if m != "sse" else 1e-3)
+        side = json.loads((folder / f"sub-01_{m}.json").read_text())
+        assert side["Parameter"] == m.upper() and side["Model"] == "DTI"
+        assert side["FitMethod"] == "WLS" and side["BrainMask"] == "given"
+        assert side["MinimumDiffusivity"] == pytest.approx(fit.min_diffusivity)
+        assert side["Sources"] == {"DWI": "dwi.nii.gz", "bval": "dwi.bval",
+                                   "bvec": "dwi.bvec", "mask": "mask.nii.gz"}
+        assert side["VoxelsWithFlooredEigenvalue"] == fit.n_clipped
+        assert side["Description"] and side["Computation"]
+    units = {m: json.loads((folder / f"sub-01_{m}.json").read_text())["Units"]
+             for m in MAPS}
+    assert units["MD"] == units["L3"] == units["RD"] == "mm^2/s"
+    # eigenvectors: unit length where fitted
+    v1 = nib.load(folder / "sub-01_V1.nii.gz").get_fdata()
+    np.testing.assert_allclose(np.linalg.norm(v1[mask], axis=-1), 1, rtol=1e-6)
+
+
+def test_cli_min_diffusivity_none_keeps_todays_maps(tmp_path, capsys):
+    import json
+
+    import nibabel as nib
+
+    from dtitool.cli import main
+
+    data, mask, _ = _noisy_dwi_files(tmp_path)
+    args = _cli_args(tmp_path, "--mask", str(tmp_path / "mask.nii.gz"),
+                     "--min-diffusivity", "none")
+    assert main(args) == 0
+    assert "with an eigenvalue raised" not in capsys.readouterr().out
+    raw = fit_tensor(data, BVALS, BVECS, mask=mask, min_diffusivity=None)
+    md = nib.load(tmp_path / "dti" / "sub-01_MD.nii.gz").get_fdata()
+    np.testing.assert_allclose(md, raw.md, rtol=1e-6, atol=1e-12)
+    l3 = nib.load(tmp_path / "dti" / "sub-01_L3.nii.gz").get_fdata()
+    assert l3[mask].min() < 0  # noise-dominated voxels, kept as fitted
+    side = json.loads((tmp_path / "dti" / "sub-01_MD.json").read_text())
+    assert side["MinimumDiffusivity"] is None
+    assert main([*args[:-2], "--min-diffusivity", "1e-4", "--quiet", "--out",
+                 str(tmp_path / "floor" / "s")]) == 0
+    l3 = nib.load(tmp_path / "floor" / "s_L3.nii.gz").get_fdata()
+    assert l3[mask].min() == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("value", ["-1e-9", "dipy", "nan", ""])
+def test_cli_bad_min_diffusivity_exit_2(dwi_files, value, capsys):
+    from dtitool.cli import main
+
+    d = dwi_files[0]
+    assert main(_cli_args(d, f"--min-diffusivity={value}")) == 2
+    err = capsys.readouterr().err
+    assert "--min-diffusivity" in err and "auto, none or a number >= 0" in err
+    assert not (d / "dti").exists()
+
+
+def test_cli_refuses_before_writing_if_any_map_exists(dwi_files, capsys):
+    from dtitool.cli import main
+
+    d = dwi_files[0]
+    (d / "dti").mkdir()
+    (d / "dti" / "sub-01_V2.nii.gz").write_bytes(b"mine")
+    assert main(_cli_args(d, "--mask", str(d / "mask.nii.gz"))) == 2
+    assert "sub-01_V2.nii.gz" in capsys.readouterr().err
+    assert sorted(p.name for p in (d / "dti").iterdir()) == ["sub-01_V2.nii.gz"]
+
+
+def test_cli_bids_writes_param_maps_with_sidecars(tmp_path, capsys):
+    import json
+
+    import nibabel as nib
+
+    from dtitool.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _noisy_dwi_files(src)
+    dwi = tmp_path / "study" / "sub-01" / "ses-1" / "dwi"
+    dwi.mkdir(parents=True)
+    for ext in ("nii.gz", "bval", "bvec"):
+        (src / f"dwi.{ext}").rename(dwi / f"sub-01_ses-1_dwi.{ext}")
+    out = tmp_path / "deriv"
+    assert main(["fit-tensor", "--bids", str(tmp_path / "study"), "--out", str(out),
+                 "--n-jobs", "1", "--quiet"]) == 0
+    base = out / "sub-01" / "ses-1" / "dwi" / "sub-01_ses-1"
+    for m in MAPS:
+        name = f"{base}_model-DTI_param-{m.upper()}_dwimap"
+        img = nib.load(f"{name}.nii.gz")
+        assert img.shape == ((6, 5, 4, 3) if m.startswith("V") else (6, 5, 4))
+        side = json.loads(Path(f"{name}.json").read_text())
+        assert side["Sources"]["DWI"] == "sub-01/ses-1/dwi/sub-01_ses-1_dwi.nii.gz"
+        assert side["BrainMask"] == "median-otsu"
+    mask_side = json.loads(Path(f"{base}_desc-brain_mask.json").read_text())
+    assert "median filter" in mask_side["Description"]
+    table = (out / "tensor_fits.tsv").read_text().splitlines()
+    assert "floored_eigenvalue_voxels" in table[0].split("\t")
 
 
 def _write_bad(d, case, affine):

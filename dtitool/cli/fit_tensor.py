@@ -1,8 +1,16 @@
-"""``dtitool fit-tensor``: fit the tensor to a 4D DWI and write MD and FA maps."""
+"""``dtitool fit-tensor``: fit the tensor to a 4D DWI and write its maps.
+
+MD, FA, AD, RD, the eigenvalues L1-L3, the eigenvectors V1-V3, S0 and the sum
+of squared errors, each with a JSON sidecar, named as FSL ``dtifit`` names them
+after ``--out PREFIX`` or as BIDS derivatives with ``--bids``
+(:mod:`dtitool.imaging.tensor_maps`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import os
 from pathlib import Path
 
@@ -19,19 +27,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "fit-tensor",
         help="fit the diffusion tensor to a 4D DWI (or every DWI of a BIDS "
-        "folder) and write MD and FA maps",
+        "folder) and write its maps (MD, FA, AD, RD, eigenvalues, eigenvectors, "
+        "S0, residual)",
         description="Fit the diffusion tensor voxel-wise (vectorised OLS or two-pass "
-        "WLS on log signal) to a 4D DWI NIfTI and write PREFIX_MD.nii.gz (mean "
-        "diffusivity, mm^2/s) and PREFIX_FA.nii.gz (fractional anisotropy), "
-        "float32 with the input's affine and header, as FSL dtifit names them. "
-        "Voxels outside the brain mask (--mask, else computed and written as "
-        "PREFIX_mask.nii.gz) are 0; FA is clipped to [0, 1]. With --bids DIR, "
-        "every DIR/sub-*/[ses-*/]dwi/*_dwi.nii[.gz] (with .bval and .bvec beside "
-        "it) is fitted, one task per subject-session (--n-jobs, --dask), into "
-        "a BIDS-derivatives tree under --out: *_model-DTI_param-MD_dwimap.nii.gz "
-        "(what dtitool extract reads), *_param-FA_dwimap.nii.gz, "
-        "*_desc-brain_mask.nii.gz (unless one is beside the DWI), "
-        "tensor_fits.tsv and dataset_description.json.",
+        "WLS on log signal) to a 4D DWI NIfTI and write its maps as FSL dtifit "
+        "names them: PREFIX_MD.nii.gz (mean diffusivity, mm^2/s), PREFIX_FA, "
+        "PREFIX_AD and PREFIX_RD (axial and radial diffusivity), PREFIX_L1-L3 "
+        "(eigenvalues), PREFIX_V1-V3 (eigenvectors, 4D), PREFIX_S0 and "
+        "PREFIX_sse (sum of squared errors of the fit), float32 with the input's "
+        "affine and header, each with a JSON sidecar (PREFIX_MD.json: what it "
+        "holds, units, how it was computed). Eigenvalues below a minimum "
+        "diffusivity are raised to it, as DIPY does (--min-diffusivity). Voxels "
+        "outside the brain mask (--mask, else computed and written as "
+        "PREFIX_mask.nii.gz) are 0. With --bids DIR, every "
+        "DIR/sub-*/[ses-*/]dwi/*_dwi.nii[.gz] (with .bval and .bvec beside it) is "
+        "fitted, one task per subject-session (--n-jobs, --dask), into a "
+        "BIDS-derivatives tree under --out: *_model-DTI_param-MD_dwimap.nii.gz "
+        "(what dtitool extract reads), param-FA, -AD, -RD, -L1..L3, -V1..V3, -S0 "
+        "and -SSE, each with its .json, *_desc-brain_mask.nii.gz (unless one is "
+        "beside the DWI), tensor_fits.tsv and dataset_description.json.",
     )
     p.add_argument("dwi", metavar="DWI.nii.gz", nargs="?",
                    help="4D diffusion-weighted image (or give --bids)")
@@ -72,11 +86,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "at its actual b-value, as in FSL dtifit and DIPY",
     )
     p.add_argument(
+        "--min-diffusivity",
+        type=_min_diffusivity,
+        default="auto",
+        metavar="auto|none|D",
+        help="eigenvalues below this are raised to it before MD, FA, AD and RD: "
+        "auto (default) as DIPY's TensorModel, 1e-6 / the largest b-matrix "
+        "element (about 1e-9 mm^2/s at b = 1000); none keeps them as fitted "
+        "(MD = trace / 3, as FSL dtifit reports it); or a value in "
+        "mm^2/s",
+    )
+    p.add_argument(
         "--out",
         required=True,
         metavar="PREFIX",
-        help="output prefix, e.g. dti/sub-01 writes dti/sub-01_MD.nii.gz and "
-        "dti/sub-01_FA.nii.gz; with --bids, the derivatives folder",
+        help="output prefix, e.g. dti/sub-01 writes dti/sub-01_MD.nii.gz, "
+        "dti/sub-01_FA.nii.gz, ...; with --bids, the derivatives folder",
     )
     p.add_argument("--force", action="store_true",
                    help="replace the outputs of an earlier dtitool run (only files "
@@ -85,6 +110,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true",
                    help="print nothing (no progress, no summary)")
     return p
+
+
+def _min_diffusivity(text: str):
+    """Parse ``--min-diffusivity``: ``auto``, ``none`` or a number >= 0."""
+    low = text.strip().lower()
+    if low in ("auto", "none"):
+        return None if low == "none" else "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be auto, none or a number >= 0 in mm^2/s; got {text!r}")
+    return value
 
 
 def _split_prefix(prefix: str) -> tuple[Path, str]:
@@ -108,37 +148,41 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise ValueError(f"{' and '.join(missing)} required with a DWI "
                          "(FSL gradient files)")
-    from dtitool.imaging.batch import fit_dwi
-    from dtitool.imaging.nifti import (
-        FIT_SUFFIXES,
-        MASK_SUFFIX,
-        write_fit_maps,
-        write_mask,
-    )
+    from dtitool.imaging.batch import dwi_outputs, fit_dwi, map_files
+    from dtitool.imaging.nifti import MASK_SUFFIX
+    from dtitool.imaging.tensor_maps import fsl_map_name
 
     out_dir, stem = _split_prefix(args.out)
-    names = [stem + s for s in FIT_SUFFIXES]
-    if args.mask is None:
-        names.append(stem + MASK_SUFFIX)
+    name = functools.partial(fsl_map_name, stem)
+    mask_name = None if args.mask is not None else stem + MASK_SUFFIX
+    names = dwi_outputs(name, mask_name)
+    sources = {"DWI": Path(args.dwi).name, "bval": Path(args.bval).name,
+               "bvec": Path(args.bvec).name}
+    if args.mask is not None:
+        sources["mask"] = Path(args.mask).name
     prog = Progress(1, quiet=args.quiet)
     # Enter first: existing outputs are refused before the (long) fit.
     with atomic_outputs(out_dir, names, force=args.force,
                         inputs=[args.dwi, args.bval, args.bvec, args.mask]) as tmp:
         with prog.step(f"fitting the tensor ({args.method.upper()}) to {args.dwi}"):
-            fit, img, computed = fit_dwi(args.dwi, args.bval, args.bvec,
-                                         mask=args.mask, method=args.method,
-                                         b0_threshold=args.b0_threshold)
-            if computed is not None:
-                write_mask(computed, img, tmp / names[2])
-            write_fit_maps(fit, img, [tmp / n for n in names[:2]])
+            fitted = fit_dwi(args.dwi, args.bval, args.bvec, mask=args.mask,
+                             method=args.method, b0_threshold=args.b0_threshold,
+                             min_diffusivity=args.min_diffusivity)
+            for rel, data in map_files(fitted, name, mask_name, sources=sources):
+                (tmp / rel).write_bytes(data)
+    fit = fitted.fit
     _warn_counts(fit, args.dwi)
     if args.quiet:
         return 0
     n_fit = int(fit.mask.sum())
-    how = "the given mask" if args.mask else f"a median-Otsu brain mask ({names[2]})"
+    how = ("the given mask" if args.mask else
+           f"a median-Otsu brain mask ({mask_name})")
+    floored = (f"; {fit.n_clipped} with an eigenvalue raised to "
+               f"{fit.min_diffusivity:.3g} mm^2/s" if fit.n_clipped else "")
     print(
-        f"fit-tensor: {args.method.upper()} fit of {n_fit} voxels in {how}; wrote "
-        + ", ".join(str(out_dir / n) for n in names)
+        f"fit-tensor: {args.method.upper()} fit of {n_fit} voxels in {how}"
+        f"{floored}; wrote {len(names)} files to {out_dir}: "
+        + ", ".join(n for n in names if n.endswith(".nii.gz"))
     )
     return 0
 
@@ -166,14 +210,17 @@ def _run_bids(args: argparse.Namespace) -> int:
                         f"{len(inputs)} DWI", total=len(inputs), unit="DWI") as bar,
               executor(args) as ex):
             table = fit_bids(inputs, tmp, method=args.method,
-                             b0_threshold=args.b0_threshold, dask=ex, progress=bar)
+                             b0_threshold=args.b0_threshold,
+                             min_diffusivity=args.min_diffusivity, dask=ex,
+                             progress=bar)
         write_tsv(table, tmp / "tensor_fits.tsv")
         description = {
             "Name": "dtitool tensor fits", "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
             "GeneratedBy": [{"Name": "dtitool", "Version": __version__,
                              "Description": f"{args.method.upper()} tensor fit "
-                             "in each DWI's brain mask"}],
+                             "in each DWI's brain mask; each map's .json says "
+                             "how it was computed"}],
             "SourceDatasets": [{"URL": Path(args.bids).resolve().as_uri()}],
         }
         (tmp / "dataset_description.json").write_text(

@@ -8,10 +8,13 @@ brain mask, and writes a BIDS-derivatives tree::
     DERIVDIR/dataset_description.json
     DERIVDIR/tensor_fits.tsv        one row per DWI: voxels fitted, left out...
     DERIVDIR/sub-01/ses-baseline/dwi/sub-01_ses-baseline_model-DTI_param-MD_dwimap.nii.gz
-    DERIVDIR/sub-01/ses-baseline/dwi/sub-01_ses-baseline_model-DTI_param-FA_dwimap.nii.gz
+    DERIVDIR/sub-01/ses-baseline/dwi/sub-01_ses-baseline_model-DTI_param-MD_dwimap.json
+    ... the same for FA, AD, RD, L1-L3, V1-V3, S0 and SSE
     DERIVDIR/sub-01/ses-baseline/dwi/sub-01_ses-baseline_desc-brain_mask.nii.gz
+    DERIVDIR/sub-01/ses-baseline/dwi/sub-01_ses-baseline_desc-brain_mask.json
 
-The MD maps are named as ``dtitool extract`` reads them. A brain mask
+(:mod:`dtitool.imaging.tensor_maps` lists the maps.) The MD maps are named as
+``dtitool extract`` reads them. A brain mask
 ``<prefix>_desc-brain_mask.nii.gz`` beside a DWI is used as it is; otherwise one
 is computed from the b0 volumes (:func:`dtitool.imaging.brainmask.median_otsu`)
 and written with the maps. Each DWI is one task
@@ -40,10 +43,13 @@ __all__ = [
     "MASK_SUFFIX",
     "MD_SUFFIX",
     "DwiInput",
+    "FittedDwi",
+    "dwi_outputs",
     "find_dwi",
     "fit_bids",
     "fit_dwi",
     "fit_outputs",
+    "map_files",
 ]
 
 MD_SUFFIX = "_model-DTI_param-MD_dwimap.nii.gz"
@@ -127,19 +133,61 @@ def find_dwi(bids_dir: str | os.PathLike) -> list[DwiInput]:
     return sorted(found, key=lambda d: (d.folder, d.prefix))
 
 
-def fit_outputs(inputs: Sequence[DwiInput]) -> list[str]:
-    """Relative paths of the files :func:`fit_bids` writes for ``inputs``."""
+def dwi_outputs(name, mask_name: str | None) -> list[str]:
+    """Return the names of one fit's files: each map and its sidecar, the mask's.
+
+    ``name(key)`` names the map ``key``; ``mask_name`` is None when the mask
+    was given (not written).
+    """
+    from dtitool.imaging.tensor_maps import TENSOR_MAPS, sidecar_name
+
     names = []
-    for d in inputs:
-        base = f"{d.folder}/{d.prefix}"
-        names += [base + MD_SUFFIX, base + FA_SUFFIX]
-        if d.mask is None:
-            names.append(base + MASK_SUFFIX)
+    for m in TENSOR_MAPS:
+        names += [name(m.key), sidecar_name(name(m.key))]
+    if mask_name is not None:
+        names += [mask_name, sidecar_name(mask_name)]
     return names
 
 
+def fit_outputs(inputs: Sequence[DwiInput]) -> list[str]:
+    """Relative paths of the files :func:`fit_bids` writes for ``inputs``."""
+    from dtitool.imaging.tensor_maps import bids_map_name
+
+    names = []
+    for d in inputs:
+        base = f"{d.folder}/{d.prefix}"
+        names += dwi_outputs(functools.partial(bids_map_name, base),
+                             None if d.mask is not None else base + MASK_SUFFIX)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class FittedDwi:
+    """A tensor fit of one DWI file, with what its outputs need.
+
+    Parameters
+    ----------
+    fit : TensorFit
+        The fit (:func:`dtitool.imaging.tensor.fit_tensor`).
+    image : nibabel image
+        The DWI (its affine and header go to the maps).
+    computed_mask : ndarray of bool or None
+        The brain mask computed for the fit (None when one was given).
+    sse : ndarray
+        ``fit.sse(data)``: the sum of squared errors per voxel.
+    b0_threshold : float
+        The fit's b0 threshold (s/mm^2).
+    """
+
+    fit: object
+    image: object
+    computed_mask: np.ndarray | None
+    sse: np.ndarray
+    b0_threshold: float
+
+
 def fit_dwi(dwi, bval, bvec, *, mask=None, method: str = "wls",
-            b0_threshold: float = 50.0):
+            b0_threshold: float = 50.0, min_diffusivity="auto") -> FittedDwi:
     """Fit the tensor to one DWI file in its brain mask.
 
     Parameters
@@ -149,16 +197,12 @@ def fit_dwi(dwi, bval, bvec, *, mask=None, method: str = "wls",
     mask : path, optional
         A brain mask on the DWI grid; default a median-Otsu mask of the b0
         volumes (else of the least diffusion-weighted ones).
-    method, b0_threshold
+    method, b0_threshold, min_diffusivity
         As in :func:`dtitool.imaging.tensor.fit_tensor`.
 
     Returns
     -------
-    fit : TensorFit
-    img : nibabel image
-        The DWI (its header and affine go to the maps).
-    computed : ndarray of bool or None
-        The mask computed here (None when one was given).
+    FittedDwi
 
     Raises
     ------
@@ -178,18 +222,66 @@ def fit_dwi(dwi, bval, bvec, *, mask=None, method: str = "wls",
     data = read_data(img, str(dwi), "DWI")
     computed = None
     if given is None:
-        # The b0 volumes (else the least weighted ones) show the brain best.
-        low = bvals <= b0_threshold
-        if not low.any():
-            low = bvals == bvals.min()
-        computed = median_otsu(data[..., low].mean(axis=-1, dtype=np.float64))
+        computed = median_otsu(b0_mean(data, bvals, b0_threshold))
     fit = fit_tensor(data, bvals, bvecs, method=method,
                      mask=given if given is not None else computed,
-                     b0_threshold=b0_threshold)
+                     b0_threshold=b0_threshold, min_diffusivity=min_diffusivity)
     if not fit.mask.any():
         raise ValueError(f"DWI {str(dwi)!r} has no voxel with finite, positive "
                          "signal inside the mask; nothing to fit")
-    return fit, img, computed
+    return FittedDwi(fit=fit, image=img, computed_mask=computed,
+                     sse=fit.sse(data), b0_threshold=float(b0_threshold))
+
+
+def b0_mean(data: np.ndarray, bvals: np.ndarray, b0_threshold: float) -> np.ndarray:
+    """Mean of the b0 volumes (else of the least weighted ones), float64."""
+    # The b0 volumes (else the least weighted ones) show the brain best.
+    low = bvals <= b0_threshold
+    if not low.any():
+        low = bvals == bvals.min()
+    return data[..., low].mean(axis=-1, dtype=np.float64)
+
+
+def map_files(fitted: FittedDwi, name, mask_name: str | None, *,
+              sources: dict) -> list[tuple[str, bytes]]:
+    """Every map of a fit and its sidecar as ``(name, bytes)``, then the mask's.
+
+    Parameters
+    ----------
+    fitted : FittedDwi
+    name : callable
+        ``name(key)``: the file name of map ``key``.
+    mask_name : str or None
+        Where the computed mask goes (ignored when the mask was given).
+    sources : dict
+        The input files, named in every sidecar.
+    """
+    from dtitool.imaging.nifti import map_bytes, mask_bytes
+    from dtitool.imaging.tensor_maps import (
+        TENSOR_MAPS,
+        map_array,
+        map_sidecar,
+        mask_sidecar,
+        sidecar_name,
+    )
+
+    fit = fitted.fit
+    mask = "given" if fitted.computed_mask is None else "median-otsu"
+    files = []
+    for m in TENSOR_MAPS:
+        path = name(m.key)
+        files.append((path, map_bytes(map_array(fit, m.key, fitted.sse),
+                                      fitted.image, path)))
+        files.append((sidecar_name(path), map_sidecar(
+            m.key, fit, mask=mask, sources=sources,
+            b0_threshold=fitted.b0_threshold)))
+    if fitted.computed_mask is not None and mask_name is not None:
+        files.append((mask_name, mask_bytes(fitted.computed_mask, fitted.image,
+                                            mask_name)))
+        files.append((sidecar_name(mask_name), mask_sidecar(
+            sources={k: v for k, v in sources.items() if k != "mask"},
+            b0_threshold=fitted.b0_threshold)))
+    return files
 
 
 def fit_counts(fit) -> dict:
@@ -197,31 +289,33 @@ def fit_counts(fit) -> dict:
     return {"voxels_fitted": int(fit.mask.sum()),
             "nonfinite_voxels": int(fit.n_nonfinite),
             "no_signal_voxels": int(fit.n_no_signal),
+            "floored_eigenvalue_voxels": int(fit.n_clipped),
             "fa_clipped_voxels": int(fit.n_fa_clipped),
             "negative_md_voxels": int(np.count_nonzero(fit.md[fit.mask] < 0))}
 
 
-def _fit_one(d: DwiInput, method: str, b0_threshold: float,
+def _fit_one(d: DwiInput, method: str, b0_threshold: float, min_diffusivity,
              folder: Path | None) -> tuple[list, dict]:
     """Fit one DWI; return its files ``(relative path, bytes or None)`` and counts.
 
     With ``folder`` the files are written there (bytes None); a Dask worker,
     maybe on another machine, sends the bytes back instead.
     """
-    from dtitool.imaging.nifti import fit_map_bytes, mask_bytes
+    from dtitool.imaging.tensor_maps import bids_map_name
 
-    fit, img, computed = fit_dwi(d.path, d.bval, d.bvec, mask=d.mask,
-                                 method=method, b0_threshold=b0_threshold)
+    fitted = fit_dwi(d.path, d.bval, d.bvec, mask=d.mask, method=method,
+                     b0_threshold=b0_threshold, min_diffusivity=min_diffusivity)
     base = f"{d.folder}/{d.prefix}"
-    names = [base + MD_SUFFIX, base + FA_SUFFIX]
-    files = list(zip(names, fit_map_bytes(fit, img, names), strict=True))
-    if computed is not None:
-        files.append((base + MASK_SUFFIX, mask_bytes(computed, img,
-                                                     base + MASK_SUFFIX)))
+    sources = {"DWI": f"{d.folder}/{d.path.name}", "bval": f"{d.folder}/{d.bval.name}",
+               "bvec": f"{d.folder}/{d.bvec.name}"}
+    if d.mask is not None:
+        sources["mask"] = f"{d.folder}/{d.mask.name}"
+    files = map_files(fitted, functools.partial(bids_map_name, base),
+                      base + MASK_SUFFIX, sources=sources)
     counts = {"participant_id": d.participant_id, "session": d.session,
               "dwi": f"{d.folder}/{d.path.name}",
               "mask": "given" if d.mask is not None else "median-otsu",
-              **fit_counts(fit)}
+              **fit_counts(fitted.fit)}
     if folder is None:
         return files, counts
     for rel, data in files:
@@ -239,8 +333,9 @@ def _absolute(d: DwiInput) -> DwiInput:
 
 
 def fit_bids(inputs: Sequence[DwiInput], out: str | os.PathLike, *,
-             method: str = "wls", b0_threshold: float = 50.0, n_jobs: int = 1,
-             dask=None, progress=None) -> pd.DataFrame:
+             method: str = "wls", b0_threshold: float = 50.0,
+             min_diffusivity="auto", n_jobs: int = 1, dask=None,
+             progress=None) -> pd.DataFrame:
     """Fit every DWI of ``inputs``; write its maps (and mask) under ``out``.
 
     Parameters
@@ -249,7 +344,7 @@ def fit_bids(inputs: Sequence[DwiInput], out: str | os.PathLike, *,
         From :func:`find_dwi`.
     out : path
         The folder to write into (a staging folder of the output protocol).
-    method, b0_threshold
+    method, b0_threshold, min_diffusivity
         As in :func:`dtitool.imaging.tensor.fit_tensor`.
     n_jobs, dask
         Where the fits run (:func:`dtitool._executor.open_executor`); Dask
@@ -261,8 +356,8 @@ def fit_bids(inputs: Sequence[DwiInput], out: str | os.PathLike, *,
     -------
     pandas.DataFrame
         One row per DWI, in input order: ``participant_id, session, dwi, mask,
-        voxels_fitted, nonfinite_voxels, no_signal_voxels, fa_clipped_voxels,
-        negative_md_voxels``.
+        voxels_fitted, nonfinite_voxels, no_signal_voxels,
+        floored_eigenvalue_voxels, fa_clipped_voxels, negative_md_voxels``.
     """
     out = Path(out)
     rows: list = [None] * len(inputs)
@@ -281,7 +376,8 @@ def fit_bids(inputs: Sequence[DwiInput], out: str | os.PathLike, *,
         here = None if ex.kind == "dask" else out
         # A Dask worker has a working folder of its own: it gets full paths.
         todo = [_absolute(d) for d in inputs] if ex.kind == "dask" else inputs
-        tasks = [Task(_fit_one, (d, method, float(b0_threshold), here),
+        tasks = [Task(_fit_one, (d, method, float(b0_threshold), min_diffusivity,
+                              here),
                       functools.partial(keep, i)) for i, d in enumerate(todo)]
         ex.run(tasks, progress=bar)
     return pd.DataFrame(rows)

@@ -32,6 +32,7 @@ __all__ = [
     "load_dwi",
     "load_mask",
     "load_nifti",
+    "map_bytes",
     "mask_bytes",
     "read_data",
     "write_fit_maps",
@@ -421,18 +422,29 @@ def _file_bytes(img, path) -> bytes:
     return compress(raw, 1) if str(path).endswith(".gz") else raw
 
 
+def map_bytes(array: np.ndarray, like, path: str | os.PathLike) -> bytes:
+    """Return the file bytes of a map on ``like``'s grid, as float32 NIfTI.
+
+    ``like``'s affine and header are kept (units, orientation), with the data
+    shape, scaling and display range set for the new data, as FSL dtifit does;
+    a 4D ``array`` (an eigenvector map, x, y, z along the 4th axis) keeps the
+    header's 4th pixdim.
+    """
+    hdr = like.header.copy()
+    hdr.set_data_shape(array.shape)
+    img = nib.Nifti1Image(np.asarray(array, dtype=np.float32), like.affine,
+                          header=hdr)
+    img.set_data_dtype(np.float32)
+    img.header.set_slope_inter(1.0, 0.0)
+    img.header["cal_min"] = 0.0
+    img.header["cal_max"] = 0.0
+    return _file_bytes(img, path)
+
+
 def fit_map_bytes(fit, like, paths: Sequence[str | os.PathLike]) -> list[bytes]:
     """Return the file bytes of ``fit.md`` and ``fit.fa`` (:func:`write_fit_maps`)."""
-    out = []
-    for path, arr in zip(paths, (fit.md, fit.fa), strict=True):
-        img = nib.Nifti1Image(arr.astype(np.float32), like.affine,
-                              header=like.header.copy())
-        img.set_data_dtype(np.float32)
-        img.header.set_slope_inter(1.0, 0.0)
-        img.header["cal_min"] = 0.0
-        img.header["cal_max"] = 0.0
-        out.append(_file_bytes(img, path))
-    return out
+    return [map_bytes(arr, like, path)
+            for path, arr in zip(paths, (fit.md, fit.fa), strict=True)]
 
 
 def write_fit_maps(fit, like, paths: Sequence[str | os.PathLike]) -> None:
