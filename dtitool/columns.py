@@ -247,6 +247,16 @@ COLUMNS: dict[str, dict] = {
     "decisive_outcome": _c("outcome on which what a miss needs is worked out (for "
                            "outcome any: the one with the smaller median p)", "text"),
     "decisive_median_p": _c("median p on the decisive outcome", "mc"),
+    "alt_inference": _c("the analysis set beside the reported one in the same "
+                        "simulated trials (welch beside ols, ols beside welch)",
+                        "text"),
+    "alt_median_p": _c(f"median over the same simulated trials of the {_P} under "
+                       "alt_inference", "mc"),
+    "alt_power": _c("power under alt_inference (reported findings: with the "
+                    "reported sign)", "prop"),
+    "alt_size": _c("size under alt_inference, in the same null counterpart",
+                   "prop"),
+    "alt_size_ok": _c("alt_size within its binomial band around alpha", "text"),
     "other_world": _c("the preset simulated beside the design", "text"),
     "other_median_p": _c("median p in the other world", "mc"),
     "other_power": _c("power in the other world", "prop"),

@@ -132,6 +132,7 @@ def read_tables(
     design: StudyDesign | None = None,
     control: str | None = None,
     visits=None,
+    measure: str = "md",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and check ``participants.tsv`` and ``roi_md.tsv`` from a folder.
 
@@ -150,6 +151,9 @@ def read_tables(
     names, design, control, visits
         The trial's names, as in :func:`resolve_names` (which reads the
         folder's ``visits.tsv`` and ``design.toml`` for what these leave open).
+    measure : str
+        Read ``roi_<measure>.tsv`` instead of ``roi_md.tsv`` (another measure
+        of the ROIs, :func:`check_tables`).
 
     Returns
     -------
@@ -170,13 +174,13 @@ def read_tables(
         directory / "participants.tsv", what="participants table", dtype=_TEXT,
         text=_IDS,
     )
-    roi_md = read_tsv(directory / "roi_md.tsv", what="ROI MD table", dtype=_TEXT,
-                      text=_IDS)
+    roi_md = read_tsv(directory / f"roi_{measure}.tsv", what=_what(measure),
+                      dtype=_TEXT, text=_IDS)
     names, design = resolve_names(participants, names=names, design=design,
                                   control=control, visits=visits,
                                   directory=directory)
     return check_tables(participants, roi_md, replicate=replicate, md_unit=md_unit,
-                        names=names, design=design)
+                        names=names, design=design, measure=measure)
 
 
 def _as_frame(table, what: str) -> pd.DataFrame:
@@ -415,10 +419,11 @@ def _check_scores(df, col: str, lo: int | None, hi: int | None,
 
 
 def _check_roi_md(roi_md: pd.DataFrame, md_unit: str,
-                  names: TrialNames) -> pd.DataFrame:
-    what = "ROI MD table"
-    _require_columns(roi_md, _ROI_MD_COLUMNS, what)
-    roi_md = roi_md.loc[:, list(_ROI_MD_COLUMNS)].copy()
+                  names: TrialNames, measure: str = "md") -> pd.DataFrame:
+    what = _what(measure)
+    columns = (*_ROI_MD_COLUMNS[:3], measure)
+    _require_columns(roi_md, columns, what)
+    roi_md = roi_md.loc[:, list(columns)].copy()
     roi_md["participant_id"] = _check_ids(roi_md, what)
     roi_md["session"] = _check_labels(
         roi_md, "session", names.visits, what,
@@ -436,21 +441,24 @@ def _check_roi_md(roi_md: pd.DataFrame, md_unit: str,
         raise ValueError(
             f"{what} has duplicated participant/session/ROI rows: {_preview(named)}"
         )
-    md = pd.to_numeric(roi_md["md"], errors="coerce")
+    md = pd.to_numeric(roi_md[measure], errors="coerce")
     bad = md.isna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         r = roi_md.iloc[i]
-        raw = roi_md["md"].iloc[i]
+        raw = roi_md[measure].iloc[i]
         kind = "empty (NaN)" if pd.isna(raw) else f"non-numeric ({raw!r})"
         raise ValueError(
-            f"{what} md is {kind} for {r['participant_id']} {r['session']} "
+            f"{what} {measure} is {kind} for {r['participant_id']} {r['session']} "
             f"{r['roi']} ({int(bad.sum())} such rows); a missing scan must be a "
-            "missing row, not an empty md"
+            f"missing row, not an empty {measure}"
         )
     md = md.astype(float)
     if not np.isfinite(md).all():
-        raise ValueError(f"{what} md has infinite values")
+        raise ValueError(f"{what} {measure} has infinite values")
+    if measure != "md":  # another measure: in the unit its design states
+        roi_md[measure] = md
+        return roi_md
     if md_unit not in MD_UNITS:
         raise ValueError(
             f"md_unit must be one of {', '.join(map(repr, MD_UNITS))}, "
@@ -468,6 +476,10 @@ def _check_roi_md(roi_md: pd.DataFrame, md_unit: str,
     _check_md_unit(md.to_numpy(), roi_md, md_unit)
     roi_md["md"] = md
     return roi_md
+
+
+def _what(measure: str) -> str:
+    return "ROI MD table" if measure == "md" else f"ROI {measure} table"
 
 
 def _check_md_unit(md: np.ndarray, roi_md: pd.DataFrame, md_unit: str) -> None:
@@ -520,6 +532,7 @@ def check_tables(
     design: StudyDesign | None = None,
     control: str | None = None,
     visits=None,
+    measure: str = "md",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check a participants table and an ROI MD table; return cleaned copies.
 
@@ -547,6 +560,10 @@ def check_tables(
         Without a design, the control arm (the arms are ``group``'s levels).
     visits : sequence of str or VisitSpec, optional
         Without a design, the visits, baseline first.
+    measure : str
+        The measure the ROI table holds: ``md`` (default), or another measure
+        of the ROIs (``roi_<measure>.tsv``: column ``<measure>``, in the unit
+        its design states; no unit conversion or plausibility check).
 
     Returns
     -------
@@ -585,22 +602,22 @@ def check_tables(
     directory = (Path(participants).parent
                  if isinstance(participants, (str, os.PathLike)) else None)
     participants = _as_frame(participants, "participants table")
-    roi_md = _as_frame(roi_md, "ROI MD table")
+    roi_md = _as_frame(roi_md, _what(measure))
     participants, roi_md = _select_replicate(participants, roi_md, replicate)
     names, design = resolve_names(participants, names=names, design=design,
                                   control=control, visits=visits,
                                   directory=directory)
     participants = _check_participants(participants, names, design)
-    roi_md = _check_roi_md(roi_md, md_unit, names)
+    roi_md = _check_roi_md(roi_md, md_unit, names, measure)
 
     in_p = set(participants["participant_id"])
     in_r = set(roi_md["participant_id"])
     if in_r - in_p:
         raise ValueError(
-            "ROI MD table has participant(s) not in the participants table: "
+            f"{_what(measure)} has participant(s) not in the participants table: "
             f"{_preview(sorted(in_r - in_p))}"
         )
-    if in_p - in_r:
+    if in_p - in_r and measure == "md":  # another measure may miss people
         raise ValueError(
             "participants table has participant(s) with no rows in the ROI MD "
             f"table: {_preview(sorted(in_p - in_r))}"
@@ -623,7 +640,7 @@ def check_tables(
     if len(orphans):
         named = (orphans["participant_id"] + " " + orphans["roi"]).tolist()
         warnings.warn(
-            f"ROI MD table has {len(orphans)} {names.primary} scan(s) without a "
+            f"{_what(measure)} has {len(orphans)} {names.primary} scan(s) without a "
             f"{names.baseline} scan ({_preview(named, 3)}); they are left out of "
             "the models",
             stacklevel=2,
@@ -632,8 +649,12 @@ def check_tables(
     roi_md = roi_md.reset_index(drop=True)
     participants.attrs[NAMES_ATTR] = names
     roi_md.attrs[NAMES_ATTR] = names
+    roi_md.attrs["measure"] = measure
     if design is not None:
         roi_md.attrs["roi_order"] = design.roi_names
+        spec = next((x for x in design.measures if x.name == measure), None)
+        if spec is not None:  # the slopes' unit: per the design's scale
+            roi_md.attrs["measure_scale"] = (spec.scale, spec.unit)
     return participants, roi_md
 
 
@@ -654,6 +675,7 @@ def compute_changes(
     design: StudyDesign | None = None,
     control: str | None = None,
     visits=None,
+    measure: str = "md",
 ) -> pd.DataFrame:
     """Per-subject MD change per ROI and score change per outcome.
 
@@ -661,8 +683,10 @@ def compute_changes(
     ----------
     participants, roi_md : DataFrame or path-like
         The two tables; checked with :func:`check_tables`.
-    replicate, md_unit, names, design, control, visits
-        As in :func:`check_tables`.
+    replicate, md_unit, names, design, control, visits, measure
+        As in :func:`check_tables`; with another ``measure`` its columns take
+        the place of MD's (``<measure>_<baseline>``, ``d_<measure>``, ...) and
+        ``attrs["measure"]`` names it.
 
     Returns
     -------
@@ -694,7 +718,7 @@ def compute_changes(
     """
     participants, roi_md = check_tables(
         participants, roi_md, replicate=replicate, md_unit=md_unit, names=names,
-        design=design, control=control, visits=visits,
+        design=design, control=control, visits=visits, measure=measure,
     )
     return _changes(participants, roi_md)
 
@@ -708,18 +732,24 @@ def _changes(participants: pd.DataFrame, roi_md: pd.DataFrame,
                          "with check_tables first, or pass names=")
     rois = _roi_order(roi_md["roi"], roi_md.attrs.get("roi_order", ()))
     visits = (names.baseline, names.primary)
-    md_cols = [f"md_{v}" for v in visits]
+    m = roi_md.attrs.get("measure", "md")
+    md_cols = [f"{m}_{v}" for v in visits]
     wide = roi_md.pivot(
-        index=["participant_id", "roi"], columns="session", values="md"
+        index=["participant_id", "roi"], columns="session", values=m
     )
     wide = wide.reindex(columns=list(visits))
     wide.columns = md_cols
     grid = pd.MultiIndex.from_product(
         [participants["participant_id"], rois], names=["participant_id", "roi"]
     )
+    if m != "md":  # ROIs without the measure have no rows
+        grid = pd.MultiIndex.from_product(
+            [participants["participant_id"], [r for r in rois
+                                              if r in set(roi_md["roi"])]],
+            names=["participant_id", "roi"])
     wide = wide.reindex(grid).reset_index()
-    wide["d_md"] = wide[md_cols[1]] - wide[md_cols[0]]
-    wide["d_md_pct"] = 100.0 * wide["d_md"] / wide[md_cols[0]]
+    wide[f"d_{m}"] = wide[md_cols[1]] - wide[md_cols[0]]
+    wide[f"d_{m}_pct"] = 100.0 * wide[f"d_{m}"] / wide[md_cols[0]]
     outcomes = names.outcomes_in(participants.columns)
     p = participants.copy()
     score_cols = []
@@ -733,9 +763,11 @@ def _changes(participants: pd.DataFrame, roi_md: pd.DataFrame,
     p = p[["participant_id", "group", *score_cols, *extra]]
     out = wide.merge(p, on="participant_id", how="left", validate="many_to_one")
     cols = [
-        "participant_id", "group", "roi", *md_cols, "d_md",
-        "d_md_pct", *score_cols, *extra,
+        "participant_id", "group", "roi", *md_cols, f"d_{m}",
+        f"d_{m}_pct", *score_cols, *extra,
     ]
     out = out[cols]
-    out.attrs = {NAMES_ATTR: names}
+    out.attrs = {NAMES_ATTR: names, **({} if m == "md" else {
+        "measure": m, **({"measure_scale": roi_md.attrs["measure_scale"]}
+                         if "measure_scale" in roi_md.attrs else {})})}
     return out

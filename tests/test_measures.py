@@ -128,3 +128,50 @@ def _write(design, folder):
     path = folder / "measures.toml"
     path.write_text(design_to_toml(design))
     return path
+
+
+def test_analyze_fits_every_measure_and_equals_statsmodels(design, tmp_path):
+    import statsmodels.formula.api as smf
+
+    out = tmp_path / "c"
+    code, _, err = quiet_main(["simulate", "--design", _write(design, tmp_path),
+                               "--seed", "5", "--out", out, "--quiet"])
+    assert code == 0, err
+    code, text, err = quiet_main(["analyze", out, "--out", tmp_path / "r.tsv",
+                                  "--inference", "ols"])
+    assert code == 0, err
+    t = pd.read_csv(tmp_path / "r.tsv", sep="\t")
+    assert t.columns[:3].tolist() == ["roi", "measure", "outcome"]
+    assert t.groupby(["roi", "measure"], sort=False).size().to_dict() == {
+        ("thalamus", "md"): 8, ("putamen", "md"): 8, ("thalamus", "fa"): 8,
+        ("putamen", "volume"): 8}
+    assert "d_score ~ C(group, Treatment('placebo')) * d_fa" in text
+    assert "per 0.01 of fa change" in text and "per 10 mm^3 of volume change" in text
+    assert "wrote" in text and "(32 rows)" in text
+    # FA against a statsmodels formula fit of the same model from the tables
+    p = pd.read_csv(out / "participants.tsv", sep="\t")
+    fa = pd.read_csv(out / "roi_fa.tsv", sep="\t").pivot(
+        index="participant_id", columns="session", values="fa").reset_index()
+    f = fa.merge(p, on="participant_id")
+    f["d_fa"] = (f["week1"] - f["pre"]) / 0.01
+    f["d_score"] = f["hamd_week1"] - f["hamd_pre"]
+    f["baseline_score"] = f["hamd_pre"]
+    fit = smf.ols("d_score ~ C(group, Treatment('placebo')) * d_fa + baseline_score",
+                  data=f).fit()
+    name = "C(group, Treatment('placebo'))[T.drug]:d_fa"
+    row = t[(t["measure"] == "fa") & (t["outcome"] == "hamd")
+            & (t["term"] == "interaction")].iloc[0]
+    assert row["estimate"] == pytest.approx(fit.params[name], rel=1e-8)
+    assert row["p"] == pytest.approx(fit.pvalues[name], rel=1e-8)
+
+
+def test_a_missing_measure_table_is_named(design, tmp_path):
+    out = tmp_path / "c"
+    quiet_main(["simulate", "--design", _write(design, tmp_path), "--seed", "5",
+                "--out", out, "--quiet"])
+    (out / "roi_volume.tsv").unlink()
+    code, _, err = quiet_main(["analyze", out, "--out", tmp_path / "r.tsv"])
+    assert code == 0, err
+    assert "measure(s) volume have no roi_<measure>.tsv" in err
+    t = pd.read_csv(tmp_path / "r.tsv", sep="\t")
+    assert set(t["measure"]) == {"md", "fa"}

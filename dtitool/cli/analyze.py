@@ -31,8 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "analyze",
         help="fit the group x MD-change models to participants.tsv and roi_md.tsv",
         description="For every ROI and outcome (each <outcome>_<visit> pair of "
-        "participants columns) fit by OLS d_score ~ C(group, "
-        "Treatment(CONTROL)) * d_md + covariates, and write the interaction, "
+        "participants columns) fit d_score ~ C(group, "
+        "Treatment(CONTROL)) * d_md + covariates (by default each arm's slope "
+        "from its own fit, --inference welch), and write the interaction, "
         "the dMD slope in each arm (slope_ARM, contrasts of that fit) and the "
         "pooled slope of the additive model, with SE, t, df, p, 95% CI, n and "
         "Holm / Benjamini-Hochberg adjusted p. Estimates are score points per "
@@ -68,13 +69,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--inference",
-        choices=["ols", "hc3", "welch"],
+        choices=["welch", "ols", "hc3"],
         default=None,
-        help="ols: classical pooled-variance tests (as reported; default); hc3: "
-        "HC3 robust SEs with the residual df; welch: each arm fitted on its own, "
-        "interaction with Welch-Satterthwaite df, pooled slope by feasible GLS "
-        "with per-arm variances (at nominal level when the arms' score-change "
-        "SDs differ; see docs/model.md)",
+        help="welch (default): each arm fitted on its own, interaction with "
+        "Welch-Satterthwaite df, pooled slope by feasible GLS with per-arm "
+        "variances (at its nominal level when the arms' score-change SDs "
+        "differ, as in every shipped design); ols: classical pooled-variance "
+        "tests, the reported analysis (off its level when the arms' variances "
+        "differ; analyze then warns with the estimated level); hc3: HC3 robust "
+        "SEs with the residual df (see docs/model.md, Inference)",
     )
     p.add_argument(
         "--robust", action="store_true", help="same as --inference hc3"
@@ -258,7 +261,7 @@ def run(args) -> int:
             roi_md,
             names=names,
             covariates=tuple(args.covariates),
-            inference="hc3" if args.robust else (args.inference or "ols"),
+            inference="hc3" if args.robust else (args.inference or "welch"),
             families=tuple(args.families),
             familywise=args.familywise,
             permutations=args.permutations,

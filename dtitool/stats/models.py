@@ -53,14 +53,15 @@ last), ``slope_pooled``, and
     ``D1`` statistic of the pooled interactions (:mod:`dtitool.stats.missing`).
     It is NaN when an interaction is not estimable.
 
-Inference (``inference=``; ``docs/model.md``, "Inference"): ``ols`` (classical
-pooled-variance tests, as reported), ``hc3`` (HC3 standard errors, t reference
-with the residual df) or ``welch`` (each arm fitted on its own; an interaction
-as the difference of two arm slopes with Welch-Satterthwaite df; the pooled
-slope by feasible GLS with per-arm residual variances, its variance adjusted
-for the estimated weights (Kenward-Roger) and its df by Satterthwaite over the
-arms). ``familywise="maxt"`` adds Westfall-Young max-T adjusted p by
-Freedman-Lane permutation within arms (:mod:`dtitool.stats.permutation`).
+Inference (``inference=``; ``docs/model.md``, "Inference"): ``welch`` (the
+default: each arm fitted on its own; an interaction as the difference of two
+arm slopes with Welch-Satterthwaite df; the pooled slope by feasible GLS with
+per-arm residual variances, its variance adjusted for the estimated weights
+(Kenward-Roger) and its df by Satterthwaite over the arms), ``ols`` (classical
+pooled-variance tests, as reported) or ``hc3`` (HC3 standard errors, t
+reference with the residual df). ``familywise="maxt"`` adds Westfall-Young
+max-T adjusted p by Freedman-Lane permutation within arms
+(:mod:`dtitool.stats.permutation`).
 
 Sign convention: improvement is a negative score change, so "a larger MD
 decrease goes with more improvement" is a positive slope.
@@ -88,6 +89,8 @@ from dtitool._constants import DMD_SCALE, DMD_UNIT
 from dtitool.design.layout import TrialNames
 from dtitool.simulate import as_seed_sequence
 from dtitool.stats.inference import check_inference, welch_df
+from dtitool.stats.measure import Measure as _Measure
+from dtitool.stats.measure import measure_of as _measure_of
 from dtitool.stats.multiplicity import adjust_within_families
 from dtitool.stats.omnibus import f_sf, welch_omnibus
 from dtitool.stats.permutation import (
@@ -209,6 +212,10 @@ class AnalysisResults:
         ``(k - 1, k - 1)`` (NaN where not estimable): what the omnibus test
         and its multiple-imputation pooling use (empty for the pooled
         results of a multiple imputation).
+    measure : str
+        The imaging measure whose change the models regress on: ``md``, or
+        another measure of the ROIs (then ``dmd_scale`` and ``dmd_unit`` are
+        that measure's, and the regressor is ``d_<measure>``).
     """
 
     table: pd.DataFrame
@@ -223,7 +230,7 @@ class AnalysisResults:
     dmd_scale: float = DMD_SCALE
     dmd_unit: str = DMD_UNIT
     elapsed: float = 0.0
-    inference: str = "ols"
+    inference: str = "welch"
     arm_fits: Mapping = field(default_factory=dict, repr=False)
     permutations: int = 0
     seed: int | None = None
@@ -232,6 +239,7 @@ class AnalysisResults:
     imputations: int = 0
     missing_summary: str = ""
     names: TrialNames | None = None
+    measure: str = "md"
     interactions: Mapping = field(default_factory=dict, repr=False)
 
     def term(self, roi: str, outcome: str, term: str) -> pd.Series:
@@ -250,7 +258,7 @@ class AnalysisResults:
 
 
 def default_formula(covariates: Sequence[str] = ("baseline",), *, control: str,
-                    types=None) -> str:
+                    types=None, regressor: str = "d_md") -> str:
     """Return the interaction model's patsy formula for the given covariates.
 
     Parameters
@@ -262,6 +270,8 @@ def default_formula(covariates: Sequence[str] = ("baseline",), *, control: str,
     types : mapping, optional
         ``name -> "numeric" | "categorical"``; names not given are numeric
         except ``sex``.
+    regressor : str
+        The imaging change: ``d_md``, or ``d_<measure>`` for another measure.
 
     Examples
     --------
@@ -271,9 +281,10 @@ def default_formula(covariates: Sequence[str] = ("baseline",), *, control: str,
     if not isinstance(control, str) or not control:
         raise TypeError(f"control must be an arm name; got {control!r}")
     types = dict(types or {})
-    rhs = [f"C(group, Treatment({control!r})) * d_md"]
+    rhs = [f"C(group, Treatment({control!r})) * {regressor}"]
     for c in covariates:
-        name = "baseline_score" if c == "baseline" else c
+        name = ("baseline_score" if c == "baseline" else
+                f"baseline_{regressor[2:]}" if c == "baseline_md" else c)
         plain = _NAME_RE.match(name) and not keyword.iskeyword(name)
         ref = name if plain else f"Q({name!r})"
         kind = types.get(c, "categorical" if c == "sex" else "numeric")
@@ -308,15 +319,16 @@ def _check_options(covariates, formula, robust, families, alpha, changes,
                 f"{formula!r}"
             )
         return (), formula, families
+    ms = _measure_of(changes)
     known = set(COVARIATES) | set(changes.columns)
-    taken = {"participant_id", "group", "roi", "d_md", "d_score"}
+    taken = {"participant_id", "group", "roi", ms.x, "d_score"}
     types = {}
     for c in covariates:
         if c not in known or c in taken:
             others = sorted(
                 set(changes.columns)
                 - taken
-                - {f"md_{v}" for v in names.visits} - {"d_md_pct"}
+                - {f"{ms.name}_{v}" for v in names.visits} - {f"{ms.x}_pct"}
                 - {c for c in changes.columns if c.startswith("d_")}
             )
             raise ValueError(
@@ -329,11 +341,12 @@ def _check_options(covariates, formula, robust, families, alpha, changes,
     if len(set(covariates)) != len(covariates):
         raise ValueError(f"covariates are repeated: {covariates}")
     return (covariates,
-            default_formula(covariates, control=names.control, types=types),
+            default_formula(covariates, control=names.control, types=types,
+                            regressor=ms.x),
             families)
 
 
-_FRAME_COLUMNS = ("participant_id", "group", "roi", "d_md_pct")
+_FRAME_COLUMNS = ("participant_id", "group", "roi")
 
 
 def _model_frame(changes: pd.DataFrame, outcome: str, names: TrialNames,
@@ -343,13 +356,14 @@ def _model_frame(changes: pd.DataFrame, outcome: str, names: TrialNames,
     The default formula gets only what it names, so that an unrelated
     participants column (say one called ``C``) cannot hide a patsy function.
     """
+    ms = _measure_of(changes)
     frame = changes.copy() if columns is None else changes.loc[
-        :, [c for c in dict.fromkeys([*_FRAME_COLUMNS, *columns])
+        :, [c for c in dict.fromkeys([*_FRAME_COLUMNS, f"{ms.x}_pct", *columns])
             if c in changes.columns]].copy()
     frame["d_score"] = changes[f"d_{outcome}"]
     frame["baseline_score"] = changes[names.score_column(outcome, names.baseline)]
-    frame["d_md"] = changes["d_md"] / DMD_SCALE
-    frame["baseline_md"] = changes[f"md_{names.baseline}"] / DMD_SCALE
+    frame[ms.x] = changes[ms.x] / ms.scale
+    frame[f"baseline_{ms.name}"] = changes[f"{ms.name}_{names.baseline}"] / ms.scale
     return frame
 
 
@@ -358,7 +372,7 @@ def _term_factor_codes(term) -> list[str]:
 
 
 def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str,
-                     names: TrialNames) -> np.ndarray:
+                     names: TrialNames, ms: _Measure | None = None) -> np.ndarray:
     """Rows d(design row)/d(d_md) for a subject of each arm.
 
     Returns an array (k, p), one row per arm in ``names.arms`` order (control
@@ -366,42 +380,44 @@ def _slope_contrasts(design_info, frame: pd.DataFrame, formula: str,
     in d_md, lacks the required terms, or lets the slope depend on another
     variable.
     """
+    ms = _Measure() if ms is None else ms
+    x_re, x = ms.pattern, ms.x
     terms = design_info.terms
     codes = [_term_factor_codes(t) for t in terms]
     has_group_main = any(len(c) == 1 and _GROUP_RE.search(c[0]) for c in codes)
-    has_dmd_main = any(len(c) == 1 and _DMD_RE.search(c[0]) for c in codes)
+    has_dmd_main = any(len(c) == 1 and x_re.search(c[0]) for c in codes)
     has_inter = any(
         len(c) == 2
-        and any(_GROUP_RE.search(x) for x in c)
-        and any(_DMD_RE.search(x) for x in c)
+        and any(_GROUP_RE.search(v) for v in c)
+        and any(x_re.search(v) for v in c)
         for c in codes
     )
     if not (has_group_main and has_dmd_main and has_inter):
         raise ValueError(
             f"formula {formula!r} must contain the main effects of group and "
-            "d_md and their interaction (e.g. 'd_score ~ C(group, "
-            f"Treatment({names.control!r})) * d_md + baseline_score')"
+            f"{x} and their interaction (e.g. 'd_score ~ C(group, "
+            f"Treatment({names.control!r})) * {x} + baseline_score')"
         )
     k = len(names.arms)
     row = frame.iloc[[0] * (3 * k)].copy()
     row["group"] = [a for a in names.arms for _ in range(3)]
-    row["d_md"] = [0.0, 1.0, 2.0] * k
+    row[x] = [0.0, 1.0, 2.0] * k
     (X,) = patsy.build_design_matrices([design_info], row, NA_action="raise")
     X = np.asarray(X)
     d1 = X[1::3] - X[0::3]
     d2 = X[2::3] - X[1::3]
     if not np.allclose(d1, d2, rtol=1e-9, atol=1e-12):
-        raise ValueError(f"formula {formula!r} must be linear in d_md")
+        raise ValueError(f"formula {formula!r} must be linear in {x}")
     for term, sl in design_info.term_slices.items():
         if not np.any(d1[:, sl]):
             continue
         others = [
             c for c in _term_factor_codes(term)
-            if not (_GROUP_RE.search(c) or _DMD_RE.search(c))
+            if not (_GROUP_RE.search(c) or x_re.search(c))
         ]  # fmt: skip
         if others:
             raise ValueError(
-                f"formula {formula!r} lets the d_md slope depend on "
+                f"formula {formula!r} lets the {x} slope depend on "
                 f"{', '.join(others)}; per-arm slopes would not be single "
                 "numbers"
             )
@@ -417,12 +433,12 @@ def _arm_contrasts(L: np.ndarray) -> np.ndarray:
     return np.vstack([L[:-1] - L[-1], L])
 
 
-def _interaction_columns(design_info) -> np.ndarray:
+def _interaction_columns(design_info, pattern: re.Pattern = _DMD_RE) -> np.ndarray:
     """Boolean mask of design columns belonging to group x d_md terms."""
     mask = np.zeros(len(design_info.column_names), dtype=bool)
     for term, sl in design_info.term_slices.items():
         c = _term_factor_codes(term)
-        if any(_GROUP_RE.search(x) for x in c) and any(_DMD_RE.search(x) for x in c):
+        if any(_GROUP_RE.search(x) for x in c) and any(pattern.search(x) for x in c):
             mask[sl] = True
     return mask
 
@@ -481,14 +497,15 @@ def _estimable_terms(X, arms, Lc, keep, l_add, within, inference) -> np.ndarray:
     return out if k == 2 else np.r_[out, ok[:k - 1].all()]
 
 
-def _why_not_estimable(used: pd.DataFrame, names: TrialNames) -> str:
-    d = used["d_md"].to_numpy()
+def _why_not_estimable(used: pd.DataFrame, names: TrialNames,
+                       x: str = "d_md") -> str:
+    d = used[x].to_numpy()
     if d.size and np.ptp(d) == 0:
-        return f"d_md does not vary: every subject has {d[0]:g}"
+        return f"{x} does not vary: every subject has {d[0]:g}"
     for g in names.arms:
         dg = d[used["group"].to_numpy() == g]
         if dg.size and np.ptp(dg) == 0:
-            return f"d_md does not vary within the {g} arm"
+            return f"{x} does not vary within the {g} arm"
     return "the model's columns are collinear (a covariate duplicates another term)"
 
 
@@ -500,16 +517,17 @@ def _check_changes(changes, names=None) -> tuple[list[str], TrialNames]:
             f"{type(changes).__name__}"
         )
     names = changes_names(changes, names)
-    need = ["participant_id", "group", "roi", "d_md", f"md_{names.baseline}"]
+    m = _measure_of(changes).name
+    need = ["participant_id", "group", "roi", f"d_{m}", f"{m}_{names.baseline}"]
     missing = [c for c in need if c not in changes.columns]
     if missing:
         raise ValueError(
             f"changes table is missing column(s) {missing}; build it with "
             "compute_changes"
         )
-    # md_<visit> are the changes table's own MD columns, not an outcome
+    # md_<visit> (or the measure's) are the changes table's own, not an outcome
     outcomes = [k for k in names.outcomes_in(changes.columns)
-                if k != "md" and f"d_{k}" in changes.columns]
+                if k != m and f"d_{k}" in changes.columns]
     if not outcomes:
         raise ValueError(
             "changes table has no outcome change columns: an outcome needs "
@@ -535,7 +553,7 @@ def fit_complete_data(
     covariates: Sequence[str] = ("baseline",),
     formula: str | None = None,
     robust: str | None = None,
-    inference: str = "ols",
+    inference: str | None = None,
     families: Sequence[str] | str | None = ("term",),
     familywise: str = "holm-bh",
     permutations: int = DEFAULT_PERMUTATIONS,
@@ -561,6 +579,7 @@ def fit_complete_data(
         (``fit_changes`` adds those columns and ``missing_summary``).
     """
     outcomes, names = _check_changes(changes, names)
+    ms = _measure_of(changes)
     terms = names.terms
     user_formula = formula is not None
     covariates, formula, families = _check_options(
@@ -599,12 +618,12 @@ def fit_complete_data(
             raise ValueError(
                 f"no participant of the {', '.join(absent)} arm has complete data "
                 f"for the {outcome} models (need at least {MIN_PER_ARM} per arm)")
-        L = _slope_contrasts(info, frame.loc[y_df.index], formula, names)
+        L = _slope_contrasts(info, frame.loc[y_df.index], formula, names, ms)
         Lc = _arm_contrasts(L)
-        keep = ~_interaction_columns(info)
+        keep = ~_interaction_columns(info, ms.pattern)
         L_add = L[0, keep][None, :]
         if not np.any(L_add):
-            raise ValueError(f"formula {formula!r} has no d_md main effect")
+            raise ValueError(f"formula {formula!r} has no {ms.x} main effect")
         columns = np.asarray(info.column_names)
         within = ~_group_columns(info)
         used = frame.loc[y_df.index]
@@ -636,7 +655,8 @@ def fit_complete_data(
             used_rows[(roi, outcome)] = index_used[rows]
             ok = _estimable_terms(X, arms, Lc, keep, L_add[0], within, inference)
             if not ok.all():
-                not_estimable[(roi, outcome)] = _why_not_estimable(used[rows], names)
+                not_estimable[(roi, outcome)] = _why_not_estimable(used[rows], names,
+                                                                   ms.x)
             est_i, cov_i = inf.interactions
             if not ok[:len(names.arms) - 1].all():
                 est_i, cov_i = np.full_like(est_i, np.nan), np.full_like(cov_i, np.nan)
@@ -690,6 +710,9 @@ def fit_complete_data(
         not_estimable=not_estimable,
         names=names,
         interactions=interactions,
+        dmd_scale=ms.scale,
+        dmd_unit=ms.unit,
+        measure=ms.name,
     )
 
 # ------------------------------------------------------------ inference options
@@ -698,6 +721,8 @@ def fit_complete_data(
 def _check_inference_options(robust, inference, familywise, permutations) -> str:
     if robust is not None and robust != "HC3":
         raise ValueError(f"robust must be None or 'HC3', got {robust!r}")
+    if inference is None:  # the default: welch, unless robust asks for hc3
+        inference = "hc3" if robust == "HC3" else "welch"
     check_inference(inference)
     if robust == "HC3":
         if inference not in ("ols", "hc3"):
@@ -903,8 +928,9 @@ def format_summary(results: AnalysisResults, *,
         f"Model: {results.formula}; inference {results.inference}"
         + (f" ({_INFERENCE_TEXT[results.inference]})"),
         f"Estimates: score points {results.dmd_unit} ({span}); "
-        "negative score change = improvement, so a positive slope means MD "
-        "decrease goes with improvement.",
+        "negative score change = improvement, so a positive slope means "
+        f"{'MD' if results.measure == 'md' else results.measure} decrease goes "
+        "with improvement.",
         "Adjusted p (Holm, BH-FDR"
         + (", max-T" if maxt else "")
         + ") within families by "
