@@ -29,7 +29,8 @@ def tables():
 
 @pytest.fixture(scope="module")
 def results(tables):
-    return fit_models(*tables)
+    # the classical analysis, checked against statsmodels OLS below
+    return fit_models(*tables, inference="ols")
 
 
 def _independent_frame(participants, roi_md, roi, outcome):
@@ -110,12 +111,13 @@ def test_agrees_with_direct_statsmodels_formula_fit(results, tables):
 def test_hc3_agrees_with_statsmodels(tables):
     res = fit_models(*tables, robust="HC3")
     _compare(res, tables, "base", rois=("L_BA10", "vACC"), cov_type="HC3")
-    classical = fit_models(*tables)
+    classical = fit_models(*tables, inference="ols")
     assert not np.allclose(res.table["se"], classical.table["se"])
 
 
 def test_covariates_agree_with_statsmodels(tables):
-    res = fit_models(*tables, covariates=("baseline", "age", "sex", "baseline_md"))
+    res = fit_models(*tables, covariates=("baseline", "age", "sex", "baseline_md"),
+                     inference="ols")
     assert res.formula == (
         f"d_score ~ {GROUP} * d_md + baseline_score + age + C(sex) + baseline_md"
     )
@@ -124,7 +126,7 @@ def test_covariates_agree_with_statsmodels(tables):
 
 
 def test_no_covariates(tables):
-    res = fit_models(*tables, covariates=())
+    res = fit_models(*tables, covariates=(), inference="ols")
     p, r = tables
     df = _independent_frame(p, r, "L_BA10", "madrs")
     full = smf.ols(f"dy ~ {GROUP} * x", df).fit()
@@ -134,10 +136,12 @@ def test_no_covariates(tables):
 
 def test_formula_override_equals_default(tables, results):
     res = fit_models(*tables, formula=default_formula(("baseline",),
-                                                      control="saline"))
+                                                      control="saline"),
+                     inference="ols")
     pd.testing.assert_frame_equal(res.table, results.table)
     # other coding of group: same slopes, interaction sign defined as ket - sal
-    res2 = fit_models(*tables, formula="d_score ~ C(group) * d_md + baseline_score")
+    res2 = fit_models(*tables, formula="d_score ~ C(group) * d_md + baseline_score",
+                      inference="ols")
     pd.testing.assert_frame_equal(res2.table, results.table, rtol=1e-9)
 
 
@@ -151,7 +155,8 @@ def test_simple_slopes_equal_separate_per_arm_fits(tables):
     """
     p, r = tables
     res = fit_models(
-        *tables, formula=f"d_score ~ {GROUP} * (d_md + baseline_score)"
+        *tables, formula=f"d_score ~ {GROUP} * (d_md + baseline_score)",
+        inference="ols",
     )
     for roi in ("L_BA10", "L_hippocampus", "vACC"):
         for outcome in ("madrs", "qids"):
@@ -166,8 +171,9 @@ def test_simple_slopes_equal_separate_per_arm_fits(tables):
                 assert got["se"] ** 2 / s2_full == pytest.approx(
                     sep.bse["x"] ** 2 / sep.scale, rel=1e-9
                 )
-    # and the default (shared covariate slope) model is NOT the per-arm fit
-    default = fit_models(*tables)
+    # and the default model of ols (shared covariate slope) is NOT the per-arm
+    # fit (welch's is: tests/test_inference.py)
+    default = fit_models(*tables, inference="ols")
     df = _independent_frame(p, r, "L_BA10", "madrs")
     sep = smf.ols("dy ~ x + base", df[df["group"] == "saline"]).fit()
     got = default.term("L_BA10", "madrs", "slope_saline")["estimate"]
@@ -202,7 +208,7 @@ def test_planted_effects_recovered(results):
 def test_missing_24h_drops_subject_from_that_roi_only(tables, results):
     p, _ = tables
     _, r = make_tables(seed=0, missing_24h=[(0, "vACC"), (70, "vACC"), (5, "L_BA10")])
-    res = fit_models(p, r)
+    res = fit_models(p, r, inference="ols")
     t = res.table.set_index(["roi", "outcome", "term"]).sort_index()
     assert (t.loc["vACC", "n"] == 96).all()
     assert (t.loc["L_BA10", "n"] == 97).all()
@@ -260,7 +266,7 @@ def test_user_families(tables, results):
     sub = t[(t["term"] == "interaction") & (t["outcome"] == "qids")]
     assert len(sub) == 7
     np.testing.assert_allclose(sub["p_holm"], multipletests(sub["p"], method="holm")[1])
-    one = fit_models(*tables, families=None).table
+    one = fit_models(*tables, families=None, inference="ols").table
     bh = multipletests(one["p"], method="fdr_bh")[1]
     np.testing.assert_allclose(one["p_fdr"], bh)
     pd.testing.assert_series_equal(one["p"], results.table["p"])
@@ -269,7 +275,7 @@ def test_user_families(tables, results):
 
 
 def test_deterministic(tables, results):
-    again = fit_models(*tables)
+    again = fit_models(*tables, inference="ols")
     pd.testing.assert_frame_equal(again.table, results.table, check_exact=True)
 
 
@@ -284,7 +290,7 @@ def test_arbitrary_rois_and_one_outcome():
 
 
 def test_fit_changes_matches_fit_models(tables, results):
-    res = fit_changes(compute_changes(*tables))
+    res = fit_changes(compute_changes(*tables), inference="ols")
     pd.testing.assert_frame_equal(res.table, results.table)
 
 

@@ -222,7 +222,8 @@ def test_size_band_is_the_binomial_quantiles():
 
 
 def test_size_flags_and_warning_name_the_tests_and_the_fix(null_design):
-    res = power(null_design, replicates=3000, rng=4, design_analysis=False)
+    res = power(null_design, replicates=3000, rng=4, inference="ols",
+                design_analysis=False)
     t = res.table
     assert t.loc[t["term"] == "slope_saline", "size_ok"].eq(False).all()
     assert t.loc[t["term"] == "slope_ketamine", "size_ok"].eq(False).any()

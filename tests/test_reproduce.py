@@ -10,10 +10,13 @@ from dtitool.design import load_preset
 from dtitool.stats.power import power
 from dtitool.stats.reference import reported_families
 from dtitool.stats.reproduce import (
+    ALT_COLUMNS,
     FACE_VALUE_WORLD,
     NEEDED_COLUMNS,
     REALISTIC_WORLD,
     add_needed,
+    alternative_inference,
+    compare_inference,
     compare_worlds,
     interpretation_notes,
     other_world,
@@ -28,9 +31,11 @@ TERMS = ("interaction", "slope_ketamine", "slope_saline", "slope_pooled")
 R = 2000
 
 
-def _run(name, seed=2023):
+def _run(name, seed=2023, inference="ols"):
+    # reported versus simulated: under the reported analysis unless told
     d = load_preset(name)
-    return power(d, replicates=R, rng=seed, families=reported_families(d))
+    return power(d, replicates=R, rng=seed, families=reported_families(d),
+                 inference=inference)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +115,7 @@ def test_needed_values_reach_the_reported_p_in_the_power_engine(table):
     ro["ketamine"][0, 0] = r["needed_r_true"]
     d1 = design.replace(correlations=dataclasses.replace(
         c, roi_outcome={a: tuple(map(tuple, m)) for a, m in ro.items()}))
-    res = power(d1, replicates=R, rng=7)
+    res = power(d1, replicates=R, rng=7, inference="ols")
     lo, hi = _median_ci(res, "L_BA10", "madrs", "interaction")
     assert lo <= r["target_p"] <= hi
     # ... and the ketamine arm's MD-change SD of R BA10 (pooled slope, outcome
@@ -120,7 +125,7 @@ def test_needed_values_reach_the_reported_p_in_the_power_engine(table):
     new = dataclasses.replace(roi, change_sd=roi.change_sd.replace(
         ketamine=r["needed_change_sd_pct"] / 100 * roi.md_mean))
     d2 = design.replace(rois=(design.rois[0], new, *design.rois[2:]))
-    res = power(d2, replicates=R, rng=7)
+    res = power(d2, replicates=R, rng=7, inference="ols")
     lo, hi = _median_ci(res, "R_BA10", r["decisive_outcome"], "slope_pooled")
     assert lo <= r["target_p"] <= hi
 
@@ -196,7 +201,23 @@ def test_cli_reproduce_two_worlds(tmp_path, capsys):
     assert {"other_world", "other_median_p", "other_power", *NEEDED_COLUMNS} <= set(
         t.columns)
     assert set(t["other_world"]) == {FACE_VALUE_WORLD}
+    assert set(t["inference"]) == {"ols"} and set(t["alt_inference"]) == {"welch"}
     assert "means about 50 % power" in text and "Gelman and Stern" in text
+    assert "under --inference welch" in text
+    # design.toml records design, seed and options: --design repeats the run
+    toml = (out / "design.toml").read_text()
+    assert "seed = 1" in toml and 'command = "reproduce"' in toml
+    again = tmp_path / "again"
+    assert main(["reproduce", "--design", str(out / "design.toml"), "--out",
+                 str(again), "--quiet"]) == 0
+    assert (again / "reproduce.tsv").read_bytes() == (out / "reproduce.tsv"
+                                                      ).read_bytes()
+    # welch as the reported analysis: ols beside it
+    out_w = tmp_path / "w"
+    assert main(["reproduce", "--replicates", "128", "--seed", "1", "--inference",
+                 "welch", "--compare", "none", "--out", str(out_w), "--quiet"]) == 0
+    tw = pd.read_csv(out_w / "reproduce.tsv", sep="\t")
+    assert set(tw["inference"]) == {"welch"} and set(tw["alt_inference"]) == {"ols"}
     out2 = tmp_path / "r2"
     assert main(["reproduce", "--preset", FACE_VALUE_WORLD, "--compare", "none",
                  "--replicates", "128", "--seed", "1", "--out", str(out2)]) == 0
@@ -209,7 +230,7 @@ def test_cli_reproduce_two_worlds(tmp_path, capsys):
 
 def test_needed_for_a_design_without_the_association():
     """The null scenario: the needed correlation comes from the formula alone."""
-    res = power(load_preset("null"), replicates=256, rng=1)
+    res = power(load_preset("null"), replicates=256, rng=1, inference="ols")
     t = add_needed(reproduce_table(res), res.design)
     weaker = t[(t["direction"] != 0) & (t["verdict"] == "weaker than reported")]
     assert len(weaker) > 0
@@ -218,3 +239,34 @@ def test_needed_for_a_design_without_the_association():
     # with no effect the estimate's sign is a coin flip: nothing is said for those
     other = t[(t["direction"] != 0) & (t["verdict"] == "opposite sign")]
     assert (other["needed"] == "").all()
+
+
+def test_welch_beside_the_reported_analysis_in_the_same_trials(realistic):
+    """The reported analysis (ols) and welch, one seed: the same trials.
+
+    In the realistic world the arms' score changes differ in variance, so the
+    ols tests are off their level and the welch tests are not (2000 null
+    trials: the 99 % band, Bonferroni over the run's 56 tests, flags a test at
+    its level in at most 1 % of runs).
+    """
+    assert alternative_inference("ols") == "welch"
+    assert alternative_inference("hc3") == "welch"
+    assert alternative_inference("welch") == "ols"
+    welch = _run(REALISTIC_WORLD, inference="welch")
+    t = compare_inference(reproduce_table(realistic), reproduce_table(welch))
+    assert list(t.columns[-len(ALT_COLUMNS):]) == list(ALT_COLUMNS)
+    assert set(t["alt_inference"]) == {"welch"} and set(t["inference"]) == {"ols"}
+    w = reproduce_table(welch).set_index(["roi", "reported_outcome", "term"])
+    for r in t.itertuples():
+        o = w.loc[(r.roi, r.reported_outcome, r.term)]
+        assert (r.alt_median_p, r.alt_power, r.alt_size) == (
+            o["median_p"], o["power"], o["size"])
+    single = t[t["outcome"] != "any"]
+    assert single["alt_size_ok"].all()
+    assert not single["size_ok"].astype(bool).all()
+    text = reproduce_report(t, realistic)
+    assert "The same simulated trials under --inference welch" in text
+    assert "ols_median_p" in text and "welch_power" in text and "welch_size" in text
+    n_off = int(single["size_ok"].eq(False).sum())
+    assert (f"ols {single['size'].min():.3f}-{single['size'].max():.3f} ({n_off} "
+            f"of {len(single)} outside") in text

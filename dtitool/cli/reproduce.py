@@ -2,11 +2,15 @@
 
 Simulates the design (default the ``ketamine-rct`` preset) and sets the median p
 and the power of every reported test (and every expected null) beside what
-Kopelman et al. (2023) reported, with the effect each reported p implies, the
-power of the same tests in a second world (by default the other of
-``ketamine-rct`` and ``ketamine-rct-face-value``), what a reported p that the
-design misses would need, and notes on reading the results
-(:mod:`dtitool.stats.reproduce`).
+Kopelman et al. (2023) reported, under the reported analysis (``ols`` unless
+``--inference`` says otherwise) with the same trials under ``welch`` beside it
+(valid when the arms' variances differ, as they do here), the effect each
+reported p implies, the power of the same tests in a second world (by default
+the other of ``ketamine-rct`` and ``ketamine-rct-face-value``), what a reported
+p that the design misses would need, and notes on reading the results
+(:mod:`dtitool.stats.reproduce`). Writes ``reproduce.tsv`` and ``design.toml``
+(design, seed and options: ``dtitool reproduce --design design.toml`` repeats
+the run).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._progress import Progress
-from dtitool.cli._common import executor, n_jobs
+from dtitool.cli._common import executor, n_jobs, run_record
 from dtitool.cli.power import add_design_arguments, resolve
+from dtitool.design import design_to_toml
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,14 +43,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "range, and by how much); then each test's size (its rejection rate in "
         "the design's null counterpart) and design analysis (type_s, "
         "exaggeration, and half_effect_*: what a significant estimate would "
-        "exaggerate if the true effect were half the face-value one). Prints both "
-        "worlds side by side with notes on reading the results. --inference "
-        "defaults to ols, the analysis the study reported. A design without the "
+        "exaggerate if the true effect were half the face-value one), and the "
+        "same trials under a second analysis (alt_inference, alt_median_p, "
+        "alt_power, alt_size, alt_size_ok: welch beside the reported ols, ols "
+        "beside welch). Prints both worlds and both analyses side by side with "
+        "notes on reading the results, and writes DIR/design.toml (design, seed "
+        "and options; --design DIR/design.toml repeats the run). --inference "
+        "defaults to ols, the analysis the study reported, whose tests are off "
+        "their level when the arms' variances differ (welch is not). A design "
+        "without the "
         "reported study's ROIs, outcomes or two arms is an error (exit 2, one "
         "line, nothing written): the reported findings belong to another design; "
         "use dtitool power or dtitool demo for it.",
     )
-    add_design_arguments(p)
+    add_design_arguments(p, inference="ols")
     p.add_argument("--compare", metavar="PRESET", default=None,
                    help="the world to set beside the design (a preset name, or "
                    "'none'); default: ketamine-rct-face-value, or ketamine-rct when "
@@ -60,6 +71,8 @@ def run(args) -> int:
     from dtitool.stats.reference import reference_mismatch, reported_families
     from dtitool.stats.reproduce import (
         add_needed,
+        alternative_inference,
+        compare_inference,
         compare_worlds,
         other_world,
         reproduce_report,
@@ -74,13 +87,14 @@ def run(args) -> int:
     if args.compare != "none":
         other = load_preset(args.compare or other_world(design))
     families = reported_families(design) or None
-    prog = Progress(1 + (other is not None), quiet=args.quiet)
+    alt = alternative_inference(args.inference)
+    prog = Progress(2 + (other is not None), quiet=args.quiet)
     R = args.replicates
     # checked before anything is written; n_jobs becomes the executor's workers
     settings = MonteCarlo(replicates=R, alpha=args.alpha, inference=args.inference,
                           rng=seed, n_jobs=n_jobs(args), chunk_size=args.chunk_size)
-    with (atomic_outputs(args.out, ["reproduce.tsv"], force=args.force,
-                         inputs=[args.design], seed=seed) as tmp,
+    with (atomic_outputs(args.out, ["reproduce.tsv", "design.toml"],
+                         force=args.force, inputs=[args.design], seed=seed) as tmp,
           executor(args) as ex):
         kw = {"settings": dataclasses.replace(settings, n_jobs=ex.workers),
               "dask": ex}
@@ -88,6 +102,13 @@ def run(args) -> int:
                        "counterpart", unit="rep") as bar:
             res = power(design, families=families, progress=bar, **kw)
         table = reproduce_table(res)
+        # the same seed: the same trials and null counterpart, analysed by alt
+        with prog.step(f"the same {R} trials and null counterpart under "
+                       f"--inference {alt}", unit="rep") as bar:
+            res_a = power(design, families=families, design_analysis=False,
+                          progress=bar, **{**kw, "settings": dataclasses.replace(
+                              kw["settings"], inference=alt)})
+        table = compare_inference(table, reproduce_table(res_a))
         if other is not None:
             # the other world's power and median p only (its size is not shown)
             with prog.step(f"power of {other.name!r}: {R} trials",
@@ -97,9 +118,14 @@ def run(args) -> int:
             table = compare_worlds(table, reproduce_table(res_o), other.name)
         table = add_needed(table, design, alpha=args.alpha)
         write_tsv(table, tmp / "reproduce.tsv")
+        (tmp / "design.toml").write_text(
+            design_to_toml(design, run=run_record(args, seed), header="Design, "
+                           "seed and options of a dtitool reproduce run; repeat it "
+                           "with\n  dtitool reproduce --design design.toml --out "
+                           "DIR"), encoding="utf-8")
     if not args.quiet:
         print(reproduce_report(table, res, other_design=other))
-        print(f"wrote reproduce.tsv to {args.out}")
+        print(f"wrote reproduce.tsv, design.toml to {args.out}")
     warning = size_warning(res)
     if warning:
         print(f"dtitool: {warning}", file=sys.stderr)

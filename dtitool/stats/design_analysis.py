@@ -66,17 +66,18 @@ type S and exaggeration are NaN for it (a null term has a 0.00006 chance per tes
 of being read as non-zero)."""
 
 
-def true_values(design, *, inference: str = "ols", rng=None, n: int = REFERENCE_N,
+def true_values(design, *, inference: str = "welch", rng=None, n: int = REFERENCE_N,
                 seed=_NOT_GIVEN):
     """Return the population value of every term's estimand in ``design``.
 
     Parameters
     ----------
     design : StudyDesign
-    inference : {"ols", "hc3", "welch"}
+    inference : {"welch", "ols", "hc3"}
         The estimator whose estimand is wanted (only the pooled slope differs:
-        OLS weighting for ``ols`` and ``hc3``, per-arm inverse-variance weighting
-        for ``welch``).
+        per-arm inverse-variance weighting for ``welch``, the default, as in
+        :func:`~dtitool.stats.power_run.power`; OLS weighting for ``ols`` and
+        ``hc3``).
     rng : SeedSequence, int or None
         Random stream of the reference sample.
     n : int

@@ -88,7 +88,7 @@ def power(
     settings: MonteCarlo | None = None,
     replicates: int = 2000,
     alpha: float = 0.05,
-    inference: str = "ols",
+    inference: str = "welch",
     rng=None,
     n_jobs: int = 1,
     chunk_size: int | None = None,
@@ -116,9 +116,11 @@ def power(
         Number of simulated trials.
     alpha : float
         Two-sided significance level.
-    inference : {"ols", "hc3", "welch"}
-        How every test is done (:mod:`dtitool.stats.inference`): classical OLS,
-        HC3 standard errors, or per-arm fits with Welch-Satterthwaite df.
+    inference : {"welch", "ols", "hc3"}
+        How every test is done (:mod:`dtitool.stats.inference`): per-arm fits
+        with Welch-Satterthwaite df (the default: at its nominal level when the
+        arms' variances differ), classical OLS (the reported analysis) or HC3
+        standard errors.
     rng : None, int, SeedSequence or Generator
         Seed of the simulation; recorded in the result. Results depend only on it,
         never on ``chunk_size`` or ``n_jobs``.

@@ -28,12 +28,14 @@ import math
 import numpy as np
 import pandas as pd
 
+from dtitool.stats.binomial import SIZE_LEVEL
 from dtitool.stats.design_analysis import retrodesign
 from dtitool.stats.implied import implied_effect
 from dtitool.stats.power import finding_p, finding_power, finding_size
 from dtitool.stats.reference import ANY, reference_mismatch, reported_findings
 
 __all__ = [
+    "ALT_COLUMNS",
     "FACE_VALUE_WORLD",
     "NEEDED_COLUMNS",
     "NULL_MEDIAN_P",
@@ -41,6 +43,8 @@ __all__ = [
     "REALISTIC_WORLD",
     "REPRODUCE_COLUMNS",
     "add_needed",
+    "alternative_inference",
+    "compare_inference",
     "compare_worlds",
     "interpretation_notes",
     "other_world",
@@ -211,6 +215,97 @@ def other_world(design) -> str:
     which is compared with the realistic one.
     """
     return REALISTIC_WORLD if design.name == FACE_VALUE_WORLD else FACE_VALUE_WORLD
+
+
+ALT_COLUMNS = ("alt_inference", "alt_median_p", "alt_power", "alt_size",
+               "alt_size_ok")
+"""Columns :func:`compare_inference` appends: the same trials, another analysis."""
+
+
+def alternative_inference(inference: str) -> str:
+    """Return the analysis to set beside ``inference`` in the same trials.
+
+    ``welch`` beside the reported ``ols`` (and beside ``hc3``): it keeps its
+    level when the arms' variances differ, which ``ols`` does not; ``ols``
+    beside ``welch``, so that the reported analysis is always in view.
+    """
+    return "ols" if inference == "welch" else "welch"
+
+
+def compare_inference(table: pd.DataFrame, alt: pd.DataFrame) -> pd.DataFrame:
+    """Set another analysis of the same simulated trials beside each test.
+
+    Parameters
+    ----------
+    table, alt : DataFrame
+        :func:`reproduce_table` of two power runs of one design with one seed
+        (so the same trials and the same null counterpart) under two inference
+        options: the reported analysis and the one beside it
+        (:func:`alternative_inference`).
+
+    Returns
+    -------
+    DataFrame
+        ``table`` with :data:`ALT_COLUMNS` appended: ``alt_inference`` and that
+        analysis's median p, power and size (``alt_size_ok``: within its
+        band). A reader sees at once whether a verdict depends on the
+        analysis, and how far each test's size is from alpha under each.
+    """
+    key = ["roi", "reported_outcome", "term"]
+    names = {c: f"alt_{c}" for c in ("median_p", "power", "size", "size_ok")}
+    o = alt[[*key, *names]].rename(columns=names)
+    out = table.merge(o, on=key, how="left", validate="one_to_one")
+    out.insert(len(table.columns), "alt_inference", str(alt["inference"].iloc[0]))
+    return out
+
+
+_INFERENCE_WORDS = {
+    "ols": "classical pooled-variance OLS, the reported analysis",
+    "welch": "arms fitted separately, Welch-Satterthwaite df",
+    "hc3": "HC3 robust standard errors",
+}
+
+
+def inference_summary(table: pd.DataFrame, res) -> list[str]:
+    """Return the printed lines that set two analyses of the same trials side by side.
+
+    Nothing without :func:`compare_inference`'s columns; else
+    one line of sizes and powers, then per test the median p, power and size
+    under each. The size span is over the single tests, whose nominal size is
+    alpha (an ``"any"`` finding's is not: see :data:`~dtitool.stats.reference.ANY`).
+    """
+    if "alt_inference" not in table:
+        return []
+    main, alt = res.inference, str(table["alt_inference"].iloc[0])
+    single = table[table["outcome"] != ANY]
+    rep = table[table["direction"] != 0]
+
+    def sizes(col, ok):
+        off = int(single[ok].eq(False).sum())
+        return (f"{_span((single[col].min(), single[col].max()), '{:.3f}')} "
+                f"({off} of {len(single)} outside their "
+                f"{SIZE_LEVEL:.0%} binomial band)")
+
+    def powers(col):
+        return _span((rep[col].min(), rep[col].max()))
+
+    lines = [
+        "",
+        f"The same simulated trials under --inference {alt} "
+        f"({_INFERENCE_WORDS[alt]}) beside {main} ({_INFERENCE_WORDS[main]}). "
+        f"Size in the null counterpart (nominal {res.alpha:g}): {main} "
+        f"{sizes('size', 'size_ok')}, {alt} {sizes('alt_size', 'alt_size_ok')}. "
+        f"Power of the reported tests: {main} {powers('power')}, {alt} "
+        f"{powers('alt_power')}.",
+    ]
+    show = table[["roi", "outcome", "term", "median_p", "alt_median_p", "power",
+                  "alt_power", "size", "alt_size"]].rename(columns={
+        "median_p": f"{main}_median_p", "alt_median_p": f"{alt}_median_p",
+        "power": f"{main}_power", "alt_power": f"{alt}_power",
+        "size": f"{main}_size", "alt_size": f"{alt}_size"})
+    with pd.option_context("display.width", 140, "display.max_rows", 100):
+        lines.append(show.to_string(index=False, float_format="%.4g", na_rep=""))
+    return lines
 
 
 def compare_worlds(table: pd.DataFrame, other: pd.DataFrame,
@@ -615,7 +710,8 @@ def reproduce_report(table: pd.DataFrame, res, *, other_design=None) -> str:
     other_design : StudyDesign, optional
         The world set beside it (its power is in ``table``'s ``other_*`` columns).
     """
-    lines = [reproduce_summary(table, res), "", "Worlds:",
+    lines = [reproduce_summary(table, res), *inference_summary(table, res), "",
+             "Worlds:",
              "  " + _world_line(world_summary(res.design))]
     if other_design is not None:
         lines.append("  " + _world_line(world_summary(other_design)))

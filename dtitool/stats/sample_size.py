@@ -41,7 +41,7 @@ def sample_size(
     settings: MonteCarlo | None = None,
     replicates: int = 1000,
     alpha: float = 0.05,
-    inference: str = "ols",
+    inference: str = "welch",
     rng=None,
     n_jobs: int = 1,
     chunk_size: int | None = None,
@@ -61,9 +61,10 @@ def sample_size(
         Power to reach, in (0, 1).
     tests : sequence of (roi, outcome, term[, direction]), optional
         Tests that must all reach the target; default the interaction term of
-        every model (the ``omnibus`` test with three or more arms). With a direction (``"positive"`` or ``"negative"``) a test
-        counts only rejections with an estimate of that sign (what a replication
-        of a reported finding needs); without, rejections of either sign.
+        every model (the ``omnibus`` test with three or more arms). With a
+        direction (``"positive"`` or ``"negative"``) a test counts only
+        rejections with an estimate of that sign (what a replication of a
+        reported finding needs); without, rejections of either sign.
     n_min, n_max : int
         Search range (default from the smallest n with 4 per arm up to 1000).
     settings : MonteCarlo, optional
