@@ -266,6 +266,7 @@ def map_files(fitted: FittedDwi, name, mask_name: str | None, *,
     )
 
     fit = fitted.fit
+    fit.evecs  # noqa: B018 -- one eigendecomposition for every map, not two
     mask = "given" if fitted.computed_mask is None else "median-otsu"
     files = []
     for m in TENSOR_MAPS:

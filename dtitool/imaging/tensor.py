@@ -561,18 +561,21 @@ class TensorFit:
             raise ValueError(f"data has shape {data.shape} but the fit has voxel "
                              f"shape {self.shape} and {k} volumes; expected "
                              f"{(*self.shape, k)}")
-        out = np.zeros(self.shape)
-        idx = np.flatnonzero(self.mask.reshape(-1))
-        tensor = self._reported_tensor().reshape(-1, 6)
-        s0 = self.s0.reshape(-1)
-        flat = data.reshape(-1, k)
+        # the voxels of the mask only (as the fit reads them): a reshape of the
+        # whole array would copy it when it is not C-ordered (NIfTI data are not)
+        signal = data[self.mask]
+        tensor = self._reported_tensor()[self.mask]
+        s0 = self.s0[self.mask]
         bmat_t = -self.design[:, :6].T  # (6, K): b g_i g_j, off-diagonals x2
-        sse = out.reshape(-1)
-        for start in range(0, idx.size, max(1, int(step))):
-            vox = idx[start:start + max(1, int(step))]
-            resid = flat[vox].astype(float)
-            resid -= s0[vox, None] * np.exp(-(tensor[vox] @ bmat_t))
-            sse[vox] = np.einsum("ij,ij->i", resid, resid)
+        sse = np.empty(signal.shape[0])
+        step = max(1, int(step))
+        for start in range(0, sse.size, step):
+            part = slice(start, start + step)
+            resid = signal[part].astype(float)
+            resid -= s0[part, None] * np.exp(-(tensor[part] @ bmat_t))
+            sse[part] = np.einsum("ij,ij->i", resid, resid)
+        out = np.zeros(self.shape)
+        out[self.mask] = sse
         return out
 
 
