@@ -301,7 +301,10 @@ def run(args) -> int:
         with prog.step(f"power of {design.name!r}: {R} trials and {R} of its null "
                        "counterpart", unit="rep") as bar:
             res = power(design, families=families, progress=bar, **common)
-        write_tsv(res.table[list(POWER_COLUMNS)], tmp / "power.tsv")
+        columns = list(POWER_COLUMNS)
+        if "measure" in res.table.columns:  # a design with measures besides MD
+            columns.insert(1, "measure")
+        write_tsv(res.table[columns], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
         (tmp / "design.toml").write_text(
             design_to_toml(design, run=run_record(args, seed), header="Design, "

@@ -820,6 +820,16 @@ class StudyDesign:
         return tuple(m for r in self.rois for m in r.measures)
 
     @property
+    def model_rows(self) -> tuple[tuple[str, str], ...]:
+        """``(roi, measure)`` of every imaging model row.
+
+        MD per ROI, then the other measures (:attr:`measures`), in the order the
+        power engine fits them.
+        """
+        return (*((r, "md") for r in self.roi_names),
+                *((m.roi, m.name) for m in self.measures))
+
+    @property
     def measure_names(self) -> tuple[str, ...]:
         """``md`` and the other measures' names, in order of first appearance."""
         return ("md", *dict.fromkeys(m.name for m in self.measures))

@@ -115,6 +115,7 @@ class _Pooled:
         self.scores = one(arrays.scores)
         self.observed = self.observed_24h = one(arrays.observed)
         self.primary = arrays.primary
+        self.extra = None if arrays.extra is None else one(arrays.extra)
         self.design = arrays.design
         self.roi_names = arrays.roi_names
         self.outcome_names = arrays.outcome_names

@@ -30,7 +30,8 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
     parameter : {"n", "ratio", "effect", "reliability", "cv"}
         ``n``: total sample size. ``ratio``: allocation treatment:control as a
         number (2 means 2:1, 1.5 means 3:2). ``effect``: multiply every ROI-outcome
-        correlation of true change (both arms) by ``value`` (1 = the design).
+        correlation of true change (every arm, and those of the ROIs' other
+        measures) by ``value`` (1 = the design).
         ``reliability``: set each ROI's scan-rescan CV so that the reliability of
         observed dMD in the treatment arm equals ``value``. ``cv``: set every ROI's
         scan-rescan CV to ``value`` (fraction).
@@ -60,8 +61,15 @@ def vary_design(design: StudyDesign, parameter: str, value) -> StudyDesign:
         c = design.correlations
         ro = {arm: tuple(tuple(float(x) * v for x in row) for row in m)
               for arm, m in c.roi_outcome.items()}
+        # the ROIs' other measures' correlations with the outcomes scale too
+        rois = tuple(dataclasses.replace(r, measures=tuple(
+            dataclasses.replace(m, outcome_correlation={
+                arm: {o: float(x) * v for o, x in per.items()}
+                for arm, per in m.outcome_correlation.items()})
+            for m in r.measures)) if r.measures else r for r in design.rois)
         return dataclasses.replace(
-            design, correlations=dataclasses.replace(c, roi_outcome=ro))
+            design, rois=rois,
+            correlations=dataclasses.replace(c, roi_outcome=ro))
     if parameter == "reliability":
         if not 0 < v <= 1:
             raise ValueError(f"reliability must be in (0, 1], got {value!r}")
@@ -102,6 +110,10 @@ def design_parameter(design: StudyDesign, parameter: str) -> float:
 
 def null_counterpart(design: StudyDesign) -> StudyDesign:
     """Return the same design with every ROI-outcome correlation set to 0.
+
+    The other measures' correlations with the outcomes too: a measure whose
+    change goes with MD change and with an outcome's would make MD a non-null
+    test through it.
 
     Everything else (arm sizes, score-change means and SDs per arm, MD change,
     reliability, missing scans) is kept, so every test of the four terms is a

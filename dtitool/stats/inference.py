@@ -842,7 +842,8 @@ class BatchModels:
 def model_arrays(arrays):
     """``(x, b, y, arm, mask)`` of the power models from simulated trials.
 
-    ``x`` is dMD (primary visit minus baseline) per 1e-5 mm^2/s (R, N, J), ``b``
+    ``x`` is dMD (primary visit minus baseline) per 1e-5 mm^2/s (R, N, J), then
+    the change of each of the ROIs' other measures per its scale, ``b``
     the baseline score and ``y`` the score change to the primary visit (R, N, K);
     ``mask`` drops a subject whose primary-visit scan is missing from every model
     of that replicate. ``arm`` (R, N) is, for two arms, a boolean, True in the
@@ -864,6 +865,11 @@ def model_arrays(arrays):
         arm = np.asarray(arm)
         if arm.dtype != bool and arm_count(arrays, arm) == 2:
             arm = arm == 0
+    extra = getattr(arrays, "extra", None)
+    if extra is not None:  # the ROIs' other measures, per their own scale
+        scale = np.array([m.scale for m in arrays.design.measures])
+        x = np.concatenate([x, (extra[..., primary] - extra[..., 0]) / scale],
+                           axis=-1)
     mask = np.asarray(observed, bool) & np.all(np.isfinite(x), axis=-1)
     return (x, scores[..., 0], scores[..., primary] - scores[..., 0], arm, mask)
 

@@ -298,7 +298,7 @@ def _normalise_families(
     design: StudyDesign, families: Mapping[str, Iterable] | None
 ) -> tuple[tuple[str, np.ndarray, np.ndarray, np.ndarray], ...]:
     terms = design.names.terms
-    J, K, T = len(design.rois), len(design.outcomes), len(terms)
+    J, K, T = len(design.model_rows), len(design.outcomes), len(terms)
     out = []
     for t, term in enumerate(terms):
         idx = (np.arange(J)[:, None] * K + np.arange(K)[None, :]) * T + t

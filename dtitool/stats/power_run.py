@@ -278,6 +278,12 @@ class _PowerRun(_Waitable):
         self.design, self.replicates, self.alpha = design, replicates, alpha
         self.inference, self.ss = inference, ss
         self.missing = missing
+        if missing == "mi" and design.measures:
+            raise ValueError(
+                f"missing='mi' imputes MD and scores; design {design.name!r} has "
+                f"other measures ({', '.join(design.measure_names[1:])}), whose "
+                "power is computed for complete cases only so far (give "
+                "missing='complete-case')")
         self.imputations = settings.imputations if missing == "mi" else 0
         spec = _Spec(alpha=alpha, families=_normalise_families(design, families),
                      inference=inference, missing=missing,
@@ -285,7 +291,7 @@ class _PowerRun(_Waitable):
         self.spec = spec
         # Before anything is allocated (the chunk list included): per-replicate
         # p-values (4 bytes x 4 terms per model) and one chunk per worker.
-        check_memory((32.0 if size else 16.0) * replicates * len(design.rois)
+        check_memory((32.0 if size else 16.0) * replicates * len(design.model_rows)
                      * len(design.outcomes)
                      + simulation_bytes(design, chunk) * min(workers, -(-replicates
                                                                       // chunk)),
@@ -293,7 +299,8 @@ class _PowerRun(_Waitable):
                      hint="use fewer replicates or a smaller n")
         ranges = [(a, min(a + chunk, replicates)) for a in range(0, replicates, chunk)]
         super().__init__(len(ranges))
-        J, K, T = len(design.rois), len(design.outcomes), len(design.names.terms)
+        J, K, T = (len(design.model_rows), len(design.outcomes),
+                   len(design.names.terms))
         m = J * K * T
         F = len(spec.families)
         self.signed_p = np.empty((replicates, m), dtype=np.float32)
@@ -376,7 +383,8 @@ class _PowerRun(_Waitable):
         design, replicates, spec = self.design, self.replicates, self.spec
         inference, ss, null = self.inference, self.ss, self.null
         totals, signed_p = self.totals, self.signed_p
-        J, K, T = len(design.rois), len(design.outcomes), len(design.names.terms)
+        J, K, T = (len(design.model_rows), len(design.outcomes),
+                   len(design.names.terms))
         m = J * K * T
         # Medians a few columns at a time: bounded temporaries at 1e6 replicates.
         median_p = np.empty(m)
@@ -390,9 +398,13 @@ class _PowerRun(_Waitable):
         n_valid = totals["valid"]
         lo, hi = wilson_interval(totals["reject"], n_valid)
         names = pd.MultiIndex.from_product(
-            [design.roi_names, design.outcome_names, design.names.terms],
+            [range(J), design.outcome_names, design.names.terms],
             names=["roi", "outcome", "term"],
         ).to_frame(index=False)
+        rows = design.model_rows
+        if design.measures:  # a measure column only where there is a choice
+            names.insert(1, "measure", [rows[j][1] for j in names["roi"]])
+        names["roi"] = [rows[j][0] for j in names["roi"]]
         with np.errstate(invalid="ignore", divide="ignore"):
             table = names.assign(
                 inference=inference,

@@ -77,7 +77,7 @@ def size_warning(res: PowerResult) -> str | None:
     bad = t[t["size_ok"].eq(False)]
     if bad.empty:
         return None
-    n_models = len(res.design.roi_names) * len(res.design.outcome_names)
+    n_models = len(res.design.model_rows) * len(res.design.outcome_names)
     parts = []
     for term, g in bad.groupby("term", sort=False):
         where = (f"all {n_models} models" if len(g) == n_models else
