@@ -130,11 +130,20 @@ COLUMNS: dict[str, dict] = {
     "missing_reasons": _c("participants per reason for a missing value (one may "
                           "have several): left out, or imputed", "text"),
     "fmi": _c("fraction of missing information of the pooled estimate", "stat"),
-    "delta": _c("tipping point: score points added to every imputed follow-up score of "
-                "the outcome (positive: worse than missing at random predicts)",
-                "exact", "score points"),
     "n_imputed_scores": _c("participants whose follow-up score of the outcome was "
-                           "imputed (and shifted by delta)", "text", "participants"),
+                           "imputed (and shifted by their arm's delta)", "text",
+                           "participants"),
+    "conclusion": _c("tipping point: what the test concludes at alpha (unadjusted "
+                     "p) at this grid point", "text", levels={
+                         "positive": "significant, estimate above 0",
+                         "negative": "significant, estimate below 0",
+                         "significant": "significant (the omnibus F test, no sign)",
+                         "not significant": "p above alpha",
+                         "not estimable": "no test (the term is not estimable)"}),
+    "conclusion_changed": _c("tipping point: whether the conclusion differs from "
+                             "the one at missing at random (every delta 0)",
+                             "text", levels={"True": "it differs",
+                                             "False": "the same"}),
     "mean_n": _c("participants per simulated trial in the models, on average "
                  "(multiple imputation: imputed ones included)", "mc",
                  "participants"),
@@ -366,6 +375,13 @@ _PATTERNS = (
     (re.compile(r"needed_(\w+)_change_sd_pct"), lambda arm: _c(
         f"{arm}-arm true MD-change SD that alone would reach the target", "mc",
         "% of MD")),
+    (re.compile(r"delta_(\w+)"), lambda arm: _c(
+        f"tipping point: shift of the {arm} arm's imputed follow-up scores of the "
+        "outcome, in SDs of that arm's observed score change (positive: worse "
+        "than missing at random predicts; 0: as imputed)", "exact", "SD")),
+    (re.compile(r"change_sd_(\w+)"), lambda arm: _c(
+        f"observed SD of the {arm} arm's score change in the outcome: the "
+        "score points one delta unit shifts", "stat", "score points")),
 )
 
 

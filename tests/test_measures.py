@@ -223,3 +223,15 @@ def test_power_fits_every_measure_and_its_null_is_null(design, tmp_path):
         "roi", "measure", "outcome"]
     with pytest.raises(ValueError, match=r"other measures \(fa, volume\)"):
         power(design, replicates=64, rng=1, missing="mi")
+
+
+@pytest.mark.slow
+def test_demo_runs_with_measures(design, tmp_path):
+    out = tmp_path / "demo"
+    code, _, err = quiet_main(["demo", "--design", _write(design, tmp_path),
+                               "--replicates", "200", "--curve-replicates", "100",
+                               "--out", out])
+    assert code == 0, err
+    report = (out / "report.html").read_text()
+    assert "volume" in report and "fa" in report
+    assert (out / "cohort" / "roi_fa.tsv").is_file()

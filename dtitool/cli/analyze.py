@@ -125,16 +125,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--tipping-point",
         metavar="FILE.tsv",
         help="with --missing mi: also write the delta-adjusted MNAR sensitivity "
-        "analysis (every imputed follow-up score shifted by delta score points): "
-        "per "
-        "ROI, outcome, term and delta the pooled estimate and p",
+        "analysis (the imputed primary-visit scores of each arm shifted by "
+        "delta SDs of that arm's observed score change, over a grid of the "
+        "arms' deltas): per ROI, outcome, term and grid point the pooled "
+        "estimate, p and whether the conclusion at alpha changes",
     )
     p.add_argument(
         "--delta",
         default=None,
         metavar="D1,D2,...",
-        help="score-point shifts for --tipping-point (default -6,-4,-2,0,2,4,6; "
-        "write --delta=-6,0,6 when the list starts with a minus)",
+        help="the deltas each arm takes for --tipping-point, in SDs of that "
+        "arm's observed score change (positive: worse than MAR predicts; 0 is "
+        "always included). Two arms: every pair; more: the control arm against "
+        "each other arm (default -2,-1.5,-1,-0.5,0,0.5,1,1.5,2; write "
+        "--delta=-2,0,2 when the list starts with a minus)",
+    )
+    p.add_argument(
+        "--delta-arm",
+        default=None,
+        metavar="ARM",
+        help="with --tipping-point: shift only this arm's imputed scores (the "
+        "other arms stay at MAR)",
     )
     p.add_argument(
         "--covariates",
@@ -181,14 +192,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def parse_deltas(text: str) -> list[float]:
-    """Parse ``--delta`` (a comma list of numbers)."""
+    """Parse ``--delta`` (a comma list of numbers: SDs of score change)."""
+    from dtitool.stats.missing import MAX_DELTAS
+
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ValueError(f"--delta must be a comma list of numbers, e.g. "
-                         f"-6,-4,-2,0,2,4,6; got {text!r}") from None
+        raise ValueError(f"--delta must be a comma list of numbers (SDs of each "
+                         f"arm's score change), e.g. -2,-1,0,1,2; got "
+                         f"{text!r}") from None
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"--delta values must be finite; got {text!r}")
+    distinct = len({*values, 0.0})
+    if distinct > MAX_DELTAS:
+        raise ValueError(f"--delta has {distinct} distinct values with 0; at most "
+                         f"{MAX_DELTAS} (a grid over two arms has their square)")
     return values
 
 
@@ -225,6 +243,8 @@ def run(args) -> int:
         deltas = parse_deltas(args.delta) if args.delta else list(DEFAULT_DELTAS)
     elif args.delta:
         raise ValueError("--delta is used with --tipping-point")
+    if args.delta_arm is not None and not args.tipping_point:
+        raise ValueError("--delta-arm is used with --tipping-point")
     tip = Path(args.tipping_point) if args.tipping_point else None
     if tip is not None and (tip.name in ("", ".", "..")
                             or args.tipping_point.endswith(("/", os.sep))
@@ -253,6 +273,9 @@ def run(args) -> int:
         )
         names, design = resolve_names(participants, design=design,
                                       control=args.control, directory=args.dir)
+        if args.delta_arm is not None and args.delta_arm not in names.arms:
+            raise ValueError(f"--delta-arm {args.delta_arm!r} is not one of the "
+                             f"trial's arms ({', '.join(names.arms)})")
         if args.robust and args.inference not in (None, "hc3"):
             raise ValueError(f"--robust means --inference hc3; it cannot be used "
                              f"with --inference {args.inference}")
@@ -289,6 +312,7 @@ def run(args) -> int:
             tiptmp = tx.destination(tip.parent, [tip.name], label="--tipping-point")
             # the same seed: the same imputations, so delta 0 is the analysis above
             tp = tipping_point(participants, roi_md, names=names, deltas=deltas,
+                               arm=args.delta_arm,
                                covariates=tuple(args.covariates),
                                inference=results.inference,
                                imputations=results.imputations, rng=results.seed,

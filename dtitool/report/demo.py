@@ -433,7 +433,8 @@ def _report(r, pngs: Mapping[str, bytes]) -> str:
             "no reported-versus-simulated comparison; power of every interaction"
             + (" and omnibus test:" if len(design.arms) > 2 else ":"),
             table=pw.table.loc[pw.table["term"].isin(design.names.key_terms),
-                               ["roi", "outcome", "power", "median_p", "size"]])
+                               ["roi", *(["measure"] if design.measures else []),
+                                "outcome", "term", "power", "median_p", "size"]])
     rep.add_figure(pngs["curve"], caption=f"Power over the total sample size "
                    f"({pc.replicates} replicates per point; "
                    f"{_ratio(design)} "

@@ -24,6 +24,7 @@ from dtitool.design import StudyDesign
 from dtitool.stats.binomial import wilson_interval
 
 __all__ = [
+    "md_rows",
     "ANY_OUTCOME",
     "GRID_COLUMNS",
     "METHODS",
@@ -54,6 +55,17 @@ GRID_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
                 "power_ci_high", "median_p", "size", "size_ci_low", "size_ci_high",
                 "size_ok", "true_value", "n_significant", "type_s", "exaggeration")
 """Columns of ``power_grid.tsv`` after the grid's axes (one column per axis)."""
+
+
+def md_rows(table: pd.DataFrame, measure: str = "md") -> pd.DataFrame:
+    """The rows of one measure (MD by default) of a power or results table.
+
+    A design with measures besides MD has a ``measure`` column; without it,
+    every row is MD's.
+    """
+    if "measure" not in table.columns:
+        return table
+    return table[table["measure"] == measure]
 
 
 ANY_OUTCOME = "any"
@@ -139,9 +151,10 @@ class PowerResult:
     mean_n: float = math.nan
     mean_imputed: float = 0.0
 
-    def get(self, roi: str, outcome: str, term: str) -> pd.Series:
-        """Return the row of :attr:`table` for one test."""
-        t = self.table
+    def get(self, roi: str, outcome: str, term: str, *,
+            measure: str = "md") -> pd.Series:
+        """Return the row of :attr:`table` for one test (of MD by default)."""
+        t = md_rows(self.table, measure)
         row = t[(t["roi"] == roi) & (t["outcome"] == outcome) & (t["term"] == term)]
         if len(row) != 1:
             raise ValueError(

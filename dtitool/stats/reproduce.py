@@ -32,6 +32,7 @@ from dtitool.stats.binomial import SIZE_LEVEL
 from dtitool.stats.design_analysis import retrodesign
 from dtitool.stats.implied import implied_effect
 from dtitool.stats.power import finding_p, finding_power, finding_size
+from dtitool.stats.power_results import md_rows
 from dtitool.stats.reference import ANY, reference_mismatch, reported_findings
 
 __all__ = [
@@ -82,7 +83,7 @@ def reproduce_table(res) -> pd.DataFrame:
     why = reference_mismatch(design)
     if why is not None:
         raise ValueError(why)
-    t = res.table.set_index(["roi", "outcome", "term"])
+    t = md_rows(res.table).set_index(["roi", "outcome", "term"])
     rows = []
     for f in reported_findings().itertuples(index=False):
         outs = list(design.outcome_names) if f.outcome == ANY else [f.outcome]
@@ -673,7 +674,7 @@ def interpretation_notes(table: pd.DataFrame, res) -> list[str]:
     st, sc = (f"slope_{a}" for a in d.arms)
     at, ac = d.arms
     tk, ts, ti = (terms.index(t) for t in (st, sc, "interaction"))
-    t = res.table.set_index(["roi", "outcome", "term"])
+    t = md_rows(res.table).set_index(["roi", "outcome", "term"])
     for f in table.itertuples(index=False):
         if f.term != "interaction" or f.direction == 0:
             continue
