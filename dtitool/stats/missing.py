@@ -28,9 +28,12 @@ are in :mod:`dtitool.stats.imputation` (re-exported here: ``impute``, ``rubin``,
 the constants).
 
 **Tipping point** (:func:`tipping_point`): the delta-adjusted MNAR sensitivity
-analysis (Ratitch et al. 2013; van Buuren 2018, section 9.2): every imputed 24 h
-score is shifted by ``delta`` score points after the MAR imputation and the
-completed data are analysed again, with the same imputations for every delta.
+analysis (Ratitch et al. 2013; van Buuren 2018, section 9.2): after the MAR
+imputation every imputed primary-visit score of an arm is shifted by that arm's
+``delta`` in SDs of the arm's observed score change, over a grid of the arms'
+deltas (:func:`tipping_grid`), and the completed data are analysed again, with
+the same imputations at every point; the table says where each test's
+conclusion at alpha changes.
 
 References
 ----------
@@ -76,13 +79,17 @@ from dtitool.stats.imputation import (
     impute,
     rubin,
 )
+from dtitool.stats.inference import welch_df
 from dtitool.stats.multiplicity import adjust_within_families
+from dtitool.stats.omnibus import f_sf, wald_f, welch_omnibus
 
 __all__ = [
+    "CONCLUSIONS",
     "DEFAULT_DELTAS",
     "DEFAULT_IMPUTATIONS",
     "IMPUTATION_STREAM",
     "ITERATIONS",
+    "MAX_DELTAS",
     "MISSING",
     "ImputationData",
     "Pooled",
@@ -91,12 +98,14 @@ __all__ = [
     "check_missing",
     "impute",
     "rubin",
+    "tipping_grid",
     "tipping_point",
 ]
 
-DEFAULT_DELTAS = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
-"""Score-point shifts of the tipping-point analysis (about half the MADRS change
-SD of the ketamine arm each way)."""
+DEFAULT_DELTAS = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
+"""Deltas of the tipping-point analysis, in SDs of each arm's observed score
+change: up to two SDs each way, a shift as large as the whole spread of
+responses in that arm (9 x 9 points over two arms)."""
 
 
 # -------------------------------------------------------- one dataset: accounting
@@ -133,7 +142,8 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
     from dtitool.tables import changes_names
 
     nm = changes_names(changes, names)
-    md0, md1, later = f"md_{nm.baseline}", f"md_{nm.primary}", nm.primary
+    m = changes.attrs.get("measure", "md")  # MD, or another measure's changes
+    md0, md1, later = f"{m}_{nm.baseline}", f"{m}_{nm.primary}", nm.primary
     total = changes["participant_id"].nunique()
     n_of = dict(zip(zip(table["roi"], table["outcome"], strict=True), table["n"],
                     strict=True))
@@ -306,14 +316,50 @@ def _completed(changes: pd.DataFrame, prep: _Prepared, X, Y, shift=None):
 
 
 def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, families,
-                alpha, imputations, rng, familywise="holm-bh", shifts=None,
-                names=None):
+                alpha, imputations, rng, familywise="holm-bh", names=None):
     """Multiple-imputation analysis of one changes table (see :func:`fit_models`).
 
     Returns the :class:`~dtitool.stats.models.AnalysisResults` of the pooled
-    analysis; with ``shifts`` (a sequence of deltas) a list of pooled tables,
-    one per delta, from the same imputations.
+    analysis.
     """
+    from dtitool.stats import models
+
+    t0 = time.perf_counter()
+    mar = _mar_fits(changes, covariates=covariates, formula=formula,
+                    inference=inference, families=families, alpha=alpha,
+                    imputations=imputations, rng=rng, familywise=familywise,
+                    names=names)
+    prep, first = mar.prep, mar.fits[0]
+    table = mar.pooled.assign(**_mi_counts(prep)(mar.pooled))[
+        [*models.RESULT_COLUMNS, models.FMI_COLUMN]]
+    line = _mi_line(prep, mar.imputations, mar.seed)
+    rows = _observed_rows(changes, prep, mar.covariates)
+    return models.AnalysisResults(
+        table=table, changes=changes, fits={}, additive_fits={}, rows=rows,
+        formula=first.formula, covariates=first.covariates, robust=first.robust,
+        families=first.families, elapsed=time.perf_counter() - t0,
+        inference=first.inference, seed=mar.seed, missing="mi",
+        imputations=mar.imputations, missing_summary=line, names=prep.names)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _MARFits:
+    """The MAR analysis of one changes table: imputations, fits, pooled table."""
+
+    prep: _Prepared
+    X: np.ndarray  # (M, N, J) completed dMD per DMD_SCALE
+    Y: np.ndarray  # (M, N, J, K) completed score changes per ROI block
+    fits: list  # per imputation: AnalysisResults of the completed dataset
+    pooled: pd.DataFrame  # Rubin-pooled table (no missing-data columns)
+    covariates: tuple
+    imputations: int
+    seed: int
+
+
+def _mar_fits(changes: pd.DataFrame, *, covariates, formula, inference, families,
+              alpha, imputations, rng, familywise="holm-bh", names=None
+              ) -> _MARFits:
+    """Impute under MAR, fit every completed dataset (statsmodels) and pool."""
     # imported here: statsmodels only when an analysis runs, not with power
     from dtitool.stats import models
 
@@ -329,7 +375,6 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
             "implemented; use the Holm / BH columns of the pooled p, or max-T on "
             "complete cases")
     _, imputations = check_missing("mi", imputations)
-    t0 = time.perf_counter()
     outcomes, names = models._check_changes(changes, names)
     covariates = (covariates,) if isinstance(covariates, str) else tuple(covariates)
     prep = _prepare(changes, None, outcomes, covariates, names)
@@ -340,39 +385,18 @@ def fit_imputed(changes: pd.DataFrame, *, covariates, formula, inference, famili
         raise ValueError("cannot impute: an arm has collinear predictors in the "
                          "imputation model (e.g. a covariate constant within an arm)")
     X, Y = X[0], Y[0]
-    y_missing = ~np.isfinite(prep.data.y[0]) & prep.data.use[0][:, None]  # (N, K)
-    deltas = [0.0] if shifts is None else list(shifts)
-    tables_by_delta = []
-    first = None
-    for delta in deltas:
-        shift = np.where(y_missing, float(delta), 0.0)
-        tables, contrasts = [], []
-        for m in range(imputations):
-            done = _completed(changes, prep, X[m], Y[m], shift)
-            _blank_dropped(done, prep)
-            res = models.fit_complete_data(
-                done, covariates=covariates, inference=inference,
-                families=families, alpha=alpha, names=names)
-            tables.append(res.table)
-            contrasts.append(res.interactions)
-            if first is None:
-                first = res
-        tables_by_delta.append(_pool_tables(tables, alpha, families, contrasts,
-                                            inference))
-    counts = _mi_counts(prep)
-    if shifts is not None:
-        return [t.assign(**counts(t)) for t in tables_by_delta], prep, ss
-    table = tables_by_delta[0]
-    table = table.assign(**counts(table))[
-        [*models.RESULT_COLUMNS, models.FMI_COLUMN]]
-    line = _mi_line(prep, imputations, int(ss.entropy))
-    rows = _observed_rows(changes, prep, covariates)
-    return models.AnalysisResults(
-        table=table, changes=changes, fits={}, additive_fits={}, rows=rows,
-        formula=first.formula, covariates=first.covariates, robust=first.robust,
-        families=first.families, elapsed=time.perf_counter() - t0,
-        inference=first.inference, seed=int(ss.entropy), missing="mi",
-        imputations=imputations, missing_summary=line, names=names)
+    fits = []
+    for m in range(imputations):
+        done = _completed(changes, prep, X[m], Y[m])
+        _blank_dropped(done, prep)
+        fits.append(models.fit_complete_data(
+            done, covariates=covariates, inference=inference, families=families,
+            alpha=alpha, names=names))
+    pooled = _pool_tables([r.table for r in fits], alpha, families,
+                          [r.interactions for r in fits], inference)
+    return _MARFits(prep=prep, X=X, Y=Y, fits=fits, pooled=pooled,
+                    covariates=covariates, imputations=imputations,
+                    seed=int(ss.entropy))
 
 
 def _check_imputable(prep: _Prepared) -> None:
@@ -547,6 +571,399 @@ def _observed_rows(changes, prep: _Prepared, covariates) -> dict:
 
 # ------------------------------------------------------------------ tipping point
 
+MAX_DELTAS = 41
+"""Most delta values of a tipping-point grid: over two arms 41 x 41 points, each
+refitted for every imputation."""
+
+CONCLUSIONS = ("positive", "negative", "significant", "not significant",
+               "not estimable")
+"""What a test concludes at alpha: significant with its sign (``significant``
+for the omnibus F test, which has none), not significant, or no test."""
+
+
+def tipping_grid(deltas: Sequence[float], arms: Sequence[str], *,
+                 arm: str | None = None) -> np.ndarray:
+    """Return the points of a tipping-point grid: one delta per arm.
+
+    Parameters
+    ----------
+    deltas : sequence of float
+        The values a shifted arm's delta takes, in SDs of that arm's observed
+        score change. 0 is added when absent (the MAR analysis, against which
+        every conclusion is judged); duplicates are dropped.
+    arms : sequence of str
+        The trial's arms (``names.arms``, the control arm last).
+    arm : str, optional
+        Shift this arm only; the others stay at 0.
+
+    Returns
+    -------
+    ndarray, shape (G, k)
+        Column ``a`` holds the delta of ``arms[a]``; rows in lexicographic
+        order. Two arms: every pair (``len(deltas) ** 2`` points). Three or
+        more: the control arm against each other arm, the rest at 0 (the union
+        of ``k - 1`` two-dimensional grids, one per interaction term, each of
+        which compares one arm with the control). With ``arm``: that arm's
+        deltas alone.
+
+    Raises
+    ------
+    ValueError
+        If a delta is not a finite number, there are more than
+        :data:`MAX_DELTAS`, or ``arm`` is not one of ``arms``.
+    TypeError
+        If ``deltas`` is a string.
+
+    Examples
+    --------
+    >>> tipping_grid([-1, 1], ["ketamine", "saline"])[:4].tolist()
+    [[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0], [0.0, -1.0]]
+    >>> tipping_grid([1], ["ketamine", "saline"], arm="saline").tolist()
+    [[0.0, 0.0], [0.0, 1.0]]
+    >>> len(tipping_grid([-1, 1], ["high", "low", "placebo"]))
+    15
+    """
+    if isinstance(deltas, str | bytes):
+        raise TypeError(f"deltas must be a sequence of numbers, not the string "
+                        f"{deltas!r}")
+    try:
+        values = np.asarray([float(d) for d in deltas])
+    except (TypeError, ValueError):
+        raise ValueError(f"deltas must be numbers (SDs of score change); got "
+                         f"{deltas!r}") from None
+    if not values.size or not np.isfinite(values).all():
+        raise ValueError(f"deltas must be a non-empty list of finite numbers (SDs "
+                         f"of score change); got {list(deltas)!r}")
+    values = np.unique(np.r_[values, 0.0])
+    if values.size > MAX_DELTAS:
+        raise ValueError(f"deltas has {values.size} distinct values with 0; at "
+                         f"most {MAX_DELTAS} (a grid over two arms has their "
+                         "square, each point refitted for every imputation)")
+    arms = list(arms)
+    k = len(arms)
+    if arm is not None and arm not in arms:
+        raise ValueError(f"arm {arm!r} is not one of the trial's arms "
+                         f"({', '.join(arms)})")
+    axes = ([[arms.index(arm)]] if arm is not None
+            else [[0, 1]] if k == 2 else [[a, k - 1] for a in range(k - 1)])
+    parts = []
+    for ax in axes:
+        mesh = np.meshgrid(*[values] * len(ax), indexing="ij")
+        pts = np.zeros((mesh[0].size, k))
+        pts[:, ax] = np.stack([m.ravel() for m in mesh], axis=-1)
+        parts.append(pts)
+    return np.unique(np.concatenate(parts), axis=0)
+
+
+def _arm_spread(prep: _Prepared):
+    """Observed SD of score change per arm and outcome, and the counts behind it.
+
+    Returns ``sd``, ``n_observed``, ``n_imputed``, each (k, K): over the
+    participants in the analysis, the SD (``ddof=1``) of the observed
+    primary-visit score changes of each arm, how many were observed and how
+    many imputed.
+    """
+    y = prep.data.y[0]
+    use = prep.data.use[0]
+    k = len(prep.names.arms)
+    member = (prep.arms[None, :] == np.arange(k)[:, None]) & use[None, :]
+    obs = np.isfinite(y)[None] & member[..., None]  # (k, N, K)
+    n_obs = obs.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(obs, y[None], 0.0).sum(axis=1) / n_obs
+        dev = np.where(obs, y[None] - mean[:, None], 0.0)
+        sd = np.sqrt((dev * dev).sum(axis=1) / (n_obs - 1))
+    n_imp = (~np.isfinite(y)[None] & member[..., None]).sum(axis=1)
+    return np.where(n_obs >= 2, sd, np.nan), n_obs, n_imp
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _ModelSpec:
+    """The contrasts of one outcome's models over its design columns.
+
+    As :func:`dtitool.stats.models.fit_complete_data` builds them:
+    ``contrasts`` (2k - 1, p) the interactions then the arm slopes,
+    ``additive`` (p,) the additive model's columns, ``pooled`` its slope's
+    contrast, ``within`` (p,) the columns of a per-arm model.
+    """
+
+    contrasts: np.ndarray
+    additive: np.ndarray
+    pooled: np.ndarray
+    within: np.ndarray
+    columns: tuple
+
+
+def _model_specs(done: pd.DataFrame, outcomes, covariates, formula,
+                 names) -> dict:
+    """Outcome -> :class:`_ModelSpec` (the formula's design, built by patsy)."""
+    import patsy
+
+    from dtitool.stats import models
+
+    specs = {}
+    for outcome in outcomes:
+        frame = models._model_frame(done, outcome, names, ("group", *covariates))
+        y_df, X_df = patsy.dmatrices(formula, frame, NA_action="drop",
+                                     return_type="dataframe")
+        info = X_df.design_info
+        L = models._slope_contrasts(info, frame.loc[y_df.index], formula, names)
+        keep = ~models._interaction_columns(info)
+        specs[outcome] = _ModelSpec(
+            contrasts=models._arm_contrasts(L), additive=keep, pooled=L[0, keep],
+            within=~models._group_columns(info), columns=tuple(info.column_names))
+    return specs
+
+
+def _lstsq(X, Y):
+    """Least squares of every row of ``Y`` on ``X``, as statsmodels' OLS.
+
+    ``X`` (B, n, p), ``Y`` (B, G, n). Returns the coefficients (B, G, p), the
+    pseudo-inverse (B, p, n), the residuals (B, G, n) and the residual df (B,)
+    (``n`` minus the rank), statsmodels' ``pinv`` solution and df.
+    """
+    P = np.linalg.pinv(X)
+    coef = np.einsum("bpn,bgn->bgp", P, Y)
+    resid = Y - np.einsum("bnp,bgp->bgn", X, coef)
+    return coef, P, resid, X.shape[-2] - np.linalg.matrix_rank(X)
+
+
+def _refit_ols(X, Y, spec: _ModelSpec, hc3: bool, k: int):
+    """Every term of one model under ``ols`` or ``hc3``, for every row of ``Y``.
+
+    Returns ``est``, ``var``, ``df`` (B, G, T) in ``names.terms`` order (the
+    omnibus row's ``est`` its Wald F, ``var`` NaN) and the interactions'
+    estimates (B, G, k - 1) and covariance (B, G, k - 1, k - 1).
+    """
+    def fit(Xm, L):
+        coef, P, resid, df = _lstsq(Xm, Y)
+        est = coef @ L.T
+        A = np.einsum("tp,bpn->btn", L, P)  # contrast weights per observation
+        if hc3:
+            h = np.einsum("bnp,bpn->bn", Xm, P)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                u2 = (resid / (1.0 - h)[:, None]) ** 2
+            cov = np.einsum("bin,bjn,bgn->bgij", A, A, u2)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s2 = np.einsum("bgn,bgn->bg", resid, resid) / df[:, None]
+            cov = s2[..., None, None] * np.einsum("bin,bjn->bij", A, A)[:, None]
+        return est, cov, np.broadcast_to(df[:, None].astype(float), est.shape[:2])
+
+    est, cov, df = fit(X, spec.contrasts)
+    est_a, cov_a, df_a = fit(X[..., spec.additive], spec.pooled[None])
+    q = k - 1
+    var = np.diagonal(cov, axis1=-2, axis2=-1)
+    Q, U = est[..., :q], cov[..., :q, :q]
+    est = np.concatenate([est, est_a], axis=-1)
+    var = np.concatenate([var, cov_a[..., 0]], axis=-1)
+    dfs = np.stack([df] * (2 * k - 1) + [df_a], axis=-1)
+    if k > 2:
+        est = np.concatenate([est, wald_f(Q, U)[..., None]], axis=-1)
+        var = np.concatenate([var, np.full((*Q.shape[:2], 1), np.nan)], axis=-1)
+        dfs = np.concatenate([dfs, df[..., None]], axis=-1)
+    return est, var, np.where(dfs > 0, dfs, np.nan), Q, U
+
+
+def _refit_welch(X, Y, arms, spec: _ModelSpec, k: int):
+    """Every term of one model under ``welch``, for every row of ``Y``.
+
+    As :func:`dtitool.stats.models._infer`: each arm fitted on its own, the
+    interactions with Welch-Satterthwaite df, the pooled slope by feasible GLS
+    with per-arm variances and its Kenward-Roger variance, the omnibus row
+    Welch's (1951) F. Returns what :func:`_refit_ols` does.
+    """
+    from dtitool.stats.permutation import satterthwaite_df
+
+    W = X[..., spec.within]
+    est, var, dfa, s2, short = [], [], [], [], np.zeros(len(X), bool)
+    for a in range(k):
+        rows = arms == a
+        coef, P, resid, df = _lstsq(W[:, rows], Y[..., rows])
+        short |= df < 1  # an arm without residual df has no variance: no weight
+        la = spec.contrasts[k - 1 + a][spec.within]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s2a = np.einsum("bgn,bgn->bg", resid, resid) / df[:, None]
+        c = np.einsum("p,bpn,q,bqn->b", la, P, la, P)  # la' (X'X)^+ la
+        df = np.where(df > 0, df, np.nan).astype(float)
+        est.append(coef @ la)
+        var.append(np.where(np.isfinite(df)[:, None], s2a * c[:, None], np.nan))
+        dfa.append(np.broadcast_to(df[:, None], s2a.shape))
+        s2.append(s2a)
+    c = k - 1
+    inter = [(est[a] - est[c], var[a] + var[c],
+              welch_df(var[a], dfa[a], var[c], dfa[c])) for a in range(c)]
+    out_e = [e for e, _, _ in inter] + est
+    out_v = [v for _, v, _ in inter] + var
+    out_d = [d for _, _, d in inter] + dfa
+    Q = np.stack([e for e, _, _ in inter], axis=-1)
+    U = np.stack(var[:c], axis=-1)[..., :, None] * np.eye(c) + var[c][..., None, None]
+    # Pooled slope: feasible GLS of the additive model, weights 1 / s_a^2.
+    Xa = X[..., spec.additive]
+    lp = spec.pooled
+    S2 = np.stack(s2, axis=-1)  # (B, G, k)
+    S2 = np.where(short[:, None, None] | ~np.isfinite(S2) | (S2 <= 0), 1.0, S2)
+    # X'WX and X'Wy with weights 1 / s_a^2, constant within an arm
+    Ga = [np.einsum("bnp,bnq->bpq", Xa[:, arms == a], Xa[:, arms == a])
+          for a in range(k)]
+    Gw = sum(G[:, None] / S2[..., a, None, None] for a, G in enumerate(Ga))
+    gw = sum(np.einsum("bnp,bgn->bgp", Xa[:, arms == a], Y[..., arms == a])
+             / S2[..., a, None] for a in range(k))
+    Phi = np.linalg.pinv(Gw, hermitian=True)  # (X'WX)^-1: known weights
+    beta = np.einsum("bgpq,bgq->bgp", Phi, gw)
+    m = Phi @ lp
+    vp = m @ lp
+    v = []
+    for a in range(k):
+        Hm = np.einsum("bpq,bgq->bgp", Ga[a], m) / S2[..., a, None]
+        va = np.einsum("bgp,bgp->bg", m, Hm)
+        quad = np.einsum("bgp,bgpq,bgq->bg", Hm, Phi, Hm)
+        # Kenward-Roger adjustment for the estimated weights
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vp = vp + 4.0 * (va - quad) / dfa[a]
+        v.append(va)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dfp = satterthwaite_df(v, dfa)
+    out_e.append(np.where(short[:, None], np.nan, beta @ lp))
+    out_v.append(np.where(short[:, None], np.nan, vp))
+    out_d.append(np.where(short[:, None], np.nan, dfp))
+    if k > 2:
+        F, _, df2 = welch_omnibus(np.stack(est, -1), np.stack(var, -1),
+                                  np.stack(dfa, -1))
+        out_e.append(F)
+        out_v.append(np.full(F.shape, np.nan))
+        out_d.append(df2)
+    return (np.stack(out_e, -1), np.stack(out_v, -1), np.stack(out_d, -1), Q, U)
+
+
+def _pool_omnibus_grid(Q, U, F_com, df_com, inference: str):
+    """:func:`_pool_omnibus` over every grid point at once.
+
+    ``Q`` (M, G, q), ``U`` (M, G, q, q), ``F_com`` and ``df_com`` (M, G).
+    Returns ``estimate`` (D1), ``df``, ``p`` and ``fmi``, each (G,).
+    """
+    from dtitool.stats.imputation import d1
+
+    M, q = Q.shape[0], Q.shape[-1]
+    finite = (np.isfinite(Q).all(axis=(0, -1)) & np.isfinite(U).all(axis=(0, -2, -1))
+              & np.isfinite(df_com).all(axis=0))
+    same = (Q == Q[0]).all(axis=(0, -1))
+    k = q + 1
+    safe_Q = np.where(finite[:, None], Q, 0.0)
+    safe_U = np.where(finite[:, None, None], U, np.eye(q))
+    safe_df = np.where(finite, df_com, 1.0)
+    scale = (1.0 + 2.0 * (k - 2) / (3.0 * safe_df) if inference == "welch"
+             else None)
+    F, _, df2 = d1(safe_Q, safe_U, safe_df, scale=scale)
+    dev = safe_Q - safe_Q.mean(axis=0)
+    B = np.einsum("mgi,mgj->gij", dev, dev) / (M - 1)
+    r = ((1.0 + 1.0 / M) * np.trace(np.linalg.solve(safe_U.mean(axis=0), B),
+                                    axis1=-2, axis2=-1) / q)
+    est = np.where(same, F_com[0], F)
+    df = np.where(same, df_com[0], df2)
+    p = f_sf(est, q, df)
+    fmi = np.where(same, 0.0, r / (1.0 + r))
+    nan = np.full(est.shape, np.nan)
+    return tuple(np.where(finite, x, nan) for x in (est, df, p, fmi))
+
+
+def _grid_statistics(changes, mar: _MARFits, grid: np.ndarray, shift_sd: np.ndarray,
+                     inference: str):
+    """Per imputation, grid point and table row: estimate, SE, df; and contrasts.
+
+    ``shift_sd`` (N, K, k) per participant and outcome: where the primary-visit
+    score was imputed, the observed SD of the arm's score change in the column
+    of the participant's arm (0 elsewhere), so that ``shift_sd @ delta`` is the
+    shift in score points.
+    Returns ``est``, ``se``, ``df`` (M, G, R) over the rows ``R`` of the
+    per-imputation tables, and ``contrasts``: table row of each model's
+    omnibus test -> ``(Q, U)`` (M, G, q), (M, G, q, q).
+    """
+    prep, fits = mar.prep, mar.fits
+    names = prep.names
+    k = len(names.arms)
+    M, G = len(fits), len(grid)
+    base = fits[0].table
+    Rn = len(base)
+    est = np.full((M, G, Rn), np.nan)
+    var = np.full((M, G, Rn), np.nan)
+    df = np.full((M, G, Rn), np.nan)
+    sm_est = np.stack([f.table["estimate"].to_numpy(float) for f in fits])
+    done = _completed(changes, prep, mar.X[0], mar.Y[0])
+    _blank_dropped(done, prep)
+    specs = _model_specs(done, prep.outcomes, mar.covariates, fits[0].formula,
+                         names)
+    pid = pd.Index(prep.ids)
+    contrasts = {}
+    keys = base[["roi", "outcome"]].drop_duplicates().itertuples(index=False)
+    for roi, outcome in keys:
+        at = np.flatnonzero((base["roi"] == roi).to_numpy()
+                            & (base["outcome"] == outcome).to_numpy())
+        if list(base["term"].iloc[at]) != list(names.terms):
+            raise RuntimeError("the per-imputation table's terms are out of order")
+        spec = specs[outcome]
+        kk = prep.outcomes.index(outcome)
+        rows = [f.rows[(roi, outcome)] for f in fits]
+        groups = ([np.arange(M)] if all(np.array_equal(rows[0], r) for r in rows)
+                  else [np.array([m]) for m in range(M)])
+        for ms in groups:
+            res = [fits[m].fits[(roi, outcome)] for m in ms]
+            if tuple(res[0].model.exog_names) != spec.columns:
+                raise RuntimeError("the tipping point's design columns differ from "
+                                   "the analysis'")
+            X = np.stack([np.asarray(r.model.exog, float) for r in res])
+            y = np.stack([np.asarray(r.model.endog, float) for r in res])
+            pos = pid.get_indexer(changes.loc[rows[ms[0]], "participant_id"])
+            Y = y[:, None, :] + (grid @ shift_sd[pos, kk].T)[None]
+            arms = prep.arms[pos]
+            if inference == "welch":
+                e, v, d, Q, U = _refit_welch(X, Y, arms, spec, k)
+            else:
+                e, v, d, Q, U = _refit_ols(X, Y, spec, inference == "hc3", k)
+            bad = ~np.isfinite(sm_est[np.ix_(ms, at)])[:, None, :]  # not estimable
+            est[np.ix_(ms, np.arange(G), at)] = np.where(bad, np.nan, e)
+            var[np.ix_(ms, np.arange(G), at)] = np.where(bad, np.nan, v)
+            df[np.ix_(ms, np.arange(G), at)] = np.where(bad, np.nan, d)
+            if k > 2:
+                Qo, Uo = contrasts.setdefault(at[-1], (
+                    np.full((M, G, k - 1), np.nan),
+                    np.full((M, G, k - 1, k - 1), np.nan)))
+                bad_i = bad[..., :k - 1].any(axis=-1)
+                Qo[ms] = np.where(bad_i[..., None], np.nan, Q)
+                Uo[ms] = np.where(bad_i[..., None, None], np.nan, U)
+    with np.errstate(invalid="ignore"):
+        return est, np.sqrt(var), df, contrasts
+
+
+def _pool_grid(est, se, df, contrasts, alpha: float, inference: str) -> dict:
+    """Rubin-pool every grid point (arrays (G, R)); the omnibus rows by D1."""
+    from scipy import special
+
+    r = rubin(est, se, df, axis=0)
+    with np.errstate(invalid="ignore"):
+        q = special.stdtrit(r.df, 1.0 - alpha / 2.0)
+    out = {"estimate": r.estimate, "se": r.se, "t": r.t, "df": r.df, "p": r.p,
+           "ci_low": r.estimate - q * r.se, "ci_high": r.estimate + q * r.se,
+           "fmi": r.fmi}
+    out = {k: np.array(v, float) for k, v in out.items()}
+    for i, (Q, U) in contrasts.items():
+        e, d, p, fmi = _pool_omnibus_grid(Q, U, est[..., i], df[..., i], inference)
+        out["estimate"][:, i], out["df"][:, i] = e, d
+        out["p"][:, i], out["fmi"][:, i] = p, fmi
+        for col in ("se", "t", "ci_low", "ci_high"):
+            out[col][:, i] = np.nan
+    return out
+
+
+def _conclusion(estimate, p, term, alpha: float) -> np.ndarray:
+    """Return what each test concludes at ``alpha`` (:data:`CONCLUSIONS`)."""
+    estimate, p = np.asarray(estimate, float), np.asarray(p, float)
+    omnibus = np.asarray(term) == "omnibus"
+    sig = np.where(omnibus, "significant",
+                   np.where(estimate > 0, "positive", "negative"))
+    out = np.where(p <= alpha, sig, "not significant")
+    return np.where(np.isfinite(p), out, "not estimable").astype(object)
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class TippingPoint:
@@ -555,16 +972,28 @@ class TippingPoint:
     Parameters
     ----------
     table : DataFrame
-        One row per ROI, outcome, term and delta: ``roi, outcome, term, delta,
-        estimate, se, t, df, p, ci_low, ci_high, n, n_imputed_scores, fmi,
-        inference``. ``n_imputed_scores`` counts the participants whose 24 h
-        score of that outcome was imputed (and shifted by ``delta``).
+        One row per ROI, outcome, term and grid point: ``roi, outcome, term``,
+        ``delta_<arm>`` per arm (SDs of that arm's observed score change),
+        ``estimate, se, t, df, p, ci_low, ci_high``, ``conclusion`` (at
+        ``alpha``: positive, negative, significant for the omnibus test, not
+        significant), ``conclusion_changed`` (differs from the MAR point, every
+        delta 0), ``n, n_imputed_scores``, ``change_sd_<arm>`` (score points
+        per delta unit) and ``fmi, inference``.
     deltas : tuple of float
+        The values each arm's delta takes (0 included).
     alpha : float
     imputations : int
     seed : int
+    elapsed : float
     visit : str
         The visit whose imputed scores are shifted (the primary visit).
+    arms : tuple of str
+        The trial's arms (the control arm last), the ``delta_<arm>`` columns.
+    grid : ndarray, shape (G, k)
+        The grid points (:func:`tipping_grid`).
+    spread : DataFrame
+        Per outcome and arm: ``change_sd`` (the observed SD of score change, one
+        delta unit), ``n_observed`` and ``n_imputed`` (scores shifted).
     """
 
     table: pd.DataFrame
@@ -574,9 +1003,48 @@ class TippingPoint:
     seed: int
     elapsed: float = field(default=0.0, compare=False)
     visit: str = "follow-up"
+    arms: tuple[str, ...] = ()
+    grid: np.ndarray | None = None
+    spread: pd.DataFrame | None = None
+
+    def tipping_points(self) -> pd.DataFrame:
+        """Where each test's conclusion changes: one row per ROI, outcome, term.
+
+        Returns
+        -------
+        DataFrame
+            ``roi, outcome, term``, ``conclusion`` at the MAR point, its
+            ``estimate`` and ``p``, ``points`` (grid points) and ``changed``
+            (how many change the conclusion), and at the nearest changed point
+            (Euclidean distance in SD units; ties in grid order)
+            ``nearest_delta_<arm>`` per arm, ``nearest_estimate``,
+            ``nearest_p`` and ``nearest_conclusion`` (empty where nothing
+            changes in the range).
+        """
+        cols = [f"delta_{a}" for a in self.arms]
+        records = []
+        for (roi, outcome, term), g in self.table.groupby(
+                ["roi", "outcome", "term"], sort=False):
+            d = g[cols].to_numpy(float)
+            zero = g.iloc[int(np.flatnonzero((d == 0).all(axis=1))[0])]
+            flip = g["conclusion_changed"].to_numpy(bool)
+            rec = {"roi": roi, "outcome": outcome, "term": term,
+                   "conclusion": zero["conclusion"], "estimate": zero["estimate"],
+                   "p": zero["p"], "points": len(g), "changed": int(flip.sum())}
+            near = None
+            if flip.any():
+                dist = np.sqrt((d * d).sum(axis=1))
+                near = g.iloc[int(np.flatnonzero(flip)[np.argmin(dist[flip])])]
+            for c in cols:
+                rec[f"nearest_{c}"] = np.nan if near is None else near[c]
+            rec["nearest_estimate"] = np.nan if near is None else near["estimate"]
+            rec["nearest_p"] = np.nan if near is None else near["p"]
+            rec["nearest_conclusion"] = "" if near is None else near["conclusion"]
+            records.append(rec)
+        return pd.DataFrame.from_records(records)
 
     def summary(self, term: str | None = None) -> str:
-        """Lines per ROI and outcome: p at delta 0 and where the conclusion flips.
+        """Lines per ROI and outcome: the MAR result and where its conclusion changes.
 
         ``term`` defaults to the interaction (the first interaction term with
         three or more arms).
@@ -584,59 +1052,106 @@ class TippingPoint:
         if term is None:
             term = next((x for x in pd.unique(self.table["term"])
                          if str(x).startswith("interaction")), "interaction")
-        t = self.table[self.table["term"] == term]
-        lines = [f"tipping point ({term}): imputed {self.visit} scores shifted by "
-                 "delta "
-                 f"score points after imputation under MAR; {self.imputations} "
-                 f"imputations, seed {self.seed}, alpha {self.alpha:g}"]
-        for (roi, outcome), g in t.groupby(["roi", "outcome"], sort=False):
-            g = g.sort_values("delta")
-            n_imp = int(g["n_imputed_scores"].iloc[0])
-            if n_imp == 0:
-                lines.append(f"  {roi}/{outcome}: no {self.visit} {outcome} score "
-                             "imputed; "
-                             "delta shifts nothing")
+        lo, hi = min(self.deltas), max(self.deltas)
+        grid = np.zeros((0, len(self.arms))) if self.grid is None else self.grid
+        shifted = [a for a, col in zip(self.arms, grid.T, strict=True) if col.any()]
+        over = (f"the {shifted[0]} arm's delta alone" if len(shifted) == 1
+                else "both arms' deltas" if len(self.arms) == 2
+                else f"the {self.arms[-1]} arm's delta against each other arm's")
+        lines = [f"tipping point ({term}): the imputed {self.visit} scores of each "
+                 "arm shifted by delta SDs of that arm's observed score change "
+                 "after imputation under MAR (positive: worse than MAR predicts); "
+                 f"{over} from {lo:g} to {hi:g}, {len(grid)} grid points; "
+                 f"{self.imputations} imputations, seed {self.seed}, alpha "
+                 f"{self.alpha:g}"]
+        if self.spread is not None:
+            for outcome, s in self.spread.groupby("outcome", sort=False):
+                lines.append(f"  1 SD of {outcome} change: " + ", ".join(
+                    f"{r.arm} {r.change_sd:.2f} points ({r.n_imputed} imputed)"
+                    for r in s.itertuples()))
+        tips = self.tipping_points()
+        tips = tips[tips["term"] == term]
+        for r in tips.itertuples(index=False):
+            g = self.table[(self.table["roi"] == r.roi)
+                           & (self.table["outcome"] == r.outcome)
+                           & (self.table["term"] == term)]
+            if int(g["n_imputed_scores"].iloc[0]) == 0:
+                lines.append(f"  {r.roi}/{r.outcome}: no {self.visit} {r.outcome} "
+                             "score imputed; delta shifts nothing")
                 continue
-            zero = g.loc[(g["delta"] - 0).abs().idxmin()]
-            sig0 = zero["p"] <= self.alpha
-            flips = g[(g["p"] <= self.alpha) != sig0]
-            where = ("none in " f"[{g['delta'].min():g}, {g['delta'].max():g}]"
-                     if flips.empty else "delta " + ", ".join(
-                         f"{d:+g}" for d in flips["delta"]))
-            lo, hi = g.iloc[0], g.iloc[-1]
+            head = (f"  {r.roi}/{r.outcome}: at MAR estimate {r.estimate:.3f}, p "
+                    f"{r.p:.4f} ({r.conclusion})")
+            if not r.changed:
+                lines.append(f"{head}; conclusion changes nowhere in [{lo:g}, "
+                             f"{hi:g}] ({r.points} points)")
+                continue
+            at = ", ".join(f"delta_{a} {getattr(r, f'nearest_delta_{a}'):+g}"
+                           for a in self.arms)
             lines.append(
-                f"  {roi}/{outcome}: estimate {zero['estimate']:.3f}, p "
-                f"{zero['p']:.4f} at delta {zero['delta']:g} "
-                f"({'significant' if sig0 else 'not significant'}; {n_imp} scores "
-                f"imputed); {lo['estimate']:.3f} (p {lo['p']:.4f}) at "
-                f"{lo['delta']:+g}, {hi['estimate']:.3f} (p {hi['p']:.4f}) at "
-                f"{hi['delta']:+g}; conclusion changes at {where}")
+                f"{head}; conclusion changes at {r.changed} of {r.points} points, "
+                f"nearest {at} ({r.nearest_conclusion}: estimate "
+                f"{r.nearest_estimate:.3f}, p {r.nearest_p:.4f}); "
+                + "; ".join(self._axes(g)))
         return "\n".join(lines)
+
+    def _axes(self, g: pd.DataFrame) -> list[str]:
+        """Where the conclusion changes along each arm's axis and the diagonal."""
+        d = g[[f"delta_{a}" for a in self.arms]].to_numpy(float)
+        flip = g["conclusion_changed"].to_numpy(bool)
+        lines = []
+        rays = [(f"{a} alone", np.delete(d, i, axis=1), d[:, i])
+                for i, a in enumerate(self.arms)]
+        if len(self.arms) == 2:
+            rays.append(("both alike", (d[:, :1] - d[:, 1:]), d[:, 0]))
+        for label, rest, along in rays:
+            on = (rest == 0).all(axis=1) & (along != 0)
+            if on.sum() == 0:
+                continue
+            up = along[on & flip & (along > 0)]
+            down = along[on & flip & (along < 0)]
+            if not up.size and not down.size:
+                lines.append(f"{label}: nowhere")
+                continue
+            where = [f"{x:+g}" for x in (down.max() if down.size else None,
+                                         up.min() if up.size else None)
+                     if x is not None]
+            lines.append(f"{label}: first at {' and '.join(where)}")
+        return lines
 
 
 def tipping_point(participants, roi_md, *, deltas: Sequence[float] = DEFAULT_DELTAS,
-                  covariates: Sequence[str] = ("baseline",), inference: str = "ols",
+                  arm: str | None = None,
+                  covariates: Sequence[str] = ("baseline",),
+                  inference: str = "welch",
                   imputations: int = DEFAULT_IMPUTATIONS, rng=None,
                   alpha: float = 0.05, families=("term",), replicate=None,
                   md_unit: str = "mm^2/s", names=None, design=None,
                   control: str | None = None, visits=None) -> TippingPoint:
-    """Delta-adjusted tipping-point analysis of the interaction models.
+    r"""Delta-adjusted tipping-point analysis, per arm in SDs of score change.
 
-    The missing 24 h data are imputed under MAR (as ``fit_models(...,
-    missing="mi")`` with the same ``rng``: delta 0 is that analysis), then every
-    imputed 24 h score is shifted by ``delta`` score points (the same shift in
-    both arms) and the completed datasets are analysed and pooled again. The
-    same imputations serve every delta, so the table changes only through the
-    shift: each estimate is linear in ``delta``.
+    The missing primary-visit data are imputed under MAR (as ``fit_models(...,
+    missing="mi")`` with the same ``rng``: the point where every delta is 0 is
+    that analysis), then every imputed primary-visit score of arm ``a`` and
+    outcome ``k`` is shifted by ``delta_a * sd_ak``, ``sd_ak`` the SD of the
+    observed score changes of that arm and outcome, and the completed datasets
+    are analysed and pooled again, for every point of a grid over the arms'
+    deltas (:func:`tipping_grid`). The same imputations serve every point.
 
     Parameters
     ----------
     participants, roi_md : DataFrame or path-like
         The two input tables (:func:`dtitool.tables.check_tables`).
     deltas : sequence of float
-        Shifts in score points (positive: the participants with a missing 24 h
-        score did worse than MAR predicts).
-    covariates, inference, imputations, rng, alpha, families, replicate, md_unit
+        The values each arm's delta takes, in SDs of that arm's observed score
+        change (positive: the participants whose score was imputed did worse
+        than MAR predicts; delta = -1, one SD better). 0 is always included.
+    arm : str, optional
+        Shift this arm's imputed scores only (a one-dimensional grid); default
+        a grid over the arms (two arms: every pair of deltas; three or more:
+        the control arm against each other arm).
+    inference : {"welch", "ols", "hc3"}
+        As in :func:`dtitool.stats.analysis.fit_models` (``welch`` by default).
+    covariates, imputations, rng, alpha, families, replicate, md_unit
         As in :func:`dtitool.stats.analysis.fit_models`.
     names, design, control, visits
         The trial's arms and visits, as in
@@ -646,45 +1161,120 @@ def tipping_point(participants, roi_md, *, deltas: Sequence[float] = DEFAULT_DEL
     -------
     TippingPoint
 
+    Raises
+    ------
+    ValueError
+        For a bad delta or arm (:func:`tipping_grid`) and whatever
+        ``fit_models(..., missing="mi")`` refuses.
+
     Notes
     -----
-    A shift of the imputed scores moves a slope only as far as the participants
-    whose score was imputed differ in dMD from their arm's mean; the group
-    difference in score change moves by about ``delta`` times their share of
-    the arm. When no 24 h score is missing (only scans), nothing is shifted and
-    every delta gives the MAR analysis.
+    Within an imputation the shift changes only the score changes, so every
+    model's design is fixed and each estimate moves linearly: a slope of arm
+    ``a`` by ``delta_a sd_a g_a``, ``g_a`` the partial regression coefficient
+    of the indicator of an imputed score on dMD within the arm (the covariance
+    of dMD with being imputed, given the covariates), and the difference in
+    mean change between arms by ``delta_a sd_a`` times the arm's share of
+    imputed scores. Standard errors grow with the shift (the shifted scores
+    leave the regression line, and the imputations move apart). Every grid
+    point is refitted at once per model by least squares over the
+    statsmodels design matrices (:func:`_refit_ols`, :func:`_refit_welch`:
+    the analysis' own arithmetic, equal to statsmodels to ~1e-10, tested); the
+    MAR point is the analysis itself. When no score is imputed (only scans),
+    nothing is shifted and every point gives the MAR analysis.
+
+    References
+    ----------
+    Ratitch B, O'Kelly M, Tosiello R (2013). Missing data in clinical trials:
+    from clinical assumptions to statistical analysis using pattern mixture
+    models. Pharm Stat 12:337.
+    van Buuren S (2018). Flexible Imputation of Missing Data, 2nd ed., section
+    9.2. CRC Press.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from dtitool.design import MissingSpec, load_preset
+    >>> from dtitool.simulate import simulate_cohort
+    >>> d = dataclasses.replace(load_preset("ketamine-rct"),
+    ...                         missing=MissingSpec("mcar", 0.2, scores=True))
+    >>> c = simulate_cohort(d, rng=1)
+    >>> tp = tipping_point(c.participants, c.roi_md, deltas=[-1, 1],
+    ...                    imputations=2, rng=1)
+    >>> tp.grid.shape, list(tp.table.columns[3:5])
+    ((9, 2), ['delta_ketamine', 'delta_saline'])
+    >>> mar = tp.table[(tp.table["delta_ketamine"] == 0)
+    ...                & (tp.table["delta_saline"] == 0)]
+    >>> bool(mar["conclusion_changed"].any())
+    False
     """
     from dtitool.stats.inference import check_inference
-    from dtitool.tables import compute_changes
+    from dtitool.tables import changes_names, compute_changes
 
     check_inference(inference)
-    try:
-        deltas = tuple(float(d) for d in deltas)
-    except (TypeError, ValueError):
-        raise ValueError(f"deltas must be numbers; got {deltas!r}") from None
-    if not deltas or not all(np.isfinite(deltas)):
-        raise ValueError(f"deltas must be a non-empty list of finite numbers; got "
-                         f"{deltas!r}")
     t0 = time.perf_counter()
     changes = compute_changes(participants, roi_md, replicate=replicate,
                               md_unit=md_unit, names=names, design=design,
                               control=control, visits=visits)
-    tables, prep, ss = fit_imputed(changes, covariates=covariates, formula=None,
-                                   inference=inference, families=families,
-                                   alpha=alpha, imputations=imputations, rng=rng,
-                                   shifts=deltas)
-    y_mis = ~np.isfinite(prep.data.y[0]) & prep.data.use[0][:, None]
-    n_scores = dict(zip(prep.outcomes, y_mis.sum(axis=0).astype(int), strict=True))
-    parts = []
-    for d, t in zip(deltas, tables, strict=True):
-        t = t.assign(delta=d, n_imputed_scores=t["outcome"].map(n_scores))
-        parts.append(t)
-    out = pd.concat(parts, ignore_index=True)
-    cols = ["roi", "outcome", "term", "delta", "estimate", "se", "t", "df", "p",
-            "ci_low", "ci_high", "n", "n_imputed_scores", "fmi", "inference"]
-    order = np.lexsort((out["delta"].to_numpy(),
-                        out.groupby(["roi", "outcome", "term"], sort=False).ngroup()))
-    out = out.iloc[order].reset_index(drop=True)[cols]
-    return TippingPoint(table=out, deltas=deltas, alpha=float(alpha),
-                        imputations=int(imputations), seed=int(ss.entropy),
-                        elapsed=time.perf_counter() - t0, visit=prep.names.primary)
+    # a bad delta or arm is refused before anything is imputed
+    tipping_grid(deltas, changes_names(changes, None).arms, arm=arm)
+    mar = _mar_fits(changes, covariates=covariates, formula=None,
+                    inference=inference, families=families, alpha=alpha,
+                    imputations=imputations, rng=rng)
+    prep = mar.prep
+    arms = tuple(prep.names.arms)
+    grid = tipping_grid(deltas, arms, arm=arm)
+    sd, n_obs, n_imp = _arm_spread(prep)
+    y_mis = ~np.isfinite(prep.data.y[0]) & prep.data.use[0][:, None]  # (N, K)
+    member = prep.arms[:, None] == np.arange(len(arms))[None, :]  # (N, k)
+    shift_sd = np.where(y_mis[..., None] & member[:, None, :],
+                        np.nan_to_num(sd.T)[None], 0.0)  # (N, K, k)
+    est, se, df, contrasts = _grid_statistics(changes, mar, grid, shift_sd,
+                                              inference)
+    pooled = _pool_grid(est, se, df, contrasts, alpha, inference)
+    zero = int(np.flatnonzero((grid == 0).all(axis=1))[0])
+    for col in pooled:  # the MAR point: the analysis itself, exactly
+        pooled[col][zero] = mar.pooled[col].to_numpy(float)
+    table = _tipping_table(mar, grid, pooled, sd, y_mis, alpha)
+    spread = pd.DataFrame({
+        "outcome": np.repeat(prep.outcomes, len(arms)),
+        "arm": list(arms) * len(prep.outcomes),
+        "change_sd": sd.T.ravel(), "n_observed": n_obs.T.ravel(),
+        "n_imputed": n_imp.T.ravel()})
+    return TippingPoint(table=table, deltas=tuple(float(d) for d in np.unique(grid)),
+                        alpha=float(alpha), imputations=mar.imputations,
+                        seed=mar.seed, elapsed=time.perf_counter() - t0,
+                        visit=prep.names.primary, arms=arms, grid=grid,
+                        spread=spread)
+
+
+def _tipping_table(mar: _MARFits, grid, pooled: dict, sd, y_mis,
+                   alpha: float) -> pd.DataFrame:
+    """Return the tidy table: ROI x outcome x term (analysis order) x grid point."""
+    prep = mar.prep
+    arms = prep.names.arms
+    base = mar.pooled
+    G, Rn = len(grid), len(base)
+    zero = int(np.flatnonzero((grid == 0).all(axis=1))[0])
+
+    def rows(col):  # (G, R) -> row order: table row, then grid point
+        return np.asarray(pooled[col]).T.ravel()
+
+    kk = pd.Index(prep.outcomes).get_indexer(base["outcome"])
+    out = {c: np.repeat(base[c].to_numpy(), G) for c in ("roi", "outcome", "term")}
+    for a, name in enumerate(arms):
+        out[f"delta_{name}"] = np.tile(grid[:, a], Rn)
+    for c in ("estimate", "se", "t", "df", "p", "ci_low", "ci_high"):
+        out[c] = rows(c)
+    term = np.repeat(base["term"].to_numpy(), G)
+    concl = _conclusion(out["estimate"], out["p"], term, alpha)
+    at_mar = np.repeat(concl.reshape(Rn, G)[:, zero], G)
+    out["conclusion"] = concl
+    out["conclusion_changed"] = concl != at_mar
+    out["n"] = np.repeat(base["n"].to_numpy(int), G)
+    out["n_imputed_scores"] = np.repeat(y_mis.sum(axis=0)[kk], G).astype(int)
+    for a, name in enumerate(arms):
+        out[f"change_sd_{name}"] = np.repeat(sd[a, kk], G)
+    out["fmi"] = rows("fmi")
+    out["inference"] = np.repeat(base["inference"].to_numpy(), G)
+    return pd.DataFrame(out)
