@@ -58,6 +58,9 @@ def main(argv=None) -> int:
                     help="the tree to compare (default: this one)")
     ap.add_argument("--replicates", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--inference", default=None,
+                    help="pass --inference to both trees (their defaults may "
+                    "differ: ols before issue 24, welch after)")
     args = ap.parse_args(argv)
     keep_dir = Path(tempfile.mkdtemp(prefix="dtitool-names-"))
     try:
@@ -73,6 +76,8 @@ def main(argv=None) -> int:
             def argv_of(out, preset=preset):
                 return ["power", "--preset", preset, "--replicates",
                         str(args.replicates), "--seed", "1", "--n-jobs", "1",
+                        *(["--inference", args.inference] if args.inference
+                          else []),
                         "--quiet", "--out", str(out)]
 
             side_by_side(args.before, argv_of, args.repeats,
