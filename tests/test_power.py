@@ -391,3 +391,39 @@ def test_progress_bar_silent_when_not_a_terminal(preset, capsys):
     power(preset, replicates=64, rng=1)  # auto: stderr is captured, not a tty
     power(preset, replicates=64, rng=1, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_summary_lists_every_reported_test(preset):
+    """The console table has one row per reported test, 7 for 7: the R BA10
+    finding on either outcome too, with the power, size and median p the
+    reproduce table gives it; a signed test's power is that sign's."""
+    from dtitool.stats.power import finding_p, finding_power, finding_size
+    from dtitool.stats.power_summary import power_summary, tests_table
+    from dtitool.stats.reference import reported_families
+
+    fams = reported_families(preset)
+    tests = fams["reported"]
+    assert len(tests) == 7
+    res = power(preset, replicates=300, rng=11, families=fams, design_analysis=False)
+    table = tests_table(res, tests)
+    assert [tuple(r) for r in table[["roi", "outcome", "term"]].to_numpy()] == [
+        tuple(t[:3]) for t in tests]
+    for test, row in zip(tests, table.itertuples(index=False), strict=True):
+        pw, lo, hi = finding_power(res, test)
+        assert (row.power, row.power_ci_low, row.power_ci_high) == pytest.approx(
+            (pw, lo, hi), rel=1e-12)
+        size, _ = finding_size(res, test)
+        assert row.size == pytest.approx(size, rel=1e-12)
+        assert row.median_p == pytest.approx(np.median(finding_p(res, test)),
+                                             rel=1e-6)
+        assert row.sign == {"positive": "+", "negative": "-"}[test[3]]
+    text = power_summary(res, tests)
+    assert "R_BA10     any slope_pooled    +" in text
+    body = text.split("sign  power")[1].split("family method")[0]
+    assert len(body.strip().splitlines()) == 1 + 7  # the header's rest + 7 rows
+    # without its one-finding family the finding is counted from the stored p
+    bare = power(preset, replicates=300, rng=11, families={"reported": tests},
+                 design_analysis=False)
+    got = tests_table(bare, tests).set_index("outcome").loc["any"]
+    assert got["power"] == finding_power(bare, next(t for t in tests
+                                                    if t[1] == "any"))[0]

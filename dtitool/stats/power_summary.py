@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-from dtitool.stats.binomial import SIZE_LEVEL
+from dtitool.stats.binomial import SIZE_LEVEL, wilson_interval
 
 if TYPE_CHECKING:  # PowerResult.summary() calls power_summary: no runtime import
     from dtitool.stats.power_results import PowerCurve, PowerResult, SampleSizeResult
 
-__all__ = ["missing_line", "power_summary", "size_warning"]
+__all__ = ["missing_line", "power_summary", "size_warning", "tests_table"]
 
 
 def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
@@ -38,15 +39,18 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
              f"replicates, seed {res.seed}, alpha {res.alpha:g}, inference "
              f"{res.inference}; size = rejection rate in the null counterpart "
              "(every ROI-outcome correlation 0)", missing_line(res)]
-    if tests:
-        keys = pd.DataFrame([tuple(r[:3]) for r in tests],
-                            columns=["roi", "outcome", "term"])
-        show = keys.merge(t, on=["roi", "outcome", "term"])
-    else:
-        show = t[t["term"].isin(res.design.names.key_terms)]
     cols = ["roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
             "median_p", "size", "size_ok", "n_significant", "type_s",
             "exaggeration"]
+    if tests:
+        show = tests_table(res, tests)
+        cols.insert(3, "sign")
+        lines.append("power of a test with a sign (+ or -) counts only trials "
+                     "significant with that sign; an outcome 'any' is found when "
+                     "significant on either outcome (its size is that of finding "
+                     "it falsely; docs/model.md)")
+    else:
+        show = t[t["term"].isin(res.design.names.key_terms)]
     def flags(frame):
         ok = frame["size_ok"].map({True: "yes", False: "NO"})
         return frame.assign(size_ok=ok.where(frame["size_ok"].notna(), "-"))
@@ -64,6 +68,73 @@ def power_summary(res: PowerResult, tests=None, curve: PowerCurve | None = None,
     if size is not None:
         lines.append(size.summary())
     return "\n".join(lines)
+
+
+_SIGNS = {"positive": "+", "negative": "-", None: ""}
+
+ANY = "any"
+"""The outcome of a finding made on either outcome (as
+:data:`dtitool.stats.reference.ANY`; this module may not import the results)."""
+
+
+def tests_table(res: PowerResult, tests) -> pd.DataFrame:
+    """Return one row per test of ``tests``, in their order, for the summary.
+
+    Each test is ``(roi, outcome, term[, direction])``. A test with a direction
+    has the power of that sign (``power_positive`` or ``power_negative`` of
+    :attr:`PowerResult.table`, with its Wilson interval); one without, the
+    power of either sign. A finding on outcome ``"any"`` (found when its test
+    is significant, with its sign, on either outcome) takes its power and size
+    from its one-finding family in :attr:`PowerResult.familywise` (as
+    :func:`~dtitool.stats.power_results.finding_power` does) and the median of
+    its smaller outcome p; its design-analysis columns are empty (they are per
+    outcome). No test is left out.
+    """
+    d = res.design
+    t = res.table.set_index(["roi", "outcome", "term"])
+    fw = res.familywise
+    rows = []
+    for test in tests:
+        test = tuple(test)
+        roi, outcome, term = test[:3]
+        direction = test[3] if len(test) == 4 else None
+        row = {"roi": roi, "outcome": outcome, "term": term,
+               "sign": _SIGNS[direction]}
+        if outcome == ANY:
+            name = f"finding {roi} {outcome} {term}"
+            f = fw[(fw["family"] == name) & (fw["method"] == "none")]
+            j, k = d.roi_names.index(roi), d.names.terms.index(term)
+            p = np.abs(res.signed_p[:, j, :, k].astype(float))
+            row["median_p"] = float(np.median(np.nanmin(p, axis=1)))
+            if len(f) == 1:
+                f = f.iloc[0]
+                row.update(power=f["power_any"], power_ci_low=f["power_any_ci_low"],
+                           power_ci_high=f["power_any_ci_high"], size=f["size"],
+                           size_ok=f["size_ok"])
+            else:  # a run without its family: counted from the stored p
+                hit = p <= res.alpha
+                if direction is not None:
+                    want = 1 if direction == "positive" else -1
+                    hit &= np.sign(res.signed_p[:, j, :, k]) == want
+                n_hit = int(hit.any(axis=1).sum())
+                lo, hi = wilson_interval(n_hit, res.replicates)
+                row.update(power=n_hit / res.replicates, power_ci_low=float(lo),
+                           power_ci_high=float(hi), size=np.nan, size_ok=pd.NA)
+            row.update(n_significant=np.nan, type_s=np.nan, exaggeration=np.nan)
+        else:
+            r = t.loc[(roi, outcome, term)]
+            row.update({c: r[c] for c in ("median_p", "size", "size_ok",
+                                          "n_significant", "type_s",
+                                          "exaggeration")})
+            if direction is None:
+                row.update(power=r["power"], power_ci_low=r["power_ci_low"],
+                           power_ci_high=r["power_ci_high"])
+            else:
+                pw = float(r[f"power_{direction}"])
+                lo, hi = wilson_interval(round(pw * int(r["valid"])), int(r["valid"]))
+                row.update(power=pw, power_ci_low=float(lo), power_ci_high=float(hi))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def size_warning(res: PowerResult) -> str | None:
