@@ -135,6 +135,22 @@ def test_fast_path_agrees_with_exact_on_a_simulated_head():
     assert 0.1 < exact.mean() < 0.3  # the ellipsoid: 23 % of the box
 
 
+def test_fast_path_on_a_thin_slab_sees_every_slice():
+    # two slices, the brain in the second only: sampling every other slice
+    # would see none of it
+    rng = np.random.default_rng(6)
+    shape = (200, 200, 2)
+    xy = np.indices(shape[:2]) - 100
+    brain = np.zeros(shape, bool)
+    brain[..., 1] = (xy**2).sum(axis=0) < 70**2
+    signal = np.where(brain, 800 + 400 * rng.random(shape), 0.0)
+    b0 = np.hypot(signal + rng.normal(0, 50, shape), rng.normal(0, 50, shape))
+    fast = median_otsu(b0, exact=False)
+    exact = median_otsu(b0, exact=True)
+    assert np.count_nonzero(fast != exact) <= b0.size / 1000
+    assert exact[..., 1].mean() > 0.1 and not exact[..., 0].any()
+
+
 def test_default_is_exact_only_for_small_images(monkeypatch):
     calls = []
     monkeypatch.setattr(brainmask, "_estimate_threshold",

@@ -183,15 +183,19 @@ def median_otsu(b0, *, median_radius: int = 4, numpass: int = 4,
     return _majority(b0 > _estimate_threshold(b0, radius, numpass), radius, numpass)
 
 
-def _median_passes(image: np.ndarray, radius: int, numpass: int) -> np.ndarray:
-    """``numpass`` passes of the exact median filter (on ranks, then values)."""
+def _median_passes(image: np.ndarray, radius, numpass: int) -> np.ndarray:
+    """``numpass`` passes of the exact median filter (on ranks, then values).
+
+    ``radius`` is one int, or one per axis.
+    """
     # A median filter only compares values, so filtering the ranks of the
     # distinct values and mapping back is exact, and small integers select
     # fastest. Later passes only ever see values (ranks) that are already there.
     values, ranks = np.unique(image, return_inverse=True)
     ranks = ranks.reshape(image.shape).astype(_rank_dtype(len(values)))
+    size = tuple(2 * r + 1 for r in np.broadcast_to(radius, (3,)))
     for _ in range(numpass):
-        ranks = median_filter(ranks, 2 * radius + 1)
+        ranks = median_filter(ranks, size)
     return values[ranks]
 
 
@@ -285,8 +289,7 @@ def _filtered_max(image, radius, numpass, *, guess, step, tol, region=None,
 
 def _estimate_threshold(b0: np.ndarray, radius: int, numpass: int) -> float:
     """Otsu's threshold of the filtered image, from exact votes and a proxy."""
-    proxy = np.sort(_median_passes(b0[::2, ::2, ::2], (radius + 1) // 2, numpass),
-                    axis=None)
+    proxy = _proxy(b0, radius, numpass)
     lo, hi = float(proxy[0]), float(proxy[-1])
     step = (hi - lo) / _NBINS or (float(b0.max()) - float(b0.min())) / _NBINS
     if step == 0:  # a constant image
@@ -304,6 +307,15 @@ def _estimate_threshold(b0: np.ndarray, radius: int, numpass: int) -> float:
     fmin = -neg_fmin
     if fmin >= fmax:
         return otsu_threshold(np.array([fmin]))
+    # where the proxy missed part of the range (structure the sampling skipped),
+    # its shape says nothing: count there too
+    for a, b in ((fmin, lo), (hi, fmax)):
+        if b - a > (fmax - fmin) / (N_LEVELS + 1):
+            extra = np.linspace(a, b, N_LEVELS + 2)[1:-1]
+            levels = np.r_[levels, extra]
+            above += [_majority(b0 >= t, radius, numpass) for t in extra]
+    order = np.argsort(levels)
+    levels, above = levels[order], [above[i] for i in order]
     inside = (levels > fmin) & (levels < fmax)
     counts = np.array([a.sum() for a, keep in zip(above, inside, strict=True)
                        if keep], dtype=float)
@@ -314,6 +326,19 @@ def _estimate_threshold(b0: np.ndarray, radius: int, numpass: int) -> float:
     cdf = _interpolate_cdf(edges[1:-1], known, below, proxy)
     cdf = np.maximum.accumulate(np.r_[0.0, cdf, b0.size])
     return _otsu_from_histogram(np.diff(cdf), edges)
+
+
+def _proxy(b0: np.ndarray, radius: int, numpass: int) -> np.ndarray:
+    """Return the filter of every other voxel, sorted: the filtered shape.
+
+    Axes shorter than two windows are kept whole (sampling every other slice
+    of a thin slab would see half of it), and keep the full radius.
+    """
+    long = np.array(b0.shape) >= 2 * (2 * radius + 1)
+    step = np.where(long, 2, 1)
+    sampled = b0[tuple(slice(None, None, int(k)) for k in step)]
+    radii = tuple(int(r) for r in np.where(long, (radius + 1) // 2, radius))
+    return np.sort(_median_passes(sampled, radii, numpass), axis=None)
 
 
 def _interpolate_cdf(x, known, below, proxy) -> np.ndarray:
@@ -336,8 +361,8 @@ def _rank_dtype(n: int):
     return np.int64
 
 
-def median_filter(image: np.ndarray, size: int) -> np.ndarray:
-    """Return the median over a cubic window of side ``size`` (odd), per voxel.
+def median_filter(image: np.ndarray, size) -> np.ndarray:
+    """Return the median over a box window of odd sides ``size``, per voxel.
 
     The same values as ``scipy.ndimage.median_filter(image, size=size)`` (its
     default ``mode="reflect"``: the edge is mirrored, repeating the edge voxel),
@@ -349,8 +374,8 @@ def median_filter(image: np.ndarray, size: int) -> np.ndarray:
     ----------
     image : ndarray, shape (X, Y, Z)
         Any real dtype; small integer types (ranks) are fastest.
-    size : int
-        Odd side of the window (2 r + 1).
+    size : int or tuple of 3 int
+        Odd side of the window (2 r + 1), or one per axis.
 
     Returns
     -------
@@ -364,24 +389,27 @@ def median_filter(image: np.ndarray, size: int) -> np.ndarray:
     >>> x = np.random.default_rng(0).integers(0, 50, (6, 7, 5))
     >>> bool((median_filter(x, 3) == ndimage.median_filter(x, size=3)).all())
     True
+    >>> bool((median_filter(x, (3, 1, 5)) == ndimage.median_filter(
+    ...     x, size=(3, 1, 5))).all())
+    True
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"image has shape {image.shape}; expected 3D")
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be a positive odd integer; got {size}")
-    if size == 1:
+    sizes = tuple(int(k) for k in np.broadcast_to(size, (3,)))
+    if any(k < 1 or k % 2 == 0 for k in sizes):
+        raise ValueError(f"size must be positive odd integers; got {size}")
+    if sizes == (1, 1, 1):
         return image.copy()
-    r = size // 2
     # scipy's "reflect" (d c b a | a b c d) is numpy's "symmetric"; for a pad
     # wider than the image, scipy keeps reflecting, as numpy does.
-    padded = np.pad(image, r, mode="symmetric")
-    win = sliding_window_view(padded, (size, size, size))
+    padded = np.pad(image, [(k // 2, k // 2) for k in sizes], mode="symmetric")
+    win = sliding_window_view(padded, sizes)
     out = np.empty_like(image)
     X, Y, Z = image.shape
-    k = size ** 3
+    k = int(np.prod(sizes))
     mid = k // 2
     rows = max(1, _CHUNK_ELEMENTS // (Y * Z * k))
     for x0 in range(0, X, rows):
