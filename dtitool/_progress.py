@@ -172,14 +172,32 @@ class Progress:
         unit : str
             Unit of work.
         background : bool
-            The step runs in another thread beside the others: no bar, and its
-            line is written whole when it ends.
+            The step runs elsewhere beside the others (another process or
+            thread): no bar, and its line is written whole when it ends
+            (:meth:`_Step.report`).
 
         Notes
         -----
-        The step's number is taken when it is created, so a background step
-        keeps its place in the plan whenever it ends.
+        A step's number is taken when its line can first appear: when it is
+        created, or for a background step when it is reported, so the numbers
+        a reader sees always rise (a background step started first and ended
+        after the sixth gets number 6 or 7, never 1 printed after 6).
+
+        Examples
+        --------
+        >>> import io
+        >>> out = io.StringIO()
+        >>> p = Progress(3, stream=out)
+        >>> lane = p.step("power, in the background", background=True)
+        >>> for name in ("simulating", "fitting"):
+        ...     with p.step(name):
+        ...         pass
+        >>> lane.report(1.5)
+        >>> [line.split(" ... ")[0] for line in out.getvalue().splitlines()]
+        ['step 1/3 simulating', 'step 2/3 fitting', 'step 3/3 power, in the background']
         """
+        if background:
+            return _Step(self, text, total, unit, background)
         return _Step(self, self._label(text), total, unit, background)
 
     def note(self, text: str) -> None:
@@ -202,8 +220,14 @@ class _Step:
         self._t = 0.0
 
     def report(self, seconds: float) -> None:
-        """Write the line of a step that ran elsewhere and took ``seconds``."""
+        """Write the line of a step that ran elsewhere and took ``seconds``.
+
+        A background step takes its number here (:meth:`Progress.step`).
+        """
         p = self.prog
+        if self.background:
+            self.label = p._label(self.label)
+            self.background = False  # numbered once
         if p.quiet:
             return
         with p._lock:

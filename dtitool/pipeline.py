@@ -353,9 +353,11 @@ def run_demo_pipeline(out, *, design: StudyDesign | str | None = None,
         try:
             phantom = make_phantom(roi_names=design.roi_names)
             images = tmp / "images"
+            k = s.dwi_subjects
+            dwi = {0: "no DWI", 1: "DWI for 1 participant"}.get(
+                k, f"DWI for {k} participants")
             with prog.step(f"writing MD maps for {len(design.visits) * design.n} "
-                           f"scans and DWI for "
-                           f"{s.dwi_subjects} participant(s)", unit="scan") as bar:
+                           f"scans and {dwi}", unit="scan") as bar:
                 scans = write_cohort_images(cohort.participants, cohort.roi_md,
                                             images, rng=s.seed, phantom=phantom,
                                             dwi_subjects=s.dwi_subjects,
@@ -382,8 +384,9 @@ def run_demo_pipeline(out, *, design: StudyDesign | str | None = None,
                 md_rows = roi_img[["participant_id", "session", "roi", "md"]]
 
             n_models = len(design.rois) * len(design.outcomes)
-            with prog.step(f"fitting the {n_models} group x dMD models (statsmodels "
-                           "OLS) and drawing the figures"):
+            with prog.step(f"fitting the {n_models} group x dMD models (statsmodels, "
+                           "welch inference: each arm on its own) and drawing the "
+                           "figures"):
                 # Figures are drawn by worker processes (the renderer's drawing
                 # function, run with the data), while this process goes on.
                 first = scans.iloc[0]

@@ -670,8 +670,12 @@ def describe_design(design: StudyDesign, *, participants: int = 20_000,
             "remission": "remission", "at_floor": "at floor"}
     t = s[["outcome", "arm", "reliability", *cols]].rename(columns=cols)
     n_sim = int(s["n"].sum() // len(design.outcomes))
-    lines.append(f"Scores at visit {primary} ({n_sim} simulated participants; "
-                 f"change = {primary} minus {base}, observed; RTM = expected change "
+    trials = n_sim // design.n  # whole replicate trials (score_summary)
+    lines.append(f"Scores at visit {primary} as the design's score model gives "
+                 f"them (a summary over {trials:,} simulated trials of "
+                 f"{design.n} participants each, {n_sim:,} in all, not over the "
+                 f"cohort simulated here; change = {primary} minus {base}, "
+                 "observed; RTM = expected change "
                  "without treatment, from regression to the mean; response = "
                  f"{primary} score at most half the {base} score):")
     with pd.option_context("display.width", 160):

@@ -118,6 +118,11 @@ def test_simulate_prints_the_design_summary(tmp_path, capsys):
                  "regression to the mean", "at floor"):
         assert word in out
     assert "Outside the design's ranges" not in out
+    # the score summary is over many simulated trials, not the 98 written, and
+    # says so: 205 whole trials of 98 reach the summary's 20,000 participants
+    assert ("a summary over 205 simulated trials of 98 participants each, 20,090 "
+            "in all, not over the cohort simulated here") in out
+    assert "20090 simulated participants" not in out
     assert main(["simulate", "--preset", "ketamine-rct-face-value", "--seed", "3",
                  "--out", str(tmp_path / "b")]) == 0
     assert "Outside the design's ranges" in capsys.readouterr().out

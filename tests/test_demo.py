@@ -41,14 +41,17 @@ def demo_dir(demo_run):
 
 
 def test_progress_lines_and_closing_line(demo_run):
-    """One line per step (7, numbered; the Monte Carlo lane's reported when it
-    ends), then the total time and the disk space the outputs take."""
+    """One line per step (7, numbered in the order they are printed; the Monte
+    Carlo lane's numbered when it ends), then the total time and the disk space
+    the outputs take."""
     out, printed, _ = demo_run
     lines = printed.splitlines()
     steps = [re.fullmatch(r"step (\d+)/7 .+ \.\.\. done in \d+\.\d s", ln)
              for ln in lines if ln.startswith("step ")]
-    assert all(steps) and sorted(int(m[1]) for m in steps) == list(range(1, 8)), \
-        printed
+    assert all(steps) and [int(m[1]) for m in steps] == list(range(1, 8)), printed
+    # counted nouns agree with their number: no "participant(s)"
+    assert "(s)" not in printed
+    assert "and DWI for 1 participant" in printed
     m = re.fullmatch(r"done in (\d+\.\d) s; ([\d.]+) (MB|GB) on disk in (.+): "
                      r"open (.+)", lines[-1])
     assert m, lines[-1]
@@ -105,6 +108,17 @@ def test_report_content(demo_dir):
     assert "n for 80% power on" in html or "is not reached by n" in html
     assert "Kopelman" in html and "reliability" in html
     assert not re.search(r'(src|href)="https?://', html)
+
+
+def test_report_prints_a_range_only_when_its_ends_differ(demo_dir):
+    """A span like "0.5-0.5" is printed as one number (the realistic world's
+    saline true change SD is 0.5 % of MD in every ROI)."""
+    html = (demo_dir / "report.html").read_text()
+    text = re.sub(r'src="data:[^"]*"', "", html)
+    same = [m.group(0) for m in re.finditer(r"(?<![\w.-])(\d+(?:\.\d+)?)-\1(?![\w.])",
+                                            text)]
+    assert same == []
+    assert "<td>0.5</td>" in text or ">0.5<" in text
 
 
 def test_report_sets_both_worlds_and_notes(demo_dir):

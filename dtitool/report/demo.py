@@ -43,6 +43,27 @@ def _count(k: int) -> str:
     return _COUNTS[k] if 0 <= k < len(_COUNTS) else str(k)
 
 
+def _span(lo, hi, fmt: str = "{:.2f}") -> str:
+    """Return ``lo-hi`` in ``fmt``, or one number when both ends print alike.
+
+    Examples
+    --------
+    >>> _span(0.18, 0.49), _span(0.5, 0.5, "{:.2g}"), _span(0.601, 0.598)
+    ('0.18-0.49', '0.5', '0.60')
+    """
+    a, b = fmt.format(lo), fmt.format(hi)
+    return a if a == b else f"{a}-{b}"
+
+
+_ANALYSIS_TEXT = {
+    "welch": "each arm fitted on its own by statsmodels OLS, interactions with "
+    "Welch-Satterthwaite df, the pooled slope by feasible GLS",
+    "ols": "statsmodels OLS, one pooled residual variance",
+    "hc3": "statsmodels OLS with HC3 standard errors",
+}
+"""How the models of each inference option are fitted, for the results text."""
+
+
 def _visit_text(visit) -> str:
     """Return a visit as prose: its time since baseline (``24 h``), else its name."""
     if visit.hours == 0:
@@ -135,10 +156,10 @@ def _worlds_table(*designs: StudyDesign) -> pd.DataFrame:
         w = world_summary(d)
         rows.append({
             "world": w["world"],
-            **{f"dMD reliability, {arm}": "{:.2f}-{:.2f}".format(
-                *w[f"reliability_{arm}"]) for arm in d.arms},
-            f"true change SD % MD, {d.control}": "{:.2g}-{:.2g}".format(
-                *w[f"change_sd_pct_{d.control}"]),
+            **{f"dMD reliability, {arm}": _span(*w[f"reliability_{arm}"])
+               for arm in d.arms},
+            f"true change SD % MD, {d.control}": _span(
+                *w[f"change_sd_pct_{d.control}"], "{:.2g}"),
             **{f"R^2 {o}": w[f"r_squared_{o}"] for o in d.outcome_names},
             "parameters outside their ranges": len(w["violations"]),
         })
@@ -398,7 +419,8 @@ def _report(r, pngs: Mapping[str, bytes]) -> str:
     rep.add_section(
         "Results: group x dMD interaction models",
         text=f"Per ROI and outcome: score change ~ group * dMD + baseline score "
-        f"(statsmodels OLS, n = {int(t['n'].max())}). Each cell is the estimate, "
+        f"({_ANALYSIS_TEXT.get(results.inference, results.inference)}, n = "
+        f"{int(t['n'].max())}). Each cell is the estimate, "
         f"in score points {DMD_UNIT}, with its p; a positive slope means MD "
         f"decrease goes with improvement. Interaction = {treated} slope minus "
         f"{control} "
@@ -517,7 +539,8 @@ def _sample_size_sentence(ss, design, reported: bool) -> str:
     lo, hi = ss.n_plausible
     hi_s = f">{ss.n_max}" if hi is None else str(hi)
     return (f"n for {ss.target_power:.0%} power on {what}: n = {ss.n} in total "
-            f"(Monte Carlo interval {lo}-{hi_s}; power {ss.power:.2f} at that n, "
+            f"(Monte Carlo interval {_span(lo, hi_s, '{}')}; power {ss.power:.2f} "
+            "at that n, "
             f"{ss.replicates} replicates per n), against {design.n} in the design. "
             "The same number is in tables/sample_size.tsv and marked on the power "
             "curve.")
@@ -546,10 +569,9 @@ def _reported_sections(rep, design, pw, repro, other) -> None:
         "about 50 % power: half of that world's trials give a larger p. That is "
         "the face-value reading of a published result, which the significance "
         "filter inflates. "
-        f"Here the reported findings have power {rep_rows['power'].min():.2f}-"
-        f"{rep_rows['power'].max():.2f} in {design.name!r} and "
-        f"{rep_rows['other_power'].min():.2f}-{rep_rows['other_power'].max():.2f} "
-        f"in {other.name!r}.",
+        "Here the reported findings have power "
+        f"{_span(*rep_rows['power'].agg(['min', 'max']))} in {design.name!r} and "
+        f"{_span(*rep_rows['other_power'].agg(['min', 'max']))} in {other.name!r}.",
         table=rtab,
     )
     rep.add_table(_worlds_table(design, other), float_format="{:.2f}",
