@@ -255,11 +255,6 @@ def resolve_names(
     if control not in arms:
         raise ValueError(f"control arm {control!r} is not a level of the "
                          f"participants table's group column ({', '.join(arms)})")
-    if len(arms) < 2:
-        raise ValueError(
-            f"the participants table's group column holds {len(arms)} arm "
-            f"({', '.join(arms)}); the models compare arms, so they need a "
-            "control arm and at least one other")
     return TrialNames(arms=tuple(arms), control=control, visits=v,
                       primary=primary), None
 

@@ -484,12 +484,12 @@ def test_bad_schedules_and_schemas_are_named(change, match):
         design_from_dict(d)
 
 
-def test_one_arm_is_refused_with_a_sentence():
+def test_an_allocation_without_arms_is_refused():
     from dtitool.design import design_from_dict
 
     d = _v2()
-    d["trial"]["allocation"] = {"saline": 1}
-    with pytest.raises(ValueError, match=r"names 1 arm \(saline\).*two or more"):
+    d["trial"]["allocation"] = {}
+    with pytest.raises(TypeError, match=r"trial.allocation must be a table"):
         design_from_dict(d)
 
 

@@ -389,8 +389,10 @@ def test_layout_and_arm_codes_refuse_bad_input():
     assert TermLayout.of_size(9) == term_layout(4)
     with pytest.raises(ValueError, match="6 terms is no trial's layout"):
         TermLayout.of_size(6)
-    with pytest.raises(ValueError, match=r"n_arms must be an integer >= 2.*got 1"):
-        term_layout(1)
+    assert TermLayout.of_size(2) == term_layout(1)  # a single-arm course
+    assert term_layout(1).size == 2 and term_layout(1).omnibus is None
+    with pytest.raises(ValueError, match=r"n_arms must be a positive integer.*got 0"):
+        term_layout(0)
     codes, k = arm_codes(np.array([[True, False]]))
     assert k == 2 and codes.tolist() == [[0, 1]]
     with pytest.raises(ValueError, match=r"arm codes must be in 0\.\.2 \(n_arms = 3\)"):

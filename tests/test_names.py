@@ -161,10 +161,11 @@ def test_unknown_group_level_is_an_error_naming_it(design, folder):
     assert got.attrs["trial_names"].arms == ("drug", "active", "placebo")
     assert got.attrs["trial_names"].interactions == ("interaction_drug",
                                                      "interaction_active")
+    # one level is a single-arm course (its arm the "control")
     one = p[p["group"] == "placebo"]
-    with pytest.raises(ValueError, match=r"group column holds 1 arm \(placebo\)"):
-        check_tables(one, r[r["participant_id"].isin(one["participant_id"])],
-                     control="placebo", visits=VISITS)
+    got, _ = check_tables(one, r[r["participant_id"].isin(one["participant_id"])],
+                          control="placebo", visits=VISITS)
+    assert got.attrs["trial_names"].terms == ("slope_placebo", "slope_pooled")
     with pytest.raises(ValueError, match=r"control arm 'sham' is not a level"):
         check_tables(p, r, control="sham", visits=VISITS)
 

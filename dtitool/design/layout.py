@@ -187,18 +187,14 @@ def check_arms(where: str, value: PerArm, arms: Sequence[str]) -> None:
 
 
 def check_arm_count(arms: Sequence[str]) -> None:
-    """Refuse a design with fewer than two arms, in one sentence.
+    """Refuse a design without arms, in one sentence.
 
-    The models compare every arm's dMD slope with the control arm's; a
-    single-arm course has nothing to compare with, and is not simulated or
-    analysed yet.
+    One arm is a single-arm course (every participant treated): its models
+    have the arm's dMD slope only, with nothing to compare it with.
     """
-    if len(arms) < 2:
-        raise ValueError(
-            f"trial.allocation names {len(arms)} arm ({', '.join(arms)}); "
-            "dtitool simulates and analyses trials of two or more arms (a "
-            "control arm and at least one other) so far"
-        )
+    if len(arms) < 1:
+        raise ValueError("trial.allocation names no arm; a trial has one arm (a "
+                         "single-arm course) or more")
 
 
 def check_visits(visits: Sequence[VisitSpec]) -> tuple[VisitSpec, ...]:
@@ -310,6 +306,8 @@ class TrialNames:
         ``omnibus``, the F test that every arm has the control arm's slope.
         """
         slopes = (*(f"slope_{a}" for a in self.arms), "slope_pooled")
+        if len(self.arms) == 1:  # a single-arm course: the slope is the pooled one
+            return slopes
         if len(self.arms) == 2:
             return ("interaction", *slopes)
         return (*self.interactions, *slopes, "omnibus")
@@ -318,8 +316,11 @@ class TrialNames:
     def key_terms(self) -> tuple[str, ...]:
         """The terms summaries show first.
 
-        The interactions, and the omnibus test when there are three or more arms.
+        The interactions, and the omnibus test when there are three or more
+        arms; a single-arm course's dMD slope.
         """
+        if len(self.arms) == 1:
+            return (f"slope_{self.arms[0]}",)
         return self.interactions + (("omnibus",) if len(self.arms) > 2 else ())
 
     @property
@@ -329,8 +330,8 @@ class TrialNames:
         ``interaction``, or ``interaction_<arm>`` per arm but the control when
         there are three or more arms.
         """
-        if len(self.arms) == 2:
-            return ("interaction",)
+        if len(self.arms) <= 2:
+            return ("interaction",)[: len(self.arms) - 1]
         return tuple(f"interaction_{a}" for a in self.arms[:-1])
 
     def score_column(self, outcome: str, visit: str) -> str:

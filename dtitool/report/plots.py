@@ -234,7 +234,8 @@ def plot_scatter_grid(
                 slope = res.term(roi, outcome, f"slope_{g}")["estimate"]
                 xs = np.array([x[m].min(), x[m].max()])
                 ax.plot(xs, y[m].mean() + slope * (xs - x[m].mean()), color=c, lw=2)
-            key = "omnibus" if len(arms) > 2 else "interaction"
+            key = ("omnibus" if len(arms) > 2 else "interaction" if len(arms) == 2
+                   else f"slope_{arms[0]}")
             p = res.term(roi, outcome, key)["p"]
             ax.set_title(
                 f"{roi}, {labels[outcome]}: "
@@ -376,6 +377,8 @@ def plot_forest(results, *, term: str | Sequence[str] | None = None,
     terms = list(pd.unique(table["term"]))
     if term is None:
         shown = [x for x in terms if x == "interaction" or x.startswith("interaction_")]
+        if not shown:  # a single-arm course: its arm's slope
+            shown = [x for x in terms if x.startswith("slope_") and x != "slope_pooled"]
     else:
         shown = [term] if isinstance(term, str) else list(term)
     _pick(shown, terms, "term")
@@ -729,7 +732,8 @@ def save_analysis_figures(results, participants, roi_md, folder, *,
     fig.savefig(folder / ANALYSIS_FIGURES[1], dpi=120)
 
     term = results.table["term"].astype(str)
-    n_rows = int((term.eq("interaction") | term.str.startswith("interaction_")).sum())
+    n_rows = int((term.eq("interaction") | term.str.startswith("interaction_")).sum()
+                 or term.str.startswith("slope_").sum() // 2)
     fig = Figure(figsize=(6.5, 0.32 * n_rows + 1.2), layout="constrained")
     plot_forest(results, outcome_labels=outcome_labels, ax=fig.subplots())
     fig.savefig(folder / ANALYSIS_FIGURES[2], dpi=120)

@@ -208,9 +208,8 @@ class TermLayout:
 
     def __post_init__(self):
         k = self.n_arms
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-            raise ValueError(f"n_arms must be an integer >= 2 (a control arm and at "
-                             f"least one other); got {k!r}")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"n_arms must be a positive integer; got {k!r}")
 
     @property
     def interactions(self) -> range:
@@ -239,13 +238,14 @@ class TermLayout:
 
     @classmethod
     def of_size(cls, T: int) -> TermLayout:
-        """Return the layout of ``T`` terms (4 for two arms, ``2k + 1`` for more)."""
-        if T == 4:
-            return cls(2)
+        """Return the layout of ``T`` terms (2 for one arm, 4 for two arms,
+        ``2k + 1`` for more)."""
+        if T in (2, 4):
+            return cls(T // 2)
         if T >= 7 and T % 2:
             return cls((T - 1) // 2)
-        raise ValueError(f"{T} terms is no trial's layout: two arms have 4 terms, "
-                         f"k >= 3 arms 2k + 1 (7, 9, ...)")
+        raise ValueError(f"{T} terms is no trial's layout: one arm has 2 terms, "
+                         f"two arms 4, k >= 3 arms 2k + 1 (7, 9, ...)")
 
 
 def term_layout(n_arms: int) -> TermLayout:
@@ -294,8 +294,8 @@ def arm_codes(arm, n_arms: int | None = None, *, shape=None) -> tuple[np.ndarray
         raise TypeError(f"arm must be boolean (two arms) or integer arm codes; got "
                         f"dtype {arm.dtype}")
     k = (int(arm.max()) + 1 if arm.size else 2) if n_arms is None else n_arms
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-        raise ValueError(f"n_arms must be an integer >= 2; got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"n_arms must be a positive integer; got {k!r}")
     if arm.size and (arm.min() < 0 or arm.max() >= k):
         raise ValueError(f"arm codes must be in 0..{k - 1} (n_arms = {k}); got "
                          f"codes from {arm.min()} to {arm.max()}")

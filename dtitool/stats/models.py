@@ -494,7 +494,7 @@ def _estimable_terms(X, arms, Lc, keep, l_add, within, inference) -> np.ndarray:
                                      Lc[k - 1 + a][within])[0] for a in range(k)])
         ok = np.r_[slope[:-1] & slope[-1], slope]
     out = np.r_[ok, pooled]
-    return out if k == 2 else np.r_[out, ok[:k - 1].all()]
+    return out if k <= 2 else np.r_[out, ok[:k - 1].all()]
 
 
 def _why_not_estimable(used: pd.DataFrame, names: TrialNames,

@@ -128,9 +128,9 @@ class PermutationModel:
 
     @property
     def n_terms(self) -> int:
-        """Tests of the model: 4 with two arms, ``2k + 1`` with ``k >= 3``."""
+        """Tests of the model: ``2k`` with one or two arms, ``2k + 1`` with more."""
         k = self.n_arms
-        return 4 if k == 2 else 2 * k + 1
+        return 2 * k if k <= 2 else 2 * k + 1
 
     @property
     def ketamine(self) -> np.ndarray:

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--inference", default=None,
                     help="pass --inference to both trees (their defaults may "
-                    "differ: ols before issue 24, welch after)")
+                    "differ: ols before welch became the default)")
     args = ap.parse_args(argv)
     keep_dir = Path(tempfile.mkdtemp(prefix="dtitool-names-"))
     try:
