@@ -85,7 +85,7 @@ def test_simulate_names_everything_by_the_design(cohort):
 def test_analyze_names_everything_and_equals_a_statsmodels_fit(cohort, tmp_path):
     res = tmp_path / "res"
     out, _ = ok(["analyze", cohort, "--out", res / "results.tsv", "--figures",
-                 res / "figures"])
+                 res / "figures", "--inference", "ols"])
     t = pd.read_csv(res / "results.tsv", sep="\t")
     assert tuple(pd.unique(t["roi"])) == ROIS
     assert tuple(pd.unique(t["outcome"])) == OUTCOMES

@@ -99,7 +99,7 @@ def test_day1_lies_on_the_way_to_week1():
 def test_analyze_equals_a_statsmodels_fit(cohort, tmp_path):
     res = tmp_path / "res"
     out, _ = ok(["analyze", cohort, "--out", res / "results.tsv", "--figures",
-                 res / "figures"])
+                 res / "figures", "--inference", "ols"])
     t = pd.read_csv(res / "results.tsv", sep="\t")
     assert tuple(pd.unique(t["roi"])) == ROIS
     assert tuple(pd.unique(t["outcome"])) == OUTCOMES
