@@ -77,6 +77,9 @@ COLUMNS: dict[str, dict] = {
     "session": _c("scan session: the visit at which the scan was made", "text"),
     "visit": _c("visit name (the session label of its scans)", "text"),
     "roi": _c("region of interest (see the atlas lookup table)", "text"),
+    "measure": _c("the ROI's imaging measure whose change the model regresses "
+                  "on: md, or another measure of the ROI (fa, volume, ...)",
+                  "text"),
     "outcome": _c("depression outcome scale", "text"),
     "term": _c("model term (docs/model.md, Analysis models)", "text"),
     "inference": _INFERENCE,

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
 import os
+import warnings
 from pathlib import Path
 
 from dtitool._io import output_transaction, write_tsv
@@ -219,6 +219,24 @@ POST_RANDOMISATION = (
 """What ``analyze`` prints under every analysis (docs/model.md, section 3)."""
 
 
+def other_measures(directory, design=None) -> list[str]:
+    """Return the measures besides MD a folder holds (``roi_<measure>.tsv``).
+
+    In the design's order where it names them, then by name. A design measure
+    without its table is not analysed, with a warning naming it.
+    """
+    folder = Path(directory)
+    found = sorted(p.name[len("roi_"):-len(".tsv")] for p in folder.glob("roi_*.tsv")
+                   if p.name != "roi_md.tsv")
+    order = list(design.measure_names[1:]) if design is not None else []
+    lacking = [m for m in order if m not in found]
+    if lacking:
+        warnings.warn(f"the design's measure(s) {', '.join(lacking)} have no "
+                      f"roi_<measure>.tsv in {str(folder)!r}; analysing MD and "
+                      f"{', '.join(found) or 'nothing else'}", stacklevel=2)
+    return [m for m in order if m in found] + [m for m in found if m not in order]
+
+
 def run(args) -> int:
     """Run ``dtitool analyze``."""
     # statsmodels loads only when a model is fitted: keeps other commands fast
@@ -257,6 +275,7 @@ def run(args) -> int:
 
         design, _ = read_design(args.design)
     inputs = [Path(args.dir) / "participants.tsv", Path(args.dir) / "roi_md.tsv",
+              *sorted(Path(args.dir).glob("roi_*.tsv")),
               *([args.design] if args.design else [])]
     # One transaction: the table and the figures are committed together.
     with output_transaction(force=args.force, inputs=inputs) as tx:
@@ -297,7 +316,26 @@ def run(args) -> int:
         for extra in (MAXT_COLUMN, FMI_COLUMN):
             if extra in results.table.columns:
                 columns.append(extra)
-        write_tsv(results.table.loc[:, columns], tmp / out.name)
+        # the ROIs' other measures (roi_<measure>.tsv beside roi_md.tsv)
+        more = [fit_models(*read_tables(args.dir, replicate=args.replicate,
+                                        design=design, control=args.control,
+                                        measure=m),
+                           names=names, design=design, measure=m,
+                           covariates=tuple(args.covariates),
+                           inference=results.inference,
+                           families=tuple(args.families),
+                           familywise=args.familywise,
+                           permutations=args.permutations, rng=args.seed,
+                           missing=args.missing, imputations=args.imputations)
+                for m in other_measures(args.dir, design)]
+        table = results.table.loc[:, columns]
+        if more:
+            import pandas as pd
+
+            table = pd.concat([r.table.loc[:, columns].assign(measure=r.measure)
+                               for r in (results, *more)], ignore_index=True)
+            table = table.loc[:, ["roi", "measure", *columns[1:]]]
+        write_tsv(table, tmp / out.name)
         if figtmp is not None:
             labels = None
             if design is not None:
@@ -319,6 +357,8 @@ def run(args) -> int:
                                families=tuple(args.families))
             write_tsv(tp.table, tiptmp / tip.name)
     print(results.summary())
+    for r in more:
+        print(f"\n{r.measure}:\n{r.summary()}")
     print("\n" + POST_RANDOMISATION)
     if results.inference == "ols" and results.missing == "complete-case":
         from dtitool.stats.level_check import level_warning
@@ -330,7 +370,7 @@ def run(args) -> int:
         print(format_comparison(compare_to_reported(results)))
     if tp is not None:
         print("\n" + tp.summary())
-    print(f"\nwrote {out} ({len(results.table)} rows)")
+    print(f"\nwrote {out} ({len(table)} rows)")
     if tp is not None:
         print(f"wrote {tip} ({len(tp.table)} rows)")
     if args.figures:
