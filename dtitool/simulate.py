@@ -806,7 +806,7 @@ class Cohort:
         return cohort_files(self.design)
 
     def measure_table(self, measure: str, *, true: bool = False) -> pd.DataFrame:
-        """A measure's long table: ``participant_id, session, roi, <measure>``.
+        """Return a measure's long table: ``participant_id, session, roi, <measure>``.
 
         One row per participant, visit and ROI that has the measure (a missing
         scan is a missing row); ``true=True`` gives the latent true values in

@@ -44,8 +44,8 @@ from dtitool.simulate import BLOCK_SIZE, simulate_arrays
 from dtitool.stats.inference import batch_models, check_inference
 
 __all__ = [
-    "REFERENCE_N",
     "MIN_SIGNIFICANT",
+    "REFERENCE_N",
     "ZERO_SE",
     "retrodesign",
     "true_values",

@@ -238,8 +238,10 @@ class TermLayout:
 
     @classmethod
     def of_size(cls, T: int) -> TermLayout:
-        """Return the layout of ``T`` terms (2 for one arm, 4 for two arms,
-        ``2k + 1`` for more)."""
+        """Return the layout of ``T`` terms.
+
+        2 for one arm, 4 for two arms, ``2k + 1`` for more.
+        """
         if T in (2, 4):
             return cls(T // 2)
         if T >= 7 and T % 2:

@@ -56,7 +56,7 @@ def _arm_fit(y: np.ndarray, x: np.ndarray, b: np.ndarray):
 
 
 def ols_level(results, *, alpha: float = 0.05) -> pd.DataFrame:
-    """The approximate level of each ``ols`` interaction test, per model.
+    """Return the approximate level of each ``ols`` interaction test, per model.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-r"""The omnibus test of a trial with three or more arms: do the dMD slopes differ?
+r"""The omnibus test of a trial with three or more arms: whether the slopes differ.
 
 With ``k >= 3`` arms the models report one interaction per arm but the control
 (its dMD slope minus the control arm's) and an ``omnibus`` F test of all of them

@@ -24,7 +24,6 @@ from dtitool.design import StudyDesign
 from dtitool.stats.binomial import wilson_interval
 
 __all__ = [
-    "md_rows",
     "ANY_OUTCOME",
     "GRID_COLUMNS",
     "METHODS",
@@ -36,6 +35,7 @@ __all__ = [
     "finding_p",
     "finding_power",
     "finding_size",
+    "md_rows",
 ]
 
 
@@ -58,7 +58,7 @@ GRID_COLUMNS = ("roi", "outcome", "term", "inference", "power", "power_ci_low",
 
 
 def md_rows(table: pd.DataFrame, measure: str = "md") -> pd.DataFrame:
-    """The rows of one measure (MD by default) of a power or results table.
+    """Return the rows of one measure (MD by default) of a power or results table.
 
     A design with measures besides MD has a ``measure`` column; without it,
     every row is MD's.

@@ -554,7 +554,7 @@ def _size_columns(null, spec: _Spec, reject: str, valid: str) -> dict:
 
 
 def _design_analysis_columns(value, value_se, totals, abs_sig_sum) -> dict:
-    """True values, and type S and exaggeration over the significant trials.
+    """Return true values, and type S and exaggeration over the significant trials.
 
     Both are NaN where the true value is not distinguishable from 0 or fewer
     than :data:`MIN_SIGNIFICANT` trials are significant (``n_significant``

@@ -306,7 +306,7 @@ _NO_CI = {"ci_low": np.nan, "ci_high": np.nan, "implied_estimate": np.nan,
 
 
 def _interval(row: pd.Series, finding) -> dict:
-    """The estimate's CI and whether it excludes the effect the report implies."""
+    """Return the estimate's CI and whether it excludes the reported effect."""
     get = lambda c: float(row[c]) if c in row.index else np.nan  # noqa: E731
     lo, hi, se, n = get("ci_low"), get("ci_high"), get("se"), get("n")
     implied = np.nan
