@@ -256,6 +256,20 @@ class AnalysisResults:
         """Return a readable text table of the results (every term by default)."""
         return format_summary(self, terms=terms)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the model and every term's estimate, SE and p."""
+        from dtitool.stats._html import result_html
+
+        facts = [("formula", self.formula), ("inference", self.inference),
+                 ("estimates in", self.dmd_unit), ("missing", self.missing_summary
+                                                    or self.missing),
+                 ("seed", self.seed)]
+        return result_html(
+            "AnalysisResults", facts, self.table,
+            columns=("measure", "roi", "outcome", "term", "estimate", "se", "t",
+                     "df", "p", "ci_low", "ci_high", "n", "p_holm", "p_fdr"),
+            max_rows=120)
+
 
 def default_formula(covariates: Sequence[str] = ("baseline",), *, control: str,
                     types=None, regressor: str = "d_md") -> str:

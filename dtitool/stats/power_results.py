@@ -175,6 +175,19 @@ class PowerResult:
 
         return power_summary(self, tests, None, size)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the run's facts and every test's power and size."""
+        from dtitool.stats._html import result_html
+
+        facts = [("design", self.design.name), ("n", self.design.n),
+                 ("replicates", self.replicates), ("alpha", self.alpha),
+                 ("inference", self.inference), ("missing", self.missing),
+                 ("seed", self.seed)]
+        return result_html(
+            "PowerResult", facts, self.table,
+            columns=("measure", "roi", "outcome", "term", "power", "power_ci_low",
+                     "power_ci_high", "median_p", "size", "true_value"))
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PowerCurve:
@@ -346,6 +359,24 @@ class SampleSizeResult:
             f"{self.target_power:g} for the weakest of {len(self.tests)} test(s) "
             f"({self.limiting_test})"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the answer with its interval, then the search trace."""
+        from dtitool.stats._html import result_html
+
+        lo, hi = self.n_plausible
+        n = self.n if self.n is not None else f"not reached by {self.n_max}"
+        facts = [("n", n),
+                 ("Monte Carlo interval of n",
+                  f"{lo if lo is not None else '?'} to "
+                  f"{hi if hi is not None else f'>{self.n_max}'}"),
+                 ("target power", self.target_power),
+                 ("power at n", f"{self.power:.3f} (95% CI {self.power_ci_low:.3f}-"
+                                f"{self.power_ci_high:.3f})"),
+                 ("limiting test", self.limiting_test),
+                 ("tests", len(self.tests)), ("replicates", self.replicates),
+                 ("seed", self.seed)]
+        return result_html("SampleSizeResult", facts, self.evaluated)
 
 
 def _test_power(row: pd.Series, direction: str | None) -> tuple[float, float, float]:
