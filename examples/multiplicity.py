@@ -10,13 +10,15 @@ controls the false discovery rate instead, which under a complete null is the
 same as the FWER. The tests are correlated (the two outcomes, and the ROIs'
 MD changes), so the FWER is below the independent-tests value 1 - 0.95^m.
 
-Aside: each interaction test alone rejects somewhat *less* often than 5 % here.
-The preset's arms differ in the SD of symptom change (MADRS about 11 vs 6) and
-the classical OLS test pools one residual variance; with the larger variance in
-the larger (ketamine) arm, the pooled SE of the slope difference is too large
-(conservative), and the ketamine-arm slope test is anti-conservative
-(``power(..., inference="welch")`` fits the arms separately and is at its
-nominal level; ``PowerResult.table["size"]`` shows each test's actual size).
+Aside: each test alone is at its nominal 5 % here because dtitool's default
+inference, ``welch``, fits each arm with its own residual variance. The preset's
+arms differ in the SD of symptom change (MADRS about 11 vs 6); the classical OLS
+test the study reported (``power(..., inference="ols")``) pools one residual
+variance, and with the larger variance in the larger (ketamine) arm the pooled
+SE of the slope difference is too large: its interaction tests reject only
+1.3-2.6 % of null trials (conservative) and its ketamine-arm slope tests
+7.0-8.5 % (docs/model.md, "Inference"; ``PowerResult.table["size"]`` shows each
+test's actual size).
 
 Run::
 
@@ -114,8 +116,9 @@ def main(argv=None) -> int:
     print(f"Null design ({design.name}), {args.replicates} simulated trials of "
           f"n = {design.n}, alpha {ALPHA}:")
     print(f"  each interaction test alone rejects in {per_test.min():.3f} to "
-          f"{per_test.max():.3f} of trials (nominal {ALPHA}; below it because the "
-          "arms' change SDs differ, see the docstring)")
+          f"{per_test.max():.3f} of trials (nominal {ALPHA}; {res.inference} "
+          "inference, at its level although the arms' change SDs differ, see the "
+          "docstring)")
     for fam, m in (("interaction", m14), ("all_terms", m56)):
         r = {meth: get.loc[(fam, meth), "power_any"] for meth in METHOD_LABELS}
         print(f"  {m} tests: P(at least one p <= {ALPHA}) unadjusted "

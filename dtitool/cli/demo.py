@@ -18,7 +18,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "preset); write MD maps for every scan and DWI for a few; fit tensors and "
         "extract ROI MD from the images; fit the group x dMD models; run a Monte "
         "Carlo power analysis and, for designs with the reference study's ROIs "
-        "and outcomes, the reported-versus-simulated comparison; write "
+        "and outcomes, the reported-versus-simulated comparison (all under welch "
+        "inference, the default of analyze and power: each arm fitted on its own, "
+        "valid when the arms' variances differ); write "
         "DIR/report.html (one self-contained page, labelled by the design's own "
         "name) with the tables (TSV) and figures (PNG) it shows.",
     )
