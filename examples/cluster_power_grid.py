@@ -1,4 +1,5 @@
 """A power surface on a Dask cluster: local, SLURM or PBS (dask-jobqueue).
+=======================================================================
 
 The question: over sample sizes 40-400, interaction effects 0.25-1.5 times the
 design's and scan-rescan reliabilities 0.2-0.9, where does each test of the
@@ -56,7 +57,7 @@ def start_cluster(args):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cluster", choices=["local", "slurm", "pbs"], default="local")
     ap.add_argument("--jobs", type=int, default=4, help="batch jobs (slurm, pbs)")

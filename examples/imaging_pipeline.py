@@ -1,4 +1,5 @@
 """The imaging path: DWI -> tensor fit -> MD map -> ROI means -> the ROI table.
+============================================================================
 
 Teaching point: the ROI table the statistics use is what the real pipeline
 would extract from the scans. Here a few simulated subjects go the long way: an
@@ -47,7 +48,7 @@ NAME = "imaging_pipeline"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     p.add_argument("--out", type=Path, default=Path("example-output") / NAME,
                    help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7,
@@ -149,4 +150,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # 0 is the interpreter's own exit status; raising only for another one lets
+    # the documentation's gallery run the script inside its own process.
+    if status := main():
+        raise SystemExit(status)

@@ -1,4 +1,5 @@
 """Power of a replication: how many patients it takes to see the reported effects.
+===============================================================================
 
 Teaching point: the reported tests of the 98-patient ketamine trial (Kopelman et
 al. 2023) were significant at p ~ 0.01-0.08, which means their power was only
@@ -59,7 +60,7 @@ CURVE_TESTS = [
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     p.add_argument("--out", type=Path, default=Path("example-output") / NAME,
                    help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=10,
@@ -163,4 +164,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # 0 is the interpreter's own exit status; raising only for another one lets
+    # the documentation's gallery run the script inside its own process.
+    if status := main():
+        raise SystemExit(status)

@@ -1,4 +1,5 @@
 """Regression to the mean: selecting on a noisy baseline makes scores fall untreated.
+==================================================================================
 
 Teaching point: a trial admits patients whose *measured* baseline score is above
 a threshold. A measured score is true severity plus occasion error, and the
@@ -52,7 +53,7 @@ THRESHOLDS = np.arange(16, 45, 2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     p.add_argument("--out", type=Path, default=Path("example-output") / NAME,
                    help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=1886,
@@ -226,4 +227,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # 0 is the interpreter's own exit status; raising only for another one lets
+    # the documentation's gallery run the script inside its own process.
+    if status := main():
+        raise SystemExit(status)

@@ -1,4 +1,5 @@
 """Reliability attenuation: test-retest noise shrinks every dMD effect and its power.
+==================================================================================
 
 Teaching point: MD *change* is a difference of two noisy scans, so its
 reliability, ``var(true dMD) / (var(true dMD) + 2 (cv * MD)^2)``, falls fast as
@@ -44,7 +45,7 @@ CVS = (0.01, 0.018, 0.026, 0.034, 0.042, 0.05, 0.058, 0.066, 0.074)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     p.add_argument("--out", type=Path, default=Path("example-output") / NAME,
                    help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=2015,
@@ -175,4 +176,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # 0 is the interpreter's own exit status; raising only for another one lets
+    # the documentation's gallery run the script inside its own process.
+    if status := main():
+        raise SystemExit(status)

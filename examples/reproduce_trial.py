@@ -1,4 +1,5 @@
 """Reproduce the ketamine trial: one simulated dataset is noisy, many are not.
+===========================================================================
 
 Teaching point: a single simulated 98-patient trial of the face-value world
 ``ketamine-rct-face-value`` (Kopelman et al. 2023 taken at face value) replicates
@@ -55,7 +56,7 @@ REPORTED_ANALYSIS = "ols"
 """The reported analysis: pooled-variance OLS (dtitool's default is welch)."""
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     p.add_argument("--out", type=Path, default=Path("example-output") / NAME,
                    help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=2023,
@@ -188,4 +189,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # 0 is the interpreter's own exit status; raising only for another one lets
+    # the documentation's gallery run the script inside its own process.
+    if status := main():
+        raise SystemExit(status)
