@@ -194,3 +194,34 @@ def test_readme_says_welch_is_the_default_with_the_docs_sizes():
     assert m[2] == f"{lo:.1f}-{hi:.1f} %"
     welch = [float(x) for t in TERMS for x in doc[t][1].rstrip(" %").split("-")]
     assert f"under `welch` every test {min(welch):.1f}-{max(welch):.1f} %" in readme
+
+
+def test_grid_and_its_explorer_default_to_welch():
+    """The power explorer draws welch tests unless told (its curves were drawn
+    for ols interactions of size 0.4-1.8 % before)."""
+    from dtitool.design import load_preset
+    from dtitool.report.explorer import explorer_html
+    from dtitool.stats.power import power_grid
+
+    grid = power_grid(load_preset("ketamine-rct"), axes={"n": [60, 98]},
+                      replicates=64, rng=1, size=False, design_analysis=False,
+                      progress=False)
+    assert grid.inference == "welch"
+    assert (grid.table["inference"] == "welch").all()
+    assert "welch inference" in " ".join(explorer_html(grid).split())
+
+
+def test_a_lone_size_flag_under_welch_says_it_can_be_chance():
+    """The README tutorial's power run (ketamine-rct, 2,000 trials, seed 1)
+    flags one welch test, the vACC x MADRS saline slope at 0.0705; at 20,000
+    trials of the same seed it is at 0.052 and nothing is flagged. The warning
+    says a lone flag can be chance and how to tell."""
+    from dtitool.design import load_preset
+    from dtitool.stats.power import power, size_warning
+
+    res = power(load_preset("ketamine-rct"), replicates=2000, rng=1,
+                design_analysis=False, progress=False)
+    line = size_warning(res)
+    assert line.startswith("warning: 1 of 56 tests are off")
+    assert "slope_saline (vACC/madrs; size 0.070)" in line
+    assert "one or two flags can be chance" in line and "another --seed" in line

@@ -57,7 +57,7 @@ def test_readme_quotes_the_demos_n_for_80_percent_power():
                      tests=reported_families(design)["reported"],
                      replicates=s.curve_replicates, rng=s.seed, progress=False)
     row = ss.table.iloc[0]
-    text = README.read_text(encoding="utf-8")
+    text = " ".join(README.read_text(encoding="utf-8").split())
     quoted = re.search(r"about \*\*n = (\d+)\*\* patients \(Monte Carlo interval "
                        r"(\d+)-(\d+)\)", text)
     assert quoted, "the README no longer quotes the demo's n for 80% power"

@@ -175,6 +175,12 @@ def size_warning(res: PowerResult) -> str | None:
     else:
         line += ("; no other inference option is known to fix them here (see "
                  "docs/model.md, Inference)")
+    if len(bad) <= 2:
+        # the band is 99 % over the run's tests: a run whose tests are all at
+        # their level flags one 1 % of the time (binomial.size_band)
+        line += (f"; one or two flags can be chance (the band holds all {len(t)} "
+                 "tests of a run at their level 99 % of the time): another --seed "
+                 "or more --replicates tells")
     return line
 
 
