@@ -381,6 +381,22 @@ def test_sources_are_in_the_model_docs():
         assert f"{author} {year}" in text.replace("\n", " "), (author, year)
 
 
+def test_model_docs_name_every_covariates_key():
+    """docs/model.md names each key of a design's [covariates] table, in the
+    generative model (step 6) and the defaults table."""
+    import dataclasses
+    from pathlib import Path
+
+    from dtitool.design.spec import CovariateSpec
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "model.md").read_text(
+        encoding="utf-8")
+    step = text.split("6. **Covariates.**")[1].split("\n\n")[0]
+    row = next(ln for ln in text.splitlines() if ln.startswith("| `covariates`"))
+    for f in dataclasses.fields(CovariateSpec):
+        assert f"`{f.name}`" in step and f"`{f.name}`" in row, f.name
+
+
 def test_change_model_validated(preset):
     with pytest.raises(ValueError, match=r"outcomes\.madrs\.change_model must be one"):
         design_from_dict(_with(preset, ("outcomes", "madrs", "change_model"), "log"))
