@@ -499,7 +499,7 @@ def simulate_arrays(
     lean: bool = False,
     seed=_NOT_GIVEN,
 ) -> CohortArrays:
-    """Simulate replicate trials ``start .. stop - 1`` as arrays.
+    """Simulate replicate trials ``start`` to ``stop - 1`` as arrays.
 
     Parameters
     ----------

@@ -60,7 +60,7 @@ class ImpliedEffect:
     df : int
         Residual degrees of freedom of the model.
     t : float
-        The |t| statistic that gives ``p``.
+        The absolute t statistic (``|t|``) that gives ``p``.
     partial_r2, f2 : float
         Partial ``R^2`` of the term and Cohen's ``f^2 = t^2 / df``.
     r_observed : float
