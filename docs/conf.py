@@ -50,7 +50,6 @@ root_doc = "index"
 exclude_patterns = ["_build", "generated/*.examples", "auto_examples/*.ipynb",
                     "auto_examples/*.py", "auto_examples/*.zip",
                     "auto_examples/*.codeobj.json", "auto_examples/*.md5"]
-templates_path = ["_templates"]
 html_static_path = ["_static"]
 html_css_files = ["dtitool.css"]
 html_theme = "furo"

@@ -117,3 +117,10 @@ def test_gallery_in_a_browser(site, tmp_path):
     assert len(figures) == 1, srcs
     ok, width, height = figures[0]
     assert ok and width > 400 and height > 200  # decoded, the figure's size
+
+    # the cluster example's interactive explorer, in a frame beside its output
+    path = site / "auto_examples" / "cluster_power_grid.html"
+    frame = re.search(r'<iframe [^>]*src="([^"]+)"', path.read_text(encoding="utf-8"))
+    assert frame and (path.parent / frame.group(1)).is_file()
+    page = render_page(exe, path, tmp_path / "cluster.png")
+    assert page["errors"] == []
