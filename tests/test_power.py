@@ -58,7 +58,7 @@ def _null_design(design):
 def test_batch_models_match_statsmodels_formulas_with_missing_scans(preset):
     design = dataclasses.replace(preset, missing=MissingSpec("mcar", 0.15))
     arrays = simulate_arrays(design, rng=11, stop=5)
-    bm = batch_models(arrays)
+    bm = batch_models(arrays, "ols")
     rng = np.random.default_rng(0)
     name = "C(group, Treatment('saline'))[T.ketamine]:x"
     for r in range(5):

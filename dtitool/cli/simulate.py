@@ -106,7 +106,7 @@ def run(args) -> int:
     # Enter first: existing outputs are refused before the simulation.
     with atomic_outputs(args.out, outputs, force=args.force, inputs=[args.design],
                         seed=seed) as tmp:
-        with prog.step(f"simulating {args.replicates} trial(s) of {design.name!r}"):
+        with prog.step(f"simulating {_count(args.replicates, 'trial')} of {design.name!r}"):
             cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
             cohort.write(tmp, run=run_record(args, seed), header=header)
         if args.images:
@@ -114,7 +114,7 @@ def run(args) -> int:
             scans = len(cohort.roi_md[["participant_id", "session"]]
                         .drop_duplicates())
             with (prog.step(f"writing MD maps of {scans} scans"
-                            + (f" and DWI of {dwi_subjects} participant(s)"
+                            + (f" and DWI of {_count(dwi_subjects, 'participant')}"
                                if dwi_subjects else ""), unit="scan") as bar,
                   executor(args) as ex):
                 write_cohort_images(
@@ -132,10 +132,15 @@ def run(args) -> int:
     arms = ", ".join(f"{k} {arm}" for k, arm in
                      zip(design.arm_sizes(), design.arms, strict=True))
     print(
-        f"simulated {args.replicates} replicate(s) of {design.name!r}: n = "
+        f"simulated {_count(args.replicates, 'replicate')} of {design.name!r}: n = "
         f"{design.n} ({arms}), visits {', '.join(design.visit_names)}, "
         f"{len(design.rois)} ROIs, seed {seed}"
     )
     print(describe_design(design))
     print(f"wrote {', '.join(outputs)} to {args.out}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 trial``, ``2 trials``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -891,15 +891,16 @@ def cohort_statistics(arrays, *, keep_values: bool = False) -> ArmStatistics:
                           n_arms=arm_count(arrays, arm))
 
 
-def batch_models(arrays, inference: str = "ols") -> BatchModels:
+def batch_models(arrays, inference: str = "welch") -> BatchModels:
     """Fit the interaction and additive models of every ROI x outcome, all replicates.
 
     Parameters
     ----------
     arrays : CohortArrays
         Simulated replicate trials (:func:`dtitool.simulate.simulate_arrays`).
-    inference : {"ols", "hc3", "welch"}
-        Inference option (module docstring).
+    inference : {"welch", "ols", "hc3"}
+        Inference option (module docstring); ``welch`` by default, as in
+        every analysis and power run.
 
     Returns
     -------

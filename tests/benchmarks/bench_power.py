@@ -97,7 +97,7 @@ def bench_models(R_loop: int, R_batch: int) -> dict:
         fit.contrast(c)
 
     def engine_all():
-        batch_models(arr)
+        batch_models(arr, "ols")
 
     t_formula = _timeit(loop_formula) / R_loop
     t_arrays = _timeit(loop_arrays) / R_loop
