@@ -18,7 +18,6 @@ Both are face-value answers, and so optimistic: in the realistic default world
 ``ketamine-rct`` (every parameter inside its sourced range) the same tests have
 much less power at n = 98, which the script prints too.
 
-Run::
 The simulated replication is analysed as a replication should be, with
 dtitool's default ``welch`` inference (each arm fitted with its own variance,
 at its nominal level when the arms' variances differ). The face-value world was
@@ -26,6 +25,7 @@ calibrated to the reported p-values under the reported pooled-variance OLS,
 whose interaction tests are conservative here, so at n = 98 its reported tests
 have a little more than one half power under welch.
 
+Run::
 
     python examples/power_replication.py --out example-output/power_replication
 """

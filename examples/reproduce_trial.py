@@ -51,9 +51,9 @@ from dtitool.report.plots import plot_forest
 from dtitool.stats.power import finding_p, finding_power, power
 
 NAME = "reproduce_trial"
-
 REPORTED_ANALYSIS = "ols"
 """The reported analysis: pooled-variance OLS (dtitool's default is welch)."""
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
