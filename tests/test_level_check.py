@@ -28,8 +28,8 @@ def test_estimated_level_matches_the_simulated_size_of_the_ols_test():
     # saline arm's and it is the larger arm, so the pooled SE is too large and
     # the ols interaction test rejects well below 0.05. The estimate from one
     # large cohort against the rejection rate over 2,000 null trials at n = 98.
-    from dtitool.stats.inference import batch_models
     from dtitool.simulate import simulate_arrays
+    from dtitool.stats.inference import batch_models
 
     design = load_preset("null")
     level = ols_level(_fit(design, 98 * 20, 5))

@@ -62,7 +62,7 @@ def cohort(tmp_path_factory) -> Path:
 
 def test_simulate_writes_every_arm_and_visit(cohort):
     p = pd.read_csv(cohort / "participants.tsv", sep="\t")
-    assert p["group"].value_counts().to_dict() == {a: 30 for a in ARMS}
+    assert p["group"].value_counts().to_dict() == dict.fromkeys(ARMS, 30)
     assert [c for c in p.columns if c.split("_")[0] in OUTCOMES] == [
         f"{k}_{v}" for k in OUTCOMES for v in VISITS]
     r = pd.read_csv(cohort / "roi_md.tsv", sep="\t")

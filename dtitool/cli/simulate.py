@@ -106,7 +106,8 @@ def run(args) -> int:
     # Enter first: existing outputs are refused before the simulation.
     with atomic_outputs(args.out, outputs, force=args.force, inputs=[args.design],
                         seed=seed) as tmp:
-        with prog.step(f"simulating {_count(args.replicates, 'trial')} of {design.name!r}"):
+        what = f"simulating {_count(args.replicates, 'trial')} of {design.name!r}"
+        with prog.step(what):
             cohort = simulate_cohort(design, rng=seed, replicates=args.replicates)
             cohort.write(tmp, run=run_record(args, seed), header=header)
         if args.images:
