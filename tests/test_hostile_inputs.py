@@ -364,7 +364,9 @@ def test_killed_worker_exits_2_and_writes_nothing(tmp_path):
     err = tmp_path / "stderr"
     with err.open("w") as fh:
         p = subprocess.Popen(
-            [sys.executable, "-m", "dtitool", "power", "--replicates", "20000",
+            # enough trials that the kill lands mid-run on a loaded machine
+            # (20,000 took about 3 s under welch: a busy suite could finish first)
+            [sys.executable, "-m", "dtitool", "power", "--replicates", "200000",
              "--seed", "1", "--n-jobs", "2", "--out", str(out), "--quiet"],
             env=env, stdout=subprocess.DEVNULL, stderr=fh)
         try:
