@@ -135,8 +135,10 @@ def test_power_names_the_design(tmp_path):
     no_default_names(cell_values(out))
 
 
-def test_reproduce_says_the_findings_belong_to_another_design(tmp_path):
-    code, _, err = quiet_main(["reproduce", "--design", DESIGN, "--replicates",
+@pytest.mark.parametrize("design", [DESIGN, DESIGN.with_name("three-arm.toml")],
+                         ids=["drug-placebo", "three-arm"])
+def test_reproduce_says_the_findings_belong_to_another_design(design, tmp_path):
+    code, _, err = quiet_main(["reproduce", "--design", design, "--replicates",
                                "100", "--out", tmp_path / "rep"])
     assert code == 2
     assert err.count("\n") == 1 and "belong to another design" in err

@@ -3,7 +3,8 @@
 The shipped ``examples/designs/three-arm.toml`` (arms high, low and placebo at
 1:1:1, placebo the control; visits baseline, day1 and week1, primary week1;
 outcomes hamd and bdi; ROIs thalamus and putamen; n = 90) goes through
-simulate, analyze, power --inference welch, reproduce and demo: every output
+simulate, analyze, power --inference welch and demo (reproduce's
+refusal is in test_any_trial): every output
 names those arms, visits, outcomes and ROIs and none of the default preset's,
 and ``analyze``'s p-values are a statsmodels formula fit of the same model,
 the omnibus test its ``f_test``.
@@ -17,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
-from _adversarial_world import quiet_main
-from test_any_trial import cell_values
+from test_any_trial import cell_values, ok
 
 DESIGN = Path(__file__).resolve().parents[1] / "examples" / "designs" / (
     "three-arm.toml")
@@ -32,13 +32,6 @@ TERMS = ("interaction_high", "interaction_low", "slope_high", "slope_low",
 OTHER_NAMES = ("ketamine", "saline", "24h", "madrs", "qids", "L_BA10", "R_BA10",
                "L_amygdala", "R_amygdala", "L_hippocampus", "R_hippocampus",
                "vACC", "MADRS", "QIDS", "drug", "pre")
-
-
-def ok(argv) -> tuple[str, str]:
-    code, out, err = quiet_main(argv)
-    assert code == 0, err
-    assert "Traceback" not in err
-    return out, err
 
 
 def no_other_names(values, *texts) -> None:
@@ -154,14 +147,6 @@ def test_power_welch_names_the_design(tmp_path):
     assert omni["size"].notna().all() and omni["power"].notna().all()
     assert (omni["size"] < 0.15).all()
     no_other_names(cell_values(out), text)
-
-
-def test_reproduce_refuses_in_one_line(tmp_path):
-    code, _, err = quiet_main(["reproduce", "--design", DESIGN, "--replicates",
-                               "100", "--out", tmp_path / "rep"])
-    assert code == 2
-    assert err.count("\n") == 1 and "belong to another design" in err
-    assert not (tmp_path / "rep").exists()
 
 
 @pytest.mark.slow

@@ -126,6 +126,20 @@ def _results_visits(res) -> tuple[str, ...]:
                  if c.startswith("md_"))[:2]
 
 
+def _headline(terms) -> str:
+    """Return the one group x dMD test of a model among ``terms``.
+
+    The omnibus test (three or more arms), else the interaction (two arms),
+    else a single-arm course's slope: ``TrialNames.key_terms[-1]``, read from
+    a table's terms.
+    """
+    terms = list(terms)
+    for term in ("omnibus", "interaction"):
+        if term in terms:
+            return term
+    return next(t for t in terms if t.startswith("slope_") and t != "slope_pooled")
+
+
 def _sci(scale: float) -> str:
     """``1e-05`` -> ``"10$^{-5}$"``: a unit prefix as mathtext (no "1e-5" text)."""
     e = round(float(np.log10(scale)))
@@ -219,6 +233,7 @@ def plot_scatter_grid(
         fig = plt.figure(figsize=(3.3 * len(outcomes), 2.4 * len(rois)))
     axes = fig.subplots(len(rois), len(outcomes), squeeze=False)
     ch = res.changes
+    key = _headline(pd.unique(table["term"]))
     for i, roi in enumerate(rois):
         for j, outcome in enumerate(outcomes):
             ax = axes[i, j]
@@ -234,8 +249,6 @@ def plot_scatter_grid(
                 slope = res.term(roi, outcome, f"slope_{g}")["estimate"]
                 xs = np.array([x[m].min(), x[m].max()])
                 ax.plot(xs, y[m].mean() + slope * (xs - x[m].mean()), color=c, lw=2)
-            key = ("omnibus" if len(arms) > 2 else "interaction" if len(arms) == 2
-                   else f"slope_{arms[0]}")
             p = res.term(roi, outcome, key)["p"]
             ax.set_title(
                 f"{roi}, {labels[outcome]}: "
@@ -561,8 +574,7 @@ def _curve_rows(curve, tests):
 
     t = curve.table
     if tests is None:
-        key = "omnibus" if "omnibus" in set(t["term"]) else "interaction"
-        sel = t[t["term"] == key]
+        sel = t[t["term"] == _headline(pd.unique(t["term"]))]
         tests = list(sel[["roi", "outcome", "term"]].drop_duplicates()
                      .itertuples(index=False, name=None))
     rows = []
