@@ -47,6 +47,7 @@ from scipy import special
 from dtitool._memory import check_memory
 from dtitool._validation import _NOT_GIVEN, rng_argument
 from dtitool.design import StudyDesign, load_preset
+from dtitool.design.course import course_arrays
 from dtitool.simulate_scores import ScoreModel as _ScoreModel
 from dtitool.simulate_scores import draw_scores as _draw_scores
 
@@ -240,10 +241,15 @@ class _Model:
         self.others = [v for v in range(1, self.nv) if v != self.primary]
         self.fractions = d.visit_fractions()
         self.segment = np.minimum(np.arange(d.n) // d.block_size, n_full).astype(float)
+        # Time courses (design.course): the imaging rows' trajectories; a row
+        # with a course draws its first component's amplitude as its change.
+        self.course = course_arrays(d) if d.courses else None
+        nm = len(d.measures)
+        self.img_cols = np.r_[0:self.nr, self.nr + self.no:self.nr + self.no + nm]
         # Change: mean and Cholesky factor per arm, control last.
         self.chg_mean = []
         self.chg_chol_t = []
-        for arm in d.arms:
+        for a_i, arm in enumerate(d.arms):
             # outcome change on its generative scale (latent for logit scales)
             latent = [o.change_parameters(arm) for o in d.outcomes]
             mean = ([r.change_mean[arm] for r in d.rois] + [x[0] for x in latent]
@@ -252,6 +258,11 @@ class _Model:
                 [r.change_sd[arm] for r in d.rois] + [x[1] for x in latent]
                 + [m.change_sd[arm] for m in d.measures]
             )
+            if self.course is not None:
+                mean = np.array(mean)
+                first = ~np.isnan(self.course.first_mean[a_i])
+                mean[self.img_cols[first]] = self.course.first_mean[a_i][first]
+                sd[self.img_cols[first]] = self.course.first_sd[a_i][first]
             chol = np.linalg.cholesky(d.change_correlation(arm)) * sd[:, None]
             self.chg_mean.append(np.array(mean))
             self.chg_chol_t.append(np.ascontiguousarray(chol.T))
@@ -265,7 +276,7 @@ class _Model:
         self.base_chol_t = np.linalg.cholesky(
             _compound(self.no, d.correlations.outcome_baseline)
         ).T.copy()
-        self.scores = _ScoreModel(d.outcomes)
+        self.scores = _ScoreModel(d.outcomes, d.arms)
         self.score_rtm = self.scores.rtm
         self.missing = d.missing
         if d.missing.mechanism == "mnar":
@@ -283,13 +294,15 @@ class _Model:
 def _draw_blocks(
     ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int, no: int,
     *, score_error: bool = False, extra_visits: int = 0, measures: int = 0,
+    components: int = 0,
 ) -> dict[str, np.ndarray]:
     """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order.
 
     ``extra_visits``: follow-up visits besides the primary one; their scan
     noise (and rating errors) are drawn last, so a two-visit design's draws
     are what they always were; ``measures`` (the ROIs' other measures: their
-    change, baseline and scan noise) after them.
+    change, baseline and scan noise) after them, then the time courses'
+    further components' amplitudes (``components``).
     """
     r = (b1 - b0) * BLOCK_SIZE
     out = {
@@ -313,6 +326,8 @@ def _draw_blocks(
         out["z_chg_m"] = np.empty((r, n, measures))
         out["z_m0"] = np.empty((r, n, measures))
         out["e_m"] = np.empty((r, n, measures, 2 + extra_visits))
+    if components:
+        out["z_course"] = np.empty((r, n, components))
     for i, b in enumerate(range(b0, b1)):
         child = np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, b))
         g = np.random.Generator(np.random.PCG64(child))
@@ -336,6 +351,8 @@ def _draw_blocks(
             g.standard_normal(out=out["z_chg_m"][s])
             g.standard_normal(out=out["z_m0"][s])
             g.standard_normal(out=out["e_m"][s])
+        if components:
+            g.standard_normal(out=out["z_course"][s])
     return out
 
 
@@ -346,7 +363,8 @@ def _simulate_range(
     b0 = start // BLOCK_SIZE
     b1 = -(-stop // BLOCK_SIZE)
     raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no, score_error=m.score_rtm,
-                       extra_visits=len(m.others), measures=m.nm)
+                       extra_visits=len(m.others), measures=m.nm,
+                       components=0 if m.course is None else len(m.course.extra_row))
     keep = slice(start - b0 * BLOCK_SIZE, stop - b0 * BLOCK_SIZE)
     raw = {k: v[keep] for k, v in raw.items()}
 
@@ -377,7 +395,11 @@ def _simulate_range(
     e = raw["e"]  # the raw noise draws are not needed after this
     e *= m.noise_sd[:, None]
     p = m.primary
-    if m.others:
+    if m.course is not None:
+        md_true, md, extra_true, extra = _course_values(m, raw, arm, chg, base, e)
+        if lean:
+            md_true = extra_true = None
+    elif m.others:
         md_true = np.empty((*arm.shape, m.nr, m.nv))
         md_true[..., 0] = base
         np.add(base, d_md_true, out=md_true[..., p])
@@ -402,10 +424,12 @@ def _simulate_range(
         np.add(base, d_md_true, out=md_true[..., 1])
         md = np.add(md_true, e)
     del base
+    if m.course is None:
+        extra = extra_true = None
 
     # 5. scores: baselines through a Gaussian copula, admitted at the threshold
     scores = _draw_scores(m.scores, raw, raw["z_base"] @ m.base_chol_t, d_score,
-                          (m.nv, p, m.others, fr))
+                          (m.nv, p, m.others, fr), arm)
 
     # 6. missing primary-visit scans
     miss = m.missing
@@ -421,8 +445,10 @@ def _simulate_range(
         observed = raw["u_miss"] >= special.expit(logit)
     if miss.mechanism != "none":
         md[..., p] = np.where(observed[..., None], md[..., p], np.nan)
-    extra = extra_true = None
-    if m.nm:
+    if m.course is not None:
+        if extra is not None:
+            extra[..., p] = np.where(observed[..., None], extra[..., p], np.nan)
+    elif m.nm:
         extra_true, extra = _measures(m, raw, chg[..., m.nr + m.no :], fr, observed)
         if lean:
             extra_true = None
@@ -450,6 +476,33 @@ def _simulate_range(
         "extra": extra,
         "extra_true": extra_true,
     }
+
+
+def _course_values(m: _Model, raw, arm, chg, base, e):
+    """True and observed MD and measures, (R, N, rows, V), along the time courses.
+
+    Each imaging row's trajectory is its change (the first component's
+    amplitude) times the first shape, plus every further component's amplitude
+    times its shape; the scans add the noise a design without courses adds.
+    """
+    c = m.course
+    traj = chg[..., m.img_cols][..., None] * c.shape[arm]
+    z = raw["z_course"] if len(c.extra_row) else None
+    for k, j in enumerate(c.extra_row):
+        amp = c.extra_mean[arm, k] + c.extra_sd[arm, k] * z[..., k]
+        traj[..., j, :] += amp[..., None] * c.extra_shape[k]
+    noise = np.empty((*arm.shape, m.nr, m.nv))
+    noise[..., 0], noise[..., m.primary] = e[..., 0], e[..., 1]
+    for i, v in enumerate(m.others):
+        noise[..., v] = raw["e_ev"][..., i] * m.noise_sd
+    md_true = traj[..., : m.nr, :]
+    md_true += base[..., None]
+    md = md_true + noise
+    if not m.nm:
+        return md_true, md, None, None
+    true = traj[..., m.nr :, :]
+    true += (m.m_mean + m.m_sd * raw["z_m0"])[..., None]
+    return md_true, md, true, true + m.m_noise[:, None] * raw["e_m"]
 
 
 def _measures(m: _Model, raw, change, fr, observed):
@@ -605,7 +658,7 @@ def score_summary(
                 "true_change_sd": o.change_sd[arm],
                 "observed_change_mean": d.mean(),
                 "observed_change_sd": d.std(ddof=1),
-                "regression_to_mean": o.regression_to_mean(),
+                "regression_to_mean": o.regression_to_mean(arm),
                 "response": np.mean(pk <= 0.5 * bk),
                 "remission": (np.nan if o.remission_max is None
                               else np.mean(pk <= o.remission_max)),

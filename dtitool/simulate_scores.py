@@ -26,11 +26,16 @@ class ScoreModel:
     one.
     """
 
-    def __init__(self, outcomes):
+    def __init__(self, outcomes, arms=None):
         o = outcomes
-        self.base_mean = np.array([x.baseline_mean for x in o])
-        self.base_sd = np.array([x.baseline_sd for x in o])
-        self.inc = np.array([x.inclusion_min for x in o], dtype=float)
+        # baseline mean, SD and inclusion threshold: (K,), or (arms, K) when
+        # an additive outcome gives them per arm (indexed by arm code)
+        base = np.array([[x.baseline(a) for x in o] for a in (arms or [None])],
+                        dtype=float)
+        self.per_arm = bool(np.any(base != base[:1]))
+        if not self.per_arm:
+            base = base[0]
+        self.base_mean, self.base_sd, self.inc = np.moveaxis(base, -1, 0)
         self.lo = np.array([x.scale_min for x in o], dtype=float)
         self.hi = np.array([x.scale_max for x in o], dtype=float)
         rel = np.array([x.reliability for x in o])
@@ -57,6 +62,16 @@ class ScoreModel:
         self.p_admit_lo = get(lambda c: 1 - c.p_admit, 0.0)
 
 
+def _for_arms(sm: ScoreModel, arm: np.ndarray) -> ScoreModel:
+    """A copy of ``sm`` whose per-arm constants are per participant, (R, N, K)."""
+    out = object.__new__(ScoreModel)
+    out.__dict__.update(sm.__dict__)
+    for k in ("base_mean", "base_sd", "inc", "err_sd", "e1_sd", "base_p_lo",
+              "base_p_hi"):
+        setattr(out, k, getattr(sm, k)[arm])
+    return out
+
+
 def _to_score(z: np.ndarray, width: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """``lo + (width expit(z) - 1/2)``, overflow-free (see dtitool.design.scales).
 
@@ -73,7 +88,7 @@ def _to_score(z: np.ndarray, width: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 def draw_scores(sm: ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray,
-                 change: np.ndarray, visits=(2, 1, (), None)) -> np.ndarray:
+                 change: np.ndarray, visits=(2, 1, (), None), arm=None) -> np.ndarray:
     """Integer scores at every visit, shape (R, N, K, V).
 
     ``z_copula``: correlated standard normals of the baselines (R, N, K);
@@ -84,9 +99,12 @@ def draw_scores(sm: ScoreModel, raw: dict[str, np.ndarray], z_copula: np.ndarray
     follow-ups) when a scale's reliability is below 1, and overwrites them, as
     it does ``z_copula``. The arithmetic is done in place, each operation in
     the order the formulas give it (the same values as forming every
-    temporary, a third faster).
+    temporary, a third faster). ``arm``: arm codes (R, N), used when the
+    baselines differ between arms (``sm.per_arm``).
     """
     nv, primary, others, fr = visits
+    if sm.per_arm:
+        sm = _for_arms(sm, arm)
     extra = [None] * len(others)
     u = special.ndtr(z_copula, out=z_copula)
     lg = sm.logit

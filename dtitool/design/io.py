@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from dtitool.design.course import read_course, session_hours
 from dtitool.design.layout import check_arm_count
 from dtitool.design.measures import MeasureSpec
 from dtitool.design.spec import (
@@ -74,6 +75,7 @@ _TOP_KEYS = {
     "sources",
     "ranges",
     "run",
+    "treatment",
 }
 _TRIAL_KEYS = {"n", "allocation", "block_size", "control"}
 _TRIAL_REQUIRED = {"n", "allocation", "block_size"}
@@ -82,10 +84,11 @@ _VISIT_KEYS = {"name", "hours", "days", "dose", "primary", "fraction"}
 # neither arms nor visits: these were its arms and visits, read as such.
 _V1_ARMS = ("ketamine", "saline")
 _V1_VISITS = (VisitSpec("baseline", 0.0), VisitSpec("24h", 24.0, primary=True))
-_ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd", "measures"}
+_ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd", "measures",
+             "course"}
 _MEASURE_KEYS = {"mean", "sd", "cv", "change_mean", "change_sd", "unit", "scale",
-                 "md_correlation", "outcome_correlation"}
-_MEASURE_REQUIRED = {"mean", "sd", "cv", "change_mean", "change_sd"}
+                 "md_correlation", "outcome_correlation", "course"}
+_MEASURE_REQUIRED = {"mean", "sd", "cv"}
 _OUTCOME_KEYS = {
     "scale",
     "scale_min",
@@ -137,7 +140,29 @@ def _per_arm(where: str, d: Any, arms: Sequence[str], cast=float) -> PerArm:
     return PerArm({a: d[a] for a in arms})
 
 
-def _measures(w: str, roi: str, d: Any, arms) -> tuple[MeasureSpec, ...]:
+def _change(w: str, d: Mapping, arms, courses: dict, key: tuple) -> tuple:
+    """Return an ROI's (or measure's) change_mean and change_sd, or read its course.
+
+    With a course (:mod:`dtitool.design.course`) the change is derived from it
+    (zeros here, replaced when the design is built); giving both is an error.
+    """
+    if "course" in d:
+        both = sorted({"change_mean", "change_sd"} & set(d))
+        if both:
+            raise ValueError(f"{w} gives {both[0]} and a course; leave "
+                             f"{both[0]} out (the course gives the change)")
+        courses[key] = read_course(w, d["course"], arms, _per_arm)
+        zero = PerArm(dict.fromkeys(arms, 0.0))
+        return zero, zero
+    for k in ("change_mean", "change_sd"):
+        if k not in d:
+            raise ValueError(f"missing key {w}.{k}")
+    return (_per_arm(f"{w}.change_mean", d["change_mean"], arms),
+            _per_arm(f"{w}.change_sd", d["change_sd"], arms))
+
+
+def _measures(w: str, roi: str, d: Any, arms, courses: dict
+              ) -> tuple[MeasureSpec, ...]:
     """``[rois.NAME.measures.MEASURE]`` tables: an ROI's measures besides MD."""
     if not isinstance(d, Mapping):
         raise TypeError(f"{w}.measures must be a table of [{w}.measures.NAME] "
@@ -146,10 +171,10 @@ def _measures(w: str, roi: str, d: Any, arms) -> tuple[MeasureSpec, ...]:
     for name, m in d.items():
         wm = f"{w}.measures.{name}"
         _check_keys(wm, m, _MEASURE_KEYS, _MEASURE_REQUIRED)
+        change_mean, change_sd = _change(wm, m, arms, courses, (roi, name))
         out.append(MeasureSpec(
             name=name, roi=roi, mean=m["mean"], sd=m["sd"], cv=m["cv"],
-            change_mean=_per_arm(f"{wm}.change_mean", m["change_mean"], arms),
-            change_sd=_per_arm(f"{wm}.change_sd", m["change_sd"], arms),
+            change_mean=change_mean, change_sd=change_sd,
             unit=m.get("unit"), scale=m.get("scale"),
             md_correlation=m.get("md_correlation", 0.0),
             outcome_correlation=m.get("outcome_correlation", {})))
@@ -164,6 +189,16 @@ def _measure_dict(m: MeasureSpec, arm) -> dict:
             **({"outcome_correlation": {a: dict(v) for a, v in
                                         m.outcome_correlation.items() if v}}
                if any(m.outcome_correlation.values()) else {})}
+
+
+def _changed(table: dict, design, key: tuple) -> dict:
+    """``table`` with its change given by its course, if it has one."""
+    course = design.courses.get(key)
+    if course is None:
+        return table
+    out = {k: v for k, v in table.items() if k not in ("change_mean", "change_sd")}
+    out["course"] = [c.as_dict(design.arms) for c in course]
+    return out
 
 
 def _arms(tr: Mapping, schema: int) -> tuple[str, ...]:
@@ -299,18 +334,20 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     if not isinstance(rois_d, Mapping) or not rois_d:
         raise ValueError("rois must be a non-empty table of [rois.NAME] tables")
     rois = []
+    courses: dict = {}
     for name, r in rois_d.items():
         w = f"rois.{name}"
-        _check_keys(w, r, _ROI_KEYS, _ROI_KEYS - {"measures"})
+        _check_keys(w, r, _ROI_KEYS, {"md_mean", "md_sd", "cv"})
+        change_mean, change_sd = _change(w, r, arms, courses, (name, "md"))
         rois.append(
             ROISpec(
                 name=name,
                 md_mean=r["md_mean"],
                 md_sd=r["md_sd"],
                 cv=r["cv"],
-                change_mean=_per_arm(f"{w}.change_mean", r["change_mean"], arms),
-                change_sd=_per_arm(f"{w}.change_sd", r["change_sd"], arms),
-                measures=_measures(w, name, r.get("measures", {}), arms),
+                change_mean=change_mean,
+                change_sd=change_sd,
+                measures=_measures(w, name, r.get("measures", {}), arms, courses),
             )
         )
     out_d = d["outcomes"]
@@ -327,9 +364,10 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
                 scale=scale,
                 scale_min=lo,
                 scale_max=hi,
-                baseline_mean=o["baseline_mean"],
-                baseline_sd=o["baseline_sd"],
-                inclusion_min=o["inclusion_min"],
+                **{k: (_per_arm(f"{w}.{k}", o[k], arms,
+                                cast=int if k == "inclusion_min" else float)
+                       if isinstance(o[k], Mapping) else o[k])
+                   for k in ("baseline_mean", "baseline_sd", "inclusion_min")},
                 change_mean=_per_arm(f"{w}.change_mean", o["change_mean"], arms),
                 change_sd=_per_arm(f"{w}.change_sd", o["change_sd"], arms),
                 reliability=o.get("reliability", 1.0),
@@ -411,6 +449,8 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         ranges=ranges,
         control=tr.get("control", "" if schema == 2 else _V1_ARMS[-1]),
         visits=visits,
+        sessions=session_hours(d.get("treatment")),
+        courses=courses,
     )
 
 
@@ -453,16 +493,20 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
              else v.fraction)})}
         for v in design.visits
     ]
+    if design.sessions:
+        d["treatment"] = {"session_hours": list(design.sessions)}
     d["rois"] = {
-        r.name: {
+        r.name: _changed({
             "md_mean": r.md_mean,
             "md_sd": r.md_sd,
             "cv": r.cv,
             "change_mean": arm(r.change_mean),
             "change_sd": arm(r.change_sd),
-            **({"measures": {m.name: _measure_dict(m, arm) for m in r.measures}}
+            **({"measures": {m.name: _changed(_measure_dict(m, arm),
+                                              design, (r.name, m.name))
+                             for m in r.measures}}
                if r.measures else {}),
-        }
+        }, design, (r.name, "md"))
         for r in design.rois
     }
     d["outcomes"] = {
@@ -470,9 +514,9 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
             **({"scale": o.scale} if o.scale else {}),
             "scale_min": o.scale_min,
             "scale_max": o.scale_max,
-            "baseline_mean": o.baseline_mean,
-            "baseline_sd": o.baseline_sd,
-            "inclusion_min": o.inclusion_min,
+            **{k: (arm(v) if isinstance(v, Mapping) else v) for k, v in (
+                ("baseline_mean", o.baseline_mean), ("baseline_sd", o.baseline_sd),
+                ("inclusion_min", o.inclusion_min))},
             "change_mean": arm(o.change_mean),
             "change_sd": arm(o.change_sd),
             "reliability": o.reliability,

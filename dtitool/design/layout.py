@@ -34,7 +34,8 @@ import numpy as np
 
 from dtitool._validation import check_name, check_range, err
 
-__all__ = ["PerArm", "TrialNames", "VisitSpec", "check_arm_count", "check_arms",
+__all__ = ["PerArm", "RangeSpec", "TrialNames", "VisitSpec", "check_arm_count",
+           "check_arms",
            "check_positive_definite", "check_visits", "visit_fractions"]
 
 
@@ -429,3 +430,65 @@ def check_positive_definite(m: np.ndarray, labels: Sequence[str], arm: str) -> N
     )
 
 
+def _check_interval(where: str, value: Any, lo: float, hi: float) -> tuple:
+    if (not isinstance(value, list | tuple) or len(value) != 2):
+        raise TypeError(f"{where} must be a pair [low, high]; got {value!r}")
+    a = check_range(f"{where}[0]", value[0], lo, hi)
+    b = check_range(f"{where}[1]", value[1], lo, hi)
+    if a > b:
+        raise err(where, "must have low <= high", list(value))
+    return (a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSpec:
+    """The ranges the design's parameters are meant to stay inside.
+
+    Each field is a pair ``(low, high)`` or None (no range stated). They bound
+    what calibration may choose and what a reader should accept; a parameter
+    outside its range is reported by :meth:`StudyDesign.range_violations`, and
+    ``dtitool reproduce`` says which parameter a reported p-value would need to
+    move outside its range, and by how much.
+
+    Parameters
+    ----------
+    cv : (float, float) or None
+        Test-retest within-subject CV of ROI MD (fraction).
+    change_sd_fraction : dict or None
+        ``{arm: (low, high)}``: SD of the true 24 h MD change as a fraction of the
+        ROI's ``md_mean``.
+    roi_outcome : (float, float) or None
+        Absolute correlation of a ROI's true MD change with an outcome's change.
+    r_squared : (float, float) or None
+        Share of an outcome's change explained by the true MD change of all ROIs
+        together (:meth:`StudyDesign.r_squared`), per arm.
+    """
+
+    cv: tuple[float, float] | None = None
+    change_sd_fraction: Mapping[str, tuple[float, float]] | None = None
+    roi_outcome: tuple[float, float] | None = None
+    r_squared: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        # stored as tuples of floats, so that equal ranges compare equal however
+        # they were written (TOML arrays are lists)
+        for name, hi in (("cv", 0.5), ("roi_outcome", 1.0), ("r_squared", 1.0)):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name,
+                                   _check_interval(f"ranges.{name}", v, 0.0, hi))
+        if self.change_sd_fraction is not None:
+            if not isinstance(self.change_sd_fraction, Mapping):
+                raise err("ranges.change_sd_fraction",
+                           "must be a table with a range per arm",
+                           self.change_sd_fraction)
+            object.__setattr__(self, "change_sd_fraction", {
+                arm: _check_interval(f"ranges.change_sd_fraction.{arm}", v, 0.0, 0.5)
+                for arm, v in self.change_sd_fraction.items()})
+
+    def change_sd(self, arm: str) -> tuple[float, float] | None:
+        """Range of the true change SD of ``arm`` (fraction of MD), or None."""
+        if self.change_sd_fraction is None:
+            return None
+        v = self.change_sd_fraction.get(arm)
+        return None if v is None else (float(v[0]), float(v[1]))

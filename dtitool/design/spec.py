@@ -25,7 +25,6 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -35,8 +34,10 @@ from dtitool._validation import check_name as _check_name
 from dtitool._validation import check_range as _check_range
 from dtitool._validation import check_real as _check_real
 from dtitool._validation import err as _err
+from dtitool.design.course import apply_courses
 from dtitool.design.layout import (
     PerArm,
+    RangeSpec,
     TrialNames,
     VisitSpec,
     check_arm_count,
@@ -77,18 +78,6 @@ _MD_RANGE = (1e-4, 5e-3)  # mm^2/s; brain tissue MD lies well inside (CSF ~3e-3)
 def _ndtr(x: float) -> float:
     """Return the standard normal CDF (scalar; no scipy, start-up stays light)."""
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-def _truncated_exp_moment(t: float, v: float, a: float, b: float) -> float:
-    """``E[exp(t X) | a <= X <= b]`` for ``X ~ N(0, v)``.
-
-    Completing the square: ``exp(t^2 v / 2) (Phi((b - t v)/sd) - Phi((a - t v)/sd))
-    / (Phi(b/sd) - Phi(a/sd))`` with ``sd = sqrt(v)``.
-    """
-    sd = math.sqrt(v)
-    den = _ndtr(b / sd) - _ndtr(a / sd)
-    num = _ndtr((b - t * v) / sd) - _ndtr((a - t * v) / sd)
-    return math.exp(t * t * v / 2) * num / den
 
 
 # --------------------------------------------------------------------------- specs
@@ -245,9 +234,9 @@ class OutcomeSpec:
     name: str
     scale_min: int
     scale_max: int
-    baseline_mean: float
-    baseline_sd: float
-    inclusion_min: int
+    baseline_mean: float | PerArm
+    baseline_sd: float | PerArm
+    inclusion_min: int | PerArm
     change_mean: PerArm
     change_sd: PerArm
     reliability: float = 1.0
@@ -272,13 +261,20 @@ class OutcomeSpec:
         hi = _check_int(f"{where}.scale_max", self.scale_max)
         if hi <= lo:
             raise _err(f"{where}.scale_max", f"must be > scale_min ({lo})", hi)
-        _check_range(f"{where}.baseline_mean", self.baseline_mean, lo, hi)
-        _check_range(
-            f"{where}.baseline_sd", self.baseline_sd, 0.0, hi - lo, lo_open=True
-        )
-        inc = _check_int(f"{where}.inclusion_min", self.inclusion_min)
-        if not lo <= inc <= hi:
-            raise _err(f"{where}.inclusion_min", f"must be within [{lo}, {hi}]", inc)
+        per_arm = [k for k in ("baseline_mean", "baseline_sd", "inclusion_min")
+                   if isinstance(getattr(self, k), PerArm)]
+        if per_arm and self.change_model != "additive":
+            raise _err(f"{where}.{per_arm[0]}", "may differ between arms only "
+                       "with change_model = \"additive\"", getattr(self, per_arm[0]))
+        for arm in (self.change_mean.arms if per_arm else (None,)):
+            w = "" if arm is None else f".{arm}"
+            mean, sd, inc = self.baseline(arm)
+            _check_range(f"{where}.baseline_mean{w}", mean, lo, hi)
+            _check_range(f"{where}.baseline_sd{w}", sd, 0.0, hi - lo, lo_open=True)
+            inc = _check_int(f"{where}.inclusion_min{w}", inc)
+            if not lo <= inc <= hi:
+                raise _err(f"{where}.inclusion_min{w}", f"must be within [{lo}, "
+                           f"{hi}]", inc)
         _check_arms(f"{where}.change_sd", self.change_sd, self.change_mean.arms)
         for arm in self.change_mean:
             _check_range(
@@ -320,7 +316,18 @@ class OutcomeSpec:
                            float(self.baseline_sd), float(self.reliability),
                            self.inclusion_min)
 
-    def regression_to_mean(self) -> float:
+    def baseline(self, arm: str | None = None) -> tuple[float, float, int]:
+        """``(baseline_mean, baseline_sd, inclusion_min)`` of ``arm``.
+
+        Each may be one value or, for an ``"additive"`` outcome, a PerArm (a
+        healthy comparison group rated on the patients' scale); ``arm`` None
+        takes the first arm's.
+        """
+        arm = self.change_mean.arms[0] if arm is None else arm
+        return tuple(v[arm] if isinstance(v, PerArm) else v for v in (
+            self.baseline_mean, self.baseline_sd, self.inclusion_min))
+
+    def regression_to_mean(self, arm: str | None = None) -> float:
         """Return the expected change of an untreated admitted participant (points).
 
         ``E[true baseline - observed baseline | admitted]``: negative when
@@ -335,9 +342,9 @@ class OutcomeSpec:
             from dtitool.design.scales import regression_to_mean
 
             return regression_to_mean(self.latent_scale())
-        sd = self.baseline_sd
-        a = (self.inclusion_min - 0.5 - self.baseline_mean) / sd
-        b = (self.scale_max + 0.5 - self.baseline_mean) / sd
+        mean, sd, inc = self.baseline(arm)
+        a = (inc - 0.5 - mean) / sd
+        b = (self.scale_max + 0.5 - mean) / sd
         pdf = lambda x: math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
         excess = sd * (pdf(a) - pdf(b)) / (_ndtr(b) - _ndtr(a))
         return -(1 - self.reliability) * excess
@@ -521,70 +528,6 @@ class MissingSpec:
             )
 
 
-def _check_interval(where: str, value: Any, lo: float, hi: float) -> tuple:
-    if (not isinstance(value, list | tuple) or len(value) != 2):
-        raise TypeError(f"{where} must be a pair [low, high]; got {value!r}")
-    a = _check_range(f"{where}[0]", value[0], lo, hi)
-    b = _check_range(f"{where}[1]", value[1], lo, hi)
-    if a > b:
-        raise _err(where, "must have low <= high", list(value))
-    return (a, b)
-
-
-@dataclass(frozen=True, slots=True)
-class RangeSpec:
-    """The ranges the design's parameters are meant to stay inside.
-
-    Each field is a pair ``(low, high)`` or None (no range stated). They bound
-    what calibration may choose and what a reader should accept; a parameter
-    outside its range is reported by :meth:`StudyDesign.range_violations`, and
-    ``dtitool reproduce`` says which parameter a reported p-value would need to
-    move outside its range, and by how much.
-
-    Parameters
-    ----------
-    cv : (float, float) or None
-        Test-retest within-subject CV of ROI MD (fraction).
-    change_sd_fraction : dict or None
-        ``{arm: (low, high)}``: SD of the true 24 h MD change as a fraction of the
-        ROI's ``md_mean``.
-    roi_outcome : (float, float) or None
-        Absolute correlation of a ROI's true MD change with an outcome's change.
-    r_squared : (float, float) or None
-        Share of an outcome's change explained by the true MD change of all ROIs
-        together (:meth:`StudyDesign.r_squared`), per arm.
-    """
-
-    cv: tuple[float, float] | None = None
-    change_sd_fraction: Mapping[str, tuple[float, float]] | None = None
-    roi_outcome: tuple[float, float] | None = None
-    r_squared: tuple[float, float] | None = None
-
-    def __post_init__(self):
-        # stored as tuples of floats, so that equal ranges compare equal however
-        # they were written (TOML arrays are lists)
-        for name, hi in (("cv", 0.5), ("roi_outcome", 1.0), ("r_squared", 1.0)):
-            v = getattr(self, name)
-            if v is not None:
-                object.__setattr__(self, name,
-                                   _check_interval(f"ranges.{name}", v, 0.0, hi))
-        if self.change_sd_fraction is not None:
-            if not isinstance(self.change_sd_fraction, Mapping):
-                raise _err("ranges.change_sd_fraction",
-                           "must be a table with a range per arm",
-                           self.change_sd_fraction)
-            object.__setattr__(self, "change_sd_fraction", {
-                arm: _check_interval(f"ranges.change_sd_fraction.{arm}", v, 0.0, 0.5)
-                for arm, v in self.change_sd_fraction.items()})
-
-    def change_sd(self, arm: str) -> tuple[float, float] | None:
-        """Range of the true change SD of ``arm`` (fraction of MD), or None."""
-        if self.change_sd_fraction is None:
-            return None
-        v = self.change_sd_fraction.get(arm)
-        return None if v is None else (float(v[0]), float(v[1]))
-
-
 @dataclass(frozen=True, slots=True)
 class StudyDesign:
     """A randomised DTI-MD trial: its arms, visits, ROIs and outcomes, all by name.
@@ -626,6 +569,12 @@ class StudyDesign:
     visits : tuple of VisitSpec
         The visits, baseline first; one is the primary endpoint (default the
         last). Required: a design states its own schedule.
+    sessions : tuple of float
+        Hours of the treatment sessions since baseline (ECT), if any.
+    courses : dict
+        ``{(roi, measure): (CourseComponent, ...)}``: time courses
+        (:mod:`dtitool.design.course`; ``measure`` ``"md"`` for MD). A course's
+        ROI or measure takes its ``change_mean``/``change_sd`` from it.
 
     Notes
     -----
@@ -649,10 +598,13 @@ class StudyDesign:
     ranges: RangeSpec | None = None
     control: str = ""
     visits: tuple[VisitSpec, ...] = ()
+    sessions: tuple[float, ...] = ()
+    courses: Mapping[tuple[str, str], tuple] = field(default_factory=dict)
 
     def __post_init__(self):
         _check_int("trial.n", self.n, 1)
         self._check_arms_and_visits()
+        object.__setattr__(self, "rois", apply_courses(self))
         a = tuple(
             _check_int(f"trial.allocation.{g}", self.allocation[g], 1)
             for g in self.arms
