@@ -358,6 +358,71 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
                                  "fitted with --min-diffusivity none)", "text",
                                  "voxels"),
     },
+    "power_mixed": {
+        "measure": _c("the ROI's imaging measure modelled (md: MD per 1e-5 "
+                      "mm^2/s; another measure per its scale); empty for a "
+                      "rating scale", "text"),
+        "outcome": _c("rating scale modelled (empty for an imaging row)", "text"),
+        "term": _c("fixed-effect term of the mixed model: the time variable "
+                   "(dose or hours: the reference arm's slope; a visit: its "
+                   "difference from baseline), an arm (its difference from the "
+                   "reference arm at time 0) or arm:time (its slope minus the "
+                   "reference arm's; docs/model.md, Mixed models)", "text"),
+        "true_value": _c("population projection of the term: the model fitted by "
+                         "least squares to the expected value of each arm at each "
+                         "visit (docs/model.md, Mixed models)", "mc"),
+        "mean_estimate": _c("mean estimate over the replicates", "mc"),
+        "bias": _c("mean estimate minus true_value", "mc"),
+        "nonconverged": _c("share of replicates whose REML fit did not converge",
+                           "prop"),
+        "singular": _c("share of replicates whose REML fit is singular (a "
+                       "variance at 0 or a correlation at +/-1; lme4's rule)",
+                       "prop"),
+        "size": _c("rejection rate in the null counterpart (every change mean 0, "
+                   "every SD kept), Satterthwaite df", "prop"),
+        "size_z": _c("rejection rate in the null counterpart with z-tests (normal "
+                     "reference instead of Satterthwaite df)", "prop"),
+        "size_ok": _c("size within the 99 % binomial band around alpha", "text"),
+    },
+    "discriminate": {
+        "measure": _c("the ROI's imaging measure (md: MD per 1e-5 mm^2/s; another "
+                      "measure per its scale)", "text"),
+        "arm": _c("the treated arm compared with the control arm", "text"),
+        "contrast": _c("the two visits contrasted (later-earlier)", "text"),
+        "from_visit": _c("earlier visit of the contrast", "text"),
+        "to_visit": _c("later visit of the contrast", "text"),
+        "n": _c("total sample size simulated", "text", "participants"),
+        "true_a": _c("true contrast under the first scenario: the arm's mean "
+                     "change between the visits minus the control arm's, on the "
+                     "measure's model scale", "mc"),
+        "true_b": _c("true contrast under the second scenario", "mc"),
+        "power_a_rejects_b": _c("share of trials simulated under the first "
+                                "scenario whose Welch test rejects the second "
+                                "scenario's value", "prop"),
+        "power_b_rejects_a": _c("share of trials simulated under the second "
+                                "scenario whose Welch test rejects the first "
+                                "scenario's value", "prop"),
+        "power": _c("power to tell the scenarios apart: the smaller of the two "
+                    "rejection rates", "prop"),
+        "power_ci_low": _c("lower 95 % Wilson bound of power", "mc"),
+        "power_ci_high": _c("upper 95 % Wilson bound of power", "mc"),
+        "size_a": _c("share of first-scenario trials rejecting the first "
+                     "scenario's own value (the test's actual level)", "prop"),
+        "size_b": _c("share of second-scenario trials rejecting their own value",
+                     "prop"),
+    },
+    "discriminate_best": {
+        "measure": _c("the ROI's imaging measure", "text"),
+        "arm": _c("the treated arm compared with the control arm", "text"),
+        "contrast": _c("the contrast reaching the target power at the smallest n "
+                       "(or the most powerful one when none does)", "text"),
+        "n": _c("the smallest total n at which the contrast reaches the target "
+                "power (or where the best power was seen)", "text",
+                "participants"),
+        "power": _c("power to tell the scenarios apart there", "prop"),
+        "reached": _c("whether the target power was reached within the n tried",
+                      "text"),
+    },
     "familywise": {
         "size": _c("family-wise error in the null counterpart (at least one "
                    "finding found; max-T: out-of-sample)", "prop"),

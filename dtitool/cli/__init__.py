@@ -39,6 +39,7 @@ _COMMANDS = {
     "power": "dtitool.cli.power",
     "reproduce": "dtitool.cli.reproduce",
     "demo": "dtitool.cli.demo",
+    "discriminate": "dtitool.cli.discriminate",
 }
 
 

@@ -1,0 +1,65 @@
+"""Figures of longitudinal designs: telling two scenarios apart over the visits."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["plot_discrimination", "save_discrimination"]
+
+
+def plot_discrimination(table: pd.DataFrame, *, target_power: float = 0.8,
+                        title: str = "", top: int = 3):
+    """Power to tell two scenarios apart against n, one panel per ROI and measure.
+
+    Each panel shows the ``top`` contrasts with the highest power at the largest
+    n (:func:`dtitool.stats.discriminate.discriminate`), with their 95 % Wilson
+    intervals and the target power as a line.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    groups = list(table.groupby(["roi", "measure", "arm"], sort=False))
+    if not groups:
+        raise ValueError("the table has no rows to plot")
+    cols = min(2, len(groups))
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.4 * rows),
+                             squeeze=False, sharey=True)
+    arms = table["arm"].unique()
+    for ax, ((roi, measure, arm), g) in zip(axes.flat, groups, strict=False):
+        last = g[g["n"] == g["n"].max()].sort_values("power", ascending=False)
+        for contrast in last["contrast"].head(top):
+            c = g[g["contrast"] == contrast].sort_values("n")
+            err = np.vstack([c["power"] - c["power_ci_low"],
+                             c["power_ci_high"] - c["power"]])
+            ax.errorbar(c["n"], c["power"], yerr=np.clip(err, 0, None), marker="o",
+                        capsize=2, label=contrast.replace("-", " vs "))
+        ax.axhline(target_power, color="0.5", lw=0.8, ls="--")
+        name = "MD" if measure == "md" else measure
+        ax.set_title(f"{roi} {name}" + (f" ({arm})" if len(arms) > 1 else ""),
+                     fontsize=10)
+        ax.set_xlabel("total n")
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("power to tell apart")
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def save_discrimination(table: pd.DataFrame, path, **kwargs) -> None:
+    """Write :func:`plot_discrimination` to ``path`` (PNG, fixed metadata)."""
+    fig = plot_discrimination(table, **kwargs)
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
