@@ -136,8 +136,8 @@ def test_analyze_equals_a_statsmodels_fit(cohort, tmp_path):
 
 def test_power_welch_names_the_design(tmp_path):
     out = tmp_path / "power"
-    text, _ = ok(["power", "--design", DESIGN, "--inference", "welch",
-                  "--replicates", "256", "--seed", "1", "--out", out])
+    text, _ = ok(["power", "--design", DESIGN, "--model", "change", "--inference",
+                  "welch", "--replicates", "256", "--seed", "1", "--out", out])
     t = pd.read_csv(out / "power.tsv", sep="\t")
     assert tuple(pd.unique(t["roi"])) == ROIS
     assert tuple(pd.unique(t["outcome"])) == OUTCOMES
