@@ -216,11 +216,35 @@ def test_regression_to_mean(tmp_path):
         "change adjusted for baseline (ANCOVA)"]
 
 
+def test_ect_mechanisms(tmp_path):
+    out = tmp_path / "ect"
+    text = run_example("ect_mechanisms", out)
+    table = check_outputs(out, "ect_mechanisms.png", "ect_mechanisms.tsv")
+    assert set(table["n"]) == {20, 40, 60, 80}
+    row = readme_row("ect_mechanisms")
+    gain = r"gain is " + NUM + r" \(plasticity\) and " + NUM
+    a, b = number(gain, text, 1), number(gain, text, 2)
+    # the courses' expected values: Emax 14 x 12/16; transient 7 x its shape
+    assert a == pytest.approx(10.5) and a > b > 0
+    p_end = number(r"power to tell them apart " + NUM, text)
+    fu = r"follow-up vs 2 h after session 1: " + NUM + " and " + NUM
+    fa, fb = number(fu, text, 1), number(fu, text, 2)
+    assert fa > 0 > fb  # opposite signs
+    p_fu = number(r"\(opposite signs\); power " + NUM, text)
+    n80 = number(r"reaching 80% power: scans at session1 and followup, n = (\d+)",
+                 text)
+    assert p_fu > p_end
+    assert (f"({a:.1f} and {b:.1f} x 10 mm^3 at n = 40) and tell them apart with "
+            f"power {p_end:.2f}") in row
+    assert f"opposite signs ({fa:.1f} and {fb:.1f})" in row
+    assert f"power {p_fu:.2f}; 80% is reached at n = {n80:.0f}" in row
+
+
 def test_examples_readme_lists_every_script():
     readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert len(scripts) == 7 and readme.count("\n| `") == 7
-    assert readme.startswith("# dtitool examples\n\nSeven runnable scripts")
+    assert len(scripts) == 8 and readme.count("\n| `") == 8
+    assert readme.startswith("# dtitool examples\n\nEight runnable scripts")
     for s in scripts:
         assert f"python examples/{s} --out" in readme, s
 
