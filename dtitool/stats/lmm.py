@@ -1,0 +1,930 @@
+"""Batched REML fits of linear mixed models, thousands of replicate datasets at once.
+
+The power engine rehearses a longitudinal analysis such as
+``value ~ arm * time + age + sex + (1 + time | participant)`` on thousands of
+simulated trials. statsmodels' ``MixedLM`` fits one dataset in tens to hundreds
+of milliseconds; here every replicate (a *batch*) is fitted in one vectorised
+pass over arrays with the axis convention ``(batches, participants, visits, ...)``.
+
+The model of batch ``b`` and participant ``i`` with up to ``T`` observations is
+
+    y_bi = X_bi beta_b + Z_bi u_bi + e_bi,  u_bi ~ N(0, sigma_b^2 Lambda_b Lambda_b'),
+    e_bi ~ N(0, sigma_b^2 I),
+
+with ``q`` random effects per participant. It is fitted by restricted maximum
+likelihood (REML) in the parametrisation of lme4 (Bates et al. 2015): ``theta``
+holds the lower triangle of the relative Cholesky factor ``Lambda``, column by
+column, its diagonal bounded below by 0, and ``sigma^2`` is profiled out.
+
+How it is fast
+--------------
+- Each participant enters the likelihood only through ``M_i = Z_i'Z_i``,
+  ``Z_i'X_i``, ``Z_i'y_i`` (and the totals ``X'X``, ``X'y``, ``y'y``): with the
+  Woodbury identity ``V_i^{-1} = I - Z_i K_i Z_i'``, ``K_i = Lambda (Lambda' M_i
+  Lambda + I)^{-1} Lambda'``, every quantity of the criterion and its derivatives
+  is a q x q algebra per participant. Participants that share ``M_i`` (the same
+  pattern of visits and missing scans, the usual case in a trial) share
+  ``K_i``, so their cross-products are summed once, before the optimisation
+  (``sum Z_i'X_i (x) Z_i'X_i`` etc.); each iteration then costs a few
+  matrix products per *pattern*, not per participant.
+- ``theta`` is optimised by Newton's method with the analytic gradient and
+  Hessian of the profiled REML criterion, an eigenvalue-modified Hessian and a
+  backtracking line search, all vectorised over the batches; the only Python
+  loop is over iterations. The criterion is invariant to the sign of each
+  column of ``Lambda``, so the iterations run unconstrained and the signs are
+  normalised at the end (diagonal >= 0): a variance that goes to zero converges
+  to the boundary (a singular fit, as lme4 reports it) instead of producing a
+  NaN. A stationary point with negative curvature is left along its
+  eigenvector.
+- Batches are processed in chunks so that memory stays bounded.
+
+Small-sample inference on the fixed effects follows lmerTest (Kuznetsova et al.
+2017): Satterthwaite's (1946) degrees of freedom from the analytic Hessian of
+the REML deviance in ``(theta, sigma)`` and the analytic Jacobian of the
+covariance of the fixed effects, and Kenward and Roger's (1997) adjusted
+covariance and degrees of freedom as pbkrtest computes them (Halekoh and
+Højsgaard 2014). ``tests/test_lmm.py`` checks the fits against statsmodels'
+``MixedLM`` and the degrees of freedom against R's lmerTest and pbkrtest.
+
+References
+----------
+Bates D, Mächler M, Bolker B, Walker S (2015). Fitting linear mixed-effects
+models using lme4. Journal of Statistical Software 67(1).
+
+Halekoh U, Højsgaard S (2014). A Kenward-Roger approximation and parametric
+bootstrap methods for tests in linear mixed models - the R package pbkrtest.
+Journal of Statistical Software 59(9).
+
+Kenward MG, Roger JH (1997). Small sample inference for fixed effects from
+restricted maximum likelihood. Biometrics 53(3), 983-997.
+
+Kuznetsova A, Brockhoff PB, Christensen RHB (2017). lmerTest package: tests in
+linear mixed effects models. Journal of Statistical Software 82(13).
+
+Satterthwaite FE (1946). An approximate distribution of estimates of variance
+components. Biometrics Bulletin 2(6), 110-114.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from dtitool.stats.lmm_df import (
+    contrast_tests,
+    kr_adjust,
+    kr_parts,
+    satterthwaite_from_parts,
+)
+
+__all__ = [
+    "SINGULAR_TOL",
+    "LMMFit",
+    "contrast_tests",
+    "fit_lmm",
+    "kenward_roger",
+    "reml_loglik",
+    "satterthwaite",
+]
+
+SINGULAR_TOL = 1e-4
+"""A fit is singular when a bounded (diagonal) ``theta`` is below this (lme4's
+``isSingular`` default). ``theta`` is relative to the residual SD and in the
+units of ``Z``: with time in hours a real slope SD can fall under it, so give
+time a unit in which the slope's relative SD is not tiny (weeks, sessions)."""
+
+DEFAULT_MAX_ITER = 100
+"""Newton iterations per batch before it is flagged as not converged."""
+
+DEFAULT_TOL = 1e-10
+"""Convergence: Newton decrement ``g' H^{-1} g`` of the REML deviance (about
+twice its distance to the optimum)."""
+
+_PIVOT_TOL = 1e-10
+"""Smallest Cholesky pivot of a unit-diagonal ``X'V^{-1}X`` (rank deficiency)."""
+
+_CHUNK_FLOATS = 1 << 22
+"""Floats of per-participant cross-products held at once (32 MB), which sets the
+chunk of batches fitted together."""
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LMMFit:
+    """REML fits of one linear mixed model to ``B`` batches.
+
+    Parameters
+    ----------
+    beta : ndarray, shape (B, p)
+        Fixed-effect estimates.
+    cov : ndarray, shape (B, p, p)
+        Their covariance, ``sigma2 (X'V^{-1}X)^{-1}`` (lme4's ``vcov``,
+        statsmodels' fixed-effect block of ``cov_params``).
+    sigma2 : ndarray, shape (B,)
+        Residual variance.
+    G : ndarray, shape (B, q, q)
+        Covariance of the random effects, ``sigma2 Lambda Lambda'``.
+    theta : ndarray, shape (B, q (q + 1) / 2)
+        Relative Cholesky factor, lower triangle column by column (lme4's
+        order), diagonal >= 0.
+    reml_loglik : ndarray, shape (B,)
+        REML log-likelihood at the optimum, with statsmodels' constant (its
+        ``MixedLMResults.llf`` under ``reml=True``; minus half lme4's REML
+        criterion).
+    converged : ndarray of bool, shape (B,)
+        False where the optimiser stopped without meeting the tolerance, or
+        the design of that batch is rank deficient (its results are NaN).
+    singular : ndarray of bool, shape (B,)
+        lme4's ``isSingular``: some diagonal ``theta`` below
+        :data:`SINGULAR_TOL`.
+    iterations : ndarray of int, shape (B,)
+        Newton iterations taken.
+    n_obs : ndarray of int, shape (B,)
+        Observations used (not missing).
+    """
+
+    beta: np.ndarray
+    cov: np.ndarray
+    sigma2: np.ndarray
+    G: np.ndarray
+    theta: np.ndarray
+    reml_loglik: np.ndarray
+    converged: np.ndarray
+    singular: np.ndarray
+    iterations: np.ndarray
+    n_obs: np.ndarray
+
+    @property
+    def bse(self) -> np.ndarray:
+        """Standard errors of the fixed effects, shape (B, p)."""
+        return np.sqrt(np.diagonal(self.cov, axis1=-2, axis2=-1))
+
+
+# ------------------------------------------------------------------- inputs
+
+
+def _theta_index(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of ``Lambda`` of each theta, lme4's column-major order."""
+    cols, rows = np.triu_indices(q)
+    return rows, cols
+
+
+def _check_inputs(y, X, Z, observed):
+    """Validate and broadcast the inputs; the mask of observed values."""
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 3:
+        raise ValueError(
+            f"y must have shape (B, N, T) (batches, participants, visits); got "
+            f"shape {y.shape}")
+    B, N, T = y.shape
+    if min(B, N, T) == 0:
+        raise ValueError(f"y has an empty axis: shape {y.shape}")
+    arrays = []
+    for name, a, letter in (("X", X, "p"), ("Z", Z, "q")):
+        a = np.asarray(a, dtype=float)
+        if a.ndim == 3:
+            a = a[None]
+        if a.ndim != 4 or a.shape[1:3] != (N, T) or a.shape[0] not in (1, B):
+            raise ValueError(
+                f"{name} must have shape (B, N, T, {letter}) or (N, T, {letter}) "
+                f"with (B, N, T) = {(B, N, T)} from y; got shape {np.shape(a)}")
+        if a.shape[-1] == 0:
+            raise ValueError(f"{name} has no columns ({letter} = 0)")
+        arrays.append(a)
+    X, Z = arrays
+    if np.isinf(y).any():
+        raise ValueError("y has infinite values; mark missing values with NaN")
+    mask = ~np.isnan(y)
+    if observed is not None:
+        observed = np.asarray(observed)
+        if observed.dtype != bool or observed.shape != y.shape:
+            raise ValueError(
+                f"observed must be a boolean array of shape {y.shape} like y; "
+                f"got dtype {observed.dtype} and shape {observed.shape}")
+        mask &= observed
+    for name, a in (("X", X), ("Z", Z)):
+        bad = ~np.isfinite(a).all(axis=-1) & mask
+        if bad.any():
+            b, i, t = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{name} must be finite where y is observed; {int(bad.sum())} "
+                f"observed rows are not, the first at batch {b}, participant {i}, "
+                f"visit {t}")
+    p = X.shape[-1]
+    n_obs = mask.sum(axis=(1, 2))
+    few = np.flatnonzero(n_obs <= p)
+    if few.size:
+        raise ValueError(
+            f"each batch needs more observations than fixed effects (p = {p}); "
+            f"batch {few[0]} has {n_obs[few[0]]} ({few.size} batches too few)")
+    return y, X, Z, mask, n_obs
+
+
+def _check_theta(theta, B: int, q: int) -> np.ndarray:
+    n_theta = q * (q + 1) // 2
+    theta = np.atleast_1d(np.asarray(theta, dtype=float))
+    if theta.ndim == 1:
+        theta = np.broadcast_to(theta, (B, theta.shape[0]))
+    if theta.shape != (B, n_theta) or not np.isfinite(theta).all():
+        raise ValueError(
+            f"theta must be finite with shape ({n_theta},) or ({B}, {n_theta}) "
+            f"for q = {q}; got shape {np.shape(theta)}")
+    return theta
+
+
+# ----------------------------------------------------------- small matrices
+
+
+def _chol_inv(A: np.ndarray, *, scaled: bool = False):
+    """Inverse and log-determinant of many small SPD matrices at once.
+
+    A Cholesky loop over the (few) rows, each step vectorised over the leading
+    axes. With ``scaled`` the matrix is first brought to unit diagonal and a
+    pivot below ``_PIVOT_TOL`` marks it rank deficient (``ok`` False, inverse
+    NaN), as for ``X'V^{-1}X``; otherwise ``A`` is known to be ``>= I``.
+    """
+    n = A.shape[-1]
+    lead = A.shape[:-2]
+    ok = np.ones(lead, dtype=bool)
+    if scaled:
+        diag = np.stack([A[..., i, i] for i in range(n)])
+        ok &= np.all(diag > 0, axis=0)
+        s = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+        logdet = -2.0 * np.log(s).sum(axis=0)
+    else:
+        s = np.ones((n, *lead))
+        logdet = np.zeros(lead)
+    L = [[None] * n for _ in range(n)]
+    for j in range(n):
+        piv = A[..., j, j] * s[j] * s[j]
+        for k in range(j):
+            piv = piv - L[j][k] * L[j][k]
+        if scaled:
+            ok &= piv > _PIVOT_TOL
+        piv = np.where(ok, piv, 1.0)
+        logdet = logdet + np.log(piv)
+        d = np.sqrt(piv)
+        L[j][j] = d
+        for i in range(j + 1, n):
+            v = A[..., i, j] * s[i] * s[j]
+            for k in range(j):
+                v = v - L[i][k] * L[j][k]
+            L[i][j] = v / d
+    Li = [[None] * n for _ in range(n)]
+    for j in range(n):
+        Li[j][j] = 1.0 / L[j][j]
+        for i in range(j + 1, n):
+            v = L[i][j] * Li[j][j]
+            for k in range(j + 1, i):
+                v = v + L[i][k] * Li[k][j]
+            Li[i][j] = -v / L[i][i]
+    inv = np.empty((*lead, n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            v = Li[i][i] * Li[i][j]
+            for k in range(i + 1, n):
+                v = v + Li[k][i] * Li[k][j]
+            inv[..., i, j] = inv[..., j, i] = v * s[i] * s[j]
+    if scaled:
+        inv[~ok] = np.nan
+        logdet = np.where(ok, logdet, np.nan)
+    return inv, logdet, ok
+
+
+def _sym(A: np.ndarray) -> np.ndarray:
+    return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+# ------------------------------------------------------ sufficient statistics
+
+
+@dataclass(slots=True, eq=False)
+class _Stats:
+    """What the REML criterion of a chunk of batches depends on.
+
+    ``G`` is the largest number of distinct ``M_i = Z_i'Z_i`` (patterns) in a
+    batch of the chunk; patterns are padded with zero counts and moments.
+    ``y`` is centred on its OLS fit (``beta0``) so that ``y'V^{-1}y`` loses no
+    digits to a large mean.
+    """
+
+    n: np.ndarray  # (Bc,) observations
+    beta0: np.ndarray  # (Bc, p) OLS estimates (y below is their residual)
+    ok: np.ndarray  # (Bc,) X of full rank
+    XtX: np.ndarray  # (Bc, p, p)
+    Xty: np.ndarray  # (Bc, p)
+    yty: np.ndarray  # (Bc,)
+    cnt: np.ndarray  # (Bc, G) participants per pattern
+    M: np.ndarray  # (Bc, G, q, q)
+    SXX: np.ndarray  # (Bc, G q q, p p): sum Z'X[a, p] Z'X[b, r] -> [g a b, p r]
+    SXy: np.ndarray  # (Bc, G q q, p): sum Z'X[a, p] Z'y[b] -> [g a b, p]
+    Syy: np.ndarray  # (Bc, G, q, q)
+    zscale: np.ndarray  # (Bc, q) RMS of each column of Z over observed rows
+
+    def take(self, idx: np.ndarray) -> _Stats:
+        return _Stats(*(getattr(self, f)[idx] for f in self.__slots__))
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(Bc, G, p, q)."""
+        Bc, G, q, _ = self.M.shape
+        return Bc, G, self.XtX.shape[-1], q
+
+
+def _stats(y: np.ndarray, X: np.ndarray, Z: np.ndarray, mask: np.ndarray) -> _Stats:
+    """Sufficient statistics of one chunk: y (Bc, N, T), X/Z (Bc or 1, N, T, .)."""
+    Bc, N, T = y.shape
+    p, q = X.shape[-1], Z.shape[-1]
+    m4 = mask[..., None]
+    Xz = np.where(m4, X, 0.0).reshape(Bc, N * T, p)
+    Zz = np.where(m4, Z, 0.0)
+    ym = np.where(mask, y, 0.0).reshape(Bc, N * T, 1)
+    XtX = _sym(np.swapaxes(Xz, 1, 2) @ Xz)
+    XtXinv, _, ok = _chol_inv(XtX, scaled=True)
+    beta0 = (XtXinv @ (np.swapaxes(Xz, 1, 2) @ ym))[..., 0]
+    beta0 = np.where(ok[:, None], beta0, 0.0)
+    yr = ym[..., 0] - (Xz @ beta0[..., None])[..., 0]  # OLS residuals, 0 if missing
+    Xty = (np.swapaxes(Xz, 1, 2) @ yr[..., None])[..., 0]
+    yty = np.einsum("bk,bk->b", yr, yr)
+    n = mask.sum(axis=(1, 2)).astype(float)
+    zscale = np.sqrt(np.einsum("bntq,bntq->bq", Zz, Zz) / n[:, None])
+
+    Zi = Zz.reshape(Bc * N, T, q)
+    ZiT = np.swapaxes(Zi, 1, 2)
+    ZtX = ZiT @ Xz.reshape(Bc * N, T, p)
+    Zty = (ZiT @ yr.reshape(Bc * N, T, 1))[..., 0]
+    M = ZiT @ Zi
+
+    # Group participants by M within each batch (sorted on its entries): they
+    # share K_i, so their cross-products are summed once.
+    iu = np.triu_indices(q)
+    keys = M[:, iu[0], iu[1]]
+    batch = np.repeat(np.arange(Bc), N)
+    order = np.lexsort([*(keys[:, j] for j in range(keys.shape[1] - 1, -1, -1)),
+                        batch])
+    ks, bs = keys[order], batch[order]
+    new = np.ones(Bc * N, dtype=bool)
+    new[1:] = (bs[1:] != bs[:-1]) | np.any(ks[1:] != ks[:-1], axis=1)
+    starts = np.flatnonzero(new)
+    gb = bs[starts]  # batch of each group
+    first = np.searchsorted(gb, np.arange(Bc))
+    local = np.arange(starts.size) - first[gb]
+    G = int(local.max()) + 1
+    gid = np.empty(Bc * N, dtype=np.intp)
+    gid[order] = np.repeat(local, np.diff(np.append(starts, Bc * N)))
+    gid = gid.reshape(Bc, N)
+    cnt = np.zeros((Bc, G))
+    cnt[gb, local] = np.diff(np.append(starts, Bc * N))
+    Mg = np.zeros((Bc, G, q, q))
+    Mg[gb, local] = M[order[starts]]
+
+    # Sum of v_i v_i' over each pattern, v_i = [Z_i'X_i, Z_i'y_i]: one masked
+    # matrix product per batch and pattern, in sub-chunks of bounded size.
+    L = q * (p + 1)
+    v = np.concatenate([ZtX.reshape(Bc, N, q * p), Zty.reshape(Bc, N, q)], axis=2)
+    outer = np.empty((Bc, G, L, L))
+    step = max(1, _CHUNK_FLOATS // (4 * G * N * L))
+    groups = np.arange(G)[None, :, None]
+    for a in range(0, Bc, step):
+        sl = slice(a, a + step)
+        onehot = gid[sl, None, :] == groups  # (b, G, N)
+        vt = np.where(onehot[:, :, None, :], np.swapaxes(v[sl], 1, 2)[:, None], 0.0)
+        outer[sl] = vt @ v[sl, None]
+    qp = q * p
+    SXX = outer[:, :, :qp, :qp].reshape(Bc, G, q, p, q, p).transpose(0, 1, 2, 4, 3, 5)
+    SXy = outer[:, :, :qp, qp:].reshape(Bc, G, q, p, q).transpose(0, 1, 2, 4, 3)
+    Syy = outer[:, :, qp:, qp:]
+    return _Stats(n=n, beta0=beta0, ok=ok, XtX=XtX, Xty=Xty, yty=yty, cnt=cnt, M=Mg,
+                  SXX=SXX.reshape(Bc, G * q * q, p * p),
+                  SXy=SXy.reshape(Bc, G * q * q, p), Syy=np.ascontiguousarray(Syy),
+                  zscale=zscale)
+
+
+# ---------------------------------------------------------------- criterion
+
+
+def _lambda(theta: np.ndarray, q: int) -> np.ndarray:
+    rows, cols = _theta_index(q)
+    Lam = np.zeros((*theta.shape[:-1], q, q))
+    Lam[..., rows, cols] = theta
+    return Lam
+
+
+def _dlambda(Lam: np.ndarray) -> np.ndarray:
+    """``D_k = d(Lambda Lambda')/d theta_k``, shape (B, n_theta, q, q)."""
+    q = Lam.shape[-1]
+    rows, cols = _theta_index(q)
+    n_theta = rows.size
+    Bc = Lam.shape[0]
+    D = np.zeros((Bc, n_theta, q, q))
+    for k in range(n_theta):
+        col = Lam[:, :, cols[k]]  # E_k Lambda' + Lambda E_k'
+        D[:, k, rows[k], :] += col
+        D[:, k, :, rows[k]] += col
+    return D
+
+
+def _evaluate(st: _Stats, theta: np.ndarray, order: int) -> dict:
+    """Evaluate the profiled REML deviance ``-2 l_R`` and, by order, its derivatives.
+
+    Notes
+    -----
+    With ``P = V^{-1} - V^{-1}X C^{-1} X'V^{-1}``, ``C = X'V^{-1}X``,
+    ``r^2 = y'Py``, ``V_k = Z D_k Z'`` and ``D_kl = d^2 (Lambda Lambda')``:
+
+    - ``f = log|V| + log|C| + (n-p) (1 + log(2 pi r^2 / (n-p)))``,
+    - ``df/dk = tr(P V_k) - (n-p) b_k / r^2``, ``b_k = y'P V_k P y``,
+    - ``d2f/dkdl = tr(P V_kl) - tr(P V_k P V_l) - (n-p) [(b_kl - 2 c_kl) / r^2
+      + b_k b_l / r^4]``, ``c_kl = y'P V_k P V_l P y``,
+
+    each a sum of q x q products per pattern through ``Z'PZ`` blocks
+    ``W_i delta_ij - U_i C^{-1} U_j'`` (``W_i = Z_i'V_i^{-1}Z_i``,
+    ``U_i = Z_i'V_i^{-1}X_i``) and ``a_i = Z_i'P y``.
+    """
+    Bc, G, p, q = st.shape
+    eye = np.eye(q)
+    Lam = _lambda(theta, q)[:, None]  # (Bc, 1, q, q)
+    LamT = np.swapaxes(Lam, -1, -2)
+    A = LamT @ st.M @ Lam + eye
+    Ainv, logdetA, _ = _chol_inv(A)
+    K = Lam @ Ainv @ LamT  # (Bc, G, q, q)
+    Kf = K.reshape(Bc, 1, G * q * q)
+    C = _sym(st.XtX - (Kf @ st.SXX).reshape(Bc, p, p))
+    Xvy = st.Xty - (Kf @ st.SXy)[:, 0]
+    yvy = st.yty - np.einsum("bgij,bgij->b", K, st.Syy)
+    Cinv, logdetC, okC = _chol_inv(C, scaled=True)
+    delta = np.einsum("bpr,br->bp", Cinv, Xvy)
+    r2 = yvy - np.einsum("bp,bp->b", delta, Xvy)
+    nmp = st.n - p
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = ((st.cnt * logdetA).sum(axis=1) + logdetC
+             + nmp * (1.0 + _LOG_2PI + np.log(r2 / nmp)))
+    f = np.where(okC & (r2 > 0), f, np.nan)
+    out = {"f": f, "Cinv": Cinv, "delta": delta, "r2": r2, "ok": okC}
+    if order == 0:
+        return out
+    MK = st.M @ K
+    Bm = eye - MK  # Z_i'V_i^{-1} = Bm Z_i'
+    BmT = np.swapaxes(Bm, -1, -2)
+    W = _sym(st.M - MK @ st.M)  # Z_i'V_i^{-1}Z_i
+    Rbar = Bm @ (st.SXX @ Cinv.reshape(Bc, p * p, 1)).reshape(Bc, G, q, q) @ BmT
+    T1 = (st.SXy @ delta[..., None]).reshape(Bc, G, q, q)
+    dd = (delta[:, :, None] * delta[:, None, :]).reshape(Bc, p * p, 1)
+    E = st.Syy - T1 - np.swapaxes(T1, -1, -2) + (st.SXX @ dd).reshape(Bc, G, q, q)
+    Abar = Bm @ E @ BmT  # sum over the pattern of a_i a_i'
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = nmp / r2
+    Wsum = np.einsum("bg,bgij->bij", st.cnt, W)
+    Asum = Abar.sum(axis=1)
+    S = _sym(Wsum - Rbar.sum(axis=1) - w[:, None, None] * Asum)  # df/d(Lambda Lambda')
+    rows, cols = _theta_index(q)
+    grad = 2.0 * (S @ Lam[:, 0])[:, rows, cols]
+    out.update(grad=grad, S=S, W=W, Bm=Bm, K=K, Wsum=Wsum)
+    if order == 1:
+        return out
+    n_theta = rows.size
+    D = _dlambda(Lam[:, 0])
+    Dg = D[:, :, None]  # (Bc, k, 1, q, q)
+    WD = W[:, None] @ Dg  # (Bc, k, G, q, q)
+    t1 = np.einsum("bg,bkgij,blgji->bkl", st.cnt, WD, WD)
+    t2 = np.einsum("bkgij,blgji->bkl", WD, Rbar[:, None] @ Dg)
+    Y = (BmT[:, None] @ Dg @ Bm[:, None]).reshape(Bc, n_theta, G * q * q)
+    H = (Y @ st.SXX).reshape(Bc, n_theta, p, p)  # sum U_i' D_k U_i
+    CH = Cinv[:, None] @ H
+    t3 = np.einsum("bkij,blji->bkl", CH, CH)
+    trace_pp = t1 - t2 - np.swapaxes(t2, 1, 2) + t3  # tr(P V_k P V_l)
+    b = np.einsum("bkij,bji->bk", D, Asum)
+    c1 = np.einsum("bkgij,blgji->bkl", WD, Abar[:, None] @ Dg)
+    F = st.SXy - (st.SXX.reshape(Bc, G * q * q, p, p) @ delta[:, None, :, None])[..., 0]
+    h = Y @ F  # sum U_i' D_k a_i, (Bc, k, p)
+    c2 = np.einsum("bkp,bpr,blr->bkl", h, Cinv, h)
+    c = 0.5 * (c1 + np.swapaxes(c1, 1, 2)) - c2
+    same = (cols[:, None] == cols[None, :]).astype(float)
+    tsd = 2.0 * S[:, rows[:, None], rows[None, :]] * same  # tr(S D_kl)
+    bb = b[:, :, None] * b[:, None, :]
+    r2_ = r2[:, None, None]
+    hess = (tsd - trace_pp + nmp[:, None, None] * (2.0 * c / r2_ - bb / r2_**2))
+    out.update(hess=_sym(hess), D=D, H=H, b=b, c=c, trace_pp=trace_pp, tsd=tsd)
+    return out
+
+
+# ---------------------------------------------------------------- optimiser
+
+
+def _start(st: _Stats, q: int) -> np.ndarray:
+    """Diagonal ``Lambda`` whose random effects add about one residual variance."""
+    rows, cols = _theta_index(q)
+    scale = np.where(st.zscale > 0, 1.0 / np.where(st.zscale > 0, st.zscale, 1), 1.0)
+    theta = np.where(rows == cols, scale[:, cols], 0.0)
+    return theta
+
+
+def _newton_direction(g, H, scale):
+    """Eigenvalue-modified Newton step in theta scaled to unit size.
+
+    Returns the step, the Newton decrement over the directions of positive
+    curvature, and whether any curvature is negative. Along a direction of
+    negative curvature the step goes downhill by at least half a unit: near a
+    variance at zero that is a maximum (the gradient vanishes there), the
+    plain modified step would only double the variance at each iteration.
+    """
+    gs = g * scale
+    Hs = H * scale[:, :, None] * scale[:, None, :]
+    w, V = np.linalg.eigh(Hs)
+    big = np.max(np.abs(w), axis=-1, keepdims=True)
+    floor = np.maximum(big * 1e-10, 1e-300)
+    wm = np.maximum(np.abs(w), floor)
+    gv = np.einsum("bij,bi->bj", V, gs)
+    step = -gv / wm
+    negdir = w < -1e-8 * np.maximum(big, 1.0)
+    sgn = np.where(gv > 0, -1.0, 1.0)
+    step = np.where(negdir, sgn * np.maximum(np.abs(step), 0.5), step)
+    dec = np.einsum("bj,bj->b", np.where(negdir, 0.0, gv), gv / wm)
+    ds = np.einsum("bij,bj->bi", V, step)
+    # Cap the step at two units so that a nearly flat direction cannot send
+    # theta far away in one step.
+    ds = ds / np.maximum(1.0, np.max(np.abs(ds), axis=-1) / 2.0)[:, None]
+    return ds * scale, dec, negdir.any(axis=-1)
+
+
+def _optimise(st: _Stats, max_iter: int, tol: float):
+    """Newton iterations on theta for every batch of the chunk at once.
+
+    Each pass evaluates the deviance, gradient and Hessian at a candidate
+    point; the line search is deferred: a candidate that fails Armijo's
+    condition against the last accepted point is replaced by half the step,
+    so a pass costs one evaluation whether or not it backtracks.
+    """
+    Bc, _, _, q = st.shape
+    rows, cols = _theta_index(q)
+    n_theta = rows.size
+    theta = _start(st, q)
+    base = theta[:, np.flatnonzero(rows == cols)[cols]]  # the diagonal of its column
+    cand = theta.copy()
+    f_acc = np.full(Bc, np.inf)
+    d = np.zeros((Bc, n_theta))
+    alpha = np.ones(Bc)
+    slope = np.zeros(Bc)
+    dec = np.full(Bc, np.inf)
+    local = np.zeros(Bc, dtype=bool)  # a full Newton step close to the optimum
+    saddle = np.zeros(Bc, dtype=bool)
+    have = np.zeros(Bc, dtype=bool)
+    iters = np.zeros(Bc, dtype=int)
+    converged = np.zeros(Bc, dtype=bool)
+    done = ~st.ok
+    sub, sub_idx = st, np.arange(Bc)
+    for _ in range(4 * max_iter):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        if act.size < 0.7 * sub_idx.size:  # shrink the working set
+            keep = np.isin(sub_idx, act)
+            sub, sub_idx = sub.take(keep), sub_idx[keep]
+        s_act = sub if act.size == sub_idx.size else sub.take(
+            np.searchsorted(sub_idx, act))
+        ev = _evaluate(s_act, cand[act], 2)
+        fc, g, H = ev["f"], ev["grad"], ev["hess"]
+        finite = np.isfinite(fc) & np.isfinite(H).all(axis=(1, 2))
+        # Armijo against the last accepted point; a step from a saddle only
+        # needs a decrease, and a full Newton step close to the optimum may
+        # rise by rounding only.
+        fa = f_acc[act]
+        ok = finite & (fc <= fa + 1e-4 * alpha[act] * np.minimum(slope[act], 0.0))
+        ok |= finite & saddle[act] & (fc < fa)
+        ok |= finite & local[act] & (fc <= fa + 1e-10 * (1.0 + np.abs(fa)))
+        ok |= finite & ~have[act]
+        # A first point that cannot be evaluated: the batch is lost.
+        lost = ~finite & ~have[act]
+        done[act[lost]] = True
+        # Rejected: backtrack, or give up when the step has vanished.
+        rej = np.flatnonzero(~ok & have[act])
+        if rej.size:
+            r = act[rej]
+            alpha[r] *= 0.5
+            stuck = alpha[r] < 1e-12
+            # As good as floating point allows when the decrement was tiny.
+            converged[r[stuck]] = dec[r[stuck]] < 1e-6
+            done[r[stuck]] = True
+            cand[r] = theta[r] + alpha[r, None] * d[r]
+        acc = np.flatnonzero(ok)
+        if acc.size == 0:
+            continue
+        a = act[acc]
+        theta[a] = cand[a]
+        f_acc[a] = fc[acc]
+        have[a] = True
+        th, ga, Ha = theta[a], g[acc], H[acc]
+        scale = base[a] + np.abs(th)
+        da, deca, neg = _newton_direction(ga, Ha, scale)
+        dec[a] = deca
+        at_min = (deca < tol) & ~neg
+        sad = neg  # a step with a negative-curvature part: any decrease will do
+        # Converged: take the last (tiny) Newton step, which squares the error.
+        fin = a[at_min]
+        theta[fin] = th[at_min] + da[at_min]
+        converged[fin] = True
+        done[fin] = True
+        go = ~at_min
+        moving = a[go]
+        over = iters[moving] >= max_iter
+        done[moving[over]] = True
+        moving, da, deca, sad, ga = (moving[~over], da[go][~over], deca[go][~over],
+                                     sad[go][~over], ga[go][~over])
+        iters[moving] += 1
+        d[moving] = da
+        alpha[moving] = 1.0
+        slope[moving] = np.einsum("bi,bi->b", ga, da)
+        local[moving] = (deca < 1e-6) & ~sad
+        saddle[moving] = sad
+        cand[moving] = theta[moving] + da
+    # Sign-normalise the columns of Lambda (the criterion does not see them).
+    diag_sign = np.where(theta[:, rows == cols] < 0, -1.0, 1.0)  # (Bc, q)
+    theta = theta * diag_sign[:, cols]
+    return theta, converged & st.ok, iters
+
+
+# --------------------------------------------------------------- public API
+
+
+def _chunks(B: int, N: int, T: int, p: int, q: int, chunk_size):
+    if chunk_size is None:
+        per = N * ((q * (p + 1)) ** 2 + T * (p + q + 2))
+        chunk_size = max(1, _CHUNK_FLOATS // per)
+    elif not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    return [slice(a, min(a + chunk_size, B)) for a in range(0, B, chunk_size)]
+
+
+def _slice(a: np.ndarray, sl: slice) -> np.ndarray:
+    return a if a.shape[0] == 1 else a[sl]
+
+
+def fit_lmm(y, X, Z, observed=None, *, max_iter: int = DEFAULT_MAX_ITER,
+            tol: float = DEFAULT_TOL, chunk_size: int | None = None) -> LMMFit:
+    """Fit a linear mixed model by REML to many batches at once.
+
+    Parameters
+    ----------
+    y : array_like, shape (B, N, T)
+        Outcome of batch ``b``, participant ``i``, visit ``t``; NaN = missing.
+    X : array_like, shape (B, N, T, p) or (N, T, p)
+        Fixed-effect design (the second form is shared by every batch). Must be
+        finite where ``y`` is observed; other rows are ignored.
+    Z : array_like, shape (B, N, T, q) or (N, T, q)
+        Random-effect design of each participant, e.g. ``[1, time]``.
+    observed : array_like of bool, shape (B, N, T), optional
+        False marks an observation missing, in addition to NaN in ``y``.
+    max_iter : int
+        Newton iterations before a batch is flagged as not converged.
+    tol : float
+        Convergence tolerance on the Newton decrement of the REML deviance.
+    chunk_size : int, optional
+        Batches fitted together (default: enough to hold about 32 MB of
+        cross-products).
+
+    Returns
+    -------
+    LMMFit
+
+    Raises
+    ------
+    ValueError
+        For arrays of the wrong shape, non-finite ``X``/``Z`` where ``y`` is
+        observed, infinite ``y``, or a batch with no more observations than
+        fixed effects.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the fixed-effect design of some batch is rank deficient (those
+        batches are NaN and not converged).
+
+    Notes
+    -----
+    Missing observations are masked: their rows of ``X``, ``Z`` and ``y`` are
+    zero and their row of ``V_i`` is the identity, so they add nothing, and a
+    participant with no observation contributes nothing. ``n_obs`` counts the
+    observed values only. The optimisation is described in the module
+    docstring; batches that stop without meeting ``tol`` within ``max_iter``
+    iterations keep their last estimates and are flagged in ``converged``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> B, N, T = 3, 30, 4
+    >>> time = np.broadcast_to(np.arange(T, dtype=float), (N, T))
+    >>> X = np.stack([np.ones((N, T)), time], axis=-1)
+    >>> u = rng.normal(size=(B, N, 1)) * 2.0
+    >>> y = 1.0 + 0.5 * time + u + rng.normal(size=(B, N, T))
+    >>> fit = fit_lmm(y, X, X[..., :1])
+    >>> fit.beta.shape, fit.G.shape, bool(fit.converged.all())
+    ((3, 2), (3, 1, 1), True)
+    """
+    y, X, Z, mask, n_obs = _check_inputs(y, X, Z, observed)
+    if not isinstance(max_iter, int | np.integer) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}")
+    if not (isinstance(tol, float | int) and tol > 0):
+        raise ValueError(f"tol must be a positive number; got {tol!r}")
+    B, N, T = y.shape
+    p, q = X.shape[-1], Z.shape[-1]
+    n_theta = q * (q + 1) // 2
+    beta = np.full((B, p), np.nan)
+    cov = np.full((B, p, p), np.nan)
+    sigma2 = np.full(B, np.nan)
+    Gm = np.full((B, q, q), np.nan)
+    theta = np.full((B, n_theta), np.nan)
+    llf = np.full(B, np.nan)
+    converged = np.zeros(B, dtype=bool)
+    iterations = np.zeros(B, dtype=int)
+    for sl in _chunks(B, N, T, p, q, chunk_size):
+        st = _stats(y[sl], _slice(X, sl), _slice(Z, sl), mask[sl])
+        th, conv, it = _optimise(st, max_iter, tol)
+        ev = _evaluate(st, th, 0)
+        s2 = ev["r2"] / (st.n - p)
+        Lam = _lambda(th, q)
+        good = st.ok & ev["ok"]
+        beta[sl] = np.where(good[:, None], st.beta0 + ev["delta"], np.nan)
+        cov[sl] = s2[:, None, None] * ev["Cinv"]
+        sigma2[sl] = np.where(good, s2, np.nan)
+        Gm[sl] = s2[:, None, None] * (Lam @ np.swapaxes(Lam, 1, 2))
+        theta[sl] = np.where(good[:, None], th, np.nan)
+        llf[sl] = -0.5 * ev["f"]
+        converged[sl] = conv & good & np.isfinite(ev["f"])
+        iterations[sl] = it
+    rank_def = np.isnan(beta).any(axis=1)
+    if rank_def.any():
+        warnings.warn(
+            f"{int(rank_def.sum())} of {B} batches have a rank-deficient fixed-effect "
+            f"design (the first is batch {np.flatnonzero(rank_def)[0]}); their "
+            "results are NaN and they are flagged as not converged",
+            RuntimeWarning, stacklevel=2)
+    rows, cols = _theta_index(q)
+    with np.errstate(invalid="ignore"):
+        singular = np.any(theta[:, rows == cols] < SINGULAR_TOL, axis=1)
+    return LMMFit(beta=beta, cov=cov, sigma2=sigma2, G=Gm, theta=theta,
+                  reml_loglik=llf, converged=converged, singular=singular,
+                  iterations=iterations, n_obs=n_obs.astype(int))
+
+
+def reml_loglik(theta, y, X, Z, observed=None) -> np.ndarray:
+    """Profiled REML log-likelihood of each batch at a given ``theta``.
+
+    Parameters
+    ----------
+    theta : array_like, shape (q (q + 1) / 2,) or (B, q (q + 1) / 2)
+        Relative Cholesky parameters in lme4's order.
+    y, X, Z, observed
+        As for :func:`fit_lmm`.
+
+    Returns
+    -------
+    ndarray, shape (B,)
+        ``-0.5`` times the REML deviance, with ``sigma^2`` at its profile
+        optimum; NaN where the design is rank deficient.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> y = rng.normal(size=(2, 10, 3))
+    >>> X = np.ones((10, 3, 1))
+    >>> reml_loglik([0.5], y, X, X).shape
+    (2,)
+    """
+    y, X, Z, mask, _ = _check_inputs(y, X, Z, observed)
+    B, N, T = y.shape
+    p, q = X.shape[-1], Z.shape[-1]
+    theta = _check_theta(theta, B, q)
+    out = np.full(B, np.nan)
+    for sl in _chunks(B, N, T, p, q, None):
+        st = _stats(y[sl], _slice(X, sl), _slice(Z, sl), mask[sl])
+        out[sl] = -0.5 * _evaluate(st, theta[sl], 0)["f"]
+    return out
+
+
+def _check_fit(fit: LMMFit, B: int, p: int, q: int) -> None:
+    if not isinstance(fit, LMMFit):
+        raise TypeError(f"fit must be an LMMFit from fit_lmm; got {type(fit).__name__}")
+    if fit.beta.shape != (B, p) or fit.G.shape[1:] != (q, q):
+        raise ValueError(
+            f"fit has beta of shape {fit.beta.shape} and G of shape {fit.G.shape}, "
+            f"but the data give B = {B}, p = {p}, q = {q}: pass the arrays it was "
+            "fitted to")
+
+
+def _check_L(L, p: int) -> np.ndarray:
+    L = np.asarray(L, dtype=float)
+    if L.ndim == 1:
+        L = L[None]
+    if L.ndim != 2 or L.shape[1] != p or not np.isfinite(L).all():
+        raise ValueError(
+            f"L must be a finite contrast matrix of shape (k, {p}) (or a vector of "
+            f"length {p}); got shape {np.shape(L)}")
+    return L
+
+
+def _derivative_parts(fit, y, X, Z, observed, L):
+    """Per chunk: stats and the evaluation at the fitted theta."""
+    y, X, Z, mask, _ = _check_inputs(y, X, Z, observed)
+    B, N, T = y.shape
+    p, q = X.shape[-1], Z.shape[-1]
+    _check_fit(fit, B, p, q)
+    L = _check_L(L, p)
+    for sl in _chunks(B, N, T, p, q, None):
+        st = _stats(y[sl], _slice(X, sl), _slice(Z, sl), mask[sl])
+        th = np.nan_to_num(fit.theta[sl])
+        yield sl, st, _evaluate(st, th, 2), L
+
+
+def satterthwaite(fit: LMMFit, y, X, Z, observed, L) -> np.ndarray:
+    """Satterthwaite degrees of freedom of 1-d contrasts, as lmerTest's.
+
+    Parameters
+    ----------
+    fit : LMMFit
+        The fit of these data by :func:`fit_lmm`.
+    y, X, Z, observed
+        The arrays it was fitted to (``observed`` may be None).
+    L : array_like, shape (k, p) or (p,)
+        Contrast rows; each is tested on its own.
+
+    Returns
+    -------
+    ndarray, shape (B, k)
+        Denominator degrees of freedom (NaN where the fit is NaN).
+
+    Notes
+    -----
+    As lmerTest's ``contest1D(ddf = "Satterthwaite")`` (Kuznetsova et al.
+    2017): ``df = 2 (l'Vl)^2 / (g' A g)``, where ``V = sigma^2 C^{-1}`` is the
+    covariance of the fixed effects, ``g`` its gradient with respect to the
+    variance parameters ``(theta, sigma)``, and ``A = 2 H^+`` with ``H`` the
+    Hessian of the REML deviance in ``(theta, sigma)`` (inverted on its
+    eigenvalues above 1e-8, as lmerTest does). lmerTest differentiates
+    numerically; here ``g`` and ``H`` are analytic.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> time = np.broadcast_to(np.arange(4.0), (20, 4))
+    >>> X = np.stack([np.ones((20, 4)), time], axis=-1)
+    >>> y = time + rng.normal(size=(1, 20, 1)) + rng.normal(size=(1, 20, 4))
+    >>> fit = fit_lmm(y, X, X[..., :1])
+    >>> satterthwaite(fit, y, X, X[..., :1], None, [[0, 1]]).round(1)
+    array([[59.]])
+    """
+    B = np.shape(y)[0]
+    out = None
+    for sl, st, ev, Lc in _derivative_parts(fit, y, X, Z, observed, L):
+        if out is None:
+            out = np.full((B, Lc.shape[0]), np.nan)
+        p = st.shape[2]
+        s2 = ev["r2"] / (st.n - p)
+        out[sl] = satterthwaite_from_parts(
+            Lc, ev["Cinv"], ev["H"], s2, st.n - p, ev["hess"], ev["b"], ev["r2"])
+    return out
+
+
+def kenward_roger(fit: LMMFit, y, X, Z, observed, L) -> tuple[np.ndarray, np.ndarray]:
+    """Kenward-Roger adjusted covariance and degrees of freedom, as pbkrtest's.
+
+    Parameters
+    ----------
+    fit : LMMFit
+        The fit of these data by :func:`fit_lmm`.
+    y, X, Z, observed
+        The arrays it was fitted to (``observed`` may be None).
+    L : array_like, shape (k, p) or (p,)
+        Contrast rows; each is tested on its own.
+
+    Returns
+    -------
+    cov_adj : ndarray, shape (B, p, p)
+        Kenward and Roger's (1997) adjusted covariance of the fixed effects
+        (pbkrtest's ``vcovAdj``).
+    df : ndarray, shape (B, k)
+        Their denominator degrees of freedom of each row (pbkrtest's
+        ``Lb_ddf``, as lmerTest's ``ddf = "Kenward-Roger"`` uses it).
+
+    Notes
+    -----
+    The variance parameters are those of pbkrtest (Halekoh and Højsgaard
+    2014): the distinct entries of ``G`` and ``sigma^2``, in which ``V`` is
+    linear, so the second-derivative term of Kenward and Roger vanishes. All
+    traces are q x q algebra per pattern (see the module docstring), so any
+    number of batches is handled in one pass. Test with
+    ``contrast_tests(fit, L, df, cov=cov_adj)``.
+    """
+    B = np.shape(y)[0]
+    cov_adj = df = None
+    for sl, st, ev, Lc in _derivative_parts(fit, y, X, Z, observed, L):
+        if cov_adj is None:
+            p = st.shape[2]
+            cov_adj = np.full((B, p, p), np.nan)
+            df = np.full((B, Lc.shape[0]), np.nan)
+        c, d = kr_adjust(Lc, kr_parts(st, ev))
+        cov_adj[sl], df[sl] = c, d
+    return cov_adj, df
