@@ -383,6 +383,11 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "size_z": _c("rejection rate in the null counterpart with z-tests (normal "
                      "reference instead of Satterthwaite df)", "prop"),
         "size_ok": _c("size within the 99 % binomial band around alpha", "text"),
+        "parameter": _c("what the power curve varies: n, visits (the visits "
+                        "scanned) or slope_sd (a factor on every random-slope "
+                        "SD)", "text"),
+        "value": _c("the curve point: total n, the visits scanned joined by +, "
+                    "or the factor", "text"),
     },
     "discriminate": {
         "measure": _c("the ROI's imaging measure (md: MD per 1e-5 mm^2/s; another "

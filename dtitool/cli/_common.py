@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator, Mapping
 
 from dtitool import __version__
+from dtitool._constants import CURVE_PARAMETERS
 from dtitool.design import StudyDesign, available_presets, load_preset, read_design
 
 NOT_RECORDED = frozenset({
@@ -246,3 +248,64 @@ def executor(args: argparse.Namespace) -> Iterator[object]:
 
     with open_executor(n_jobs(args), getattr(args, "dask", None)) as ex:
         yield ex
+
+
+MAX_CURVE_POINTS = 200
+"""Most points a ``--curve`` or ``--grid`` axis may have."""
+
+
+def _curve_number(text: str, spec: str, option: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{option} values must be numbers; got {text.strip()!r} in "
+                         f"{spec!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{option} values must be finite numbers; got "
+                         f"{text.strip()!r} in {spec!r}")
+    return v
+
+
+def parse_curve(spec: str, *, option: str = "--curve") -> tuple[str, list[float]]:
+    """Parse ``PARAM=start:stop:step`` or ``PARAM=v1,v2,...``.
+
+    Values must be finite; ``n`` values whole numbers (never silently
+    truncated); at most :data:`MAX_CURVE_POINTS` of them. ``option`` names the
+    option in messages (``--curve``, ``--grid``).
+    """
+    name, sep, values = spec.partition("=")
+    name = name.strip()
+    if not sep or name not in CURVE_PARAMETERS:
+        raise ValueError(f"{option} must be PARAM=VALUES with PARAM one of "
+                         f"{', '.join(CURVE_PARAMETERS)}; got {spec!r}")
+    if ":" in values:
+        parts = values.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"{option} range must be start:stop:step; got "
+                             f"{values!r}")
+        start, stop, step = (_curve_number(v, spec, option) for v in parts)
+        if step <= 0 or stop < start:
+            raise ValueError(f"{option} range needs step > 0 and stop >= start; got "
+                             f"{values!r}")
+        count = math.floor((stop - start) / step + 0.5) + 1
+        if count > MAX_CURVE_POINTS:
+            raise ValueError(f"{option} needs 1 to {MAX_CURVE_POINTS} values; "
+                             f"{values!r} gives {count}")
+        out = [round(start + i * step, 10) for i in range(count)]
+        # stop is included when the steps land on it (up to rounding), never
+        # exceeded: n=40:55:20 is 40 alone
+        out = [v for v in out if v <= stop + 1e-9 * max(1.0, abs(stop))]
+    else:
+        out = [_curve_number(v, spec, option) for v in values.split(",")]
+    if not out or len(out) > MAX_CURVE_POINTS:
+        raise ValueError(f"{option} needs 1 to {MAX_CURVE_POINTS} values; got "
+                         f"{len(out)}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{option} repeats a value in {spec!r}")
+    if name == "n":
+        frac = [v for v in out if v != math.floor(v)]
+        if frac:
+            raise ValueError(f"{option} n values must be whole numbers; got "
+                             f"{frac[0]:g}")
+        return name, [int(v) for v in out]
+    return name, out

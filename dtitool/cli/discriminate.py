@@ -63,7 +63,7 @@ def _design(spec: str):
 
 
 def _sizes(text: str | None) -> list[int] | None:
-    from dtitool.cli.power import parse_curve
+    from dtitool.cli._common import parse_curve
 
     if text is None:
         return None

@@ -10,17 +10,17 @@ import sys
 from dtitool._constants import CURVE_PARAMETERS
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._progress import Progress
-from dtitool.cli._common import (
+from dtitool.cli._common import (  # noqa: F401 (parse_curve: re-exported)
+    MAX_CURVE_POINTS,
     add_design_options,
     add_execution_options,
     executor,
     n_jobs,
+    parse_curve,
     resolve_design,
     run_record,
 )
 from dtitool.design import design_to_toml
-
-MAX_CURVE_POINTS = 200
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -84,6 +84,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    metavar="NAME=ROI:OUTCOME:TERM[:+|-],...",
                    help="extra family for familywise.tsv (repeatable); a trailing "
                    ":+ or :- counts only rejections with that sign")
+    p.add_argument("--model", choices=["change", "mixed"], default=None,
+                   help="change: the change-score interaction models between "
+                   "baseline and the primary visit; mixed: linear mixed models "
+                   "of every visit, value ~ arm * time + age + sex + (1 + time | "
+                   "participant) per ROI, measure and rating scale, fitted by "
+                   "REML in batch, Satterthwaite df, writing power.tsv (roi, "
+                   "measure, outcome, term, power, size, true_value, bias, "
+                   "type_s, exaggeration, nonconverged, singular, size_z); "
+                   "--curve n=, visits=V+V+...,V+V+... or slope_sd= (factor on "
+                   "every random-slope SD). Default: mixed when the design has "
+                   "more than two visits (docs/model.md, Mixed models)")
+    p.add_argument("--time", choices=["dose", "hours", "visit"], default=None,
+                   help="--model mixed: time as the visits' dose (default when "
+                   "every visit has one), hours, or the visit as a factor")
+    p.set_defaults(inference=None)
     return p
 
 
@@ -142,63 +157,6 @@ def resolve(args):
     return design, seed
 
 
-def _curve_number(text: str, spec: str, option: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise ValueError(f"{option} values must be numbers; got {text.strip()!r} in "
-                         f"{spec!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{option} values must be finite numbers; got "
-                         f"{text.strip()!r} in {spec!r}")
-    return v
-
-
-def parse_curve(spec: str, *, option: str = "--curve") -> tuple[str, list[float]]:
-    """Parse ``PARAM=start:stop:step`` or ``PARAM=v1,v2,...``.
-
-    Values must be finite; ``n`` values whole numbers (never silently
-    truncated); at most :data:`MAX_CURVE_POINTS` of them. ``option`` names the
-    option in messages (``--curve``, ``--grid``).
-    """
-    name, sep, values = spec.partition("=")
-    name = name.strip()
-    if not sep or name not in CURVE_PARAMETERS:
-        raise ValueError(f"{option} must be PARAM=VALUES with PARAM one of "
-                         f"{', '.join(CURVE_PARAMETERS)}; got {spec!r}")
-    if ":" in values:
-        parts = values.split(":")
-        if len(parts) != 3:
-            raise ValueError(f"{option} range must be start:stop:step; got "
-                             f"{values!r}")
-        start, stop, step = (_curve_number(v, spec, option) for v in parts)
-        if step <= 0 or stop < start:
-            raise ValueError(f"{option} range needs step > 0 and stop >= start; got "
-                             f"{values!r}")
-        count = math.floor((stop - start) / step + 0.5) + 1
-        if count > MAX_CURVE_POINTS:
-            raise ValueError(f"{option} needs 1 to {MAX_CURVE_POINTS} values; "
-                             f"{values!r} gives {count}")
-        out = [round(start + i * step, 10) for i in range(count)]
-        # stop is included when the steps land on it (up to rounding), never
-        # exceeded: n=40:55:20 is 40 alone
-        out = [v for v in out if v <= stop + 1e-9 * max(1.0, abs(stop))]
-    else:
-        out = [_curve_number(v, spec, option) for v in values.split(",")]
-    if not out or len(out) > MAX_CURVE_POINTS:
-        raise ValueError(f"{option} needs 1 to {MAX_CURVE_POINTS} values; got "
-                         f"{len(out)}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"{option} repeats a value in {spec!r}")
-    if name == "n":
-        frac = [v for v in out if v != math.floor(v)]
-        if frac:
-            raise ValueError(f"{option} n values must be whole numbers; got "
-                             f"{frac[0]:g}")
-        return name, [int(v) for v in out]
-    return name, out
-
-
 def parse_grid(specs) -> list[tuple[str, list[float]]]:
     """Parse the ``--grid`` axes; each parameter at most once.
 
@@ -246,6 +204,15 @@ def run(args) -> int:
     from dtitool.stats.reference import reported_families
 
     design, seed = resolve(args)
+    model = args.model or ("mixed" if len(design.visits) > 2 else "change")
+    if model == "mixed":
+        from dtitool.cli.power_mixed import run_mixed
+
+        return run_mixed(args, design, seed)
+    if args.time is not None:
+        raise ValueError("--time is an option of the mixed model (--model mixed)")
+    if args.inference is None:
+        args.inference = "welch"
     curve = parse_curve(args.curve) if args.curve else None
     grid = parse_grid(args.grid) if args.grid else None
     if args.n_max < 1:

@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_discrimination", "save_discrimination"]
+__all__ = ["plot_discrimination", "plot_mixed_curve", "save_discrimination",
+           "save_mixed_curve"]
 
 
 def plot_discrimination(table: pd.DataFrame, *, target_power: float = 0.8,
@@ -59,6 +60,60 @@ def plot_discrimination(table: pd.DataFrame, *, target_power: float = 0.8,
 def save_discrimination(table: pd.DataFrame, path, **kwargs) -> None:
     """Write :func:`plot_discrimination` to ``path`` (PNG, fixed metadata)."""
     fig = plot_discrimination(table, **kwargs)
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def plot_mixed_curve(curve: pd.DataFrame, *, terms=None, target_power=None):
+    """Power of the mixed models' tests along a curve (n, visits or slope_sd).
+
+    ``curve``: the ``power_curve.tsv`` of ``dtitool power --model mixed``
+    (``parameter``, ``value`` and the power columns). One line per model row
+    and term; ``terms`` (default every term with an arm and time, the
+    treatment effect on the course) selects which.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not len(curve):
+        raise ValueError("the curve has no rows to plot")
+    param = str(curve["parameter"].iloc[0])
+    if terms is None:
+        terms = [t for t in pd.unique(curve["term"]) if ":" in str(t)]
+    sel = curve[curve["term"].isin(terms)]
+    values = list(pd.unique(curve["value"]))
+    numeric = param != "visits"
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for (roi, measure, outcome, term), g in sel.groupby(
+            ["roi", "measure", "outcome", "term"], sort=False, dropna=False):
+        label = (str(outcome) if isinstance(outcome, str) and outcome else
+                 f"{roi} {'MD' if measure == 'md' else measure}") + f": {term}"
+        x = (g["value"].astype(float) if numeric
+             else [values.index(v) for v in g["value"]])
+        err = np.vstack([g["power"] - g["power_ci_low"],
+                         g["power_ci_high"] - g["power"]])
+        ax.errorbar(x, g["power"], yerr=np.clip(err, 0, None), marker="o",
+                    capsize=2, label=label)
+    if not numeric:
+        ax.set_xticks(range(len(values)), [str(v).replace("+", "\n") for v in values],
+                      fontsize=7)
+    if target_power:
+        ax.axhline(target_power, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel({"n": "total n", "visits": "visits scanned",
+                   "slope_sd": "random-slope SD (x the design's)"}.get(param, param))
+    ax.set_ylabel("power")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save_mixed_curve(curve: pd.DataFrame, path, **kwargs) -> None:
+    """Write :func:`plot_mixed_curve` to ``path`` (PNG)."""
+    fig = plot_mixed_curve(curve, **kwargs)
     try:
         fig.savefig(path, dpi=110)
     finally:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from dtitool.design import StudyDesign
 
-__all__ = ["DISCRIMINATE_COLUMNS", "check_comparable", "discriminate", "best_designs"]
+__all__ = ["DISCRIMINATE_COLUMNS", "best_designs", "check_comparable", "discriminate"]
 
 DISCRIMINATE_COLUMNS = [
     "roi", "measure", "arm", "contrast", "from_visit", "to_visit", "n", "true_a",
@@ -124,7 +124,8 @@ def discriminate(a: StudyDesign, b: StudyDesign, *, n: Sequence[int] | None = No
     from dtitool.stats.mixed_power import _wilson, expected_means
 
     check_comparable(a, b)
-    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 2:
+    if (isinstance(replicates, bool) or not isinstance(replicates, int)
+            or replicates < 2):
         raise ValueError(f"replicates must be an integer >= 2; got {replicates!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
@@ -152,7 +153,8 @@ def discriminate(a: StudyDesign, b: StudyDesign, *, n: Sequence[int] | None = No
             vals = {k: (s.md[:, :, r["index"], :] if r["kind"] == "md"
                         else s.extra[:, :, r["index"], :]) / r["scale"]
                     for k, s in sims.items()}
-            ta, tb = truth["a", r["roi"], r["measure"]], truth["b", r["roi"], r["measure"]]
+            ta = truth["a", r["roi"], r["measure"]]
+            tb = truth["b", r["roi"], r["measure"]]
             for t in treated:
                 for u, v in pairs:
                     ca = (ta[t, v] - ta[t, u]) - (ta[control, v] - ta[control, u])

@@ -1,0 +1,453 @@
+"""Monte Carlo power of the linear mixed models of a longitudinal design.
+
+Every simulated trial of a design with more than two visits is analysed as
+``dtitool analyze --model mixed`` analyses one cohort: per ROI and measure (MD
+on its 1e-5 mm^2/s scale, another measure on its own scale) and per rating
+scale, the model
+
+    value ~ arm * time + age + sex + (1 + time | participant)
+
+fitted by REML, with time the visits' dose (treatment sessions received) or
+hours, or the visit as a factor (then ``(1 | participant)``). All replicates
+and model rows are fitted at once by the batched REML engine
+(:mod:`dtitool.stats.lmm`), and each fixed-effect test (``time``, ``<arm>`` and
+``<arm>:time`` for every arm but the reference) uses Satterthwaite degrees of
+freedom, as R's lmerTest does.
+
+Per test the result gives power, size (the same tests in the design's null
+counterpart: every change mean 0, every SD kept), the true value the estimate
+aims at, type S and exaggeration among significant replicates (Gelman & Carlin
+2014), and the share of fits that did not converge or were singular.
+
+The true value of a term is the population projection: the same fixed-effect
+model fitted by ordinary least squares to the expected value of each arm at
+each visit (the courses' mean amplitudes times their shapes). When the model's
+time trend is the course's shape (a ``linear`` course and ``time = dose``) it is
+the course's own parameter (the ``<arm>:dose`` term is the difference in change
+per session); when it is not (an Emax or a transient course fitted linearly)
+it is the best straight line through the expected means, and the mixed
+model's weights may aim a little elsewhere: the bias column shows how far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dtitool.design import StudyDesign
+from dtitool.design.measures import KNOWN_MEASURES
+
+__all__ = [
+    "MIXED_POWER_COLUMNS",
+    "TIMES",
+    "MixedLayout",
+    "mixed_layout",
+    "mixed_power",
+    "null_course_design",
+    "time_values",
+]
+
+TIMES = ("dose", "hours", "visit")
+"""How the mixed models code time: the visits' dose, their hours, or a factor."""
+
+DMD_SCALE = 1e-5
+
+MIXED_POWER_COLUMNS = [
+    "roi", "measure", "outcome", "term", "power", "power_ci_low", "power_ci_high",
+    "size", "size_ci_low", "size_ci_high", "size_ok", "true_value",
+    "mean_estimate", "bias", "type_s", "exaggeration", "n_significant",
+    "nonconverged", "singular", "size_z", "replicates",
+]
+
+
+def time_values(design: StudyDesign, time: str | None = None) -> tuple[str, np.ndarray]:
+    """Return the time variable's name and its value at each visit.
+
+    ``time`` None: ``"dose"`` when every visit states a dose (or the design has
+    treatment sessions), else ``"hours"``.
+    """
+    from dtitool.design.course import visit_doses
+
+    if time is None:
+        has_dose = design.sessions or all(v.dose is not None for v in design.visits)
+        time = "dose" if has_dose else "hours"
+    if time not in TIMES:
+        raise ValueError(f"time must be one of {', '.join(TIMES)}; got {time!r}")
+    if time == "dose":
+        return time, visit_doses(design.visits, design.sessions)
+    if time == "hours":
+        return time, np.array([v.hours for v in design.visits], dtype=float)
+    return time, np.arange(len(design.visits), dtype=float)
+
+
+@dataclass(frozen=True)
+class MixedLayout:
+    """The fixed and random effects of a design's mixed models.
+
+    Attributes
+    ----------
+    columns : list of str
+        Fixed-effect column names (``Intercept``, arms, time, interactions,
+        ``age``, ``female``).
+    terms : list of str
+        The tested terms, each a column.
+    X_base : ndarray, shape (arms, visits, p_base)
+        Fixed-effect rows of a participant of each arm at each visit, before
+        covariates.
+    Z : ndarray, shape (visits, q)
+        Random-effect rows (intercept, and time unless time is a factor).
+    covariates : bool
+        Whether age and sex follow the base columns.
+    """
+
+    time: str
+    columns: list
+    terms: list
+    X_base: np.ndarray
+    Z: np.ndarray
+    covariates: bool
+
+    @property
+    def L(self) -> np.ndarray:
+        """One contrast row per tested term, shape (terms, p)."""
+        L = np.zeros((len(self.terms), len(self.columns)))
+        for i, t in enumerate(self.terms):
+            L[i, self.columns.index(t)] = 1.0
+        return L
+
+
+def mixed_layout(design: StudyDesign, time: str | None = None) -> MixedLayout:
+    """Return the :class:`MixedLayout` of ``design`` (module docstring)."""
+    time, t = time_values(design, time)
+    arms = design.arms
+    others = [a for a in arms if a != design.control]
+    nv = len(design.visits)
+    if time == "visit":
+        vnames = list(design.visit_names[1:])
+        tcols = np.zeros((nv, nv - 1))
+        tcols[1:] = np.eye(nv - 1)
+        Z = np.ones((nv, 1))
+    else:
+        vnames = [time]
+        tcols = t[:, None]
+        Z = np.stack([np.ones(nv), t], axis=1)
+    columns = ["Intercept", *others, *vnames,
+               *(f"{a}:{v}" for a in others for v in vnames)]
+    X = np.zeros((len(arms), nv, len(columns)))
+    X[..., 0] = 1.0
+    k = len(vnames)
+    for ai, a in enumerate(arms):
+        X[ai, :, 1 + len(others):1 + len(others) + k] = tcols
+        if a in others:
+            j = others.index(a)
+            X[ai, :, 1 + j] = 1.0
+            s = 1 + len(others) + k + j * k
+            X[ai, :, s:s + k] = tcols
+    terms = [*vnames, *others, *(f"{a}:{v}" for a in others for v in vnames)]
+    cov = design.covariates is not None
+    if cov:
+        columns = [*columns, "age", "female"]
+    return MixedLayout(time, columns, terms, X, Z, cov)
+
+
+def _design_matrix(layout: MixedLayout, arm, age, female, age_mean) -> np.ndarray:
+    """Fixed-effect design (R, N, V, p) of simulated participants."""
+    X = layout.X_base[arm]  # (R, N, V, p_base)
+    if not layout.covariates:
+        return X
+    nv = X.shape[2]
+    a = np.broadcast_to(((age - age_mean) / 10.0)[..., None, None], (*arm.shape, nv, 1))
+    f = np.broadcast_to(female[..., None, None].astype(float), (*arm.shape, nv, 1))
+    return np.concatenate([X, a, f], axis=-1)
+
+
+def model_rows(design: StudyDesign) -> list[dict]:
+    """Return the mixed models of a design: per ROI and measure, then per outcome.
+
+    Each row: ``roi, measure, outcome`` labels, where its values are
+    (``kind``: ``md``, ``extra`` or ``score`` and the index) and its scale.
+    """
+    rows = [{"roi": r.name, "measure": "md", "outcome": "", "kind": "md", "index": i,
+             "scale": DMD_SCALE} for i, r in enumerate(design.rois)]
+    for i, m in enumerate(design.measures):
+        scale = m.scale if m.scale is not None else KNOWN_MEASURES[m.name][1]
+        rows.append({"roi": m.roi, "measure": m.name, "outcome": "", "kind": "extra",
+                     "index": i, "scale": float(scale)})
+    rows += [{"roi": "", "measure": "", "outcome": o.name, "kind": "score",
+              "index": k, "scale": 1.0} for k, o in enumerate(design.outcomes)]
+    return rows
+
+
+def _values(arrays, row) -> np.ndarray:
+    """Return the row's observed values (R, N, V) on its model scale, NaN if missing."""
+    if row["kind"] == "md":
+        y = arrays.md[:, :, row["index"], :] / row["scale"]
+    elif row["kind"] == "extra":
+        y = arrays.extra[:, :, row["index"], :] / row["scale"]
+    else:
+        y = arrays.scores[:, :, row["index"], :].astype(float)
+        if arrays.scored is not None:
+            y[..., arrays.primary] = np.where(arrays.scored, y[..., arrays.primary],
+                                              np.nan)
+    return y
+
+
+def expected_means(design: StudyDesign, row) -> np.ndarray:
+    """Return the expected value of a row at each visit per arm, (arms, V)."""
+    from dtitool.design.course import course_matrix
+
+    arms = design.arms
+    fr = design.visit_fractions()
+    if row["kind"] == "score":
+        o = design.outcomes[row["index"]]
+        base = np.array([o.baseline(a)[0] for a in arms])
+        chg = np.array([o.change_mean[a] for a in arms])
+        return base[:, None] + chg[:, None] * fr
+    if row["kind"] == "md":
+        r = design.rois[row["index"]]
+        base, key, change = r.md_mean, (r.name, "md"), r.change_mean
+    else:
+        m = design.measures[row["index"]]
+        base, key, change = m.mean, (m.roi, m.name), m.change_mean
+    course = design.courses.get(key)
+    if course is None:
+        traj = np.array([change[a] for a in arms])[:, None] * fr
+    else:
+        g = course_matrix(course, design.visits, design.sessions)
+        traj = np.array([[c.mean[a] for c in course] for a in arms]) @ g
+    return (base + traj) / row["scale"]
+
+
+def true_values(design: StudyDesign, layout: MixedLayout, row) -> np.ndarray:
+    """Return the population projection of each tested term (module docstring)."""
+    mu = expected_means(design, row)  # (arms, V)
+    sizes = np.array(design.arm_sizes(), dtype=float)
+    X = layout.X_base.reshape(-1, layout.X_base.shape[-1])
+    w = np.repeat(sizes, layout.X_base.shape[1])
+    beta = np.linalg.lstsq(X * np.sqrt(w)[:, None], mu.reshape(-1) * np.sqrt(w),
+                           rcond=None)[0]
+    p = layout.X_base.shape[-1]
+    out = layout.L[:, :p] @ beta
+    # rounding leaves ~1e-16 where the projection is exactly 0
+    out[np.abs(out) <= 1e-9 * max(1.0, float(np.abs(mu).max()))] = 0.0
+    return out
+
+
+def null_course_design(design: StudyDesign) -> StudyDesign:
+    """Return the null counterpart for the mixed models: no change in any arm.
+
+    Every course component's mean, every ROI's, measure's and outcome's change
+    mean is 0; every SD (the participants' random slopes) is kept.
+    """
+    import dataclasses
+
+    from dtitool.design import PerArm
+
+    zero = PerArm(dict.fromkeys(design.arms, 0.0))
+    courses = {k: tuple(dataclasses.replace(c, mean=zero) for c in v)
+               for k, v in design.courses.items()}
+    rois = tuple(dataclasses.replace(
+        r, change_mean=zero,
+        measures=tuple(dataclasses.replace(m, change_mean=zero) for m in r.measures))
+        for r in design.rois)
+    outcomes = tuple(dataclasses.replace(o, change_mean=zero) for o in design.outcomes)
+    return design.replace(rois=rois, outcomes=outcomes, courses=courses,
+                          name=f"{design.name} (null)")
+
+
+def _fit_chunk(design, layout, rows, arrays, df):
+    """Fit every row's model on every replicate of ``arrays``."""
+    from dtitool.stats import lmm
+
+    age = arrays.age if layout.covariates else None
+    female = arrays.female if layout.covariates else None
+    age_mean = design.covariates.age_mean if layout.covariates else 0.0
+    X = _design_matrix(layout, arrays.arm, age, female, age_mean)
+    y = np.concatenate([_values(arrays, r) for r in rows], axis=0)
+    R = arrays.arm.shape[0]
+    Xb = np.concatenate([X] * len(rows), axis=0)
+    Z = np.broadcast_to(layout.Z, (arrays.arm.shape[1], *layout.Z.shape))
+    fit = lmm.fit_lmm(y, Xb, Z)
+    L = layout.L
+    if df == "z":
+        d = np.full((y.shape[0], L.shape[0]), np.inf)
+    else:
+        d = lmm.satterthwaite(fit, y, Xb, Z, None, L)
+    tests = lmm.contrast_tests(fit, L, d)
+    z = lmm.contrast_tests(fit, L, np.full_like(d, np.inf))["p"]
+    shape = (len(rows), R, L.shape[0])
+    return {
+        "estimate": tests["estimate"].reshape(shape),
+        "p": tests["p"].reshape(shape),
+        "p_z": z.reshape(shape),
+        "reml_loglik": fit.reml_loglik.reshape(len(rows), R),
+        "converged": fit.converged.reshape(len(rows), R),
+        "singular": fit.singular.reshape(len(rows), R),
+    }
+
+
+def _run(design, layout, rows, replicates, seed, chunk, df, progress):
+    from dtitool.simulate import simulate_arrays
+
+    parts = []
+    for start in range(0, replicates, chunk):
+        stop = min(start + chunk, replicates)
+        arrays = simulate_arrays(design, rng=seed, start=start, stop=stop)
+        parts.append(_fit_chunk(design, layout, rows, arrays, df))
+        if progress is not None:
+            progress.update(stop - start)
+    return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
+
+
+def _wilson(k, n, z=1.959963984540054):
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return mid - half, mid + half
+
+
+def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
+                time: str | None = None, alpha: float = 0.05,
+                df: str = "satterthwaite", chunk_size: int = 250,
+                null: bool = True, progress=None) -> pd.DataFrame:
+    """Monte Carlo power of every fixed-effect test of the design's mixed models.
+
+    Parameters
+    ----------
+    design : StudyDesign
+        A design with at least three visits (two work too: the model is then
+        the change between them).
+    replicates : int
+        Simulated trials (and as many of the null counterpart).
+    rng : int or numpy.random.Generator or None
+        Seed; the same seed gives the same table.
+    time : {"dose", "hours", "visit"} or None
+        How time is coded (:func:`time_values`).
+    alpha : float
+        Two-sided level.
+    df : {"satterthwaite", "z"}
+        Degrees of freedom of the t-tests (``"z"``: normal reference).
+    chunk_size : int
+        Replicates simulated and fitted at once (bounds memory).
+    null : bool
+        Also simulate the null counterpart (:func:`null_course_design`) for size.
+    progress : object with ``update(k)`` or None
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model row and term, :data:`MIXED_POWER_COLUMNS`.
+    """
+    from dtitool.simulate import as_seed_sequence
+
+    if (isinstance(replicates, bool) or not isinstance(replicates, int)
+            or replicates < 1):
+        raise ValueError(f"replicates must be a positive integer; got {replicates!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
+    if df not in ("satterthwaite", "z"):
+        raise ValueError(f"df must be 'satterthwaite' or 'z'; got {df!r}")
+    if (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+            or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    ss = as_seed_sequence(rng)
+    seed_alt, seed_null = ss.spawn(2)
+    layout = mixed_layout(design, time)
+    rows = model_rows(design)
+    res = _run(design, layout, rows, replicates, seed_alt, chunk_size, df, progress)
+    nres = None
+    if null:
+        nres = _run(null_course_design(design), layout, rows, replicates, seed_null,
+                    chunk_size, df, progress)
+    out = []
+    null_design = null_course_design(design)
+    for i, row in enumerate(rows):
+        truth = true_values(design, layout, row)
+        # a term whose null counterpart is not 0 (a non-randomised group's
+        # baseline difference) has no size
+        has_null = true_values(null_design, layout, row) == 0
+        conv = res["converged"][i]
+        sing = res["singular"][i]
+        for j, term in enumerate(layout.terms):
+            est = res["estimate"][i, :, j]
+            p = res["p"][i, :, j]
+            ok = np.isfinite(p)
+            sig = ok & (p < alpha)
+            k, n = int(sig.sum()), int(ok.sum())
+            lo, hi = _wilson(k, n) if n else (np.nan, np.nan)
+            t = float(truth[j])
+            ns = int(sig.sum())
+            if ns >= 1 and t != 0:
+                type_s = float(np.mean(np.sign(est[sig]) != np.sign(t)))
+                exag = float(np.mean(np.abs(est[sig])) / abs(t))
+            else:
+                type_s = exag = np.nan
+            rec = {"roi": row["roi"], "measure": row["measure"],
+                   "outcome": row["outcome"], "term": term,
+                   "power": k / n if n else np.nan, "power_ci_low": lo,
+                   "power_ci_high": hi, "true_value": t,
+                   "mean_estimate": float(np.nanmean(est)),
+                   "bias": float(np.nanmean(est)) - t,
+                   "type_s": type_s, "exaggeration": exag, "n_significant": ns,
+                   "nonconverged": float(1 - conv.mean()),
+                   "singular": float(sing.mean()), "replicates": replicates}
+            if nres is not None and has_null[j]:
+                q = nres["p"][i, :, j]
+                okq = np.isfinite(q)
+                kq, nq = int((okq & (q < alpha)).sum()), int(okq.sum())
+                slo, shi = _wilson(kq, nq)
+                band = 2.5758293035489 * np.sqrt(alpha * (1 - alpha) / nq)
+                rec.update(size=kq / nq, size_ci_low=slo, size_ci_high=shi,
+                           size_ok=bool(abs(kq / nq - alpha) <= band),
+                           size_z=float(np.mean(nres["p_z"][i, :, j][okq] < alpha)))
+            else:
+                rec.update(size=np.nan, size_ci_low=np.nan, size_ci_high=np.nan,
+                           size_ok=None, size_z=np.nan)
+            out.append(rec)
+    return pd.DataFrame(out, columns=MIXED_POWER_COLUMNS)
+
+
+def design_variant(design: StudyDesign, *, visits: Sequence[str] | None = None,
+                   slope_sd: float | None = None, n: int | None = None
+                   ) -> StudyDesign:
+    """Return ``design`` with fewer visits, scaled random slopes or another n.
+
+    ``visits``: the visits kept (baseline and the primary visit among them);
+    ``slope_sd``: a factor on every course component's SD (and on the change SD
+    of rows without a course).
+    """
+    import dataclasses
+
+    from dtitool.design import PerArm
+
+    d = design
+    if n is not None:
+        d = d.with_n(int(n))
+    if visits is not None:
+        keep = list(visits)
+        unknown = [v for v in keep if v not in d.visit_names]
+        if unknown:
+            raise ValueError(f"visit {unknown[0]!r} is not one of the design's "
+                             f"({', '.join(d.visit_names)})")
+        for need in (d.visit_names[0], d.primary_visit):
+            if need not in keep:
+                raise ValueError(f"a schedule must keep visit {need!r} (the "
+                                 "baseline and the primary visit)")
+        d = d.replace(visits=tuple(v for v in d.visits if v.name in keep))
+    if slope_sd is not None:
+        f = float(slope_sd)
+        if not f >= 0:
+            raise ValueError(f"slope_sd must be a factor >= 0; got {slope_sd!r}")
+        scale = lambda p: PerArm({a: p[a] * f for a in d.arms})  # noqa: E731
+        courses = {k: tuple(dataclasses.replace(c, sd=scale(c.sd)) for c in v)
+                   for k, v in d.courses.items()}
+        rois = tuple(dataclasses.replace(
+            r, change_sd=scale(r.change_sd),
+            measures=tuple(dataclasses.replace(m, change_sd=scale(m.change_sd))
+                           for m in r.measures)) for r in d.rois)
+        d = d.replace(rois=rois, courses=courses)
+    return d
