@@ -236,24 +236,38 @@ def true_values(design: StudyDesign, layout: MixedLayout, row) -> np.ndarray:
     return out
 
 
-def null_course_design(design: StudyDesign) -> StudyDesign:
+def null_course_design(design: StudyDesign, *, spread: str = "kept"
+                       ) -> StudyDesign:
     """Return the null counterpart for the mixed models: no change in any arm.
 
     Every course component's mean, every ROI's, measure's and outcome's change
-    mean is 0; every SD (the participants' random slopes) is kept.
+    mean is 0. ``spread="kept"`` (the power tables' null counterpart) keeps
+    every SD (the participants' random slopes: a treatment without a mean
+    effect may still vary between patients); ``spread="control"`` gives every
+    arm the control arm's SDs (the treatment does nothing at all).
     """
     import dataclasses
 
     from dtitool.design import PerArm
 
+    if spread not in ("kept", "control"):
+        raise ValueError(f"spread must be 'kept' or 'control'; got {spread!r}")
     zero = PerArm(dict.fromkeys(design.arms, 0.0))
-    courses = {k: tuple(dataclasses.replace(c, mean=zero) for c in v)
+    ctrl = design.control
+
+    def sd(p):
+        return p if spread == "kept" else PerArm(dict.fromkeys(design.arms, p[ctrl]))
+
+    courses = {k: tuple(dataclasses.replace(c, mean=zero, sd=sd(c.sd)) for c in v)
                for k, v in design.courses.items()}
     rois = tuple(dataclasses.replace(
-        r, change_mean=zero,
-        measures=tuple(dataclasses.replace(m, change_mean=zero) for m in r.measures))
+        r, change_mean=zero, change_sd=sd(r.change_sd),
+        measures=tuple(dataclasses.replace(m, change_mean=zero,
+                                           change_sd=sd(m.change_sd))
+                       for m in r.measures))
         for r in design.rois)
-    outcomes = tuple(dataclasses.replace(o, change_mean=zero) for o in design.outcomes)
+    outcomes = tuple(dataclasses.replace(o, change_mean=zero, change_sd=sd(o.change_sd))
+                     for o in design.outcomes)
     return design.replace(rois=rois, outcomes=outcomes, courses=courses,
                           name=f"{design.name} (null)")
 

@@ -13,8 +13,12 @@ Prints, in one run:
    same models on the same data, extrapolated to the same number of fits, and
    the ratio;
 3. the size of every test at ``--null-replicates`` replicates of the null
-   counterpart, with Satterthwaite df and with z-tests, against 4 binomial SE of
-   0.05, and the share of singular fits.
+   version of ``ect-course`` in which ECT does nothing (every change mean 0 and
+   the ECT arm given the controls' SDs), with Satterthwaite df and with
+   z-tests, against 4 binomial SE of 0.05, and the share of singular fits;
+4. the same for the power tables' null counterpart (change means 0, every SD
+   kept: ECT patients still vary more than controls), where the model's one
+   random-effects covariance for both arms is wrong.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dtitool.stats.mixed_power import (
     mixed_layout,
     mixed_power,
     model_rows,
+    null_course_design,
 )
 
 
@@ -84,17 +89,22 @@ def main() -> None:
           f"({args.statsmodels_fits} fits), {per * fits:.0f} s for the same "
           f"{fits} fits: the batched engine is {per * fits / wall:,.0f}x faster")
     N = args.null_replicates
-    t = mixed_power(d, replicates=N, rng=2)
-    # the null counterpart's sizes are in the table; show them with z's
     se = np.sqrt(0.05 * 0.95 / N)
-    t["within_4se"] = (t["size"] - 0.05).abs() <= 4 * se
-    t["z_within_4se"] = (t["size_z"] - 0.05).abs() <= 4 * se
+    pd.set_option("display.width", 200)
     cols = ["roi", "measure", "outcome", "term", "size", "within_4se", "size_z",
             "z_within_4se", "singular", "nonconverged"]
-    pd.set_option("display.width", 200)
-    print(f"3. size at {N} null replicates (4 SE band {0.05 - 4 * se:.4f}-"
-          f"{0.05 + 4 * se:.4f}):")
-    print(t[cols].to_string(index=False))
+    for k, (label, design) in enumerate((
+            ("3. the null version (ECT does nothing)",
+             null_course_design(d, spread="control")),
+            ("4. the power tables' null counterpart (SDs kept)", d)), start=2):
+        # mixed_power's size columns come from the null counterpart of its
+        # design, which for the null version is the null version itself
+        t = mixed_power(design, replicates=N, rng=k)
+        t["within_4se"] = (t["size"] - 0.05).abs() <= 4 * se
+        t["z_within_4se"] = (t["size_z"] - 0.05).abs() <= 4 * se
+        print(f"{label}: size at {N} replicates (4 SE band {0.05 - 4 * se:.4f}-"
+              f"{0.05 + 4 * se:.4f}):")
+        print(t[cols].to_string(index=False))
 
 
 if __name__ == "__main__":
