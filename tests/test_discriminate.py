@@ -63,8 +63,11 @@ def test_cli_writes_and_refuses(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "hippocampus volume:" in text and "reaches power" in text
     for f in ("discriminate.tsv", "discriminate_best.tsv", "discriminate.png",
-              "design_a.toml", "design_b.toml"):
+              "discriminate.html", "design_a.toml", "design_b.toml"):
         assert (out / f).is_file()
+    page = (out / "discriminate.html").read_text(encoding="utf-8")
+    assert "Telling ect-plasticity from ect-inflammation" in page
+    assert "data:image/png;base64," in page and "seed 1." in page
     assert main(["discriminate", "--design", "ect-plasticity", "--out",
                  str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 from dtitool._io import atomic_outputs, write_tsv
 
 NAMES = ["discriminate.tsv", "discriminate_best.tsv", "discriminate.png",
-         "design_a.toml", "design_b.toml"]
+         "discriminate.html", "design_a.toml", "design_b.toml"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,8 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "both ways; the power is the smaller rate, the size columns each "
         "scenario's rejection of its own value). Writes DIR/discriminate.tsv, "
         "DIR/discriminate_best.tsv (per ROI and measure, the contrast and "
-        "smallest n reaching --target-power), DIR/discriminate.png and both "
-        "designs (docs/model.md, Telling mechanisms apart).",
+        "smallest n reaching --target-power), DIR/discriminate.png, a "
+        "self-contained report DIR/discriminate.html and both designs "
+        "(docs/model.md, Telling mechanisms apart).",
     )
     p.add_argument("--design", action="append", required=True, metavar="PRESET|FILE",
                    help="a scenario: a preset name or a design file; give exactly "
@@ -97,11 +98,17 @@ def run(args) -> int:
                         seed=seed) as tmp:
         write_tsv(table, tmp / "discriminate.tsv")
         write_tsv(best, tmp / "discriminate_best.tsv")
-        from dtitool.report.plots_longitudinal import save_discrimination
+        from dtitool.report.plots_longitudinal import (
+            discrimination_report,
+            save_discrimination,
+        )
 
         save_discrimination(table, tmp / "discriminate.png",
                             target_power=args.target_power,
                             title=f"{a.name} vs {b.name}")
+        (tmp / "discriminate.html").write_text(discrimination_report(
+            table, best, a, b, target_power=args.target_power, seed=seed),
+            encoding="utf-8")
         for name, d in (("design_a.toml", a), ("design_b.toml", b)):
             (tmp / name).write_text(design_to_toml(
                 d, header=f"Scenario of a dtitool discriminate run (seed {seed})"),

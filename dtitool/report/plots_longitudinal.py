@@ -8,7 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_discrimination", "plot_mixed_curve", "save_discrimination",
+__all__ = ["discrimination_report", "plot_discrimination", "plot_mixed_curve",
+           "save_discrimination",
            "save_mixed_curve"]
 
 
@@ -118,3 +119,50 @@ def save_mixed_curve(curve: pd.DataFrame, path, **kwargs) -> None:
         fig.savefig(path, dpi=110)
     finally:
         plt.close(fig)
+
+
+def discrimination_report(table: pd.DataFrame, best: pd.DataFrame, a, b, *,
+                          target_power: float = 0.8, seed: int | None = None
+                          ) -> str:
+    """Return a self-contained HTML page of a ``dtitool discriminate`` run.
+
+    ``table`` and ``best``: :func:`dtitool.stats.discriminate.discriminate` and
+    :func:`~dtitool.stats.discriminate.best_designs`; ``a``, ``b``: the two
+    scenario designs.
+    """
+    from dtitool.report.html import HTMLReport, figure_png
+
+    rep = HTMLReport(title=f"Telling {a.name} from {b.name}",
+                     subtitle=f"{table['replicates'].iloc[0]} simulated trials of "
+                     f"each scenario per n; visits {', '.join(a.visit_names)}")
+    rep.add_section("What is compared", text=(
+        f"{a.name}: {a.description}\n\n{b.name}: {b.description}\n\n"
+        "For every pair of visits, the contrast is the treated arm's mean change "
+        "between them minus the control arm's. A schedule that scans at both "
+        "visits tells the scenarios apart when trials simulated under one reject "
+        "the other's predicted contrast (Welch t-tests, two-sided, both ways); "
+        "the power to tell them apart is the smaller of the two rejection rates. "
+        "Each scenario's rejection of its own value is the test's real level "
+        "(size columns)."))
+    shown = best.assign(
+        measure=best["measure"].replace({"md": "MD"}),
+        reached=best["reached"].map({True: "yes", False: "no"}))
+    rep.add_section(f"The smallest design reaching power {target_power:g}",
+                    table=shown, note=None)
+    fig = plot_discrimination(table, target_power=target_power)
+    rep.add_figure(figure_png(fig), caption="Power to tell the scenarios apart "
+                   "against the total n, for the three best contrasts of each ROI "
+                   "and measure (95 % Wilson intervals).")
+    plt.close(fig)
+    top = table[table["n"] == table["n"].max()].sort_values("power",
+                                                            ascending=False)
+    rep.add_section(f"Every contrast at n = {int(table['n'].max())}", table=top[[
+        "roi", "measure", "contrast", "true_a", "true_b", "power_a_rejects_b",
+        "power_b_rejects_a", "power", "size_a", "size_b"]])
+    rep.add_note("true_a and true_b are on each measure's model scale (MD per "
+                 "1e-5 mm^2/s, volume per 10 mm^3). A contrast whose two true "
+                 "values have opposite signs separates the scenarios whatever "
+                 "their sizes; one that differs only in size depends on numbers "
+                 "that are estimates (docs/model.md, Longitudinal designs).")
+    return rep.render(footer="Written by dtitool discriminate"
+                      + ("" if seed is None else f", seed {seed}") + ".")
