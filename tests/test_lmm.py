@@ -502,3 +502,37 @@ def test_invalid_inputs_are_named():
     with pytest.raises(ValueError, match=r"L must be a finite contrast matrix"):
         kenward_roger(fit, y, X, Z, None, np.eye(5))
     assert isinstance(fit, LMMFit)
+
+
+@pytest.mark.parametrize(("sd", "rho", "times", "q"), [
+    ((0.0, 0.08), 0.0, SESSIONS, 2),  # no intercept variance beside a slope
+    ((1.0, 0.0), 0.0, SESSIONS, 2),  # no slope variance
+    ((1.0, 0.08), 0.99, SESSIONS, 2),  # a correlation of 1
+    ((3.0, 0.0), -0.9, HOURS, 2),  # hours, no slope variance
+    ((0.05, 0.3), 0.0, SESSIONS, 2),  # a tiny intercept, a large slope
+    ((0.05, 0.0), 0.0, HOURS, 1),  # a tiny random intercept
+])
+def test_hard_configurations_converge_to_a_minimum(sd, rho, times, q):
+    s = 1.0 if times == SESSIONS else 1 / 240
+    X, Z = trial_design(n_per_arm=10, times=times, seed=60)
+    y = simulate(X, Z, 150, 61, sd=(max(sd[0], 1e-12), sd[1] * s), rho=rho,
+                 missing=0.1, beta=(0.5, 0.2, 0.02 * s, -0.03 * s, 0.1, 0.05))
+    Z = Z[..., :q]
+    fit = fit_lmm(y, X, Z)
+    assert fit.converged.all()
+    assert np.isfinite(fit.beta).all() and np.isfinite(fit.G).all()
+    # No nearby point of the PSD cone is lower: D scaled up and down, and D
+    # plus random positive semi-definite matrices.
+    rng = np.random.default_rng(62)
+    tri = np.triu_indices(q)[::-1]
+    Lam = np.zeros((150, q, q))
+    Lam[:, *tri] = fit.theta
+    D = Lam @ np.swapaxes(Lam, 1, 2)
+    size = np.diagonal(D, axis1=1, axis2=2).max(axis=1)[:, None, None] + 1e-10
+    near = [D * 1.001, D * 0.999]
+    for _ in range(3):
+        E = rng.normal(size=(150, q, q)) * np.sqrt(1e-3 * size)
+        near.append(D + E @ np.swapaxes(E, 1, 2))
+    for Dp in near:
+        Lp = np.linalg.cholesky(Dp + 1e-14 * size * np.eye(q))
+        assert np.all(reml_loglik(Lp[:, *tri], y, X, Z) <= fit.reml_loglik + 1e-7)

@@ -28,14 +28,19 @@ How it is fast
   (``sum Z_i'X_i (x) Z_i'X_i`` etc.); each iteration then costs a few
   matrix products per *pattern*, not per participant.
 - ``theta`` is optimised by Newton's method with the analytic gradient and
-  Hessian of the profiled REML criterion, an eigenvalue-modified Hessian and a
-  backtracking line search, all vectorised over the batches; the only Python
-  loop is over iterations. The criterion is invariant to the sign of each
-  column of ``Lambda``, so the iterations run unconstrained and the signs are
-  normalised at the end (diagonal >= 0): a variance that goes to zero converges
-  to the boundary (a singular fit, as lme4 reports it) instead of producing a
-  NaN. A stationary point with negative curvature is left along its
-  eigenvector.
+  Hessian of the profiled REML criterion, an eigenvalue-modified Hessian
+  (negative curvature is followed downhill) and a backtracking line search,
+  all vectorised over the batches; the only Python loop is over iterations.
+- Boundaries: the criterion is invariant to the sign of each column of
+  ``Lambda``, so the iterations run unconstrained and the signs are normalised
+  at the end (diagonal >= 0); the last diagonal, whose sign change is a pure
+  reflection, is held at 0 when the step points below. A variance that should
+  vanish thus converges to the boundary (a singular fit, as lme4 reports it),
+  not to a NaN. When an earlier random effect's variance vanishes beside a
+  later one (no intercept variance, a slope variance), the lower-triangular
+  chart in the given order is poor and Newton creeps; batches not converged
+  after a few iterations are refitted with the effects ordered by decreasing
+  variance, and the better answer is kept.
 - Batches are processed in chunks so that memory stays bounded.
 
 Small-sample inference on the fixed effects follows lmerTest (Kuznetsova et al.
@@ -74,10 +79,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dtitool.stats.lmm_df import (
+    chol_inverse,
+    chol_psd,
     contrast_tests,
     kr_adjust,
     kr_parts,
     satterthwaite_from_parts,
+    symmetrize,
 )
 
 __all__ = [
@@ -103,8 +111,9 @@ DEFAULT_TOL = 1e-10
 """Convergence: Newton decrement ``g' H^{-1} g`` of the REML deviance (about
 twice its distance to the optimum)."""
 
-_PIVOT_TOL = 1e-10
-"""Smallest Cholesky pivot of a unit-diagonal ``X'V^{-1}X`` (rank deficiency)."""
+_FIRST_PASS = 25
+"""Newton iterations in the given order of Z before a batch is retried in the
+order of decreasing variance (well-posed fits take 4-10)."""
 
 _CHUNK_FLOATS = 1 << 22
 """Floats of per-participant cross-products held at once (32 MB), which sets the
@@ -236,69 +245,6 @@ def _check_theta(theta, B: int, q: int) -> np.ndarray:
     return theta
 
 
-# ----------------------------------------------------------- small matrices
-
-
-def _chol_inv(A: np.ndarray, *, scaled: bool = False):
-    """Inverse and log-determinant of many small SPD matrices at once.
-
-    A Cholesky loop over the (few) rows, each step vectorised over the leading
-    axes. With ``scaled`` the matrix is first brought to unit diagonal and a
-    pivot below ``_PIVOT_TOL`` marks it rank deficient (``ok`` False, inverse
-    NaN), as for ``X'V^{-1}X``; otherwise ``A`` is known to be ``>= I``.
-    """
-    n = A.shape[-1]
-    lead = A.shape[:-2]
-    ok = np.ones(lead, dtype=bool)
-    if scaled:
-        diag = np.stack([A[..., i, i] for i in range(n)])
-        ok &= np.all(diag > 0, axis=0)
-        s = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-        logdet = -2.0 * np.log(s).sum(axis=0)
-    else:
-        s = np.ones((n, *lead))
-        logdet = np.zeros(lead)
-    L = [[None] * n for _ in range(n)]
-    for j in range(n):
-        piv = A[..., j, j] * s[j] * s[j]
-        for k in range(j):
-            piv = piv - L[j][k] * L[j][k]
-        if scaled:
-            ok &= piv > _PIVOT_TOL
-        piv = np.where(ok, piv, 1.0)
-        logdet = logdet + np.log(piv)
-        d = np.sqrt(piv)
-        L[j][j] = d
-        for i in range(j + 1, n):
-            v = A[..., i, j] * s[i] * s[j]
-            for k in range(j):
-                v = v - L[i][k] * L[j][k]
-            L[i][j] = v / d
-    Li = [[None] * n for _ in range(n)]
-    for j in range(n):
-        Li[j][j] = 1.0 / L[j][j]
-        for i in range(j + 1, n):
-            v = L[i][j] * Li[j][j]
-            for k in range(j + 1, i):
-                v = v + L[i][k] * Li[k][j]
-            Li[i][j] = -v / L[i][i]
-    inv = np.empty((*lead, n, n))
-    for i in range(n):
-        for j in range(i + 1):
-            v = Li[i][i] * Li[i][j]
-            for k in range(i + 1, n):
-                v = v + Li[k][i] * Li[k][j]
-            inv[..., i, j] = inv[..., j, i] = v * s[i] * s[j]
-    if scaled:
-        inv[~ok] = np.nan
-        logdet = np.where(ok, logdet, np.nan)
-    return inv, logdet, ok
-
-
-def _sym(A: np.ndarray) -> np.ndarray:
-    return 0.5 * (A + np.swapaxes(A, -1, -2))
-
-
 # ------------------------------------------------------ sufficient statistics
 
 
@@ -328,6 +274,17 @@ class _Stats:
     def take(self, idx: np.ndarray) -> _Stats:
         return _Stats(*(getattr(self, f)[idx] for f in self.__slots__))
 
+    def permuted(self, perm: np.ndarray) -> _Stats:
+        """Return the same data with the columns of Z in the order ``perm``."""
+        Bc, G, p, q = self.shape
+        SXX = self.SXX.reshape(Bc, G, q, q, p * p)[:, :, perm][:, :, :, perm]
+        SXy = self.SXy.reshape(Bc, G, q, q, p)[:, :, perm][:, :, :, perm]
+        return _Stats(
+            n=self.n, beta0=self.beta0, ok=self.ok, XtX=self.XtX, Xty=self.Xty,
+            yty=self.yty, cnt=self.cnt, M=self.M[:, :, perm][:, :, :, perm],
+            SXX=SXX.reshape(Bc, G * q * q, p * p), SXy=SXy.reshape(Bc, G * q * q, p),
+            Syy=self.Syy[:, :, perm][:, :, :, perm], zscale=self.zscale[:, perm])
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """(Bc, G, p, q)."""
@@ -343,8 +300,8 @@ def _stats(y: np.ndarray, X: np.ndarray, Z: np.ndarray, mask: np.ndarray) -> _St
     Xz = np.where(m4, X, 0.0).reshape(Bc, N * T, p)
     Zz = np.where(m4, Z, 0.0)
     ym = np.where(mask, y, 0.0).reshape(Bc, N * T, 1)
-    XtX = _sym(np.swapaxes(Xz, 1, 2) @ Xz)
-    XtXinv, _, ok = _chol_inv(XtX, scaled=True)
+    XtX = symmetrize(np.swapaxes(Xz, 1, 2) @ Xz)
+    XtXinv, _, ok = chol_inverse(XtX, scaled=True)
     beta0 = (XtXinv @ (np.swapaxes(Xz, 1, 2) @ ym))[..., 0]
     beta0 = np.where(ok[:, None], beta0, 0.0)
     yr = ym[..., 0] - (Xz @ beta0[..., None])[..., 0]  # OLS residuals, 0 if missing
@@ -450,13 +407,13 @@ def _evaluate(st: _Stats, theta: np.ndarray, order: int) -> dict:
     Lam = _lambda(theta, q)[:, None]  # (Bc, 1, q, q)
     LamT = np.swapaxes(Lam, -1, -2)
     A = LamT @ st.M @ Lam + eye
-    Ainv, logdetA, _ = _chol_inv(A)
+    Ainv, logdetA, _ = chol_inverse(A)
     K = Lam @ Ainv @ LamT  # (Bc, G, q, q)
     Kf = K.reshape(Bc, 1, G * q * q)
-    C = _sym(st.XtX - (Kf @ st.SXX).reshape(Bc, p, p))
+    C = symmetrize(st.XtX - (Kf @ st.SXX).reshape(Bc, p, p))
     Xvy = st.Xty - (Kf @ st.SXy)[:, 0]
     yvy = st.yty - np.einsum("bgij,bgij->b", K, st.Syy)
-    Cinv, logdetC, okC = _chol_inv(C, scaled=True)
+    Cinv, logdetC, okC = chol_inverse(C, scaled=True)
     delta = np.einsum("bpr,br->bp", Cinv, Xvy)
     r2 = yvy - np.einsum("bp,bp->b", delta, Xvy)
     nmp = st.n - p
@@ -470,7 +427,7 @@ def _evaluate(st: _Stats, theta: np.ndarray, order: int) -> dict:
     MK = st.M @ K
     Bm = eye - MK  # Z_i'V_i^{-1} = Bm Z_i'
     BmT = np.swapaxes(Bm, -1, -2)
-    W = _sym(st.M - MK @ st.M)  # Z_i'V_i^{-1}Z_i
+    W = symmetrize(st.M - MK @ st.M)  # Z_i'V_i^{-1}Z_i
     Rbar = Bm @ (st.SXX @ Cinv.reshape(Bc, p * p, 1)).reshape(Bc, G, q, q) @ BmT
     T1 = (st.SXy @ delta[..., None]).reshape(Bc, G, q, q)
     dd = (delta[:, :, None] * delta[:, None, :]).reshape(Bc, p * p, 1)
@@ -480,7 +437,8 @@ def _evaluate(st: _Stats, theta: np.ndarray, order: int) -> dict:
         w = nmp / r2
     Wsum = np.einsum("bg,bgij->bij", st.cnt, W)
     Asum = Abar.sum(axis=1)
-    S = _sym(Wsum - Rbar.sum(axis=1) - w[:, None, None] * Asum)  # df/d(Lambda Lambda')
+    # df / d(Lambda Lambda')
+    S = symmetrize(Wsum - Rbar.sum(axis=1) - w[:, None, None] * Asum)
     rows, cols = _theta_index(q)
     grad = 2.0 * (S @ Lam[:, 0])[:, rows, cols]
     out.update(grad=grad, S=S, W=W, Bm=Bm, K=K, Wsum=Wsum)
@@ -508,7 +466,7 @@ def _evaluate(st: _Stats, theta: np.ndarray, order: int) -> dict:
     bb = b[:, :, None] * b[:, None, :]
     r2_ = r2[:, None, None]
     hess = (tsd - trace_pp + nmp[:, None, None] * (2.0 * c / r2_ - bb / r2_**2))
-    out.update(hess=_sym(hess), D=D, H=H, b=b, c=c, trace_pp=trace_pp, tsd=tsd)
+    out.update(hess=symmetrize(hess), D=D, H=H, b=b, c=c, trace_pp=trace_pp, tsd=tsd)
     return out
 
 
@@ -523,7 +481,7 @@ def _start(st: _Stats, q: int) -> np.ndarray:
     return theta
 
 
-def _newton_direction(g, H, scale):
+def _newton_direction(g, H, scale, diag):
     """Eigenvalue-modified Newton step in theta scaled to unit size.
 
     Returns the step, the Newton decrement over the directions of positive
@@ -541,7 +499,11 @@ def _newton_direction(g, H, scale):
     gv = np.einsum("bij,bi->bj", V, gs)
     step = -gv / wm
     negdir = w < -1e-8 * np.maximum(big, 1.0)
-    sgn = np.where(gv > 0, -1.0, 1.0)
+    # Downhill along negative curvature; with no slope (at a variance of
+    # zero, where the criterion is flat), towards larger diagonals.
+    tie = np.abs(gv) <= 1e-10 * (1.0 + np.abs(gs).max(axis=-1, keepdims=True))
+    up = np.where(np.einsum("bij,i->bj", V, diag.astype(float)) >= 0, 1.0, -1.0)
+    sgn = np.where(tie, up, np.where(gv > 0, -1.0, 1.0))
     step = np.where(negdir, sgn * np.maximum(np.abs(step), 0.5), step)
     dec = np.einsum("bj,bj->b", np.where(negdir, 0.0, gv), gv / wm)
     ds = np.einsum("bij,bj->bi", V, step)
@@ -551,27 +513,41 @@ def _newton_direction(g, H, scale):
     return ds * scale, dec, negdir.any(axis=-1)
 
 
-def _optimise(st: _Stats, max_iter: int, tol: float):
+def _optimise(st: _Stats, max_iter: int, tol: float, start=None):
     """Newton iterations on theta for every batch of the chunk at once.
 
     Each pass evaluates the deviance, gradient and Hessian at a candidate
     point; the line search is deferred: a candidate that fails Armijo's
     condition against the last accepted point is replaced by half the step,
     so a pass costs one evaluation whether or not it backtracks.
+
+    The criterion is unchanged when a column of ``Lambda`` changes sign, so
+    the iterations run unconstrained and the signs are normalised at the end
+    (diagonal >= 0, lme4's bounds). The last column holds only its diagonal:
+    crossing zero there is a pure reflection, which can make Newton bounce
+    between mirror images around a variance that should vanish, so that
+    diagonal is projected on >= 0 and held at 0 when the step points below.
     """
     Bc, _, _, q = st.shape
     rows, cols = _theta_index(q)
     n_theta = rows.size
+    diag = rows == cols
+    last = diag & (cols == q - 1)  # the last column: its diagonal alone
     theta = _start(st, q)
-    base = theta[:, np.flatnonzero(rows == cols)[cols]]  # the diagonal of its column
+    base = theta[:, np.flatnonzero(diag)[rows]]  # the diagonal of its row
+    if start is not None:
+        theta = start.copy()
+
+    def project(t):
+        return np.where(last, np.maximum(t, 0.0), t)
+
     cand = theta.copy()
     f_acc = np.full(Bc, np.inf)
+    g_acc = np.zeros((Bc, n_theta))
     d = np.zeros((Bc, n_theta))
     alpha = np.ones(Bc)
-    slope = np.zeros(Bc)
     dec = np.full(Bc, np.inf)
     local = np.zeros(Bc, dtype=bool)  # a full Newton step close to the optimum
-    saddle = np.zeros(Bc, dtype=bool)
     have = np.zeros(Bc, dtype=bool)
     iters = np.zeros(Bc, dtype=int)
     converged = np.zeros(Bc, dtype=bool)
@@ -589,17 +565,15 @@ def _optimise(st: _Stats, max_iter: int, tol: float):
         ev = _evaluate(s_act, cand[act], 2)
         fc, g, H = ev["f"], ev["grad"], ev["hess"]
         finite = np.isfinite(fc) & np.isfinite(H).all(axis=(1, 2))
-        # Armijo against the last accepted point; a step from a saddle only
-        # needs a decrease, and a full Newton step close to the optimum may
-        # rise by rounding only.
+        # Armijo against the last accepted point, along the projected step; a
+        # full Newton step close to the optimum may rise by rounding only.
         fa = f_acc[act]
-        ok = finite & (fc <= fa + 1e-4 * alpha[act] * np.minimum(slope[act], 0.0))
-        ok |= finite & saddle[act] & (fc < fa)
+        slope = np.einsum("bi,bi->b", g_acc[act], cand[act] - theta[act])
+        ok = finite & (fc <= fa + 1e-4 * np.minimum(slope, 0.0))
         ok |= finite & local[act] & (fc <= fa + 1e-10 * (1.0 + np.abs(fa)))
         ok |= finite & ~have[act]
         # A first point that cannot be evaluated: the batch is lost.
-        lost = ~finite & ~have[act]
-        done[act[lost]] = True
+        done[act[~finite & ~have[act]]] = True
         # Rejected: backtrack, or give up when the step has vanished.
         rej = np.flatnonzero(~ok & have[act])
         if rej.size:
@@ -609,42 +583,95 @@ def _optimise(st: _Stats, max_iter: int, tol: float):
             # As good as floating point allows when the decrement was tiny.
             converged[r[stuck]] = dec[r[stuck]] < 1e-6
             done[r[stuck]] = True
-            cand[r] = theta[r] + alpha[r, None] * d[r]
+            cand[r] = project(theta[r] + alpha[r, None] * d[r])
+            local[r] = False
         acc = np.flatnonzero(ok)
         if acc.size == 0:
             continue
         a = act[acc]
         theta[a] = cand[a]
         f_acc[a] = fc[acc]
+        g_acc[a] = g[acc]
         have[a] = True
-        th, ga, Ha = theta[a], g[acc], H[acc]
-        scale = base[a] + np.abs(th)
-        da, deca, neg = _newton_direction(ga, Ha, scale)
+        th = theta[a]
+        da, deca, neg = _newton_direction(g[acc], H[acc], base[a] + np.abs(th), diag)
+        # A diagonal at its bound that the step would push below it is held
+        # there: the decrement is that of the free directions.
+        held = last & (th <= 0.0) & (da < 0.0)
+        if held.any():
+            gh = np.where(held, 0.0, g[acc])
+            Hh = np.where(held[:, :, None] | held[:, None, :], 0.0, H[acc])
+            Hh = Hh + np.where(held, 1.0, 0.0)[:, :, None] * np.eye(n_theta)
+            da2, dec2, neg2 = _newton_direction(gh, Hh, base[a] + np.abs(th), diag)
+            rowh = held.any(axis=1)
+            da[rowh], deca[rowh], neg[rowh] = da2[rowh], dec2[rowh], neg2[rowh]
         dec[a] = deca
         at_min = (deca < tol) & ~neg
-        sad = neg  # a step with a negative-curvature part: any decrease will do
         # Converged: take the last (tiny) Newton step, which squares the error.
         fin = a[at_min]
-        theta[fin] = th[at_min] + da[at_min]
+        theta[fin] = project(th[at_min] + da[at_min])
         converged[fin] = True
         done[fin] = True
         go = ~at_min
         moving = a[go]
         over = iters[moving] >= max_iter
         done[moving[over]] = True
-        moving, da, deca, sad, ga = (moving[~over], da[go][~over], deca[go][~over],
-                                     sad[go][~over], ga[go][~over])
+        keep = ~over
+        moving, da, deca = moving[keep], da[go][keep], deca[go][keep]
+        sad = neg[go][keep]
         iters[moving] += 1
         d[moving] = da
         alpha[moving] = 1.0
-        slope[moving] = np.einsum("bi,bi->b", ga, da)
         local[moving] = (deca < 1e-6) & ~sad
-        saddle[moving] = sad
-        cand[moving] = theta[moving] + da
+        cand[moving] = project(theta[moving] + da)
     # Sign-normalise the columns of Lambda (the criterion does not see them).
-    diag_sign = np.where(theta[:, rows == cols] < 0, -1.0, 1.0)  # (Bc, q)
-    theta = theta * diag_sign[:, cols]
-    return theta, converged & st.ok, iters
+    diag_sign = np.where(theta[:, diag] < 0, -1.0, 1.0)  # (Bc, q)
+    return theta * diag_sign[:, cols], converged & st.ok, iters
+
+
+def _fit_chunk(st: _Stats, max_iter: int, tol: float):
+    """Optimise; retry the batches that did not converge in another order of Z.
+
+    When the variance of an earlier random effect goes to zero while a later
+    one stays (an intercept variance of zero beside a slope variance, often
+    with a correlation of +-1), ``Lambda``'s lower triangle in that order is a
+    poor chart: the optimum is approached along a flat, curved valley and
+    Newton creeps. Ordered by decreasing variance the same boundary is a
+    single diagonal going to zero, which Newton handles. The better of the two
+    answers (by the criterion) is kept and expressed in the given order.
+    """
+    q = st.M.shape[-1]
+    first = max_iter if q == 1 else min(max_iter, _FIRST_PASS)
+    theta, conv, iters = _optimise(st, first, tol)
+    redo = np.flatnonzero(~conv & st.ok)
+    if q == 1 or redo.size == 0 or max_iter <= first:
+        return theta, conv, iters
+    rows, cols = _theta_index(q)
+    Lam = _lambda(theta[redo], q)
+    D = Lam @ np.swapaxes(Lam, 1, 2)
+    rel = np.diagonal(D, axis1=1, axis2=2) * st.zscale[redo] ** 2
+    perms = np.argsort(-rel, axis=1, kind="stable")
+    perms[(perms == np.arange(q)).all(axis=1)] = np.arange(q)[::-1]
+    f_old = _evaluate(st.take(redo), theta[redo], 0)["f"]
+    for perm in np.unique(perms, axis=0):
+        sel = np.flatnonzero((perms == perm).all(axis=1))
+        b = redo[sel]
+        stp = st.take(b).permuted(perm)
+        Dp = D[sel][:, perm][:, :, perm]
+        start = chol_psd(Dp)
+        floor = 0.01 / np.where(stp.zscale > 0, stp.zscale, 1.0)
+        idx = np.arange(q)
+        start[:, idx, idx] = np.maximum(start[:, idx, idx], floor)
+        thp, cp, ip = _optimise(stp, max_iter - first, tol, start[:, rows, cols])
+        fp = _evaluate(stp, thp, 0)["f"]
+        better = np.isfinite(fp) & (cp | (fp < f_old[sel]))
+        inv = np.argsort(perm)
+        Lp = _lambda(thp, q)
+        back = chol_psd((Lp @ np.swapaxes(Lp, 1, 2))[:, inv][:, :, inv])[:, rows, cols]
+        theta[b[better]] = back[better]
+        conv[b[better]] = cp[better]
+        iters[b] += ip
+    return theta, conv, iters
 
 
 # --------------------------------------------------------------- public API
@@ -742,7 +769,7 @@ def fit_lmm(y, X, Z, observed=None, *, max_iter: int = DEFAULT_MAX_ITER,
     iterations = np.zeros(B, dtype=int)
     for sl in _chunks(B, N, T, p, q, chunk_size):
         st = _stats(y[sl], _slice(X, sl), _slice(Z, sl), mask[sl])
-        th, conv, it = _optimise(st, max_iter, tol)
+        th, conv, it = _fit_chunk(st, max_iter, tol)
         ev = _evaluate(st, th, 0)
         s2 = ev["r2"] / (st.n - p)
         Lam = _lambda(th, q)

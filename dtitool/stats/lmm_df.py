@@ -1,10 +1,11 @@
-"""Denominator degrees of freedom and t-tests for the batched mixed models.
+"""Degrees of freedom, t-tests and small-matrix algebra of the batched mixed models.
 
 The algebra that turns the derivatives computed by :mod:`dtitool.stats.lmm`
 into Satterthwaite (1946) and Kenward-Roger (1997) degrees of freedom, as R's
 lmerTest (Kuznetsova et al. 2017) and pbkrtest (Halekoh and Højsgaard 2014)
-compute them, and the t-tests of contrasts. Every function works on arrays
-with a leading batch axis; :func:`dtitool.stats.lmm.satterthwaite` and
+compute them, the t-tests of contrasts, and the Cholesky factorisations of
+many small matrices at once that the engine runs on. Every function works on
+arrays with a leading batch axis; :func:`dtitool.stats.lmm.satterthwaite` and
 :func:`dtitool.stats.lmm.kenward_roger` are the entry points.
 
 References
@@ -27,7 +28,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["contrast_tests", "kr_adjust", "kr_parts", "satterthwaite_from_parts"]
+__all__ = [
+    "chol_inverse",
+    "chol_psd",
+    "contrast_tests",
+    "kr_adjust",
+    "kr_parts",
+    "satterthwaite_from_parts",
+    "symmetrize",
+]
+
+_PIVOT_TOL = 1e-10
+"""Smallest Cholesky pivot of a unit-diagonal ``X'V^{-1}X`` (rank deficiency)."""
 
 _LMERTEST_TOL = 1e-8
 """Eigenvalues of the deviance Hessian at or below this are left out of its
@@ -36,6 +48,83 @@ inverse (lmerTest's ``as_lmerModLmerTest(tol = 1e-8)``)."""
 _PBKRTEST_CONDI = 1e-10
 """pbkrtest inverts the information with ``solve`` when its smallest absolute
 eigenvalue exceeds this, otherwise with ``MASS::ginv``."""
+
+
+def chol_inverse(A: np.ndarray, *, scaled: bool = False):
+    """Compute the inverse and log-determinant of many small SPD matrices at once.
+
+    A Cholesky loop over the (few) rows, each step vectorised over the leading
+    axes. With ``scaled`` the matrix is first brought to unit diagonal and a
+    pivot below ``_PIVOT_TOL`` marks it rank deficient (``ok`` False, inverse
+    NaN), as for ``X'V^{-1}X``; otherwise ``A`` is known to be ``>= I``.
+    """
+    n = A.shape[-1]
+    lead = A.shape[:-2]
+    ok = np.ones(lead, dtype=bool)
+    if scaled:
+        diag = np.stack([A[..., i, i] for i in range(n)])
+        ok &= np.all(diag > 0, axis=0)
+        s = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
+        logdet = -2.0 * np.log(s).sum(axis=0)
+    else:
+        s = np.ones((n, *lead))
+        logdet = np.zeros(lead)
+    L = [[None] * n for _ in range(n)]
+    for j in range(n):
+        piv = A[..., j, j] * s[j] * s[j]
+        for k in range(j):
+            piv = piv - L[j][k] * L[j][k]
+        if scaled:
+            ok &= piv > _PIVOT_TOL
+        piv = np.where(ok, piv, 1.0)
+        logdet = logdet + np.log(piv)
+        d = np.sqrt(piv)
+        L[j][j] = d
+        for i in range(j + 1, n):
+            v = A[..., i, j] * s[i] * s[j]
+            for k in range(j):
+                v = v - L[i][k] * L[j][k]
+            L[i][j] = v / d
+    Li = [[None] * n for _ in range(n)]
+    for j in range(n):
+        Li[j][j] = 1.0 / L[j][j]
+        for i in range(j + 1, n):
+            v = L[i][j] * Li[j][j]
+            for k in range(j + 1, i):
+                v = v + L[i][k] * Li[k][j]
+            Li[i][j] = -v / L[i][i]
+    inv = np.empty((*lead, n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            v = Li[i][i] * Li[i][j]
+            for k in range(i + 1, n):
+                v = v + Li[k][i] * Li[k][j]
+            inv[..., i, j] = inv[..., j, i] = v * s[i] * s[j]
+    if scaled:
+        inv[~ok] = np.nan
+        logdet = np.where(ok, logdet, np.nan)
+    return inv, logdet, ok
+
+
+def symmetrize(A: np.ndarray) -> np.ndarray:
+    """Return the symmetric part of (stacked) square matrices."""
+    return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+def chol_psd(D: np.ndarray) -> np.ndarray:
+    """Compute the lower Cholesky factor of PSD matrices (zero pivot: zero column)."""
+    q = D.shape[-1]
+    L = np.zeros_like(D)
+    big = np.max(np.abs(np.diagonal(D, axis1=-2, axis2=-1)), axis=-1)
+    for j in range(q):
+        piv = D[..., j, j] - np.sum(L[..., j, :j] ** 2, axis=-1)
+        pos = piv > 1e-14 * big
+        dj = np.sqrt(np.where(pos, piv, 1.0))
+        L[..., j, j] = np.where(pos, dj, 0.0)
+        for i in range(j + 1, q):
+            v = D[..., i, j] - np.sum(L[..., i, :j] * L[..., j, :j], axis=-1)
+            L[..., i, j] = np.where(pos, v / dj, 0.0)
+    return L
 
 
 def _pinv_positive(H: np.ndarray, tol: float) -> np.ndarray:
