@@ -389,6 +389,44 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "value": _c("the curve point: total n, the visits scanned joined by +, "
                     "or the factor", "text"),
     },
+    "mixed": {  # analyze --model mixed
+        "roi": _c("region of interest of an imaging model (empty for a rating "
+                  "scale)", "text"),
+        "measure": _c("the ROI's imaging measure modelled (md: MD per 1e-5 "
+                      "mm^2/s; another measure per its scale); empty for a "
+                      "rating scale", "text"),
+        "outcome": _c("rating scale modelled, in its points (empty for an imaging "
+                      "row)", "text"),
+        "term": _c("fixed-effect term of the mixed model: the time variable "
+                   "(dose or hours: the control arm's slope; a visit: the "
+                   "control arm's change from baseline to it), an arm (its "
+                   "difference from the control arm at time 0, or at baseline) "
+                   "or arm:time (its slope or change minus the control arm's; "
+                   "docs/model.md, Mixed models)", "text"),
+        "estimate": _c("REML estimate of the term, in the model's unit (MD per "
+                       "1e-5 mm^2/s, another measure per its scale, a score in "
+                       "points) per unit of time (dose, hours) or at the visit",
+                       "stat"),
+        "se": _c("standard error of the estimate, from the covariance sigma^2 "
+                 "(X'V^-1 X)^-1 as lme4's (Kenward-Roger's adjusted one with "
+                 "--df kenward-roger)", "stat"),
+        "ci_low": _c("lower bound of the 95 % confidence interval (t with df)",
+                     "stat"),
+        "ci_high": _c("upper bound of the 95 % confidence interval (t with df)",
+                      "stat"),
+        "df": _c("denominator degrees of freedom: Satterthwaite (as lmerTest) or "
+                 "Kenward-Roger (as pbkrtest)", "stat"),
+        "converged": _c("whether the model's REML fit converged (the same for "
+                        "every term of a model)", "text", levels={
+                            "True": "converged", "False": "did not converge"}),
+        "singular": _c("whether the fit is singular: a variance at its boundary "
+                       "(lme4's rule: a relative Cholesky diagonal element below "
+                       "1e-4)", "text", levels={"True": "singular",
+                                                "False": "not singular"}),
+        "n_obs": _c("observations in the model (participant visits)", "text",
+                    "observations"),
+        "n_participants": _c("participants in the model", "text", "participants"),
+    },
     "discriminate": {
         "measure": _c("the ROI's imaging measure (md: MD per 1e-5 mm^2/s; another "
                       "measure per its scale)", "text"),

@@ -6,8 +6,9 @@ outcomes hamd and bdi; ROIs thalamus and putamen; n = 90) goes through
 simulate, analyze, power --inference welch and demo (reproduce's
 refusal is in test_any_trial): every output
 names those arms, visits, outcomes and ROIs and none of the default preset's,
-and ``analyze``'s p-values are a statsmodels formula fit of the same model,
-the omnibus test its ``f_test``.
+and ``analyze --model change``'s p-values are a statsmodels formula fit of the
+same model, the omnibus test its ``f_test`` (the mixed models of its three
+visits, ``analyze``'s default here, are tested in test_mixed_analyze).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def test_day1_lies_on_the_way_to_week1():
 def test_analyze_equals_a_statsmodels_fit(cohort, tmp_path):
     res = tmp_path / "res"
     out, _ = ok(["analyze", cohort, "--out", res / "results.tsv", "--figures",
-                 res / "figures", "--inference", "ols"])
+                 res / "figures", "--inference", "ols", "--model", "change"])
     t = pd.read_csv(res / "results.tsv", sep="\t")
     assert tuple(pd.unique(t["roi"])) == ROIS
     assert tuple(pd.unique(t["outcome"])) == OUTCOMES

@@ -11,6 +11,14 @@ prints a readable summary with the dMD unit.
 Tables holding several replicates (a ``replicate`` column with more than one
 value) are an error unless ``--replicate K`` picks one: silently analysing one
 replicate of a Monte Carlo set would look like a result about all of them.
+
+``--model mixed`` (the default when ``roi_md.tsv`` holds more than two
+sessions) fits instead the linear mixed models of every visit
+(:func:`dtitool.stats.mixed.fit_mixed`): per ROI and measure and per rating
+scale, ``value ~ arm * time + covariates + (1 + time | participant)``, with
+Satterthwaite or Kenward-Roger df. Options of the change-score models only
+(``--inference``, max-T, multiple imputation, ``--figures``, ...) are then an
+error naming the option.
 """
 
 from __future__ import annotations
@@ -21,8 +29,25 @@ import os
 import warnings
 from pathlib import Path
 
-from dtitool._io import output_transaction, write_tsv
+from dtitool._io import output_transaction, read_tsv, write_tsv
 from dtitool.tables import COVARIATES, MD_UNITS, read_tables, resolve_names
+
+MODELS = ("change", "mixed")
+"""``--model``: the change-score models, or the mixed models of every visit."""
+
+TIMES = ("dose", "hours", "visit")
+"""``--time`` of the mixed models (:data:`dtitool.stats.mixed_data.TIMES`)."""
+
+DF_METHODS = ("satterthwaite", "kenward-roger")
+"""``--df`` of the mixed models (:data:`dtitool.stats.mixed.DF_METHODS`)."""
+
+CHANGE_ONLY = ("inference", "robust", "familywise", "permutations", "seed",
+               "missing", "imputations", "tipping_point", "delta", "delta_arm",
+               "families", "figures", "compare")
+"""Options of the change-score models only: an error with ``--model mixed``."""
+
+MIXED_ONLY = ("time", "df")
+"""Options of the mixed models only: an error with ``--model change``."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,6 +85,35 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="ARM",
         help="the control (reference) arm, a group level, when no design names "
         "it (no --design and no DIR/design.toml)",
+    )
+    p.add_argument(
+        "--model",
+        choices=list(MODELS),
+        default=None,
+        help="change: the change-score models above (primary visit minus "
+        "baseline); mixed: linear mixed models of every visit, per ROI and "
+        "measure and per rating scale, value ~ C(group) * time + age + C(sex) + "
+        "(1 + time | participant) by REML (statsmodels MixedLM), with terms "
+        "time, ARM and ARM:time, Satterthwaite df, and per fit whether it "
+        "converged and whether it is singular (default: mixed when roi_md.tsv "
+        "has more than two sessions, else change)",
+    )
+    p.add_argument(
+        "--time",
+        choices=list(TIMES),
+        default=None,
+        help="with --model mixed: time is the visits' dose (visits.tsv; the "
+        "default when every visit states one), their hours since baseline (the "
+        "default otherwise), or the visit as a factor (baseline the reference; "
+        "then (1 | participant))",
+    )
+    p.add_argument(
+        "--df",
+        choices=list(DF_METHODS),
+        default=None,
+        help="with --model mixed: degrees of freedom of the t tests, "
+        "satterthwaite (default, as R's lmerTest) or kenward-roger (with its "
+        "adjusted covariance, as pbkrtest)",
     )
     p.add_argument(
         "--figures",
@@ -155,7 +209,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="covariates besides group * d_md: "
         + ", ".join(COVARIATES)
         + " or any participants column (default: baseline; give none for no "
-        "covariates)",
+        "covariates); with --model mixed any participants column (default: age "
+        "and sex, those present)",
     )
     p.add_argument(
         "--families",
@@ -237,6 +292,95 @@ def other_measures(directory, design=None) -> list[str]:
     return [m for m in order if m in found] + [m for m in found if m not in order]
 
 
+def default_model(directory) -> str:
+    """Return ``--model``'s default for a folder: mixed with more than two sessions.
+
+    ``mixed`` when ``DIR/roi_md.tsv`` holds more than two sessions, else
+    ``change`` (also when the table cannot be read: the analysis then names
+    what is wrong with it).
+    """
+    try:
+        t = read_tsv(Path(directory) / "roi_md.tsv", what="ROI MD table",
+                     dtype={"session": str})
+        sessions = t["session"].dropna().astype(str).str.strip()
+    except (ValueError, KeyError, OSError):
+        return "change"
+    return "mixed" if sessions[sessions != ""].nunique() > 2 else "change"
+
+
+def _given(args, dest: str) -> bool:
+    """Whether an option was given (on the command line, when that is known)."""
+    explicit = getattr(args, "_explicit", None)
+    if explicit is not None:
+        return dest in explicit
+    parser = getattr(args, "_parser", None)
+    default = parser.get_default(dest) if parser is not None else None
+    return getattr(args, dest, default) != default
+
+
+def _check_model_options(args, model: str) -> None:
+    """Refuse the options of the other model, naming the first one given."""
+    other = CHANGE_ONLY if model == "mixed" else MIXED_ONLY
+    for dest in other:
+        if _given(args, dest):
+            option = "--" + dest.replace("_", "-")
+            what = ("the change-score models" if model == "mixed"
+                    else "the mixed models")
+            raise ValueError(
+                f"{option} is an option of {what}, not of --model {model}"
+                + (" (the default for a cohort with more than two sessions; "
+                   "give --model change for the change-score models)"
+                   if model == "mixed" and args.model is None else ""))
+
+
+def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
+    """``dtitool analyze --model mixed``: the mixed models of every visit."""
+    import json
+
+    from dtitool.stats.mixed import MIXED_COLUMNS, fit_mixed
+
+    design = None
+    if args.design:
+        from dtitool.design import read_design
+
+        design, _ = read_design(args.design)
+    folder = Path(args.dir)
+    inputs = [folder / "participants.tsv", folder / "roi_md.tsv",
+              *sorted(folder.glob("roi_*.tsv")),
+              *(p for p in (folder / "visits.tsv", folder / "design.toml")
+                if p.is_file()),
+              *([args.design] if args.design else [])]
+    covariates = args.covariates if _given(args, "covariates") else None
+    with output_transaction(force=args.force, inputs=inputs) as tx:
+        tmp = tx.destination(out.parent, [out.name], label="--out")
+        results = fit_mixed(folder, time=args.time, df=args.df or "satterthwaite",
+                            covariates=covariates, replicate=args.replicate,
+                            md_unit=args.md_unit, design=design,
+                            control=args.control)
+        table = results.table.loc[:, list(MIXED_COLUMNS)]
+        # an empty label (the ROI of a rating scale) is an empty cell
+        for col in ("roi", "measure", "outcome"):
+            table[col] = table[col].mask(table[col] == "")
+        write_tsv(table, tmp / out.name, table="mixed")
+        # the sidecar says how many fits did not converge or are singular
+        side = (tmp / out.name).with_suffix(".json")
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        meta["converged"]["Description"] += (
+            f"; in this table {results.n_not_converged} of {results.n_fits} fits "
+            "did not converge")
+        meta["singular"]["Description"] += (
+            f"; in this table {results.n_singular} of {results.n_fits} fits are "
+            "singular")
+        side.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
+    if chosen:
+        print(f"--model mixed: {folder / 'roi_md.tsv'} has more than two sessions "
+              "(--model change fits the change-score models instead)\n")
+    print(results.summary())
+    print(f"\nwrote {out} ({len(table)} rows)")
+    return 0
+
+
 def run(args) -> int:
     """Run ``dtitool analyze``."""
     # statsmodels loads only when a model is fitted: keeps other commands fast
@@ -253,6 +397,10 @@ def run(args) -> int:
     if out.name in ("", ".", "..") or args.out.endswith(("/", os.sep)) or out.is_dir():
         raise ValueError(f"--out must name a file (results.tsv), not the folder "
                          f"{args.out!r}")
+    model = args.model or default_model(args.dir)
+    _check_model_options(args, model)
+    if model == "mixed":
+        return run_mixed(args, out, chosen=args.model is None)
     if args.tipping_point and args.missing != "mi":
         raise ValueError("--tipping-point shifts imputed follow-up scores; it needs "
                          "--missing mi")
