@@ -66,7 +66,7 @@ def _bad_toml(tmp_path, text):
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        (["--preset", "nope"], "unknown preset 'nope'; known presets: ketamine-rct"),
+        (["--preset", "nope"], "unknown preset 'nope'; known presets: ect-course, "),
         (["--n", "2"], "too small for the arms"),
         (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
         (["--seed", "-4"], "non-negative"),
