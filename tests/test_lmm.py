@@ -536,3 +536,20 @@ def test_hard_configurations_converge_to_a_minimum(sd, rho, times, q):
     for Dp in near:
         Lp = np.linalg.cholesky(Dp + 1e-14 * size * np.eye(q))
         assert np.all(reml_loglik(Lp[:, *tri], y, X, Z) <= fit.reml_loglik + 1e-7)
+
+
+def test_outcome_units_do_not_matter():
+    """y in mm^2/s (MD ~ 0.8e-3, noise ~1e-5) gives the same theta, and beta,
+    G, sigma^2 and the deviance move as the units do."""
+    X, Z = trial_design(n_per_arm=10, seed=70)
+    y = simulate(X, Z, 20, 71)
+    c, a = 1.5e-5, 0.8e-3
+    f1 = fit_lmm(y, X, Z)
+    f2 = fit_lmm(a + c * y, X, Z)
+    np.testing.assert_allclose(f2.theta, f1.theta, rtol=1e-7, atol=1e-10)
+    shift = np.array([a, 0, 0, 0, 0, 0])
+    np.testing.assert_allclose(f2.beta, shift + c * f1.beta, rtol=1e-8, atol=1e-15)
+    np.testing.assert_allclose(f2.G, c**2 * f1.G, rtol=1e-7)
+    np.testing.assert_allclose(f2.sigma2, c**2 * f1.sigma2, rtol=1e-8)
+    dev = -2 * f2.reml_loglik - 2 * (f1.n_obs - 6) * np.log(c)
+    np.testing.assert_allclose(dev, -2 * f1.reml_loglik, rtol=1e-10)

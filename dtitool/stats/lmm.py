@@ -331,26 +331,34 @@ def _stats(y: np.ndarray, X: np.ndarray, Z: np.ndarray, mask: np.ndarray) -> _St
     first = np.searchsorted(gb, np.arange(Bc))
     local = np.arange(starts.size) - first[gb]
     G = int(local.max()) + 1
-    gid = np.empty(Bc * N, dtype=np.intp)
-    gid[order] = np.repeat(local, np.diff(np.append(starts, Bc * N)))
-    gid = gid.reshape(Bc, N)
-    cnt = np.zeros((Bc, G))
-    cnt[gb, local] = np.diff(np.append(starts, Bc * N))
-    Mg = np.zeros((Bc, G, q, q))
-    Mg[gb, local] = M[order[starts]]
-
-    # Sum of v_i v_i' over each pattern, v_i = [Z_i'X_i, Z_i'y_i]: one masked
-    # matrix product per batch and pattern, in sub-chunks of bounded size.
     L = q * (p + 1)
     v = np.concatenate([ZtX.reshape(Bc, N, q * p), Zty.reshape(Bc, N, q)], axis=2)
-    outer = np.empty((Bc, G, L, L))
-    step = max(1, _CHUNK_FLOATS // (4 * G * N * L))
-    groups = np.arange(G)[None, :, None]
-    for a in range(0, Bc, step):
-        sl = slice(a, a + step)
-        onehot = gid[sl, None, :] == groups  # (b, G, N)
-        vt = np.where(onehot[:, :, None, :], np.swapaxes(v[sl], 1, 2)[:, None], 0.0)
-        outer[sl] = vt @ v[sl, None]
+    if 2 * G > N:
+        # Few shared patterns (e.g. each participant's own visit times): every
+        # participant is a pattern of its own.
+        G = N
+        cnt = np.ones((Bc, N))
+        Mg = M.reshape(Bc, N, q, q)
+        outer = v[..., :, None] * v[..., None, :]
+    else:
+        gid = np.empty(Bc * N, dtype=np.intp)
+        gid[order] = np.repeat(local, np.diff(np.append(starts, Bc * N)))
+        gid = gid.reshape(Bc, N)
+        cnt = np.zeros((Bc, G))
+        cnt[gb, local] = np.diff(np.append(starts, Bc * N))
+        Mg = np.zeros((Bc, G, q, q))
+        Mg[gb, local] = M[order[starts]]
+        # Sum of v_i v_i' over each pattern, v_i = [Z_i'X_i, Z_i'y_i]: one
+        # masked matrix product per batch and pattern, in bounded sub-chunks.
+        outer = np.empty((Bc, G, L, L))
+        step = max(1, _CHUNK_FLOATS // (4 * G * N * L))
+        groups = np.arange(G)[None, :, None]
+        for a in range(0, Bc, step):
+            sl = slice(a, a + step)
+            onehot = gid[sl, None, :] == groups  # (b, G, N)
+            vt = np.where(onehot[:, :, None, :], np.swapaxes(v[sl], 1, 2)[:, None],
+                          0.0)
+            outer[sl] = vt @ v[sl, None]
     qp = q * p
     SXX = outer[:, :, :qp, :qp].reshape(Bc, G, q, p, q, p).transpose(0, 1, 2, 4, 3, 5)
     SXy = outer[:, :, :qp, qp:].reshape(Bc, G, q, p, q).transpose(0, 1, 2, 4, 3)
