@@ -457,8 +457,9 @@ def _newton_polish(model, x, scale, *, max_iter: int = 50):
     eigenvalue below 1e-10 as singular and then drops that direction from
     the fixed effects' GLS, which is not the boundary of the criterion but
     a jump, so a variance going to zero stops at the floor. Returns the point
-    and whether the Newton decrement fell below 1e-11, or below 1e-6 where
-    no step improves the criterion by more than its rounding.
+    (after the last Newton step, which squares the error) and whether the
+    Newton decrement fell below 1e-11, or below 1e-6 where no step improves
+    the criterion by more than its rounding.
     """
     q = round((np.sqrt(8 * x.size + 1) - 1) / 2)
     rows, cols = np.tril_indices(q)
@@ -499,7 +500,12 @@ def _newton_polish(model, x, scale, *, max_iter: int = 50):
         step[free] = -V @ ((V.T @ gf) / w)
         dec = float(-gf @ step[free])
         if dec < 1e-11:
-            return x, True
+            # take the last (tiny) step too, which squares the error, unless
+            # rounding makes the criterion worse there
+            cand = x + step
+            cand[diag] = np.maximum(cand[diag], FLOOR)
+            fc = f(cand)
+            return (cand if fc <= fx + 1e-13 * max(1.0, abs(fx)) else x), True
         alpha, gain = 1.0, None
         for _ in range(40):
             cand = x + alpha * step
