@@ -54,7 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``dtitool analyze``."""
     p = subparsers.add_parser(
         "analyze",
-        help="fit the group x MD-change models to participants.tsv and roi_md.tsv",
+        help="fit the group x MD-change models (or, with more than two "
+        "sessions, mixed models of every visit) to participants.tsv and "
+        "roi_md.tsv",
         description="For every ROI and outcome (each <outcome>_<visit> pair of "
         "participants columns) fit d_score ~ C(group, "
         "Treatment(CONTROL)) * d_md + covariates (by default each arm's slope "
@@ -66,7 +68,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "the control arm and the visits come from --design, else DIR/design.toml; "
         "without a design the arms are the group levels, --control names the "
         "control arm and DIR/visits.tsv the visits. Tables holding several "
-        "replicates need --replicate K.",
+        "replicates need --replicate K. A cohort with more than two sessions "
+        "gets linear mixed models of every visit instead (--model mixed: per "
+        "ROI and measure and per rating scale, value ~ C(group) * time + "
+        "covariates + (1 + time | participant)); --model change fits the models "
+        "above.",
     )
     p.add_argument(
         "dir", metavar="DIR", help="folder with participants.tsv and roi_md.tsv"
