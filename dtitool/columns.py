@@ -107,6 +107,18 @@ COLUMNS: dict[str, dict] = {
     "md_tensor_fit": _c("ROI mean MD of the tensor fitted to the simulated DWI",
                         "md", "mm^2/s"),
     "relative_difference": _c("first MD over the second, minus 1", "stat"),
+    # MRS tables (dtitool mrs-import): the value column is named after the
+    # metabolite (docs/mrs.md)
+    "unit": _c("unit of the row's value, as the quantification tool gives it: "
+               "i.u. (water-scaled institutional units), mM (water-scaled, "
+               "LCModel or tissue-corrected), ratio to tCr, a.u.", "text"),
+    "crlb": _c("Cramer-Rao lower bound of the fit: the estimate's standard "
+               "deviation as a percentage of it (LCModel %SD, Osprey's CRLB "
+               "table; empty: not reported)", "exact", "%"),
+    "fit_error": _c("Gannet's fit error: the fit residual's standard deviation "
+                    "relative to the peak, combined with the reference peak's "
+                    "(water for water-scaled values, Cr for ratios)", "exact",
+                    "%"),
     # atlas lookup table
     "index": _c("label value in the atlas image", "text"),
     "name": _c("ROI name of that label", "text"),

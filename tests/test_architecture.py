@@ -141,6 +141,8 @@ ALLOWED = {
     # the trial's names from its tables (re-exported by tables)
     "table_names": {"design", "_io"},
     "imaging": _LOW | _EXECUTION | {"_io", "__version__"},
+    # MRS quantification results (Gannet, Osprey, LCModel) read into long tables
+    "mrs": {"_constants", "_validation", "_tsv", "_io", "columns"},
     "stats": _LOW | _EXECUTION | {"design", "simulate", "tables"},
     # report/ renders (figures, pages) from results it is given: it runs no
     # step, starts no process and commits no output, so it imports neither the
@@ -152,7 +154,7 @@ ALLOWED = {
                                      "tables", "imaging", "stats", "report"},
     "cli": _LOW | _EXECUTION | {"_io", "__version__", "design", "simulate",
                                 "tables", "imaging", "stats", "report",
-                                "pipeline"},
+                                "pipeline", "mrs"},
 }
 
 
@@ -465,6 +467,7 @@ def test_import_dtitool_is_light():
 
 @pytest.mark.parametrize("command", [
     "", "simulate", "analyze", "fit-tensor", "extract", "power", "reproduce", "demo",
+    "mrs-import",
 ])  # fmt: skip
 def test_help_is_light(command):
     argv = [c for c in (command, "--help") if c]
