@@ -61,8 +61,8 @@ fitted in three steps, all on statsmodels' criterion:
    ``scale``) and its own gradient check (``converged``).
 
 The fixed effects then agree with those of the batched engine
-(:func:`dtitool.stats.lmm.fit_lmm`) to 1e-10 of their SE, and to 1e-6 for
-singular fits (tested on simulated three-arm and ECT cohorts). The tested
+(:func:`dtitool.stats.lmm.fit_lmm`) to about 1e-10 of their SE, and to 1e-6
+for singular fits (in the three-arm and ECT cohorts this was measured on). The tested
 terms are reported per unit of time, the time scale undone; the statsmodels
 fits in :attr:`MixedResults.fits` keep time in units of ``time_scale``.
 
@@ -156,7 +156,10 @@ class MixedResults:
         measure per its scale, a score in points) per unit of time (``dose``,
         ``hours``) or at a visit (a factor).
     fits : mapping
-        ``(roi, measure, outcome) ->`` statsmodels ``MixedLMResults``.
+        ``(roi, measure, outcome) ->`` statsmodels ``MixedLMResults`` (None
+        where statsmodels failed), with time in units of that model's
+        :attr:`~dtitool.stats.mixed_data.ModelData.time_scale` (the table's
+        estimates are per unit of time).
     models : mapping
         ``(roi, measure, outcome) ->`` :class:`~dtitool.stats.mixed_data.ModelData`
         (the long data, formula and terms).

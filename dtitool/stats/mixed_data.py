@@ -105,11 +105,6 @@ class Cohort:
         """Rating scales with a baseline and a primary-visit column."""
         return self.names.outcomes_in(self.participants.columns)
 
-    @property
-    def sessions(self) -> int:
-        """Distinct sessions with an MD scan."""
-        return int(self.measures["md"]["session"].nunique())
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ModelData:
