@@ -14,6 +14,9 @@ outside computations:
   here on its own, and the closed forms of a balanced random-intercept model
   (a within-participant contrast: (N - g)(T - 1); a between-participant one:
   N - g);
+- everything at once: R's lmerTest and pbkrtest on the engine's reference
+  datasets (tests/data/lmm: balanced, unbalanced, time in hours, a boundary
+  fit): estimates, SEs, Satterthwaite and Kenward-Roger df and p;
 - flags: a cohort whose participants share one slope per arm exactly (no
   random-slope variance) is singular, as the engine finds too.
 """
@@ -572,3 +575,50 @@ def test_api_refuses_bad_arguments(dosed):
     with pytest.raises(ValueError, match=r"unknown covariate 'group' .*name the "
                        r"mixed models use themselves"):
         fit_mixed(dosed, control="sham", covariates=("group",))
+
+
+# ------------------------------------------------------ R's lmerTest and pbkrtest
+
+
+R_DATA = ROOT / "tests" / "data" / "lmm"
+
+
+@pytest.mark.parametrize("name", ["q2_balanced", "q2_unbalanced", "q2_hours",
+                                  "q2_boundary"])
+def test_statsmodels_fit_and_df_match_r(name):
+    """The engine author's R fixtures (value ~ arm * time + age + sex +
+    (1 + time | participant); tests/data/lmm/make_reference.py): the
+    statsmodels fit with the engine's df at its variance parameters gives
+    lmerTest's and pbkrtest's estimates, SEs, df and p."""
+    from dtitool.design import TrialNames
+    from dtitool.stats.mixed import _fit_model
+    from dtitool.stats.mixed_data import ModelData
+
+    ref = json.loads((R_DATA / "reference.json").read_text())["datasets"][name]
+    d = pd.read_csv(R_DATA / "datasets" / f"{name}.tsv", sep="\t")
+    frame = pd.DataFrame({
+        "participant_id": d["participant"].map("p{:02d}".format),
+        "group": np.where(d["x1"] == 1, "t", "c"), "visit": d["visit"].map(
+            "v{}".format), "hours": d["x2"], "value": d["y"], "age": d["x4"],
+        "sex": d["x5"]})
+    group = "C(group, Treatment('c'))"
+    data = ModelData(roi="r", measure="md", outcome="", frame=frame,
+                     formula=f"value ~ {group} * hours + age + sex",
+                     re_formula="~hours", unit="", time="hours",
+                     terms={"hours": "hours", "t": f"{group}[T.t]",
+                            "t:hours": f"{group}[T.t]:hours"})
+    names = TrialNames(("t", "c"), "c", tuple(f"v{v}" for v in
+                                              sorted(d["visit"].unique())))
+    # R's contrast rows are the columns x0..x5: time is x2, arm x1, arm:time x3
+    column = {"hours": 2, "t": 1, "t:hours": 3}
+    for method, key in (("satterthwaite", "satterthwaite"),
+                        ("kenward-roger", "kenward_roger")):
+        rows, _ = _fit_model(data, names, method, 0.05)
+        for r in rows:
+            want = ref[key][column[r[3]]]
+            est, se, df, p = r[4], r[5], r[6], r[8]
+            assert est == pytest.approx(want["estimate"], rel=1e-5, abs=1e-9)
+            assert se == pytest.approx(want["se"], rel=1e-5)
+            assert df == pytest.approx(want["df"], rel=1e-4)
+            assert p == pytest.approx(want["p"], rel=1e-4, abs=1e-9)
+            assert r[11] and r[12] == ref["singular"]  # converged, singular
