@@ -111,18 +111,19 @@ def test_design_variants():
 def test_power_cli_mixed_default_and_refusals(tmp_path, capsys):
     out = tmp_path / "p"
     assert main(["power", "--preset", "ect-course", "--replicates", "60", "--seed",
-                 "1", "--out", str(out), "--curve", "visits=baseline+end,"
+                 "1", "--out", str(out), "--curve", "visits=baseline+session6+end,"
                  "baseline+session1+session6+end"]) == 0
     text = capsys.readouterr().out
     assert "mixed-model power of ect-course" in text
     t = pd.read_csv(out / "power.tsv", sep="\t")
     assert {"nonconverged", "singular", "size_z", "bias"} <= set(t.columns)
     c = pd.read_csv(out / "power_curve.tsv", sep="\t")
-    assert list(pd.unique(c["value"])) == ["baseline+end",
+    assert list(pd.unique(c["value"])) == ["baseline+session6+end",
                                            "baseline+session1+session6+end"]
     for bad, word in ((["--inference", "ols"], "--inference"),
                       (["--grid", "n=40:80:20"], "--grid"),
-                      (["--curve", "ratio=1,2"], "--curve")):
+                      (["--curve", "ratio=1,2"], "--curve"),
+                      (["--curve", "visits=baseline+end"], "at least three visits")):
         assert main(["power", "--preset", "ect-course", "--replicates", "10",
                      "--out", str(tmp_path / "x"), *bad]) == 2
         assert word in capsys.readouterr().err

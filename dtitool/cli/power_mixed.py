@@ -60,14 +60,16 @@ def run_mixed(args, design, seed) -> int:
     from dtitool.stats.mixed_power import (
         MIXED_POWER_COLUMNS,
         design_variant,
+        mixed_layout,
         mixed_power,
     )
 
     check_options(args)
     curve = parse_mixed_curve(args.curve, design) if args.curve else None
-    if curve:  # every point is checked before anything runs
+    mixed_layout(design, args.time)  # checked before anything runs
+    if curve:  # and every curve point
         for v in curve[1]:
-            design_variant(design, **{curve[0]: v})
+            mixed_layout(design_variant(design, **{curve[0]: v}), args.time)
     names = ["power.tsv", "design.toml"] + (
         ["power_curve.tsv", "power_curve.png"] if curve else [])
     R = args.replicates

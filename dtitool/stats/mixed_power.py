@@ -122,6 +122,15 @@ class MixedLayout:
 def mixed_layout(design: StudyDesign, time: str | None = None) -> MixedLayout:
     """Return the :class:`MixedLayout` of ``design`` (module docstring)."""
     time, t = time_values(design, time)
+    if time != "visit" and len(design.visits) < 3:
+        raise ValueError(
+            f"the mixed model (1 + {time} | participant) needs at least three "
+            f"visits (a random intercept and slope per participant, and a "
+            f"residual, from each participant's visits); {design.name!r} has "
+            f"{len(design.visits)}: use time = 'visit' or the change-score model")
+    if time != "visit" and len(set(t)) < 2:
+        raise ValueError(f"every visit of {design.name!r} has the same {time}: "
+                         "time cannot be a slope; use time = 'visit'")
     arms = design.arms
     others = [a for a in arms if a != design.control]
     nv = len(design.visits)
