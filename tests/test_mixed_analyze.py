@@ -622,3 +622,23 @@ def test_statsmodels_fit_and_df_match_r(name):
             assert df == pytest.approx(want["df"], rel=1e-4)
             assert p == pytest.approx(want["p"], rel=1e-4, abs=1e-9)
             assert r[11] and r[12] == ref["singular"]  # converged, singular
+
+
+def test_random_slope_needs_three_visits(tmp_path):
+    """Two visits cannot separate a random intercept, slope and residual."""
+    import subprocess
+    import sys
+
+    from dtitool.design import read_design
+    from dtitool.simulate import simulate_cohort
+
+    design, _ = read_design(ROOT / "examples" / "designs" / "drug-placebo.toml")
+    folder = tmp_path / "two"
+    folder.mkdir()
+    simulate_cohort(design, rng=1).write(folder)
+    proc = subprocess.run([sys.executable, "-m", "dtitool", "analyze", str(folder),
+                           "--model", "mixed", "--out", str(tmp_path / "m.tsv")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "needs at least three visits" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m.tsv").exists()

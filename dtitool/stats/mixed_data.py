@@ -313,6 +313,13 @@ def time_values(cohort: Cohort, time: str | None) -> tuple[str, dict | None]:
         raise ValueError(f"time must be one of {', '.join(TIMES)}; got {time!r}")
     if time == "visit":
         return time, None
+    if len(cohort.names.visits) < 3:
+        raise ValueError(
+            f"the mixed model (1 + {time} | participant) needs at least three "
+            f"visits (a random intercept and slope per participant, and a "
+            f"residual); the tables have {len(cohort.names.visits)} "
+            f"({', '.join(cohort.names.visits)}): use --time visit or --model "
+            "change")
     if cohort.schedule is None:
         raise ValueError(f"time {time!r} needs the visits' schedule (a visits.tsv "
                          "with columns visit, hours, dose beside the tables, or "
