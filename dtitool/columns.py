@@ -145,6 +145,20 @@ COLUMNS: dict[str, dict] = {
     "missing_reasons": _c("participants per reason for a missing value (one may "
                           "have several): left out, or imputed", "text"),
     "fmi": _c("fraction of missing information of the pooled estimate", "stat"),
+    # fit quality of MRS tables (dtitool.mrs.apply_quality; docs/mrs.md)
+    "quality_rule": _c("the fit-quality rule applied to the measure's spectra: "
+                       "a spectrum above the limit is missing data (crlb: "
+                       "Cramer-Rao lower bound, fit_error: Gannet's fit error, "
+                       "in %); empty: no rule (a measure without a quality "
+                       "column)", "text"),
+    "n_dropped_quality": _c("participants left out of the model because a "
+                            "spectrum of theirs (baseline or primary visit, the "
+                            "model's ROI) failed the fit-quality rule (counted "
+                            "in n_dropped too); empty: no rule", "text",
+                            "participants"),
+    "dropped_quality_by_arm": _c("n_dropped_quality per arm (every arm named): "
+                                 "spectra excluded more often in one arm bias "
+                                 "the comparison", "text"),
     "n_imputed_scores": _c("participants whose follow-up score of the outcome was "
                            "imputed (and shifted by their arm's delta)", "text",
                            "participants"),

@@ -113,6 +113,11 @@ def reserved_columns(names: TrialNames, outcomes=()) -> tuple[str, ...]:
 
 
 _ROI_MD_COLUMNS = ("participant_id", "session", "roi", "md")
+# Columns of a measure table of dtitool mrs-import besides the value: its unit
+# and the fit quality (dtitool.mrs); the spectra a quality rule removed and
+# its rules ride in attrs under these keys (dtitool.mrs.quality).
+_QUALITY_COLUMNS = ("crlb", "fit_error")
+_QUALITY_ATTRS = ("quality_excluded", "quality_rules")
 
 
 COVARIATES = {
@@ -563,7 +568,14 @@ def check_tables(
     measure : str
         The measure the ROI table holds: ``md`` (default), or another measure
         of the ROIs (``roi_<measure>.tsv``: column ``<measure>``, in the unit
-        its design states; no unit conversion or plausibility check).
+        its design states; no unit conversion or plausibility check). Such a
+        table may carry a ``unit`` column (``dtitool mrs-import`` writes one):
+        one unit for every row, which becomes the models' unit (per 1 of it,
+        or per the design's scale where the design states the same unit), and
+        fit-quality columns (``crlb``, ``fit_error``): the spectra a rule
+        removed (:func:`dtitool.mrs.apply_quality`) are carried in ``attrs``
+        and counted by the analysis; a quality column no rule was applied to
+        is a warning.
 
     Returns
     -------
@@ -592,10 +604,11 @@ def check_tables(
         columns (named); unknown group or session labels (the expected ones
         listed); duplicated participants or participant/session/ROI rows
         (named); non-numeric, empty or non-positive MD; MD in an implausible
-        unit or mixed units; non-integer scores, or scores outside the range
-        of the design's scale; a missing baseline score; participants in one
-        table and not the other; an arm with fewer than ``min_per_arm``
-        participants.
+        unit or mixed units; a measure table with more than one ``unit`` (the
+        units named), an empty one, or another than its design states;
+        non-integer scores, or scores outside the range of the design's scale;
+        a missing baseline score; participants in one table and not the
+        other; an arm with fewer than ``min_per_arm`` participants.
     TypeError
         If a table is neither a DataFrame nor a path.
     """
@@ -603,11 +616,17 @@ def check_tables(
                  if isinstance(participants, (str, os.PathLike)) else None)
     participants = _as_frame(participants, "participants table")
     roi_md = _as_frame(roi_md, _what(measure))
+    carried = {k: roi_md.attrs[k] for k in (*_QUALITY_ATTRS, "measure_unit")
+               if k in roi_md.attrs}
     participants, roi_md = _select_replicate(participants, roi_md, replicate)
     names, design = resolve_names(participants, names=names, design=design,
                                   control=control, visits=visits,
                                   directory=directory)
     participants = _check_participants(participants, names, design)
+    unit = carried.get("measure_unit")
+    if measure != "md":
+        unit = _measure_unit(roi_md, _what(measure)) or unit
+        _warn_unruled(roi_md, carried, _what(measure))
     roi_md = _check_roi_md(roi_md, md_unit, names, measure)
 
     in_p = set(participants["participant_id"])
@@ -637,6 +656,12 @@ def check_tables(
         indicator=True,
     )
     orphans = paired.loc[paired["_merge"] == "left_only"]
+    if "quality_excluded" in carried:  # counted as fit quality, not as orphans
+        gone = {(p, r) for p, s, r, _ in carried["quality_excluded"]
+                if s == names.baseline}
+        orphans = orphans.loc[[(p, r) not in gone for p, r in
+                               zip(orphans["participant_id"], orphans["roi"],
+                                   strict=True)]]
     if len(orphans):
         named = (orphans["participant_id"] + " " + orphans["roi"]).tolist()
         warnings.warn(
@@ -650,12 +675,60 @@ def check_tables(
     participants.attrs[NAMES_ATTR] = names
     roi_md.attrs[NAMES_ATTR] = names
     roi_md.attrs["measure"] = measure
+    roi_md.attrs.update(carried)
+    spec = None
     if design is not None:
         roi_md.attrs["roi_order"] = design.roi_names
         spec = next((x for x in design.measures if x.name == measure), None)
         if spec is not None:  # the slopes' unit: per the design's scale
             roi_md.attrs["measure_scale"] = (spec.scale, spec.unit)
+    if unit is not None:
+        if spec is not None and spec.unit != unit:
+            raise ValueError(
+                f"{_what(measure)} is in {unit} but the design states {measure} "
+                f"in {spec.unit or 'ratio units'}; import the table on the "
+                "design's scale (dtitool mrs-import --unit) or change the "
+                "design's unit")
+        if spec is None:  # the slopes are per 1 of the table's unit
+            from dtitool.design.measures import KNOWN_MEASURES
+
+            scale = KNOWN_MEASURES.get(measure, (None, 1.0))[1]
+            roi_md.attrs["measure_scale"] = (scale, unit)
+        roi_md.attrs["measure_unit"] = unit
     return participants, roi_md
+
+
+def _measure_unit(table: pd.DataFrame, what: str) -> str | None:
+    """Return the one unit of a table's ``unit`` column (None: no such column)."""
+    if "unit" not in table.columns:
+        return None
+    units = table["unit"].astype("string").str.strip()
+    empty = units.isna() | (units == "")
+    if empty.any():
+        i = int(np.flatnonzero(empty.to_numpy())[0])
+        r = table.iloc[i]
+        raise ValueError(
+            f"{what} has an empty unit for {r['participant_id']} {r['session']} "
+            f"{r['roi']} ({int(empty.sum())} such rows); every row needs its unit")
+    counts = units.value_counts(sort=False)
+    if len(counts) > 1:
+        found = ", ".join(f"{u} ({k} rows)" for u, k in counts.items())
+        raise ValueError(
+            f"{what} holds values in {len(counts)} units: {found}; a table must "
+            "have one unit (import it again with one --unit, dtitool mrs-import)")
+    return str(counts.index[0]) if len(counts) else None
+
+
+def _warn_unruled(table: pd.DataFrame, carried, what: str) -> None:
+    """Warn when a table's fit-quality column was not applied by any rule."""
+    cols = [c for c in _QUALITY_COLUMNS if c in table.columns]
+    if cols and "quality_rules" not in carried:
+        warnings.warn(
+            f"{what} has a fit-quality column ({', '.join(cols)}) but no "
+            "quality rule was applied, so every spectrum is used; exclude "
+            "spectra above a limit with dtitool.mrs.apply_quality (dtitool "
+            "analyze --model change applies it: --max-crlb, --max-fit-error)",
+            stacklevel=3)
 
 
 def _roi_order(rois, order=()) -> list[str]:
@@ -743,9 +816,13 @@ def _changes(participants: pd.DataFrame, roi_md: pd.DataFrame,
         [participants["participant_id"], rois], names=["participant_id", "roi"]
     )
     if m != "md":  # ROIs without the measure have no rows
+        held = set(roi_md["roi"]) | {r for _, _, r, _ in
+                                     roi_md.attrs.get("quality_excluded", ())}
         grid = pd.MultiIndex.from_product(
-            [participants["participant_id"], [r for r in rois
-                                              if r in set(roi_md["roi"])]],
+            [participants["participant_id"],
+             [r for r in _roi_order([*roi_md["roi"], *sorted(held)],
+                                    roi_md.attrs.get("roi_order", ()))
+              if r in held]],
             names=["participant_id", "roi"])
     wide = wide.reindex(grid).reset_index()
     wide[f"d_{m}"] = wide[md_cols[1]] - wide[md_cols[0]]
@@ -768,6 +845,8 @@ def _changes(participants: pd.DataFrame, roi_md: pd.DataFrame,
     ]
     out = out[cols]
     out.attrs = {NAMES_ATTR: names, **({} if m == "md" else {
-        "measure": m, **({"measure_scale": roi_md.attrs["measure_scale"]}
-                         if "measure_scale" in roi_md.attrs else {})})}
+        "measure": m, **{k: roi_md.attrs[k] for k in ("measure_scale",
+                                                      "measure_unit",
+                                                      *_QUALITY_ATTRS)
+                         if k in roi_md.attrs}})}
     return out

@@ -8,6 +8,10 @@ writes the tidy results table and optionally PNG figures, all through
 :func:`dtitool._io.output_transaction` (nothing is written when anything fails), and
 prints a readable summary with the dMD unit.
 
+Each ``roi_<measure>.tsv`` beside ``roi_md.tsv`` is fitted too; an MRS table
+of ``dtitool mrs-import`` first loses its spectra above the fit-quality limits
+(``--max-crlb``, ``--max-fit-error``; :mod:`dtitool.cli._measures`).
+
 Tables holding several replicates (a ``replicate`` column with more than one
 value) are an error unless ``--replicate K`` picks one: silently analysing one
 replicate of a Monte Carlo set would look like a result about all of them.
@@ -30,6 +34,12 @@ import warnings
 from pathlib import Path
 
 from dtitool._io import output_transaction, read_tsv, write_tsv
+from dtitool.cli._measures import (
+    add_quality_options,
+    describe_measures,
+    fit_measures,
+    measures_table,
+)
 from dtitool.tables import COVARIATES, MD_UNITS, read_tables, resolve_names
 
 MODELS = ("change", "mixed")
@@ -43,7 +53,7 @@ DF_METHODS = ("satterthwaite", "kenward-roger")
 
 CHANGE_ONLY = ("inference", "robust", "familywise", "permutations", "seed",
                "missing", "imputations", "tipping_point", "delta", "delta_arm",
-               "families", "figures", "compare")
+               "families", "figures", "compare", "max_crlb", "max_fit_error")
 """Options of the change-score models only: an error with ``--model mixed``."""
 
 MIXED_ONLY = ("time", "df")
@@ -72,7 +82,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "gets linear mixed models of every visit instead (--model mixed: per "
         "ROI and measure and per rating scale, value ~ C(group) * time + "
         "covariates + (1 + time | participant)); --model change fits the models "
-        "above.",
+        "above. Every roi_<measure>.tsv beside roi_md.tsv gets the same models; "
+        "an MRS table of mrs-import in its unit, with the spectra above "
+        "--max-crlb / --max-fit-error excluded as missing data and counted per "
+        "arm (docs/mrs.md).",
     )
     p.add_argument(
         "dir", metavar="DIR", help="folder with participants.tsv and roi_md.tsv"
@@ -240,6 +253,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=list(MD_UNITS),
         help="unit of the md column, converted to mm^2/s (default: mm^2/s)",
     )
+    add_quality_options(p)
     p.add_argument(
         "--compare",
         action="store_true",
@@ -470,26 +484,24 @@ def run(args) -> int:
         for extra in (MAXT_COLUMN, FMI_COLUMN):
             if extra in results.table.columns:
                 columns.append(extra)
-        # the ROIs' other measures (roi_<measure>.tsv beside roi_md.tsv)
-        more = [fit_models(*read_tables(args.dir, replicate=args.replicate,
-                                        design=design, control=args.control,
-                                        measure=m),
-                           names=names, design=design, measure=m,
-                           covariates=tuple(args.covariates),
-                           inference=results.inference,
-                           families=tuple(args.families),
-                           familywise=args.familywise,
-                           permutations=args.permutations, rng=args.seed,
-                           missing=args.missing, imputations=args.imputations)
-                for m in other_measures(args.dir, design)]
+        # the ROIs' other measures (roi_<measure>.tsv beside roi_md.tsv); MRS
+        # tables lose their spectra above the fit-quality limits first
+        more, quality = fit_measures(
+            args.dir, other_measures(args.dir, design), args,
+            fit=lambda p, t, m: fit_models(
+                p, t, replicate=args.replicate, names=names, design=design,
+                measure=m, covariates=tuple(args.covariates),
+                inference=results.inference, families=tuple(args.families),
+                familywise=args.familywise, permutations=args.permutations,
+                rng=args.seed, missing=args.missing,
+                imputations=args.imputations))
         table = results.table.loc[:, columns]
         if more:
-            import pandas as pd
-
-            table = pd.concat([r.table.loc[:, columns].assign(measure=r.measure)
-                               for r in (results, *more)], ignore_index=True)
-            table = table.loc[:, ["roi", "measure", *columns[1:]]]
+            table = measures_table((results, *more), columns)
         write_tsv(table, tmp / out.name)
+        if more:
+            describe_measures((tmp / out.name).with_suffix(".json"),
+                              (results, *more), quality, participants, names.arms)
         if figtmp is not None:
             labels = None
             if design is not None:
@@ -512,7 +524,10 @@ def run(args) -> int:
             write_tsv(tp.table, tiptmp / tip.name)
     print(results.summary())
     for r in more:
-        print(f"\n{r.measure}:\n{r.summary()}")
+        print(f"\n{r.measure}:")
+        if r.measure in quality:
+            print(quality[r.measure].summary(participants, names.arms))
+        print(r.summary())
     print("\n" + POST_RANDOMISATION)
     if results.inference == "ols" and results.missing == "complete-case":
         from dtitool.stats.level_check import level_warning

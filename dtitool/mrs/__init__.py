@@ -9,6 +9,8 @@ unit`` and the fit quality, ``crlb`` or ``fit_error`` in %), the layout of
 ``roi_<measure>.tsv`` files with their sidecars. The writers
 (:func:`write_gannet`, :func:`write_osprey`, :func:`write_lcmodel_table`)
 write the same formats, for simulate-write-read round trips.
+:func:`apply_quality` turns the spectra fitted too poorly (CRLB or fit error
+above a limit) into missing data before an analysis, saying what it removed.
 
 ``docs/mrs.md`` describes the formats, the metabolite names
 (:mod:`dtitool.mrs.names`) and the choices made on the way.
@@ -22,6 +24,12 @@ from dtitool.mrs.assemble import (
     write_mrs_tables,
 )
 from dtitool.mrs.names import MEASURES, SCALES, measure_name
+from dtitool.mrs.quality import (
+    DEFAULT_LIMITS,
+    QualityReport,
+    QualityRule,
+    apply_quality,
+)
 from dtitool.mrs.readers import (
     FORMATS,
     TIDY_COLUMNS,
@@ -35,11 +43,15 @@ from dtitool.mrs.writers import write_gannet, write_lcmodel_table, write_osprey
 
 __all__ = [
     "AUTO_SCALES",
+    "DEFAULT_LIMITS",
     "FORMATS",
     "MEASURES",
     "SCALES",
     "TIDY_COLUMNS",
     "MRSTables",
+    "QualityReport",
+    "QualityRule",
+    "apply_quality",
     "measure_name",
     "mrs_tables",
     "read_gannet",

@@ -60,6 +60,7 @@ import pandas as pd
 
 from dtitool._constants import DMD_SCALE
 from dtitool.simulate import as_seed_sequence
+from dtitool.stats.fit_quality import has_quality, quality_columns, quality_masks
 
 # The imputation engine's names, re-exported: the analysis, the power engine
 # and the tests have always imported them from here.
@@ -134,7 +135,10 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
     -------
     table : DataFrame
         With the four columns; ``missing_reasons`` counts the participants per
-        reason (one may have several), e.g. ``"no 24h scan 12, no 24h madrs 3"``.
+        reason (one may have several), e.g. ``"no 24h scan 12, no 24h madrs 3"``;
+        a spectrum removed for fit quality counts as ``fit quality (<rule>)``,
+        not as a missing scan, and such a table also gets
+        :data:`~dtitool.stats.fit_quality.QUALITY_COLUMNS`.
     line : str
         The one printed line: participants left out of at least one model, why,
         and the range of n.
@@ -151,10 +155,13 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
     covs = [c for c in covariates
             if c not in ("baseline", "baseline_md") and c in changes.columns]
     ids = changes["participant_id"].to_numpy()
+    # a spectrum removed for fit quality is its own reason, not a missing scan
+    q0, q1, quality = quality_masks(changes, nm)
+    no0 = changes[md0].isna().to_numpy() & ~q0
     base = {
-        f"no {nm.baseline} scan": changes[md0].isna().to_numpy(),
-        f"no {later} scan": (changes[md1].isna() & changes[md0].notna()
-                             ).to_numpy(),
+        f"no {nm.baseline} scan": no0,
+        f"no {later} scan": changes[md1].isna().to_numpy() & ~q1 & ~no0,
+        **quality,
         **{f"no {c}": changes[c].isna().to_numpy() for c in covs},
     }
     score = {k: changes[nm.score_column(k, later)].isna().to_numpy()
@@ -184,6 +191,8 @@ def complete_case_columns(table: pd.DataFrame, changes: pd.DataFrame,
         n_imputed=0,
         missing_reasons=[info[k][1] for k in key],
     )
+    if has_quality(changes):
+        table = quality_columns(table, changes, nm)
     lo, hi = int(table["n"].min()), int(table["n"].max())
     if hi == lo == total:
         line = (f"missing data: complete case; no participant left out (every model "
