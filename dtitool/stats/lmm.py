@@ -131,8 +131,11 @@ class LMMFit:
     beta : ndarray, shape (B, p)
         Fixed-effect estimates.
     cov : ndarray, shape (B, p, p)
-        Their covariance, ``sigma2 (X'V^{-1}X)^{-1}`` (lme4's ``vcov``,
-        statsmodels' fixed-effect block of ``cov_params``).
+        Their covariance, ``sigma2 (X'V^{-1}X)^{-1}``: lme4's ``vcov``, what
+        lmerTest and pbkrtest test with. (statsmodels' fixed-effect block of
+        ``cov_params`` inverts the joint observed information of the fixed
+        effects and the variance parameters, whose cross terms vanish only in
+        expectation, and differs from it by up to a few per cent.)
     sigma2 : ndarray, shape (B,)
         Residual variance.
     G : ndarray, shape (B, q, q)
@@ -151,7 +154,8 @@ class LMMFit:
         lme4's ``isSingular``: some diagonal ``theta`` below
         :data:`SINGULAR_TOL`.
     iterations : ndarray of int, shape (B,)
-        Newton iterations taken.
+        Newton iterations taken (both passes for a batch refitted with its
+        random effects reordered; see the module docstring).
     n_obs : ndarray of int, shape (B,)
         Observations used (not missing).
     """
