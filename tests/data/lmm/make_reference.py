@@ -41,7 +41,7 @@ SCRIPT = HERE / "reference.R"
 R_PACKAGES = ("lme4", "lmerTest", "pbkrtest", "jsonlite")
 
 # name: (participants per arm, visit times, q, missing fraction, drop
-# participant, slope SD, time scale, seed)
+# participant, slope SD, time scale, seed[, intercept SD, 1 if not given])
 DATASETS = {
     "q2_unbalanced": (8, (0, 1, 6, 12, 12), 2, 0.10, None, 0.08, 1.0, 2),
     "q2_balanced": (10, (0, 1, 6, 12, 12), 2, 0.0, None, 0.10, 1.0, 3),
@@ -50,6 +50,7 @@ DATASETS = {
     "q2_hours": (10, (0, 2, 336, 672, 2856), 2, 0.05, 7, 0.08, 1 / 240, 6),
     "q2_boundary": (10, (0, 1, 6, 12, 12), 2, 0.05, None, 0.0, 1.0, 7),
     "q3_quadratic": (10, (0, 1, 2, 4, 6, 8), 3, 0.05, None, 0.08, 1.0, 8),
+    "q1_boundary": (8, (0, 1, 6, 12, 12), 1, 0.05, None, 0.0, 1.0, 9, 0.0),
 }
 
 
@@ -62,7 +63,8 @@ def dataset(name: str) -> dict:
         ``y`` (1, N, T) with NaN where missing, ``X`` (N, T, p), ``Z`` (N, T, q)
         and ``L`` (k, p), the contrast rows tested.
     """
-    n_arm, times, q, miss, drop, slope_sd, scale, seed = DATASETS[name]
+    n_arm, times, q, miss, drop, slope_sd, scale, seed, *rest = DATASETS[name]
+    intercept_sd = rest[0] if rest else 1.0
     rng = np.random.default_rng(seed)
     N = 2 * n_arm
     t = np.asarray(times, dtype=float)
@@ -76,7 +78,7 @@ def dataset(name: str) -> dict:
                   np.repeat(sex[:, None], T, 1)], axis=-1)
     cols = [np.ones((N, T)), tt, (tt / t.max()) ** 2][:q]
     Z = np.stack(cols, axis=-1)
-    sds = np.array([1.0, slope_sd * scale, 0.3][:q])
+    sds = np.array([intercept_sd, slope_sd * scale, 0.3][:q])
     u = rng.normal(size=(N, q)) * sds
     if q >= 2:  # a correlation of -0.3 between intercept and slope
         u[:, 1] = sds[1] * (-0.3 * u[:, 0] / sds[0] + np.sqrt(1 - 0.09)
