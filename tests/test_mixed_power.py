@@ -44,13 +44,13 @@ def test_engine_equals_statsmodels_on_simulated_replicates():
     """The batched fits of power runs equal statsmodels MixedLM (REML)."""
     import statsmodels.formula.api as smf
 
-    a = simulate_arrays(ECT, rng=11, stop=3)
+    a = simulate_arrays(ECT, rng=11, stop=4)
     layout = mixed_layout(ECT)
-    rows = model_rows(ECT)[:4]
+    rows = model_rows(ECT)[:2]  # hippocampus and amygdala MD
     got = _fit_chunk(ECT, layout, rows, a, "satterthwaite")
     checked = 0
     for k, row in enumerate(rows):
-        for r in range(3):
+        for r in range(4):
             df = _long(ECT, a, r, row, layout)
             m = smf.mixedlm("y ~ C(arm, Treatment('controls')) * time + age + "
                             "female", df, groups="pid", re_formula="~time")
@@ -72,7 +72,7 @@ def test_engine_equals_statsmodels_on_simulated_replicates():
                 assert got["estimate"][k, r, j] == pytest.approx(want, rel=1e-4,
                                                                  abs=1e-6)
             checked += 1
-    assert checked >= 3
+    assert checked >= 2
 
 
 def test_true_values_are_the_course_parameters():
