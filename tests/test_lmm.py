@@ -436,6 +436,12 @@ def test_rank_deficient_batch_is_flagged_not_dropped():
         fit = fit_lmm(y, X, Z)
     assert not fit.converged[1] and np.isnan(fit.beta[1]).all()
     assert fit.converged[[0, 2]].all() and np.isfinite(fit.beta[[0, 2]]).all()
+    L = np.eye(6)[[3]]
+    for df in (satterthwaite(fit, y, X, Z, None, L),
+               kenward_roger(fit, y, X, Z, None, L)[1]):
+        assert np.isnan(df[1]).all() and np.isfinite(df[[0, 2]]).all()
+    p = contrast_tests(fit, L, df)["p"]
+    assert np.isnan(p[1]).all() and np.isfinite(p[[0, 2]]).all()
 
 
 def test_iteration_limit_is_flagged():
