@@ -494,6 +494,12 @@ def test_invalid_inputs_are_named():
         fit_lmm(y, X, Z, observed=np.ones(y.shape))
     with pytest.raises(ValueError, match="more observations than fixed effects"):
         fit_lmm(np.where(np.arange(6)[:, None] < 5, np.nan, y), X, Z)
+    two = simulate(*trial_design(n_per_arm=3, times=(0, 6), seed=58), 2, 59,
+                   missing=0.0)
+    X2, Z2 = trial_design(n_per_arm=3, times=(0, 6), seed=58)
+    with pytest.raises(ValueError, match="more observations than random effects"):
+        fit_lmm(two, X2, Z2)  # a random slope on two visits
+    assert fit_lmm(two, X2, Z2[..., :1]).converged.all()
     with pytest.raises(ValueError, match="max_iter must be a positive integer"):
         fit_lmm(y, X, Z, max_iter=0)
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):

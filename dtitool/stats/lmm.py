@@ -234,6 +234,16 @@ def _check_inputs(y, X, Z, observed):
         raise ValueError(
             f"each batch needs more observations than fixed effects (p = {p}); "
             f"batch {few[0]} has {n_obs[few[0]]} ({few.size} batches too few)")
+    # lme4's check.nobs.vs.nRE: with no more observations than random effects
+    # (e.g. a random slope on two visits) the variances are not identified.
+    n_re = Z.shape[-1] * mask.any(axis=2).sum(axis=1)
+    few = np.flatnonzero(n_obs <= n_re)
+    if few.size:
+        raise ValueError(
+            f"each batch needs more observations than random effects (q = "
+            f"{Z.shape[-1]} per participant observed); batch {few[0]} has "
+            f"{n_obs[few[0]]} for {n_re[few[0]]}, so the variances are not "
+            f"identified ({few.size} batches); lme4 refuses such a model too")
     return y, X, Z, mask, n_obs
 
 
@@ -734,7 +744,7 @@ def fit_lmm(y, X, Z, observed=None, *, max_iter: int = DEFAULT_MAX_ITER,
     ValueError
         For arrays of the wrong shape, non-finite ``X``/``Z`` where ``y`` is
         observed, infinite ``y``, or a batch with no more observations than
-        fixed effects.
+        fixed effects, or than random effects (lme4's ``check.nobs.vs.nRE``).
 
     Warns
     -----
