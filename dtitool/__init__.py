@@ -63,6 +63,14 @@ _EXPORTS = {
         "sample_size", "vary_design", "wilson_interval",
     ),
     "dtitool.stats.design_analysis": ("retrodesign", "true_values"),
+    "dtitool.design.course": ("CourseComponent",),
+    "dtitool.stats.lmm": ("LMMFit", "fit_lmm", "kenward_roger", "satterthwaite"),
+    "dtitool.stats.mixed": ("MixedResults", "fit_mixed"),
+    "dtitool.stats.mixed_power": ("mixed_power",),
+    "dtitool.stats.discriminate": ("best_designs", "discriminate"),
+    "dtitool.mrs": (
+        "apply_quality", "mrs_tables", "read_gannet", "read_lcmodel", "read_osprey",
+    ),
     "dtitool.stats.implied": ("ImpliedEffect", "implied_effect", "n_for_power"),
     "dtitool.stats.reference": ("compare_to_reported", "reported_findings"),
     "dtitool.stats.reproduce": (

@@ -112,7 +112,7 @@ _EXECUTION = {"_executor", "_dask", "_progress", "_gzip"}
 ALLOWED = {
     # the root: lazy re-exports only (PEP 562), never the CLI
     "": {"_constants", "design", "simulate", "tables", "imaging", "stats",
-         "report", "pipeline", "columns"},
+         "report", "pipeline", "columns", "mrs"},
     "__main__": {"cli"},
     "__version__": set(),
     # the lowest layer: shared names, memory estimates, process lifetime,

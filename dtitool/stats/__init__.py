@@ -24,6 +24,18 @@
 - :mod:`~dtitool.stats.implied`: the effect a reported p-value implies.
 - :mod:`~dtitool.stats.reference`: the reference study's reported findings.
 - :mod:`~dtitool.stats.reproduce`: reported versus simulated, test by test.
+- :mod:`~dtitool.stats.lmm`: the batched REML engine for linear mixed models,
+  Satterthwaite and Kenward-Roger df (its small-matrix algebra in
+  :mod:`~dtitool.stats.lmm_df`).
+- :mod:`~dtitool.stats.mixed`: the mixed models of one longitudinal cohort
+  (statsmodels MixedLM), their data from the tables in
+  :mod:`~dtitool.stats.mixed_data`.
+- :mod:`~dtitool.stats.mixed_power`: Monte Carlo power of a longitudinal
+  design's mixed models, every replicate fitted at once.
+- :mod:`~dtitool.stats.discriminate`: which contrast between visits, and which
+  n, tells two scenario designs apart.
+- :mod:`~dtitool.stats.fit_quality`: what an MRS fit-quality rule removed, per
+  model.
 
 Nothing here depends on :mod:`dtitool.imaging` or :mod:`dtitool.report`, and
 nothing here imports matplotlib.
