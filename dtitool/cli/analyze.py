@@ -53,7 +53,7 @@ DF_METHODS = ("satterthwaite", "kenward-roger")
 
 CHANGE_ONLY = ("inference", "robust", "familywise", "permutations", "seed",
                "missing", "imputations", "tipping_point", "delta", "delta_arm",
-               "families", "figures", "compare", "max_crlb", "max_fit_error")
+               "families", "figures", "compare")
 """Options of the change-score models only: an error with ``--model mixed``."""
 
 MIXED_ONLY = ("time", "df")
@@ -371,12 +371,19 @@ def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
                 if p.is_file()),
               *([args.design] if args.design else [])]
     covariates = args.covariates if _given(args, "covariates") else None
+    source, tables, reports = mixed_source(folder, args)
+    if tables is not None and design is None and (folder / "design.toml").is_file():
+        from dtitool.design import read_design
+
+        design, _ = read_design(folder / "design.toml")
     with output_transaction(force=args.force, inputs=inputs) as tx:
         tmp = tx.destination(out.parent, [out.name], label="--out")
-        results = fit_mixed(folder, time=args.time, df=args.df or "satterthwaite",
+        results = fit_mixed(source, tables, time=args.time,
+                            df=args.df or "satterthwaite",
                             covariates=covariates, replicate=args.replicate,
                             md_unit=args.md_unit, design=design,
-                            control=args.control)
+                            control=args.control,
+                            visits=None if tables is None else _visits_of(folder))
         table = results.table.loc[:, list(MIXED_COLUMNS)]
         # an empty label (the ROI of a rating scale) is an empty cell
         for col in ("roi", "measure", "outcome"):
@@ -397,8 +404,57 @@ def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
         print(f"--model mixed: {folder / 'roi_md.tsv'} has more than two sessions "
               "(--model change fits the change-score models instead)\n")
     print(results.summary())
+    if reports:
+        import pandas as pd
+
+        participants = pd.read_csv(folder / "participants.tsv", sep="\t",
+                                   dtype=str, keep_default_na=False)
+        arms = tuple(pd.unique(participants["group"]))
+        for report in reports.values():
+            print(report.summary(participants, arms))
     print(f"\nwrote {out} ({len(table)} rows)")
     return 0
+
+
+def _visits_of(folder: Path):
+    """Return the folder's ``visits.tsv`` (None when it has none)."""
+    path = folder / "visits.tsv"
+    return path if path.is_file() else None
+
+
+def mixed_source(folder: Path, args):
+    """Return what :func:`~dtitool.stats.mixed.fit_mixed` reads, quality rule applied.
+
+    A folder whose MRS tables have a quality column (``crlb``, ``fit_error``)
+    gets its spectra above the limits removed first, as the change-score
+    models do (:func:`dtitool.mrs.apply_quality`): then the participants table
+    and ``{measure: table}`` are returned with the quality reports; otherwise
+    the folder itself, None and no reports.
+    """
+    from dtitool.cli._measures import quality_limits
+    from dtitool.mrs import apply_quality
+
+    measures = [p.stem[4:] for p in sorted(folder.glob("roi_*.tsv"))
+                if p.stem != "roi_md"]
+    limits = quality_limits(folder, measures, args)
+    if not any(v is not None for v in limits.values()):
+        return folder, None, {}
+    tables, reports = {"md": folder / "roi_md.tsv"}, {}
+    for m in measures:
+        tables[m] = folder / f"roi_{m}.tsv"
+        if limits[m] is not None:
+            tables[m], reports[m] = apply_quality(tables[m], measure=m, **limits[m])
+    import pandas as pd
+
+    from dtitool._tsv import read_tsv
+    from dtitool.tables import read_tables
+
+    participants, tables["md"] = read_tables(
+        folder, replicate=args.replicate, md_unit=args.md_unit,
+        control=args.control)
+    tables = {m: (read_tsv(t, what=f"ROI {m} table") if not isinstance(
+        t, pd.DataFrame) else t) for m, t in tables.items()}
+    return participants, tables, reports
 
 
 def run(args) -> int:
