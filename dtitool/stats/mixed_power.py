@@ -77,6 +77,12 @@ def time_values(design: StudyDesign, time: str | None = None) -> tuple[str, np.n
     if time not in TIMES:
         raise ValueError(f"time must be one of {', '.join(TIMES)}; got {time!r}")
     if time == "dose":
+        lacking = [v.name for v in design.visits if v.dose is None]
+        if lacking and not design.sessions:
+            raise ValueError(f"time 'dose' needs each visit's dose, but visit "
+                             f"{lacking[0]!r} of {design.name!r} states none and "
+                             "the design has no treatment sessions ([treatment]); "
+                             "use time 'hours' or 'visit'")
         return time, visit_doses(design.visits, design.sessions)
     if time == "hours":
         return time, np.array([v.hours for v in design.visits], dtype=float)
