@@ -297,19 +297,13 @@ POST_RANDOMISATION = (
 def other_measures(directory, design=None) -> list[str]:
     """Return the measures besides MD a folder holds (``roi_<measure>.tsv``).
 
-    In the design's order where it names them, then by name. A design measure
-    without its table is not analysed, with a warning naming it.
+    :func:`dtitool.stats.mixed_data.measures_in`: in the design's order where it
+    names them, then by name; a design measure without its table is not
+    analysed, with a warning naming it.
     """
-    folder = Path(directory)
-    found = sorted(p.name[len("roi_"):-len(".tsv")] for p in folder.glob("roi_*.tsv")
-                   if p.name != "roi_md.tsv")
-    order = list(design.measure_names[1:]) if design is not None else []
-    lacking = [m for m in order if m not in found]
-    if lacking:
-        warnings.warn(f"the design's measure(s) {', '.join(lacking)} have no "
-                      f"roi_<measure>.tsv in {str(folder)!r}; analysing MD and "
-                      f"{', '.join(found) or 'nothing else'}", stacklevel=2)
-    return [m for m in order if m in found] + [m for m in found if m not in order]
+    from dtitool.stats.mixed_data import measures_in
+
+    return measures_in(directory, design, stacklevel=3)
 
 
 def default_model(directory) -> str:
@@ -446,7 +440,7 @@ def mixed_source(folder: Path, args):
             tables[m], reports[m] = apply_quality(tables[m], measure=m, **limits[m])
     import pandas as pd
 
-    from dtitool._tsv import read_tsv
+    from dtitool._io import read_tsv
     from dtitool.tables import read_tables
 
     participants, tables["md"] = read_tables(

@@ -53,6 +53,7 @@ __all__ = [
     "ModelData",
     "default_time",
     "load_cohort",
+    "measures_in",
     "model_data",
     "time_values",
 ]
@@ -167,8 +168,14 @@ class ModelData:
 # ------------------------------------------------------------------ reading
 
 
-def _measures_in(folder: Path, design: StudyDesign | None) -> list[str]:
-    """Measures besides MD in ``folder`` (the design's order first, then names)."""
+def measures_in(folder, design: StudyDesign | None = None, *,
+                stacklevel: int = 3) -> list[str]:
+    """Return the measures besides MD a folder holds (``roi_<measure>.tsv``).
+
+    In the design's order where it names them, then by name. A design measure
+    without its table is not analysed, with a warning naming it.
+    """
+    folder = Path(folder)
     found = sorted(p.name[len("roi_"):-len(".tsv")] for p in folder.glob("roi_*.tsv")
                    if p.name != "roi_md.tsv")
     order = list(design.measure_names[1:]) if design is not None else []
@@ -176,7 +183,8 @@ def _measures_in(folder: Path, design: StudyDesign | None) -> list[str]:
     if lacking:
         warnings.warn(f"the design's measure(s) {', '.join(lacking)} have no "
                       f"roi_<measure>.tsv in {str(folder)!r}; analysing MD and "
-                      f"{', '.join(found) or 'nothing else'}", stacklevel=3)
+                      f"{', '.join(found) or 'nothing else'}",
+                      stacklevel=stacklevel)
     return [m for m in order if m in found] + [m for m in found if m not in order]
 
 
@@ -260,7 +268,7 @@ def load_cohort(source, measures=None, *, replicate: int | None = None,
             control=control, visits=visits)
         names, design = resolve_names(participants, design=design, control=control,
                                       visits=visits, directory=folder)
-        wanted = _measures_in(folder, design) if measures is None else [
+        wanted = measures_in(folder, design) if measures is None else [
             m for m in measures if m != "md"]
         tables = {"md": roi_md}
         for m in wanted:
