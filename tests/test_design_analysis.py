@@ -174,6 +174,7 @@ def test_power_design_analysis_bookkeeping():
     assert (null_rows["true_value"].abs() < 5 * null_rows["true_value_se"]).all()
 
 
+@pytest.mark.slow  # over 6 s: the default suite stays under 5 minutes
 def test_engine_type_s_and_exaggeration_match_retrodesign():
     """One near-normal estimate (n = 600): simulated type S and exaggeration
     against retrodesign's closed form at the closed-form true value, within 3

@@ -78,6 +78,7 @@ def test_reproduce_trial(tmp_path):
     assert set(table["outcome"]) == {"madrs", "qids", "any"}
 
 
+@pytest.mark.slow  # over 6 s: the default suite stays under 5 minutes
 def test_power_replication(tmp_path):
     out = tmp_path / "power"
     text = run_example("power_replication", out)
@@ -249,6 +250,7 @@ def test_examples_readme_lists_every_script():
         assert f"python examples/{s} --out" in readme, s
 
 
+@pytest.mark.slow  # over 6 s: the default suite stays under 5 minutes
 def test_cluster_power_grid(tmp_path):
     pytest.importorskip("distributed")
     out = tmp_path / "grid"

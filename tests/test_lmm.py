@@ -201,10 +201,13 @@ def test_gradient_and_hessian_match_finite_differences():
 
 
 def test_matches_statsmodels_mixedlm():
-    """50 trials of 80 participants (40 per arm), 5 visits, 5 % missing."""
+    """25 trials of 80 participants (40 per arm), 5 visits, 5 % missing.
+
+    (500 from statsmodels' own start: tests/test_lmm_slow.py, marked slow.)
+    """
     sd, rho, sigma = (1.0, 0.08), -0.3, 0.6
     X, Z = trial_design(seed=10)
-    y = simulate(X, Z, 50, 11, sd=sd, rho=rho, sigma=sigma)
+    y = simulate(X, Z, 25, 11, sd=sd, rho=rho, sigma=sigma)
     fit = fit_lmm(y, X, Z)
     assert fit.converged.all()
     interior = 0
@@ -222,7 +225,7 @@ def test_matches_statsmodels_mixedlm():
         assert rel(fit.sigma2[b], res.scale) < 1e-4
         assert abs(fit.reml_loglik[b] - res.llf) < 1e-6
         assert fit.n_obs[b] == int(res.model.nobs)
-    assert interior >= 45
+    assert interior >= 22
 
 
 def test_hours_and_weeks_give_the_same_model():

@@ -166,6 +166,7 @@ def _fl_fwer(inference, datasets, permutations, seed):
     return errors / datasets
 
 
+@pytest.mark.slow  # over 6 s: the default suite stays under 5 minutes
 def test_freedman_lane_maxt_error_at_alpha_under_the_null_preset():
     """Within-arm Freedman-Lane max-T keeps each term family's error at alpha.
 

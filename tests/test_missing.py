@@ -421,6 +421,7 @@ def _paired_bias_check(design, full_design, R, seed, tests):
     return mean, se
 
 
+@pytest.mark.slow  # over 6 s: the default suite stays under 5 minutes
 def test_mi_unbiased_under_mcar_lost_visits():
     """MCAR loss of whole 24 h visits (scans and ratings) at the trial's size:
     the pooled MI estimate of every interaction and ketamine-arm slope equals the

@@ -373,6 +373,7 @@ def test_symlinked_destination_is_followed_symlinked_subfolder_refused(tmp_path,
 # --------------------------------------------------------------- records that repeat
 
 
+@pytest.mark.slow  # over 6 s: the default suite stays under 5 minutes
 def test_power_design_record_repeats_every_option(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     argv = ["power", "--replicates", "300", "--seed", "4", "--alpha", "0.1",

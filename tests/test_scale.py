@@ -128,6 +128,7 @@ def test_power_same_tables_serial_processes_and_dask(design, client):
     assert not one.table.equals(power(design, n_jobs=1, **{**kw, "rng": 12}).table)
 
 
+@pytest.mark.slow  # over 6 s: the default suite stays under 5 minutes
 def test_power_curve_and_grid_same_on_dask(design, client):
     from dtitool.stats.power import power_curve, power_grid
 
