@@ -60,6 +60,7 @@ def readme_row(script: str) -> str:
     return rows[0]
 
 
+@pytest.mark.slow  # over 4 s: the default suite stays under 5 minutes
 def test_reproduce_trial(tmp_path):
     out = tmp_path / "reproduce"
     text = run_example("reproduce_trial", out)
@@ -110,6 +111,7 @@ def test_power_replication(tmp_path):
     assert r == pytest.approx(0.43, abs=0.02)
 
 
+@pytest.mark.slow  # over 4 s: the default suite stays under 5 minutes
 def test_reliability_attenuation(tmp_path):
     out = tmp_path / "reliability"
     text = run_example("reliability_attenuation", out)
@@ -178,6 +180,7 @@ def test_multiplicity(tmp_path):
     assert f"under 5% ({holm:.3f} and {bh:.3f})" in row
 
 
+@pytest.mark.slow  # over 4 s: the default suite stays under 5 minutes
 def test_imaging_pipeline(tmp_path):
     out = tmp_path / "imaging"
     text = run_example("imaging_pipeline", out)

@@ -40,6 +40,7 @@ def _long(design, arrays, r, row, layout):
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow  # over 4 s: the default suite stays under 5 minutes
 def test_engine_equals_statsmodels_on_simulated_replicates():
     """The batched fits of power runs equal statsmodels MixedLM (REML)."""
     import statsmodels.formula.api as smf

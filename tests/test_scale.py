@@ -276,6 +276,7 @@ def bids(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # over 4 s: the default suite stays under 5 minutes
 def test_fit_tensor_bids_same_bytes_and_layout(bids, tmp_path, client,
                                                scheduler_file):
     import nibabel as nib
