@@ -172,7 +172,7 @@ class MixedResults:
     names : TrialNames
         Arms, control arm and visits.
     units : mapping
-        ``measure -> `` the unit of its values (``"1e-05 mm^2/s"``); rating
+        measure -> the unit of its values (``"1e-05 mm^2/s"``); rating
         scales are in points.
     alpha : float
         Confidence intervals are ``100 * (1 - alpha)`` %.
