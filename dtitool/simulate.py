@@ -479,7 +479,7 @@ def _simulate_range(
 
 
 def _course_values(m: _Model, raw, arm, chg, base, e):
-    """True and observed MD and measures, (R, N, rows, V), along the time courses.
+    """Return true and observed MD and measures, (R, N, rows, V), along the courses.
 
     Each imaging row's trajectory is its change (the first component's
     amplitude) times the first shape, plus every further component's amplitude

@@ -63,7 +63,7 @@ class ScoreModel:
 
 
 def _for_arms(sm: ScoreModel, arm: np.ndarray) -> ScoreModel:
-    """A copy of ``sm`` whose per-arm constants are per participant, (R, N, K)."""
+    """Return a copy of ``sm`` with per-arm constants per participant, (R, N, K)."""
     out = object.__new__(ScoreModel)
     out.__dict__.update(sm.__dict__)
     for k in ("base_mean", "base_sd", "inc", "err_sd", "e1_sd", "base_p_lo",
