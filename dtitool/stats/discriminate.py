@@ -63,23 +63,19 @@ def _rows(design: StudyDesign) -> list[dict]:
 def _welch_p(d: np.ndarray, arm: np.ndarray, treated: int, control: int,
              shift: float) -> np.ndarray:
     """Two-sided Welch p of ``mean_t(d) - mean_c(d) = shift``, per replicate."""
-    from scipy import stats
+    from dtitool.stats.inference import welch_df
+    from dtitool.stats.ols import two_sided_p
 
-    out = []
-    stats_ = []
+    parts = []
     for code in (treated, control):
         m = (arm == code) & np.isfinite(d)
         k = m.sum(axis=1)
-        x = np.where(m, d, 0.0)
-        mean = x.sum(axis=1) / k
+        mean = np.where(m, d, 0.0).sum(axis=1) / k
         var = (np.where(m, d - mean[:, None], 0.0) ** 2).sum(axis=1) / (k - 1)
-        stats_.append((mean, var, k))
-    (m1, v1, n1), (m0, v0, n0) = stats_
-    se2 = v1 / n1 + v0 / n0
-    t = (m1 - m0 - shift) / np.sqrt(se2)
-    df = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v0 / n0) ** 2 / (n0 - 1))
-    out = 2 * stats.t.sf(np.abs(t), df)
-    return out
+        parts.append((mean, var / k, k - 1))
+    (m1, v1, df1), (m0, v0, df0) = parts
+    t = (m1 - m0 - shift) / np.sqrt(v1 + v0)
+    return two_sided_p(t, welch_df(v1, df1, v0, df0))
 
 
 def _contrasts(design: StudyDesign, visits: Sequence[str] | None):
@@ -121,7 +117,8 @@ def discriminate(a: StudyDesign, b: StudyDesign, *, n: Sequence[int] | None = No
         contrast and n.
     """
     from dtitool.simulate import as_seed_sequence, simulate_arrays
-    from dtitool.stats.mixed_power import _wilson, expected_means
+    from dtitool.stats.binomial import wilson_interval
+    from dtitool.stats.mixed_power import expected_means
 
     check_comparable(a, b)
     if (isinstance(replicates, bool) or not isinstance(replicates, int)
@@ -168,7 +165,7 @@ def discriminate(a: StudyDesign, b: StudyDesign, *, n: Sequence[int] | None = No
                     ra = float(np.mean(pa_b < alpha))
                     rb = float(np.mean(pb_a < alpha))
                     k = int(np.sum(pa_b < alpha) if ra <= rb else np.sum(pb_a < alpha))
-                    lo, hi = _wilson(k, replicates)
+                    lo, hi = wilson_interval(k, replicates)
                     un, vn = a.visit_names[u], a.visit_names[v]
                     out.append({
                         "roi": r["roi"], "measure": r["measure"], "arm": a.arms[t],

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dtitool._constants import DMD_SCALE
 from dtitool.design import StudyDesign
-from dtitool.design.measures import KNOWN_MEASURES
 
 __all__ = [
     "MIXED_POWER_COLUMNS",
@@ -53,7 +53,6 @@ __all__ = [
 TIMES = ("dose", "hours", "visit")
 """How the mixed models code time: the visits' dose, their hours, or a factor."""
 
-DMD_SCALE = 1e-5
 
 MIXED_POWER_COLUMNS = [
     "roi", "measure", "outcome", "term", "power", "power_ci_low", "power_ci_high",
@@ -66,14 +65,14 @@ MIXED_POWER_COLUMNS = [
 def time_values(design: StudyDesign, time: str | None = None) -> tuple[str, np.ndarray]:
     """Return the time variable's name and its value at each visit.
 
-    ``time`` None: ``"dose"`` when every visit states a dose (or the design has
-    treatment sessions), else ``"hours"``.
+    ``time`` None: ``"dose"`` when every visit states a dose, else ``"hours"``
+    (:func:`dtitool.stats.mixed_data.default_time`, the rule of ``analyze``).
     """
     from dtitool.design.course import visit_doses
+    from dtitool.stats.mixed_data import default_time
 
     if time is None:
-        has_dose = design.sessions or all(v.dose is not None for v in design.visits)
-        time = "dose" if has_dose else "hours"
+        time = default_time(design.visits)
     if time not in TIMES:
         raise ValueError(f"time must be one of {', '.join(TIMES)}; got {time!r}")
     if time == "dose":
@@ -188,9 +187,8 @@ def model_rows(design: StudyDesign) -> list[dict]:
     rows = [{"roi": r.name, "measure": "md", "outcome": "", "kind": "md", "index": i,
              "scale": DMD_SCALE} for i, r in enumerate(design.rois)]
     for i, m in enumerate(design.measures):
-        scale = m.scale if m.scale is not None else KNOWN_MEASURES[m.name][1]
         rows.append({"roi": m.roi, "measure": m.name, "outcome": "", "kind": "extra",
-                     "index": i, "scale": float(scale)})
+                     "index": i, "scale": m.scale})
     rows += [{"roi": "", "measure": "", "outcome": o.name, "kind": "score",
               "index": k, "scale": 1.0} for k, o in enumerate(design.outcomes)]
     return rows
@@ -331,14 +329,6 @@ def _run(design, layout, rows, replicates, seed, chunk, df, progress):
     return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
 
 
-def _wilson(k, n, z=1.959963984540054):
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return mid - half, mid + half
-
-
 def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                 time: str | None = None, alpha: float = 0.05,
                 df: str = "satterthwaite", chunk_size: int = 250,
@@ -372,6 +362,7 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
         One row per model row and term, :data:`MIXED_POWER_COLUMNS`.
     """
     from dtitool.simulate import as_seed_sequence
+    from dtitool.stats.binomial import size_band, wilson_interval
 
     if (isinstance(replicates, bool) or not isinstance(replicates, int)
             or replicates < 1):
@@ -407,10 +398,9 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
             ok = np.isfinite(p)
             sig = ok & (p < alpha)
             k, n = int(sig.sum()), int(ok.sum())
-            lo, hi = _wilson(k, n) if n else (np.nan, np.nan)
+            lo, hi = wilson_interval(k, n)
             t = float(truth[j])
-            ns = int(sig.sum())
-            if ns >= 1 and t != 0:
+            if k >= 1 and t != 0:
                 type_s = float(np.mean(np.sign(est[sig]) != np.sign(t)))
                 exag = float(np.mean(np.abs(est[sig])) / abs(t))
             else:
@@ -421,17 +411,17 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                    "power_ci_high": hi, "true_value": t,
                    "mean_estimate": float(np.nanmean(est)),
                    "bias": float(np.nanmean(est)) - t,
-                   "type_s": type_s, "exaggeration": exag, "n_significant": ns,
+                   "type_s": type_s, "exaggeration": exag, "n_significant": k,
                    "nonconverged": float(1 - conv.mean()),
                    "singular": float(sing.mean()), "replicates": replicates}
             if nres is not None and has_null[j]:
                 q = nres["p"][i, :, j]
                 okq = np.isfinite(q)
                 kq, nq = int((okq & (q < alpha)).sum()), int(okq.sum())
-                slo, shi = _wilson(kq, nq)
-                band = 2.5758293035489 * np.sqrt(alpha * (1 - alpha) / nq)
+                slo, shi = wilson_interval(kq, nq)
+                band_lo, band_hi = size_band(nq, alpha, 1)
                 rec.update(size=kq / nq, size_ci_low=slo, size_ci_high=shi,
-                           size_ok=bool(abs(kq / nq - alpha) <= band),
+                           size_ok=bool(band_lo <= kq <= band_hi),
                            size_z=float(np.mean(nres["p_z"][i, :, j][okq] < alpha)))
             else:
                 rec.update(size=np.nan, size_ci_low=np.nan, size_ci_high=np.nan,
