@@ -10,6 +10,7 @@ random numbers and calls :func:`draw_scores`.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -64,8 +65,7 @@ class ScoreModel:
 
 def _for_arms(sm: ScoreModel, arm: np.ndarray) -> ScoreModel:
     """Return a copy of ``sm`` with per-arm constants per participant, (R, N, K)."""
-    out = object.__new__(ScoreModel)
-    out.__dict__.update(sm.__dict__)
+    out = copy.copy(sm)
     for k in ("base_mean", "base_sd", "inc", "err_sd", "e1_sd", "base_p_lo",
               "base_p_hi"):
         setattr(out, k, getattr(sm, k)[arm])
