@@ -39,7 +39,12 @@ __all__ = [
 ]
 
 _PIVOT_TOL = 1e-10
-"""Smallest Cholesky pivot of a unit-diagonal ``X'V^{-1}X`` (rank deficiency)."""
+"""Smallest acceptable Cholesky pivot of a unit-diagonal Gram matrix (``X'X``
+of the OLS engine, ``X'V^{-1}X`` of the mixed models).
+
+A pivot is ``1 - R^2`` of a column on the preceding ones, so this flags a
+variance inflation factor above 1e10 as rank deficiency (statsmodels' pinv would
+silently return a minimum-norm solution there)."""
 
 _LMERTEST_TOL = 1e-8
 """Eigenvalues of the deviance Hessian at or below this are left out of its
@@ -50,14 +55,17 @@ _PBKRTEST_CONDI = 1e-10
 eigenvalue exceeds this, otherwise with ``MASS::ginv``."""
 
 
-def chol_inverse(A: np.ndarray, *, scaled: bool = False):
+def chol_inverse(A: np.ndarray, *, scaled: bool = False, logdet: bool = True):
     """Compute the inverse and log-determinant of many small SPD matrices at once.
 
     A Cholesky loop over the (few) rows, each step vectorised over the leading
     axes. With ``scaled`` the matrix is first brought to unit diagonal and a
     pivot below ``_PIVOT_TOL`` marks it rank deficient (``ok`` False, inverse
-    NaN), as for ``X'V^{-1}X``; otherwise ``A`` is known to be ``>= I``.
+    NaN), as for ``X'V^{-1}X`` and the OLS engine's ``X'X``
+    (:func:`dtitool.stats.ols.solve_gram`); otherwise ``A`` is known to be
+    ``>= I``. ``logdet=False`` skips the log-determinant (returned as None).
     """
+    want_logdet = logdet
     n = A.shape[-1]
     lead = A.shape[:-2]
     ok = np.ones(lead, dtype=bool)
@@ -65,7 +73,7 @@ def chol_inverse(A: np.ndarray, *, scaled: bool = False):
         diag = np.stack([A[..., i, i] for i in range(n)])
         ok &= np.all(diag > 0, axis=0)
         s = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-        logdet = -2.0 * np.log(s).sum(axis=0)
+        logdet = -2.0 * np.log(s).sum(axis=0) if want_logdet else None
     else:
         s = np.ones((n, *lead))
         logdet = np.zeros(lead)
@@ -77,7 +85,8 @@ def chol_inverse(A: np.ndarray, *, scaled: bool = False):
         if scaled:
             ok &= piv > _PIVOT_TOL
         piv = np.where(ok, piv, 1.0)
-        logdet = logdet + np.log(piv)
+        if want_logdet:
+            logdet = logdet + np.log(piv)
         d = np.sqrt(piv)
         L[j][j] = d
         for i in range(j + 1, n):
@@ -102,7 +111,8 @@ def chol_inverse(A: np.ndarray, *, scaled: bool = False):
             inv[..., i, j] = inv[..., j, i] = v * s[i] * s[j]
     if scaled:
         inv[~ok] = np.nan
-        logdet = np.where(ok, logdet, np.nan)
+        if want_logdet:
+            logdet = np.where(ok, logdet, np.nan)
     return inv, logdet, ok
 
 

@@ -39,13 +39,6 @@ __all__ = [
     "two_sided_p",
 ]
 
-_PIVOT_TOL = 1e-10
-"""Smallest acceptable Cholesky pivot of the unit-diagonal Gram matrix.
-
-A pivot is ``1 - R^2`` of a column on the preceding ones, so this flags a
-variance inflation factor above 1e10 as rank deficiency (statsmodels' pinv would
-silently return a minimum-norm solution there)."""
-
 DEFAULT_CHUNK = 1024
 """Replicates per chunk in :func:`ols_batch` when ``chunk_size`` is not given."""
 
@@ -475,41 +468,9 @@ def solve_gram(
     over the leading axes; a pivot (``1 - R^2`` of a column on the previous
     ones) below 1e-10 marks rank deficiency. ``G^{-1} = D L^{-T} L^{-1} D``.
     """
-    p = G.shape[-1]
-    lead = G.shape[:-2]
-    diag = np.stack([G[..., i, i] for i in range(p)])  # (p, ...)
-    ok = np.all(diag > 0, axis=0)
-    s = 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0))
-    L = [[None] * p for _ in range(p)]
-    for j in range(p):
-        piv = G[..., j, j] * s[j] * s[j]
-        for k in range(j):
-            piv = piv - L[j][k] * L[j][k]
-        ok &= piv > _PIVOT_TOL
-        d = np.sqrt(np.where(ok, piv, 1.0))
-        L[j][j] = d
-        for i in range(j + 1, p):
-            v = G[..., i, j] * s[i] * s[j]
-            for k in range(j):
-                v = v - L[i][k] * L[j][k]
-            L[i][j] = v / d
-    # L^{-1} by forward substitution on unit vectors: Linv[i][j], i >= j.
-    Linv = [[None] * p for _ in range(p)]
-    for j in range(p):
-        Linv[j][j] = 1.0 / L[j][j]
-        for i in range(j + 1, p):
-            v = L[i][j] * Linv[j][j]
-            for k in range(j + 1, i):
-                v = v + L[i][k] * Linv[k][j]
-            Linv[i][j] = -v / L[i][i]
-    inv = np.empty((*lead, p, p))
-    for i in range(p):
-        for j in range(i + 1):
-            v = Linv[i][i] * Linv[i][j]
-            for k in range(i + 1, p):
-                v = v + Linv[k][i] * Linv[k][j]
-            inv[..., i, j] = inv[..., j, i] = v * s[i] * s[j]
+    from dtitool.stats.lmm_df import chol_inverse
+
+    inv, _, ok = chol_inverse(G, scaled=True, logdet=False)
     coef = np.einsum("...ij,...j->...i", inv, xty)
     coef[~ok] = np.nan
-    inv[~ok] = np.nan
     return coef, inv, ok
