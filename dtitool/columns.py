@@ -404,6 +404,10 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "singular": _c("share of replicates whose REML fit is singular (a "
                        "variance at 0 or a correlation at +/-1; lme4's rule)",
                        "prop"),
+        "slope_kept": _c("share of fits (each arm's, with per-arm variances) that "
+                         "kept the random slope: the likelihood-ratio test's "
+                         "choice with --random select, 1 with --random slope, 0 "
+                         "for time as a visit factor", "prop"),
         "size": _c("rejection rate in the null counterpart (every change mean 0, "
                    "every SD kept), Satterthwaite df", "prop"),
         "size_z": _c("rejection rate in the null counterpart with z-tests (normal "
@@ -435,13 +439,16 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
                        "stat"),
         "se": _c("standard error of the estimate, from the covariance sigma^2 "
                  "(X'V^-1 X)^-1 as lme4's (Kenward-Roger's adjusted one with "
-                 "--df kenward-roger)", "stat"),
+                 "--df kenward-roger); with per-arm variances a difference of "
+                 "arms has the sum of the arms' variances", "stat"),
         "ci_low": _c("lower bound of the 95 % confidence interval (t with df)",
                      "stat"),
         "ci_high": _c("upper bound of the 95 % confidence interval (t with df)",
                       "stat"),
         "df": _c("denominator degrees of freedom: Satterthwaite (as lmerTest) or "
-                 "Kenward-Roger (as pbkrtest)", "stat"),
+                 "Kenward-Roger (as pbkrtest); with per-arm variances a "
+                 "difference of arms combines the arms' df by Welch's formula",
+                 "stat"),
         "converged": _c("whether the model's REML fit converged (the same for "
                         "every term of a model)", "text", levels={
                             "True": "converged", "False": "did not converge"}),
@@ -452,6 +459,11 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "n_obs": _c("observations in the model (participant visits)", "text",
                     "observations"),
         "n_participants": _c("participants in the model", "text", "participants"),
+        "random": _c("the random effects of the fit, in lme4's notation, per arm "
+                     "with per-arm variances (--variance arm): (1 + time | "
+                     "participant) where the random slope was kept, (1 | "
+                     "participant) where the likelihood-ratio test dropped it "
+                     "(--random select) or time is a visit factor", "text"),
     },
     "discriminate": {
         "measure": _c("the ROI's imaging measure (md: MD per 1e-5 mm^2/s; another "

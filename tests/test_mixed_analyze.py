@@ -133,17 +133,18 @@ def dosed(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def three_hours(three_arm):
-    return fit_mixed(three_arm)
+    return fit_mixed(three_arm, variance="common", random="slope")
 
 
 @pytest.fixture(scope="module")
 def three_visit(three_arm):
-    return fit_mixed(three_arm, time="visit", covariates=())
+    return fit_mixed(three_arm, time="visit", covariates=(), variance="common",
+                     random="slope")
 
 
 @pytest.fixture(scope="module")
 def dosed_fit(dosed):
-    return fit_mixed(dosed, control="sham")
+    return fit_mixed(dosed, control="sham", variance="common", random="slope")
 
 
 # ------------------------------------------------- the same fit, done here
@@ -342,7 +343,8 @@ def test_visit_factor_terms_and_closed_form_df(three_arm, three_visit):
 
 
 def test_kenward_roger(three_arm):
-    kr = fit_mixed(three_arm, time="visit", covariates=(), df="kenward-roger")
+    kr = fit_mixed(three_arm, time="visit", covariates=(), df="kenward-roger",
+                   variance="common", random="slope")
     assert kr.df_method == "kenward-roger"
     key = ("", "", "bdi")
     rows = kr.table[kr.table["outcome"] == "bdi"]
@@ -391,7 +393,7 @@ def test_dosed_cohort_without_a_design(dosed, dosed_fit):
 
 
 def test_fitting_twice_gives_the_same_table(dosed, dosed_fit):
-    again = fit_mixed(dosed, control="sham")
+    again = fit_mixed(dosed, control="sham", variance="common", random="slope")
     pd.testing.assert_frame_equal(again.table, dosed_fit.table)
 
 
@@ -417,7 +419,8 @@ def test_tables_as_dataframes(dosed, dosed_fit):
 
 def test_a_fit_without_random_slope_variance_is_singular(tmp_path):
     folder = make_dosed(tmp_path / "flat", singular=True, drop=0)
-    res = fit_mixed(folder, control="sham", measures=["md"])
+    res = fit_mixed(folder, control="sham", measures=["md"], variance="common",
+                    random="slope")
     key = ("hippocampus", "md", "")
     md = res.table[res.table["measure"] == "md"]
     assert md["singular"].all() and md["converged"].all()
@@ -429,6 +432,15 @@ def test_a_fit_without_random_slope_variance_is_singular(tmp_path):
     cols = [res.models[key].terms[t] for t in md["term"]]
     fit, _ = engine_df(res.fits[key], cols)
     assert fit.singular[0]
+    # the default drops a slope the likelihood-ratio test does not support:
+    # then no variance sits at its boundary (in either arm)
+    sel = fit_mixed(folder, control="sham", measures=["md"])
+    smd = sel.table[sel.table["measure"] == "md"]
+    assert set(smd["random"]) == {"ect: (1 | participant); sham: (1 | participant)"}
+    assert not smd["singular"].any() and smd["converged"].all()
+    per_fit = sel.table.drop_duplicates(["roi", "measure", "outcome"])["random"]
+    kept = sum(part.count(" + ") for part in per_fit)  # MADRS's slope is real
+    assert kept >= 1 and f"{kept} of {2 * len(per_fit)} fits kept it" in sel.summary()
     idx = [list(res.fits[key].model.exog_names).index(c) for c in cols]
     per = np.array([1.0 / res.models[key].time_scale if "dose" in c else 1.0
                     for c in cols])
@@ -442,7 +454,8 @@ def test_a_fit_without_random_slope_variance_is_singular(tmp_path):
 
 def test_cli_default_is_mixed_for_three_sessions(three_arm, three_hours, tmp_path):
     out = tmp_path / "res" / "results.tsv"
-    text = _ok(["analyze", three_arm, "--out", out])
+    text = _ok(["analyze", three_arm, "--out", out, "--variance", "common",
+                "--random", "slope"])
     assert "more than two sessions" in text and "Mixed models (REML" in text
     got = pd.read_csv(out, sep="\t", keep_default_na=False)
     want = three_hours.table
@@ -485,7 +498,8 @@ def test_cli_model_change_is_unchanged(three_arm, tmp_path):
 def test_cli_dosed_cohort(dosed, dosed_fit, tmp_path):
     out = tmp_path / "mixed.tsv"
     text = _ok(["analyze", dosed, "--out", out, "--control", "sham",
-                "--df", "satterthwaite"])
+                "--df", "satterthwaite", "--variance", "common", "--random",
+                "slope"])
     assert "per unit of dose" in text and "volume in 10 mm^3" in text
     got = pd.read_csv(out, sep="\t")
     np.testing.assert_allclose(got["estimate"], dosed_fit.table["estimate"],
@@ -506,6 +520,10 @@ def test_cli_dosed_cohort(dosed, dosed_fit, tmp_path):
     (["--model", "change", "--time", "dose"], "--time is an option of the mixed "
      "models, not of --model change"),
     (["--model", "change", "--df", "kenward-roger"], "--df is an option of the "
+     "mixed models"),
+    (["--model", "change", "--variance", "common"], "--variance is an option of "
+     "the mixed models"),
+    (["--model", "change", "--random", "slope"], "--random is an option of the "
      "mixed models"),
     (["--covariates", "baseline"], "covariate 'baseline' .* does not apply to "
      "the mixed models"),
@@ -590,30 +608,15 @@ def test_statsmodels_fit_and_df_match_r(name):
     (1 + time | participant); tests/data/lmm/make_reference.py): the
     statsmodels fit with the engine's df at its variance parameters gives
     lmerTest's and pbkrtest's estimates, SEs, df and p."""
-    from dtitool.design import TrialNames
     from dtitool.stats.mixed import _fit_model
-    from dtitool.stats.mixed_data import ModelData
 
     ref = json.loads((R_DATA / "reference.json").read_text())["datasets"][name]
-    d = pd.read_csv(R_DATA / "datasets" / f"{name}.tsv", sep="\t")
-    frame = pd.DataFrame({
-        "participant_id": d["participant"].map("p{:02d}".format),
-        "group": np.where(d["x1"] == 1, "t", "c"), "visit": d["visit"].map(
-            "v{}".format), "hours": d["x2"], "value": d["y"], "age": d["x4"],
-        "sex": d["x5"]})
-    group = "C(group, Treatment('c'))"
-    data = ModelData(roi="r", measure="md", outcome="", frame=frame,
-                     formula=f"value ~ {group} * hours + age + sex",
-                     re_formula="~hours", unit="", time="hours",
-                     terms={"hours": "hours", "t": f"{group}[T.t]",
-                            "t:hours": f"{group}[T.t]:hours"})
-    names = TrialNames(("t", "c"), "c", tuple(f"v{v}" for v in
-                                              sorted(d["visit"].unique())))
+    data, names = _r_fixture_data(name)
     # R's contrast rows are the columns x0..x5: time is x2, arm x1, arm:time x3
     column = {"hours": 2, "t": 1, "t:hours": 3}
     for method, key in (("satterthwaite", "satterthwaite"),
                         ("kenward-roger", "kenward_roger")):
-        rows, _ = _fit_model(data, names, method, 0.05)
+        rows, _ = _fit_model(data, names, method, 0.05, "common", "slope")
         for r in rows:
             want = ref[key][column[r[3]]]
             est, se, df, p = r[4], r[5], r[6], r[8]
@@ -642,3 +645,113 @@ def test_random_slope_needs_three_visits(tmp_path):
     assert proc.returncode == 2 and "needs at least three visits" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.tsv").exists()
+
+
+def _r_fixture_data(name):
+    """The R fixture dataset ``name`` as the model data analyze builds."""
+    from dtitool.design import TrialNames
+    from dtitool.stats.mixed_data import ModelData
+
+    d = pd.read_csv(R_DATA / "datasets" / f"{name}.tsv", sep="\t")
+    frame = pd.DataFrame({
+        "participant_id": d["participant"].map("p{:02d}".format),
+        "group": np.where(d["x1"] == 1, "t", "c"), "visit": d["visit"].map(
+            "v{}".format), "hours": d["x2"], "value": d["y"], "age": d["x4"],
+        "sex": d["x5"]})
+    group = "C(group, Treatment('c'))"
+    data = ModelData(roi="r", measure="md", outcome="", frame=frame,
+                     formula=f"value ~ {group} * hours + age + sex",
+                     re_formula="~hours", unit="", time="hours",
+                     terms={"hours": "hours", "t": f"{group}[T.t]",
+                            "t:hours": f"{group}[T.t]:hours"})
+    names = TrialNames(("t", "c"), "c", tuple(f"v{v}" for v in
+                                              sorted(d["visit"].unique())))
+    return data, names
+
+
+@pytest.mark.parametrize("name", ["q2_balanced", "q2_unbalanced", "q2_hours",
+                                  "q2_boundary"])
+def test_per_arm_fits_match_lmertest_fitted_per_arm(name):
+    """``variance="arm"``: each arm is lme4's fit of that arm alone (covariates
+    centred at the mean participant), the control arm's slope is its own, and
+    the arms' differences have the summed variance and Welch's combination of
+    lmerTest's per-arm df (tests/data/lmm/per_arm.R). ``random="select"``
+    keeps the slope exactly where R's anova() likelihood-ratio p is below 0.2
+    (both choices occur in q2_boundary)."""
+    from dtitool.stats.mixed import _fit_model
+    from dtitool.stats.mixed_select import welch_satterthwaite
+
+    ref = json.loads((R_DATA / "per_arm.json").read_text())["datasets"][name]
+    data, names = _r_fixture_data(name)
+    for random in ("slope", "select"):
+        chosen = {a: ("slope" if random == "slope" or ref[k]["lrt_p"] < 0.2
+                      else "intercept") for a, k in (("c", "0"), ("t", "1"))}
+        for method, key in (("satterthwaite", "satterthwaite"),
+                            ("kenward-roger", "kenward_roger")):
+            rows, fits = _fit_model(data, names, method, 0.05, "arm", random)
+            assert set(fits) == {"c", "t"}
+            r = {a: ref[k][chosen[a]][key] for a, k in (("c", "0"), ("t", "1"))}
+            want = {"hours": (r["c"][1]["estimate"], r["c"][1]["se"] ** 2,
+                              r["c"][1]["df"])}
+            for term, j in (("t", 0), ("t:hours", 1)):
+                c, t = r["c"][j], r["t"][j]
+                want[term] = (t["estimate"] - c["estimate"],
+                              t["se"] ** 2 + c["se"] ** 2,
+                              float(welch_satterthwaite(t["se"] ** 2, t["df"],
+                                                        c["se"] ** 2, c["df"])))
+            for row in rows:
+                est, var, df = want[row[3]]
+                assert row[4] == pytest.approx(est, rel=1e-5, abs=1e-9), row[3]
+                assert row[5] == pytest.approx(np.sqrt(var), rel=1e-5), row[3]
+                assert row[6] == pytest.approx(df, rel=1e-4), row[3]
+                assert row[11]  # converged
+                labels = {a: "(1 + hours | participant)" if chosen[a] == "slope"
+                          else "(1 | participant)" for a in chosen}
+                assert row[15] == f"t: {labels['t']}; c: {labels['c']}"
+                single = any(ref[k][chosen[a]]["singular"]
+                             for a, k in (("c", "0"), ("t", "1")))
+                assert row[12] == single
+
+
+def test_a_covariate_constant_in_one_arm_is_named(dosed, tmp_path):
+    """Each arm fitted on its own cannot estimate a covariate that is constant
+    within the arm: the error names the model, the arm and the way out."""
+    folder = tmp_path / "c"
+    import shutil
+
+    shutil.copytree(dosed, folder)
+    p = pd.read_csv(folder / "participants.tsv", sep="\t")
+    p.loc[p["group"] == "sham", "sex"] = "F"
+    p.to_csv(folder / "participants.tsv", sep="\t", index=False)
+    with pytest.raises(ValueError, match=r"not all estimable in arm 'sham'.*"
+                       r"--variance common"):
+        fit_mixed(folder, control="sham", measures=["md"])
+    # one covariance for all arms estimates it from the other arm
+    res = fit_mixed(folder, control="sham", measures=["md"], variance="common")
+    assert res.table["converged"].all()
+
+
+def test_an_arm_without_within_participant_variation_falls_back(dosed, tmp_path):
+    """An arm whose scores are the same at every visit has no variances of its
+    own: that model is fitted with one covariance, with a warning naming the
+    arm, and its random column says so (no per-arm labels)."""
+    import shutil
+
+    folder = tmp_path / "flat"
+    shutil.copytree(dosed, folder)
+    p = pd.read_csv(folder / "participants.tsv", sep="\t")
+    cols = [c for c in p.columns if c.startswith("madrs_")]
+    sham = p["group"] == "sham"
+    for c in cols:
+        p.loc[sham, c] = p.loc[sham, cols[0]]
+    p.to_csv(folder / "participants.tsv", sep="\t", index=False)
+    with pytest.warns(UserWarning, match="the madrs model: arm 'sham' has no "
+                      "variation within participants"):
+        res = fit_mixed(folder, control="sham", measures=["md"])
+    t = res.table.set_index("outcome")
+    assert not t.loc["madrs", "random"].iloc[0].startswith("ect:")
+    common = fit_mixed(folder, control="sham", measures=["md"], variance="common")
+    c = common.table[common.table["outcome"] == "madrs"]
+    np.testing.assert_allclose(t.loc["madrs", "estimate"], c["estimate"], rtol=1e-9)
+    img = res.table[res.table["outcome"] == ""]
+    assert img["random"].str.startswith("ect: ").all()

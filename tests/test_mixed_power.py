@@ -48,7 +48,7 @@ def test_engine_equals_statsmodels_on_simulated_replicates():
     a = simulate_arrays(ECT, rng=11, stop=4)
     layout = mixed_layout(ECT)
     rows = model_rows(ECT)[:2]  # hippocampus and amygdala MD
-    got = _fit_chunk(ECT, layout, rows, a, "satterthwaite")
+    got = _fit_chunk(ECT, layout, rows, a, "satterthwaite", "common", "slope")
     checked = 0
     for k, row in enumerate(rows):
         for r in range(4):
@@ -129,3 +129,59 @@ def test_power_cli_mixed_default_and_refusals(tmp_path, capsys):
                      "--out", str(tmp_path / "x"), *bad]) == 2
         assert word in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def _model_data(design, arrays, r, row, layout):
+    """Replicate ``r`` of ``row`` as the model data ``analyze`` builds."""
+    from dtitool.design import TrialNames
+    from dtitool.stats.mixed_data import ModelData
+    from dtitool.stats.mixed_power import _values
+
+    y = _values(arrays, row)[r]
+    recs = [{"participant_id": f"p{i:03d}", "group": design.arms[arrays.arm[r, i]],
+             "visit": v, "dose": layout.Z[t, 1], "value": y[i, t],
+             "age": (arrays.age[r, i] - design.covariates.age_mean) / 10,
+             "female": float(arrays.female[r, i])}
+            for i in range(design.n) for t, v in enumerate(design.visit_names)
+            if np.isfinite(y[i, t])]
+    group = f"C(group, Treatment({design.control!r}))"
+    other = next(a for a in design.arms if a != design.control)
+    data = ModelData(roi=row["roi"], measure=row["measure"], outcome=row["outcome"],
+                     frame=pd.DataFrame(recs),
+                     formula=f"value ~ {group} * dose + age + female",
+                     re_formula="~dose", unit="", time="dose",
+                     terms={"dose": "dose", other: f"{group}[T.{other}]",
+                            f"{other}:dose": f"{group}[T.{other}]:dose"})
+    return data, TrialNames(design.arms, design.control, design.visit_names)
+
+
+@pytest.mark.parametrize("random", ["select", pytest.param("slope",
+                                                             marks=pytest.mark.slow)])
+def test_per_arm_power_fits_are_analyzes_fits(random):
+    """The power run's per-arm fits (batched engine, each arm masked in turn,
+    Welch-combined) give what ``analyze`` gives on the same trial (statsmodels
+    per arm): the same estimates, df, p and choice of random slope."""
+    from dtitool.stats.mixed import _fit_model
+
+    a = simulate_arrays(ECT, rng=5, stop=3)
+    layout = mixed_layout(ECT)
+    rows = [model_rows(ECT)[0], model_rows(ECT)[-1]]  # hippocampal MD, MADRS
+    got = _fit_chunk(ECT, layout, rows, a, "satterthwaite", "arm", random)
+    kept = []
+    for k, row in enumerate(rows):
+        for r in range(3):
+            data, names = _model_data(ECT, a, r, row, layout)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                want, _ = _fit_model(data, names, "satterthwaite", 0.05, "arm",
+                                     random)
+            for j, w in enumerate(want):
+                assert w[3] == layout.terms[j]
+                se = w[5]
+                assert got["estimate"][k, r, j] == pytest.approx(w[4], abs=1e-5 * se)
+                assert got["p"][k, r, j] == pytest.approx(w[8], rel=1e-4, abs=1e-9)
+            slopes = want[0][15].count(" + ")
+            assert got["slope"][k, r] == slopes / 2
+            kept.append(slopes)
+    if random == "select":  # both choices are met
+        assert min(kept) < 2 and max(kept) > 0

@@ -392,7 +392,7 @@ def test_mixed_models_apply_the_rule_too(cohort, tmp_path):
 
     out = tmp_path / "mixed.tsv"
     code, text, err = run("analyze", cohort["folder"], "--out", out, "--model",
-                          "mixed", "--time", "visit")
+                          "mixed", "--time", "visit", "--variance", "common")
     assert code == 0, err
     assert "fit-quality column" not in err  # the rule was applied
     assert ("fit quality of gaba: fit_error > 12% (the default; --max-fit-error "

@@ -309,3 +309,22 @@ def parse_curve(spec: str, *, option: str = "--curve") -> tuple[str, list[float]
                              f"{frac[0]:g}")
         return name, [int(v) for v in out]
     return name, out
+
+
+def add_mixed_choices(p: argparse.ArgumentParser) -> None:
+    """Add ``--variance`` and ``--random``, the choices of the mixed models."""
+    p.add_argument(
+        "--variance", choices=["arm", "common"], default=None,
+        help="--model mixed: arm (default): each arm fitted on its own, with its "
+        "own random-effects covariance, residual variance and covariate effects, "
+        "the arms' differences tested with Welch-Satterthwaite df (at their "
+        "level when a comparison group differs in spread, such as healthy "
+        "controls at a rating scale's floor); common: one covariance for all "
+        "arms, lme4's default model (docs/model.md, Mixed models)")
+    p.add_argument(
+        "--random", choices=["select", "slope"], default=None,
+        help="--model mixed: select (default): the random slope kept in a fit "
+        "where a REML likelihood-ratio test favours it at 0.2, else (1 | "
+        "participant) (Matuschek et al. 2017; near its level where a slope "
+        "variance is near 0); slope: always (1 + time | participant), the "
+        "maximal model (conservative there)")

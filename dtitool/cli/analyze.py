@@ -19,7 +19,9 @@ replicate of a Monte Carlo set would look like a result about all of them.
 ``--model mixed`` (the default when ``roi_md.tsv`` holds more than two
 sessions) fits instead the linear mixed models of every visit
 (:func:`dtitool.stats.mixed.fit_mixed`): per ROI and measure and per rating
-scale, ``value ~ arm * time + covariates + (1 + time | participant)``, with
+scale, ``value ~ arm * time + covariates + (1 + time | participant)``, by
+default each arm fitted on its own (``--variance``) with the random slope
+kept where a likelihood-ratio test favours it (``--random``), with
 Satterthwaite or Kenward-Roger df. Options of the change-score models only
 (``--inference``, max-T, multiple imputation, ``--figures``, ...) are then an
 error naming the option.
@@ -34,6 +36,7 @@ import warnings
 from pathlib import Path
 
 from dtitool._io import output_transaction, read_tsv, write_tsv
+from dtitool.cli._common import add_mixed_choices
 from dtitool.cli._measures import (
     add_quality_options,
     describe_measures,
@@ -56,7 +59,7 @@ CHANGE_ONLY = ("inference", "robust", "familywise", "permutations", "seed",
                "families", "figures", "compare")
 """Options of the change-score models only: an error with ``--model mixed``."""
 
-MIXED_ONLY = ("time", "df")
+MIXED_ONLY = ("time", "df", "variance", "random")
 """Options of the mixed models only: an error with ``--model change``."""
 
 
@@ -112,7 +115,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="change: the change-score models above (primary visit minus "
         "baseline); mixed: linear mixed models of every visit, per ROI and "
         "measure and per rating scale, value ~ C(group) * time + age + C(sex) + "
-        "(1 + time | participant) by REML (statsmodels MixedLM), with terms "
+        "(1 + time | participant) by REML (statsmodels MixedLM; by default each "
+        "arm fitted on its own, see --variance and --random), with terms "
         "time, ARM and ARM:time, Satterthwaite df, and per fit whether it "
         "converged and whether it is singular (default: mixed when roi_md.tsv "
         "has more than two sessions, else change)",
@@ -134,6 +138,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "satterthwaite (default, as R's lmerTest) or kenward-roger (with its "
         "adjusted covariance, as pbkrtest)",
     )
+    add_mixed_choices(p)
     p.add_argument(
         "--figures",
         metavar="FIGDIR",
@@ -377,7 +382,9 @@ def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
                             covariates=covariates, replicate=args.replicate,
                             md_unit=args.md_unit, design=design,
                             control=args.control,
-                            visits=None if tables is None else _visits_of(folder))
+                            visits=None if tables is None else _visits_of(folder),
+                            variance=args.variance or "arm",
+                            random=args.random or "select")
         table = results.table.loc[:, list(MIXED_COLUMNS)]
         # an empty label (the ROI of a rating scale) is an empty cell
         for col in ("roi", "measure", "outcome"):

@@ -14,6 +14,7 @@ from dtitool.cli._common import (  # noqa: F401 (parse_curve: re-exported)
     MAX_CURVE_POINTS,
     add_design_options,
     add_execution_options,
+    add_mixed_choices,
     executor,
     n_jobs,
     parse_curve,
@@ -88,16 +89,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="change: the change-score interaction models between "
                    "baseline and the primary visit; mixed: linear mixed models "
                    "of every visit, value ~ arm * time + age + sex + (1 + time | "
-                   "participant) per ROI, measure and rating scale, fitted by "
-                   "REML in batch, Satterthwaite df, writing power.tsv (roi, "
-                   "measure, outcome, term, power, size, true_value, bias, "
-                   "type_s, exaggeration, nonconverged, singular, size_z); "
+                   "participant) per ROI, measure and rating scale (by default "
+                   "each arm fitted on its own, see --variance and --random), "
+                   "fitted by REML in batch, Satterthwaite df, writing power.tsv "
+                   "(roi, measure, outcome, term, power, size, true_value, bias, "
+                   "type_s, exaggeration, nonconverged, singular, slope_kept, "
+                   "size_z); "
                    "--curve n=, visits=V+V+...,V+V+... or slope_sd= (factor on "
                    "every random-slope SD). Default: mixed when the design has "
                    "more than two visits (docs/model.md, Mixed models)")
     p.add_argument("--time", choices=["dose", "hours", "visit"], default=None,
                    help="--model mixed: time as the visits' dose (default when "
                    "every visit has one), hours, or the visit as a factor")
+    add_mixed_choices(p)
     p.set_defaults(inference=None)
     return p
 
@@ -209,8 +213,10 @@ def run(args) -> int:
         from dtitool.cli.power_mixed import run_mixed
 
         return run_mixed(args, design, seed)
-    if args.time is not None:
-        raise ValueError("--time is an option of the mixed model (--model mixed)")
+    for opt in ("time", "variance", "random"):
+        if getattr(args, opt, None) is not None:
+            raise ValueError(f"--{opt} is an option of the mixed model (--model "
+                             "mixed)")
     if args.inference is None:
         args.inference = "welch"
     curve = parse_curve(args.curve) if args.curve else None

@@ -75,6 +75,8 @@ def run_mixed(args, design, seed) -> int:
     R = args.replicates
     prog = Progress(1 + bool(curve), quiet=args.quiet)
     common = {"replicates": R, "rng": seed, "time": args.time, "alpha": args.alpha,
+              "variance": getattr(args, "variance", None) or "arm",
+              "random": getattr(args, "random", None) or "select",
               **({"chunk_size": args.chunk_size} if args.chunk_size else {})}
     with atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
                         seed=seed) as tmp:
@@ -106,7 +108,8 @@ def run_mixed(args, design, seed) -> int:
 
             save_mixed_curve(pc, tmp / "power_curve.png", target_power=0.8)
     if not args.quiet:
-        print(mixed_summary(table, design))
+        print(mixed_summary(table, design, variance=common["variance"],
+                            random=common["random"]))
         print(f"wrote {', '.join(names)} to {args.out}")
     bad = table[table["size_ok"].eq(False)]
     if len(bad):
@@ -118,12 +121,20 @@ def run_mixed(args, design, seed) -> int:
     return 0
 
 
-def mixed_summary(table, design) -> str:
+def mixed_summary(table, design, *, variance: str = "arm",
+                  random: str = "select") -> str:
     """Return a plain-text summary of a mixed-model power table."""
+    how = {"arm": "each arm fitted on its own (Welch-Satterthwaite df for the "
+                  "arms' differences)",
+           "common": "one covariance for all arms"}[variance]
+    rnd = {"select": "random slope kept where a likelihood-ratio test at 0.2 "
+                     "favours it (slope: share of fits)",
+           "slope": "random slope always"}[random]
     lines = [f"mixed-model power of {design.name} (n = {design.n}, "
-             f"{len(design.visits)} visits), Satterthwaite df:"]
+             f"{len(design.visits)} visits), Satterthwaite df; {how}; {rnd}:"]
     head = (f"{'model':<22} {'term':<16} {'power':>6} {'size':>6} {'true':>9} "
-            f"{'type_s':>6} {'exagg':>6} {'nonconv':>7} {'singular':>8}")
+            f"{'type_s':>6} {'exagg':>6} {'nonconv':>7} {'singular':>8} "
+            f"{'slope':>6}")
     lines.append(head)
     for r in table.itertuples():
         model = (r.outcome if r.outcome else
@@ -131,5 +142,6 @@ def mixed_summary(table, design) -> str:
         f = lambda x, w, d=3: (f"{x:>{w}.{d}f}" if x == x else f"{'-':>{w}}")  # noqa: E731
         lines.append(f"{model:<22} {r.term:<16} {f(r.power, 6)} {f(r.size, 6)} "
                      f"{r.true_value:>9.4g} {f(r.type_s, 6)} {f(r.exaggeration, 6, 2)} "
-                     f"{f(r.nonconverged, 7)} {f(r.singular, 8)}")
+                     f"{f(r.nonconverged, 7)} {f(r.singular, 8)} "
+                     f"{f(r.slope_kept, 6, 2)}")
     return "\n".join(lines)

@@ -10,13 +10,22 @@ r"""Linear mixed models of a longitudinal cohort: every visit, one dataset.
                  + covariates_i + u_{0i} + u_{1i} \, time_t + e_{it},
 
 in patsy terms ``value ~ C(group, Treatment(<control>)) * time + age + C(sex)``
-with ``(1 + time | participant)`` (``re_formula="~time"``), where ``time`` is
+with ``(1 + time | participant)`` (``re_formula="~time"``); by default
+(``variance="arm"``) each arm is fitted on its own, ``value ~ time + age +
+C(sex)`` with its own variances and covariate effects (covariates centred at
+the mean participant), and the random slope is kept in a fit only where a
+REML likelihood-ratio test favours it at 0.2 (``random="select"``; both:
+:mod:`dtitool.stats.mixed_select`). ``time`` is
 the visits' ``dose`` (the default when every visit states one) or ``hours``
 since baseline (``visits.tsv``), or the visit as a factor with the baseline as
 reference (then ``(1 | participant)``). ``value`` is MD per 1e-5 mm^2/s,
 another measure per its model scale (volume per 10 mm^3, FA per 0.01, ...), or
 a rating scale in its own points, so that estimates are readable and the
 optimiser well conditioned (:mod:`dtitool.stats.mixed_data` builds the data).
+
+With per-arm fits the terms below are differences of the arms' coefficients,
+their variances the sums of the arms' and their df Welch's combination of the
+arms' (the joint model's Satterthwaite df: its REML Hessian is block diagonal).
 
 Reported terms, in table order: the time term, named for time (``dose``,
 ``hours``; with a factor one per visit after baseline, ``<visit>``: the
@@ -92,6 +101,7 @@ linear mixed effects models. Journal of Statistical Software 82(13).
 
 from __future__ import annotations
 
+import dataclasses
 import time as _time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -126,6 +136,7 @@ Kenward-Roger (pbkrtest's, with its adjusted covariance)."""
 MIXED_COLUMNS = (
     "roi", "measure", "outcome", "term", "estimate", "se", "df", "t", "p",
     "ci_low", "ci_high", "converged", "singular", "n_obs", "n_participants",
+    "random",
 )  # fmt: skip
 """Columns of :attr:`MixedResults.table` and of ``analyze --model mixed``'s
 table. An imaging row has ``roi`` and ``measure`` and an empty ``outcome``; a
@@ -156,7 +167,8 @@ class MixedResults:
         measure per its scale, a score in points) per unit of time (``dose``,
         ``hours``) or at a visit (a factor).
     fits : mapping
-        ``(roi, measure, outcome) ->`` statsmodels ``MixedLMResults`` (None
+        ``(roi, measure, outcome) ->`` statsmodels ``MixedLMResults`` (with
+        ``variance="arm"`` a mapping arm -> its ``MixedLMResults``; None
         where statsmodels failed), with time in units of that model's
         :attr:`~dtitool.stats.mixed_data.ModelData.time_scale` (the table's
         estimates are per unit of time).
@@ -178,6 +190,11 @@ class MixedResults:
         Confidence intervals are ``100 * (1 - alpha)`` %.
     elapsed : float
         Seconds spent fitting.
+    variance : str
+        ``arm`` (each arm fitted on its own) or ``common``.
+    random : str
+        ``select`` (the random slope kept where the likelihood-ratio test
+        favours it; the ``random`` column says which) or ``slope``.
     """
 
     table: pd.DataFrame
@@ -190,13 +207,24 @@ class MixedResults:
     units: Mapping = field(default_factory=dict)
     alpha: float = 0.05
     elapsed: float = 0.0
+    variance: str = "arm"
+    random: str = "select"
 
     @property
     def formula(self) -> str:
-        """The models' formula, random part included (lme4's notation)."""
+        """The models' formula, random part included (lme4's notation).
+
+        With ``variance="arm"``, each arm's own model (fitted on its own).
+        With ``random="select"``, the random slope is the largest the
+        models may have (the ``random`` column gives each fit's).
+        """
         data = next(iter(self.models.values()))
         rand = "1" if data.re_formula is None else f"1 + {data.re_formula[1:]}"
-        return f"{data.formula} + ({rand} | participant)"
+        if self.variance == "common":
+            return f"{data.formula} + ({rand} | participant)"
+        tail = "".join(f" + {c}" for c in self.covariates)
+        time = "C(visit)" if self.time == "visit" else self.time
+        return f"per arm: value ~ {time}{tail} + ({rand} | participant)"
 
     @property
     def n_fits(self) -> int:
@@ -244,6 +272,9 @@ class MixedResults:
 
         facts = [("model", self.formula), ("time", self.time),
                  ("df", self.df_method),
+                 ("variances", "per arm" if self.variance == "arm" else "common"),
+                 ("random slope", "chosen by a likelihood-ratio test"
+                  if self.random == "select" else "always"),
                  ("fits", f"{self.n_fits} ({self.n_not_converged} not converged, "
                           f"{self.n_singular} singular)")]
         return result_html("MixedResults", facts, self.table,
@@ -254,7 +285,8 @@ def fit_mixed(source, measures=None, *, time: str | None = None,
               df: str = "satterthwaite", covariates: Sequence[str] | None = None,
               alpha: float = 0.05, replicate: int | None = None,
               md_unit: str = "mm^2/s", design=None, control: str | None = None,
-              visits=None) -> MixedResults:
+              visits=None, variance: str = "arm", random: str = "select"
+              ) -> MixedResults:
     """Fit the linear mixed models of a cohort (module docstring).
 
     Parameters
@@ -285,6 +317,16 @@ def fit_mixed(source, measures=None, *, time: str | None = None,
     visits : sequence of VisitSpec, path-like, or visit names, optional
         The schedule (with a participants table; a folder has its
         ``visits.tsv``). Names alone allow ``time="visit"`` only.
+    variance : {"arm", "common"}
+        ``"arm"``: each arm fitted on its own (its own random-effects
+        covariance, residual variance and covariate effects), the arms'
+        differences tested with Welch-Satterthwaite df; ``"common"``: one
+        model with one covariance for every arm
+        (:mod:`dtitool.stats.mixed_select`).
+    random : {"select", "slope"}
+        ``"select"``: the random slope kept where a REML likelihood-ratio
+        test favours it at 0.2 (Matuschek et al. 2017), else ``(1 |
+        participant)``; ``"slope"``: always ``(1 + time | participant)``.
 
     Returns
     -------
@@ -329,7 +371,10 @@ def fit_mixed(source, measures=None, *, time: str | None = None,
     >>> bool(row["p"] < 0.05), bool(row["converged"])
     (True, True)
     """
+    from dtitool.stats.mixed_select import check_choices
+
     t0 = _time.perf_counter()
+    check_choices(variance, random)
     if df not in DF_METHODS:
         raise ValueError(f"df must be one of {', '.join(DF_METHODS)}; got {df!r}")
     if not 0 < alpha < 1:
@@ -339,18 +384,22 @@ def fit_mixed(source, measures=None, *, time: str | None = None,
     cohort = load_cohort(source, measures, replicate=replicate, md_unit=md_unit,
                          design=design, control=control, visits=visits)
     return fit_cohort(cohort, time=time, df=df, covariates=covariates, alpha=alpha,
-                      started=t0)
+                      started=t0, variance=variance, random=random)
 
 
 def fit_cohort(cohort: Cohort, *, time: str | None = None,
                df: str = "satterthwaite", covariates=None, alpha: float = 0.05,
-               started: float | None = None) -> MixedResults:
+               started: float | None = None, variance: str = "arm",
+               random: str = "select") -> MixedResults:
     """:func:`fit_mixed` on a cohort already read (:func:`load_cohort`)."""
+    from dtitool.stats.mixed_select import check_choices
+
+    check_choices(variance, random)
     t0 = _time.perf_counter() if started is None else started
     time, models = model_data(cohort, time=time, covariates=covariates)
     records, fits = [], {}
     for data in models:
-        rows, fit = _fit_model(data, cohort.names, df, alpha)
+        rows, fit = _fit_model(data, cohort.names, df, alpha, variance, random)
         records += rows
         fits[data.key] = fit
     table = pd.DataFrame.from_records(records, columns=list(MIXED_COLUMNS))
@@ -366,7 +415,8 @@ def fit_cohort(cohort: Cohort, *, time: str | None = None,
                         models={d.key: d for d in models}, time=time,
                         df_method=df, covariates=used, names=cohort.names,
                         units=units, alpha=alpha,
-                        elapsed=_time.perf_counter() - t0)
+                        elapsed=_time.perf_counter() - t0, variance=variance,
+                        random=random)
 
 
 # -------------------------------------------------------------------- a fit
@@ -435,9 +485,16 @@ def _fit_statsmodels(model) -> _Fitted:
         warnings.simplefilter("ignore")  # the last fit's warnings are the ones
         # from where the random effects add about one residual variance (lme4's
         # start), not statsmodels' identity
-        first = model.fit(reml=True, method=["lbfgs"], maxiter=MAXITER,
-                          start_params=np.diag(scale)[tril])
-        x0 = relative_cholesky(np.asarray(first.cov_re_unscaled))[tril]
+        try:
+            first = model.fit(reml=True, method=["lbfgs"], maxiter=MAXITER,
+                              start_params=np.diag(scale)[tril])
+            x0 = relative_cholesky(np.asarray(first.cov_re_unscaled))[tril]
+        except np.linalg.LinAlgError:
+            # L-BFGS reached a variance of 0, where statsmodels' criterion is
+            # not defined (a random intercept without variance, fitted on
+            # one arm); the Newton steps, which stop at FLOOR, go on from
+            # the start
+            x0 = np.diag(scale)[tril]
         x, polished = _newton_polish(model, x0, scale[tril[0]])
     # statsmodels' results at that point: no iteration, so its convergence
     # flag is its own gradient check there
@@ -553,12 +610,17 @@ def _user_units(L: np.ndarray, data: ModelData) -> np.ndarray:
     return D[:, None] * L
 
 
-def _fit_model(data: ModelData, names: TrialNames, df_method: str,
-               alpha: float) -> tuple[list, object]:
-    """Rows of one model's terms, and its statsmodels fit (None if it failed)."""
+def _fit_model(data: ModelData, names: TrialNames, df_method: str, alpha: float,
+               variance: str = "arm", random: str = "select"
+               ) -> tuple[list, object]:
+    """Rows of one model's terms, and its statsmodels fit(s) (None if failed).
+
+    With ``variance="common"`` the fit is statsmodels' result; with ``"arm"``
+    a mapping arm -> result (:mod:`dtitool.stats.mixed_select`).
+    """
     from scipy import special
 
-    from dtitool.stats import lmm
+    from dtitool.stats.mixed_select import random_label, welch_satterthwaite
 
     frame = data.frame
     n_obs, n_part = len(frame), int(frame["participant_id"].nunique())
@@ -571,33 +633,59 @@ def _fit_model(data: ModelData, names: TrialNames, df_method: str,
                          f"estimable (its design has rank {rank} for {X.shape[1]} "
                          f"columns: {', '.join(exog_names)}): an arm or visit "
                          "without data, or a covariate that does not vary?")
+    visits = [v for v in names.visits if v in set(frame["visit"])]
+    cols = [exog_names.index(c) for c in data.terms.values()]
+    A = len(names.arms)
+    k = (len(cols) + 1) // A - 1  # time columns: terms = A k + A - 1
     try:
-        fitted = _fit_statsmodels(model)
+        if variance == "common":
+            L = np.zeros((len(cols), X.shape[1]))
+            L[np.arange(len(cols)), cols] = 1.0
+            part = _fit_part(model, data, data, L, df_method, random, visits)
+            est, var, d = part["estimate"], part["var"], part["df"]
+            converged, singular = part["converged"], part["singular"]
+            label = random_label(data.time, part["slope"])
+            fits = part["res"]
+        else:
+            flat = _flat_arm(data, names)
+            if flat is not None:
+                warnings.warn(
+                    f"the {data.label} model: arm {flat!r} has no variation within "
+                    "participants (each participant's values equal at every "
+                    "visit), so its variances cannot be fitted on their own; this "
+                    "model is fitted with one covariance for all arms (as "
+                    "--variance common)", stacklevel=4)
+                return _fit_model(data, names, df_method, alpha, "common", random)
+            parts = _fit_arms(model, data, names, cols[:k], df_method, random, visits)
+            c = parts[names.control]
+            est, var, d = [c["estimate"][1:]], [c["var"][1:]], [c["df"][1:]]
+            others = [a for a in names.arms if a != names.control]
+            for sel in ([0], list(range(1, 1 + k))):  # intercepts, then time
+                for a in others:
+                    r = parts[a]
+                    est.append(r["estimate"][sel] - c["estimate"][sel])
+                    var.append(r["var"][sel] + c["var"][sel])
+                    d.append(welch_satterthwaite(r["var"][sel], r["df"][sel],
+                                                 c["var"][sel], c["df"][sel]))
+            est, var, d = (np.concatenate(x) for x in (est, var, d))
+            converged = all(r["converged"] for r in parts.values())
+            singular = any(r["singular"] for r in parts.values())
+            label = "; ".join(f"{a}: {random_label(data.time, r['slope'])}"
+                              for a, r in parts.items())
+            fits = {a: r["res"] for a, r in parts.items()}
     except (np.linalg.LinAlgError, ValueError) as e:
+        if isinstance(e, _Inestimable):
+            raise ValueError(str(e)) from None
         warnings.warn(f"statsmodels could not fit the {data.label} model ({e}); "
                       "its rows are NaN", stacklevel=4)
         nan = (np.nan,) * 7
-        return [(*data.key, term, *nan, False, False, n_obs, n_part)
+        return [(*data.key, term, *nan, False, False, n_obs, n_part, "")
                 for term in data.terms], None
-    L = np.zeros((len(data.terms), X.shape[1]))
-    for i, col in enumerate(data.terms.values()):
-        L[i, exog_names.index(col)] = 1.0
-    converged, singular = _flags(fitted, data)
-    visits = [v for v in names.visits if v in set(frame["visit"])]
-    y, Xw, Zw = wide_arrays(data, X, np.asarray(model.exog_re), visits)
-    fit = _engine_fit(fitted.res, y, Xw, Zw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if df_method == "kenward-roger":
-            cov, dfs = lmm.kenward_roger(fit, y, Xw, Zw, None, L)
-        else:
-            cov, dfs = None, lmm.satterthwaite(fit, y, Xw, Zw, None, L)
-    d = np.where(np.isfinite(dfs[0]) & (dfs[0] > 0), dfs[0], np.nan)
-    tests = lmm.contrast_tests(fit, L, np.nan_to_num(d, nan=1.0)[None], cov=cov)
+    d = np.where(np.isfinite(d) & (d > 0), d, np.nan)
     # back from time / time_scale to time: terms in time are per its unit
     per = np.array([1.0 / data.time_scale if _in_time(c, data) else 1.0
                     for c in data.terms.values()])
-    est, se = tests["estimate"][0] * per, tests["se"][0] * per
+    est, se = est * per, np.sqrt(var) * per
     ok = np.isfinite(d)
     d1 = np.where(ok, d, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -606,9 +694,99 @@ def _fit_model(data: ModelData, names: TrialNames, df_method: str,
         half = np.where(ok, special.stdtrit(d1, 1.0 - alpha / 2.0), np.nan) * se
     rows = [(*data.key, term, float(est[i]), float(se[i]), float(d[i]), float(t[i]),
              float(p[i]), float(est[i] - half[i]), float(est[i] + half[i]),
-             converged, singular, n_obs, n_part)
+             converged, singular, n_obs, n_part, label)
             for i, term in enumerate(data.terms)]
-    return rows, fitted.res
+    return rows, fits
+
+
+def _flat_arm(data: ModelData, names: TrialNames) -> str | None:
+    """Return the first arm whose values do not vary within participants, or None."""
+    f = data.frame
+    dev = f["value"] - f.groupby("participant_id")["value"].transform("mean")
+    spread = dev.abs().groupby(f["group"]).max()
+    scale = max(float(f["value"].abs().max()), 1e-300)
+    for a in names.arms:
+        if spread.get(a, 0.0) <= 1e-12 * scale:
+            return a
+    return None
+
+
+class _Inestimable(ValueError):
+    """An arm's model whose fixed effects cannot be estimated (not a fit failure)."""
+
+
+def _fit_arms(model, data: ModelData, names: TrialNames, tcols: list, df_method,
+              random, visits) -> dict:
+    """Fit each arm on its own: intercept, time columns, centred covariates."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    X = np.asarray(model.exog)
+    names_x = list(model.exog_names)
+    cov = [j for j, n in enumerate(names_x)
+           if n != "Intercept" and j not in tcols and not n.startswith("C(group")]
+    # the arms' intercepts compared at the average participant (each counted
+    # once, as the power runs centre them)
+    first = ~data.frame["participant_id"].duplicated().to_numpy()
+    Xc = X[:, cov] - X[first][:, cov].mean(axis=0)
+    y = np.asarray(model.endog)
+    Zr = np.asarray(model.exog_re)
+    group = data.frame["group"].to_numpy()
+    out = {}
+    for a in names.arms:
+        m = group == a
+        Xa = np.column_stack([np.ones(int(m.sum())), X[m][:, tcols], Xc[m]])
+        rank = np.linalg.matrix_rank(Xa)
+        if rank < Xa.shape[1]:
+            raise _Inestimable(
+                f"the fixed effects of the {data.label} model are not all estimable "
+                f"in arm {a!r}, fitted on its own (rank {rank} for "
+                f"{Xa.shape[1]} columns: intercept, time and "
+                f"{', '.join(names_x[j] for j in cov) or 'no covariates'}): a "
+                "covariate that does not vary within the arm? Leave it out "
+                "(--covariates) or give --variance common")
+        sub = dataclasses.replace(data, frame=data.frame.loc[m].reset_index(drop=True))
+        ma = MixedLM(y[m], Xa, groups=sub.frame["participant_id"].to_numpy(),
+                     exog_re=Zr[m])
+        La = np.zeros((1 + len(tcols), Xa.shape[1]))
+        La[np.arange(1 + len(tcols)), np.arange(1 + len(tcols))] = 1.0
+        out[a] = _fit_part(ma, sub, data, La, df_method, random, visits)
+    return out
+
+
+def _fit_part(model, sub: ModelData, data: ModelData, L, df_method, random,
+              visits) -> dict:
+    """Fit ``model`` (the random slope chosen by ``random``) and test ``L``.
+
+    ``sub`` holds the model's rows (one arm's, or all); ``data`` the whole
+    model, whose time scale the flags use.
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    from dtitool.stats import lmm
+    from dtitool.stats.mixed_select import keep_slope
+
+    fitted = _fit_statsmodels(model)
+    slope = model.exog_re.shape[1] > 1
+    if slope and random == "select":
+        small = MixedLM(model.endog, model.exog, groups=model.groups,
+                        exog_re=np.asarray(model.exog_re)[:, :1])
+        f0 = _fit_statsmodels(small)
+        if not keep_slope(fitted.res.llf, f0.res.llf):
+            model, fitted, slope = small, f0, False
+    converged, singular = _flags(fitted, data)
+    y, Xw, Zw = wide_arrays(sub, np.asarray(model.exog), np.asarray(model.exog_re),
+                            visits)
+    fit = _engine_fit(fitted.res, y, Xw, Zw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if df_method == "kenward-roger":
+            cov, dfs = lmm.kenward_roger(fit, y, Xw, Zw, None, L)
+        else:
+            cov, dfs = None, lmm.satterthwaite(fit, y, Xw, Zw, None, L)
+    tests = lmm.contrast_tests(fit, L, np.inf, cov=cov)
+    return {"estimate": tests["estimate"][0], "var": tests["se"][0] ** 2,
+            "df": dfs[0], "converged": converged, "singular": singular,
+            "slope": slope, "res": fitted.res}
 
 
 def _in_time(column: str, data: ModelData) -> bool:
@@ -678,6 +856,7 @@ def format_mixed_summary(results: MixedResults) -> str:
         f"with {df_text[results.df_method]}.",
         f"Fits: {results.n_fits}; not converged: {results.n_not_converged}; "
         f"singular (a variance at its boundary): {results.n_singular}.",
+        *_choices_text(results),
         "",
     ]
     tw = max(8, 1 + max((len(x) for x in t["term"]), default=0))
@@ -695,6 +874,27 @@ def format_mixed_summary(results: MixedResults) -> str:
                      f"{r.estimate:>10.4g}{ci:>24}{r.df:>8.1f}{_fmt_p(r.p):>9}"
                      f"{r.n_participants:>5d}  {flags}".rstrip())
     return "\n".join(lines)
+
+
+def _choices_text(results: MixedResults) -> list[str]:
+    """Return the summary's lines on per-arm variances and the random slope."""
+    lines = []
+    if results.variance == "arm":
+        lines.append(f"Each arm fitted on its own (its own variances and covariate "
+                     f"effects, covariates centred at the pooled mean); arm "
+                     f"differences with Welch-Satterthwaite df ({_WELCH}).")
+    if results.random == "select" and results.time != "visit":
+        per_fit = results.table.drop_duplicates(["roi", "measure", "outcome"])
+        fits = per_fit["random"].str.split("; ").explode()
+        fits = fits[fits != ""]
+        kept = int(fits.str.contains(" + ", regex=False).sum())
+        lines.append(f"Random slope kept where a REML likelihood-ratio test "
+                     f"favours it at 0.2 (Matuschek et al. 2017): {kept} of "
+                     f"{len(fits)} fits kept it (column random).")
+    return lines
+
+
+_WELCH = "--variance common fits one covariance for all arms"
 
 
 def _unit(text: str) -> str:

@@ -8,11 +8,15 @@ scale, the model
     value ~ arm * time + age + sex + (1 + time | participant)
 
 fitted by REML, with time the visits' dose (treatment sessions received) or
-hours, or the visit as a factor (then ``(1 | participant)``). All replicates
-and model rows are fitted at once by the batched REML engine
-(:mod:`dtitool.stats.lmm`), and each fixed-effect test (``time``, ``<arm>`` and
+hours, or the visit as a factor (then ``(1 | participant)``); by default each
+arm on its own (its own variances) with the random slope kept where a
+likelihood-ratio test favours it (:mod:`dtitool.stats.mixed_select`). All
+replicates and model rows are fitted at once by the batched REML engine
+(:mod:`dtitool.stats.lmm`; each arm's participants gathered into arrays of
+their own), and each fixed-effect test (``time``, ``<arm>`` and
 ``<arm>:time`` for every arm but the reference) uses Satterthwaite degrees of
-freedom, as R's lmerTest does.
+freedom, as R's lmerTest does (Welch's combination of the arms' for a
+difference of arms).
 
 Per test the result gives power, size (the same tests in the design's null
 counterpart: every change mean 0, every SD kept), the true value the estimate
@@ -58,7 +62,7 @@ MIXED_POWER_COLUMNS = [
     "roi", "measure", "outcome", "term", "power", "power_ci_low", "power_ci_high",
     "size", "size_ci_low", "size_ci_high", "size_ok", "true_value",
     "mean_estimate", "bias", "type_s", "exaggeration", "n_significant",
-    "nonconverged", "singular", "size_z", "replicates",
+    "nonconverged", "singular", "slope_kept", "size_z", "replicates",
 ]
 
 
@@ -285,45 +289,174 @@ def null_course_design(design: StudyDesign, *, spread: str = "kept"
                           name=f"{design.name} (null)")
 
 
-def _fit_chunk(design, layout, rows, arrays, df):
-    """Fit every row's model on every replicate of ``arrays``."""
-    from dtitool.stats import lmm
+def _fit_tests(y, X, Z, observed, L, df, random):
+    """Fit, choose the random part and test ``L`` in every batch.
 
-    age = arrays.age if layout.covariates else None
-    female = arrays.female if layout.covariates else None
-    age_mean = design.covariates.age_mean if layout.covariates else 0.0
-    X = _design_matrix(layout, arrays.arm, age, female, age_mean)
-    y = np.concatenate([_values(arrays, r) for r in rows], axis=0)
-    R = arrays.arm.shape[0]
-    Xb = np.concatenate([X] * len(rows), axis=0)
-    Z = np.broadcast_to(layout.Z, (arrays.arm.shape[1], *layout.Z.shape))
-    fit = lmm.fit_lmm(y, Xb, Z)
-    L = layout.L
-    if df == "z":
-        d = np.full((y.shape[0], L.shape[0]), np.inf)
+    Returns ``estimate, var, df`` (B, k) and ``converged, singular, slope,
+    loglik`` (B,). The degrees of freedom are computed for the chosen fit only.
+    """
+    import dataclasses
+
+    from dtitool.stats import lmm
+    from dtitool.stats.mixed_select import keep_slope
+
+    B = y.shape[0]
+    fits = {True: lmm.fit_lmm(y, X, Z, observed)}
+    q = Z.shape[-1]
+    if random == "slope" or q == 1:
+        keep = np.full(B, True)
     else:
-        d = lmm.satterthwaite(fit, y, Xb, Z, None, L)
-    tests = lmm.contrast_tests(fit, L, d)
-    z = lmm.contrast_tests(fit, L, np.full_like(d, np.inf))["p"]
+        fits[False] = lmm.fit_lmm(y, X, Z[..., :1], observed)
+        keep = keep_slope(fits[True].reml_loglik, fits[False].reml_loglik)
+    out = {"estimate": np.empty((B, L.shape[0])), "var": np.empty((B, L.shape[0])),
+           "df": np.full((B, L.shape[0]), np.inf)}
+    for k in ("converged", "singular"):
+        out[k] = np.empty(B, dtype=bool)
+    out["loglik"] = np.empty(B)
+    for slope, fit in fits.items():
+        idx = np.flatnonzero(keep == slope)
+        if idx.size == 0:
+            continue
+        Zm = Z if slope else Z[..., :1]
+        sub = dataclasses.replace(fit, **{f.name: getattr(fit, f.name)[idx]
+                                          for f in dataclasses.fields(fit)})
+        ys = y[idx]
+        Xs = X if X.ndim == 3 or X.shape[0] == 1 else X[idx]
+        obs = None if observed is None else observed[idx]
+        t = lmm.contrast_tests(sub, L, np.inf)
+        out["estimate"][idx], out["var"][idx] = t["estimate"], t["se"] ** 2
+        if df != "z":
+            out["df"][idx] = lmm.satterthwaite(sub, ys, Xs, Zm, obs, L)
+        out["converged"][idx] = sub.converged
+        out["singular"][idx] = sub.singular
+        out["loglik"][idx] = sub.reml_loglik
+    out["slope"] = keep & (q > 1)
+    return out
+
+
+def _per_arm_design(layout: MixedLayout, arrays, design) -> np.ndarray:
+    """One arm's fixed effects (R, N, V, 1 + k [+ 2]): intercept, time, covariates.
+
+    Covariates are centred at each trial's pooled mean, so the intercepts of
+    the arms' separate fits compare them at the same (average) participant.
+    """
+    R, N = arrays.arm.shape
+    first = layout.columns.index(layout.terms[0])
+    tcols = layout.X_base[0][:, first:first + _n_time(layout)]
+    nv = tcols.shape[0]
+    parts = [np.ones((R, N, nv, 1)), np.broadcast_to(tcols, (R, N, *tcols.shape))]
+    if layout.covariates:
+        for c in ((arrays.age - design.covariates.age_mean) / 10.0,
+                  arrays.female.astype(float)):
+            c = c - c.mean(axis=1, keepdims=True)
+            parts.append(np.broadcast_to(c[..., None, None], (R, N, nv, 1)))
+    return np.concatenate(parts, axis=-1)
+
+
+def _n_time(layout: MixedLayout) -> int:
+    """Return the number of time columns (1, or visits - 1 for a factor)."""
+    return layout.Z.shape[0] - 1 if layout.time == "visit" else 1
+
+
+def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select"):
+    """Fit every row's model on every replicate of ``arrays``."""
+    from dtitool.stats.mixed_select import welch_satterthwaite
+
+    R, N = arrays.arm.shape
+    Z = np.broadcast_to(layout.Z, (N, *layout.Z.shape))
+    L = layout.L
+    if variance == "common":
+        age = arrays.age if layout.covariates else None
+        female = arrays.female if layout.covariates else None
+        age_mean = design.covariates.age_mean if layout.covariates else 0.0
+        X = _design_matrix(layout, arrays.arm, age, female, age_mean)
+        y = np.concatenate([_values(arrays, r) for r in rows], axis=0)
+        Xb = np.concatenate([X] * len(rows), axis=0)
+        res = _fit_tests(y, Xb, Z, None, L, df, random)
+        slope = res["slope"][:, None].astype(float)
+        loglik = res["loglik"]
+    else:
+        k = _n_time(layout)
+        Xa = _per_arm_design(layout, arrays, design)
+        Xb = np.concatenate([Xa] * len(rows), axis=0)
+        y = np.concatenate([_values(arrays, r) for r in rows], axis=0)
+        La = np.zeros((1 + k, Xa.shape[-1]))
+        La[np.arange(1 + k), np.arange(1 + k)] = 1.0
+        per = {}
+        counts = np.stack([(arrays.arm == ai).sum(axis=1)
+                           for ai in range(len(design.arms))], axis=1)
+        if np.all(counts == counts[:1]):
+            # every trial has the same arm sizes (blocked allocation): each
+            # arm's participants gathered into arrays of their own
+            order = np.argsort(arrays.arm, axis=1, kind="stable")
+            starts = np.concatenate([[0], np.cumsum(counts[0])])
+            for ai in range(len(design.arms)):
+                sel = order[:, starts[ai]:starts[ai + 1]]  # (R, n_a)
+                ys = np.take_along_axis(y.reshape(len(rows), R, N, -1),
+                                        sel[None, :, :, None], axis=2)
+                Xs = np.take_along_axis(Xa, sel[:, :, None, None], axis=1)
+                per[ai] = _fit_tests(ys.reshape(len(rows) * R, sel.shape[1], -1),
+                                     np.concatenate([Xs] * len(rows), axis=0),
+                                     Z[:sel.shape[1]], None, La, df, random)
+        else:
+            for ai in range(len(design.arms)):
+                obs = np.broadcast_to((arrays.arm == ai)[..., None],
+                                      (R, N, y.shape[-1]))
+                per[ai] = _fit_tests(y, Xb, Z, np.concatenate([obs] * len(rows)), La,
+                                     df, random)
+        c = design.arms.index(design.control)
+        others = [i for i in range(len(design.arms)) if i != c]
+        est, var, dd = [], [], []
+        rc = per[c]
+        est.append(rc["estimate"][:, 1:])  # the control arm's time terms
+        var.append(rc["var"][:, 1:])
+        dd.append(rc["df"][:, 1:])
+        for cols in ([0], list(range(1, 1 + k))):  # intercepts, then time terms
+            for ai in others:
+                ra = per[ai]
+                est.append(ra["estimate"][:, cols] - rc["estimate"][:, cols])
+                var.append(ra["var"][:, cols] + rc["var"][:, cols])
+                dd.append(welch_satterthwaite(ra["var"][:, cols], ra["df"][:, cols],
+                                              rc["var"][:, cols], rc["df"][:, cols]))
+        # layout.terms: time terms, arms, then each arm's time terms
+        res = {"estimate": np.concatenate(est, axis=1),
+               "var": np.concatenate(var, axis=1), "df": np.concatenate(dd, axis=1),
+               "converged": np.logical_and.reduce([per[i]["converged"] for i in per]),
+               "singular": np.logical_or.reduce([per[i]["singular"] for i in per])}
+        slope = np.stack([per[i]["slope"] for i in per], axis=1).astype(float)
+        # the arms' REML criteria add up to the joint model's
+        loglik = np.sum([per[i]["loglik"] for i in per], axis=0)
+    from scipy import special
+
+    se = np.sqrt(res["var"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.abs(res["estimate"] / se)
+        finite = np.isfinite(res["df"])
+        pz = 2.0 * special.ndtr(-t)
+        p = np.where(finite, 2.0 * special.stdtr(np.where(finite, res["df"], 1.0), -t),
+                     pz)
     shape = (len(rows), R, L.shape[0])
     return {
-        "estimate": tests["estimate"].reshape(shape),
-        "p": tests["p"].reshape(shape),
-        "p_z": z.reshape(shape),
-        "reml_loglik": fit.reml_loglik.reshape(len(rows), R),
-        "converged": fit.converged.reshape(len(rows), R),
-        "singular": fit.singular.reshape(len(rows), R),
+        "estimate": res["estimate"].reshape(shape),
+        "p": p.reshape(shape),
+        "p_z": pz.reshape(shape),
+        "converged": res["converged"].reshape(len(rows), R),
+        "singular": res["singular"].reshape(len(rows), R),
+        "slope": slope.mean(axis=1).reshape(len(rows), R),
+        "reml_loglik": loglik.reshape(len(rows), R),
     }
 
 
-def _run(design, layout, rows, replicates, seed, chunk, df, progress):
+def _run(design, layout, rows, replicates, seed, chunk, df, progress, variance,
+         random):
     from dtitool.simulate import simulate_arrays
 
     parts = []
     for start in range(0, replicates, chunk):
         stop = min(start + chunk, replicates)
         arrays = simulate_arrays(design, rng=seed, start=start, stop=stop)
-        parts.append(_fit_chunk(design, layout, rows, arrays, df))
+        parts.append(_fit_chunk(design, layout, rows, arrays, df, variance,
+                                random))
         if progress is not None:
             progress.update(stop - start)
     return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
@@ -332,7 +465,8 @@ def _run(design, layout, rows, replicates, seed, chunk, df, progress):
 def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                 time: str | None = None, alpha: float = 0.05,
                 df: str = "satterthwaite", chunk_size: int = 250,
-                null: bool = True, progress=None) -> pd.DataFrame:
+                null: bool = True, progress=None, variance: str = "arm",
+                random: str = "select") -> pd.DataFrame:
     """Monte Carlo power of every fixed-effect test of the design's mixed models.
 
     Parameters
@@ -355,12 +489,24 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
     null : bool
         Also simulate the null counterpart (:func:`null_course_design`) for size.
     progress : object with ``update(k)`` or None
+    variance : {"arm", "common"}
+        Each arm fitted on its own (its own variances; the arm comparisons
+        with Welch-Satterthwaite df), or one covariance for all arms
+        (:mod:`dtitool.stats.mixed_select`).
+    random : {"select", "slope"}
+        The random slope kept where a likelihood-ratio test at 0.2 favours
+        it, or always (:mod:`dtitool.stats.mixed_select`).
 
     Returns
     -------
     pandas.DataFrame
         One row per model row and term, :data:`MIXED_POWER_COLUMNS`.
+        ``slope_kept`` is the share of fits (of each arm's, with
+        ``variance="arm"``) that kept the random slope.
     """
+    from dtitool.stats.mixed_select import check_choices
+
+    check_choices(variance, random)
     from dtitool.simulate import as_seed_sequence
     from dtitool.stats.binomial import size_band, wilson_interval
 
@@ -378,11 +524,12 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
     seed_alt, seed_null = ss.spawn(2)
     layout = mixed_layout(design, time)
     rows = model_rows(design)
-    res = _run(design, layout, rows, replicates, seed_alt, chunk_size, df, progress)
+    res = _run(design, layout, rows, replicates, seed_alt, chunk_size, df, progress,
+               variance, random)
     nres = None
     if null:
         nres = _run(null_course_design(design), layout, rows, replicates, seed_null,
-                    chunk_size, df, progress)
+                    chunk_size, df, progress, variance, random)
     out = []
     null_design = null_course_design(design)
     for i, row in enumerate(rows):
@@ -413,7 +560,9 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                    "bias": float(np.nanmean(est)) - t,
                    "type_s": type_s, "exaggeration": exag, "n_significant": k,
                    "nonconverged": float(1 - conv.mean()),
-                   "singular": float(sing.mean()), "replicates": replicates}
+                   "singular": float(sing.mean()),
+                   "slope_kept": float(res["slope"][i].mean()),
+                   "replicates": replicates}
             if nres is not None and has_null[j]:
                 q = nres["p"][i, :, j]
                 okq = np.isfinite(q)
