@@ -16,17 +16,21 @@ Prints, in one run:
 1. the wall time of :func:`dtitool.stats.mixed_power.mixed_power` on
    ``ect-course`` (n = 40 per arm, five visits, every ROI, measure and the
    rating scale: five models per replicate) for ``--replicates`` trials and as
-   many of the null counterpart;
-2. the time per fit of a loop of statsmodels MixedLM fits (REML, lbfgs) of the
-   same models on the same data, extrapolated to the same number of fits, and
-   the ratio;
-3. the size of every test at ``--null-replicates`` replicates of the null
+   many of the null counterpart, with the default models (each arm fitted on
+   its own, the random slope chosen by a likelihood-ratio test: four REML
+   fits per model) and with lme4's default model (one covariance, one fit per
+   model); beside each, a loop of statsmodels MixedLM fits (REML, lbfgs) of
+   the same models on the same data, extrapolated to the same number, and the
+   ratio;
+2. the size of every test at ``--null-replicates`` replicates of the null
    version of ``ect-course`` in which ECT does nothing (every change mean 0 and
-   the ECT arm given the controls' SDs), with Satterthwaite df and with
-   z-tests, against 4 binomial SE of 0.05, and the share of singular fits;
-4. the same for the power tables' null counterpart (change means 0, every SD
-   kept: ECT patients still vary more than controls), where the model's one
-   random-effects covariance for both arms is wrong.
+   the ECT arm given the controls' SDs), with Satterthwaite df, for the
+   default models (and their z-tests), for each arm on its own with the
+   random slope always (``--random slope``) and for lme4's default model
+   (``--variance common --random slope``), against 4 binomial SE of 0.05,
+   with the default's share of fits keeping the slope and of singular fits;
+3. the same for the power tables' null counterpart (change means 0, every SD
+   kept: ECT patients still vary more than controls).
 """
 
 from __future__ import annotations
@@ -50,7 +54,14 @@ from dtitool.stats.mixed_power import (
 )
 
 
-def statsmodels_seconds_per_fit(design, fits: int) -> float:
+def statsmodels_seconds_per_model(design, fits: int, variance: str) -> float:
+    """Seconds statsmodels MixedLM (REML, lbfgs) spends on one model of a trial.
+
+    ``variance="common"``: one fit of ``arm * time + age + female + (1 + time
+    | participant)``; ``"arm"``: what ``--variance arm --random select`` fits,
+    per arm ``time + age + female`` with ``(1 + time | participant)`` and
+    with ``(1 | participant)`` (four fits).
+    """
     import statsmodels.api as sm
 
     a = simulate_arrays(design, rng=7, stop=fits)
@@ -58,7 +69,6 @@ def statsmodels_seconds_per_fit(design, fits: int) -> float:
     rows = model_rows(design)
     Z = layout.Z
     t0 = time.perf_counter()
-    done = 0
     for r in range(fits):
         row = rows[r % len(rows)]
         y = _values(a, row)[r]
@@ -67,12 +77,27 @@ def statsmodels_seconds_per_fit(design, fits: int) -> float:
         ok = np.isfinite(y)
         groups = np.repeat(np.arange(design.n), len(design.visits))[ok.reshape(-1)]
         Zl = np.broadcast_to(Z, (design.n, *Z.shape))[ok]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sm.MixedLM(y[ok], X[ok], groups, exog_re=Zl).fit(reml=True,
-                                                             method=["lbfgs"])
-        done += 1
-    return (time.perf_counter() - t0) / done
+        arm = np.repeat(a.arm[r], len(design.visits))[ok.reshape(-1)]
+        if variance == "common":
+            parts = [(X[ok], np.ones(arm.size, dtype=bool), Zl)]
+        else:
+            cols = [0, layout.columns.index(layout.terms[0]), -2, -1]
+            Xa = X[ok][:, cols]
+            Xa[:, 2:] -= Xa[:, 2:].mean(axis=0)
+            parts = [(Xa[arm == k], arm == k, Zm[arm == k]) for k in
+                     range(len(design.arms)) for Zm in (Zl, Zl[:, :1])]
+        for Xp, m, Zp in parts:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    sm.MixedLM(y[ok][m], Xp, groups[m], exog_re=Zp).fit(
+                        reml=True, method=["lbfgs"])
+                except np.linalg.LinAlgError:
+                    # a random intercept whose variance L-BFGS takes to 0,
+                    # where statsmodels' criterion is undefined (analyze goes
+                    # on with Newton steps); its time so far counts
+                    pass
+    return (time.perf_counter() - t0) / fits
 
 
 def agreement(design, replicates: int) -> None:
@@ -156,34 +181,65 @@ def main() -> None:
     models = len(model_rows(d))
     R = args.replicates
     mixed_power(d, replicates=50, rng=0)  # warm up imports
-    t0 = time.perf_counter()
-    mixed_power(d, replicates=R, rng=1)
-    wall = time.perf_counter() - t0
-    fits = 2 * R * models
-    print(f"1. ect-course, {R} trials + {R} null, {models} models each: {wall:.1f} s "
-          f"({fits} REML fits with Satterthwaite df, simulation included; "
-          f"{1e3 * wall / fits:.2f} ms per fit)")
-    per = statsmodels_seconds_per_fit(d, args.statsmodels_fits)
-    print(f"2. statsmodels MixedLM loop: {1e3 * per:.0f} ms per fit "
-          f"({args.statsmodels_fits} fits), {per * fits:.0f} s for the same "
-          f"{fits} fits: the batched engine is {per * fits / wall:,.0f}x faster")
+    for k, (variance, random, what) in enumerate((
+            ("arm", "select", "the default: each arm on its own, the random "
+             "slope chosen"),
+            ("common", "slope", "lme4's default model: one covariance, "
+             "(1 + time | participant)"))):
+        t0 = time.perf_counter()
+        mixed_power(d, replicates=R, rng=1, variance=variance, random=random)
+        wall = time.perf_counter() - t0
+        analyses = 2 * R * models
+        per = statsmodels_seconds_per_model(d, args.statsmodels_fits, variance)
+        n_sm = 4 if variance == "arm" else 1
+        print(f"1{'ab'[k]}. {what}: ect-course, {R} trials + {R} null, {models} "
+              f"models each: {wall:.1f} s ({analyses} model analyses, "
+              f"{n_sm} REML fit{'s' * (n_sm > 1)} each, with Satterthwaite df, "
+              f"simulation included). statsmodels MixedLM loop of the same fits: "
+              f"{1e3 * per:.0f} ms per model ({args.statsmodels_fits} models), "
+              f"{per * analyses:.0f} s for the same {analyses}: the batched "
+              f"engine is {per * analyses / wall:,.0f}x faster")
     N = args.null_replicates
     se = np.sqrt(0.05 * 0.95 / N)
-    pd.set_option("display.width", 200)
-    cols = ["roi", "measure", "outcome", "term", "size", "within_4se", "size_z",
-            "z_within_4se", "singular", "nonconverged"]
+    lo, hi = 0.05 - 4 * se, 0.05 + 4 * se
+    pd.set_option("display.width", 220)
+    configs = (("arm", "select"), ("arm", "slope"), ("common", "slope"))
     for k, (label, design) in enumerate((
-            ("3. the null version (ECT does nothing)",
-             null_course_design(d, spread="control")),
-            ("4. the power tables' null counterpart (SDs kept)", d)), start=2):
+            ("2. the null version (ECT does nothing: means 0, the ECT arm given "
+             "the controls' SDs)", null_course_design(d, spread="control")),
+            ("3. the power tables' null counterpart (means 0, every SD kept)", d)),
+            start=2):
         # mixed_power's size columns come from the null counterpart of its
         # design, which for the null version is the null version itself
-        t = mixed_power(design, replicates=N, rng=k)
-        t["within_4se"] = (t["size"] - 0.05).abs() <= 4 * se
-        t["z_within_4se"] = (t["size_z"] - 0.05).abs() <= 4 * se
-        print(f"{label}: size at {N} replicates (4 SE band {0.05 - 4 * se:.4f}-"
-              f"{0.05 + 4 * se:.4f}):")
-        print(t[cols].to_string(index=False))
+        cols = {}
+        for variance, random in configs:
+            t = mixed_power(design, replicates=N, rng=k, variance=variance,
+                            random=random)
+            key = f"{variance}/{random}"
+            cols[key] = t["size"]
+            if (variance, random) == configs[0]:
+                base = t[["roi", "measure", "outcome", "term"]].copy()
+                cols[f"{key} z"] = t["size_z"]
+                cols[f"{key} slope kept"] = t["slope_kept"]
+                cols[f"{key} singular"] = t["singular"]
+        table = pd.concat([base, pd.DataFrame(cols)], axis=1).dropna(
+            subset=[f"{v}/{r}" for v, r in configs])
+        print(f"{label}: size at {N} replicates, alpha 0.05 (4 SE band "
+              f"{lo:.4f}-{hi:.4f}; * outside):")
+        shown = table.copy()
+        for c in cols:
+            if "kept" in c or "singular" in c:
+                shown[c] = table[c].map("{:.2f}".format)
+            else:
+                shown[c] = table[c].map(lambda x: f"{x:.4f}" + (
+                    "*" if not lo <= x <= hi else " "))
+        print(shown.to_string(index=False))
+        for c in cols:
+            if "kept" in c or "singular" in c:
+                continue
+            inside = int(((table[c] >= lo) & (table[c] <= hi)).sum())
+            print(f"   {c}: {inside} of {len(table)} tests within 4 SE; range "
+                  f"{table[c].min():.4f}-{table[c].max():.4f}")
 
 
 if __name__ == "__main__":
