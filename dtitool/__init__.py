@@ -68,6 +68,9 @@ _EXPORTS = {
     "dtitool.stats.mixed": ("MixedResults", "fit_mixed"),
     "dtitool.stats.mixed_power": ("mixed_power",),
     "dtitool.stats.discriminate": ("best_designs", "discriminate"),
+    "dtitool.stats.plans": ("Plan", "parse_plan"),
+    "dtitool.stats.plans_engine": ("plan_tests",),
+    "dtitool.stats.plans_run": ("plans_power",),
     "dtitool.mrs": (
         "apply_quality", "mrs_tables", "read_gannet", "read_lcmodel", "read_osprey",
     ),

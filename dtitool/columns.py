@@ -465,6 +465,83 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
                      "participant) where the likelihood-ratio test dropped it "
                      "(--random select) or time is a visit factor", "text"),
     },
+    "plans": {  # dtitool plans
+        "plan": _c("analysis plan (docs/model.md, Analysis plans side by side)",
+                   "text"),
+        "roi": _c("the ROI tested, the composite (composite-mean, composite-pc1), "
+                  "or 'any' for the plan's family row per outcome", "text"),
+        "term": _c("interaction: the arm's slope minus the control arm's (what "
+                   "the slope is of: estimand); 'any' on a family row", "text"),
+        "power": _c("share of simulated trials in which the test rejects (a "
+                    "family row: any of the plan's tests of the outcome, after "
+                    "its multiplicity rule)", "prop"),
+        "size": _c("the same rejection rate in the design's null counterpart "
+                   "(every MD-outcome correlation 0): the test's actual level, or "
+                   "a family row's family-wise error", "prop"),
+        "size_ok": _c("size within the exact 99 % binomial band around alpha",
+                      "text"),
+        "true_value": _c("the plan's estimand: its estimate in 2,000 simulated "
+                         "trials pooled into one", "mc"),
+        "true_value_mcse": _c("Monte Carlo standard error of true_value", "mc"),
+        "mean_estimate": _c("mean estimate over the trials with a finite one",
+                            "mc"),
+        "bias": _c("mean_estimate minus true_value", "mc"),
+        "rmse": _c("root mean squared error of the estimate around true_value",
+                   "mc"),
+        "coverage": _c("share of 95 % confidence intervals containing true_value",
+                       "prop"),
+        "failed": _c("share of trials whose fit had no finite estimate (a "
+                     "logistic fit without a finite maximum: an arm without "
+                     "responders)", "prop"),
+        "rank": _c("rank of the family row's power per outcome among the plans "
+                   "whose size is not above its band (empty: not ranked)", "text"),
+        "flag": _c("a size outside its band: above (its power is not comparable "
+                   "and it is not ranked) or below (conservative)", "text"),
+        "multiplicity": _c("the plan's multiplicity rule over its tests of one "
+                           "outcome (family rows)", "text"),
+        "estimand": _c("what the plan's estimate is, in words", "text"),
+        "replicates": _c("simulated trials (and as many of the null counterpart)",
+                         "text", "trials"),
+    },
+    "plan_fits": {  # analyze --plan
+        "plan": _c("analysis plan (docs/model.md, Analysis plans side by side)",
+                   "text"),
+        "roi": _c("the ROI tested, or the composite (composite-mean, "
+                  "composite-pc1)", "text"),
+        "term": _c("interaction: the arm's slope minus the control arm's (what "
+                   "the slope is of: estimand)", "text"),
+        "estimate": _c("the interaction's estimate (per-arm OLS fits with "
+                       "inference welch, one pooled OLS with ols, Logit for the "
+                       "responder plan: a log odds ratio)", "stat"),
+        "se": _c("its standard error", "stat"),
+        "df": _c("degrees of freedom of the test: Welch-Satterthwaite (welch), "
+                 "residual (ols), infinite for a Wald z test (responder)", "stat"),
+        "n": _c("participants with every ROI's scan and the ratings at the "
+                "primary visit (the plans' common sample)", "text",
+                "participants"),
+        "estimand": _c("what the plan's estimate is, in words", "text"),
+    },
+    "plans_paired": {  # dtitool plans
+        "plan_a": _c("first plan of the pair", "text"),
+        "plan_b": _c("second plan of the pair", "text"),
+        "power_a": _c("plan_a's family power (any of its tests rejects)", "prop"),
+        "power_b": _c("plan_b's family power", "prop"),
+        "power_difference": _c("power_a minus power_b, on the same simulated "
+                               "trials", "mc"),
+        "power_difference_ci_low": _c("lower bound of its 95 % interval from "
+                                      "the paired differences of the rejection "
+                                      "indicators", "mc"),
+        "power_difference_ci_high": _c("upper bound of that interval", "mc"),
+        "size_a": _c("plan_a's family-wise error in the null counterpart",
+                     "prop"),
+        "size_b": _c("plan_b's family-wise error", "prop"),
+        "size_difference": _c("size_a minus size_b on the same null trials",
+                              "mc"),
+        "size_difference_ci_low": _c("lower bound of its 95 % paired interval",
+                                     "mc"),
+        "size_difference_ci_high": _c("upper bound of that interval", "mc"),
+        "replicates": _c("simulated trials", "text", "trials"),
+    },
     "discriminate": {
         "measure": _c("the ROI's imaging measure (md: MD per 1e-5 mm^2/s; another "
                       "measure per its scale)", "text"),

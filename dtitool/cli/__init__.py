@@ -40,6 +40,7 @@ _COMMANDS = {
     "reproduce": "dtitool.cli.reproduce",
     "demo": "dtitool.cli.demo",
     "discriminate": "dtitool.cli.discriminate",
+    "plans": "dtitool.cli.plans",
     "mrs-import": "dtitool.cli.mrs_import",
 }
 

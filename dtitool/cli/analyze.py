@@ -56,7 +56,7 @@ DF_METHODS = ("satterthwaite", "kenward-roger")
 
 CHANGE_ONLY = ("inference", "robust", "familywise", "permutations", "seed",
                "missing", "imputations", "tipping_point", "delta", "delta_arm",
-               "families", "figures", "compare")
+               "families", "figures", "compare", "plan")
 """Options of the change-score models only: an error with ``--model mixed``."""
 
 MIXED_ONLY = ("time", "df", "variance", "random")
@@ -159,6 +159,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--robust", action="store_true", help="same as --inference hc3"
+    )
+    p.add_argument(
+        "--plan",
+        action="append",
+        default=None,
+        metavar="NAME[:k=v,...]",
+        help="fit analysis plans instead of the reported models (repeatable): "
+        "reported, change, ancova-md, composite-mean, composite-pc1, "
+        "primary-roi[:roi=NAME], responder, with options multiplicity=, "
+        "inference=, roi= (docs/model.md, Analysis plans side by side); writes "
+        "one row per plan, imaging variable, outcome and interaction",
     )
     p.add_argument(
         "--familywise",
@@ -478,6 +489,10 @@ def run(args) -> int:
     _check_model_options(args, model)
     if model == "mixed":
         return run_mixed(args, out, chosen=args.model is None)
+    if args.plan:
+        from dtitool.cli.analyze_plans import run_plans
+
+        return run_plans(args, out, _given)
     if args.tipping_point and args.missing != "mi":
         raise ValueError("--tipping-point shifts imputed follow-up scores; it needs "
                          "--missing mi")

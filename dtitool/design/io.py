@@ -76,6 +76,7 @@ _TOP_KEYS = {
     "ranges",
     "run",
     "treatment",
+    "plans",  # [[plans]]: read by dtitool plans (dtitool.stats.plans)
 }
 _TRIAL_KEYS = {"n", "allocation", "block_size", "control"}
 _TRIAL_REQUIRED = {"n", "allocation", "block_size"}
@@ -288,7 +289,9 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
 
     A ``base = "PRESET"`` key starts from that preset and overrides only the keys
     given (tables are merged key by key, except ``correlations.roi_outcome``, which
-    replaces the base's pattern whole). A ``[run]`` table is ignored here.
+    replaces the base's pattern whole). A ``[run]`` table is ignored here, and
+    so are ``[[plans]]`` tables (analysis plans, read by ``dtitool plans``:
+    :func:`dtitool.stats.plans.plans_from_file`).
 
     Raises
     ------
@@ -305,7 +308,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
             design_to_dict(load_preset(base)),
             {k: v for k, v in d.items() if k != "base"},
         )
-        if "name" not in d and len(set(d) - {"base", "run"}) > 0:
+        if "name" not in d and len(set(d) - {"base", "run", "plans"}) > 0:
             # a modified preset is not the preset: never label it as one
             merged["name"] = f"{base} (modified)"
         return design_from_dict(merged)

@@ -36,6 +36,11 @@
   n, tells two scenario designs apart.
 - :mod:`~dtitool.stats.fit_quality`: what an MRS fit-quality rule removed, per
   model.
+- :mod:`~dtitool.stats.plans`: analysis plans as data;
+  :mod:`~dtitool.stats.plans_engine` runs every plan on many simulated trials
+  at once and :mod:`~dtitool.stats.plans_run` compares them on the same draws.
+- :mod:`~dtitool.stats.mixed_select`: per-arm variances and the choice of the
+  random slope, shared by the mixed models of one cohort and their power.
 
 Nothing here depends on :mod:`dtitool.imaging` or :mod:`dtitool.report`, and
 nothing here imports matplotlib.
