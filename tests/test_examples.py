@@ -247,8 +247,8 @@ def test_ect_mechanisms(tmp_path):
 def test_examples_readme_lists_every_script():
     readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert len(scripts) == 8 and readme.count("\n| `") == 8
-    assert readme.startswith("# dtitool examples\n\nEight runnable scripts")
+    assert len(scripts) == 9 and readme.count("\n| `") == 9
+    assert readme.startswith("# dtitool examples\n\nNine runnable scripts")
     for s in scripts:
         assert f"python examples/{s} --out" in readme, s
 
@@ -268,3 +268,21 @@ def test_cluster_power_grid(tmp_path):
     assert table["power"].between(0, 1).all()
     html = (out / "power_explorer.html").read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html
+
+
+@pytest.mark.slow  # over 3 s: the default suite stays under 5 minutes
+def test_analysis_plans(tmp_path):
+    out = tmp_path / "plans"
+    text = run_example("analysis_plans", out)
+    table = check_outputs(out, "analysis_plans.png", "analysis_plans.tsv")
+    assert set(table["outcome"]) == {"madrs", "qids"}
+    row = readme_row("analysis_plans")
+    unadj = number(r"no adjustment: power " + NUM + r", but size " + NUM, text)
+    size = number(r"no adjustment: power " + NUM + r", but size " + NUM, text, 2)
+    holm = number(r"with Holm: power " + NUM + r" at size " + NUM, text)
+    hsize = number(r"with Holm: power " + NUM + r" at size " + NUM, text, 2)
+    mean = number(r"mean dMD over the ROIs: power " + NUM, text)
+    assert size > 0.2 and hsize < 0.07 and unadj > holm > mean
+    for value in (f"{unadj:.2f}", f"{size:.2f}", f"{holm:.2f}", f"{hsize:.3f}",
+                  f"{mean:.2f}"):
+        assert value in row, value
