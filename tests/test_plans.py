@@ -307,3 +307,27 @@ def test_cli_analyze_plan(tmp_path, capsys):
                      "--out", str(tmp_path / "x" / "r.tsv")]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_both_logistic_paths_agree():
+    """The responder fits with each arm's rows gathered (equal arm sizes in
+    every trial) equal the full-design fits used otherwise."""
+    from dtitool.stats.plans_engine import _responder
+
+    v = plan_variables(simulate_arrays(KET, rng=8, stop=12))
+    pairs = [(0, 0), (6, 1)]
+    fast = _responder(v, pairs, 2, True)
+    # one participant moved to the other arm in the last trial: arm sizes
+    # differ between trials, so the full design is used for every trial
+    w = dict(v)
+    w["arm"] = v["arm"].copy()
+    w["arm"][-1, 0] = 1 - w["arm"][-1, 0]
+    slow = _responder(w, pairs, 2, True)
+    checked = 0
+    for (e1, v1, _, ok1), (e2, v2, _, ok2) in zip(fast, slow, strict=True):
+        assert (ok1[:-1] == ok2[:-1]).all()
+        ok = ok1[:-1]
+        np.testing.assert_allclose(e1[:-1][ok], e2[:-1][ok], rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(v1[:-1][ok], v2[:-1][ok], rtol=1e-7)
+        checked += int(ok.sum())
+    assert checked >= 3

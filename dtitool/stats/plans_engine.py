@@ -283,24 +283,119 @@ def logistic_batch(X, y, mask, *, max_iter: int = 50, tol: float = 1e-10,
     return beta, cov, conv
 
 
+def _arm_logistic(xs, bs, ys, ms, *, max_iter: int = 50, tol: float = 1e-10):
+    """:func:`logistic_batch` of the responder model, each arm's rows on their own.
+
+    The model ``logit P(y) = alpha_a + beta_a x + gamma b`` (``bs`` None: no
+    ``gamma``) with the parameters in :func:`logistic_batch`'s column order
+    ``[alpha_0.., beta_0.., gamma]``. ``xs``, ``bs``, ``ys``, ``ms``: one
+    (B, N_a) array per arm (``ms`` 0/1). Each arm's cross-products are sums
+    over its own rows only (6 per row instead of the 15 of the full design),
+    which is what makes the responder plan affordable. Same results.
+    """
+    A = len(xs)
+    g_col = 2 * A
+    p = 2 * A + (bs is not None)
+    B = xs[0].shape[0]
+    # per arm, the regressors [1, x, b] as rows (B, q, N_a), zero where masked,
+    # and the products of their pairs (B, q (q + 1) / 2, N_a)
+    Zt = [np.stack([m, x * m] + ([b * m] if bs is not None else []), axis=1)
+          for x, b, m in zip(xs, bs or [None] * A, ms, strict=True)]
+    q = Zt[0].shape[1]
+    iu = np.triu_indices(q)
+    Pt = [z[:, iu[0]] * z[:, iu[1]] for z in Zt]
+    ok = np.ones(B, dtype=bool)
+    for y, m in zip(ys, ms, strict=True):  # an arm without an event or non-event
+        events = (y * m).sum(axis=1)
+        ok &= (events > 0) & (events < m.sum(axis=1))
+    # where each arm's parameters sit: alpha_a, beta_a (and gamma)
+    cols = [np.array([a, A + a] + ([g_col] if q == 3 else [])) for a in range(A)]
+
+    def system(beta, Ztw, Ptw, yw, mw):
+        H = np.zeros((beta.shape[0], p, p))
+        g = np.zeros((beta.shape[0], p))
+        for a in range(A):
+            mu = special.expit((beta[:, None, cols[a]] @ Ztw[a])[:, 0, :])
+            h = (Ptw[a] @ (mu * (1 - mu) * mw[a])[..., None])[..., 0]
+            Ha = np.empty((beta.shape[0], q, q))
+            Ha[:, iu[0], iu[1]] = h
+            Ha[:, iu[1], iu[0]] = h
+            H[:, cols[a][:, None], cols[a][None, :]] += Ha
+            g[:, cols[a]] += (Ztw[a] @ ((yw[a] - mu) * mw[a])[..., None])[..., 0]
+        return H, g
+
+    def take(keep):
+        return ([t[keep] for t in Zt], [t[keep] for t in Pt], [y[keep] for y in ys],
+                [m[keep] for m in ms])
+
+    beta = np.zeros((B, p))
+    idx = np.flatnonzero(ok)
+    work = take(idx)
+    bw = beta[idx]
+    done = np.zeros(idx.size, dtype=bool)
+    for _ in range(max_iter):
+        if idx.size == 0 or done.all():
+            break
+        H, g = system(bw, *work)
+        H[done] = np.eye(p)  # settled: a harmless identity system
+        g[done] = 0.0
+        step, good = _solve(H, g)
+        step[~good] = 0.0
+        bw += step
+        conv = np.max(np.abs(step) / (1.0 + np.abs(bw)), axis=1) < tol
+        bad = (~good | np.any(np.abs(bw) > _DIVERGED, axis=1)) & ~done
+        ok[idx[bad]] = False
+        done |= conv | bad
+        if 2 * int((~done).sum()) <= idx.size:  # compact to the fits still moving
+            beta[idx] = bw
+            keep = ~done
+            idx, bw, done = idx[keep], bw[keep], done[keep]
+            work = tuple([w[keep] for w in part] for part in work)
+    beta[idx] = bw
+    ok[idx[~done]] = False  # still moving after max_iter
+    H, _ = system(beta, Zt, Pt, ys, ms)
+    _, cov, good = solve_gram(H, np.zeros((B, p)))
+    conv = ok & good
+    return (np.where(conv[:, None], beta, np.nan),
+            np.where(conv[:, None, None], cov, np.nan), conv)
+
+
 def _responder(v: dict, pairs, n_arms: int, baseline: bool):
     """Interactions (R, k - 1) of the logistic responder model, per (j, k) pair.
 
-    Every pair's model is fitted in one batch (pairs stacked on the batch axis).
+    Every pair's model is fitted in one batch (pairs stacked on the batch axis),
+    each arm's participants gathered into arrays of their own when every trial
+    has the same arm sizes (blocked allocation), else in the full design.
     """
     arm = v["arm"]
     R = arm.shape[0]
-    ind = [(arm == a).astype(float) for a in range(n_arms)]
-    Xs, ys = [], []
-    for j, k in pairs:
-        cols = ind + [ind[a] * v["dmd"][..., j] for a in range(n_arms)]
-        if baseline:
-            cols.append(v["b"][..., k])
-        Xs.append(np.stack(cols, axis=-1))
-        ys.append(v["resp"][..., k])
-    mask = np.concatenate([v["mask"]] * len(pairs))
-    coef, cov, ok = logistic_batch(np.concatenate(Xs), np.concatenate(ys), mask,
-                                   groups=range(n_arms))
+    counts = np.stack([(arm == a).sum(axis=1) for a in range(n_arms)], axis=1)
+    if np.all(counts == counts[:1]):
+        order = np.argsort(arm, axis=1, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts[0])])
+        sel = [order[:, starts[a]:starts[a + 1]] for a in range(n_arms)]
+
+        def gather(x):
+            return [np.concatenate([np.take_along_axis(xi, s, axis=1) for xi in x])
+                    for s in sel]
+
+        xs = gather([v["dmd"][..., j] for j, _ in pairs])
+        bs = gather([v["b"][..., k] for _, k in pairs]) if baseline else None
+        ys = gather([v["resp"][..., k] for _, k in pairs])
+        ms = gather([v["mask"].astype(float)] * len(pairs))
+        coef, cov, ok = _arm_logistic(xs, bs, ys, ms)
+    else:
+        ind = [(arm == a).astype(float) for a in range(n_arms)]
+        Xs, ysl = [], []
+        for j, k in pairs:
+            cols = ind + [ind[a] * v["dmd"][..., j] for a in range(n_arms)]
+            if baseline:
+                cols.append(v["b"][..., k])
+            Xs.append(np.stack(cols, axis=-1))
+            ysl.append(v["resp"][..., k])
+        mask = np.concatenate([v["mask"]] * len(pairs))
+        coef, cov, ok = logistic_batch(np.concatenate(Xs), np.concatenate(ysl), mask,
+                                       groups=range(n_arms))
     c = n_arms - 1
     sl = n_arms
     out = []
