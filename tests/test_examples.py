@@ -158,6 +158,7 @@ def test_reliability_attenuation(tmp_path):
             in row)
 
 
+@pytest.mark.slow  # over 3 s: the default suite stays under 5 minutes
 def test_multiplicity(tmp_path):
     out = tmp_path / "multiplicity"
     text = run_example("multiplicity", out)
@@ -193,6 +194,7 @@ def test_imaging_pipeline(tmp_path):
     assert table["rel_error"].abs().max() < 0.01
 
 
+@pytest.mark.slow  # over 3 s: the default suite stays under 5 minutes
 def test_regression_to_mean(tmp_path):
     out = tmp_path / "rtm"
     text = run_example("regression_to_mean", out)

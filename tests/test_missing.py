@@ -158,6 +158,7 @@ def test_engine_equals_literal_mice_norm(pattern, iterations):
     assert np.array_equal(x[:, 0][obs], data.x[obs])
 
 
+@pytest.mark.slow  # over 3 s: the default suite stays under 5 minutes
 def test_imputations_are_draws_from_the_student_t_posterior_predictive():
     """Under p(beta, sigma^2) ~ 1/sigma^2 a missing value is t_{n-p} around the
     least-squares prediction with scale^2 s^2 (1 + h): mean and variance of

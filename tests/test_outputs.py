@@ -326,6 +326,7 @@ def test_leftovers_of_a_retired_run_go_user_files_stay(tmp_path, capsys):
     assert manifest_consistent(out)
 
 
+@pytest.mark.slow  # over 3 s: the default suite stays under 5 minutes
 def test_other_commands_in_one_folder_keep_their_entries(tmp_path, capsys):
     c = tmp_path / "c"
     assert run(capsys, "simulate", "--seed", "1", "--out", c)[0] == 0

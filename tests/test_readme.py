@@ -124,6 +124,7 @@ def _analyze_scaled(tmp_path, factor: float):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow  # over 3 s: the default suite stays under 5 minutes
 def test_readme_md_units_error_or_warning_as_it_says(tmp_path):
     """Another unit is an error naming the assumed unit (analyze and extract); a
     median off by a factor of 10 in mm^2/s is a warning, and analyze exits 0."""

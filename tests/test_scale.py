@@ -476,6 +476,7 @@ def test_demo_bad_n_jobs(tmp_path, capsys):
 # -------------------------------------------------------------------- progress
 
 
+@pytest.mark.slow  # over 3 s: the default suite stays under 5 minutes
 def test_power_progress_lines_and_quiet(tmp_path, capsys):
     args = ["power", "--replicates", "256", "--seed", "2", "--curve", "n=40,80",
             "--grid", "n=40,80"]
