@@ -88,10 +88,7 @@ def _any_rejects(p: np.ndarray, multiplicity: str, alpha: float) -> np.ndarray:
     """Whether any test of each row of ``p`` (R, m) rejects under the rule."""
     from dtitool.stats.multiplicity import rejections
 
-    method = {"none": "unadjusted", "holm": "holm", "bh": "bh"}[multiplicity]
-    if p.shape[1] == 1 or method == "unadjusted":
-        return np.any(np.nan_to_num(p, nan=1.0) <= alpha, axis=1)
-    return rejections(p, method, alpha).any(axis=1)
+    return rejections(p, multiplicity, alpha).any(axis=1)
 
 
 def _run(design, plans, replicates, seed, chunk, alpha, progress):
