@@ -200,6 +200,9 @@ def test_gradient_and_hessian_match_finite_differences():
 # ------------------------------------------------------------- statsmodels
 
 
+# over 7 s: the default suite stays under 5 minutes (the R fixtures check the
+# engine there; tests/test_lmm_slow.py runs 500 statsmodels trials)
+@pytest.mark.slow
 def test_matches_statsmodels_mixedlm():
     """25 trials of 80 participants (40 per arm), 5 visits, 5 % missing.
 

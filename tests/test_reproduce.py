@@ -186,6 +186,8 @@ def test_report_text(table, realistic):
     assert "outside their ranges: true MD-change SD, ketamine arm (7 ROIs)" in text
 
 
+# over 3 s: the default suite stays under 5 minutes
+@pytest.mark.slow
 def test_cli_reproduce_two_worlds(tmp_path, capsys):
     import pandas as pd
 
