@@ -678,8 +678,8 @@ def test_per_arm_fits_match_lmertest_fitted_per_arm(name):
     lmerTest's per-arm df (tests/data/lmm/per_arm.R). ``random="select"``
     keeps the slope exactly where R's anova() likelihood-ratio p is below 0.2
     (both choices occur in q2_boundary)."""
+    from dtitool.stats.inference import welch_df
     from dtitool.stats.mixed import _fit_model
-    from dtitool.stats.mixed_select import welch_satterthwaite
 
     ref = json.loads((R_DATA / "per_arm.json").read_text())["datasets"][name]
     data, names = _r_fixture_data(name)
@@ -697,8 +697,8 @@ def test_per_arm_fits_match_lmertest_fitted_per_arm(name):
                 c, t = r["c"][j], r["t"][j]
                 want[term] = (t["estimate"] - c["estimate"],
                               t["se"] ** 2 + c["se"] ** 2,
-                              float(welch_satterthwaite(t["se"] ** 2, t["df"],
-                                                        c["se"] ** 2, c["df"])))
+                              float(welch_df(t["se"] ** 2, t["df"],
+                                             c["se"] ** 2, c["df"])))
             for row in rows:
                 est, var, df = want[row[3]]
                 assert row[4] == pytest.approx(est, rel=1e-5, abs=1e-9), row[3]

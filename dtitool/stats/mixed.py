@@ -620,7 +620,8 @@ def _fit_model(data: ModelData, names: TrialNames, df_method: str, alpha: float,
     """
     from scipy import special
 
-    from dtitool.stats.mixed_select import random_label, welch_satterthwaite
+    from dtitool.stats.inference import welch_df
+    from dtitool.stats.mixed_select import random_label
 
     frame = data.frame
     n_obs, n_part = len(frame), int(frame["participant_id"].nunique())
@@ -665,8 +666,8 @@ def _fit_model(data: ModelData, names: TrialNames, df_method: str, alpha: float,
                     r = parts[a]
                     est.append(r["estimate"][sel] - c["estimate"][sel])
                     var.append(r["var"][sel] + c["var"][sel])
-                    d.append(welch_satterthwaite(r["var"][sel], r["df"][sel],
-                                                 c["var"][sel], c["df"][sel]))
+                    d.append(welch_df(r["var"][sel], r["df"][sel],
+                                      c["var"][sel], c["df"][sel]))
             est, var, d = (np.concatenate(x) for x in (est, var, d))
             converged = all(r["converged"] for r in parts.values())
             singular = any(r["singular"] for r in parts.values())

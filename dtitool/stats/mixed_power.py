@@ -360,7 +360,7 @@ def _n_time(layout: MixedLayout) -> int:
 
 def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select"):
     """Fit every row's model on every replicate of ``arrays``."""
-    from dtitool.stats.mixed_select import welch_satterthwaite
+    from dtitool.stats.inference import welch_df
 
     R, N = arrays.arm.shape
     Z = np.broadcast_to(layout.Z, (N, *layout.Z.shape))
@@ -416,8 +416,8 @@ def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select"
                 ra = per[ai]
                 est.append(ra["estimate"][:, cols] - rc["estimate"][:, cols])
                 var.append(ra["var"][:, cols] + rc["var"][:, cols])
-                dd.append(welch_satterthwaite(ra["var"][:, cols], ra["df"][:, cols],
-                                              rc["var"][:, cols], rc["df"][:, cols]))
+                dd.append(welch_df(ra["var"][:, cols], ra["df"][:, cols],
+                                   rc["var"][:, cols], rc["df"][:, cols]))
         # layout.terms: time terms, arms, then each arm's time terms
         res = {"estimate": np.concatenate(est, axis=1),
                "var": np.concatenate(var, axis=1), "df": np.concatenate(dd, axis=1),

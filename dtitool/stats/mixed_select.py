@@ -15,16 +15,16 @@ make them the same way:
     the slopes, each with its variance the sum of the arms' and Satterthwaite's
     degrees of freedom, which for independent arms is Welch's (1947) formula
     :math:`(v_a + v_c)^2 / (v_a^2 / d_a + v_c^2 / d_c)` of the arms' own
-    Satterthwaite df (:func:`welch_satterthwaite`): the REML criterion of the
-    joint model with per-arm variance parameters is the sum of the arms'
-    criteria, so its Hessian is block diagonal and lmerTest's formula splits
-    into the arms' terms. A comparison group that is not randomised (healthy
-    controls rated on the patients' scale, at its floor) differs in spread
-    from the treated arm; one common covariance then mis-states both arms'
-    variances, and the tests drift off their level (in ``ect-course``'s null
-    version, with one covariance, the controls' MADRS slope never rejects in
-    10,000 trials and the MADRS interaction tests at 0.040: docs/model.md,
-    Mixed models).
+    Satterthwaite df (:func:`dtitool.stats.inference.welch_df`): the REML
+    criterion of the joint model with per-arm variance parameters is the sum
+    of the arms' criteria, so its Hessian is block diagonal and lmerTest's
+    formula splits into the arms' terms. A comparison group that is not
+    randomised (healthy controls rated on the patients' scale, at its floor)
+    differs in spread from the treated arm; one common covariance then
+    mis-states both arms' variances, and the tests drift off their level (in
+    ``ect-course``'s null version, with one covariance, the controls' MADRS
+    slope never rejects in 10,000 trials and the MADRS interaction tests at
+    0.040: docs/model.md, Mixed models).
     ``"common"``: one covariance for every arm, lme4's and statsmodels'
     default model ``value ~ arm * time + covariates + (1 + time | participant)``.
 
@@ -68,7 +68,6 @@ __all__ = [
     "check_choices",
     "keep_slope",
     "random_label",
-    "welch_satterthwaite",
 ]
 
 VARIANCES = ("arm", "common")
@@ -121,26 +120,6 @@ def keep_slope(loglik_slope, loglik_intercept, alpha: float = SELECT_ALPHA):
         stat = np.maximum(2.0 * (a - b), 0.0)
         p = chi2.sf(stat, 2)
     return np.isfinite(a) & np.isfinite(b) & (p < alpha)
-
-
-def welch_satterthwaite(v1, d1, v2, d2) -> np.ndarray:
-    """Degrees of freedom of a difference of two independent estimates.
-
-    ``(v1 + v2)^2 / (v1^2 / d1 + v2^2 / d2)`` for variances ``v`` with
-    Satterthwaite df ``d`` (``np.inf`` for a known variance: then that term
-    vanishes).
-
-    Examples
-    --------
-    >>> float(welch_satterthwaite(1.0, 10.0, 1.0, 10.0))
-    20.0
-    >>> float(welch_satterthwaite(1.0, 10.0, 0.0, 5.0))
-    10.0
-    """
-    v1, d1, v2, d2 = (np.asarray(a, dtype=float) for a in (v1, d1, v2, d2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        den = v1 * v1 / d1 + v2 * v2 / d2
-        return np.where(den > 0, (v1 + v2) ** 2 / den, np.inf)
 
 
 def random_label(time: str, slope: bool) -> str:
