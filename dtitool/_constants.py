@@ -19,3 +19,10 @@ DMD_UNIT = "per 1e-5 mm^2/s dMD"
 CURVE_PARAMETERS = ("n", "ratio", "effect", "reliability", "cv")
 """Design parameters a power curve can vary (see
 :func:`dtitool.stats.power.vary_design`)."""
+
+MRS_UNITS = {"i.u.": "water", "mM": "water", "ratio to tCr": "tcr", "a.u.": "raw"}
+"""Units of MRS values as the quantification tools print them (the ``unit``
+column of ``dtitool mrs-import``'s tables, and a voxel measure's ``unit`` in a
+design), and the quantification scale of each (:data:`dtitool.mrs.names.
+SCALES`): water-scaled institutional units or mM, the ratio to total creatine,
+arbitrary units."""

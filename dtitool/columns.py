@@ -733,6 +733,14 @@ def trial_columns(design) -> dict[str, dict]:
 
     for m in design.measures:
         what = KNOWN_MEASURES.get(m.name, (None, None, m.name))[2]
+        if m.voxel:  # a metabolite, on a quantification scale
+            unit = m.unit
+            out[m.name] = _c(f"{what} in the MRS voxel, in {unit} (a missing or "
+                             "unusable spectrum is a missing row)", "md", unit)
+            out[f"{m.name}_true"] = _c(f"latent true {what} in the voxel (no "
+                                       "measurement noise; simulated data only)",
+                                       "md", unit)
+            continue
         unit = m.unit or "1 (a ratio)"
         out[m.name] = _c(f"{what} of the ROI, in {m.unit or 'ratio units'} (a "
                          "missing scan is a missing row)", "md", unit)
@@ -741,8 +749,9 @@ def trial_columns(design) -> dict[str, dict]:
                                    "md", unit)
     rois = design.roi_names
     out["roi"] = {**COLUMNS["roi"], "Levels": {
-        r: f"region of interest {i} of the design's {len(rois)}"
-        for i, r in enumerate(rois, 1)}}
+        **{r: f"region of interest {i} of the design's {len(rois)}"
+           for i, r in enumerate(rois, 1)},
+        **dict.fromkeys(design.voxel_names, "MRS voxel")}}
     out["outcome"] = {**COLUMNS["outcome"], "Levels": {
         **{o.name: _scale_label(o) for o in design.outcomes}, "any": _ANY}}
     for o in design.outcomes:

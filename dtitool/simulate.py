@@ -48,6 +48,7 @@ from dtitool._memory import check_memory
 from dtitool._validation import _NOT_GIVEN, rng_argument
 from dtitool.design import StudyDesign, load_preset
 from dtitool.design.course import course_arrays
+from dtitool.design.voxels import SpectrumModel
 from dtitool.simulate_scores import ScoreModel as _ScoreModel
 from dtitool.simulate_scores import draw_scores as _draw_scores
 
@@ -148,7 +149,12 @@ class CohortArrays:
     extra, extra_true : ndarray, shape (R, N, M, V), or None
         The ROIs' other measures (:attr:`StudyDesign.measures`, ``M`` of them),
         observed (NaN where the primary visit's scan is missing) and true; None
-        when the design has none (``extra_true`` also in a lean run).
+        when the design has none (``extra_true`` also in a lean run). A
+        measure of an MRS voxel reported as a ratio to creatine holds the ratio.
+    quality : ndarray, shape (R, N, M, V), or None
+        Each MRS spectrum's fit quality (CRLB or fit error, %; NaN for a
+        measure without one, or a missing value); None for a design without
+        voxels (:mod:`dtitool.design.voxels`).
     """
 
     design: StudyDesign
@@ -164,6 +170,7 @@ class CohortArrays:
     scored: np.ndarray | None = None
     extra: np.ndarray | None = None
     extra_true: np.ndarray | None = None
+    quality: np.ndarray | None = None
 
     @property
     def replicates(self) -> int:
@@ -289,12 +296,13 @@ class _Model:
         self.m_mean = np.array([m.mean for m in ms])
         self.m_sd = np.array([m.sd for m in ms])
         self.m_noise = np.array([m.noise_sd for m in ms])
+        self.spectra = SpectrumModel.of(d)
 
 
 def _draw_blocks(
     ss: np.random.SeedSequence, b0: int, b1: int, n: int, nr: int, no: int,
     *, score_error: bool = False, extra_visits: int = 0, measures: int = 0,
-    components: int = 0,
+    components: int = 0, spectra: int = 0,
 ) -> dict[str, np.ndarray]:
     """Draw the raw random numbers of blocks ``b0 .. b1 - 1`` in a fixed order.
 
@@ -302,7 +310,8 @@ def _draw_blocks(
     noise (and rating errors) are drawn last, so a two-visit design's draws
     are what they always were; ``measures`` (the ROIs' other measures: their
     change, baseline and scan noise) after them, then the time courses'
-    further components' amplitudes (``components``).
+    further components' amplitudes (``components``), then the noise factor
+    of each MRS voxel's spectrum at each visit (``spectra``).
     """
     r = (b1 - b0) * BLOCK_SIZE
     out = {
@@ -328,6 +337,8 @@ def _draw_blocks(
         out["e_m"] = np.empty((r, n, measures, 2 + extra_visits))
     if components:
         out["z_course"] = np.empty((r, n, components))
+    if spectra:
+        out["z_spec"] = np.empty((r, n, spectra, 2 + extra_visits))
     for i, b in enumerate(range(b0, b1)):
         child = np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, b))
         g = np.random.Generator(np.random.PCG64(child))
@@ -353,6 +364,8 @@ def _draw_blocks(
             g.standard_normal(out=out["e_m"][s])
         if components:
             g.standard_normal(out=out["z_course"][s])
+        if spectra:
+            g.standard_normal(out=out["z_spec"][s])
     return out
 
 
@@ -364,9 +377,12 @@ def _simulate_range(
     b1 = -(-stop // BLOCK_SIZE)
     raw = _draw_blocks(ss, b0, b1, m.n, m.nr, m.no, score_error=m.score_rtm,
                        extra_visits=len(m.others), measures=m.nm,
-                       components=0 if m.course is None else len(m.course.extra_row))
+                       components=0 if m.course is None else len(m.course.extra_row),
+                       spectra=0 if m.spectra is None else m.spectra.voxels)
     keep = slice(start - b0 * BLOCK_SIZE, stop - b0 * BLOCK_SIZE)
     raw = {k: v[keep] for k, v in raw.items()}
+    if m.spectra is not None:  # a noisier spectrum: every metabolite noisier
+        m.spectra.scale_noise(raw["e_m"], raw["z_spec"])
 
     # 1. permuted blocks: sort uniform keys within each block segment
     order = np.argsort(raw["u_rand"] + m.segment, axis=1, kind="stable")
@@ -463,6 +479,9 @@ def _simulate_range(
         )
         age = np.clip(np.rint(age), cov.age_min, cov.age_max)
         female = raw["u_sex"] < cov.female
+    quality = None
+    if m.spectra is not None:
+        extra_true, extra, quality = m.spectra.finish(raw["z_spec"], extra_true, extra)
     return {
         "arm": arm,
         "md": md,
@@ -475,6 +494,7 @@ def _simulate_range(
         "scored": observed if miss.scores else None,
         "extra": extra,
         "extra_true": extra_true,
+        "quality": quality,
     }
 
 
@@ -522,11 +542,13 @@ def cohort_files(design: StudyDesign) -> tuple[str, ...]:
     """Return the files a cohort of ``design`` writes.
 
     :data:`COHORT_FILES`, with ``roi_<measure>.tsv`` and ``true_<measure>.tsv``
-    per measure of the ROIs besides MD.
+    per measure of the ROIs (and MRS voxels) besides MD; without MD tables for
+    a design without ROIs (MRS voxels only).
     """
     extra = [f"{kind}_{m}.tsv" for m in design.measure_names[1:]
              for kind in ("roi", "true")]
-    return (*COHORT_FILES[:3], *extra, *COHORT_FILES[3:])
+    md = COHORT_FILES[1:3] if design.rois else ()
+    return (COHORT_FILES[0], *md, *extra, *COHORT_FILES[3:])
 
 
 def _check_design(design) -> StudyDesign:
@@ -710,13 +732,17 @@ def describe_design(design: StudyDesign, *, participants: int = 20_000,
              "CV and true change SD in % of MD; r: correlation of observed "
              f"MD at visits {base} and {primary}; rel: reliability of observed dMD, "
              "the share of its variance that is true change):"]
-    wide = md_summary_wide(design)
-    short = ["roi", "MD", "between SD", "CV"] + [
-        f"{a} {arm}" for a in ("change SD", "r", "rel")
-        for arm in _short_names(design.arms)]
-    wide.columns = short
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        lines.append(wide.to_string(index=False, float_format="%.3g"))
+    if design.rois:
+        wide = md_summary_wide(design)
+        short = ["roi", "MD", "between SD", "CV"] + [
+            f"{a} {arm}" for a in ("change SD", "r", "rel")
+            for arm in _short_names(design.arms)]
+        wide.columns = short
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            lines.append(wide.to_string(index=False, float_format="%.3g"))
+    else:
+        lines = [f"{design.name!r} has no MD ROIs: MRS voxels "
+                 f"{', '.join(design.voxel_names)} only."]
     s = score_summary(design, participants=participants, rng=rng)
     cols = {"observed_change_mean": "change", "observed_change_sd": "SD",
             "regression_to_mean": "RTM", "response": "response",
@@ -878,6 +904,13 @@ class Cohort:
             rois = [d.measures[i].roi for i in idx]
             col = f"{measure}_true" if true else measure
             df = self._long(values, col, rois)
+            spec = [d.measures[i] for i in idx]
+            if any(x.voxel for x in spec):  # as dtitool mrs-import writes them
+                df["unit"] = np.tile(np.array([x.unit for x in spec],
+                                              dtype=object), len(df) // len(spec))
+                kinds = {x.quality for x in spec} - {""} if not true else ()
+                for kind in sorted(kinds):
+                    df[kind] = self._long(a.quality[:, :, idx], kind, rois)[kind]
             if not true:
                 df = df[df[col].notna()].reset_index(drop=True)
             self._cache[key] = df

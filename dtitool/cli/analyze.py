@@ -375,8 +375,8 @@ def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
 
         design, _ = read_design(args.design)
     folder = Path(args.dir)
-    inputs = [folder / "participants.tsv", folder / "roi_md.tsv",
-              *sorted(folder.glob("roi_*.tsv")),
+    inputs = [folder / "participants.tsv",
+              *sorted({folder / "roi_md.tsv", *folder.glob("roi_*.tsv")}),
               *(p for p in (folder / "visits.tsv", folder / "design.toml")
                 if p.is_file()),
               *([args.design] if args.design else [])]
@@ -434,6 +434,15 @@ def _visits_of(folder: Path):
     return path if path.is_file() else None
 
 
+def read_participants(folder: Path, replicate):
+    """Read ``participants.tsv`` of a folder without ROI MD (one replicate's)."""
+    t = read_tsv(folder / "participants.tsv", what="participants table",
+                 dtype={"participant_id": str, "group": str, "replicate": str})
+    if replicate is not None and "replicate" in t:
+        t = t[t["replicate"] == str(replicate)].reset_index(drop=True)
+    return t
+
+
 def mixed_source(folder: Path, args):
     """Return what :func:`~dtitool.stats.mixed.fit_mixed` reads, quality rule applied.
 
@@ -449,9 +458,10 @@ def mixed_source(folder: Path, args):
     measures = [p.stem[4:] for p in sorted(folder.glob("roi_*.tsv"))
                 if p.stem != "roi_md"]
     limits = quality_limits(folder, measures, args)
-    if not any(v is not None for v in limits.values()):
+    has_md = (folder / "roi_md.tsv").exists() or not measures
+    if has_md and not any(v is not None for v in limits.values()):
         return folder, None, {}
-    tables, reports = {"md": folder / "roi_md.tsv"}, {}
+    tables, reports = ({"md": folder / "roi_md.tsv"} if has_md else {}), {}
     for m in measures:
         tables[m] = folder / f"roi_{m}.tsv"
         if limits[m] is not None:
@@ -461,9 +471,12 @@ def mixed_source(folder: Path, args):
     from dtitool._io import read_tsv
     from dtitool.tables import read_tables
 
-    participants, tables["md"] = read_tables(
-        folder, replicate=args.replicate, md_unit=args.md_unit,
-        control=args.control)
+    if has_md:
+        participants, tables["md"] = read_tables(
+            folder, replicate=args.replicate, md_unit=args.md_unit,
+            control=args.control)
+    else:  # an MRS cohort without DTI
+        participants = read_participants(folder, args.replicate)
     tables = {m: (read_tsv(t, what=f"ROI {m} table") if not isinstance(
         t, pd.DataFrame) else t) for m, t in tables.items()}
     return participants, tables, reports
@@ -514,7 +527,17 @@ def run(args) -> int:
         from dtitool.design import read_design
 
         design, _ = read_design(args.design)
-    inputs = [Path(args.dir) / "participants.tsv", Path(args.dir) / "roi_md.tsv",
+    # an MRS cohort without DTI: its first measure's results lead the table
+    mrs_only = not (Path(args.dir) / "roi_md.tsv").exists() and any(
+        p.stem != "roi_md" for p in Path(args.dir).glob("roi_*.tsv"))
+    if mrs_only:
+        for opt in ("figures", "tipping_point", "compare"):
+            if getattr(args, opt):
+                raise ValueError(f"--{opt.replace('_', '-')} needs ROI MD "
+                                 f"({Path(args.dir) / 'roi_md.tsv'}); this folder "
+                                 "has other measures only")
+    inputs = [Path(args.dir) / "participants.tsv",
+              *([] if mrs_only else [Path(args.dir) / "roi_md.tsv"]),
               *sorted(Path(args.dir).glob("roi_*.tsv")),
               *([args.design] if args.design else [])]
     # One transaction: the table and the figures are committed together.
@@ -526,10 +549,13 @@ def run(args) -> int:
 
             figtmp = tx.destination(args.figures, list(ANALYSIS_FIGURES),
                                     label="--figures")
-        participants, roi_md = read_tables(
-            args.dir, replicate=args.replicate, md_unit=args.md_unit,
-            design=design, control=args.control,
-        )
+        if mrs_only:
+            participants = read_participants(Path(args.dir), args.replicate)
+        else:
+            participants, roi_md = read_tables(
+                args.dir, replicate=args.replicate, md_unit=args.md_unit,
+                design=design, control=args.control,
+            )
         names, design = resolve_names(participants, design=design,
                                       control=args.control, directory=args.dir)
         if args.delta_arm is not None and args.delta_arm not in names.arms:
@@ -538,40 +564,50 @@ def run(args) -> int:
         if args.robust and args.inference not in (None, "hc3"):
             raise ValueError(f"--robust means --inference hc3; it cannot be used "
                              f"with --inference {args.inference}")
-        results = fit_models(
-            participants,
-            roi_md,
-            names=names,
-            covariates=tuple(args.covariates),
-            inference="hc3" if args.robust else (args.inference or "welch"),
-            families=tuple(args.families),
-            familywise=args.familywise,
-            permutations=args.permutations,
-            rng=args.seed,
-            missing=args.missing,
-            imputations=args.imputations,
-        )
+        inference = "hc3" if args.robust else (args.inference or "welch")
+
+        def fit(p, t, m, inference):
+            return fit_models(
+                p, t, replicate=args.replicate, names=names, design=design,
+                measure=m, covariates=tuple(args.covariates),
+                inference=inference, families=tuple(args.families),
+                familywise=args.familywise, permutations=args.permutations,
+                rng=args.seed, missing=args.missing, imputations=args.imputations)
+
+        measures = other_measures(args.dir, design)
+        if mrs_only:  # the first measure leads the table
+            (results, *more), quality = fit_measures(
+                args.dir, measures, args,
+                fit=lambda p, t, m: fit(p, t, m, inference))
+        else:
+            results = fit_models(
+                participants,
+                roi_md,
+                names=names,
+                covariates=tuple(args.covariates),
+                inference=inference,
+                families=tuple(args.families),
+                familywise=args.familywise,
+                permutations=args.permutations,
+                rng=args.seed,
+                missing=args.missing,
+                imputations=args.imputations,
+            )
+            # the ROIs' other measures (roi_<measure>.tsv beside roi_md.tsv); MRS
+            # tables lose their spectra above the fit-quality limits first
+            more, quality = fit_measures(
+                args.dir, measures, args,
+                fit=lambda p, t, m: fit(p, t, m, results.inference))
         tx.seed = results.seed  # of the max-T permutations, for the manifest
         columns = list(RESULT_COLUMNS)
         for extra in (MAXT_COLUMN, FMI_COLUMN):
             if extra in results.table.columns:
                 columns.append(extra)
-        # the ROIs' other measures (roi_<measure>.tsv beside roi_md.tsv); MRS
-        # tables lose their spectra above the fit-quality limits first
-        more, quality = fit_measures(
-            args.dir, other_measures(args.dir, design), args,
-            fit=lambda p, t, m: fit_models(
-                p, t, replicate=args.replicate, names=names, design=design,
-                measure=m, covariates=tuple(args.covariates),
-                inference=results.inference, families=tuple(args.families),
-                familywise=args.familywise, permutations=args.permutations,
-                rng=args.seed, missing=args.missing,
-                imputations=args.imputations))
         table = results.table.loc[:, columns]
-        if more:
+        if more or mrs_only:
             table = measures_table((results, *more), columns)
         write_tsv(table, tmp / out.name)
-        if more:
+        if more or mrs_only:
             describe_measures((tmp / out.name).with_suffix(".json"),
                               (results, *more), quality, participants, names.arms)
         if figtmp is not None:
@@ -594,8 +630,9 @@ def run(args) -> int:
                                imputations=results.imputations, rng=results.seed,
                                families=tuple(args.families))
             write_tsv(tp.table, tiptmp / tip.name)
-    print(results.summary())
-    for r in more:
+    if not mrs_only:
+        print(results.summary())
+    for r in (results, *more) if mrs_only else more:
         print(f"\n{r.measure}:")
         if r.measure in quality:
             print(quality[r.measure].summary(participants, names.arms))

@@ -38,6 +38,11 @@ the sum over components of amplitude x ``g``):
     ``sum over sessions s before the visit of 2^(-(t_v - t_s) / half_life)``:
     the amplitude is the rise just after one session, gone a few half-lives
     later, and adding up when sessions come faster than it decays.
+``profile``
+    the value ``profile`` gives each visit by name (``{baseline = 0,
+    infusion1 = 0.6, infusion2 = 1, 24h = 0}``; 0 for a visit not named, and
+    for the baseline always): any shape over visits minutes or days apart,
+    such as a metabolite's rise during an infusion, gone the next day.
 
 A visit's dose is its ``dose`` if it states one, else the number of treatment
 sessions before it (``[treatment]``); hours are the visit's ``hours``. Every arm
@@ -75,11 +80,13 @@ __all__ = [
     "visit_doses",
 ]
 
-SHAPES = ("step", "linear", "emax", "transient")
+SHAPES = ("step", "linear", "emax", "transient", "profile")
 """The component shapes a time course can sum."""
 
-_KEYS = {"shape", "mean", "sd", "start", "ed50", "half_life_hours"}
-_NEEDS = {"step": "start", "emax": "ed50", "transient": "half_life_hours"}
+_KEYS = {"shape", "mean", "sd", "start", "ed50", "half_life_hours", "profile"}
+_NEEDS = {"step": "start", "emax": "ed50", "transient": "half_life_hours",
+          "profile": "profile"}
+_PARAMS = ("start", "ed50", "half_life_hours", "profile")
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class CourseComponent:
         ``emax``: the dose at half the maximum (> 0).
     half_life_hours : float or None
         ``transient``: hours for the rise after a session to halve (> 0).
+    profile : mapping or None
+        ``profile``: ``{visit: value}``, the shape at the visits named.
     """
 
     shape: str
@@ -107,13 +116,14 @@ class CourseComponent:
     start: str | None = None
     ed50: float | None = None
     half_life_hours: float | None = None
+    profile: Mapping | None = None
 
     def __post_init__(self):
         if self.shape not in SHAPES:
             raise err("course shape", f"must be one of {', '.join(SHAPES)}",
                       self.shape)
         need = _NEEDS.get(self.shape)
-        for key in ("start", "ed50", "half_life_hours"):
+        for key in _PARAMS:
             given = getattr(self, key) is not None
             if key == need and not given:
                 raise ValueError(f"a {self.shape!r} course component needs {key}")
@@ -125,6 +135,13 @@ class CourseComponent:
         if self.half_life_hours is not None:
             check_range("course half_life_hours", self.half_life_hours, 0.0,
                         lo_open=True)
+        if self.profile is not None:
+            if not isinstance(self.profile, Mapping) or not self.profile:
+                raise TypeError("course profile must be a table {visit = value}; "
+                                f"got {self.profile!r}")
+            object.__setattr__(self, "profile", {
+                str(k): float(check_real(f"course profile.{k}", v))
+                for k, v in self.profile.items()})
         if set(self.mean.arms) != set(self.sd.arms):
             raise ValueError("a course component's mean and sd must name the same "
                              f"arms; got {list(self.mean.arms)} and "
@@ -137,6 +154,15 @@ class CourseComponent:
                ) -> np.ndarray:
         """Return the shape ``g`` at each visit, shape (visits,)."""
         names = [v.name for v in visits]
+        if self.shape == "profile":
+            unknown = sorted(set(self.profile) - set(names))
+            if unknown:
+                raise err("course profile", "must name visits of the design "
+                          f"({', '.join(names)})", unknown[0])
+            if self.profile.get(names[0], 0.0):
+                raise err(f"course profile.{names[0]}", "must be 0: a change is "
+                          "measured from the baseline", self.profile[names[0]])
+            return np.array([self.profile.get(n, 0.0) for n in names])
         if self.shape == "step":
             if self.start not in names[1:]:
                 raise err("course start", "must name a follow-up visit "
@@ -160,9 +186,10 @@ class CourseComponent:
     def as_dict(self, arms: Sequence[str]) -> dict[str, Any]:
         """Return the component as a design-file table."""
         out: dict[str, Any] = {"shape": self.shape}
-        for key in ("start", "ed50", "half_life_hours"):
+        for key in _PARAMS:
             if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+                out[key] = (dict(self.profile) if key == "profile"
+                            else getattr(self, key))
         out["mean"] = {a: self.mean[a] for a in arms}
         out["sd"] = {a: self.sd[a] for a in arms}
         return out
@@ -280,7 +307,8 @@ def read_course(where: str, d: Any, arms: Sequence[str], per_arm) -> tuple:
             out.append(CourseComponent(
                 shape=c["shape"], mean=per_arm(f"{w}.mean", c["mean"], arms),
                 sd=per_arm(f"{w}.sd", c["sd"], arms), start=c.get("start"),
-                ed50=c.get("ed50"), half_life_hours=c.get("half_life_hours")))
+                ed50=c.get("ed50"), half_life_hours=c.get("half_life_hours"),
+                profile=c.get("profile")))
         except (TypeError, ValueError) as e:
             raise type(e)(f"{w}: {e}") from None
     return tuple(out)
@@ -289,9 +317,10 @@ def read_course(where: str, d: Any, arms: Sequence[str], per_arm) -> tuple:
 def apply_courses(design) -> tuple:
     """Check a design's courses and return its ROIs with their changes derived.
 
-    Each ROI (or ROI measure) with a course gets the ``change_mean`` and
-    ``change_sd`` of :func:`primary_change`; the others are returned as they
-    are. Called by :class:`~dtitool.design.StudyDesign` on construction.
+    Each ROI (or ROI or voxel measure) with a course gets the ``change_mean``
+    and ``change_sd`` of :func:`primary_change`; the others are returned as they
+    are; the design's voxels are replaced in place. Called by
+    :class:`~dtitool.design.StudyDesign` on construction.
     """
     import dataclasses
 
@@ -303,40 +332,50 @@ def apply_courses(design) -> tuple:
     if not isinstance(courses, Mapping):
         raise TypeError("courses must be a mapping {(roi, measure): components}; "
                         f"got {type(courses).__name__}")
-    rois = {r.name: r for r in design.rois}
+    owners = {r.name: ("rois", ["md", *(m.name for m in r.measures)])
+              for r in design.rois}
+    owners.update({v.name: ("voxels", [m.name for m in v.measures])
+                   for v in design.voxels})
     for key, course in courses.items():
         if not (isinstance(key, tuple) and len(key) == 2):
             raise TypeError(f"courses keys must be (roi, measure) pairs; got {key!r}")
         roi, measure = key
-        if roi not in rois:
-            raise err("course", "must belong to one of the design's ROIs "
-                      f"({', '.join(rois)})", roi)
-        names = ["md", *(m.name for m in rois[roi].measures)]
+        if roi not in owners:
+            raise err("course", "must belong to one of the design's ROIs or "
+                      f"voxels ({', '.join(owners)})", roi)
+        table, names = owners[roi]
         if measure not in names:
-            raise err(f"rois.{roi} course", "must be of MD or one of the ROI's "
-                      f"measures ({', '.join(names)})", measure)
+            raise err(f"{table}.{roi} course", "must be of one of its measures "
+                      f"({', '.join(names)})", measure)
         if not course or not all(isinstance(c, CourseComponent) for c in course):
-            raise TypeError(f"rois.{roi} course of {measure} must be one or more "
+            raise TypeError(f"{table}.{roi} course of {measure} must be one or more "
                             "CourseComponents")
         for c in course:
             if set(c.mean.arms) != set(design.arms):
-                raise err(f"rois.{roi} course of {measure}", "must give a mean and "
-                          f"sd for each arm ({', '.join(design.arms)})",
+                raise err(f"{table}.{roi} course of {measure}", "must give a mean "
+                          f"and sd for each arm ({', '.join(design.arms)})",
                           list(c.mean.arms))
+
+    def derived(owner, m):
+        if (owner, m.name) not in courses:
+            return m
+        mean, sd = primary_change(courses[owner, m.name], design.visits, sessions,
+                                  design.arms)
+        return dataclasses.replace(m, change_mean=mean, change_sd=sd)
+
     out = []
     for r in design.rois:
         if (r.name, "md") in courses:
             mean, sd = primary_change(courses[r.name, "md"], design.visits, sessions,
                                       design.arms)
             r = dataclasses.replace(r, change_mean=mean, change_sd=sd)
-        ms = []
-        for m in r.measures:
-            if (r.name, m.name) in courses:
-                mean, sd = primary_change(courses[r.name, m.name], design.visits,
-                                          sessions, design.arms)
-                m = dataclasses.replace(m, change_mean=mean, change_sd=sd)
-            ms.append(m)
-        out.append(dataclasses.replace(r, measures=tuple(ms)) if r.measures else r)
+        if r.measures:
+            r = dataclasses.replace(r, measures=tuple(derived(r.name, m)
+                                                      for m in r.measures))
+        out.append(r)
+    object.__setattr__(design, "voxels", tuple(
+        dataclasses.replace(v, measures=tuple(derived(v.name, m) for m in v.measures))
+        for v in design.voxels))
     object.__setattr__(design, "courses", {k: tuple(v) for k, v in courses.items()})
     return tuple(out)
 

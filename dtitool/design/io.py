@@ -48,6 +48,7 @@ from dtitool.design.spec import (
     VisitSpec,
     _check_real,
 )
+from dtitool.design.voxels import VoxelSpec
 
 __all__ = [
     "available_presets",
@@ -77,6 +78,7 @@ _TOP_KEYS = {
     "run",
     "treatment",
     "plans",  # [[plans]]: read by dtitool plans (dtitool.stats.plans)
+    "voxels",
 }
 _TRIAL_KEYS = {"n", "allocation", "block_size", "control"}
 _TRIAL_REQUIRED = {"n", "allocation", "block_size"}
@@ -89,6 +91,8 @@ _ROI_KEYS = {"md_mean", "md_sd", "cv", "change_mean", "change_sd", "measures",
              "course"}
 _MEASURE_KEYS = {"mean", "sd", "cv", "change_mean", "change_sd", "unit", "scale",
                  "md_correlation", "outcome_correlation", "course"}
+_VOXEL_MEASURE_KEYS = (_MEASURE_KEYS - {"md_correlation"}) | {
+    "crlb", "fit_error", "quality_spread"}
 _MEASURE_REQUIRED = {"mean", "sd", "cv"}
 _OUTCOME_KEYS = {
     "scale",
@@ -162,23 +166,43 @@ def _change(w: str, d: Mapping, arms, courses: dict, key: tuple) -> tuple:
             _per_arm(f"{w}.change_sd", d["change_sd"], arms))
 
 
-def _measures(w: str, roi: str, d: Any, arms, courses: dict
+def _measures(w: str, roi: str, d: Any, arms, courses: dict, *, voxel=False
               ) -> tuple[MeasureSpec, ...]:
-    """``[rois.NAME.measures.MEASURE]`` tables: an ROI's measures besides MD."""
+    """``[rois.NAME.measures.MEASURE]`` tables: an ROI's measures besides MD.
+
+    ``voxel``: ``[voxels.NAME.measures.MEASURE]``, an MRS voxel's metabolites.
+    """
     if not isinstance(d, Mapping):
         raise TypeError(f"{w}.measures must be a table of [{w}.measures.NAME] "
                         f"tables; got {d!r}")
     out = []
     for name, m in d.items():
         wm = f"{w}.measures.{name}"
-        _check_keys(wm, m, _MEASURE_KEYS, _MEASURE_REQUIRED)
+        _check_keys(wm, m, _VOXEL_MEASURE_KEYS if voxel else _MEASURE_KEYS,
+                    _MEASURE_REQUIRED)
         change_mean, change_sd = _change(wm, m, arms, courses, (roi, name))
+        extra = ({k: m[k] for k in ("crlb", "fit_error", "quality_spread")
+                  if k in m} if voxel else {})
         out.append(MeasureSpec(
             name=name, roi=roi, mean=m["mean"], sd=m["sd"], cv=m["cv"],
             change_mean=change_mean, change_sd=change_sd,
             unit=m.get("unit"), scale=m.get("scale"),
             md_correlation=m.get("md_correlation", 0.0),
-            outcome_correlation=m.get("outcome_correlation", {})))
+            outcome_correlation=m.get("outcome_correlation", {}),
+            voxel=voxel, **extra))
+    return tuple(out)
+
+
+def _voxels(d: Any, arms, courses: dict) -> tuple[VoxelSpec, ...]:
+    """``[voxels.NAME]`` tables: MRS voxels, each a ``measures`` table."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"voxels must be a table of [voxels.NAME] tables; got {d!r}")
+    out = []
+    for name, v in d.items():
+        w = f"voxels.{name}"
+        _check_keys(w, v, {"measures"}, {"measures"})
+        out.append(VoxelSpec(name, _measures(w, name, v["measures"], arms,
+                                             courses, voxel=True)))
     return tuple(out)
 
 
@@ -186,6 +210,9 @@ def _measure_dict(m: MeasureSpec, arm) -> dict:
     return {"mean": m.mean, "sd": m.sd, "cv": m.cv, "unit": m.unit,
             "scale": m.scale, "change_mean": arm(m.change_mean),
             "change_sd": arm(m.change_sd),
+            **{k: getattr(m, k) for k in ("crlb", "fit_error")
+               if getattr(m, k) is not None},
+            **({"quality_spread": m.quality_spread} if m.quality else {}),
             **({"md_correlation": m.md_correlation} if m.md_correlation else {}),
             **({"outcome_correlation": {a: dict(v) for a, v in
                                         m.outcome_correlation.items() if v}}
@@ -312,7 +339,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
             # a modified preset is not the preset: never label it as one
             merged["name"] = f"{base} (modified)"
         return design_from_dict(merged)
-    _check_keys("", d, _TOP_KEYS, {"name", "trial", "rois", "outcomes", "correlations"})
+    _check_keys("", d, _TOP_KEYS, {"name", "trial", "outcomes", "correlations"})
     schema = d.get("schema", 1)
     if schema not in (1, SCHEMA) or isinstance(schema, bool):
         raise ValueError(f"schema = {schema!r} is not a design file format this "
@@ -333,8 +360,11 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         raise ValueError("missing [[visits]]: a schema 2 design lists its visits "
                          "(name, hours or days, primary), baseline first")
 
-    rois_d = d["rois"]
-    if not isinstance(rois_d, Mapping) or not rois_d:
+    if "rois" not in d and "voxels" not in d:
+        raise ValueError("missing key rois: a design has [rois.NAME] tables (or "
+                         "MRS voxels, [voxels.NAME])")
+    rois_d = d.get("rois", {})
+    if not isinstance(rois_d, Mapping) or ("rois" in d and not rois_d):
         raise ValueError("rois must be a non-empty table of [rois.NAME] tables")
     rois = []
     courses: dict = {}
@@ -382,12 +412,14 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
     roi_names = [r.name for r in rois]
     out_names = [o.name for o in outcomes]
 
+    voxels = _voxels(d.get("voxels", {}), arms, courses)
     c = d["correlations"]
     _check_keys(
         "correlations",
         c,
         _CORR_KEYS,
-        {"roi_baseline", "outcome_baseline", "roi_change", "outcome_change"},
+        {"outcome_baseline", "outcome_change",
+         *(("roi_baseline", "roi_change") if rois else ())},
     )
     ro = c.get("roi_outcome", {})
     _check_keys("correlations.roi_outcome", ro, set(arms))
@@ -404,8 +436,9 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
                 m[roi_names.index(rname), j] = _check_real(f"{w}.{rname}", v)
         roi_outcome[arm] = tuple(map(tuple, m.tolist()))
     correlations = CorrelationSpec(
-        roi_baseline=c["roi_baseline"],
-        roi_change=_matrix("correlations.roi_change", c["roi_change"], roi_names),
+        roi_baseline=c.get("roi_baseline", 0.0),
+        roi_change=_matrix("correlations.roi_change", c.get("roi_change", 0.0),
+                           roi_names),
         outcome_baseline=c["outcome_baseline"],
         outcome_change=_matrix(
             "correlations.outcome_change", c["outcome_change"], out_names
@@ -454,6 +487,7 @@ def design_from_dict(d: Mapping[str, Any]) -> StudyDesign:
         visits=visits,
         sessions=session_hours(d.get("treatment")),
         courses=courses,
+        voxels=voxels,
     )
 
 
@@ -512,6 +546,12 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
         }, design, (r.name, "md"))
         for r in design.rois
     }
+    if not design.rois:
+        del d["rois"]
+    if design.voxels:
+        d["voxels"] = {v.name: {"measures": {
+            m.name: _changed(_measure_dict(m, arm), design, (v.name, m.name))
+            for m in v.measures}} for v in design.voxels}
     d["outcomes"] = {
         o.name: {
             **({"scale": o.scale} if o.scale else {}),
@@ -546,6 +586,8 @@ def design_to_dict(design: StudyDesign) -> dict[str, Any]:
             for g in design.arms
         },
     }
+    if not design.rois:  # an MRS-only design: no MD to correlate
+        del d["correlations"]["roi_baseline"], d["correlations"]["roi_change"]
     if design.covariates is not None:
         d["covariates"] = dataclasses.asdict(design.covariates)
     d["missing"] = dataclasses.asdict(design.missing)

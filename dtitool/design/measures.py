@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dtitool._constants import MRS_UNITS
 from dtitool._validation import check_range, check_real, err
 from dtitool.design.layout import PerArm
 
@@ -53,6 +54,7 @@ KNOWN_MEASURES = {
 }
 """``name: (unit, scale, description)`` of measures whose unit and model scale
 need not be given."""
+
 
 
 def _check_measure_name(name: Any) -> str:
@@ -96,6 +98,18 @@ class MeasureSpec:
     outcome_correlation : mapping
         ``{arm: {outcome: r}}``: correlation of the true change with each
         outcome's change, per arm; 0 where not given.
+    voxel : bool
+        Measured by MRS in a voxel without MD (:class:`dtitool.design.voxels.
+        VoxelSpec`): ``unit`` is a unit of MRS quantification
+        (:data:`dtitool._constants.MRS_UNITS`), ``md_correlation`` is 0, and
+        ``unit = "ratio to tCr"`` reports the ratio to the voxel's ``tcr``
+        measure.
+    crlb, fit_error : float or None
+        A voxel measure's fit quality per spectrum, in %: the Cramer-Rao lower
+        bound (LCModel, Osprey) or Gannet's fit error of a spectrum of typical
+        quality at the mean concentration (at most one of the two).
+    quality_spread : float
+        SD of the log noise factor of a spectrum (:mod:`dtitool.design.voxels`).
     """
 
     name: str
@@ -109,11 +123,15 @@ class MeasureSpec:
     scale: float | None = None
     md_correlation: float = 0.0
     outcome_correlation: Mapping = field(default_factory=dict)
+    voxel: bool = False
+    crlb: float | None = None
+    fit_error: float | None = None
+    quality_spread: float = 0.3
 
     def __post_init__(self):
         _check_measure_name(self.name)
-        where = f"rois.{self.roi}.measures.{self.name}"
-        known = KNOWN_MEASURES.get(self.name)
+        where = self.where
+        known = None if self.voxel else KNOWN_MEASURES.get(self.name)
         if self.unit is None and known is None:
             raise ValueError(f"{where}.unit is missing: {self.name!r} is not one of "
                              f"{', '.join(KNOWN_MEASURES)}, so give its unit "
@@ -136,6 +154,7 @@ class MeasureSpec:
         check_range(f"{where}.cv", self.cv, 0.0, 0.5, hi_open=True)
         check_range(f"{where}.md_correlation", self.md_correlation, -1.0, 1.0,
                     lo_open=True, hi_open=True)
+        _check_spectra(self, where)
         for what in ("change_mean", "change_sd"):
             value = getattr(self, what)
             if not isinstance(value, PerArm):
@@ -165,6 +184,23 @@ class MeasureSpec:
         return hash((self.name, self.roi, self.mean, self.sd, self.cv))
 
     @property
+    def where(self) -> str:
+        """The measure's place in a design file, for messages."""
+        table = "voxels" if self.voxel else "rois"
+        return f"{table}.{self.roi}.measures.{self.name}"
+
+    @property
+    def quality(self) -> str:
+        """``"crlb"``, ``"fit_error"`` or ``""`` (no fit quality simulated)."""
+        return ("crlb" if self.crlb is not None else
+                "fit_error" if self.fit_error is not None else "")
+
+    @property
+    def ratio_to(self) -> str:
+        """The measure the reported value is a ratio to (``""``: none)."""
+        return "tcr" if self.voxel and self.unit == "ratio to tCr" else ""
+
+    @property
     def noise_sd(self) -> float:
         """SD of one scan's measurement error, in ``unit``."""
         return self.cv * self.mean
@@ -178,7 +214,7 @@ class MeasureSpec:
         """Check the per-arm values name the design's arms and outcomes."""
         from dtitool.design.layout import check_arms
 
-        where = f"rois.{self.roi}.measures.{self.name}"
+        where = self.where
         check_arms(f"{where}.change_mean", self.change_mean, arms)
         check_arms(f"{where}.change_sd", self.change_sd, arms)
         for arm, per in self.outcome_correlation.items():
@@ -193,3 +229,25 @@ class MeasureSpec:
     def outcome_r(self, arm: str, outcome: str) -> float:
         """Correlation of the true change with ``outcome``'s change in ``arm``."""
         return float(self.outcome_correlation.get(arm, {}).get(outcome, 0.0))
+
+
+def _check_spectra(m: MeasureSpec, where: str) -> None:
+    """Check the MRS fields: only voxel measures have them, on a known scale."""
+    given = [k for k in ("crlb", "fit_error") if getattr(m, k) is not None]
+    if not m.voxel:
+        if given:
+            raise ValueError(f"{where}.{given[0]} is a fit quality of MRS spectra: "
+                             "give it in a [voxels.NAME.measures.MEASURE] table")
+        return
+    if m.unit not in MRS_UNITS:
+        raise err(f"{where}.unit", "must be a unit of MRS quantification ("
+                  f"{', '.join(MRS_UNITS)})", m.unit)
+    if m.md_correlation:
+        raise err(f"{where}.md_correlation", "must be 0: an MRS voxel has no MD",
+                  m.md_correlation)
+    if len(given) > 1:
+        raise ValueError(f"{where}: give crlb (LCModel, Osprey) or fit_error "
+                         "(Gannet), not both")
+    for k in given:
+        check_range(f"{where}.{k}", getattr(m, k), 0.0, 100.0, lo_open=True)
+    check_range(f"{where}.quality_spread", m.quality_spread, 0.0, 2.0)

@@ -47,6 +47,7 @@ from dtitool.design.layout import (
 from dtitool.design.layout import check_arms as _check_arms
 from dtitool.design.layout import check_positive_definite as _check_positive_definite
 from dtitool.design.measures import MeasureSpec
+from dtitool.design.voxels import VoxelSpec
 
 __all__ = [
     "CHANGE_MODELS",
@@ -421,6 +422,8 @@ class CorrelationSpec:
         )
         for name in ("roi_change", "outcome_change"):
             m = np.asarray(getattr(self, name), dtype=float)
+            if m.size == 0:  # no ROIs: an MRS-only design
+                m = m.reshape(0, 0)
             where = f"correlations.{name}"
             if m.ndim != 2 or m.shape[0] != m.shape[1]:
                 raise _err(where, "must be a square matrix", getattr(self, name))
@@ -445,7 +448,8 @@ class CorrelationSpec:
 
     def roi_outcome_array(self, arm: str) -> np.ndarray:
         """Return the n_roi x n_outcome correlation array of ``arm``."""
-        return np.asarray(self.roi_outcome[arm], dtype=float)
+        a = np.asarray(self.roi_outcome[arm], dtype=float)
+        return a if a.ndim == 2 else a.reshape(0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,6 +579,9 @@ class StudyDesign:
         ``{(roi, measure): (CourseComponent, ...)}``: time courses
         (:mod:`dtitool.design.course`; ``measure`` ``"md"`` for MD). A course's
         ROI or measure takes its ``change_mean``/``change_sd`` from it.
+    voxels : tuple of VoxelSpec
+        MRS voxels (:mod:`dtitool.design.voxels`): measures without MD. A design
+        needs at least one ROI or voxel.
 
     Notes
     -----
@@ -600,10 +607,12 @@ class StudyDesign:
     visits: tuple[VisitSpec, ...] = ()
     sessions: tuple[float, ...] = ()
     courses: Mapping[tuple[str, str], tuple] = field(default_factory=dict)
+    voxels: tuple[VoxelSpec, ...] = ()
 
     def __post_init__(self):
         _check_int("trial.n", self.n, 1)
         self._check_arms_and_visits()
+        self._check_voxels()
         object.__setattr__(self, "rois", apply_courses(self))
         a = tuple(
             _check_int(f"trial.allocation.{g}", self.allocation[g], 1)
@@ -626,8 +635,9 @@ class StudyDesign:
                 + _and([f"{k} {g}" for k, g in zip(sizes, self.arms, strict=True)])
                 + "; each arm needs at least 2 participants"
             )
-        if not self.rois:
-            raise ValueError("rois: a design needs at least one ROI")
+        if not self.rois and not self.voxels:
+            raise ValueError("rois: a design needs at least one ROI (or an MRS "
+                             "voxel, [voxels.NAME])")
         if not self.outcomes:
             raise ValueError("outcomes: a design needs at least one outcome")
         for what, items in (("rois", self.rois), ("outcomes", self.outcomes)):
@@ -637,7 +647,7 @@ class StudyDesign:
                 raise ValueError(f"{what}: duplicated names {dup}")
         c = self.correlations
         nr, no = len(self.rois), len(self.outcomes)
-        if np.shape(c.roi_change) != (nr, nr):
+        if nr and np.shape(c.roi_change) != (nr, nr):
             raise _err(
                 "correlations.roi_change",
                 f"must be {nr} x {nr} (one row per ROI)",
@@ -651,8 +661,8 @@ class StudyDesign:
             )
         for x in self.rois:
             _check_arms(f"rois.{x.name}.change_mean", x.change_mean, self.arms)
-            for m in x.measures:
-                m.check_against(self.arms, self.outcome_names)
+        for m in self.measures:
+            m.check_against(self.arms, self.outcome_names)
         for x in self.outcomes:
             _check_arms(f"outcomes.{x.name}.change_mean", x.change_mean, self.arms)
         lacking = [g for g in self.arms if g not in c.roi_outcome]
@@ -666,7 +676,7 @@ class StudyDesign:
                 raise _err("ranges.change_sd_fraction", "must name arms of the "
                            f"design ({', '.join(self.arms)})", extra[0])
         for arm in self.arms:
-            if np.shape(c.roi_outcome[arm]) != (nr, no):
+            if nr and np.shape(c.roi_outcome[arm]) != (nr, no):
                 raise _err(
                     f"correlations.roi_outcome.{arm}",
                     f"must be {nr} x {no} (ROIs x outcomes)",
@@ -695,6 +705,22 @@ class StudyDesign:
                     f"correlation for {nr} ROIs (must be > {-1 / (nr - 1):.3g})",
                     c.roi_baseline,
                 )
+
+    def _check_voxels(self) -> None:
+        voxels = tuple(self.voxels)
+        if not all(isinstance(v, VoxelSpec) for v in voxels):
+            raise TypeError("voxels must be VoxelSpecs; got "
+                            f"{[type(v).__name__ for v in voxels]}")
+        rois = {r.name for r in self.rois}
+        clash = sorted(rois & {v.name for v in voxels})
+        if clash:
+            raise ValueError(f"voxels.{clash[0]}: a voxel and an ROI share the name "
+                             f"{clash[0]!r}; name them apart")
+        names = [v.name for v in voxels]
+        dup = sorted({x for x in names if names.count(x) > 1})
+        if dup:
+            raise ValueError(f"voxels: duplicated names {dup}")
+        object.__setattr__(self, "voxels", voxels)
 
     def _check_arms_and_visits(self) -> None:
         if not isinstance(self.allocation, PerArm):
@@ -768,8 +794,14 @@ class StudyDesign:
 
     @property
     def measures(self) -> tuple[MeasureSpec, ...]:
-        """Every ROI's measures besides MD, in ROI order."""
-        return tuple(m for r in self.rois for m in r.measures)
+        """Every ROI's measures besides MD, in ROI order, then the voxels'."""
+        return (*(m for r in self.rois for m in r.measures),
+                *(m for v in self.voxels for m in v.measures))
+
+    @property
+    def voxel_names(self) -> tuple[str, ...]:
+        """MRS voxel names in order."""
+        return tuple(v.name for v in self.voxels)
 
     @property
     def model_rows(self) -> tuple[tuple[str, str], ...]:
@@ -815,11 +847,13 @@ class StudyDesign:
         m = np.eye(size)
         m[:nr, :nr] = c.roi_change
         m[nr:nr + no, nr:nr + no] = c.outcome_change
-        m[:nr, nr:nr + no] = c.roi_outcome_array(arm)
-        m[nr:nr + no, :nr] = m[:nr, nr:nr + no].T
+        if nr:
+            m[:nr, nr:nr + no] = c.roi_outcome_array(arm)
+            m[nr:nr + no, :nr] = m[:nr, nr:nr + no].T
         for i, x in enumerate(extra, start=nr + no):
-            j = self.roi_names.index(x.roi)
-            m[i, j] = m[j, i] = x.md_correlation
+            if not x.voxel:  # a voxel has no MD
+                j = self.roi_names.index(x.roi)
+                m[i, j] = m[j, i] = x.md_correlation
             for k, o in enumerate(self.outcome_names):
                 m[i, nr + k] = m[nr + k, i] = x.outcome_r(arm, o)
         return m

@@ -243,15 +243,16 @@ def load_cohort(source, measures=None, *, replicate: int | None = None,
     if isinstance(source, pd.DataFrame):
         if isinstance(measures, pd.DataFrame):
             measures = {"md": measures}
-        if not isinstance(measures, Mapping) or "md" not in measures:
+        if not isinstance(measures, Mapping) or not measures:
             raise TypeError("with a participants table, give the ROI MD table "
-                            "(measures=roi_md) or a mapping {measure: table} with "
-                            "'md' among them")
+                            "(measures=roi_md) or a mapping {measure: table} (an "
+                            "MRS cohort without DTI has no 'md')")
         names, design = resolve_names(source, design=design, control=control,
                                       visits=visits)
         tables = {}
         participants = None
-        for m in ["md", *(k for k in measures if k != "md")]:
+        for m in [*(["md"] if "md" in measures else []),
+                  *(k for k in measures if k != "md")]:
             p, t = check_tables(source, measures[m], replicate=replicate,
                                 md_unit=md_unit, names=names, design=design,
                                 measure=m)

@@ -1,0 +1,203 @@
+"""MRS voxels in the design: metabolites without MD, simulated spectra (fit
+quality, ratios to creatine), the MRS presets, their analysis without MD, and
+the round trip through Gannet, Osprey and LCModel files."""
+
+import hashlib
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dtitool import simulate_cohort
+from dtitool.cli import main
+from dtitool.design import design_from_dict, design_to_dict, load_preset
+from dtitool.design.voxels import noise_factor
+from dtitool.mrs.export import write_tool_files
+from dtitool.simulate import simulate_arrays
+
+MRS = ("gaba", "glx", "tcr")
+
+
+def _variant(**glx):
+    d = design_to_dict(load_preset("ketamine-mrs"))
+    d["voxels"]["mPFC"]["measures"]["glx"].update(glx)
+    return design_from_dict(d)
+
+
+def test_presets_load_and_round_trip_through_toml():
+    for name in ("ketamine-mrs", "ketamine-rct-mrs"):
+        d = load_preset(name)
+        assert design_from_dict(design_to_dict(d)) == d
+        assert d.voxel_names == ("mPFC",)
+        assert [m.name for m in d.measures[-3:]] == list(MRS)
+        assert all(m.voxel for m in d.measures[-3:])
+    d = load_preset("ketamine-mrs")
+    assert d.roi_names == () and d.arms == ("ketamine",)
+    assert [r for r, _ in d.model_rows] == ["mPFC"] * 3
+    # the profile course: the change at the primary visit (24 h) is 0
+    assert d.measures[0].change_mean["ketamine"] == 0.0
+    rct = load_preset("ketamine-rct-mrs")
+    assert rct.roi_names == load_preset("ketamine-rct").roi_names
+    assert rct.visit_names == ("baseline", "infusion", "24h")
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"md_correlation": 0.2}, r"unknown key voxels\.mPFC\.measures\.glx\."
+                               r"md_correlation"),
+    ({"unit": "mm^3"}, r"voxels\.mPFC\.measures\.glx\.unit must be a unit of "
+                       r"MRS quantification \(i\.u\., mM, ratio to tCr, a\.u\.\)"),
+    ({"crlb": 5.0, "fit_error": 5.0}, "give crlb .* or fit_error .*, not both"),
+    ({"crlb": 120.0}, r"voxels\.mPFC\.measures\.glx\.crlb"),
+])
+def test_bad_voxel_measures_are_refused_naming_the_key(change, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        _variant(**change)
+
+
+def test_ratio_needs_creatine_and_names_clash_and_profile_checks():
+    d = design_to_dict(load_preset("ketamine-mrs"))
+    d["voxels"]["mPFC"]["measures"]["glx"]["unit"] = "ratio to tCr"
+    del d["voxels"]["mPFC"]["measures"]["tcr"]
+    with pytest.raises(ValueError, match="has no tcr measure"):
+        design_from_dict(d)
+    d = design_to_dict(load_preset("ketamine-rct-mrs"))
+    d["voxels"]["L_BA10"] = d["voxels"].pop("mPFC")
+    with pytest.raises(ValueError, match="a voxel and an ROI share the name"):
+        design_from_dict(d)
+    d = design_to_dict(load_preset("ketamine-mrs"))
+    course = d["voxels"]["mPFC"]["measures"]["gaba"]["course"][0]
+    course["profile"] = {"frame9": 1.0}
+    with pytest.raises(ValueError, match=r"course profile must name visits .*frame9"):
+        design_from_dict(d)
+    course["profile"] = {"baseline": 0.5}
+    with pytest.raises(ValueError, match=r"profile\.baseline must be 0"):
+        design_from_dict(d)
+    d = design_to_dict(load_preset("ketamine-rct"))
+    d["rois"]["L_BA10"]["measures"] = {"gaba": {
+        "mean": 2.0, "sd": 0.2, "cv": 0.07, "unit": "i.u.", "scale": 0.1,
+        "change_mean": {"ketamine": 0.0, "saline": 0.0},
+        "change_sd": {"ketamine": 0.0, "saline": 0.0}, "crlb": 5.0}}
+    with pytest.raises(ValueError, match=r"unknown key rois\.L_BA10\.measures"
+                                         r"\.gaba\.crlb"):
+        design_from_dict(d)
+
+
+def test_profile_course_shapes_the_voxel_change_over_the_frames():
+    d = load_preset("ketamine-mrs").with_n(4000)
+    a = simulate_arrays(d, rng=5)
+    true = a.extra_true[0, :, 0, :]  # gaba, (N, visits)
+    change = true - true[:, :1]
+    # profile 0.5, 1, 0.7 at the frames and 0 at 24 h, amplitude mean 0.76
+    np.testing.assert_allclose(change.mean(0), [0, 0.38, 0.76, 0.532, 0], atol=0.03)
+    ratio = change[:, 1] / change[:, 2]
+    np.testing.assert_allclose(ratio, 0.5)
+    assert np.all(change[:, 4] == 0)
+
+
+def test_spectra_share_a_noise_factor_and_their_quality_follows_it():
+    d = load_preset("ketamine-mrs").with_n(2000)
+    a = simulate_arrays(d, rng=1)
+    q, v = a.quality[0], a.extra[0]  # (N, M, V)
+    # crlb x value / (level x mean) is the spectrum's factor k, shared by the
+    # metabolites of one spectrum
+    k = q * v / (np.array([10.0, 6.0, 3.0]) * np.array([2.0, 10.0, 8.0]))[:, None]
+    np.testing.assert_allclose(k[:, 0], k[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(k[:, 0], k[:, 2], rtol=1e-12)
+    # mean square 1: cv stays the RMS scan noise
+    z = np.random.default_rng(0).standard_normal(200_000)
+    assert abs(np.mean(noise_factor(z, 0.3) ** 2) - 1) < 0.01
+    # observed baseline spread: between SD and cv noise
+    sd = np.std(v[:, 0, 0])
+    assert abs(sd - np.hypot(0.2, 0.07 * 2.0)) < 0.02
+
+
+def test_ratio_to_creatine_is_the_concentration_over_creatine():
+    conc = simulate_arrays(load_preset("ketamine-mrs"), rng=9, stop=3)
+    ratio = simulate_arrays(_variant(unit="ratio to tCr", scale=0.05), rng=9, stop=3)
+    np.testing.assert_allclose(ratio.extra[:, :, 1], conc.extra[:, :, 1]
+                               / conc.extra[:, :, 2], rtol=1e-12)
+    np.testing.assert_allclose(ratio.extra_true[:, :, 1], conc.extra_true[:, :, 1]
+                               / conc.extra_true[:, :, 2], rtol=1e-12)
+    np.testing.assert_array_equal(ratio.quality, conc.quality)
+
+
+@pytest.mark.parametrize(("preset", "digest"), [
+    ("ketamine-rct", "ef77400bc2f06124"), ("ect-course", "01c344d051f48dad")])
+def test_designs_without_voxels_draw_what_they_always_drew(preset, digest):
+    # digests of MD, scores and measures of 3 trials (seed 4) before voxels
+    a = simulate_arrays(preset, rng=4, stop=3)
+    assert a.quality is None
+    raw = a.md.tobytes() + a.scores.tobytes() + (
+        b"" if a.extra is None else a.extra.tobytes())
+    assert hashlib.sha256(raw).hexdigest()[:16] == digest
+
+
+def test_mrs_cohort_files_and_tables(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["simulate", "--preset", "ketamine-mrs", "--seed", "2",
+                 "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.glob("*.tsv"))
+    assert "roi_md.tsv" not in names and "true_md.tsv" not in names
+    assert {f"roi_{m}.tsv" for m in MRS} <= set(names)
+    t = pd.read_csv(out / "roi_gaba.tsv", sep="\t")
+    assert list(t.columns) == ["participant_id", "session", "roi", "gaba", "unit",
+                               "crlb"]
+    assert set(t["unit"]) == {"i.u."} and len(t) == 8 * 5
+
+
+def test_analyze_an_mrs_cohort_without_md(tmp_path, capsys):
+    out = tmp_path / "c"
+    main(["simulate", "--preset", "ketamine-rct-mrs", "--seed", "2", "--n", "40",
+          "--out", str(out)])
+    (out / "roi_md.tsv").unlink()
+    (out / "roi_md.json").unlink()
+    res = tmp_path / "a.tsv"
+    assert main(["analyze", str(out), "--model", "change", "--max-crlb", "12",
+                 "--out", str(res)]) == 0
+    captured = capsys.readouterr().out
+    t = pd.read_csv(res, sep="\t")
+    assert set(t["measure"]) == set(MRS)
+    assert (t["quality_rule"] == "crlb > 12%").all()
+    gaba = t[t["measure"] == "gaba"]
+    assert gaba["n_dropped_quality"].iloc[0] > 0
+    assert "fit quality of gaba: crlb > 12%" in captured
+    assert main(["analyze", str(out), "--model", "change", "--figures",
+                 str(tmp_path / "f"), "--out", str(tmp_path / "b.tsv")]) == 2
+    assert "--figures needs ROI MD" in capsys.readouterr().err
+    res = tmp_path / "m.tsv"
+    assert main(["analyze", str(out), "--model", "mixed", "--time", "visit",
+                 "--out", str(res)]) == 0
+    m = pd.read_csv(res, sep="\t")
+    row = m[(m["measure"] == "gaba") & (m["term"] == "ketamine:infusion")]
+    assert len(row) == 1 and row["p"].iloc[0] < 1e-6  # the rise during infusion
+
+
+@pytest.mark.parametrize(("fmt", "digits"), [("gannet", 3), ("osprey", 12),
+                                         ("lcmodel", 3)])
+def test_round_trip_through_each_tools_files(tmp_path, fmt, digits):
+    cohort = simulate_cohort("ketamine-mrs", rng=3)
+    tables = {m: cohort.measure_table(m) for m in MRS}
+    folder = tmp_path / fmt
+    folder.mkdir()
+    files = write_tool_files(tables, fmt, folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["mrs-import", "--format", fmt, "--out", str(tmp_path / "o"),
+                     *map(str, files)]) == 0
+    for m in MRS:
+        got = pd.read_csv(tmp_path / "o" / f"roi_{m}.tsv", sep="\t")
+        want = tables[m]
+        key = ["participant_id", "session", "roi"]
+        merged = want.merge(got, on=key, suffixes=("", "_read"))
+        assert len(merged) == len(want) == len(got)
+        x, y = merged[m].to_numpy(), merged[f"{m}_read"].to_numpy()
+        if fmt == "lcmodel":  # 3 significant digits
+            np.testing.assert_allclose(y, x, rtol=5e-3)
+        else:
+            np.testing.assert_allclose(y, x, atol=0.5 * 10.0 ** -digits)
+        quality = "fit_error" if fmt == "gannet" else "crlb"
+        q = merged[quality + ("_read" if quality == "crlb" else "")]
+        tol = 0.5 if fmt == "lcmodel" else 0.5 * 10.0 ** -digits
+        np.testing.assert_allclose(q, merged["crlb"], atol=tol)
+        assert set(got["unit"]) == ({"mM"} if fmt == "lcmodel" else {"i.u."})
