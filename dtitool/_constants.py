@@ -26,3 +26,8 @@ column of ``dtitool mrs-import``'s tables, and a voxel measure's ``unit`` in a
 design), and the quantification scale of each (:data:`dtitool.mrs.names.
 SCALES`): water-scaled institutional units or mM, the ratio to total creatine,
 arbitrary units."""
+
+MRS_QUALITY_LIMITS = {"crlb": 20.0, "fit_error": 12.0}
+"""The fit-quality limits (%) above which a spectrum is excluded, by default, in
+analysis and in power (:data:`dtitool.mrs.quality.DEFAULT_LIMITS` explains
+them)."""

@@ -172,6 +172,33 @@ class CohortArrays:
     extra_true: np.ndarray | None = None
     quality: np.ndarray | None = None
 
+    def kept_spectra(self, limits=None) -> np.ndarray | None:
+        """Return which measure values pass the MRS fit-quality rule, (R, N, M, V).
+
+        Parameters
+        ----------
+        limits : mapping, optional
+            ``{"crlb": %, "fit_error": %}``: a spectrum above its measure's limit
+            is excluded, as ``dtitool analyze`` excludes it
+            (:func:`dtitool.mrs.apply_quality`); default
+            :data:`dtitool._constants.MRS_QUALITY_LIMITS`.
+
+        Returns
+        -------
+        ndarray of bool or None
+            False where excluded; None for a design without fit qualities.
+        """
+        from dtitool._constants import MRS_QUALITY_LIMITS
+        from dtitool.design.voxels import check_quality_limits
+
+        limits = {**MRS_QUALITY_LIMITS, **(check_quality_limits(limits) or {})}
+        if self.quality is None:
+            return None
+        level = np.array([limits.get(m.quality, np.inf)
+                          for m in self.design.measures])
+        with np.errstate(invalid="ignore"):
+            return ~(self.quality > level[:, None])
+
     @property
     def replicates(self) -> int:
         """Number of replicates held."""

@@ -201,3 +201,38 @@ def test_round_trip_through_each_tools_files(tmp_path, fmt, digits):
         tol = 0.5 if fmt == "lcmodel" else 0.5 * 10.0 ** -digits
         np.testing.assert_allclose(q, merged["crlb"], atol=tol)
         assert set(got["unit"]) == ({"mM"} if fmt == "lcmodel" else {"i.u."})
+
+
+def test_mixed_power_drops_the_spectra_analyze_drops(tmp_path):
+    """The power engine's mixed fits with the quality rule are analyze's fits
+    (statsmodels, after dtitool.mrs.apply_quality) of the same trial."""
+    from dtitool.stats.mixed_power import _fit_chunk, mixed_layout, model_rows
+
+    design = load_preset("ketamine-rct-mrs").with_n(40)
+    out = tmp_path / "c"
+    cohort = simulate_cohort(design, rng=2)
+    out.mkdir()
+    cohort.write(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["analyze", str(out), "--model", "mixed", "--time", "visit",
+                     "--max-crlb", "9", "--out", str(tmp_path / "m.tsv")]) == 0
+    want = pd.read_csv(tmp_path / "m.tsv", sep="\t")
+    want = want[want["measure"] == "gaba"].set_index("term")
+    layout = mixed_layout(design, "visit")
+    rows = [r for r in model_rows(design) if r["measure"] == "gaba"]
+    kept = cohort.arrays.kept_spectra({"crlb": 9})
+    assert (~kept[0, :, 0, :]).sum() > 10  # the rule removes gaba spectra here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = _fit_chunk(design, layout, rows, cohort.arrays, "satterthwaite",
+                         "arm", "select", {"crlb": 9})
+    for j, term in enumerate(layout.terms):
+        se = want.loc[term, "se"]
+        assert got["estimate"][0, 0, j] * rows[0]["scale"] == pytest.approx(
+            want.loc[term, "estimate"] * rows[0]["scale"], abs=1e-4 * se)
+        assert got["p"][0, 0, j] == pytest.approx(want.loc[term, "p"], rel=1e-3,
+                                                  abs=1e-9)
+    none = _fit_chunk(design, layout, rows, cohort.arrays, "satterthwaite",
+                      "arm", "select", {"crlb": 99})
+    assert not np.allclose(none["estimate"], got["estimate"])

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import math
 import sys
+import warnings
 
 from dtitool._constants import CURVE_PARAMETERS
 from dtitool._io import atomic_outputs, write_tsv
@@ -102,6 +103,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="--model mixed: time as the visits' dose (default when "
                    "every visit has one), hours, or the visit as a factor")
     add_mixed_choices(p)
+    for kind, default, what in (("crlb", 20, "Cramer-Rao lower bound"),
+                                ("fit-error", 12, "Gannet-style fit error")):
+        p.add_argument(f"--max-{kind}", type=float, default=None, metavar="PCT",
+                       help=f"--model mixed, designs with MRS voxels: a spectrum "
+                       f"whose simulated {what} is above PCT %% is missing data, "
+                       f"as dtitool analyze excludes it (default {default}; "
+                       "docs/mrs.md)")
     p.set_defaults(inference=None)
     return p
 
@@ -213,10 +221,16 @@ def run(args) -> int:
         from dtitool.cli.power_mixed import run_mixed
 
         return run_mixed(args, design, seed)
-    for opt in ("time", "variance", "random"):
+    for opt in ("time", "variance", "random", "max_crlb", "max_fit_error"):
         if getattr(args, opt, None) is not None:
-            raise ValueError(f"--{opt} is an option of the mixed model (--model "
-                             "mixed)")
+            raise ValueError(f"--{opt.replace('_', '-')} is an option of the mixed "
+                             "model (--model mixed)")
+    ruled = [m.label for m in design.measures if m.quality]
+    if ruled:
+        warnings.warn(f"--model change keeps every MRS spectrum: the fit-quality "
+                      f"rule of dtitool analyze (crlb > 20%, fit_error > 12%) is not "
+                      f"applied to {', '.join(ruled)} in change-score power "
+                      "(--model mixed applies it)", stacklevel=1)
     if args.inference is None:
         args.inference = "welch"
     curve = parse_curve(args.curve) if args.curve else None

@@ -55,6 +55,12 @@ def parse_mixed_curve(spec: str, design) -> tuple[str, list]:
     return name, schedules
 
 
+def quality_limits_of(args) -> dict | None:
+    """``--max-crlb`` and ``--max-fit-error`` as the engines' ``quality_limits``."""
+    limits = {k: getattr(args, f"max_{k}", None) for k in ("crlb", "fit_error")}
+    return {k: v for k, v in limits.items() if v is not None} or None
+
+
 def run_mixed(args, design, seed) -> int:
     """Run ``dtitool power`` with the mixed model (module docstring)."""
     from dtitool.stats.mixed_power import (
@@ -77,6 +83,7 @@ def run_mixed(args, design, seed) -> int:
     common = {"replicates": R, "rng": seed, "time": args.time, "alpha": args.alpha,
               "variance": getattr(args, "variance", None) or "arm",
               "random": getattr(args, "random", None) or "select",
+              "quality_limits": quality_limits_of(args),
               **({"chunk_size": args.chunk_size} if args.chunk_size else {})}
     with atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
                         seed=seed) as tmp:

@@ -37,16 +37,18 @@ of one spectrum (one voxel, one visit).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from dtitool._constants import MRS_QUALITY_LIMITS
 from dtitool._constants import MRS_UNITS as UNITS
-from dtitool._validation import check_name
+from dtitool._validation import check_name, check_range
 from dtitool.design.measures import MeasureSpec
 
-__all__ = ["UNITS", "SpectrumModel", "VoxelSpec", "noise_factor",
-           "quality_values"]
+__all__ = ["UNITS", "SpectrumModel", "VoxelSpec", "check_quality_limits",
+           "noise_factor", "quality_values"]
 
 
 
@@ -196,3 +198,26 @@ class SpectrumModel:
                 true = true.copy()
                 true[..., r, :] = true[..., r, :] / true[..., self.ratio[r], :]
         return true, obs, quality
+
+
+def check_quality_limits(limits) -> dict[str, float] | None:
+    """Return fit-quality limits checked: ``{"crlb": %, "fit_error": %}`` or None.
+
+    Raises
+    ------
+    ValueError
+        A key other than ``crlb`` or ``fit_error``, or a limit that is not a
+        percentage above 0.
+    """
+    if limits is None:
+        return None
+    if not isinstance(limits, Mapping):
+        raise TypeError("quality limits must be a mapping {'crlb': %, "
+                        f"'fit_error': %}}; got {limits!r}")
+    out = {}
+    for k, v in limits.items():
+        if k not in MRS_QUALITY_LIMITS:
+            raise ValueError(f"quality limit {k!r} is not one of "
+                             f"{', '.join(MRS_QUALITY_LIMITS)}")
+        out[k] = check_range(f"quality limit {k}", v, 0.0, lo_open=True)
+    return out

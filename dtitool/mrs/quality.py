@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from dtitool._constants import MRS_QUALITY_LIMITS
 from dtitool.mrs.names import QUALITY, RESERVED
 
 __all__ = ["DEFAULT_LIMITS", "EXCLUDED_ATTR", "OPTIONS", "RULES_ATTR",
            "QualityReport", "QualityRule", "apply_quality"]
 
-DEFAULT_LIMITS: dict[str, float] = {"crlb": 20.0, "fit_error": 12.0}
+DEFAULT_LIMITS: dict[str, float] = MRS_QUALITY_LIMITS
 """The limit (in %) each quality column gets when none is given.
 
 ``crlb``: 20, the LCModel manual's rough criterion (%SD below about 20 % for an

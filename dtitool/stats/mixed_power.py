@@ -43,6 +43,7 @@ import pandas as pd
 
 from dtitool._constants import DMD_SCALE
 from dtitool.design import StudyDesign
+from dtitool.design.voxels import check_quality_limits
 
 __all__ = [
     "MIXED_POWER_COLUMNS",
@@ -198,12 +199,18 @@ def model_rows(design: StudyDesign) -> list[dict]:
     return rows
 
 
-def _values(arrays, row) -> np.ndarray:
-    """Return the row's observed values (R, N, V) on its model scale, NaN if missing."""
+def _values(arrays, row, kept=None) -> np.ndarray:
+    """Return the row's observed values (R, N, V) on its model scale, NaN if missing.
+
+    ``kept`` (:meth:`~dtitool.simulate.CohortArrays.kept_spectra`): an MRS
+    spectrum the fit-quality rule excludes is missing.
+    """
     if row["kind"] == "md":
         y = arrays.md[:, :, row["index"], :] / row["scale"]
     elif row["kind"] == "extra":
         y = arrays.extra[:, :, row["index"], :] / row["scale"]
+        if kept is not None:
+            y = np.where(kept[:, :, row["index"], :], y, np.nan)
     else:
         y = arrays.scores[:, :, row["index"], :].astype(float)
         if arrays.scored is not None:
@@ -301,13 +308,23 @@ def _fit_tests(y, X, Z, observed, L, df, random):
     from dtitool.stats.mixed_select import keep_slope
 
     B = y.shape[0]
-    fits = {True: lmm.fit_lmm(y, X, Z, observed)}
-    q = Z.shape[-1]
-    if random == "slope" or q == 1:
-        keep = np.full(B, True)
-    else:
-        fits[False] = lmm.fit_lmm(y, X, Z[..., :1], observed)
-        keep = keep_slope(fits[True].reml_loglik, fits[False].reml_loglik)
+    # a trial with too few observations left (missing visits, spectra the
+    # quality rule excluded) has no fit: filled to be fitted, then NaN
+    mask = np.isfinite(y) if observed is None else observed & np.isfinite(y)
+    n_obs = mask.sum(axis=(1, 2))
+    short = (n_obs <= X.shape[-1]) | (n_obs <= Z.shape[-1] * mask.any(axis=2).sum(1))
+    if short.any():
+        y = np.where(short[:, None, None] & ~mask, 0.0, y)
+        if observed is not None:
+            observed = observed | short[:, None, None]
+    with np.errstate(**({"all": "ignore"} if short.any() else {})):
+        fits = {True: lmm.fit_lmm(y, X, Z, observed)}
+        q = Z.shape[-1]
+        if random == "slope" or q == 1:
+            keep = np.full(B, True)
+        else:
+            fits[False] = lmm.fit_lmm(y, X, Z[..., :1], observed)
+            keep = keep_slope(fits[True].reml_loglik, fits[False].reml_loglik)
     out = {"estimate": np.empty((B, L.shape[0])), "var": np.empty((B, L.shape[0])),
            "df": np.full((B, L.shape[0]), np.inf)}
     for k in ("converged", "singular"):
@@ -331,6 +348,10 @@ def _fit_tests(y, X, Z, observed, L, df, random):
         out["singular"][idx] = sub.singular
         out["loglik"][idx] = sub.reml_loglik
     out["slope"] = keep & (q > 1)
+    if short.any():
+        for k in ("estimate", "var", "df"):
+            out[k][short] = np.nan
+        out["converged"][short] = False
     return out
 
 
@@ -358,11 +379,13 @@ def _n_time(layout: MixedLayout) -> int:
     return layout.Z.shape[0] - 1 if layout.time == "visit" else 1
 
 
-def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select"):
+def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select",
+               quality_limits=None):
     """Fit every row's model on every replicate of ``arrays``."""
     from dtitool.stats.inference import welch_df
 
     R, N = arrays.arm.shape
+    kept = arrays.kept_spectra(quality_limits)
     Z = np.broadcast_to(layout.Z, (N, *layout.Z.shape))
     L = layout.L
     if variance == "common":
@@ -370,7 +393,7 @@ def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select"
         female = arrays.female if layout.covariates else None
         age_mean = design.covariates.age_mean if layout.covariates else 0.0
         X = _design_matrix(layout, arrays.arm, age, female, age_mean)
-        y = np.concatenate([_values(arrays, r) for r in rows], axis=0)
+        y = np.concatenate([_values(arrays, r, kept) for r in rows], axis=0)
         Xb = np.concatenate([X] * len(rows), axis=0)
         res = _fit_tests(y, Xb, Z, None, L, df, random)
         slope = res["slope"][:, None].astype(float)
@@ -379,7 +402,7 @@ def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select"
         k = _n_time(layout)
         Xa = _per_arm_design(layout, arrays, design)
         Xb = np.concatenate([Xa] * len(rows), axis=0)
-        y = np.concatenate([_values(arrays, r) for r in rows], axis=0)
+        y = np.concatenate([_values(arrays, r, kept) for r in rows], axis=0)
         La = np.zeros((1 + k, Xa.shape[-1]))
         La[np.arange(1 + k), np.arange(1 + k)] = 1.0
         per = {}
@@ -448,7 +471,7 @@ def _fit_chunk(design, layout, rows, arrays, df, variance="arm", random="select"
 
 
 def _run(design, layout, rows, replicates, seed, chunk, df, progress, variance,
-         random):
+         random, quality_limits=None):
     from dtitool.simulate import simulate_arrays
 
     parts = []
@@ -456,7 +479,7 @@ def _run(design, layout, rows, replicates, seed, chunk, df, progress, variance,
         stop = min(start + chunk, replicates)
         arrays = simulate_arrays(design, rng=seed, start=start, stop=stop)
         parts.append(_fit_chunk(design, layout, rows, arrays, df, variance,
-                                random))
+                                random, quality_limits))
         if progress is not None:
             progress.update(stop - start)
     return {k: np.concatenate([p[k] for p in parts], axis=1) for k in parts[0]}
@@ -466,7 +489,7 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                 time: str | None = None, alpha: float = 0.05,
                 df: str = "satterthwaite", chunk_size: int = 250,
                 null: bool = True, progress=None, variance: str = "arm",
-                random: str = "select") -> pd.DataFrame:
+                random: str = "select", quality_limits=None) -> pd.DataFrame:
     """Monte Carlo power of every fixed-effect test of the design's mixed models.
 
     Parameters
@@ -496,6 +519,10 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
     random : {"select", "slope"}
         The random slope kept where a likelihood-ratio test at 0.2 favours
         it, or always (:mod:`dtitool.stats.mixed_select`).
+    quality_limits : mapping, optional
+        ``{"crlb": %, "fit_error": %}``: an MRS spectrum above its limit is a
+        missing observation, as in ``dtitool analyze`` (default
+        :data:`dtitool._constants.MRS_QUALITY_LIMITS`).
 
     Returns
     -------
@@ -524,12 +551,13 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
     seed_alt, seed_null = ss.spawn(2)
     layout = mixed_layout(design, time)
     rows = model_rows(design)
+    limits = check_quality_limits(quality_limits)
     res = _run(design, layout, rows, replicates, seed_alt, chunk_size, df, progress,
-               variance, random)
+               variance, random, limits)
     nres = None
     if null:
         nres = _run(null_course_design(design), layout, rows, replicates, seed_null,
-                    chunk_size, df, progress, variance, random)
+                    chunk_size, df, progress, variance, random, limits)
     out = []
     null_design = null_course_design(design)
     for i, row in enumerate(rows):
