@@ -581,8 +581,10 @@ def power_record(est: np.ndarray, p: np.ndarray, truth: float, alpha: float
     else:
         type_s = exag = np.nan
     mean = float(np.nanmean(est)) if np.isfinite(est).any() else np.nan
-    return {"power": k / n if n else np.nan, "power_ci_low": lo,
-            "power_ci_high": hi, "true_value": truth, "mean_estimate": mean,
+    # wilson_interval gives 0-d arrays: as floats, so that the column is a
+    # float column and is written with its format (4 digits)
+    return {"power": k / n if n else np.nan, "power_ci_low": float(lo),
+            "power_ci_high": float(hi), "true_value": truth, "mean_estimate": mean,
             "bias": mean - truth, "type_s": type_s, "exaggeration": exag,
             "n_significant": k}
 
@@ -603,7 +605,7 @@ def size_record(q: np.ndarray, alpha: float) -> dict:
                 "size_ok": None}
     slo, shi = wilson_interval(kq, nq)
     band_lo, band_hi = size_band(nq, alpha, 1)
-    return {"size": kq / nq, "size_ci_low": slo, "size_ci_high": shi,
+    return {"size": kq / nq, "size_ci_low": float(slo), "size_ci_high": float(shi),
             "size_ok": bool(band_lo <= kq <= band_hi)}
 
 
