@@ -176,3 +176,52 @@ def test_monte_carlo_meets_the_noncentral_t_at_40000_trials():
     R = 40_000
     t = imaging_power(ECT, replicates=R, rng=7, null=False, chunk_size=2000)
     assert np.abs(_z(t, R)).max() < 3
+
+
+def test_power_cli_imaging_writes_the_table_and_refuses_other_options(tmp_path,
+                                                                       capsys):
+    import pandas as pd
+
+    from dtitool.cli import main
+    from dtitool.stats.imaging_change import IMAGING_POWER_COLUMNS
+
+    out = tmp_path / "p"
+    assert main(["power", "--preset", "ketamine-rct", "--model", "imaging",
+                 "--replicates", "80", "--seed", "4", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "imaging change power of ketamine-rct" in text
+    t = pd.read_csv(out / "power.tsv", sep="\t", keep_default_na=False)
+    assert list(t.columns) == IMAGING_POWER_COLUMNS
+    assert list(t["term"][:2]) == ["24h", "ketamine:24h"]
+    ref = imaging_power(KETAMINE, replicates=80, rng=4)
+    np.testing.assert_allclose(t["power"], ref["power"])
+    assert (out / "power.json").is_file() and (out / "design.toml").is_file()
+    for bad, word in ((["--inference", "ols"], "--inference"),
+                      (["--grid", "n=40:80:20"], "--grid"),
+                      (["--time", "visit"], "--time"),
+                      (["--curve", "n=40,60"], "--curve"),
+                      (["--missing", "mi"], "--missing")):
+        assert main(["power", "--preset", "ketamine-rct", "--model", "imaging",
+                     "--replicates", "10", "--out", str(tmp_path / "x"), *bad]) == 2
+        assert word in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_power_cli_imaging_warns_of_a_size_outside_its_band(tmp_path, capsys,
+                                                             monkeypatch):
+    import dtitool.stats.imaging_change as ic
+    from dtitool.cli import main
+
+    real = ic.imaging_power
+
+    def off(*args, **kwargs):
+        t = real(*args, **kwargs)
+        t.loc[0, ["size", "size_ok"]] = [0.2, False]
+        return t
+
+    monkeypatch.setattr(ic, "imaging_power", off)
+    assert main(["power", "--preset", "ketamine-rct", "--model", "imaging",
+                 "--replicates", "20", "--seed", "1", "--quiet", "--out",
+                 str(tmp_path / "p")]) == 0
+    assert "size outside its 99% binomial band: L_BA10:24h (0.200)" in (
+        capsys.readouterr().err)

@@ -85,7 +85,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    metavar="NAME=ROI:OUTCOME:TERM[:+|-],...",
                    help="extra family for familywise.tsv (repeatable); a trailing "
                    ":+ or :- counts only rejections with that sign")
-    p.add_argument("--model", choices=["change", "mixed"], default=None,
+    p.add_argument("--model", choices=["change", "mixed", "imaging"], default=None,
                    help="change: the change-score interaction models between "
                    "baseline and the primary visit; mixed: linear mixed models "
                    "of every visit, value ~ arm * time + age + sex + (1 + time | "
@@ -96,8 +96,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "type_s, exaggeration, nonconverged, singular, slope_kept, "
                    "size_z); "
                    "--curve n=, visits=V+V+...,V+V+... or slope_sd= (factor on "
-                   "every random-slope SD). Default: mixed when the design has "
-                   "more than two visits (docs/model.md, Mixed models)")
+                   "every random-slope SD); imaging: does the imaging measure "
+                   "itself change? Per ROI and measure and follow-up visit, the "
+                   "control arm's change from baseline (term VISIT, one-sample t) "
+                   "and each arm's change minus it (ARM:VISIT, Welch t), writing "
+                   "power.tsv with the noncentral-t power beside the Monte Carlo "
+                   "one (analytic_power) and size. Default: mixed when the design "
+                   "has more than two visits (docs/model.md, Mixed models and "
+                   "Imaging change)")
     p.add_argument("--time", choices=["dose", "hours", "visit"], default=None,
                    help="--model mixed: time as the visits' dose (default when "
                    "every visit has one), hours, or the visit as a factor")
@@ -213,6 +219,10 @@ def run(args) -> int:
         from dtitool.cli.power_mixed import run_mixed
 
         return run_mixed(args, design, seed)
+    if model == "imaging":
+        from dtitool.cli.power_imaging import run_imaging
+
+        return run_imaging(args, design, seed)
     for opt in ("time", "variance", "random"):
         if getattr(args, opt, None) is not None:
             raise ValueError(f"--{opt} is an option of the mixed model (--model "
