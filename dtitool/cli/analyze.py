@@ -25,6 +25,12 @@ kept where a likelihood-ratio test favours it (``--random``), with
 Satterthwaite or Kenward-Roger df. Options of the change-score models only
 (``--inference``, max-T, multiple imputation, ``--figures``, ...) are then an
 error naming the option.
+
+``--model imaging`` asks whether the imaging measure itself changes
+(:func:`dtitool.stats.imaging_fit.fit_imaging`): per ROI and measure and
+follow-up visit, the control arm's mean change from baseline (one-sample t)
+and each arm's mean change minus it (Welch t), after the same quality rule;
+the options of both other models are then an error.
 """
 
 from __future__ import annotations

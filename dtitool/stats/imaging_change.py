@@ -29,8 +29,9 @@ quality rule excluded), is missing.
 
 :func:`change_tests` computes every test of every replicate, row and visit at
 once; :func:`imaging_power` runs it on simulated trials of a design and of its
-null counterpart (size), and :func:`analytic_power` gives each test's power
-from the design alone (the noncentral t), a cross-check of the Monte Carlo.
+null counterpart (size), and :func:`analytic_imaging_power` gives each test's
+power from the design alone (the noncentral t), a cross-check of the Monte
+Carlo.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dtitool.design import StudyDesign
 
 __all__ = [
     "IMAGING_POWER_COLUMNS",
-    "analytic_power",
+    "analytic_imaging_power",
     "change_tests",
     "imaging_power",
     "imaging_rows",
@@ -283,7 +284,8 @@ def change_moments(design: StudyDesign, row) -> tuple[np.ndarray, np.ndarray]:
     return mu[:, 1:] - mu[:, :1], var
 
 
-def analytic_power(design: StudyDesign, *, alpha: float = 0.05) -> pd.DataFrame:
+def analytic_imaging_power(design: StudyDesign, *, alpha: float = 0.05
+                           ) -> pd.DataFrame:
     r"""Power of every imaging change test from the design alone.
 
     Parameters
@@ -398,7 +400,7 @@ def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
     pandas.DataFrame
         One row per imaging row and term, :data:`IMAGING_POWER_COLUMNS`:
         power with its 95 % Wilson interval, ``analytic_power``
-        (:func:`analytic_power`), size in the null counterpart with its
+        (:func:`analytic_imaging_power`), size in the null counterpart with its
         interval and ``size_ok`` (within the 99 % binomial band), the true
         value, the mean estimate and its bias, type S and exaggeration among
         significant trials (Gelman & Carlin 2014), and the mean number of
@@ -430,7 +432,7 @@ def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
     if null:
         nres = _run(null_course_design(design), rows, replicates, seed_null,
                     chunk_size, progress)
-    analytic = analytic_power(design, alpha=alpha)["power"].to_numpy()
+    analytic = analytic_imaging_power(design, alpha=alpha)["power"].to_numpy()
     terms = imaging_terms(design.arms, design.control, design.visit_names)
     nan_size = {"size": np.nan, "size_ci_low": np.nan, "size_ci_high": np.nan,
                 "size_ok": None}
