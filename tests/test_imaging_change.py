@@ -225,3 +225,25 @@ def test_power_cli_imaging_warns_of_a_size_outside_its_band(tmp_path, capsys,
                  str(tmp_path / "p")]) == 0
     assert "size outside its 99% binomial band: L_BA10:24h (0.200)" in (
         capsys.readouterr().err)
+
+
+def test_a_single_arm_design_tests_the_arms_change_only():
+    from _designs import drug_placebo_dict
+
+    from dtitool.design import design_from_dict
+
+    d = drug_placebo_dict()
+    d["trial"].update(allocation={"drug": 1}, control="drug", block_size=1)
+    for spec in (*d["rois"].values(), *d["outcomes"].values()):
+        spec["change_mean"] = {"drug": spec["change_mean"]["drug"]}
+        spec["change_sd"] = {"drug": spec["change_sd"]["drug"]}
+    corr = d["correlations"]
+    corr["roi_outcome"] = {"drug": corr["roi_outcome"]["drug"]}
+    design = design_from_dict(d)
+    R = 1000
+    t = imaging_power(design, replicates=R, rng=3)
+    assert set(t["term"]) == {design.visit_names[1]}
+    assert (t["mean_n"] == design.n).all()
+    assert np.abs(_z(t, R)).max() < _band(len(t))
+    with pytest.raises(TypeError, match="design must be a StudyDesign; got str"):
+        analytic_imaging_power("ketamine-rct")

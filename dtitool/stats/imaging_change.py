@@ -319,6 +319,8 @@ def analytic_imaging_power(design: StudyDesign, *, alpha: float = 0.05
 
     from dtitool.stats.inference import welch_df
 
+    if not isinstance(design, StudyDesign):
+        raise TypeError(f"design must be a StudyDesign; got {type(design).__name__}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
     arms = design.arms
