@@ -419,6 +419,59 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "value": _c("the curve point: total n, the visits scanned joined by +, "
                     "or the factor", "text"),
     },
+    "power_imaging": {  # power --model imaging
+        "roi": _c("region of interest (or MRS voxel) of the imaging row", "text"),
+        "measure": _c("the ROI's imaging measure tested (md: MD per 1e-5 mm^2/s; "
+                      "another measure per its scale)", "text"),
+        "outcome": _c("empty: the imaging change tests have no rating scale",
+                      "text"),
+        "term": _c("tested term: a follow-up visit (the control arm's mean change "
+                   "from baseline to it, one-sample t) or arm:visit (that arm's "
+                   "mean change minus the control arm's, Welch t); the names of "
+                   "the mixed model with time as a visit factor (docs/model.md, "
+                   "Imaging change)", "text"),
+        "analytic_power": _c("power from the design alone: the noncentral t with "
+                             "the expected change, its variance (true change and "
+                             "two scans' noise) and the expected Welch df "
+                             "(docs/model.md, Imaging change)", "mc"),
+        "true_value": _c("expected change (or difference of the arms' expected "
+                         "changes) from baseline to the visit, in the row's unit",
+                         "mc"),
+        "mean_estimate": _c("mean estimate over the replicates", "mc"),
+        "bias": _c("mean estimate minus true_value", "mc"),
+        "size": _c("rejection rate in the null counterpart (every change mean 0, "
+                   "every SD kept)", "prop"),
+        "size_ok": _c("size within the 99 % binomial band around alpha", "text"),
+        "mean_n": _c("participants per simulated trial in the test (both visits "
+                     "observed), on average", "mc", "participants"),
+    },
+    "imaging": {  # analyze --model imaging
+        "roi": _c("region of interest (or MRS voxel) of the imaging row", "text"),
+        "measure": _c("the ROI's imaging measure tested (md: MD per 1e-5 mm^2/s; "
+                      "another measure per its scale)", "text"),
+        "term": _c("tested term: a follow-up visit (the control arm's mean change "
+                   "from baseline to it) or arm:visit (that arm's mean change "
+                   "minus the control arm's); docs/model.md, Imaging change",
+                   "text"),
+        "estimate": _c("mean change from baseline (or difference of two arms' "
+                       "mean changes), in the row's unit (MD per 1e-5 mm^2/s, "
+                       "another measure per its scale)", "stat"),
+        "se": _c("standard error of the estimate: s / sqrt(n), or the Welch SE "
+                 "sqrt(s_a^2 / n_a + s_c^2 / n_c)", "stat"),
+        "df": _c("degrees of freedom: n - 1 (one-sample t) or Welch-"
+                 "Satterthwaite's", "stat"),
+        "ci_low": _c("lower bound of the 95 % confidence interval (t with df)",
+                     "stat"),
+        "ci_high": _c("upper bound of the 95 % confidence interval (t with df)",
+                      "stat"),
+        "n": _c("participants in the test: with both the baseline and the visit "
+                "observed (and not excluded by a fit-quality rule)", "text",
+                "participants"),
+        "n_arm": _c("participants of the term's arm in the test (for a visit "
+                    "term, the control arm's)", "text", "participants"),
+        "n_control": _c("participants of the control arm in the test", "text",
+                        "participants"),
+    },
     "mixed": {  # analyze --model mixed
         "roi": _c("region of interest of an imaging model (empty for a rating "
                   "scale)", "text"),

@@ -25,6 +25,12 @@ kept where a likelihood-ratio test favours it (``--random``), with
 Satterthwaite or Kenward-Roger df. Options of the change-score models only
 (``--inference``, max-T, multiple imputation, ``--figures``, ...) are then an
 error naming the option.
+
+``--model imaging`` asks whether the imaging measure itself changes
+(:func:`dtitool.stats.imaging_fit.fit_imaging`): per ROI and measure and
+follow-up visit, the control arm's mean change from baseline (one-sample t)
+and each arm's mean change minus it (Welch t), after the same quality rule;
+the options of both other models are then an error.
 """
 
 from __future__ import annotations
@@ -45,8 +51,9 @@ from dtitool.cli._measures import (
 )
 from dtitool.tables import COVARIATES, MD_UNITS, read_tables, resolve_names
 
-MODELS = ("change", "mixed")
-"""``--model``: the change-score models, or the mixed models of every visit."""
+MODELS = ("change", "mixed", "imaging")
+"""``--model``: the change-score models, the mixed models of every visit, or
+the imaging change tests (:mod:`dtitool.stats.imaging_fit`)."""
 
 TIMES = ("dose", "hours", "visit")
 """``--time`` of the mixed models (:data:`dtitool.stats.mixed_data.TIMES`)."""
@@ -118,8 +125,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(1 + time | participant) by REML (statsmodels MixedLM; by default each "
         "arm fitted on its own, see --variance and --random), with terms "
         "time, ARM and ARM:time, Satterthwaite df, and per fit whether it "
-        "converged and whether it is singular (default: mixed when roi_md.tsv "
-        "has more than two sessions, else change)",
+        "converged and whether it is singular; imaging: does the imaging "
+        "measure itself change? Per ROI and measure and follow-up visit, the "
+        "control arm's mean change from baseline (term VISIT, one-sample t) and "
+        "each arm's mean change minus it (ARM:VISIT, Welch t), on the "
+        "participants with both visits (after the MRS quality rule), writing "
+        "estimate, se, df, t, p, 95%% CI and n per arm in the row's unit "
+        "(default: mixed when roi_md.tsv has more than two sessions, else "
+        "change)",
     )
     p.add_argument(
         "--time",
@@ -349,18 +362,57 @@ def _given(args, dest: str) -> bool:
 
 
 def _check_model_options(args, model: str) -> None:
-    """Refuse the options of the other model, naming the first one given."""
-    other = CHANGE_ONLY if model == "mixed" else MIXED_ONLY
+    """Refuse the options of the other models, naming the first one given."""
+    other = {"mixed": CHANGE_ONLY, "change": MIXED_ONLY,
+             "imaging": (*CHANGE_ONLY, *MIXED_ONLY, "covariates")}[model]
     for dest in other:
         if _given(args, dest):
             option = "--" + dest.replace("_", "-")
-            what = ("the change-score models" if model == "mixed"
-                    else "the mixed models")
+            what = ("the change-score models" if dest in CHANGE_ONLY
+                    else "the mixed models" if dest in MIXED_ONLY
+                    else "the change-score and mixed models (the change tests "
+                    "have no covariates)")
             raise ValueError(
                 f"{option} is an option of {what}, not of --model {model}"
                 + (" (the default for a cohort with more than two sessions; "
                    "give --model change for the change-score models)"
                    if model == "mixed" and args.model is None else ""))
+
+
+def read_visits_folder(args):
+    """Return what the models of every visit read from ``args.dir``.
+
+    ``(design, folder, inputs, source, tables, reports)``: the design (from
+    ``--design``, or the folder's ``design.toml`` when the tables are read
+    here), the input files (for the run record), and
+    :func:`mixed_source`'s source, tables and quality reports.
+    """
+    from dtitool.design import read_design
+
+    design = read_design(args.design)[0] if args.design else None
+    folder = Path(args.dir)
+    inputs = [folder / "participants.tsv",
+              *sorted({folder / "roi_md.tsv", *folder.glob("roi_*.tsv")}),
+              *(p for p in (folder / "visits.tsv", folder / "design.toml")
+                if p.is_file()),
+              *([args.design] if args.design else [])]
+    source, tables, reports = mixed_source(folder, args)
+    if tables is not None and design is None and (folder / "design.toml").is_file():
+        design, _ = read_design(folder / "design.toml")
+    return design, folder, inputs, source, tables, reports
+
+
+def print_quality(folder: Path, reports) -> None:
+    """Print each quality report's line (what the MRS fit-quality rule removed)."""
+    if not reports:
+        return
+    import pandas as pd
+
+    participants = pd.read_csv(folder / "participants.tsv", sep="\t", dtype=str,
+                               keep_default_na=False)
+    arms = tuple(pd.unique(participants["group"]))
+    for report in reports.values():
+        print(report.summary(participants, arms))
 
 
 def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
@@ -369,23 +421,8 @@ def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
 
     from dtitool.stats.mixed import MIXED_COLUMNS, fit_mixed
 
-    design = None
-    if args.design:
-        from dtitool.design import read_design
-
-        design, _ = read_design(args.design)
-    folder = Path(args.dir)
-    inputs = [folder / "participants.tsv",
-              *sorted({folder / "roi_md.tsv", *folder.glob("roi_*.tsv")}),
-              *(p for p in (folder / "visits.tsv", folder / "design.toml")
-                if p.is_file()),
-              *([args.design] if args.design else [])]
     covariates = args.covariates if _given(args, "covariates") else None
-    source, tables, reports = mixed_source(folder, args)
-    if tables is not None and design is None and (folder / "design.toml").is_file():
-        from dtitool.design import read_design
-
-        design, _ = read_design(folder / "design.toml")
+    design, folder, inputs, source, tables, reports = read_visits_folder(args)
     with output_transaction(force=args.force, inputs=inputs) as tx:
         tmp = tx.destination(out.parent, [out.name], label="--out")
         results = fit_mixed(source, tables, time=args.time,
@@ -416,14 +453,26 @@ def run_mixed(args, out: Path, *, chosen: bool = False) -> int:
         print(f"--model mixed: {folder / 'roi_md.tsv'} has more than two sessions "
               "(--model change fits the change-score models instead)\n")
     print(results.summary())
-    if reports:
-        import pandas as pd
+    print_quality(folder, reports)
+    print(f"\nwrote {out} ({len(table)} rows)")
+    return 0
 
-        participants = pd.read_csv(folder / "participants.tsv", sep="\t",
-                                   dtype=str, keep_default_na=False)
-        arms = tuple(pd.unique(participants["group"]))
-        for report in reports.values():
-            print(report.summary(participants, arms))
+
+def run_imaging(args, out: Path) -> int:
+    """``dtitool analyze --model imaging``: the imaging change tests."""
+    from dtitool.stats.imaging_fit import IMAGING_COLUMNS, fit_imaging
+
+    design, folder, inputs, source, tables, reports = read_visits_folder(args)
+    with output_transaction(force=args.force, inputs=inputs) as tx:
+        tmp = tx.destination(out.parent, [out.name], label="--out")
+        results = fit_imaging(source, tables, replicate=args.replicate,
+                              md_unit=args.md_unit, design=design,
+                              control=args.control,
+                              visits=None if tables is None else _visits_of(folder))
+        table = results.table.loc[:, list(IMAGING_COLUMNS)]
+        write_tsv(table, tmp / out.name, table="imaging")
+    print(results.summary())
+    print_quality(folder, reports)
     print(f"\nwrote {out} ({len(table)} rows)")
     return 0
 
@@ -502,6 +551,8 @@ def run(args) -> int:
     _check_model_options(args, model)
     if model == "mixed":
         return run_mixed(args, out, chosen=args.model is None)
+    if model == "imaging":
+        return run_imaging(args, out)
     if args.plan:
         from dtitool.cli.analyze_plans import run_plans
 

@@ -86,7 +86,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    metavar="NAME=ROI:OUTCOME:TERM[:+|-],...",
                    help="extra family for familywise.tsv (repeatable); a trailing "
                    ":+ or :- counts only rejections with that sign")
-    p.add_argument("--model", choices=["change", "mixed"], default=None,
+    p.add_argument("--model", choices=["change", "mixed", "imaging"], default=None,
                    help="change: the change-score interaction models between "
                    "baseline and the primary visit; mixed: linear mixed models "
                    "of every visit, value ~ arm * time + age + sex + (1 + time | "
@@ -97,8 +97,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "type_s, exaggeration, nonconverged, singular, slope_kept, "
                    "size_z); "
                    "--curve n=, visits=V+V+...,V+V+... or slope_sd= (factor on "
-                   "every random-slope SD). Default: mixed when the design has "
-                   "more than two visits (docs/model.md, Mixed models)")
+                   "every random-slope SD); imaging: does the imaging measure "
+                   "itself change? Per ROI and measure and follow-up visit, the "
+                   "control arm's change from baseline (term VISIT, one-sample t) "
+                   "and each arm's change minus it (ARM:VISIT, Welch t), writing "
+                   "power.tsv with the noncentral-t power beside the Monte Carlo "
+                   "one (analytic_power) and size. Default: mixed when the design "
+                   "has more than two visits (docs/model.md, Mixed models and "
+                   "Imaging change)")
     p.add_argument("--time", choices=["dose", "hours", "visit"], default=None,
                    help="--model mixed: time as the visits' dose (default when "
                    "every visit has one), hours, or the visit as a factor")
@@ -106,7 +112,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     for kind, default, what in (("crlb", 20, "Cramer-Rao lower bound"),
                                 ("fit-error", 12, "Gannet-style fit error")):
         p.add_argument(f"--max-{kind}", type=float, default=None, metavar="PCT",
-                       help=f"--model mixed, designs with MRS voxels: a spectrum "
+                       help=f"--model mixed or imaging, designs with MRS voxels: a "
+                       "spectrum "
                        f"whose simulated {what} is above PCT %% is missing data, "
                        f"as dtitool analyze excludes it (default {default}; "
                        "docs/mrs.md)")
@@ -221,16 +228,20 @@ def run(args) -> int:
         from dtitool.cli.power_mixed import run_mixed
 
         return run_mixed(args, design, seed)
+    if model == "imaging":
+        from dtitool.cli.power_imaging import run_imaging
+
+        return run_imaging(args, design, seed)
     for opt in ("time", "variance", "random", "max_crlb", "max_fit_error"):
         if getattr(args, opt, None) is not None:
             raise ValueError(f"--{opt.replace('_', '-')} is an option of the mixed "
-                             "model (--model mixed)")
+                             "and imaging models (--model mixed, --model imaging)")
     ruled = [m.label for m in design.measures if m.quality]
     if ruled:
         warnings.warn(f"--model change keeps every MRS spectrum: the fit-quality "
                       f"rule of dtitool analyze (crlb > 20%, fit_error > 12%) is not "
                       f"applied to {', '.join(ruled)} in change-score power "
-                      "(--model mixed applies it)", stacklevel=1)
+                      "(--model mixed and --model imaging apply it)", stacklevel=1)
     if args.inference is None:
         args.inference = "welch"
     curve = parse_curve(args.curve) if args.curve else None

@@ -18,19 +18,39 @@ _CHANGE_ONLY = (("grid", "--grid"), ("target_power", "--target-power"),
                 ("imputations", "--imputations"))
 
 
-def check_options(args) -> None:
+_MODELS = {
+    "mixed": ("the mixed model (--model mixed)", "uses Satterthwaite degrees of "
+              "freedom", "uses every observed visit"),
+    "imaging": ("the imaging change tests (--model imaging)", "use t tests (one-"
+                "sample, Welch)", "use complete cases per row and visit"),
+}
+
+
+def check_options(args, model: str = "mixed") -> None:
     """Refuse the change-score model's options (one line naming the option)."""
+    what, df, missing = _MODELS[model]
     for attr, flag in _CHANGE_ONLY:
         if getattr(args, attr, None) not in (None, []):
-            raise ValueError(f"{flag} is an option of the change-score model; the "
-                             "mixed model (--model mixed) does not use it")
+            raise ValueError(f"{flag} is an option of the change-score model; "
+                             f"{what} does not use it")
     if getattr(args, "inference", None) is not None:
-        raise ValueError("--inference is an option of the change-score model; the "
-                         "mixed model uses Satterthwaite degrees of freedom "
-                         "(--model change for the change-score analysis)")
+        raise ValueError(f"--inference is an option of the change-score model; "
+                         f"{what} {df} (--model change for the change-score "
+                         "analysis)")
     if getattr(args, "missing", "complete-case") != "complete-case":
-        raise ValueError("--missing mi is an option of the change-score model; the "
-                         "mixed model uses every observed visit")
+        raise ValueError(f"--missing mi is an option of the change-score model; "
+                         f"{what} {missing}")
+
+
+def size_warning(table) -> str | None:
+    """Return the warning line naming the tests whose size is off (None: none)."""
+    bad = table[table["size_ok"].eq(False)]
+    if not len(bad):
+        return None
+    tests = ", ".join(f"{r.roi or r.outcome}"
+                      f"{'' if r.measure in ('', 'md') else ' ' + r.measure}:"
+                      f"{r.term} ({r.size:.3f})" for r in bad.itertuples())
+    return f"dtitool: warning: size outside its 99% binomial band: {tests}"
 
 
 def parse_mixed_curve(spec: str, design) -> tuple[str, list]:
@@ -118,13 +138,9 @@ def run_mixed(args, design, seed) -> int:
         print(mixed_summary(table, design, variance=common["variance"],
                             random=common["random"]))
         print(f"wrote {', '.join(names)} to {args.out}")
-    bad = table[table["size_ok"].eq(False)]
-    if len(bad):
-        tests = ", ".join(f"{r.roi or r.outcome}"
-                          f"{'' if r.measure in ('', 'md') else ' ' + r.measure}:"
-                          f"{r.term} ({r.size:.3f})" for r in bad.itertuples())
-        print(f"dtitool: warning: size outside its 99% binomial band: {tests}",
-              file=sys.stderr)
+    warning = size_warning(table)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -32,6 +32,10 @@
   :mod:`~dtitool.stats.mixed_data`.
 - :mod:`~dtitool.stats.mixed_power`: Monte Carlo power of a longitudinal
   design's mixed models, every replicate fitted at once.
+- :mod:`~dtitool.stats.imaging_change`: the imaging change tests (does the
+  measure itself change, and differently by arm?) on many simulated trials at
+  once, their power and the noncentral-t check;
+  :mod:`~dtitool.stats.imaging_fit` fits them to one cohort with scipy.
 - :mod:`~dtitool.stats.discriminate`: which contrast between visits, and which
   n, tells two scenario designs apart.
 - :mod:`~dtitool.stats.fit_quality`: what an MRS fit-quality rule removed, per

@@ -535,7 +535,6 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
 
     check_choices(variance, random)
     from dtitool.simulate import as_seed_sequence
-    from dtitool.stats.binomial import size_band, wilson_interval
 
     if (isinstance(replicates, bool) or not isinstance(replicates, int)
             or replicates < 1):
@@ -568,25 +567,10 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
         conv = res["converged"][i]
         sing = res["singular"][i]
         for j, term in enumerate(layout.terms):
-            est = res["estimate"][i, :, j]
-            p = res["p"][i, :, j]
-            ok = np.isfinite(p)
-            sig = ok & (p < alpha)
-            k, n = int(sig.sum()), int(ok.sum())
-            lo, hi = wilson_interval(k, n)
-            t = float(truth[j])
-            if k >= 1 and t != 0:
-                type_s = float(np.mean(np.sign(est[sig]) != np.sign(t)))
-                exag = float(np.mean(np.abs(est[sig])) / abs(t))
-            else:
-                type_s = exag = np.nan
             rec = {"roi": row["roi"], "measure": row["measure"],
                    "outcome": row["outcome"], "term": term,
-                   "power": k / n if n else np.nan, "power_ci_low": lo,
-                   "power_ci_high": hi, "true_value": t,
-                   "mean_estimate": float(np.nanmean(est)),
-                   "bias": float(np.nanmean(est)) - t,
-                   "type_s": type_s, "exaggeration": exag, "n_significant": k,
+                   **power_record(res["estimate"][i, :, j], res["p"][i, :, j],
+                                  float(truth[j]), alpha),
                    "nonconverged": float(1 - conv.mean()),
                    "singular": float(sing.mean()),
                    "slope_kept": float(res["slope"][i].mean()),
@@ -594,17 +578,63 @@ def mixed_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
             if nres is not None and has_null[j]:
                 q = nres["p"][i, :, j]
                 okq = np.isfinite(q)
-                kq, nq = int((okq & (q < alpha)).sum()), int(okq.sum())
-                slo, shi = wilson_interval(kq, nq)
-                band_lo, band_hi = size_band(nq, alpha, 1)
-                rec.update(size=kq / nq, size_ci_low=slo, size_ci_high=shi,
-                           size_ok=bool(band_lo <= kq <= band_hi),
+                rec.update(size_record(q, alpha),
                            size_z=float(np.mean(nres["p_z"][i, :, j][okq] < alpha)))
             else:
                 rec.update(size=np.nan, size_ci_low=np.nan, size_ci_high=np.nan,
                            size_ok=None, size_z=np.nan)
             out.append(rec)
     return pd.DataFrame(out, columns=MIXED_POWER_COLUMNS)
+
+
+def power_record(est: np.ndarray, p: np.ndarray, truth: float, alpha: float
+                 ) -> dict:
+    """Summarise one test over the replicates: power and the errors of its sign.
+
+    ``est`` and ``p`` are the test's estimates and p-values, one per replicate
+    (NaN p: no test); returns ``power`` with its 95 % Wilson interval,
+    ``true_value``, ``mean_estimate``, ``bias``, ``type_s`` and
+    ``exaggeration`` among significant replicates (Gelman & Carlin 2014; NaN
+    when none is significant or the truth is 0) and ``n_significant``.
+    """
+    from dtitool.stats.binomial import wilson_interval
+
+    ok = np.isfinite(p)
+    sig = ok & (p < alpha)
+    k, n = int(sig.sum()), int(ok.sum())
+    lo, hi = wilson_interval(k, n)
+    if k >= 1 and truth != 0:
+        type_s = float(np.mean(np.sign(est[sig]) != np.sign(truth)))
+        exag = float(np.mean(np.abs(est[sig])) / abs(truth))
+    else:
+        type_s = exag = np.nan
+    mean = float(np.nanmean(est)) if np.isfinite(est).any() else np.nan
+    # wilson_interval gives 0-d arrays: as floats, so that the column is a
+    # float column and is written with its format (4 digits)
+    return {"power": k / n if n else np.nan, "power_ci_low": float(lo),
+            "power_ci_high": float(hi), "true_value": truth, "mean_estimate": mean,
+            "bias": mean - truth, "type_s": type_s, "exaggeration": exag,
+            "n_significant": k}
+
+
+def size_record(q: np.ndarray, alpha: float) -> dict:
+    """Summarise one test's p-values ``q`` in the null counterpart: its size.
+
+    ``size`` with its 95 % Wilson interval and ``size_ok``: the count of
+    rejections within the 99 % binomial band around ``alpha``
+    (:func:`dtitool.stats.binomial.size_band`).
+    """
+    from dtitool.stats.binomial import size_band, wilson_interval
+
+    okq = np.isfinite(q)
+    kq, nq = int((okq & (q < alpha)).sum()), int(okq.sum())
+    if nq == 0:
+        return {"size": np.nan, "size_ci_low": np.nan, "size_ci_high": np.nan,
+                "size_ok": None}
+    slo, shi = wilson_interval(kq, nq)
+    band_lo, band_hi = size_band(nq, alpha, 1)
+    return {"size": kq / nq, "size_ci_low": float(slo), "size_ci_high": float(shi),
+            "size_ok": bool(band_lo <= kq <= band_hi)}
 
 
 def design_variant(design: StudyDesign, *, visits: Sequence[str] | None = None,

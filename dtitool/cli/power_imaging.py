@@ -1,0 +1,81 @@
+"""``dtitool power --model imaging``: power of the imaging change tests.
+
+Does the imaging measure itself change, and differently between arms? Per
+imaging row (MD per ROI, every other measure) and follow-up visit: the control
+arm's change (one-sample t) and each arm's difference from it (Welch t),
+:mod:`dtitool.stats.imaging_change`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dtitool._io import atomic_outputs, write_tsv
+from dtitool._progress import Progress
+from dtitool.cli._common import run_record
+from dtitool.design import design_to_toml
+
+
+def run_imaging(args, design, seed) -> int:
+    """Run ``dtitool power`` with the imaging change tests (module docstring)."""
+    from dtitool.cli.power_mixed import check_options, size_warning
+    from dtitool.stats.imaging_change import IMAGING_POWER_COLUMNS, imaging_power
+
+    check_options(args, "imaging")
+    for opt in ("time", "variance", "random"):
+        if getattr(args, opt, None) is not None:
+            raise ValueError(f"--{opt} is an option of the mixed model (--model "
+                             "mixed); the imaging change tests compare each "
+                             "follow-up visit with baseline")
+    if args.curve:
+        raise ValueError("--curve is not available with --model imaging; run "
+                         "dtitool power --model imaging --n N once per n")
+    names = ["power.tsv", "design.toml"]
+    R = args.replicates
+    prog = Progress(1, quiet=args.quiet)
+    with atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
+                        seed=seed) as tmp:
+        with prog.step(f"imaging change power of {design.name!r}: {R} trials and "
+                       f"{R} of its null counterpart", total=2 * R,
+                       unit="rep") as bar:
+            table = imaging_power(design, replicates=R, rng=seed, alpha=args.alpha,
+                                  progress=bar,
+                                  **({"chunk_size": args.chunk_size}
+                                     if args.chunk_size else {}))
+        write_tsv(table[IMAGING_POWER_COLUMNS], tmp / "power.tsv",
+                  table="power_imaging")
+        (tmp / "design.toml").write_text(
+            design_to_toml(design, run=run_record(args, seed), header="Design, "
+                           "seed and options of a dtitool power run (imaging "
+                           "change tests); repeat it with\n  dtitool power "
+                           "--design design.toml --out DIR"), encoding="utf-8")
+    if not args.quiet:
+        print(imaging_summary(table, design))
+        print(f"wrote {', '.join(names)} to {args.out}")
+    warning = size_warning(table)
+    if warning:
+        print(warning, file=sys.stderr)
+    return 0
+
+
+def imaging_summary(table, design) -> str:
+    """Return a plain-text summary of an imaging change power table."""
+    arms = [a for a in design.arms if a != design.control]
+    what = (f"the {design.control} arm's change from baseline (one-sample t) "
+            + (f"and {', '.join(arms)} minus it (Welch t)" if arms else ""))
+    lines = [f"imaging change power of {design.name} (n = {design.n}, "
+             f"{len(design.visits)} visits): {what}; analytic: noncentral t",
+             f"{'row':<24} {'term':<18} {'power':>6} {'analytic':>8} {'size':>6} "
+             f"{'true':>9} {'type_s':>6} {'exagg':>6} {'mean n':>6}"]
+
+    def f(x, w, d=3):
+        return f"{x:>{w}.{d}f}" if x == x else f"{'-':>{w}}"
+
+    for r in table.itertuples():
+        row = f"{r.roi} {'MD' if r.measure == 'md' else r.measure}"
+        lines.append(f"{row:<24} {r.term:<18} {f(r.power, 6)} "
+                     f"{f(r.analytic_power, 8)} {f(r.size, 6)} "
+                     f"{r.true_value:>9.4g} {f(r.type_s, 6)} "
+                     f"{f(r.exaggeration, 6, 2)} {f(r.mean_n, 6, 1)}")
+    lines.append("MD per 1e-5 mm^2/s; another measure per its design scale")
+    return "\n".join(lines)
