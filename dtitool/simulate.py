@@ -408,8 +408,10 @@ def _simulate_range(
                        spectra=0 if m.spectra is None else m.spectra.voxels)
     keep = slice(start - b0 * BLOCK_SIZE, stop - b0 * BLOCK_SIZE)
     raw = {k: v[keep] for k, v in raw.items()}
+    k_spec = None
     if m.spectra is not None:  # a noisier spectrum: every metabolite noisier
-        m.spectra.scale_noise(raw["e_m"], raw["z_spec"])
+        k_spec = m.spectra.factor(raw["z_spec"])
+        m.spectra.scale_noise(raw["e_m"], k_spec)
 
     # 1. permuted blocks: sort uniform keys within each block segment
     order = np.argsort(raw["u_rand"] + m.segment, axis=1, kind="stable")
@@ -508,7 +510,7 @@ def _simulate_range(
         female = raw["u_sex"] < cov.female
     quality = None
     if m.spectra is not None:
-        extra_true, extra, quality = m.spectra.finish(raw["z_spec"], extra_true, extra)
+        extra_true, extra, quality = m.spectra.finish(k_spec, extra_true, extra)
     return {
         "arm": arm,
         "md": md,
@@ -533,7 +535,12 @@ def _course_values(m: _Model, raw, arm, chg, base, e):
     times its shape; the scans add the noise a design without courses adds.
     """
     c = m.course
-    traj = chg[..., m.img_cols][..., None] * c.shape[arm]
+    x = chg[..., m.img_cols][..., None]
+    traj = x * c.shape[0]  # every arm's shape, where they agree: no gather
+    for a in range(1, c.shape.shape[0]):
+        if not np.array_equal(c.shape[a], c.shape[0]):
+            sel = arm == a
+            traj[sel] = x[sel] * c.shape[a]
     z = raw["z_course"] if len(c.extra_row) else None
     for k, j in enumerate(c.extra_row):
         amp = c.extra_mean[arm, k] + c.extra_sd[arm, k] * z[..., k]

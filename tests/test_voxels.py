@@ -236,3 +236,32 @@ def test_mixed_power_drops_the_spectra_analyze_drops(tmp_path):
     none = _fit_chunk(design, layout, rows, cohort.arrays, "satterthwaite",
                       "arm", "select", {"crlb": 99})
     assert not np.allclose(none["estimate"], got["estimate"])
+
+
+def test_imaging_power_applies_the_quality_rule_and_shows_its_bias():
+    """Excluding spectra on their relative CRLB removes low concentrations more
+    often (the CRLB in % is inversely related to the value), so the rule biases
+    each visit's mean upwards and raises the size of the change test where the
+    change varies most (the peak frame); with every spectrum kept the size is
+    in its band, and the power agrees with the noncentral t."""
+    from dtitool.stats.binomial import size_band
+    from dtitool.stats.imaging_change import imaging_power
+
+    design = load_preset("ketamine-mrs").with_n(40)
+    R = 4000
+    ruled = imaging_power(design, replicates=R, rng=3).set_index(["measure", "term"])
+    kept = imaging_power(design, replicates=R, rng=3,
+                         quality_limits={"crlb": 1e9}).set_index(["measure", "term"])
+    assert ruled.loc[("gaba", "frame2"), "mean_n"] < 39.8
+    assert kept.loc[("gaba", "frame2"), "mean_n"] == 40
+    lo, hi = size_band(R, 0.05, 1)
+    assert ruled.loc[("gaba", "frame2"), "size"] * R > hi
+    assert lo <= kept.loc[("gaba", "frame2"), "size"] * R <= hi
+    # the peak's bias: the mean change is above its true value under the rule
+    assert (ruled.loc[("gaba", "frame2"), "bias"]
+            > kept.loc[("gaba", "frame2"), "bias"] + 0.005)
+    small = imaging_power(design.with_n(8), replicates=R, rng=3,
+                          quality_limits={"crlb": 1e9})
+    for _, r in small[small["measure"] != "tcr"].iterrows():
+        se = np.sqrt(max(r["power"] * (1 - r["power"]), 1e-9) / R)
+        assert abs(r["power"] - r["analytic_power"]) < 3.4 * se + 1e-9, r["term"]

@@ -18,7 +18,7 @@ from dtitool.design import design_to_toml
 
 def run_imaging(args, design, seed) -> int:
     """Run ``dtitool power`` with the imaging change tests (module docstring)."""
-    from dtitool.cli.power_mixed import check_options, size_warning
+    from dtitool.cli.power_mixed import check_options, quality_limits_of, size_warning
     from dtitool.stats.imaging_change import IMAGING_POWER_COLUMNS, imaging_power
 
     check_options(args, "imaging")
@@ -39,7 +39,7 @@ def run_imaging(args, design, seed) -> int:
                        f"{R} of its null counterpart", total=2 * R,
                        unit="rep") as bar:
             table = imaging_power(design, replicates=R, rng=seed, alpha=args.alpha,
-                                  progress=bar,
+                                  progress=bar, quality_limits=quality_limits_of(args),
                                   **({"chunk_size": args.chunk_size}
                                      if args.chunk_size else {}))
         write_tsv(table[IMAGING_POWER_COLUMNS], tmp / "power.tsv",

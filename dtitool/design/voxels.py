@@ -166,28 +166,35 @@ class SpectrumModel:
                             for m in ms]),
             voxels=len(vox))
 
-    def scale_noise(self, e: np.ndarray, z: np.ndarray) -> None:
-        """Scale the measures' scan noise ``e`` (R, N, M, V) by the spectra's factor.
+    def factor(self, z: np.ndarray) -> np.ndarray:
+        """Return the noise factor of each voxel measure's spectrum, (R, N, Mv, V).
 
-        ``z`` (R, N, voxels, V): standard normal draws, one per spectrum.
+        ``z`` (R, N, voxels, V): standard normal draws, one per spectrum; the
+        measures of one voxel share theirs. ``Mv`` runs over the voxel
+        measures (``voxel >= 0``), in order.
         """
         j = np.flatnonzero(self.voxel >= 0)
-        k = noise_factor(z[..., self.voxel[j], :], self.spread[j, None])
-        e[..., j, :] *= k
+        return noise_factor(z[..., self.voxel[j], :], self.spread[j, None])
 
-    def finish(self, z: np.ndarray, true: np.ndarray | None, obs: np.ndarray
+    def scale_noise(self, e: np.ndarray, k: np.ndarray) -> None:
+        """Scale the measures' scan noise ``e`` (R, N, M, V) by the factor ``k``."""
+        e[..., self.voxel >= 0, :] *= k
+
+    def finish(self, k: np.ndarray, true: np.ndarray | None, obs: np.ndarray
                ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """Return true and observed values as reported, and each spectrum's quality.
 
-        The quality (R, N, M, V) is NaN where none is simulated or the value is
-        missing; a ratio measure's values become the ratio to their reference
-        in the same spectrum (the quality stays the metabolite's own).
+        ``k``: :meth:`factor`. The quality (R, N, M, V) is NaN where none is
+        simulated or the value is missing; a ratio measure's values become
+        the ratio to their reference in the same spectrum (the quality stays
+        the metabolite's own).
         """
         quality = np.full(obs.shape, np.nan)
+        vox = np.flatnonzero(self.voxel >= 0)
         j = np.flatnonzero(~np.isnan(self.level))
         if len(j):
-            k = noise_factor(z[..., self.voxel[j], :], self.spread[j, None])
-            q = quality_values(self.level[j, None], k, self.mean[j, None],
+            kj = k[..., np.searchsorted(vox, j), :]
+            q = quality_values(self.level[j, None], kj, self.mean[j, None],
                                obs[..., j, :])
             quality[..., j, :] = np.where(np.isnan(obs[..., j, :]), np.nan, q)
         r = np.flatnonzero(self.ratio >= 0)

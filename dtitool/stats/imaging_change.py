@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from dtitool.design import StudyDesign
+from dtitool.design.voxels import check_quality_limits
 
 __all__ = [
     "IMAGING_POWER_COLUMNS",
@@ -313,7 +314,9 @@ def analytic_imaging_power(design: StudyDesign, *, alpha: float = 0.05
     primary-visit scans completely at random the primary visit's tests use the
     expected number observed, ``n (1 - rate)`` (an approximation); with
     missingness not at random the power is NaN (the observed changes are then
-    not a random sample).
+    not a random sample), and so it is for an MRS measure reported as a ratio
+    to creatine (the design's moments are the concentration's). Every MRS
+    spectrum counts: the fit-quality rule's exclusions are not in it.
     """
     from scipy import special
 
@@ -346,7 +349,13 @@ def analytic_imaging_power(design: StudyDesign, *, alpha: float = 0.05
         nc = est / se
         tc = special.stdtrit(df, 1.0 - alpha / 2.0)
         power = special.nctdtr(df, nc, -tc) + 1.0 - special.nctdtr(df, nc, tc)
-        if miss.mechanism == "mnar":
+        # scipy's noncentral t is NaN far in the tail (|nc| of 40 and more):
+        # there the normal approximation, power 1 to double precision
+        far = ~np.isfinite(power) & np.isfinite(nc)
+        power[far] = special.ndtr(np.abs(nc[far]) - tc[far])
+        if miss.mechanism == "mnar" or (
+                row["kind"] == "extra" and design.measures[row["index"]].ratio_to):
+            # MNAR, or a ratio to creatine (the moments are the concentration's)
             power = np.full_like(power, np.nan)
         truth = true_changes(design, row)
         for i, term in enumerate(terms):
@@ -357,7 +366,17 @@ def analytic_imaging_power(design: StudyDesign, *, alpha: float = 0.05
                                       "df", "noncentrality", "power"])
 
 
-def _run(design, rows, replicates, seed, chunk, progress):
+def _kept(arrays, rows, limits) -> np.ndarray | None:
+    """Return which of the rows' values the fit-quality rule keeps (R, N, rows, V)."""
+    kept = arrays.kept_spectra(limits)
+    if kept is None:
+        return None
+    every = np.ones(kept.shape[:2] + kept.shape[3:], dtype=bool)
+    return np.stack([kept[:, :, r["index"], :] if r["kind"] == "extra" else every
+                     for r in rows], axis=2)
+
+
+def _run(design, rows, replicates, seed, chunk, progress, quality_limits=None):
     """Simulate ``replicates`` trials in chunks; return each test's p, estimate, n."""
     from dtitool.simulate import simulate_arrays
 
@@ -367,7 +386,8 @@ def _run(design, rows, replicates, seed, chunk, progress):
         stop = min(start + chunk, replicates)
         arrays = simulate_arrays(design, rng=seed, start=start, stop=stop, lean=True)
         res = change_tests(imaging_values(arrays, rows), arrays.arm, control=c,
-                           n_arms=len(design.arms))
+                           n_arms=len(design.arms),
+                           keep=_kept(arrays, rows, quality_limits))
         parts.append({k: res[k] for k in ("p", "estimate", "n")})
         if progress is not None:
             progress.update(stop - start)
@@ -376,7 +396,7 @@ def _run(design, rows, replicates, seed, chunk, progress):
 
 def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                   alpha: float = 0.05, chunk_size: int = 500, null: bool = True,
-                  progress=None) -> pd.DataFrame:
+                  progress=None, quality_limits=None) -> pd.DataFrame:
     """Monte Carlo power of every imaging change test of a design.
 
     Parameters
@@ -396,6 +416,11 @@ def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
         (:func:`dtitool.stats.mixed_power.null_course_design`: every change
         mean 0, every SD kept).
     progress : object with ``update(k)`` or None
+    quality_limits : mapping, optional
+        ``{"crlb": %, "fit_error": %}``: an MRS spectrum above its limit is
+        missing, as ``dtitool analyze`` excludes it (default
+        :data:`dtitool._constants.MRS_QUALITY_LIMITS`). The analytic power
+        counts every spectrum.
 
     Returns
     -------
@@ -429,11 +454,12 @@ def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
         raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
     seed_alt, seed_null = as_seed_sequence(rng).spawn(2)
     rows = imaging_rows(design)
-    res = _run(design, rows, replicates, seed_alt, chunk_size, progress)
+    limits = check_quality_limits(quality_limits)
+    res = _run(design, rows, replicates, seed_alt, chunk_size, progress, limits)
     nres = None
     if null:
         nres = _run(null_course_design(design), rows, replicates, seed_null,
-                    chunk_size, progress)
+                    chunk_size, progress, limits)
     analytic = analytic_imaging_power(design, alpha=alpha)["power"].to_numpy()
     terms = imaging_terms(design.arms, design.control, design.visit_names)
     nan_size = {"size": np.nan, "size_ci_low": np.nan, "size_ci_high": np.nan,
