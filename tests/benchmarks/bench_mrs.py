@@ -55,7 +55,7 @@ def _power_table(n: int, replicates: int) -> None:
             se = np.sqrt(max(p * (1 - p), 1e-12) / replicates)
             z = (p - a) / se if p * (1 - p) > 0 else float("nan")
             print(f"{r['measure']:8} {r['term']:7} {p:7.4f} {a:8.4f} {z:6.2f} "
-                  f"{r['size']:7.4f} {str(r['size_ok']):>7} {r['mean_n']:7.2f}")
+                  f"{r['size']:7.4f} {r['size_ok']!s:>7} {r['mean_n']:7.2f}")
 
 
 def _timed(fn) -> float:
