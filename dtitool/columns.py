@@ -445,6 +445,22 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "mean_n": _c("participants per simulated trial in the test (both visits "
                      "observed), on average", "mc", "participants"),
     },
+    "modalities": {  # power --model imaging
+        "modality": _c("imaging modality (MD; MRS: the voxels' metabolites; "
+                       "another measure by its name), all (every modality "
+                       "detects in the same trial) or any (Holm over every "
+                       "modality's tests)", "text"),
+        "tests": _c("tests in the family: the arm comparisons at every "
+                    "follow-up visit (one arm: the change at every follow-up "
+                    "visit) of the modality's rows", "text"),
+        "method": _c("multiple-testing rule within the family", "text"),
+        "power": _c("share of simulated trials in which the family rejects "
+                    "at least once", "prop"),
+        "size": _c("the same share in the null counterpart (every change "
+                   "mean 0, every SD kept)", "prop"),
+        "size_ok": _c("size at most the 99 % binomial band's top (empty for "
+                      "all, which is not a test at level alpha)", "text"),
+    },
     "imaging": {  # analyze --model imaging
         "roi": _c("region of interest (or MRS voxel) of the imaging row", "text"),
         "measure": _c("the ROI's imaging measure tested (md: MD per 1e-5 mm^2/s; "

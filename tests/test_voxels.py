@@ -265,3 +265,45 @@ def test_imaging_power_applies_the_quality_rule_and_shows_its_bias():
     for _, r in small[small["measure"] != "tcr"].iterrows():
         se = np.sqrt(max(r["power"] * (1 - r["power"]), 1e-9) / R)
         assert abs(r["power"] - r["analytic_power"]) < 3.4 * se + 1e-9, r["term"]
+
+
+def test_modality_families_match_statsmodels_holm():
+    from statsmodels.stats.multitest import multipletests
+
+    from dtitool.stats.imaging_change import imaging_rows, imaging_terms
+    from dtitool.stats.modalities import modality_power
+
+    design = load_preset("ketamine-rct-mrs")
+    rows = imaging_rows(design)
+    terms = imaging_terms(design.arms, design.control, design.visit_names)
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, (24, len(rows), len(terms))) ** 2.5  # small p, often
+    t = modality_power(design, rows, terms, p, p[::-1]).set_index("modality")
+    assert list(t.index) == ["MD", "MRS", "all", "any"]
+    contrast = [j for j, x in enumerate(terms) if ":" in x]
+    fam = {"MD": [i for i, r in enumerate(rows) if r["kind"] == "md"],
+           "MRS": [i for i, r in enumerate(rows) if r["kind"] == "extra"]}
+    want = {}
+    for k, idx in fam.items():
+        sub = p[:, idx][:, :, contrast].reshape(len(p), -1)
+        want[k] = np.array([multipletests(x, 0.05, "holm")[0].any() for x in sub])
+        assert t.loc[k, "tests"] == sub.shape[1]
+        assert t.loc[k, "power"] == want[k].mean()
+    assert 0 < t.loc["MD", "power"] < 1 and 0 < t.loc["MRS", "power"] < 1
+    assert t.loc["all", "power"] == (want["MD"] & want["MRS"]).mean()
+    every = p[:, :, contrast].reshape(len(p), -1)
+    assert t.loc["any", "power"] == np.mean(
+        [multipletests(x, 0.05, "holm")[0].any() for x in every])
+    with pytest.raises(ValueError, match=r"p must have shape \(replicates, 10, 4\)"):
+        modality_power(design, rows, terms, p[:, :3])
+
+
+def test_power_imaging_writes_the_modalities(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["power", "--preset", "ketamine-rct-mrs", "--model", "imaging",
+                 "--replicates", "300", "--seed", "1", "--out", str(out)]) == 0
+    t = pd.read_csv(out / "modalities.tsv", sep="\t").set_index("modality")
+    assert list(t.index) == ["MD", "MRS", "all", "any"]
+    assert t.loc["all", "power"] <= min(t.loc["MD", "power"], t.loc["MRS", "power"])
+    assert t.loc["MRS", "power"] > 0.95  # the rise during the infusion
+    assert "per modality" in capsys.readouterr().out

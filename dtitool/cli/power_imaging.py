@@ -30,7 +30,7 @@ def run_imaging(args, design, seed) -> int:
     if args.curve:
         raise ValueError("--curve is not available with --model imaging; run "
                          "dtitool power --model imaging --n N once per n")
-    names = ["power.tsv", "design.toml"]
+    names = ["power.tsv", "modalities.tsv", "design.toml"]
     R = args.replicates
     prog = Progress(1, quiet=args.quiet)
     with atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
@@ -38,12 +38,13 @@ def run_imaging(args, design, seed) -> int:
         with prog.step(f"imaging change power of {design.name!r}: {R} trials and "
                        f"{R} of its null counterpart", total=2 * R,
                        unit="rep") as bar:
-            table = imaging_power(design, replicates=R, rng=seed, alpha=args.alpha,
-                                  progress=bar, quality_limits=quality_limits_of(args),
-                                  **({"chunk_size": args.chunk_size}
-                                     if args.chunk_size else {}))
+            table, modalities = imaging_power(
+                design, replicates=R, rng=seed, alpha=args.alpha, progress=bar,
+                quality_limits=quality_limits_of(args), modalities=True,
+                **({"chunk_size": args.chunk_size} if args.chunk_size else {}))
         write_tsv(table[IMAGING_POWER_COLUMNS], tmp / "power.tsv",
                   table="power_imaging")
+        write_tsv(modalities, tmp / "modalities.tsv", table="modalities")
         (tmp / "design.toml").write_text(
             design_to_toml(design, run=run_record(args, seed), header="Design, "
                            "seed and options of a dtitool power run (imaging "
@@ -51,6 +52,7 @@ def run_imaging(args, design, seed) -> int:
                            "--design design.toml --out DIR"), encoding="utf-8")
     if not args.quiet:
         print(imaging_summary(table, design))
+        print(modality_summary(modalities))
         print(f"wrote {', '.join(names)} to {args.out}")
     warning = size_warning(table)
     if warning:
@@ -78,4 +80,16 @@ def imaging_summary(table, design) -> str:
                      f"{r.true_value:>9.4g} {f(r.type_s, 6)} "
                      f"{f(r.exaggeration, 6, 2)} {f(r.mean_n, 6, 1)}")
     lines.append("MD per 1e-5 mm^2/s; another measure per its design scale")
+    return "\n".join(lines)
+
+
+def modality_summary(table) -> str:
+    """Return a plain-text summary of the modalities' power (``modalities.tsv``)."""
+    lines = ["\nper modality (each one family, Holm; all: every modality in the "
+             "same trial; any: Holm over every test):",
+             f"{'modality':<10} {'tests':>5} {'power':>6} {'95% CI':>15} {'size':>6}"]
+    for r in table.itertuples():
+        size = f"{r.size:6.3f}" if r.size == r.size else f"{'-':>6}"
+        lines.append(f"{r.modality:<10} {r.tests:>5} {r.power:6.3f} "
+                     f"[{r.power_ci_low:.3f}, {r.power_ci_high:.3f}] {size}")
     return "\n".join(lines)

@@ -396,7 +396,8 @@ def _run(design, rows, replicates, seed, chunk, progress, quality_limits=None):
 
 def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                   alpha: float = 0.05, chunk_size: int = 500, null: bool = True,
-                  progress=None, quality_limits=None) -> pd.DataFrame:
+                  progress=None, quality_limits=None, modalities: bool = False
+                  ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Monte Carlo power of every imaging change test of a design.
 
     Parameters
@@ -421,6 +422,10 @@ def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
         missing, as ``dtitool analyze`` excludes it (default
         :data:`dtitool._constants.MRS_QUALITY_LIMITS`). The analytic power
         counts every spectrum.
+    modalities : bool
+        Also return the power of each imaging modality's family of tests, of
+        all modalities in the same trial and of any
+        (:func:`dtitool.stats.modalities.modality_power`), on the same trials.
 
     Returns
     -------
@@ -431,7 +436,8 @@ def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
         interval and ``size_ok`` (within the 99 % binomial band), the true
         value, the mean estimate and its bias, type S and exaggeration among
         significant trials (Gelman & Carlin 2014), and the mean number of
-        participants per test.
+        participants per test. With ``modalities=True``, a pair: that table
+        and the modalities' (:data:`dtitool.stats.modalities.MODALITY_COLUMNS`).
 
     Raises
     ------
@@ -478,5 +484,11 @@ def imaging_power(design: StudyDesign, *, replicates: int = 1000, rng=None,
                 "replicates": replicates,
                 **(nan_size if nres is None else size_record(nres["p"][:, i, j],
                                                              alpha))})
-    return pd.DataFrame(out, columns=IMAGING_POWER_COLUMNS)
+    table = pd.DataFrame(out, columns=IMAGING_POWER_COLUMNS)
+    if not modalities:
+        return table
+    from dtitool.stats.modalities import modality_power
+
+    return table, modality_power(design, rows, terms, res["p"],
+                                 None if nres is None else nres["p"], alpha=alpha)
 
