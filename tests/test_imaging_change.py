@@ -215,9 +215,9 @@ def test_power_cli_imaging_warns_of_a_size_outside_its_band(tmp_path, capsys,
     real = ic.imaging_power
 
     def off(*args, **kwargs):
-        t = real(*args, **kwargs)
+        t, m = real(*args, **kwargs)
         t.loc[0, ["size", "size_ok"]] = [0.2, False]
-        return t
+        return t, m
 
     monkeypatch.setattr(ic, "imaging_power", off)
     assert main(["power", "--preset", "ketamine-rct", "--model", "imaging",
