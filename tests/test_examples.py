@@ -249,8 +249,8 @@ def test_ect_mechanisms(tmp_path):
 def test_examples_readme_lists_every_script():
     readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
     scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
-    assert len(scripts) == 9 and readme.count("\n| `") == 9
-    assert readme.startswith("# dtitool examples\n\nNine runnable scripts")
+    assert len(scripts) == 11 and readme.count("\n| `") == 11
+    assert readme.startswith("# dtitool examples\n\nEleven runnable scripts")
     for s in scripts:
         assert f"python examples/{s} --out" in readme, s
 
@@ -288,3 +288,43 @@ def test_analysis_plans(tmp_path):
     for value in (f"{unadj:.2f}", f"{size:.2f}", f"{holm:.2f}", f"{hsize:.3f}",
                   f"{mean:.2f}"):
         assert value in row, value
+
+
+@pytest.mark.slow  # about 4 s: the default suite stays under 5 minutes
+def test_mrs_infusion(tmp_path):
+    out = tmp_path / "mrs"
+    text = run_example("mrs_infusion", out)
+    table = check_outputs(out, "mrs_infusion.png", "mrs_infusion.tsv")
+    assert set(table["measure"]) == {"gaba", "glx"}
+    row = readme_row("mrs_infusion")
+    gaba = number(r"GABA\+ rise detected with power " + NUM, text)
+    glx = number(r"Glx " + NUM + r" \(noncentral t", text)
+    a_gaba = number(r"noncentral t " + NUM + " and " + NUM, text)
+    a_glx = number(r"noncentral t " + NUM + " and " + NUM, text, 2)
+    first = number(r"the first frame \(13 min\): GABA\+ " + NUM, text)
+    late = number(r"at 24 h: " + NUM, text)
+    ruled = number(r"peak's GABA\+ test " + NUM, text)
+    kept = number(r"every spectrum kept " + NUM, text)
+    # 4000 trials: the Monte Carlo SE is at most 0.008
+    assert abs(gaba - a_gaba) < 0.03 and abs(glx - a_glx) < 0.03
+    assert first < gaba and late < 0.08 and ruled > 0.06 > kept
+    for value in (f"{gaba:.2f}", f"{glx:.2f}", f"{a_gaba:.2f}", f"{first:.2f}",
+                  f"{ruled:.3f}", f"{kept:.3f}"):
+        assert value in row, value
+
+
+@pytest.mark.slow  # about 4 s: the default suite stays under 5 minutes
+def test_creatine_ratio(tmp_path):
+    out = tmp_path / "cr"
+    text = run_example("creatine_ratio", out)
+    table = check_outputs(out, "creatine_ratio.png", "creatine_ratio.tsv")
+    assert len(table) == 4
+    row = readme_row("creatine_ratio")
+    fake_iu = number(r"water-scaled test rejects in " + NUM, text)
+    fake_ratio = number(r"GABA\+/tCr in " + NUM + r": a fake", text)
+    hide_iu = number(r"detects it in " + NUM, text)
+    hide_ratio = number(r"GABA\+/tCr in " + NUM + r": the ratio hides", text)
+    assert fake_iu < 0.08 and hide_ratio < 0.08
+    assert fake_ratio > 0.3 and hide_iu > 0.4
+    for value in (fake_ratio, fake_iu, hide_iu, hide_ratio):
+        assert f"{value:.2f}" in row, value
