@@ -307,3 +307,15 @@ def test_power_imaging_writes_the_modalities(tmp_path, capsys):
     assert t.loc["all", "power"] <= min(t.loc["MD", "power"], t.loc["MRS", "power"])
     assert t.loc["MRS", "power"] > 0.95  # the rise during the infusion
     assert "per modality" in capsys.readouterr().out
+
+
+def test_power_imaging_writes_one_self_contained_page(tmp_path):
+    out = tmp_path / "p"
+    assert main(["power", "--preset", "ketamine-mrs", "--model", "imaging",
+                 "--replicates", "200", "--seed", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    page = (out / "imaging.html").read_text(encoding="utf-8")
+    assert "http://" not in page and "https://" not in page
+    assert page.count("data:image/png;base64,") == 1
+    for text in ("Per modality, and together", "Every test", "frame2", "MRS"):
+        assert text in page, text

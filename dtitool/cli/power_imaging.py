@@ -30,7 +30,7 @@ def run_imaging(args, design, seed) -> int:
     if args.curve:
         raise ValueError("--curve is not available with --model imaging; run "
                          "dtitool power --model imaging --n N once per n")
-    names = ["power.tsv", "modalities.tsv", "design.toml"]
+    names = ["power.tsv", "modalities.tsv", "imaging.html", "design.toml"]
     R = args.replicates
     prog = Progress(1, quiet=args.quiet)
     with atomic_outputs(args.out, names, force=args.force, inputs=[args.design],
@@ -45,6 +45,10 @@ def run_imaging(args, design, seed) -> int:
         write_tsv(table[IMAGING_POWER_COLUMNS], tmp / "power.tsv",
                   table="power_imaging")
         write_tsv(modalities, tmp / "modalities.tsv", table="modalities")
+        from dtitool.report.plots_imaging import imaging_report
+
+        (tmp / "imaging.html").write_text(
+            imaging_report(table, modalities, design, seed=seed), encoding="utf-8")
         (tmp / "design.toml").write_text(
             design_to_toml(design, run=run_record(args, seed), header="Design, "
                            "seed and options of a dtitool power run (imaging "
