@@ -319,3 +319,14 @@ def test_power_imaging_writes_one_self_contained_page(tmp_path):
     assert page.count("data:image/png;base64,") == 1
     for text in ("Per modality, and together", "Every test", "frame2", "MRS"):
         assert text in page, text
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "--preset", "ketamine-mrs", "--images", "--seed", "1"],
+    ["demo", "--preset", "ketamine-mrs", "--seed", "1"]])
+def test_md_only_commands_refuse_an_mrs_only_design(tmp_path, capsys, argv):
+    out = tmp_path / "o"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "'ketamine-mrs' has MRS voxels only (mPFC)" in err
+    assert err.count("\n") == 1 and not out.exists()

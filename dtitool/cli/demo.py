@@ -69,6 +69,11 @@ def run(args) -> int:
                             dwi_subjects=args.dwi_subjects)
 
     prog = Progress(quiet=args.quiet)
+    if not design.rois:
+        raise ValueError(f"dtitool demo rehearses a DTI trial (MD maps, tensor fit, "
+                         f"ROI MD); {design.name!r} has MRS voxels only "
+                         f"({', '.join(design.voxel_names)}): use dtitool simulate, "
+                         "analyze and power --model imaging")
     prog.note(f"dtitool demo: rehearsing the {design.name!r} design ({origin})")
     run_demo(args.out, design=design, origin=origin, settings=settings,
              force=args.force, progress=prog, n_jobs=n_jobs(args),

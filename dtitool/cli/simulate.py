@@ -88,6 +88,10 @@ def run(args) -> int:
     dwi = args.dwi or args.dwi_subjects is not None
     if dwi and not args.images:
         raise ValueError("--dwi and --dwi-subjects need --images")
+    if args.images and not design.rois:
+        raise ValueError(f"--images simulates MD maps of the design's ROIs; "
+                         f"{design.name!r} has MRS voxels only "
+                         f"({', '.join(design.voxel_names)}), no MD")
     if args.images and args.replicates != 1:
         raise ValueError(
             f"--images writes one cohort's scans; use --replicates 1 (got "
