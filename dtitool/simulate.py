@@ -441,9 +441,8 @@ def _simulate_range(
     e *= m.noise_sd[:, None]
     p = m.primary
     if m.course is not None:
-        md_true, md, extra_true, extra = _course_values(m, raw, arm, chg, base, e)
-        if lean:
-            md_true = extra_true = None
+        md_true, md, extra_true, extra = _course_values(m, raw, arm, chg, base, e,
+                                                        lean=lean)
     elif m.others:
         md_true = np.empty((*arm.shape, m.nr, m.nv))
         md_true[..., 0] = base
@@ -527,12 +526,14 @@ def _simulate_range(
     }
 
 
-def _course_values(m: _Model, raw, arm, chg, base, e):
+def _course_values(m: _Model, raw, arm, chg, base, e, *, lean=False):
     """Return true and observed MD and measures, (R, N, rows, V), along the courses.
 
     Each imaging row's trajectory is its change (the first component's
     amplitude) times the first shape, plus every further component's amplitude
     times its shape; the scans add the noise a design without courses adds.
+    ``lean``: the true values are None, and the observed ones are formed in
+    the trajectories' array (the same sums in the same order: the same bytes).
     """
     c = m.course
     x = chg[..., m.img_cols][..., None]
@@ -545,18 +546,31 @@ def _course_values(m: _Model, raw, arm, chg, base, e):
     for k, j in enumerate(c.extra_row):
         amp = c.extra_mean[arm, k] + c.extra_sd[arm, k] * z[..., k]
         traj[..., j, :] += amp[..., None] * c.extra_shape[k]
-    noise = np.empty((*arm.shape, m.nr, m.nv))
-    noise[..., 0], noise[..., m.primary] = e[..., 0], e[..., 1]
-    for i, v in enumerate(m.others):
-        noise[..., v] = raw["e_ev"][..., i] * m.noise_sd
     md_true = traj[..., : m.nr, :]
     md_true += base[..., None]
-    md = md_true + noise
+    if lean:  # observed = true + noise, visit by visit, in place
+        md = md_true
+        md[..., 0] += e[..., 0]
+        md[..., m.primary] += e[..., 1]
+        for i, v in enumerate(m.others):
+            md[..., v] += raw["e_ev"][..., i] * m.noise_sd
+        md_true = None
+    else:
+        noise = np.empty((*arm.shape, m.nr, m.nv))
+        noise[..., 0], noise[..., m.primary] = e[..., 0], e[..., 1]
+        for i, v in enumerate(m.others):
+            noise[..., v] = raw["e_ev"][..., i] * m.noise_sd
+        md = md_true + noise
     if not m.nm:
         return md_true, md, None, None
     true = traj[..., m.nr :, :]
     true += (m.m_mean + m.m_sd * raw["z_m0"])[..., None]
-    return md_true, md, true, true + m.m_noise[:, None] * raw["e_m"]
+    noise = raw["e_m"]
+    noise *= m.m_noise[:, None]  # the raw draws are not needed after this
+    if lean:
+        true += noise
+        return None, md, None, true
+    return md_true, md, true, true + noise
 
 
 def _measures(m: _Model, raw, change, fr, observed):

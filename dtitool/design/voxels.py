@@ -111,13 +111,16 @@ def noise_factor(z: np.ndarray, spread: np.ndarray) -> np.ndarray:
 
 def quality_values(level: np.ndarray, k: np.ndarray, mean: np.ndarray,
                    value: np.ndarray) -> np.ndarray:
-    """Return the fit quality of each spectrum, ``level x k x mean / value``, %.
+    """Return the fit quality of each spectrum, ``level x mean x k / value``, %.
 
-    A value at or below 0 (no signal) has an infinite bound.
+    A value at or below 0 (no signal) has an infinite bound; a missing (NaN)
+    value a missing one.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = level * k * mean / value
-    return np.where(value > 0, q, np.inf)
+        q = k * (level * mean)
+        q /= value
+        q[value <= 0] = np.inf
+    return q
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,10 @@ class SpectrumModel:
 
     def scale_noise(self, e: np.ndarray, k: np.ndarray) -> None:
         """Scale the measures' scan noise ``e`` (R, N, M, V) by the factor ``k``."""
-        e[..., self.voxel >= 0, :] *= k
+        if np.all(self.voxel >= 0):  # every measure in a voxel: no gather
+            e *= k
+        else:
+            e[..., self.voxel >= 0, :] *= k
 
     def finish(self, k: np.ndarray, true: np.ndarray | None, obs: np.ndarray
                ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
@@ -189,14 +195,17 @@ class SpectrumModel:
         the ratio to their reference in the same spectrum (the quality stays
         the metabolite's own).
         """
-        quality = np.full(obs.shape, np.nan)
         vox = np.flatnonzero(self.voxel >= 0)
         j = np.flatnonzero(~np.isnan(self.level))
-        if len(j):
-            kj = k[..., np.searchsorted(vox, j), :]
-            q = quality_values(self.level[j, None], kj, self.mean[j, None],
-                               obs[..., j, :])
-            quality[..., j, :] = np.where(np.isnan(obs[..., j, :]), np.nan, q)
+        if len(j) == obs.shape[-2] and len(vox) == len(j):
+            # every measure a voxel's, every one with a quality: no gathers
+            quality = quality_values(self.level[:, None], k, self.mean[:, None], obs)
+        else:
+            quality = np.full(obs.shape, np.nan)
+            if len(j):
+                quality[..., j, :] = quality_values(
+                    self.level[j, None], k[..., np.searchsorted(vox, j), :],
+                    self.mean[j, None], obs[..., j, :])
         r = np.flatnonzero(self.ratio >= 0)
         if len(r):
             obs = obs.copy()
