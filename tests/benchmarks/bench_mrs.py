@@ -74,14 +74,14 @@ def _cost(replicates: int, repeats: int) -> None:
         "change": (lambda d: power(d, settings=MonteCarlo(replicates=replicates,
                                                           rng=1)),
                    lambda d: (len(d.roi_names) + len(d.measures)) * K),
-        "mixed": (lambda d: mixed_power(d, replicates=replicates // 10, rng=1,
+        "mixed": (lambda d: mixed_power(d, replicates=replicates // 4, rng=1,
                                         time="visit"),
                   lambda d: len(d.roi_names) + len(d.measures) + K),
         "imaging": (lambda d: imaging_power(d, replicates=replicates, rng=1),
                     lambda d: len(d.roi_names) + len(d.measures)),
     }
     print(f"\ncost per model fitted, ketamine-rct-mrs with and without its voxel "
-          f"(change and imaging {replicates} trials, mixed {replicates // 10}; "
+          f"(change and imaging {replicates} trials, mixed {replicates // 4}; "
           f"each with its null counterpart; median of {repeats}):")
     print(f"{'model':8} {'models':>12} {'s with':>8} {'s without':>9} "
           f"{'ms/model with':>14} {'without':>8} {'ratio':>6}")
