@@ -64,12 +64,14 @@ _EXPORTS = {
     ),
     "dtitool.stats.design_analysis": ("retrodesign", "true_values"),
     "dtitool.design.course": ("CourseComponent",),
+    "dtitool.design.voxels": ("VoxelSpec",),
     "dtitool.stats.lmm": ("LMMFit", "fit_lmm", "kenward_roger", "satterthwaite"),
     "dtitool.stats.mixed": ("MixedResults", "fit_mixed"),
     "dtitool.stats.mixed_power": ("mixed_power",),
     "dtitool.stats.imaging_change": ("analytic_imaging_power", "change_tests",
                                      "imaging_power"),
     "dtitool.stats.imaging_fit": ("ImagingResults", "fit_imaging"),
+    "dtitool.stats.modalities": ("modality_power",),
     "dtitool.stats.discriminate": ("best_designs", "discriminate"),
     "dtitool.stats.plans": ("Plan", "parse_plan"),
     "dtitool.stats.plans_engine": ("plan_tests",),
@@ -77,6 +79,7 @@ _EXPORTS = {
     "dtitool.mrs": (
         "apply_quality", "mrs_tables", "read_gannet", "read_lcmodel", "read_osprey",
     ),
+    "dtitool.mrs.export": ("write_tool_files",),
     "dtitool.stats.implied": ("ImpliedEffect", "implied_effect", "n_for_power"),
     "dtitool.stats.reference": ("compare_to_reported", "reported_findings"),
     "dtitool.stats.reproduce": (
