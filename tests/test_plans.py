@@ -309,25 +309,43 @@ def test_cli_analyze_plan(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_both_logistic_paths_agree():
-    """The responder fits with each arm's rows gathered (equal arm sizes in
-    every trial) equal the full-design fits used otherwise."""
-    from dtitool.stats.plans_engine import _responder
+def test_responder_fits_equal_the_full_design_newton():
+    """The responder engine (each arm's rows gathered, padded where arm sizes
+    differ, a log-odds start, separated fits settled before any step) gives
+    logistic_batch's plain full-design Newton-Raphson from zero, fit by fit:
+    the same fits without a finite maximum, estimates to 1e-8 and variances
+    to 1e-7, with and without the baseline covariate."""
+    from dtitool.stats.design_variants import null_counterpart
+    from dtitool.stats.plans_logistic import logistic_batch, responder_tests
 
-    v = plan_variables(simulate_arrays(KET, rng=8, stop=12))
-    pairs = [(0, 0), (6, 1)]
-    fast = _responder(v, pairs, 2, True)
-    # one participant moved to the other arm in the last trial: arm sizes
-    # differ between trials, so the full design is used for every trial
-    w = dict(v)
-    w["arm"] = v["arm"].copy()
-    w["arm"][-1, 0] = 1 - w["arm"][-1, 0]
-    slow = _responder(w, pairs, 2, True)
-    checked = 0
-    for (e1, v1, _, ok1), (e2, v2, _, ok2) in zip(fast, slow, strict=True):
-        assert (ok1[:-1] == ok2[:-1]).all()
-        ok = ok1[:-1]
-        np.testing.assert_allclose(e1[:-1][ok], e2[:-1][ok], rtol=1e-8, atol=1e-10)
-        np.testing.assert_allclose(v1[:-1][ok], v2[:-1][ok], rtol=1e-7)
-        checked += int(ok.sum())
-    assert checked >= 3
+    pairs = [(j, k) for k in range(2) for j in range(7)]
+    checked = failed = 0
+    for design, seed in ((KET, 8), (null_counterpart(KET), 9)):
+        v = plan_variables(simulate_arrays(design, rng=seed, stop=40))
+        # one participant moved to the other arm in the last trial: arm sizes
+        # differ between trials (the padded path)
+        uneven = dict(v, arm=v["arm"].copy())
+        uneven["arm"][-1, 0] = 1 - uneven["arm"][-1, 0]
+        for w in (v, uneven):
+            arm = w["arm"]
+            ind = [(arm == a).astype(float) for a in range(2)]
+            for baseline in (True, False):
+                got = responder_tests(w, pairs, 2, baseline)
+                for (j, k), (est, var, df, ok) in zip(pairs, got, strict=True):
+                    cols = ind + [i * w["dmd"][..., j] for i in ind]
+                    if baseline:
+                        cols.append(w["b"][..., k])
+                    coef, cov, ref_ok = logistic_batch(
+                        np.stack(cols, axis=-1), w["resp"][..., k], w["mask"],
+                        groups=range(2))
+                    assert (ok == ref_ok).all()
+                    assert np.isinf(df).all()
+                    ref = coef[:, 2] - coef[:, 3]
+                    rv = cov[:, 2, 2] + cov[:, 3, 3] - 2 * cov[:, 2, 3]
+                    np.testing.assert_allclose(est[ok, 0], ref[ok], rtol=1e-8,
+                                               atol=1e-10)
+                    np.testing.assert_allclose(var[ok, 0], rv[ok], rtol=1e-7)
+                    assert np.isnan(est[~ok]).all()
+                    checked += int(ok.sum())
+                    failed += int((~ok).sum())
+    assert checked >= 1000 and failed >= 100
