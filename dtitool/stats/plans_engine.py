@@ -24,6 +24,8 @@ against statsmodels fits of single trials.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import special
 
@@ -123,7 +125,15 @@ def _picks(W):
 
     None when ``W`` is anything else (a composite, per-trial loadings).
     """
-    if W.ndim != 2 or not (np.count_nonzero(W, axis=0) == 1).all():
+    if W.ndim != 2:
+        return None
+    return _picks_of(W.shape, W.tobytes())
+
+
+@functools.lru_cache(maxsize=256)
+def _picks_of(shape, data: bytes):
+    W = np.frombuffer(data).reshape(shape)
+    if not (np.count_nonzero(W, axis=0) == 1).all():
         return None
     rows = W.argmax(axis=0)
     return rows if (W[rows, np.arange(W.shape[1])] == 1.0).all() else None

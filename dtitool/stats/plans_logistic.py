@@ -421,9 +421,9 @@ def responder_tests(v: dict, pairs, n_arms: int, baseline: bool) -> list:
     for sel, valid in rows:
         m = np.take_along_axis(v["mask"], sel, axis=1) & valid
 
-        def take(z, m=m, sel=sel):
-            t = np.take_along_axis(z, sel[..., None], axis=1) * m[..., None]
-            return np.ascontiguousarray(np.moveaxis(t, -1, 0))
+        def take(z, m=None if full_mask else m[..., None], sel=sel):
+            t = np.take_along_axis(z, sel[..., None], axis=1)
+            return np.ascontiguousarray(np.moveaxis(t if m is None else t * m, -1, 0))
 
         per_arm.append((take(v["dmd"]), take(v["b"]) if baseline else None,
                         take(v["resp"]), m))
