@@ -349,3 +349,77 @@ def test_responder_fits_equal_the_full_design_newton():
                     checked += int(ok.sum())
                     failed += int((~ok).sum())
     assert checked >= 1000 and failed >= 100
+
+
+def _correlated_null():
+    """The null preset with reliable, strongly correlated ROI changes: its seven
+    tests of an outcome are correlated, so max-T's critical p is above
+    Bonferroni's (Holm's first step)."""
+    import dataclasses
+
+    d = load_preset("null")
+    J = len(d.rois)
+    rc = tuple(tuple(1.0 if i == j else 0.9 for j in range(J)) for i in range(J))
+    return d.replace(correlations=dataclasses.replace(d.correlations, roi_change=rc),
+                     rois=tuple(dataclasses.replace(r, cv=r.cv / 10)
+                                for r in d.rois))
+
+
+def test_maxt_plan_keeps_its_size_and_beats_holm_on_correlated_tests():
+    """A max-T plan's family-wise size (out of sample) is within the exact
+    binomial band; where the tests correlate its critical p is above alpha / 7
+    and it rejects more often than Holm on the same trials."""
+    d = _correlated_null()
+    plans = [parse_plan("reported:multiplicity=maxt", d),
+             parse_plan("reported:multiplicity=holm", d)]
+    table, paired = plans_power(d, plans, replicates=2000, rng=4)
+    fam = table[table["roi"] == "any"].set_index(["plan", "outcome"])
+    maxt, holm = plans[0].name, plans[1].name
+    for outcome in d.outcome_names:
+        m, h = fam.loc[(maxt, outcome)], fam.loc[(holm, outcome)]
+        assert bool(m["size_ok"]), m["size"]
+        assert m["critical_p"] > 1.1 * 0.05 / len(d.rois)
+        assert np.isnan(h["critical_p"])
+        # Holm's "any" is min p <= alpha / 7: a subset of max-T's rejections
+        assert m["power"] >= h["power"] and m["size"] >= h["size"] - 0.01
+        row = paired[(paired.plan_a == maxt) & (paired.outcome == outcome)].iloc[0]
+        assert row["power_difference"] >= 0
+    assert fam.loc[maxt, "power"].sum() > fam.loc[holm, "power"].sum() + 0.01
+
+
+def test_maxt_critical_p_and_out_of_sample_size():
+    """The critical p is the rank floor(alpha (R + 1)) null draw; the null
+    trials' rejections use the other half's draws (in sample the rate would
+    be alpha by construction)."""
+    from dtitool.stats.plans_run import _maxt_any
+
+    rng = np.random.default_rng(0)
+    null_min = rng.random((400, 4)) / 7
+    p = rng.random((50, 3))
+    rej, crit, nrej = _maxt_any(p, null_min, 0.05)
+    k = int(np.floor(0.05 * (null_min.size + 1))) - 1
+    assert crit == np.sort(null_min.ravel())[k]
+    np.testing.assert_array_equal(rej, p.min(axis=1) < crit)
+    for use, fit in ((slice(0, None, 2), slice(1, None, 2)),
+                     (slice(1, None, 2), slice(0, None, 2))):
+        c = np.sort(null_min[fit].ravel())[int(np.floor(0.05 * (800 + 1))) - 1]
+        np.testing.assert_array_equal(nrej[use], null_min[use, 0] < c)
+    # a failed fit's p (NaN) never rejects
+    q = p.copy()
+    q[:, :] = np.nan
+    assert not _maxt_any(q, null_min, 0.05)[0].any()
+
+
+def test_maxt_plan_errors_and_chunks():
+    with pytest.raises(ValueError, match="multiplicity must be one of none, holm, "
+                       "bh, maxt; got 'maxT'"):
+        parse_plan("reported:multiplicity=maxT", KET)
+    plan = parse_plan("primary-roi:multiplicity=maxt", KET)
+    with pytest.raises(ValueError, match="critical p from the null counterpart"):
+        plans_power(KET, [plan], replicates=10, null=False)
+    # the permutation draws are per trial: chunking changes nothing
+    plans = [parse_plan("composite-mean:multiplicity=maxt", KET), plan]
+    a, _ = plans_power(KET, plans, replicates=150, rng=2, chunk_size=64)
+    b, _ = plans_power(KET, plans, replicates=150, rng=2, chunk_size=150)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["critical_p"].notna().sum() == 4

@@ -30,9 +30,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_design_options(p, what="design.toml")
     p.add_argument("--plan", action="append", default=None, metavar="NAME[:k=v,...]",
                    help="a plan (repeatable): " + ", ".join(READY) + "; options "
-                   "after a colon: multiplicity=none|holm|bh, inference=welch|ols, "
-                   "roi=NAME (primary-roi). Default: the design file's [[plans]] "
-                   "tables, else every ready-made plan")
+                   "after a colon: multiplicity=none|holm|bh|maxt (maxt: "
+                   "single-step max-T over the plan's tests of an outcome, its "
+                   "critical p from the null counterpart's trials), "
+                   "inference=welch|ols, roi=NAME (primary-roi). Default: the "
+                   "design file's [[plans]] tables, else every ready-made plan")
     p.add_argument("--replicates", type=int, default=1000,
                    help="simulated trials (and as many of the null counterpart; "
                    "default 1000)")
