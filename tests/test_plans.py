@@ -210,11 +210,13 @@ def test_cli_plans_writes_repeats_and_refuses(tmp_path, capsys):
     t = pd.read_csv(out / "plans.tsv", sep="\t")
     assert set(t["plan"]) == {"reported", "composite-mean", "primary-roi:vACC"}
     assert (out / "plans.png").stat().st_size > 10_000
+    _check_report(out / "plans.html", t)
     # the written design repeats the run: the same table
     again = tmp_path / "q"
     assert main(["plans", "--design", str(out / "design.toml"), "--out", str(again),
                  "--quiet"]) == 0
-    assert (again / "plans.tsv").read_bytes() == (out / "plans.tsv").read_bytes()
+    for name in ("plans.tsv", "plans.html"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()
     # [[plans]] tables in a design file
     f = tmp_path / "sap.toml"
     f.write_text('base = "ketamine-rct"\n\n[[plans]]\nname = "sap"\nbase = '
@@ -231,6 +233,44 @@ def test_cli_plans_writes_repeats_and_refuses(tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def _check_report(path, table):
+    """plans.html: one page without external resources, the figure embedded, and
+    every plan's family row per outcome in the ranked table with its flag."""
+    import html
+    import re
+
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"https?://|//[a-z]", re.sub(
+        r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page))
+    assert not re.search(r'(?:src|href)="(?!data:image/png;base64,|#)', page)
+    assert page.count("data:image/png;base64,") == 1
+    ranked = page.split("Plans ranked by power")[2].split("<tbody>")[1].split(
+        "</tbody>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", ranked)
+    fam = table[table["roi"] == "any"]
+    assert len(rows) == len(fam)
+    for r in fam.itertuples():
+        cells = [re.sub(r"<[^>]+>", "", c) for c in
+                 re.findall(r"<td[^>]*>(.*?)</td>", next(
+                     x for x in rows if f">{r.plan}<" in x and f">{r.outcome}<" in x))]
+        assert f"{r.power:.3f}" in cells and f"{r.size:.3f}" in cells
+        assert (r.flag if isinstance(r.flag, str) else "") in cells
+    for plan in set(table["plan"]):
+        assert page.count(f">{plan}<") >= 3  # estimands, ranking, every test
+    for estimand in set(table["estimand"].dropna()) - {""}:
+        if not estimand.startswith("any of the plan"):
+            assert html.escape(estimand) in page  # each plan's estimand stated
+
+
+def test_plans_report_refuses_plans_not_in_the_table(small_run):
+    from dtitool.report.plots_plans import plans_report
+
+    table, paired = small_run
+    with pytest.raises(ValueError, match="plan 'responder' has no rows"):
+        plans_report(table, paired, [READY["reported"], READY["responder"]], KET)
 
 
 def _changes(a, r):

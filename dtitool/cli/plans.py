@@ -8,7 +8,7 @@ import sys
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool.cli._common import add_design_options
 
-NAMES = ["plans.tsv", "plans_paired.tsv", "plans.png", "design.toml"]
+NAMES = ["plans.tsv", "plans_paired.tsv", "plans.png", "plans.html", "design.toml"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,7 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "rule); and the paired difference in power between every two plans. "
         "Plans whose size is above its band are flagged, not ranked. Writes "
         "DIR/plans.tsv, DIR/plans_paired.tsv, DIR/plans.png (power against "
-        "size) and DIR/design.toml (docs/model.md, Analysis plans side by side).",
+        "size), the self-contained report DIR/plans.html (the ranked table, "
+        "flags, estimands, the figure, paired differences and every test) and "
+        "DIR/design.toml (docs/model.md, Analysis plans side by side).",
     )
     add_design_options(p, what="design.toml")
     p.add_argument("--plan", action="append", default=None, metavar="NAME[:k=v,...]",
@@ -92,10 +94,21 @@ def run(args) -> int:
                                         chunk_size=args.chunk_size, progress=bar)
         write_tsv(table[PLAN_COLUMNS], tmp / "plans.tsv", design=design)
         write_tsv(paired[PAIRED_COLUMNS], tmp / "plans_paired.tsv", design=design)
-        from dtitool.report.plots_plans import save_power_size
+        import matplotlib.pyplot as plt
 
-        save_power_size(table, tmp / "plans.png", alpha=args.alpha,
-                        title=f"{design.name}: {R} trials")
+        from dtitool.report.html import figure_png
+        from dtitool.report.plots_plans import plans_report, plot_power_size
+
+        fig = plot_power_size(table, alpha=args.alpha,
+                              title=f"{design.name}: {R} trials")
+        try:
+            png = figure_png(fig)
+        finally:
+            plt.close(fig)
+        (tmp / "plans.png").write_bytes(png)
+        (tmp / "plans.html").write_text(plans_report(
+            table, paired, plans, design, alpha=args.alpha, seed=seed, png=png),
+            encoding="utf-8")
         text = design_to_toml(design, run=run_record(args, seed), header=(
             "Design, plans, seed and options of a dtitool plans run; repeat it "
             "with\n  dtitool plans --design design.toml --out DIR"))
