@@ -347,26 +347,68 @@ def _newton(arms: list, coef: np.ndarray, with_b: bool, run: np.ndarray, *,
     return coef, sums, settled, failed
 
 
-def _fit(arms: list, with_b: bool, ok: np.ndarray):
+def _first_step(per_arm: list, jf, kf, rr, with_b: bool) -> np.ndarray:
+    """Return each fit's start (p, B): the arms' log odds and Newton's first step.
+
+    At the log odds of its arm's response rate ``q`` every participant of the
+    arm has fitted probability ``q``, so the information and the score there
+    are sums of the data weighted by ``q (1 - q)`` and ``y - q``: sums per
+    trial and ROI (or outcome) formed before the fits are laid out (the
+    baseline score's serve the seven ROIs' fits), instead of a pass over every
+    fit's rows. Where that step is singular or runs past :data:`DIVERGED`
+    the fit starts at the log odds themselves.
+
+    ``per_arm``: per arm ``(x (J, R, N_a), b (K, R, N_a) or None, y (K, R, N_a),
+    m (R, N_a))``, zero where not used; ``jf``, ``kf``, ``rr`` (B,): each fit's
+    ROI, outcome and trial.
+    """
+    T, odds = [], []
+    for xa, ba, ya, ma in per_arm:
+        n = ma.sum(axis=-1)[rr].astype(float)
+        ev = ya.sum(axis=-1)[kf, rr]
+        q = ev / n
+        w = q * (1 - q)
+        Sx = xa.sum(axis=-1)[jf, rr]
+        Sxx = np.einsum("jrn,jrn->jr", xa, xa)[jf, rr]
+        Gx = np.einsum("jrn,krn->jkr", xa, ya)[jf, kf, rr] - q * Sx
+        if with_b:
+            Sb = ba.sum(axis=-1)[kf, rr]
+            Sbb = np.einsum("krn,krn->kr", ba, ba)[kf, rr]
+            Sxb = np.einsum("jrn,krn->jkr", xa, ba)[jf, kf, rr]
+            Gb = np.einsum("krn,krn->kr", ya, ba)[kf, rr] - q * Sb
+            # _fields' order: S0, Sx, Sb, Sxx, Sxb, Sbb, G0, Gx, Gb
+            T.append(np.stack([w * n, w * Sx, w * Sb, w * Sxx, w * Sxb, w * Sbb,
+                               ev - q * n, Gx, Gb]))
+        else:
+            T.append(np.stack([w * n, w * Sx, w * Sxx, ev - q * n, Gx]))
+        odds.append(np.log(ev / (n - ev)))
+    A = len(per_arm)
+    start = np.zeros((2 * A + with_b, rr.size))
+    start[:A] = odds
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step, good = _step(T, with_b)
+    moved = start + step
+    use = good & np.all(np.abs(moved) <= DIVERGED, axis=0)
+    start[:, use] = moved[:, use]
+    return start
+
+
+def _fit(arms: list, with_b: bool, ok: np.ndarray, start: np.ndarray):
     """Fit the responder model to every fit of ``arms``.
 
     ``arms``: per arm ``(Q, y)``, its regressor products (:func:`_sums`)
     and responses (N_a, B) (0 where masked), every arm with a responder and
     a non-responder; ``ok`` (B,) False: a fit known to have no finite maximum
-    (not run). Returns ``coef`` (p, B), ``cov`` (B, p, p), ``ok`` (B,).
+    (not run); ``start`` (p, B): :func:`_first_step`. Returns ``coef`` (p, B),
+    ``cov`` (B, p, p), ``ok`` (B,).
 
-    Newton-Raphson starts at each arm's log odds of response. A fit that
-    fails from there (pure Newton steps can overshoot where an arm has one
-    or two responders) starts again from zero, the usual start
+    A fit that fails from ``start`` (pure Newton steps can overshoot where an
+    arm has one or two responders) starts again from zero, the usual start
     (statsmodels').
     """
     A = len(arms)
     B = arms[0][1].shape[1]
     p = 2 * A + with_b
-    start = np.zeros((p, B))
-    for a, (Q, y) in enumerate(arms):
-        events = y.sum(axis=0)
-        start[a] = np.log(events / (Q[0].sum(axis=0) - events))
     coef, sums, settled, _ = _newton(arms, start, with_b, ok)
     again = np.flatnonzero(ok & ~settled)
     ok = settled
@@ -418,11 +460,13 @@ def responder_tests(v: dict, pairs, n_arms: int, baseline: bool) -> list:
     full_mask = bool(v["mask"].all()) and all(bool(ok.all()) for _, ok in rows)
     # each arm's variables, zero where not used: (J or K, R, N_a)
     per_arm = []
+    N = arm.shape[1]
     for sel, valid in rows:
-        m = np.take_along_axis(v["mask"], sel, axis=1) & valid
+        flat = sel + (np.arange(R) * N)[:, None]  # rows of (R * N, ...) arrays
+        m = v["mask"].reshape(-1)[flat] & valid
 
-        def take(z, m=None if full_mask else m[..., None], sel=sel):
-            t = np.take_along_axis(z, sel[..., None], axis=1)
+        def take(z, m=None if full_mask else m[..., None], flat=flat):
+            t = z.reshape(R * N, -1)[flat]  # whole rows: a fast gather
             return np.ascontiguousarray(np.moveaxis(t if m is None else t * m, -1, 0))
 
         per_arm.append((take(v["dmd"]), take(v["b"]) if baseline else None,
@@ -479,7 +523,10 @@ def responder_tests(v: dict, pairs, n_arms: int, baseline: bool) -> list:
     cov = np.full((len(pairs), R, p, p), np.nan)
     fit_ok = np.zeros((len(pairs), R), dtype=bool)
     if rr.size:
-        cf, cv, ok = _fit(data, baseline, ~sep)
+        jf = np.array([j for j, _ in pairs])[pp]
+        kf = np.array(ks)[pp]
+        start = _first_step(per_arm, jf, kf, rr, baseline)
+        cf, cv, ok = _fit(data, baseline, ~sep, start)
         coef[:, pp, rr] = cf
         cov[pp, rr] = cv
         fit_ok[pp, rr] = ok
