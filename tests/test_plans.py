@@ -389,6 +389,21 @@ def test_responder_fits_equal_the_full_design_newton():
                     checked += int(ok.sum())
                     failed += int((~ok).sum())
     assert checked >= 1000 and failed >= 100
+    # one very large trial (as the pooled truth): few fits of many rows, whose
+    # rows the engine folds into columns
+    a = simulate_arrays(KET, rng=10, stop=80)
+    w = plan_variables(a)
+    w = {k: x.reshape(1, -1, *x.shape[2:]) for k, x in w.items()}
+    got = responder_tests(w, pairs, 2, True)
+    ind = [(w["arm"] == a).astype(float) for a in range(2)]
+    for (j, k), (est, var, _, ok) in zip(pairs, got, strict=True):
+        coef, cov, ref_ok = logistic_batch(
+            np.stack(ind + [i * w["dmd"][..., j] for i in ind] + [w["b"][..., k]],
+                     axis=-1), w["resp"][..., k], w["mask"], groups=range(2))
+        assert ok[0] and ref_ok[0]
+        assert est[0, 0] == pytest.approx(coef[0, 2] - coef[0, 3], rel=1e-8)
+        assert var[0, 0] == pytest.approx(
+            cov[0, 2, 2] + cov[0, 3, 3] - 2 * cov[0, 2, 3], rel=1e-7)
 
 
 def _correlated_null():

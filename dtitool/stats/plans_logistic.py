@@ -55,6 +55,7 @@ maximum."""
 _TOL = 1e-10
 _MAX_ITER = 50
 _FEW = 5  # events or non-events in an arm at most this: check separation first
+_WIDE = 256  # fewer fits than this: rows folded into columns (:func:`_sums`)
 _COMPACT = 0.4  # compact to the live fits when at most this share is left
 _PIVOT = 1e-10  # a scaled pivot below this: singular (as solve_gram)
 _BLOCK = 1 << 15  # elements per block of rows: the temporaries stay in cache
@@ -215,6 +216,17 @@ def _sums(Q, y, coef, a: int, A: int) -> np.ndarray:
     are summed in blocks whose temporaries stay in cache.
     """
     q, n, B = Q.shape
+    if B < _WIDE and n >= 16 * _WIDE:
+        # few fits of many rows (the pooled truth trial): rows folded into
+        # columns, k rows of a fit side by side, so that every pass runs over
+        # long rows; the k partial sums of a fit are added at the end
+        k = -(-_WIDE // B)
+        m = n - n % k
+        out = _sums(Q[:, :m].reshape(q, m // k, k * B), y[:m].reshape(m // k, k * B),
+                    np.tile(coef, k), a, A).reshape(-1, k, B).sum(axis=1)
+        if m < n:
+            out += _sums(Q[:, m:], y[m:], coef, a, A)
+        return out
     nr = 3 if q == 6 else 2
     out = np.zeros((q + nr, B))
     rows = max(1, _BLOCK // max(B, 1))
