@@ -14,10 +14,12 @@ outcome and trial of a batch at once:
 - a step needs only each arm's nine weighted sums (the information has one
   ``2 x 2`` block per arm, joined only through ``gamma``), and is solved by
   eliminating the arms' blocks: no general ``p x p`` solve;
-- the fits start from each arm's observed log odds of response (no
-  iteration is spent reaching the arms' response rates); a fit that fails
-  from there (pure Newton steps can overshoot where an arm has one or two
-  responders) starts again from zero, the usual start (statsmodels');
+- the fits start from each arm's observed log odds of response, where
+  every participant of an arm has the same fitted probability, so that
+  Newton's first step comes from per-trial sums without a pass over each
+  fit's rows (:func:`_first_step`); a fit that fails from there (pure Newton
+  steps can overshoot where an arm has one or two responders) starts again
+  from zero, the usual start (statsmodels');
 - fits without a finite maximum are settled before any step where that is
   cheap to see: an arm without a responder or without a non-responder, or an
   arm of few responders (or few non-responders) separated from the others by
@@ -28,7 +30,9 @@ outcome and trial of a batch at once:
   relative to ``1 +`` its size; the information evaluated for that step
   (at most that far from the estimate) gives the covariance, so no further
   pass is made for it;
-- the fits still moving are compacted once most have settled.
+- the fits still moving are compacted once most have settled, and a few
+  fits of very many rows (the pooled truth trial) fold their rows into
+  columns so that every pass runs over long rows.
 
 The estimates, their covariances and which fits fail are those of
 :func:`logistic_batch` (``tests/test_plans.py`` checks it fit by fit);

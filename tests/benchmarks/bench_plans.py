@@ -4,10 +4,10 @@ Run: ``python tests/benchmarks/bench_plans.py [--replicates 10000]``.
 
 Prints, in one run:
 
-1. the wall time of :func:`dtitool.stats.plans_run.plans_power` on
+1. the wall and CPU time of :func:`dtitool.stats.plans_run.plans_power` on
    ``ketamine-rct`` for the plans ``reported``, ``change``, ``composite-mean``
    and ``responder`` against ``reported`` alone (same seed, same trials), and
-   for the three linear plans alone;
+   for the three linear plans alone, in three interleaved rounds;
 2. the paired power difference between the ANCOVA (``reported``) and the
    plain change score (``change``) per ROI and outcome, in ``ketamine-rct``
    (2a) and in it with ratings of reliability 0.6 (2b: more occasion error,
@@ -112,10 +112,11 @@ def cost(d, R: int, rounds: int = 3) -> None:
     Wall and CPU time per run; the ratios are each round's, side by side (the
     machine's load moves both numerator and denominator of a round alike).
     """
-    plans_power(d, [READY["reported"]], replicates=200, rng=0)  # warm up
     sets = (("reported alone", ("reported",)),
             ("three linear plans", ("reported", "change", "composite-mean")),
             ("four plans", ("reported", "change", "composite-mean", "responder")))
+    for _, names in sets:  # warm up (imports, first allocations)
+        plans_power(d, [READY[n] for n in names], replicates=200, rng=0)
     wall = {label: [] for label, _ in sets}
     cpu = {label: [] for label, _ in sets}
     for _ in range(rounds):
