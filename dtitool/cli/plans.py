@@ -94,17 +94,10 @@ def run(args) -> int:
                                         chunk_size=args.chunk_size, progress=bar)
         write_tsv(table[PLAN_COLUMNS], tmp / "plans.tsv", design=design)
         write_tsv(paired[PAIRED_COLUMNS], tmp / "plans_paired.tsv", design=design)
-        import matplotlib.pyplot as plt
+        from dtitool.report.plots_plans import plans_report, power_size_png
 
-        from dtitool.report.html import figure_png
-        from dtitool.report.plots_plans import plans_report, plot_power_size
-
-        fig = plot_power_size(table, alpha=args.alpha,
-                              title=f"{design.name}: {R} trials")
-        try:
-            png = figure_png(fig)
-        finally:
-            plt.close(fig)
+        png = power_size_png(table, alpha=args.alpha,
+                             title=f"{design.name}: {R} trials")
         (tmp / "plans.png").write_bytes(png)
         (tmp / "plans.html").write_text(plans_report(
             table, paired, plans, design, alpha=args.alpha, seed=seed, png=png),

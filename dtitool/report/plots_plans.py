@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["plans_report", "plot_power_size", "save_power_size"]
+__all__ = ["plans_report", "plot_power_size", "power_size_png", "save_power_size"]
 
 
 def plot_power_size(table: pd.DataFrame, *, alpha: float = 0.05, title: str = ""):
@@ -57,6 +57,17 @@ def plot_power_size(table: pd.DataFrame, *, alpha: float = 0.05, title: str = ""
     return fig
 
 
+def power_size_png(table: pd.DataFrame, **kwargs) -> bytes:
+    """Return :func:`plot_power_size` as PNG bytes (for plans.png and the report)."""
+    from dtitool.report.html import figure_png
+
+    fig = plot_power_size(table, **kwargs)
+    try:
+        return figure_png(fig)
+    finally:
+        plt.close(fig)
+
+
 def save_power_size(table: pd.DataFrame, path, **kwargs) -> None:
     """Write :func:`plot_power_size` to ``path`` (PNG)."""
     fig = plot_power_size(table, **kwargs)
@@ -94,7 +105,7 @@ def plans_report(table: pd.DataFrame, paired: pd.DataFrame, plans, design, *,
     str
         One HTML page: no external resource (the figure is embedded).
     """
-    from dtitool.report.html import HTMLReport, figure_png
+    from dtitool.report.html import HTMLReport
 
     names = [p.name for p in plans]
     missing = sorted(set(names) - set(table["plan"]))
@@ -149,11 +160,7 @@ def plans_report(table: pd.DataFrame, paired: pd.DataFrame, plans, design, *,
                      + "; ".join(f"{r.plan} ({r.outcome}: {r.size:.3f})"
                                  for r in below.itertuples()) + ".")
     if png is None:
-        fig = plot_power_size(table, alpha=alpha, title=f"{design.name}: {R} trials")
-        try:
-            png = figure_png(fig)
-        finally:
-            plt.close(fig)
+        png = power_size_png(table, alpha=alpha, title=f"{design.name}: {R} trials")
     rep.add_figure(png, caption="Power against size, one point per plan and "
                    "outcome (family rows, 95 % Wilson intervals both ways); the "
                    f"shaded band is the exact 99 % binomial band at {alpha:g}.")
