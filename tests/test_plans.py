@@ -478,3 +478,7 @@ def test_maxt_plan_errors_and_chunks():
     b, _ = plans_power(KET, plans, replicates=150, rng=2, chunk_size=150)
     pd.testing.assert_frame_equal(a, b)
     assert a["critical_p"].notna().sum() == 4
+    from dtitool.cli.plans import plans_summary
+
+    text = plans_summary(a, KET, 150)
+    assert text.count("(maxt, critical p 0.0") == 4

@@ -135,6 +135,8 @@ def plans_summary(table, design, R: int) -> str:
             rank = "-" if pd.isna(r.rank) else str(int(r.rank))
             flag = f"  [{r.flag}]" if r.flag else ""
             fail = f", {r.failed:.0%} fits failed" if r.failed > 0 else ""
+            rule = r.multiplicity + (f", critical p {r.critical_p:.4g}"
+                                     if r.multiplicity == "maxt" else "")
             lines.append(f"    {rank:>2} {r.plan:<28} power {r.power:.3f}  size "
-                         f"{r.size:.3f} ({r.multiplicity}){fail}{flag}")
+                         f"{r.size:.3f} ({rule}){fail}{flag}")
     return "\n".join(lines)
