@@ -567,7 +567,12 @@ TABLE_COLUMNS: dict[str, dict[str, dict]] = {
         "flag": _c("a size outside its band: above (its power is not comparable "
                    "and it is not ranked) or below (conservative)", "text"),
         "multiplicity": _c("the plan's multiplicity rule over its tests of one "
-                           "outcome (family rows)", "text"),
+                           "outcome (family rows): none, holm, bh or maxt "
+                           "(single-step max-T)", "text"),
+        "critical_p": _c("max-T family rows: a test rejects when its p is below "
+                         "this, the alpha quantile of the family's smallest p "
+                         "over the null counterpart's trials and their "
+                         "within-arm permutations; empty otherwise", "mc"),
         "estimand": _c("what the plan's estimate is, in words", "text"),
         "replicates": _c("simulated trials (and as many of the null counterpart)",
                          "text", "trials"),

@@ -210,11 +210,13 @@ def test_cli_plans_writes_repeats_and_refuses(tmp_path, capsys):
     t = pd.read_csv(out / "plans.tsv", sep="\t")
     assert set(t["plan"]) == {"reported", "composite-mean", "primary-roi:vACC"}
     assert (out / "plans.png").stat().st_size > 10_000
+    _check_report(out / "plans.html", t)
     # the written design repeats the run: the same table
     again = tmp_path / "q"
     assert main(["plans", "--design", str(out / "design.toml"), "--out", str(again),
                  "--quiet"]) == 0
-    assert (again / "plans.tsv").read_bytes() == (out / "plans.tsv").read_bytes()
+    for name in ("plans.tsv", "plans.html"):
+        assert (again / name).read_bytes() == (out / name).read_bytes()
     # [[plans]] tables in a design file
     f = tmp_path / "sap.toml"
     f.write_text('base = "ketamine-rct"\n\n[[plans]]\nname = "sap"\nbase = '
@@ -231,6 +233,44 @@ def test_cli_plans_writes_repeats_and_refuses(tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def _check_report(path, table):
+    """plans.html: one page without external resources, the figure embedded, and
+    every plan's family row per outcome in the ranked table with its flag."""
+    import html
+    import re
+
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert not re.search(r"https?://|//[a-z]", re.sub(
+        r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page))
+    assert not re.search(r'(?:src|href)="(?!data:image/png;base64,|#)', page)
+    assert page.count("data:image/png;base64,") == 1
+    ranked = page.split("Plans ranked by power")[2].split("<tbody>")[1].split(
+        "</tbody>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", ranked)
+    fam = table[table["roi"] == "any"]
+    assert len(rows) == len(fam)
+    for r in fam.itertuples():
+        cells = [re.sub(r"<[^>]+>", "", c) for c in
+                 re.findall(r"<td[^>]*>(.*?)</td>", next(
+                     x for x in rows if f">{r.plan}<" in x and f">{r.outcome}<" in x))]
+        assert f"{r.power:.3f}" in cells and f"{r.size:.3f}" in cells
+        assert (r.flag if isinstance(r.flag, str) else "") in cells
+    for plan in set(table["plan"]):
+        assert page.count(f">{plan}<") >= 3  # estimands, ranking, every test
+    for estimand in set(table["estimand"].dropna()) - {""}:
+        if not estimand.startswith("any of the plan"):
+            assert html.escape(estimand) in page  # each plan's estimand stated
+
+
+def test_plans_report_refuses_plans_not_in_the_table(small_run):
+    from dtitool.report.plots_plans import plans_report
+
+    table, paired = small_run
+    with pytest.raises(ValueError, match="plan 'responder' has no rows"):
+        plans_report(table, paired, [READY["reported"], READY["responder"]], KET)
 
 
 def _changes(a, r):
@@ -309,25 +349,136 @@ def test_cli_analyze_plan(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_both_logistic_paths_agree():
-    """The responder fits with each arm's rows gathered (equal arm sizes in
-    every trial) equal the full-design fits used otherwise."""
-    from dtitool.stats.plans_engine import _responder
+def test_responder_fits_equal_the_full_design_newton():
+    """The responder engine (each arm's rows gathered, padded where arm sizes
+    differ, a log-odds start, separated fits settled before any step) gives
+    logistic_batch's plain full-design Newton-Raphson from zero, fit by fit:
+    the same fits without a finite maximum, estimates to 1e-8 and variances
+    to 1e-7, with and without the baseline covariate."""
+    from dtitool.stats.design_variants import null_counterpart
+    from dtitool.stats.plans_logistic import logistic_batch, responder_tests
 
-    v = plan_variables(simulate_arrays(KET, rng=8, stop=12))
-    pairs = [(0, 0), (6, 1)]
-    fast = _responder(v, pairs, 2, True)
-    # one participant moved to the other arm in the last trial: arm sizes
-    # differ between trials, so the full design is used for every trial
-    w = dict(v)
-    w["arm"] = v["arm"].copy()
-    w["arm"][-1, 0] = 1 - w["arm"][-1, 0]
-    slow = _responder(w, pairs, 2, True)
-    checked = 0
-    for (e1, v1, _, ok1), (e2, v2, _, ok2) in zip(fast, slow, strict=True):
-        assert (ok1[:-1] == ok2[:-1]).all()
-        ok = ok1[:-1]
-        np.testing.assert_allclose(e1[:-1][ok], e2[:-1][ok], rtol=1e-8, atol=1e-10)
-        np.testing.assert_allclose(v1[:-1][ok], v2[:-1][ok], rtol=1e-7)
-        checked += int(ok.sum())
-    assert checked >= 3
+    pairs = [(j, k) for k in range(2) for j in range(7)]
+    checked = failed = 0
+    for design, seed in ((KET, 8), (null_counterpart(KET), 9)):
+        v = plan_variables(simulate_arrays(design, rng=seed, stop=40))
+        # one participant moved to the other arm in the last trial: arm sizes
+        # differ between trials (the padded path)
+        uneven = dict(v, arm=v["arm"].copy())
+        uneven["arm"][-1, 0] = 1 - uneven["arm"][-1, 0]
+        for w in (v, uneven):
+            arm = w["arm"]
+            ind = [(arm == a).astype(float) for a in range(2)]
+            for baseline in (True, False):
+                got = responder_tests(w, pairs, 2, baseline)
+                for (j, k), (est, var, df, ok) in zip(pairs, got, strict=True):
+                    cols = ind + [i * w["dmd"][..., j] for i in ind]
+                    if baseline:
+                        cols.append(w["b"][..., k])
+                    coef, cov, ref_ok = logistic_batch(
+                        np.stack(cols, axis=-1), w["resp"][..., k], w["mask"],
+                        groups=range(2))
+                    assert (ok == ref_ok).all()
+                    assert np.isinf(df).all()
+                    ref = coef[:, 2] - coef[:, 3]
+                    rv = cov[:, 2, 2] + cov[:, 3, 3] - 2 * cov[:, 2, 3]
+                    np.testing.assert_allclose(est[ok, 0], ref[ok], rtol=1e-8,
+                                               atol=1e-10)
+                    np.testing.assert_allclose(var[ok, 0], rv[ok], rtol=1e-7)
+                    assert np.isnan(est[~ok]).all()
+                    checked += int(ok.sum())
+                    failed += int((~ok).sum())
+    assert checked >= 1000 and failed >= 100
+    # one very large trial (as the pooled truth): few fits of many rows, whose
+    # rows the engine folds into columns
+    a = simulate_arrays(KET, rng=10, stop=80)
+    w = plan_variables(a)
+    w = {k: x.reshape(1, -1, *x.shape[2:]) for k, x in w.items()}
+    got = responder_tests(w, pairs, 2, True)
+    ind = [(w["arm"] == a).astype(float) for a in range(2)]
+    for (j, k), (est, var, _, ok) in zip(pairs, got, strict=True):
+        coef, cov, ref_ok = logistic_batch(
+            np.stack(ind + [i * w["dmd"][..., j] for i in ind] + [w["b"][..., k]],
+                     axis=-1), w["resp"][..., k], w["mask"], groups=range(2))
+        assert ok[0] and ref_ok[0]
+        assert est[0, 0] == pytest.approx(coef[0, 2] - coef[0, 3], rel=1e-8)
+        assert var[0, 0] == pytest.approx(
+            cov[0, 2, 2] + cov[0, 3, 3] - 2 * cov[0, 2, 3], rel=1e-7)
+
+
+def _correlated_null():
+    """The null preset with reliable, strongly correlated ROI changes: its seven
+    tests of an outcome are correlated, so max-T's critical p is above
+    Bonferroni's (Holm's first step)."""
+    import dataclasses
+
+    d = load_preset("null")
+    J = len(d.rois)
+    rc = tuple(tuple(1.0 if i == j else 0.9 for j in range(J)) for i in range(J))
+    return d.replace(correlations=dataclasses.replace(d.correlations, roi_change=rc),
+                     rois=tuple(dataclasses.replace(r, cv=r.cv / 10)
+                                for r in d.rois))
+
+
+def test_maxt_plan_keeps_its_size_and_beats_holm_on_correlated_tests():
+    """A max-T plan's family-wise size (out of sample) is within the exact
+    binomial band; where the tests correlate its critical p is above alpha / 7
+    and it rejects more often than Holm on the same trials."""
+    d = _correlated_null()
+    plans = [parse_plan("reported:multiplicity=maxt", d),
+             parse_plan("reported:multiplicity=holm", d)]
+    table, paired = plans_power(d, plans, replicates=2000, rng=4)
+    fam = table[table["roi"] == "any"].set_index(["plan", "outcome"])
+    maxt, holm = plans[0].name, plans[1].name
+    for outcome in d.outcome_names:
+        m, h = fam.loc[(maxt, outcome)], fam.loc[(holm, outcome)]
+        assert bool(m["size_ok"]), m["size"]
+        assert m["critical_p"] > 1.1 * 0.05 / len(d.rois)
+        assert np.isnan(h["critical_p"])
+        # Holm's "any" is min p <= alpha / 7: a subset of max-T's rejections
+        assert m["power"] >= h["power"] and m["size"] >= h["size"] - 0.01
+        row = paired[(paired.plan_a == maxt) & (paired.outcome == outcome)].iloc[0]
+        assert row["power_difference"] >= 0
+    assert fam.loc[maxt, "power"].sum() > fam.loc[holm, "power"].sum() + 0.01
+
+
+def test_maxt_critical_p_and_out_of_sample_size():
+    """The critical p is the rank floor(alpha (R + 1)) null draw; the null
+    trials' rejections use the other half's draws (in sample the rate would
+    be alpha by construction)."""
+    from dtitool.stats.plans_run import _maxt_any
+
+    rng = np.random.default_rng(0)
+    null_min = rng.random((400, 4)) / 7
+    p = rng.random((50, 3))
+    rej, crit, nrej = _maxt_any(p, null_min, 0.05)
+    k = int(np.floor(0.05 * (null_min.size + 1))) - 1
+    assert crit == np.sort(null_min.ravel())[k]
+    np.testing.assert_array_equal(rej, p.min(axis=1) < crit)
+    for use, fit in ((slice(0, None, 2), slice(1, None, 2)),
+                     (slice(1, None, 2), slice(0, None, 2))):
+        c = np.sort(null_min[fit].ravel())[int(np.floor(0.05 * (800 + 1))) - 1]
+        np.testing.assert_array_equal(nrej[use], null_min[use, 0] < c)
+    # a failed fit's p (NaN) never rejects
+    q = p.copy()
+    q[:, :] = np.nan
+    assert not _maxt_any(q, null_min, 0.05)[0].any()
+
+
+def test_maxt_plan_errors_and_chunks():
+    with pytest.raises(ValueError, match="multiplicity must be one of none, holm, "
+                       "bh, maxt; got 'maxT'"):
+        parse_plan("reported:multiplicity=maxT", KET)
+    plan = parse_plan("primary-roi:multiplicity=maxt", KET)
+    with pytest.raises(ValueError, match="critical p from the null counterpart"):
+        plans_power(KET, [plan], replicates=10, null=False)
+    # the permutation draws are per trial: chunking changes nothing
+    plans = [parse_plan("composite-mean:multiplicity=maxt", KET), plan]
+    a, _ = plans_power(KET, plans, replicates=150, rng=2, chunk_size=64)
+    b, _ = plans_power(KET, plans, replicates=150, rng=2, chunk_size=150)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["critical_p"].notna().sum() == 4
+    from dtitool.cli.plans import plans_summary
+
+    text = plans_summary(a, KET, 150)
+    assert text.count("(maxt, critical p 0.0") == 4

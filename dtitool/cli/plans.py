@@ -8,7 +8,7 @@ import sys
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool.cli._common import add_design_options
 
-NAMES = ["plans.tsv", "plans_paired.tsv", "plans.png", "design.toml"]
+NAMES = ["plans.tsv", "plans_paired.tsv", "plans.png", "plans.html", "design.toml"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,14 +25,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "rule); and the paired difference in power between every two plans. "
         "Plans whose size is above its band are flagged, not ranked. Writes "
         "DIR/plans.tsv, DIR/plans_paired.tsv, DIR/plans.png (power against "
-        "size) and DIR/design.toml (docs/model.md, Analysis plans side by side).",
+        "size), the self-contained report DIR/plans.html (the ranked table, "
+        "flags, estimands, the figure, paired differences and every test) and "
+        "DIR/design.toml (docs/model.md, Analysis plans side by side).",
     )
     add_design_options(p, what="design.toml")
     p.add_argument("--plan", action="append", default=None, metavar="NAME[:k=v,...]",
                    help="a plan (repeatable): " + ", ".join(READY) + "; options "
-                   "after a colon: multiplicity=none|holm|bh, inference=welch|ols, "
-                   "roi=NAME (primary-roi). Default: the design file's [[plans]] "
-                   "tables, else every ready-made plan")
+                   "after a colon: multiplicity=none|holm|bh|maxt (maxt: "
+                   "single-step max-T over the plan's tests of an outcome, its "
+                   "critical p from the null counterpart's trials), "
+                   "inference=welch|ols, roi=NAME (primary-roi). Default: the "
+                   "design file's [[plans]] tables, else every ready-made plan")
     p.add_argument("--replicates", type=int, default=1000,
                    help="simulated trials (and as many of the null counterpart; "
                    "default 1000)")
@@ -90,10 +94,14 @@ def run(args) -> int:
                                         chunk_size=args.chunk_size, progress=bar)
         write_tsv(table[PLAN_COLUMNS], tmp / "plans.tsv", design=design)
         write_tsv(paired[PAIRED_COLUMNS], tmp / "plans_paired.tsv", design=design)
-        from dtitool.report.plots_plans import save_power_size
+        from dtitool.report.plots_plans import plans_report, power_size_png
 
-        save_power_size(table, tmp / "plans.png", alpha=args.alpha,
-                        title=f"{design.name}: {R} trials")
+        png = power_size_png(table, alpha=args.alpha,
+                             title=f"{design.name}: {R} trials")
+        (tmp / "plans.png").write_bytes(png)
+        (tmp / "plans.html").write_text(plans_report(
+            table, paired, plans, design, alpha=args.alpha, seed=seed, png=png),
+            encoding="utf-8")
         text = design_to_toml(design, run=run_record(args, seed), header=(
             "Design, plans, seed and options of a dtitool plans run; repeat it "
             "with\n  dtitool plans --design design.toml --out DIR"))
@@ -127,6 +135,8 @@ def plans_summary(table, design, R: int) -> str:
             rank = "-" if pd.isna(r.rank) else str(int(r.rank))
             flag = f"  [{r.flag}]" if r.flag else ""
             fail = f", {r.failed:.0%} fits failed" if r.failed > 0 else ""
+            rule = r.multiplicity + (f", critical p {r.critical_p:.4g}"
+                                     if r.multiplicity == "maxt" else "")
             lines.append(f"    {rank:>2} {r.plan:<28} power {r.power:.3f}  size "
-                         f"{r.size:.3f} ({r.multiplicity}){fail}{flag}")
+                         f"{r.size:.3f} ({rule}){fail}{flag}")
     return "\n".join(lines)

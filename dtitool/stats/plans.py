@@ -37,10 +37,13 @@ the ROIs:
     the baseline score; Wald z), per ROI and outcome.
 
 A plan's options are given after its name, ``NAME:key=value,key=value``:
-``multiplicity`` (``none``, ``holm`` or ``bh``, over the plan's tests of one
-outcome), ``inference`` (``welch`` or ``ols``; not for ``responder``),
-``roi`` (``primary-roi``). ``[[plans]]`` tables in a design file give the same
-keys with ``name`` and ``base`` (the ready-made plan they modify).
+``multiplicity`` (``none``, ``holm``, ``bh`` or ``maxt``, over the plan's
+tests of one outcome; ``maxt``: single-step max-T, its critical p the alpha
+quantile of the family's minimum p in the null counterpart's trials, as the
+change-score power engine's), ``inference`` (``welch`` or ``ols``; not for
+``responder``), ``roi`` (``primary-roi``). ``[[plans]]`` tables in a design
+file give the same keys with ``name`` and ``base`` (the ready-made plan they
+modify).
 
 References
 ----------
@@ -63,7 +66,7 @@ MODELS = ("change", "ancova-md", "responder")
 IMAGING = ("roi", "composite-mean", "composite-pc1")
 """The imaging variable: each ROI's, or one composite of them."""
 
-MULTIPLICITY = ("none", "holm", "bh")
+MULTIPLICITY = ("none", "holm", "bh", "maxt")
 """Multiplicity rules over a plan's tests of one outcome."""
 
 _INFERENCE = ("welch", "ols")
@@ -90,8 +93,11 @@ class Plan:
     inference : {"welch", "ols"}
         ``welch``: each arm fitted on its own, Welch-Satterthwaite df for the
         interaction; ``ols``: one pooled model. A logistic plan uses Wald z.
-    multiplicity : {"none", "holm", "bh"}
-        Over the plan's tests of one outcome (the ``any`` row).
+    multiplicity : {"none", "holm", "bh", "maxt"}
+        Over the plan's tests of one outcome (the ``any`` row). ``maxt``:
+        single-step max-T, which uses the tests' correlation; its critical p
+        comes from the null counterpart's trials
+        (:func:`dtitool.stats.plans_run.plans_power`).
     description : str
         One line for tables and reports.
     single : bool

@@ -15,7 +15,14 @@ per plan and test:
 
 and per plan and outcome an ``any`` row: whether any of the plan's tests of
 that outcome rejects after its multiplicity rule (its size is then the
-family-wise error rate). ``paired`` compares the plans' ``any`` rows two by
+family-wise error rate). Under ``maxt`` (single-step max-T) a test rejects
+when its p is below the alpha quantile of the family's minimum p over the
+null counterpart's trials (``critical_p``; the rule of the change-score power
+engine, :func:`dtitool.stats.power_run._maxt_critical`). Its power uses the
+critical p of every null trial; its size is measured out of sample, as the
+power engine's: the critical p of the even-numbered null trials applied to the
+odd ones and the other way round (in-sample, the size would be alpha by
+construction). ``paired`` compares the plans' ``any`` rows two by
 two on the same draws: the difference in power with a confidence interval
 from the paired differences of the rejection indicators (Morris, White and
 Crowther 2019, section 5.2), and the same for size. Plans are ranked by power
@@ -47,8 +54,8 @@ PLAN_COLUMNS = [
     "plan", "roi", "outcome", "term", "power", "power_ci_low", "power_ci_high",
     "size", "size_ci_low", "size_ci_high", "size_ok", "true_value", "true_value_mcse",
     "mean_estimate", "bias", "rmse", "coverage", "type_s", "exaggeration",
-    "n_significant", "failed", "rank", "flag", "multiplicity", "estimand",
-    "replicates",
+    "n_significant", "failed", "rank", "flag", "multiplicity", "critical_p",
+    "estimand", "replicates",
 ]
 
 PAIRED_COLUMNS = [
@@ -91,15 +98,94 @@ def _any_rejects(p: np.ndarray, multiplicity: str, alpha: float) -> np.ndarray:
     return rejections(p, multiplicity, alpha).any(axis=1)
 
 
-def _run(design, plans, replicates, seed, chunk, alpha, progress):
+def _min_p(p: np.ndarray) -> np.ndarray:
+    """Each trial's smallest p of a family (R, m); a failed test's p counts as 1."""
+    return np.nan_to_num(p, nan=1.0).min(axis=1)
+
+
+def _maxt_any(p: np.ndarray, null_min: np.ndarray, alpha: float):
+    """Max-T ``any`` rejections of the trials and (out of sample) of the null trials.
+
+    ``null_min`` (R, 1 + draws): each null trial's smallest p of the family,
+    then its permutations'. Returns the trials' rejections (R,) with the
+    critical p of every null draw, that critical p, and the simulated null
+    trials' rejections (R,), each half's (even and odd trial numbers) with
+    the critical p of the other half's draws.
+    """
+    from dtitool.stats.power_run import _maxt_critical
+
+    crit = float(_maxt_critical(null_min.ravel(), alpha))
+    nrej = np.zeros(null_min.shape[0], dtype=bool)
+    even, odd = slice(0, None, 2), slice(1, None, 2)
+    for fit, use in ((even, odd), (odd, even)):
+        if null_min[fit].size:
+            nrej[use] = null_min[use, 0] < _maxt_critical(null_min[fit].ravel(),
+                                                          alpha)
+    return _min_p(p) < crit, crit, nrej
+
+
+def _permuted(arrays, keys):
+    """Permute each arm's imaging rows among its used participants, trial by trial.
+
+    ``keys`` (R, arms, N): uniform keys; the used participants of an arm (every
+    scan and rating at the primary visit) take the MD rows (every ROI and
+    visit: dMD and baseline MD move together) of the same arm's used
+    participants in the order of their keys. In a null counterpart the imaging
+    rows are exchangeable within an arm and independent of the scores, so the
+    permuted trials are further draws of the same null distribution.
+    """
+    import dataclasses
+
+    from dtitool.stats.plans_engine import plan_variables
+
+    v = plan_variables(arrays)
+    arm, used = v["arm"], v["mask"]
+    R, N = arm.shape
+    md = arrays.md.copy()
+    rows = np.broadcast_to(np.arange(R)[:, None], (R, N))
+    for a in range(keys.shape[1]):
+        sel = (arm == a) & used
+        dest = np.argsort(~sel, axis=1, kind="stable")  # the slots, in order
+        src = np.argsort(np.where(sel, keys[:, a], 2.0), axis=1)  # rows by key
+        take = np.arange(N) < sel.sum(axis=1)[:, None]
+        md[rows[take], dest[take]] = arrays.md[rows[take], src[take]]
+    return dataclasses.replace(arrays, md=md)
+
+
+def _family_min_p(res: dict, plan, outcomes) -> np.ndarray:
+    """Each trial's smallest p per outcome family (R, outcomes) of one plan."""
+    labels = res[plan.name]["labels"]
+    return np.stack([_min_p(res[plan.name]["p"][:, [i for i, lab in
+                                                    enumerate(labels)
+                                                    if lab[1] == o]])
+                     for o in outcomes], axis=1)
+
+
+def _run(design, plans, replicates, seed, chunk, alpha, progress, draws=0):
+    """Every plan on the trials; with ``draws``, the max-T plans' permutations.
+
+    ``draws`` (a null counterpart's run): per trial that many within-arm
+    permutations of the imaging rows (:func:`_permuted`), analysed by the
+    plans whose multiplicity is ``maxt``; their families' smallest p are
+    returned under ``"_maxt"`` (plan name -> (R, draws, outcomes)).
+    """
     from dtitool.simulate import simulate_arrays
     from dtitool.stats.plans_engine import plan_tests
+    from dtitool.stats.power_engine import _permutation_keys
 
-    parts = []
+    maxt = [p for p in plans if p.multiplicity == "maxt"] if draws else []
+    parts, extra = [], []
     for start in range(0, replicates, chunk):
         stop = min(start + chunk, replicates)
         arrays = simulate_arrays(design, rng=seed, start=start, stop=stop, lean=True)
         parts.append(plan_tests(arrays, plans, alpha=alpha))
+        if maxt:
+            keys = _permutation_keys(seed, start, stop, draws, arrays.md.shape[1],
+                                     arms=len(design.arms))
+            got = [plan_tests(_permuted(arrays, keys[:, c]), maxt, alpha=alpha)
+                   for c in range(draws)]
+            extra.append({p.name: np.stack([_family_min_p(g, p, design.outcome_names)
+                                            for g in got], axis=1) for p in maxt})
         if progress is not None:
             progress.update(stop - start)
     out = {}
@@ -107,6 +193,9 @@ def _run(design, plans, replicates, seed, chunk, alpha, progress):
         out[name] = {k: (parts[0][name][k] if k == "labels" else
                          np.concatenate([p[name][k] for p in parts], axis=0))
                      for k in parts[0][name]}
+    if maxt:
+        out["_maxt"] = {p.name: np.concatenate([e[p.name] for e in extra])
+                        for p in maxt}
     return out
 
 
@@ -144,6 +233,7 @@ def plans_power(design: StudyDesign, plans, *, replicates: int = 1000, rng=None,
     from dtitool.simulate import as_seed_sequence
     from dtitool.stats.binomial import size_band, wilson_interval
     from dtitool.stats.design_variants import null_counterpart
+    from dtitool.stats.power_run import MAXT_EXTRA_DRAWS
 
     if (isinstance(replicates, bool) or not isinstance(replicates, int)
             or replicates < 1):
@@ -156,6 +246,11 @@ def plans_power(design: StudyDesign, plans, *, replicates: int = 1000, rng=None,
     plans = list(plans)
     if not plans:
         raise ValueError("give at least one plan")
+    maxt = [p.name for p in plans if p.multiplicity == "maxt"]
+    if maxt and not null:
+        raise ValueError(f"plan {maxt[0]!r}: multiplicity=maxt takes its critical "
+                         "p from the null counterpart's trials; null=False "
+                         "simulates none")
     names = [p.name for p in plans]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -164,7 +259,7 @@ def plans_power(design: StudyDesign, plans, *, replicates: int = 1000, rng=None,
     seed_alt, seed_null, seed_truth = ss.spawn(3)
     res = _run(design, plans, replicates, seed_alt, chunk_size, alpha, progress)
     nres = (_run(null_counterpart(design), plans, replicates, seed_null, chunk_size,
-                 alpha, progress) if null else None)
+                 alpha, progress, draws=MAXT_EXTRA_DRAWS) if null else None)
     truth = true_values(design, plans, rng=seed_truth)
     band = size_band(replicates, alpha, 1)
     z = sps.norm.ppf(0.975)
@@ -201,9 +296,18 @@ def plans_power(design: StudyDesign, plans, *, replicates: int = 1000, rng=None,
             rows.append(rec)
         for outcome in design.outcome_names:
             idx = [i for i, lab in enumerate(r["labels"]) if lab[1] == outcome]
-            rej = _any_rejects(r["p"][:, idx], plan.multiplicity, alpha)
-            nrej = (_any_rejects(nres[plan.name]["p"][:, idx], plan.multiplicity,
-                                 alpha) if nres is not None else None)
+            crit = np.nan
+            if plan.multiplicity == "maxt":
+                o = design.outcome_names.index(outcome)
+                null_min = np.concatenate(
+                    [_min_p(nres[plan.name]["p"][:, idx])[:, None],
+                     nres["_maxt"][plan.name][:, :, o]], axis=1)
+                rej, crit, nrej = _maxt_any(r["p"][:, idx], null_min, alpha)
+            else:
+                rej = _any_rejects(r["p"][:, idx], plan.multiplicity, alpha)
+                nrej = (_any_rejects(nres[plan.name]["p"][:, idx],
+                                     plan.multiplicity, alpha)
+                        if nres is not None else None)
             anys[plan.name, outcome] = (rej, nrej)
             k = int(rej.sum())
             lo, hi = wilson_interval(k, replicates)
@@ -211,7 +315,8 @@ def plans_power(design: StudyDesign, plans, *, replicates: int = 1000, rng=None,
                    "term": "any", "power": k / replicates, "power_ci_low": lo,
                    "power_ci_high": hi, "n_significant": k,
                    "failed": float(np.mean(~np.isfinite(r["p"][:, idx]).all(axis=1))),
-                   "multiplicity": plan.multiplicity, "estimand": (
+                   "multiplicity": plan.multiplicity, "critical_p": crit,
+                   "estimand": (
                        f"any of the plan's {len(idx)} test(s) of {outcome} "
                        f"rejects ({plan.multiplicity} multiplicity)"),
                    "replicates": replicates}

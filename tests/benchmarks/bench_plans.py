@@ -4,10 +4,10 @@ Run: ``python tests/benchmarks/bench_plans.py [--replicates 10000]``.
 
 Prints, in one run:
 
-1. the wall time of :func:`dtitool.stats.plans_run.plans_power` on
+1. the wall and CPU time of :func:`dtitool.stats.plans_run.plans_power` on
    ``ketamine-rct`` for the plans ``reported``, ``change``, ``composite-mean``
    and ``responder`` against ``reported`` alone (same seed, same trials), and
-   for the three linear plans alone;
+   for the three linear plans alone, in three interleaved rounds;
 2. the paired power difference between the ANCOVA (``reported``) and the
    plain change score (``change``) per ROI and outcome, in ``ketamine-rct``
    (2a) and in it with ratings of reliability 0.6 (2b: more occasion error,
@@ -23,7 +23,12 @@ Prints, in one run:
    the difference in Monte Carlo SE units;
 3. every plan's size (each test, and each plan's family row) in the ``null``
    preset with ``--inference welch`` (every plan's default), against the exact
-   99 % binomial band.
+   99 % binomial band, with Holm and max-T plans beside the unadjusted ones;
+4. one pre-registered ROI against all seven ROIs with max-T (and Holm), on
+   ``ketamine-rct``: each plan's ``any`` power and size per outcome, and
+   max-T's critical p against Bonferroni's alpha / 7.
+
+``--sections 1,3`` runs only those sections.
 """
 
 from __future__ import annotations
@@ -80,38 +85,68 @@ def analytic_powers(design, j: int, k: int, alpha: float = 0.05) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicates", type=int, default=10000)
+    ap.add_argument("--sections", default="1,2,3,4")
     args = ap.parse_args()
     R = args.replicates
+    sections = {int(x) for x in args.sections.split(",")}
     d = load_preset("ketamine-rct")
-    plans_power(d, [READY["reported"]], replicates=200, rng=0)  # warm up
-    times = {}
-    for label, names in (("reported alone", ("reported",)),
-                         ("three linear plans", ("reported", "change",
-                                                 "composite-mean")),
-                         ("four plans", ("reported", "change", "composite-mean",
-                                         "responder"))):
-        t0 = time.perf_counter()
-        table, _ = plans_power(d, [READY[n] for n in names], replicates=R, rng=1)
-        times[label] = time.perf_counter() - t0
-    base = times["reported alone"]
-    print(f"1. ketamine-rct, {R} trials + {R} null, 2,000 pooled for the truth: "
-          + "; ".join(f"{k} {v:.1f} s ({v / base:.2f}x)" for k, v in times.items()))
+    if 1 in sections:
+        cost(d, R)
+    if 2 in sections:
+        import dataclasses
+
+        noisy = d.replace(outcomes=tuple(dataclasses.replace(o, reliability=0.6)
+                                         for o in d.outcomes),
+                          name="ketamine-rct, ratings of reliability 0.6")
+        for k, design in enumerate((d, noisy)):
+            ancova_vs_change(design, R, rng=2 + 10 * k, label=f"2{'ab'[k]}")
+    if 3 in sections:
+        null_sizes(R)
+    if 4 in sections:
+        maxt_vs_primary(d, R)
+
+
+def cost(d, R: int, rounds: int = 3) -> None:
+    """Section 1 of the module docstring: ``rounds`` interleaved runs of each set.
+
+    Wall and CPU time per run; the ratios are each round's, side by side (the
+    machine's load moves both numerator and denominator of a round alike).
+    """
+    sets = (("reported alone", ("reported",)),
+            ("three linear plans", ("reported", "change", "composite-mean")),
+            ("four plans", ("reported", "change", "composite-mean", "responder")))
+    for _, names in sets:  # warm up (imports, first allocations)
+        plans_power(d, [READY[n] for n in names], replicates=200, rng=0)
+    wall = {label: [] for label, _ in sets}
+    cpu = {label: [] for label, _ in sets}
+    for _ in range(rounds):
+        for label, names in sets:
+            t0, c0 = time.perf_counter(), time.process_time()
+            table, _ = plans_power(d, [READY[n] for n in names], replicates=R, rng=1)
+            wall[label].append(time.perf_counter() - t0)
+            cpu[label].append(time.process_time() - c0)
+    print(f"1. ketamine-rct, {R} trials + {R} null, 2,000 pooled for the truth; "
+          f"{rounds} interleaved rounds (wall s / CPU s, ratio to reported alone):")
+    base_w, base_c = wall["reported alone"], cpu["reported alone"]
+    for label, _ in sets:
+        runs = "; ".join(f"{w:.1f}/{c:.1f} s ({w / bw:.2f}x/{c / bc:.2f}x)"
+                         for w, c, bw, bc in zip(wall[label], cpu[label], base_w,
+                                                 base_c, strict=True))
+        med = np.median(np.array(wall[label]) / np.array(base_w))
+        print(f"   {label:<19} {runs}; median wall ratio {med:.2f}x")
     resp = table[(table["plan"] == "responder") & (table["roi"] != "any")]
     print(f"   responder fits without a finite maximum (an arm without a "
           f"responder or separated): {resp['failed'].min():.0%}-"
           f"{resp['failed'].max():.0%} of trials per test")
 
-    import dataclasses
 
-    noisy = d.replace(outcomes=tuple(dataclasses.replace(o, reliability=0.6)
-                                     for o in d.outcomes),
-                      name="ketamine-rct, ratings of reliability 0.6")
-    for k, design in enumerate((d, noisy)):
-        ancova_vs_change(design, R, rng=2 + 10 * k, label=f"2{'ab'[k]}")
-
+def null_sizes(R: int) -> None:
+    """Section 3 of the module docstring."""
     null = load_preset("null")
     plans = [parse_plan(n, null) for n in READY] + [
-        parse_plan("reported:multiplicity=holm", null)]
+        parse_plan(f"{n}:multiplicity={m}", null)
+        for n, m in (("reported", "holm"), ("reported", "maxt"),
+                     ("responder", "maxt"))]
     table, _ = plans_power(null, plans, replicates=R, rng=3)
     t = table.dropna(subset=["size"])
     ok = t["size_ok"].astype(bool)
@@ -125,6 +160,27 @@ def main() -> None:
               f"any: " + ", ".join(f"{r.outcome} {r.size:.4f}"
                                    f"{'' if r.size_ok else ' [' + r.flag + ']'}"
                                    for r in fam.itertuples()))
+
+
+def maxt_vs_primary(d, R: int) -> None:
+    """Section 4 of the module docstring."""
+    plans = [parse_plan(n, d) for n in (
+        "reported:multiplicity=maxt", "reported:multiplicity=holm", "primary-roi",
+        "primary-roi:roi=vACC", "composite-pc1", "responder:multiplicity=maxt")]
+    table, paired = plans_power(d, plans, replicates=R, rng=7)
+    fam = table[table["roi"] == "any"]
+    print(f"4. one pre-registered ROI against seven with max-T, {d.name}, {R} "
+          f"trials (Bonferroni alpha / 7 = {0.05 / len(d.rois):.5f}):")
+    for r in fam.itertuples():
+        crit = "" if np.isnan(r.critical_p) else f"  critical p {r.critical_p:.5f}"
+        flag = f"  [{r.flag}]" if r.flag else ""
+        print(f"   {r.plan:<28} {r.outcome:<6} power {r.power:.4f} size "
+              f"{r.size:.4f}{crit}{flag}")
+    a, b = plans[0].name, plans[1].name
+    for r in paired[(paired.plan_a == a) & (paired.plan_b == b)].itertuples():
+        lo, hi = r.power_difference_ci_low, r.power_difference_ci_high
+        print(f"   max-T minus Holm, {r.outcome}: {r.power_difference:+.4f} "
+              f"({lo:+.4f} to {hi:+.4f})")
 
 
 def ancova_vs_change(design, R: int, *, rng: int, label: str) -> None:
