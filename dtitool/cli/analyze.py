@@ -180,7 +180,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="NAME[:k=v,...]",
         help="fit analysis plans instead of the reported models (repeatable): "
         "reported, change, ancova-md, composite-mean, composite-pc1, "
-        "primary-roi[:roi=NAME], responder, with options multiplicity=, "
+        "primary-roi[:roi=NAME], responder, mixed, with options multiplicity=, "
         "inference=, roi= (docs/model.md, Analysis plans side by side); writes "
         "one row per plan, imaging variable, outcome and interaction",
     )

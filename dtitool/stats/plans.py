@@ -34,7 +34,11 @@ the ROIs:
     first), one test per outcome;
 ``responder``
     a 50 % reduction of the score from baseline (logistic, ``arm x dMD`` and
-    the baseline score; Wald z), per ROI and outcome.
+    the baseline score; Wald z), per ROI and outcome;
+``mixed``
+    a linear mixed model of both visits' scores on MD at each visit (a
+    random intercept per participant; each arm on its own by default), per
+    ROI and outcome (:mod:`dtitool.stats.plans_mixed`).
 
 A plan's options are given after its name, ``NAME:key=value,key=value``:
 ``multiplicity`` (``none``, ``holm``, ``bh`` or ``maxt``, over the plan's
@@ -60,7 +64,7 @@ from dataclasses import dataclass
 __all__ = ["IMAGING", "MODELS", "MULTIPLICITY", "READY", "Plan", "parse_plan",
            "plan_from_dict", "plan_to_dict", "plans_from_file"]
 
-MODELS = ("change", "ancova-md", "responder")
+MODELS = ("change", "ancova-md", "responder", "mixed")
 """How the outcome and the imaging variable enter (module docstring)."""
 
 IMAGING = ("roi", "composite-mean", "composite-pc1")
@@ -80,10 +84,11 @@ class Plan:
     ----------
     name : str
         The plan's name in tables.
-    model : {"change", "ancova-md", "responder"}
+    model : {"change", "ancova-md", "responder", "mixed"}
         ``change``: the score change regressed on the imaging change;
         ``ancova-md``: on the follow-up MD with baseline MD as a covariate;
-        ``responder``: a 50 % reduction from baseline, logistic.
+        ``responder``: a 50 % reduction from baseline, logistic; ``mixed``:
+        both visits' scores on MD at each visit, a random intercept.
     baseline : bool
         The baseline score as a covariate.
     imaging : {"roi", "composite-mean", "composite-pc1"}
@@ -126,6 +131,10 @@ class Plan:
         if self.model == "responder" and self.inference != "welch":
             raise ValueError(f"plan {self.name!r}: a responder (logistic) plan has "
                              "Wald z tests; inference does not apply")
+        if self.model == "mixed" and (self.imaging != "roi" or self.baseline):
+            raise ValueError(f"plan {self.name!r}: the mixed plan models both "
+                             "visits per ROI; it has no composite and no baseline "
+                             "covariate")
         if self.imaging != "roi" and self.rois is not None:
             raise ValueError(f"plan {self.name!r}: a composite uses every ROI; "
                              "rois does not apply")
@@ -153,6 +162,10 @@ class Plan:
         if self.model == "responder":
             return (f"difference between arms in the log odds ratio of response "
                     f"(50 % reduction) {unit} of {x}{adj}")
+        if self.model == "mixed":
+            return ("difference between arms in the slope of the score (points) "
+                    f"{unit} of the ROI's MD at both visits (random intercept: "
+                    "within and between participants combined)")
         return (f"difference between arms in the slope of score change (points) "
                 f"{unit} of {x}{adj}")
 
@@ -176,6 +189,9 @@ READY: dict[str, Plan] = {
     "responder": Plan("responder", model="responder", description="50 % reduction "
                       "(logistic) ~ arm x dMD + baseline score, per ROI and "
                       "outcome"),
+    "mixed": Plan("mixed", model="mixed", baseline=False, description="score at "
+                  "both visits ~ visit + MD + (1 | participant), each arm on its "
+                  "own, the arms' MD slopes compared, per ROI and outcome"),
 }
 """The ready-made plans (module docstring)."""
 

@@ -260,6 +260,11 @@ def plan_tests(arrays, plans, *, alpha: float = 0.05) -> dict:
             logit = iter(responder_tests(v, [(j, ki) for ki in range(K)
                                              for j, _ in imaging], A,
                                          plan.baseline))
+        elif plan.model == "mixed":
+            from dtitool.stats.plans_mixed import mixed_tests
+
+            logit = iter(mixed_tests(v, [(j, ki) for ki in range(K)
+                                         for j, _ in imaging], A, plan.inference))
         for ki, outcome in enumerate(design.outcome_names):
             for j, label in imaging:
                 if logit is not None:

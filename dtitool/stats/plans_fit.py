@@ -111,6 +111,10 @@ def _one(plan: Plan, w: pd.DataFrame, names, rois, roi, k):
             out.append((float(cvec @ params), float(np.sqrt(cvec @ cov @ cvec)),
                         np.inf))
         return out
+    if plan.model == "mixed":
+        from dtitool.stats.plans_mixed import fit_mixed_plan
+
+        return fit_mixed_plan(w, roi, k, arms, c, plan.inference)
     y = w[f"y:{k}"].to_numpy()
     if plan.inference == "welch":
         per = {}
