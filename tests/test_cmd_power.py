@@ -39,6 +39,7 @@ def test_power_same_files_for_any_chunk_size_and_n_jobs(tmp_path, capsys):
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_power_curve_and_sample_size(tmp_path, capsys):
     out = tmp_path / "c"
     code, stdout, err = _run(
@@ -121,6 +122,7 @@ def test_reproduce_bad_arguments(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_power_inference_size_warning_and_design_analysis_curve(tmp_path, capsys):
     out = tmp_path / "w"
     code, stdout, err = _run(capsys, "power", "--preset", "null", "--replicates",

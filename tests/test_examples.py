@@ -222,6 +222,7 @@ def test_regression_to_mean(tmp_path):
         "change adjusted for baseline (ANCOVA)"]
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_ect_mechanisms(tmp_path):
     out = tmp_path / "ect"
     text = run_example("ect_mechanisms", out)

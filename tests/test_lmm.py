@@ -336,6 +336,7 @@ def test_balanced_random_intercept_has_the_classical_df():
 # ----------------------------------------------------------------- boundary
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_no_slope_variance_gives_singular_fits_at_the_boundary_optimum():
     sd, rho, sigma = (1.0, 0.0), 0.0, 0.6
     X, Z = trial_design(n_per_arm=20, seed=30)

@@ -115,6 +115,7 @@ def _assert_same_tables(a, b) -> None:
         assert x.equals(y), pd.concat([x, y]).drop_duplicates(keep=False)
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_power_same_tables_serial_processes_and_dask(design, client):
     from dtitool.stats.power import power
 
@@ -170,6 +171,7 @@ def _marked_pids(mark: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 def test_cli_power_local_cluster_same_bytes_and_no_workers_left(tmp_path):
     """The headline: --dask local gives power.tsv byte-identical to --n-jobs 1,
@@ -574,6 +576,7 @@ def test_relative_paths_on_dask_workers(cohorts, client, tmp_path, monkeypatch):
     _same_files(tmp_path / "here", tmp_path / "dask")
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_relative_bids_folder_on_dask_workers(bids, client, tmp_path, monkeypatch):
     monkeypatch.chdir(bids.parent)
     for name, extra in (("here", ["--n-jobs", "1"]),
@@ -583,6 +586,7 @@ def test_relative_bids_folder_on_dask_workers(bids, client, tmp_path, monkeypatc
     _same_files(tmp_path / "here", tmp_path / "dask")
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_task_error_on_a_worker_is_one_line(cohorts, client, tmp_path):
     """A task that fails on a worker fails the run as it would here: exit 2,
     one line naming the file, nothing written."""

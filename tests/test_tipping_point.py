@@ -211,6 +211,7 @@ def test_estimates_move_exactly_as_the_regression_of_each_arms_shift(trial):
 # ------------------------------------------------ the 2-D grid and its flips
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_grid_shape_and_flips_match_a_brute_force_reanalysis(trial):
     """Every grid point re-analysed the long way (the imputed scores shifted in
     each completed dataset, statsmodels fits, Rubin's rules): same estimates,
@@ -419,6 +420,7 @@ def _signed(v: float) -> str:
     return "0" if v == 0 else f"{v:+g}"
 
 
+@pytest.mark.slow  # 2.5-4 s: the default suite stays under 5 minutes
 def test_the_mnar_example_in_the_docs_tips_inside_its_range(tmp_path, monkeypatch,
                                                             capsys):
     """Run the documented commands; every number the example quotes is the run's,
