@@ -1,5 +1,5 @@
 """MRS during a ketamine infusion: how often the reported rise is seen at n = 8
-===========================================================================
+============================================================================
 
 Teaching point: Milak et al. 2016 (Mol Psychiatry 21:320) saw medial
 prefrontal GABA+ and Glx rise by about 38 % some 26 minutes into a ketamine

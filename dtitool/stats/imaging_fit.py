@@ -42,7 +42,8 @@ class ImagingResults:
     names : TrialNames
         Arms, control arm and visits.
     units : dict
-        ``measure -> `` the unit of its estimates (``"1e-05 mm^2/s"``).
+        ``{measure: unit}``: the unit of each measure's estimates
+        (``"1e-05 mm^2/s"``).
     alpha : float
         The confidence intervals are ``100 (1 - alpha)`` %.
     elapsed : float
