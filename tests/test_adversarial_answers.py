@@ -66,7 +66,9 @@ def test_columns_named_like_python_or_patsy_work(world, name):
     assert np.isfinite(_results(w)["p"]).all()
 
 
-@pytest.mark.parametrize("inference", ["ols", "hc3", "welch"])
+@pytest.mark.parametrize("inference", [
+    pytest.param("ols", marks=pytest.mark.slow),
+    pytest.param("hc3", marks=pytest.mark.slow), "welch"])
 def test_singular_model_is_not_estimable_not_p_1(world, inference):
     w = world
     def edit(p, r):

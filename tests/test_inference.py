@@ -242,6 +242,7 @@ def test_size_flags_and_warning_name_the_tests_and_the_fix(null_design):
     assert size_warning(welch) is None
 
 
+@pytest.mark.slow  # 2-4 s: the default suite stays under 5 minutes
 def test_power_same_for_any_chunk_and_jobs_with_size_and_maxt():
     design = load_preset("ketamine-rct")
     fam = {"reported": [("L_BA10", "madrs", "interaction", "positive"),

@@ -143,6 +143,7 @@ def test_type_one_error_within_binomial_bounds(preset):
     assert res.table["median_p"].between(0.4, 0.6).all()
 
 
+@pytest.mark.slow  # 2-4 s: the default suite stays under 5 minutes
 def test_same_result_for_any_chunk_size_and_n_jobs(preset):
     fam = {"reported": [("L_BA10", "madrs", "interaction", "positive"),
                         ("R_BA10", "madrs", "slope_pooled")]}
@@ -155,6 +156,7 @@ def test_same_result_for_any_chunk_size_and_n_jobs(preset):
         np.testing.assert_array_equal(a.signed_p, other.signed_p)
 
 
+@pytest.mark.slow  # 2-4 s: the default suite stays under 5 minutes
 def test_seed_recorded_and_reproducible(preset):
     a = power(preset, replicates=128, rng=9)
     b = power(preset, replicates=128, rng=np.random.SeedSequence(9))
@@ -206,7 +208,8 @@ def test_familywise_matches_direct_computation(preset):
     assert inter.loc["bh", "power_any"] <= inter.loc["none", "power_any"]
 
 
-@pytest.mark.parametrize(("method", "sm_method"), [("holm", "holm"), ("bh", "fdr_bh")])
+@pytest.mark.parametrize(("method", "sm_method"), [
+    pytest.param("holm", "holm", marks=pytest.mark.slow), ("bh", "fdr_bh")])
 def test_multiplicity_decisions_match_statsmodels(method, sm_method):
     rng = np.random.default_rng(8)
     p = rng.beta(0.3, 3, size=(20, 14))  # statsmodels holm is slow (~0.1 s/row)

@@ -519,6 +519,7 @@ def test_slow_step_announced_before_it_ends(monkeypatch):
     _check_steps(buf.getvalue(), 2)
 
 
+@pytest.mark.slow  # 2-4 s: the default suite stays under 5 minutes
 @pytest.mark.skipif(sys.platform != "linux", reason="pty semantics")
 def test_bar_on_a_terminal(tmp_path):
     """On a terminal a step shows a tqdm bar (erased) and ends with its line."""
@@ -621,7 +622,8 @@ def test_worker_with_another_environment_is_refused():
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 @pytest.mark.parametrize(("signame", "code", "line"), [
-    ("SIGTERM", 143, "dtitool power: terminated (SIGTERM)"),
+    pytest.param("SIGTERM", 143, "dtitool power: terminated (SIGTERM)",
+                 marks=pytest.mark.slow),
     pytest.param("SIGINT", 130, "dtitool power: interrupted (SIGINT)",
                  marks=pytest.mark.slow),
     pytest.param("SIGKILL", -9, None, marks=pytest.mark.slow),
@@ -658,6 +660,7 @@ def test_stopped_run_takes_its_local_cluster_along(tmp_path, signame, code, line
     assert not left, f"processes of the run still alive: {left}"
 
 
+@pytest.mark.slow  # 2-4 s: the default suite stays under 5 minutes
 def test_reproduce_same_bytes_on_dask(client, tmp_path):
     args = ["reproduce", "--replicates", "128", "--seed", "4", "--chunk-size", "64",
             "--quiet"]
@@ -688,6 +691,7 @@ _BLAS_PROBE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 2-4 s: the default suite stays under 5 minutes
 @pytest.mark.parametrize("user_setting", [None, "2"])
 def test_command_line_keeps_blas_on_one_thread_unless_the_user_says(
         tmp_path, user_setting):
