@@ -71,6 +71,20 @@ def run_record(args: argparse.Namespace, seed: int) -> dict:
     return rec
 
 
+def run_design_text(design: StudyDesign, args: argparse.Namespace, seed: int,
+                    command: str, what: str = "", *, holds: str = "seed") -> str:
+    """Return a run's ``design.toml``: the design, its ``[run]`` table, a header.
+
+    The header says what the file holds (``holds``: "seed", "plans, seed") of
+    which run (``dtitool <command> run<what>``) and how to repeat it.
+    """
+    from dtitool.design import design_to_toml
+
+    return design_to_toml(design, run=run_record(args, seed), header=(
+        f"Design, {holds} and options of a dtitool {command} run{what}; repeat "
+        f"it with\n  dtitool {command} --design design.toml --out DIR"))
+
+
 def _convert(action: argparse.Action, value, where: str):
     """Check a recorded option value as argparse would check it on the line."""
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):

@@ -71,8 +71,7 @@ def run(args) -> int:
     import tomli_w
 
     from dtitool._progress import Progress
-    from dtitool.cli._common import resolve_design, run_record
-    from dtitool.design import design_to_toml
+    from dtitool.cli._common import resolve_design, run_design_text
     from dtitool.stats.plans import plan_to_dict
     from dtitool.stats.plans_run import PAIRED_COLUMNS, PLAN_COLUMNS, plans_power
 
@@ -102,9 +101,7 @@ def run(args) -> int:
         (tmp / "plans.html").write_text(plans_report(
             table, paired, plans, design, alpha=args.alpha, seed=seed, png=png),
             encoding="utf-8")
-        text = design_to_toml(design, run=run_record(args, seed), header=(
-            "Design, plans, seed and options of a dtitool plans run; repeat it "
-            "with\n  dtitool plans --design design.toml --out DIR"))
+        text = run_design_text(design, args, seed, "plans", holds="plans, seed")
         text += "\n" + tomli_w.dumps({"plans": [plan_to_dict(p) for p in plans]})
         (tmp / "design.toml").write_text(text, encoding="utf-8")
     if not args.quiet:

@@ -20,9 +20,8 @@ from dtitool.cli._common import (  # noqa: F401 (parse_curve: re-exported)
     n_jobs,
     parse_curve,
     resolve_design,
-    run_record,
+    run_design_text,
 )
-from dtitool.design import design_to_toml
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -305,10 +304,7 @@ def run(args) -> int:
         write_tsv(res.table[columns], tmp / "power.tsv")
         write_tsv(res.familywise, tmp / "familywise.tsv")
         (tmp / "design.toml").write_text(
-            design_to_toml(design, run=run_record(args, seed), header="Design, "
-                           "seed and options of a dtitool power run; repeat it "
-                           "with\n  dtitool power --design design.toml --out DIR"),
-            encoding="utf-8")
+            run_design_text(design, args, seed, "power"), encoding="utf-8")
         pc = None
         if curve:
             with prog.step(f"power curve over {curve[0]}: {len(curve[1])} points",

@@ -12,8 +12,7 @@ import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._progress import Progress
-from dtitool.cli._common import run_record
-from dtitool.design import design_to_toml
+from dtitool.cli._common import run_design_text
 
 
 def run_imaging(args, design, seed) -> int:
@@ -49,11 +48,8 @@ def run_imaging(args, design, seed) -> int:
 
         (tmp / "imaging.html").write_text(
             imaging_report(table, modalities, design, seed=seed), encoding="utf-8")
-        (tmp / "design.toml").write_text(
-            design_to_toml(design, run=run_record(args, seed), header="Design, "
-                           "seed and options of a dtitool power run (imaging "
-                           "change tests); repeat it with\n  dtitool power "
-                           "--design design.toml --out DIR"), encoding="utf-8")
+        (tmp / "design.toml").write_text(run_design_text(
+            design, args, seed, "power", " (imaging change tests)"), encoding="utf-8")
     if not args.quiet:
         print(imaging_summary(table, design))
         print(modality_summary(modalities))

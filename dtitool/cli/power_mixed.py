@@ -6,8 +6,7 @@ import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._progress import Progress
-from dtitool.cli._common import run_record
-from dtitool.design import design_to_toml
+from dtitool.cli._common import run_design_text
 
 MIXED_CURVES = ("n", "visits", "slope_sd")
 """What ``--curve`` varies for the mixed models."""
@@ -111,11 +110,8 @@ def run_mixed(args, design, seed) -> int:
                        "of its null counterpart", total=2 * R, unit="rep") as bar:
             table = mixed_power(design, progress=bar, **common)
         write_tsv(table[MIXED_POWER_COLUMNS], tmp / "power.tsv", table="power_mixed")
-        (tmp / "design.toml").write_text(
-            design_to_toml(design, run=run_record(args, seed), header="Design, "
-                           "seed and options of a dtitool power run (mixed "
-                           "model); repeat it with\n  dtitool power --design "
-                           "design.toml --out DIR"), encoding="utf-8")
+        (tmp / "design.toml").write_text(run_design_text(
+            design, args, seed, "power", " (mixed model)"), encoding="utf-8")
         if curve:
             import pandas as pd
 

@@ -21,9 +21,8 @@ import sys
 
 from dtitool._io import atomic_outputs, write_tsv
 from dtitool._progress import Progress
-from dtitool.cli._common import executor, n_jobs, run_record
+from dtitool.cli._common import executor, n_jobs, run_design_text
 from dtitool.cli.power import add_design_arguments, resolve
-from dtitool.design import design_to_toml
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -119,10 +118,7 @@ def run(args) -> int:
         table = add_needed(table, design, alpha=args.alpha)
         write_tsv(table, tmp / "reproduce.tsv")
         (tmp / "design.toml").write_text(
-            design_to_toml(design, run=run_record(args, seed), header="Design, "
-                           "seed and options of a dtitool reproduce run; repeat it "
-                           "with\n  dtitool reproduce --design design.toml --out "
-                           "DIR"), encoding="utf-8")
+            run_design_text(design, args, seed, "reproduce"), encoding="utf-8")
     if not args.quiet:
         print(reproduce_report(table, res, other_design=other))
         print(f"wrote reproduce.tsv, design.toml to {args.out}")
