@@ -514,3 +514,20 @@ def test_maxt_plan_errors_and_chunks():
 
     text = plans_summary(a, KET, 150)
     assert text.count("(maxt, critical p 0.0") == 4
+
+
+@pytest.mark.slow  # about 3 s: the default suite stays under 5 minutes
+def test_pooled_mixed_plan_equals_analyze():
+    """``mixed:inference=ols`` (one model of both arms, arm:MD tested): the
+    batched engine gives analyze --plan's MixedLM p and estimate to 1e-8."""
+    from dtitool.stats.plans_fit import fit_plans
+
+    a = simulate_arrays(KET, rng=3, stop=1)
+    plan = parse_plan("mixed:inference=ols", KET)
+    want = plan_tests(a, [plan])[plan.name]
+    got = fit_plans(_changes(a, 0), [plan], KET.names)
+    assert len(got) == 14
+    np.testing.assert_allclose(got["p"], want["p"][0], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(got["estimate"], want["estimate"][0], rtol=1e-8,
+                               atol=1e-10)
+    np.testing.assert_allclose(got["df"], want["df"][0], rtol=1e-8)

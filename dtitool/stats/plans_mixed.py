@@ -34,14 +34,24 @@ import numpy as np
 
 __all__ = ["fit_mixed_plan", "mixed_tests"]
 
-_MD = 2
-"""Column of MD in a per-arm design ``[1, visit, MD]``."""
+def _design(md: np.ndarray, codes=()) -> tuple[np.ndarray, np.ndarray]:
+    """Return the fixed-effect design and the contrast rows of one model.
 
-
-def _per_arm_design(visit: np.ndarray, md: np.ndarray) -> np.ndarray:
-    """``[1, visit, MD]`` of every participant and visit, shape (..., 2, 3)."""
-    return np.stack([np.ones_like(md), np.broadcast_to(visit, md.shape), md],
-                    axis=-1)
+    ``md`` (..., N, 2): MD at the two visits. Without ``codes``, one arm's
+    ``[1, visit, MD]`` and its MD slope; with the arms' 0/1 ``codes`` (...,
+    N), every arm's ``[1, visit, arms, arm:visit, MD, arm:MD]`` and each
+    ``arm:MD`` (module docstring).
+    """
+    visit = np.array([0.0, 1.0])
+    c = len(codes)
+    cols = [np.ones_like(md), np.broadcast_to(visit, md.shape),
+            *(np.broadcast_to(d[..., None], md.shape) for d in codes),
+            *(d[..., None] * visit for d in codes), md,
+            *(d[..., None] * md for d in codes)]
+    tested = [3 + 2 * c + i for i in range(c)] if c else [2]  # arm:MD, or MD
+    L = np.zeros((len(tested), len(cols)))
+    L[np.arange(len(tested)), tested] = 1.0
+    return np.stack(cols, axis=-1), L
 
 
 def _fit(y, X, observed, L):
@@ -96,15 +106,12 @@ def mixed_tests(v: dict, pairs, n_arms: int, inference: str = "welch") -> list:
     md -= centre[..., None, None]
     md = np.where(used, md, 0.0)
     y = np.where(used, y, np.nan)
-    visit = np.array([0.0, 1.0])
     B = P * R
     y, md = y.reshape(B, N, 2), md.reshape(B, N, 2)
     arm = np.broadcast_to(v["arm"][None], (P, R, N)).reshape(B, N)
     c = A - 1
     if inference == "welch":
-        X = _per_arm_design(visit, md)
-        L = np.zeros((1, 3))
-        L[0, _MD] = 1.0
+        X, L = _design(md)
         per = []
         for a in range(A):
             obs = np.broadcast_to((arm == a)[..., None], (B, N, 2))
@@ -120,15 +127,7 @@ def mixed_tests(v: dict, pairs, n_arms: int, inference: str = "welch") -> list:
                            for a in range(c)], axis=1)
         ok = np.logical_and.reduce([p[3] for p in per])
     else:
-        codes = [(arm == a).astype(float) for a in range(c)]
-        base = _per_arm_design(visit, md)
-        cols = [base[..., 0], base[..., 1],
-                *(np.broadcast_to(d[..., None], md.shape) for d in codes),
-                *(d[..., None] * visit for d in codes), md,
-                *(d[..., None] * md for d in codes)]
-        X = np.stack(cols, axis=-1)
-        L = np.zeros((c, X.shape[-1]))
-        L[np.arange(c), 3 + 2 * c + np.arange(c)] = 1.0
+        X, L = _design(md, [(arm == a).astype(float) for a in range(c)])
         est, var, df, ok = _fit(y, X, None, L)
     out = []
     for i in range(P):
@@ -172,7 +171,6 @@ def fit_mixed_plan(w, roi: str, outcome: str, arms, control: str,
     md = md - md.mean()
     b = w[f"b:{outcome}"].to_numpy()
     y = np.stack([b, b + w[f"y:{outcome}"].to_numpy()], axis=1)
-    visit = np.array([0.0, 1.0])
     others = [a for a in arms if a != control]
 
     def fit(sel, X):
@@ -193,9 +191,7 @@ def fit_mixed_plan(w, roi: str, outcome: str, arms, control: str,
         return t["estimate"][0], t["se"][0] ** 2, df[0]
 
     if inference == "welch":
-        X = _per_arm_design(visit, md)
-        L = np.zeros((1, 3))
-        L[0, _MD] = 1.0
+        X, L = _design(md)
         per = {a: test(*fit(group == a, X), L) for a in arms}
         ec, vc, dc = (float(x[0]) for x in per[control])
         out = []
@@ -205,15 +201,8 @@ def fit_mixed_plan(w, roi: str, outcome: str, arms, control: str,
                         float(welch_df(np.array(va), np.array(da), np.array(vc),
                                        np.array(dc)))))
         return out
-    codes = [(group == a).astype(float) for a in others]
-    base = _per_arm_design(visit, md)
-    X = np.stack([base[..., 0], base[..., 1],
-                  *(np.broadcast_to(d[:, None], md.shape) for d in codes),
-                  *(d[:, None] * visit for d in codes), md,
-                  *(d[:, None] * md for d in codes)], axis=-1)
+    X, L = _design(md, [(group == a).astype(float) for a in others])
     c = len(others)
-    L = np.zeros((c, X.shape[-1]))
-    L[np.arange(c), 3 + 2 * c + np.arange(c)] = 1.0
     est, var, df = test(*fit(np.ones(len(group), bool), X), L)
     return [(float(est[i]), float(np.sqrt(var[i])), float(df[i]))
             for i in range(c)]
